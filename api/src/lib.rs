@@ -1,0 +1,1 @@
+//! Control plane: sluiced, sluiceadm and the HTTP API. Not built yet: see issue 4.

@@ -1,0 +1,321 @@
+//! The engine benchmark cases.
+//!
+//! The bare-engine port has three layers, the shape a VPC port has without
+//! the VPC's specifics: `gateway` (a static rewrite of the guest-facing
+//! MACs), `firewall` (stateful allow outbound, default deny inbound; for
+//! the new-flow cases 100 rules, of which only the last matches) and
+//! `overlay` (a static Geneve encapsulation outbound, decapsulation
+//! inbound).
+
+use dataplane::action::{GenError, StaticAction};
+use dataplane::headers::{Headers, Mac};
+use dataplane::packet::DEFAULT_HEADROOM;
+use dataplane::transform::Encap;
+use dataplane::{
+    Action, DefaultAction, Direction, LayerConfig, Meta, PacketBuf, ParseMode, Port, PortConfig,
+    PortRange, Predicate, Rule, Transform, Vni,
+};
+use etherparse::PacketBuilder;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+pub const GUEST_MAC: Mac = [0xa8, 0x40, 0x25, 0, 0, 1];
+pub const GW_MAC: Mac = [0xa8, 0x40, 0x25, 0xff, 0xff, 1];
+pub const PEER_MAC: Mac = [0xa8, 0x40, 0x25, 0, 0, 2];
+pub const HOST_MAC: Mac = [2, 0, 0, 0, 0, 0x10];
+pub const ROUTER_MAC: Mac = [2, 0, 0, 0, 0, 0x20];
+pub const VNI: u32 = 7777;
+
+/// The cases `engine-loop --case` accepts.
+pub const CASES: &[&str] = &[
+    "parse-tcp4",
+    "uft-out-tcp4",
+    "uft-in-tcp4",
+    "uft-out-tcp6",
+    "uft-in-tcp6",
+    "new-flow-out-udp4",
+    "new-flow-out-udp6",
+];
+
+struct Macs;
+
+impl fmt::Display for Macs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("gateway-macs")
+    }
+}
+
+impl StaticAction for Macs {
+    fn transform(&self, dir: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+        let (s, d) = match dir {
+            Direction::Out => (GW_MAC, PEER_MAC),
+            Direction::In => (GW_MAC, GUEST_MAC),
+        };
+        Ok(Transform {
+            eth_src: Some(s),
+            eth_dst: Some(d),
+            ..Default::default()
+        })
+    }
+}
+
+struct Overlay(Encap);
+
+impl fmt::Display for Overlay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("overlay")
+    }
+}
+
+impl StaticAction for Overlay {
+    fn transform(&self, dir: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+        Ok(match dir {
+            Direction::Out => Transform {
+                encap: Some(self.0.clone()),
+                ..Default::default()
+            },
+            Direction::In => Transform {
+                decap: true,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+pub fn host_ip() -> Ipv6Addr {
+    "fd00:1::1".parse().unwrap()
+}
+
+pub fn peer_host_ip() -> Ipv6Addr {
+    "fd00:1::2".parse().unwrap()
+}
+
+/// The bare-engine port. `fw_rules` non-matching rules precede the one
+/// stateful allow rule in the firewall's outbound direction.
+pub fn engine_port(flow_limit: u32, fw_rules: usize) -> Port {
+    let mut cfg = PortConfig::new("bench");
+    cfg.flow_limit = flow_limit;
+    cfg.inbound = ParseMode::Geneve;
+    let mut p = Port::new(cfg);
+    let allow = DefaultAction::Allow;
+    p.add_layer(LayerConfig::new("gateway", allow, allow))
+        .unwrap();
+    p.add_layer(LayerConfig::new("firewall", DefaultAction::Deny, allow))
+        .unwrap();
+    p.add_layer(LayerConfig::new("overlay", DefaultAction::Deny, allow))
+        .unwrap();
+    let macs: Arc<dyn StaticAction> = Arc::new(Macs);
+    p.add_rule(
+        "gateway",
+        Direction::Out,
+        Rule::new(1, Action::Static(macs.clone())),
+    )
+    .unwrap();
+    p.add_rule("gateway", Direction::In, Rule::new(1, Action::Static(macs)))
+        .unwrap();
+    for i in 0..fw_rules.saturating_sub(1) {
+        // Rules that look like a real rule-set but never match the traffic:
+        // deny TCP to assorted service ports and networks.
+        let r = Rule::new(10 + i as u16, Action::Deny)
+            .with(Predicate::Proto(vec![6]))
+            .with(Predicate::DstPort(vec![PortRange::single(1000 + i as u16)]))
+            .with(Predicate::DstIp(vec![format!(
+                "172.{}.0.0/16",
+                16 + i % 16
+            )
+            .parse()
+            .unwrap()]));
+        p.add_rule("firewall", Direction::Out, r).unwrap();
+    }
+    p.add_rule(
+        "firewall",
+        Direction::Out,
+        Rule::new(u16::MAX, Action::StatefulAllow),
+    )
+    .unwrap();
+    let encap = Encap {
+        eth_src: HOST_MAC,
+        eth_dst: ROUTER_MAC,
+        ip_src: host_ip(),
+        ip_dst: peer_host_ip(),
+        hop_limit: 64,
+        udp_src: 0,
+        vni: Vni::new(VNI).unwrap(),
+        options: Default::default(),
+        udp_csum: true,
+    };
+    let ov: Arc<dyn StaticAction> = Arc::new(Overlay(encap));
+    p.add_rule(
+        "overlay",
+        Direction::Out,
+        Rule::new(1, Action::Static(ov.clone())),
+    )
+    .unwrap();
+    p.add_rule(
+        "overlay",
+        Direction::In,
+        Rule::new(1, Action::Static(ov)).with(Predicate::Vni(vec![Vni::new(VNI).unwrap()])),
+    )
+    .unwrap();
+    p
+}
+
+fn addrs(v6: bool) -> (IpAddr, IpAddr) {
+    if v6 {
+        (
+            IpAddr::V6("fd00:a::5".parse().unwrap()),
+            IpAddr::V6("fd00:a::6".parse().unwrap()),
+        )
+    } else {
+        (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 6)),
+        )
+    }
+}
+
+fn builder(
+    smac: Mac,
+    dmac: Mac,
+    src: IpAddr,
+    dst: IpAddr,
+) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    let b = PacketBuilder::ethernet2(smac, dmac);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+        _ => unreachable!(),
+    }
+}
+
+/// A guest's TCP segment (ACK, 64-byte frame class with a small payload).
+pub fn guest_tcp(v6: bool, sport: u16, flags_syn: bool) -> Vec<u8> {
+    let (s, d) = addrs(v6);
+    let t = builder(GUEST_MAC, GW_MAC, s, d).tcp(sport, 80, 1, 64240);
+    let t = if flags_syn { t.syn() } else { t.ack(1) };
+    let mut v = Vec::new();
+    t.write(&mut v, &[0u8; 6]).unwrap();
+    v
+}
+
+/// The peer's reply as it arrives on the underlay, Geneve-encapsulated.
+pub fn wire_tcp_reply(v6: bool, dport: u16) -> Vec<u8> {
+    let (s, d) = addrs(v6);
+    let mut inner = Vec::new();
+    builder(PEER_MAC, GW_MAC, d, s)
+        .tcp(80, dport, 1, 64240)
+        .ack(2)
+        .write(&mut inner, &[0u8; 6])
+        .unwrap();
+    let mut g = vec![0u8, 0, 0x65, 0x58];
+    g.extend_from_slice(&VNI.to_be_bytes()[1..]);
+    g.push(0);
+    g.extend_from_slice(&inner);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, HOST_MAC)
+        .ipv6(peer_host_ip().octets(), host_ip().octets(), 64)
+        .udp(50000, 6081)
+        .write(&mut v, &g)
+        .unwrap();
+    v
+}
+
+/// A guest UDP datagram of flow number `i` (distinct 5-tuples).
+pub fn guest_udp_flow(v6: bool, i: u32) -> Vec<u8> {
+    let (s, _) = addrs(v6);
+    let d = match s {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(0x0a01_0000 | (i >> 16))),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(0xfd00_000b_u128 << 96 | u128::from(i >> 16))),
+    };
+    let mut v = Vec::new();
+    builder(GUEST_MAC, GW_MAC, s, d)
+        .udp((i & 0xffff) as u16, 53)
+        .write(&mut v, &[0u8; 18])
+        .unwrap();
+    v
+}
+
+/// A ready-to-run case: a port with its flows set up, and the template
+/// packets to send.
+pub struct Case {
+    pub name: &'static str,
+    pub port: Port,
+    pub dir: Direction,
+    /// Packets to send in turn (one for hit cases, many for new flows).
+    pub frames: Vec<Vec<u8>>,
+    pub parse_only: Option<ParseMode>,
+}
+
+impl Case {
+    /// Sets up `name` for `packets` packets.
+    pub fn new(name: &str, packets: u64) -> Option<Case> {
+        let (name, v6): (&'static str, bool) = match CASES.iter().find(|c| **c == name) {
+            Some(n) => (n, n.ends_with('6')),
+            None => return None,
+        };
+        let case = match name {
+            "parse-tcp4" => Case {
+                name,
+                port: engine_port(16, 1),
+                dir: Direction::Out,
+                frames: vec![guest_tcp(false, 40000, false)],
+                parse_only: Some(ParseMode::Plain),
+            },
+            "uft-out-tcp4" | "uft-out-tcp6" | "uft-in-tcp4" | "uft-in-tcp6" => {
+                let mut port = engine_port(1024, 1);
+                // Establish the flow: SYN out, reply in, ACK out.
+                let mut p = PacketBuf::from_frame(&guest_tcp(v6, 40000, true));
+                assert!(matches!(
+                    port.process(Direction::Out, &mut p),
+                    dataplane::Verdict::Forward
+                ));
+                let mut p = PacketBuf::from_frame(&wire_tcp_reply(v6, 40000));
+                assert!(matches!(
+                    port.process(Direction::In, &mut p),
+                    dataplane::Verdict::Forward
+                ));
+                let out = name.starts_with("uft-out");
+                Case {
+                    name,
+                    port,
+                    dir: if out { Direction::Out } else { Direction::In },
+                    frames: vec![if out {
+                        guest_tcp(v6, 40000, false)
+                    } else {
+                        wire_tcp_reply(v6, 40000)
+                    }],
+                    parse_only: None,
+                }
+            }
+            "new-flow-out-udp4" | "new-flow-out-udp6" => {
+                let n = packets.clamp(1, 4 << 20) as u32;
+                Case {
+                    name,
+                    port: engine_port(n, 100),
+                    dir: Direction::Out,
+                    frames: (0..n).map(|i| guest_udp_flow(v6, i)).collect(),
+                    parse_only: None,
+                }
+            }
+            _ => return None,
+        };
+        Some(case)
+    }
+
+    /// Runs packet `i`: restores the template into `buf` (the transform
+    /// changes it in place) and processes it. Returns true if forwarded.
+    #[inline]
+    pub fn run_one(&mut self, buf: &mut PacketBuf, i: usize) -> bool {
+        let f = &self.frames[i % self.frames.len()];
+        buf.reset(DEFAULT_HEADROOM);
+        let _ = buf.set_frame(f);
+        if let Some(mode) = self.parse_only {
+            return dataplane::headers::parse(buf.as_slice(), mode).is_ok();
+        }
+        matches!(
+            self.port.process(self.dir, buf),
+            dataplane::Verdict::Forward
+        )
+    }
+}

@@ -1,0 +1,129 @@
+//! Actions: what a matching rule does with a packet.
+//!
+//! The stateless actions decide from the packet alone. The stateful ones
+//! create state in the layer's flow table that the flow's later packets,
+//! and its replies, find before any rule is consulted: `StatefulAllow`
+//! remembers "this flow was allowed", `Stateful` runs a generator once per
+//! flow that allocates something (a NAT port) and describes the rewrite for
+//! both directions. The state lives as long as the flow does; dropping the
+//! descriptor frees what the generator allocated.
+
+use crate::flow::{Direction, FlowKey};
+use crate::headers::Headers;
+use crate::meta::Meta;
+use crate::packet::PacketBuf;
+use crate::transform::Transform;
+use core::fmt;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub enum Action {
+    /// Pass the packet to the next layer.
+    Allow,
+    /// Drop the packet.
+    Deny,
+    /// Pass, and remember the flow so its replies pass too.
+    StatefulAllow,
+    /// Rewrite headers the same way for every packet that matches.
+    Static(Arc<dyn StaticAction>),
+    /// Allocate per-flow state and rewrite headers accordingly (NAT).
+    Stateful(Arc<dyn StatefulAction>),
+    /// Answer the packet: build a reply that goes back to where it came from.
+    Hairpin(Arc<dyn HairpinAction>),
+    /// Set metadata for later layers, and pass.
+    Meta(Arc<dyn MetaAction>),
+}
+
+/// Why an action could not produce its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GenError {
+    /// A resource the action allocates from is used up (e.g. NAT ports).
+    #[error("resource exhausted: {0}")]
+    Exhausted(&'static str),
+    /// The packet lacks what the action needs.
+    #[error("action refused the packet: {0}")]
+    Refused(&'static str),
+}
+
+pub trait StaticAction: Send + Sync + fmt::Display {
+    fn transform(&self, dir: Direction, hdrs: &Headers, meta: &Meta)
+        -> Result<Transform, GenError>;
+}
+
+pub trait StatefulAction: Send + Sync + fmt::Display {
+    /// Called once, for the first packet of a flow, in direction `dir`.
+    fn generate(
+        &self,
+        dir: Direction,
+        key: &FlowKey,
+        hdrs: &Headers,
+        meta: &Meta,
+    ) -> Result<Arc<dyn ActionDesc>, GenError>;
+}
+
+/// The per-flow result of a stateful action. Held by the layer's flow
+/// table for both directions of the flow; dropped when the flow expires.
+pub trait ActionDesc: Send + Sync + fmt::Debug {
+    /// The rewrite for a packet going `dir` (the flow's first direction or
+    /// its reverse).
+    fn transform(&self, dir: Direction) -> Transform;
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+pub trait HairpinAction: Send + Sync + fmt::Display {
+    /// Builds the reply to `frame`. The engine sends it back the way the
+    /// packet came and drops the packet itself.
+    fn reply(&self, hdrs: &Headers, frame: &[u8], meta: &Meta) -> Result<PacketBuf, GenError>;
+}
+
+pub trait MetaAction: Send + Sync + fmt::Display {
+    fn update(&self, dir: Direction, hdrs: &Headers, meta: &mut Meta);
+}
+
+impl Action {
+    /// A stable identity for the action object, so a re-check after a rule
+    /// change can tell "the same action still matches" and keep its state.
+    pub(crate) fn identity(&self) -> usize {
+        match self {
+            Action::Allow => 1,
+            Action::Deny => 2,
+            Action::StatefulAllow => 3,
+            Action::Static(a) => Arc::as_ptr(a) as *const () as usize,
+            Action::Stateful(a) => Arc::as_ptr(a) as *const () as usize,
+            Action::Hairpin(a) => Arc::as_ptr(a) as *const () as usize,
+            Action::Meta(a) => Arc::as_ptr(a) as *const () as usize,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::StatefulAllow => "stateful-allow",
+            Action::Static(_) => "static",
+            Action::Stateful(_) => "stateful",
+            Action::Hairpin(_) => "hairpin",
+            Action::Meta(_) => "meta",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Allow | Action::Deny | Action::StatefulAllow => f.write_str(self.kind()),
+            Action::Static(a) => write!(f, "static({a})"),
+            Action::Stateful(a) => write!(f, "stateful({a})"),
+            Action::Hairpin(a) => write!(f, "hairpin({a})"),
+            Action::Meta(a) => write!(f, "meta({a})"),
+        }
+    }
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

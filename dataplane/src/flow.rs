@@ -1,0 +1,343 @@
+//! Flow keys: the 5-tuple a flow table is indexed by, and its hash.
+
+use crate::headers::{Headers, L3, L4};
+use core::fmt;
+use core::hash::{BuildHasher, Hash, Hasher};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use serde::Serialize;
+
+/// Which way a packet crosses the port: `Out` from the guest to the
+/// network, `In` from the network to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::In => Direction::Out,
+            Direction::Out => Direction::In,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Direction::In => 0,
+            Direction::Out => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The inner 5-tuple of an IP packet, and the VNI it arrived on. IPv4
+/// addresses occupy the first four bytes of `src`/`dst`; `af` tells which.
+/// For ICMP echo both ports are the echo identifier, so a request and its
+/// reply have mirror-image keys.
+///
+/// The VNI is part of the key (0 for a plain frame) so that an
+/// encapsulated packet can never match a flow of another virtual network
+/// with the same inner addresses: tenant isolation does not rest on the
+/// fast path skipping the layer that checks the VNI.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(C)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub af: u8,
+    pub vni: u32,
+}
+
+impl FlowKey {
+    /// The key of an IP packet; `None` for ARP and other non-IP frames.
+    #[inline]
+    pub fn of(h: &Headers) -> Option<FlowKey> {
+        let inner = &h.inner;
+        let ip = match &inner.l3 {
+            L3::Ipv4(ip) | L3::Ipv6(ip) => ip,
+            _ => return None,
+        };
+        let (src_port, dst_port) = match inner.l4 {
+            // Only echo has an identifier; other ICMP messages are keyed
+            // by addresses alone.
+            L4::Icmp {
+                ty: 0 | 8, ident, ..
+            }
+            | L4::Icmp6 {
+                ty: 128 | 129,
+                ident,
+                ..
+            } => (ident, ident),
+            L4::Icmp { .. } | L4::Icmp6 { .. } => (0, 0),
+            _ => inner.ports(),
+        };
+        let mut k = FlowKey::new(ip.src, ip.dst, ip.proto, src_port, dst_port);
+        if let Some(o) = &h.outer {
+            k.vni = o.geneve.vni.get();
+        }
+        Some(k)
+    }
+
+    pub fn new(src: IpAddr, dst: IpAddr, proto: u8, src_port: u16, dst_port: u16) -> FlowKey {
+        let (s, af) = addr_bytes(src);
+        let (d, _) = addr_bytes(dst);
+        FlowKey {
+            src: s,
+            dst: d,
+            src_port,
+            dst_port,
+            proto,
+            af,
+            vni: 0,
+        }
+    }
+
+    /// The key of the reply direction.
+    #[inline]
+    pub fn reverse(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+            af: self.af,
+            vni: self.vni,
+        }
+    }
+
+    pub fn src_ip(&self) -> IpAddr {
+        bytes_addr(&self.src, self.af)
+    }
+
+    pub fn dst_ip(&self) -> IpAddr {
+        bytes_addr(&self.dst, self.af)
+    }
+
+    /// A hash of the flow that is the same in both directions: used for
+    /// the outer UDP source port (ECMP entropy, RFC 8926 §3.3).
+    pub fn symmetric_hash(&self) -> u32 {
+        let r = self.reverse();
+        let canon = if (self.src, self.src_port) <= (r.src, r.src_port) {
+            self
+        } else {
+            &r
+        };
+        let mut h = FlowHasher::with_seed(0x9e37_79b9_7f4a_7c15);
+        canon.hash(&mut h);
+        (h.finish() >> 32) as u32
+    }
+}
+
+fn addr_bytes(a: IpAddr) -> ([u8; 16], u8) {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 6),
+    }
+}
+
+fn bytes_addr(b: &[u8; 16], af: u8) -> IpAddr {
+    if af == 4 {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*b))
+    }
+}
+
+impl fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = match self.proto {
+            1 => "ICMP".to_string(),
+            6 => "TCP".to_string(),
+            17 => "UDP".to_string(),
+            58 => "ICMPv6".to_string(),
+            n => format!("proto {n}"),
+        };
+        match (self.src_ip(), self.dst_ip()) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                write!(f, "{p} [{s}]:{} -> [{d}]:{}", self.src_port, self.dst_port)
+            }
+            (s, d) => write!(f, "{p} {s}:{} -> {d}:{}", self.src_port, self.dst_port),
+        }?;
+        if self.vni != 0 {
+            write!(f, " vni {}", self.vni)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for FlowKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("FlowKey", 6)?;
+        st.serialize_field("proto", &self.proto)?;
+        st.serialize_field("src", &self.src_ip())?;
+        st.serialize_field("src_port", &self.src_port)?;
+        st.serialize_field("dst", &self.dst_ip())?;
+        st.serialize_field("dst_port", &self.dst_port)?;
+        st.serialize_field("vni", &self.vni)?;
+        st.end()
+    }
+}
+
+/// A fast keyed hash for flow tables. Keys come from guests, so the seed
+/// is random per table: a guest cannot precompute colliding flows (hash
+/// flooding) without knowing it. Folded-multiply mixing, as in wyhash and
+/// aHash's fallback.
+#[derive(Clone, Copy)]
+pub struct FlowHasher {
+    state: u64,
+}
+
+const MULT: u64 = 0x5851_f42d_4c95_7f2d;
+
+impl FlowHasher {
+    fn with_seed(seed: u64) -> Self {
+        FlowHasher { state: seed }
+    }
+
+    #[inline(always)]
+    fn mix(&mut self, v: u64) {
+        let x = u128::from(self.state ^ v) * u128::from(MULT);
+        self.state = (x as u64) ^ ((x >> 64) as u64);
+    }
+}
+
+impl Hasher for FlowHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        let x = u128::from(self.state) * u128::from(MULT ^ 0xa076_1d64_78bd_642f);
+        (x as u64) ^ ((x >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.mix(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+}
+
+/// Builds [`FlowHasher`]s with a per-table random seed.
+#[derive(Clone, Copy)]
+pub struct FlowHashBuilder {
+    seed: u64,
+}
+
+impl FlowHashBuilder {
+    /// A builder with a random seed (from the standard library's per-process
+    /// random keys, so no extra dependency).
+    pub fn random() -> Self {
+        let s = std::collections::hash_map::RandomState::new();
+        FlowHashBuilder {
+            seed: s.hash_one(0x5eed_u64),
+        }
+    }
+
+    pub fn with_seed(seed: u64) -> Self {
+        FlowHashBuilder { seed }
+    }
+}
+
+impl BuildHasher for FlowHashBuilder {
+    type Hasher = FlowHasher;
+    fn build_hasher(&self) -> FlowHasher {
+        FlowHasher::with_seed(self.seed)
+    }
+}
+
+/// Word-wise hashing: five 64-bit mixes instead of byte-wise writes.
+impl core::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let w = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        state.write_u64(w(&self.src[0..8]));
+        state.write_u64(w(&self.src[8..16]));
+        state.write_u64(w(&self.dst[0..8]));
+        state.write_u64(w(&self.dst[8..16]));
+        state.write_u64(
+            u64::from(self.src_port)
+                | (u64::from(self.dst_port) << 16)
+                | (u64::from(self.proto) << 32)
+                | (u64::from(self.af) << 40),
+        );
+        state.write_u64(u64::from(self.vni));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_and_symmetric_hash() {
+        let k = FlowKey::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            6,
+            1234,
+            80,
+        );
+        let r = k.reverse();
+        assert_eq!(r.src_ip(), "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((r.src_port, r.dst_port), (80, 1234));
+        assert_eq!(r.reverse(), k);
+        assert_eq!(k.symmetric_hash(), r.symmetric_hash());
+        let other = FlowKey::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            6,
+            1235,
+            80,
+        );
+        assert_ne!(k.symmetric_hash(), other.symmetric_hash());
+        assert_eq!(k.to_string(), "TCP 10.0.0.1:1234 -> 10.0.0.2:80");
+    }
+
+    #[test]
+    fn seeded_hashes_differ() {
+        use core::hash::BuildHasher;
+        let k = FlowKey::new(
+            "fd00::1".parse().unwrap(),
+            "fd00::2".parse().unwrap(),
+            17,
+            1,
+            2,
+        );
+        let a = FlowHashBuilder::with_seed(1).hash_one(k);
+        let b = FlowHashBuilder::with_seed(2).hash_one(k);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,1397 @@
+//! The port: one vNIC's layers, flow tables and counters, and the two
+//! packet paths through them.
+//!
+//! Fast path: parse, look the flow up in the unified flow table (UFT) of
+//! the packet's direction, and apply the flow's compiled transform. No
+//! layer runs, nothing is allocated, no lock is taken.
+//!
+//! Slow path (a UFT miss): walk the layers (outbound in order, inbound in
+//! reverse order). Each layer first looks in its own flow table (LFT) for
+//! state an earlier packet of the flow, or of its reverse, left there;
+//! otherwise its rules decide. The layers' transforms are composed and
+//! compiled, and UFT entries are made for the flow and for its reverse —
+//! the reverse by walking the other direction's layers over the reply the
+//! flow will get, so a reply takes the fast path from its first packet.
+//!
+//! Rule changes bump the port's epoch. A UFT entry made under an older
+//! epoch is never applied blindly: its flow is re-checked by walking the
+//! layers again with the packet that opened it, keeping what stateful
+//! actions allocated when the same action still decides; a flow the new
+//! rules refuse is removed and its packets dropped.
+
+use crate::action::{Action, GenError};
+use crate::clock::{Clock, Moment, MonotonicClock};
+use crate::drop::{DropReason, DROP_REASONS};
+use crate::flow::{Direction, FlowHashBuilder, FlowKey};
+use crate::headers::{self, Frag, Headers, ParseMode, Parsed, L3, L4};
+use crate::layer::{DefaultAction, Layer, LayerConfig, LayerDirStats, LftEntry, LftState};
+use crate::meta::Meta;
+use crate::packet::PacketBuf;
+use crate::rule::{Rule, RuleId};
+use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
+use crate::transform::{Compiled, Transform, TransformError};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+
+/// Limits and behaviour fixed when a port is made.
+#[derive(Clone, Debug)]
+pub struct PortConfig {
+    pub name: String,
+    /// Flows the port tracks at once (each with its UFT entries for both
+    /// directions). When full: expired flows go first, then half-open TCP,
+    /// never an established flow; failing that the new flow is dropped.
+    pub flow_limit: u32,
+    pub expiry: ExpiryPolicy,
+    /// How inbound frames arrive: plain, or Geneve-encapsulated.
+    pub inbound: ParseMode,
+}
+
+impl PortConfig {
+    pub fn new(name: &str) -> Self {
+        PortConfig {
+            name: name.to_string(),
+            flow_limit: 8192,
+            expiry: ExpiryPolicy::default(),
+            inbound: ParseMode::Plain,
+        }
+    }
+}
+
+/// What to do with a processed packet.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The packet was transformed in place: send it on (to the network for
+    /// `Out`, to the guest for `In`).
+    Forward,
+    /// Drop the packet and send this reply back the way it came.
+    Hairpin(PacketBuf),
+    Drop(DropReason),
+}
+
+impl Verdict {
+    pub fn drop_reason(&self) -> Option<DropReason> {
+        match self {
+            Verdict::Drop(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DirStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub uft_hits: u64,
+    pub uft_misses: u64,
+    pub forwarded: u64,
+    pub hairpins: u64,
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortStats {
+    pub dir: [DirStats; 2],
+    /// Drops by reason, indexed by `DropReason::index`.
+    pub drops: [u64; DROP_REASONS],
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    /// Half-open flows evicted to make room for a new flow.
+    pub flows_evicted: u64,
+    /// Flows re-checked after a rule change.
+    pub revalidations: u64,
+}
+
+impl Default for PortStats {
+    fn default() -> Self {
+        PortStats {
+            dir: [DirStats::default(); 2],
+            drops: [0; DROP_REASONS],
+            flows_created: 0,
+            flows_expired: 0,
+            flows_evicted: 0,
+            revalidations: 0,
+        }
+    }
+}
+
+impl PortStats {
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+
+    pub fn dir(&self, d: Direction) -> &DirStats {
+        &self.dir[d.index()]
+    }
+}
+
+#[derive(Debug)]
+struct UftEntry {
+    xform: Compiled,
+    flow: u32,
+    flow_gen: u32,
+    epoch: u64,
+}
+
+/// Everything the port knows about one flow and its reverse.
+struct FlowRec {
+    gen: u32,
+    origin: Direction,
+    /// The first packet's headers as it entered the port: re-walked to
+    /// re-check the flow after a rule change.
+    origin_hdrs: Headers,
+    /// The UFT key in each direction, where an entry exists.
+    uft: [Option<FlowKey>; 2],
+    /// LFT entries this flow owns: (layer, direction, key).
+    lft: Vec<(u16, Direction, FlowKey)>,
+    tcp: Option<TcpState>,
+    class: ExpiryClass,
+    created: Moment,
+    last_hit: Moment,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+}
+
+/// Flow records in a slab: ids are indices, reused after a free; the
+/// generation tells a live record from a stale reference to its slot.
+struct Flows {
+    slots: Vec<Option<FlowRec>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    live: u32,
+}
+
+impl Flows {
+    fn new() -> Self {
+        Flows {
+            slots: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn insert(&mut self, mut rec: FlowRec) -> (u32, u32) {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(None);
+                self.gens.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let g = self.gens[id as usize].wrapping_add(1);
+        self.gens[id as usize] = g;
+        rec.gen = g;
+        self.slots[id as usize] = Some(rec);
+        self.live += 1;
+        (id, g)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: u32, gen: u32) -> Option<&mut FlowRec> {
+        match self.slots.get_mut(id as usize) {
+            Some(Some(r)) if r.gen == gen => Some(r),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self, id: u32) -> Option<FlowRec> {
+        let r = self.slots.get_mut(id as usize)?.take()?;
+        self.free.push(id);
+        self.live -= 1;
+        Some(r)
+    }
+}
+
+/// How a walk of the layers is being made.
+enum Mode<'a> {
+    /// For a real packet; hairpins get the frame.
+    Packet(&'a [u8]),
+    /// For the reply a new flow will get: no packet, nothing sent.
+    Reply,
+    /// Re-checking a flow after a rule change, with the state it owned.
+    Recheck(&'a mut Vec<(u16, Direction, FlowKey, LftEntry)>),
+}
+
+/// One layer's decision, recorded when tracing.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceStep {
+    pub layer: String,
+    /// `lft`, `rule N` or `default`.
+    pub matched: String,
+    pub action: String,
+    pub transform: Option<Transform>,
+    /// Headers after the layer, as the next layer sees them.
+    #[serde(skip)]
+    pub after: Headers,
+}
+
+enum WalkEnd {
+    Pass,
+    Drop(DropReason),
+    Hairpin(PacketBuf),
+    /// A layer holds state made under older rules for flow (id, gen).
+    Stale(u32, u32),
+}
+
+struct Walk {
+    dir: Direction,
+    start: Headers,
+    hdrs: Headers,
+    meta: Meta,
+    transform: Transform,
+    flow: Option<(u32, u32)>,
+    trace: Option<Vec<TraceStep>>,
+}
+
+pub struct Port {
+    cfg: PortConfig,
+    layers: Vec<Layer>,
+    epoch: u64,
+    uft: [HashMap<FlowKey, UftEntry, FlowHashBuilder>; 2],
+    flows: Flows,
+    /// Half-open TCP flows in creation order: eviction candidates.
+    half_open: VecDeque<(u32, u32)>,
+    expire_cursor: usize,
+    stats: PortStats,
+    clock: Box<dyn Clock>,
+    hasher: FlowHashBuilder,
+}
+
+/// Errors from the control operations on a port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("no layer named '{0}'")]
+    NoLayer(String),
+    #[error("layer '{0}' already exists")]
+    DuplicateLayer(String),
+    #[error("no rule {id} in layer '{layer}' direction {dir}")]
+    NoRule {
+        layer: String,
+        dir: Direction,
+        id: u64,
+    },
+}
+
+impl Port {
+    pub fn new(cfg: PortConfig) -> Port {
+        Port::with_clock(cfg, Box::new(MonotonicClock::new()))
+    }
+
+    pub fn with_clock(cfg: PortConfig, clock: Box<dyn Clock>) -> Port {
+        let hasher = FlowHashBuilder::random();
+        Port {
+            cfg,
+            layers: Vec::new(),
+            epoch: 1,
+            uft: [HashMap::with_hasher(hasher), HashMap::with_hasher(hasher)],
+            flows: Flows::new(),
+            half_open: VecDeque::new(),
+            expire_cursor: 0,
+            stats: PortStats::default(),
+            clock,
+            hasher,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn config(&self) -> &PortConfig {
+        &self.cfg
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn stats(&self) -> &PortStats {
+        &self.stats
+    }
+
+    pub fn now(&self) -> Moment {
+        self.clock.now()
+    }
+
+    /// Appends a layer: outbound packets meet layers in the order added,
+    /// inbound packets in the reverse order.
+    pub fn add_layer(&mut self, cfg: LayerConfig) -> Result<(), PortError> {
+        if self.layers.iter().any(|l| l.name == cfg.name) {
+            return Err(PortError::DuplicateLayer(cfg.name));
+        }
+        self.layers.push(Layer::new(cfg, self.hasher));
+        self.bump_epoch(None);
+        Ok(())
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    fn layer_index(&self, name: &str) -> Result<usize, PortError> {
+        self.layers
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| PortError::NoLayer(name.to_string()))
+    }
+
+    fn bump_epoch(&mut self, layer: Option<usize>) {
+        self.epoch += 1;
+        if let Some(i) = layer {
+            self.layers[i].changed = self.epoch;
+        }
+    }
+
+    pub fn add_rule(
+        &mut self,
+        layer: &str,
+        dir: Direction,
+        rule: Rule,
+    ) -> Result<RuleId, PortError> {
+        let i = self.layer_index(layer)?;
+        let id = self.layers[i].alloc_rule_id();
+        self.layers[i].rules[dir.index()].insert(id, rule);
+        self.bump_epoch(Some(i));
+        Ok(id)
+    }
+
+    pub fn remove_rule(
+        &mut self,
+        layer: &str,
+        dir: Direction,
+        id: RuleId,
+    ) -> Result<Rule, PortError> {
+        let i = self.layer_index(layer)?;
+        let r = self.layers[i].rules[dir.index()]
+            .remove(id)
+            .ok_or(PortError::NoRule {
+                layer: layer.to_string(),
+                dir,
+                id: id.0,
+            })?;
+        self.bump_epoch(Some(i));
+        Ok(r)
+    }
+
+    /// Replaces every rule of a layer, both directions, in one step: no
+    /// packet sees a mix of the old and new rule-sets.
+    pub fn set_rules(
+        &mut self,
+        layer: &str,
+        inbound: Vec<Rule>,
+        outbound: Vec<Rule>,
+    ) -> Result<Vec<RuleId>, PortError> {
+        let i = self.layer_index(layer)?;
+        let l = &mut self.layers[i];
+        let mut ids = Vec::with_capacity(inbound.len() + outbound.len());
+        for (dir, rules) in [(Direction::In, inbound), (Direction::Out, outbound)] {
+            let mut t = crate::rule::RuleTable::default();
+            for r in rules {
+                let id = l.alloc_rule_id();
+                t.insert(id, r);
+                ids.push(id);
+            }
+            l.rules[dir.index()] = t;
+        }
+        self.bump_epoch(Some(i));
+        Ok(ids)
+    }
+
+    pub fn set_default(
+        &mut self,
+        layer: &str,
+        dir: Direction,
+        d: DefaultAction,
+    ) -> Result<(), PortError> {
+        let i = self.layer_index(layer)?;
+        self.layers[i].default[dir.index()] = d;
+        self.bump_epoch(Some(i));
+        Ok(())
+    }
+
+    pub fn flow_count(&self) -> u32 {
+        self.flows.live
+    }
+
+    pub fn uft_len(&self, dir: Direction) -> usize {
+        self.uft[dir.index()].len()
+    }
+
+    pub fn layer_stats(&self, layer: &str, dir: Direction) -> Result<LayerDirStats, PortError> {
+        Ok(self.layers[self.layer_index(layer)?].stats(dir))
+    }
+
+    pub fn rule_hits(&self, layer: &str, dir: Direction, id: RuleId) -> Option<u64> {
+        let l = &self.layers[self.layer_index(layer).ok()?];
+        l.rules[dir.index()]
+            .entries()
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.hits)
+    }
+
+    /// Removes every flow (UFT and LFT state alike).
+    pub fn clear_flows(&mut self) {
+        for id in 0..self.flows.slots.len() as u32 {
+            if self.flows.slots[id as usize].is_some() {
+                self.remove_flow(id);
+            }
+        }
+        self.half_open.clear();
+    }
+
+    // ----------------------------------------------------------------
+    // Packet processing
+
+    /// Processes one packet. See the module doc for the paths it takes.
+    pub fn process(&mut self, dir: Direction, pkt: &mut PacketBuf) -> Verdict {
+        let now = self.clock.now();
+        self.process_at(dir, pkt, now)
+    }
+
+    /// Processes a batch, reading the clock once. `verdicts` is cleared
+    /// and gets one verdict per packet, in order; give it the capacity of
+    /// the batch and nothing is allocated on the fast path.
+    pub fn process_batch(
+        &mut self,
+        dir: Direction,
+        pkts: &mut [PacketBuf],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let now = self.clock.now();
+        verdicts.clear();
+        for p in pkts.iter_mut() {
+            verdicts.push(self.process_at(dir, p, now));
+        }
+    }
+
+    #[inline]
+    fn process_at(&mut self, dir: Direction, pkt: &mut PacketBuf, now: Moment) -> Verdict {
+        let d = dir.index();
+        let len = pkt.len() as u64;
+        self.stats.dir[d].packets += 1;
+        self.stats.dir[d].bytes += len;
+        let mode = if dir == Direction::In {
+            self.cfg.inbound
+        } else {
+            ParseMode::Plain
+        };
+        let parsed = match headers::parse(pkt.as_slice(), mode) {
+            Ok(p) => p,
+            Err(e) => return self.dropped(dir, DropReason::Malformed(e)),
+        };
+        if let Some(ip) = parsed.hdrs.inner.ip() {
+            if ip.frag != Frag::None {
+                return self.dropped(dir, DropReason::Fragment);
+            }
+        }
+        let key = FlowKey::of(&parsed.hdrs);
+        if let Some(k) = &key {
+            if let Some(e) = self.uft[d].get(k) {
+                if e.epoch == self.epoch {
+                    if let Some(f) = self.flows.get_mut(e.flow, e.flow_gen) {
+                        if let Err(err) = e.xform.apply(pkt, &parsed.off) {
+                            return self.dropped(dir, transform_drop(err));
+                        }
+                        f.last_hit = now;
+                        f.packets[d] += 1;
+                        f.bytes[d] += len;
+                        if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
+                            let side = if dir == f.origin {
+                                Side::Originator
+                            } else {
+                                Side::Responder
+                            };
+                            let next = st.next(side, t.flags);
+                            if next != st {
+                                f.tcp = Some(next);
+                                f.class = next.class();
+                            }
+                        }
+                        self.stats.dir[d].uft_hits += 1;
+                        self.stats.dir[d].forwarded += 1;
+                        return Verdict::Forward;
+                    }
+                }
+            }
+        }
+        self.stats.dir[d].uft_misses += 1;
+        self.slow_path(dir, pkt, &parsed, key, now)
+    }
+
+    fn dropped(&mut self, dir: Direction, r: DropReason) -> Verdict {
+        self.stats.dir[dir.index()].dropped += 1;
+        self.stats.drops[r.index()] += 1;
+        Verdict::Drop(r)
+    }
+
+    fn slow_path(
+        &mut self,
+        dir: Direction,
+        pkt: &mut PacketBuf,
+        parsed: &Parsed,
+        key: Option<FlowKey>,
+        now: Moment,
+    ) -> Verdict {
+        let d = dir.index();
+        // A UFT entry exists but is stale: re-check its flow, then use
+        // whatever the re-check left.
+        if let Some(k) = &key {
+            if let Some(e) = self.uft[d].get(k) {
+                let (id, gen) = (e.flow, e.flow_gen);
+                if self.flows.get_mut(id, gen).is_some() {
+                    self.recheck(id, gen, now);
+                } else {
+                    self.uft[d].remove(k);
+                }
+                if let Some(e) = self.uft[d].get(k) {
+                    if e.epoch == self.epoch {
+                        if let Some(f) = self.flows.get_mut(e.flow, e.flow_gen) {
+                            if let Err(err) = e.xform.apply(pkt, &parsed.off) {
+                                return self.dropped(dir, transform_drop(err));
+                            }
+                            f.last_hit = now;
+                            f.packets[d] += 1;
+                            f.bytes[d] += pkt.len() as u64;
+                            if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
+                                let side = if dir == f.origin {
+                                    Side::Originator
+                                } else {
+                                    Side::Responder
+                                };
+                                let next = st.next(side, t.flags);
+                                f.tcp = Some(next);
+                                f.class = next.class();
+                            }
+                            self.stats.dir[d].forwarded += 1;
+                            return Verdict::Forward;
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut w = Walk::new(dir, parsed.hdrs, false);
+        let mut end = self.walk(&mut w, Mode::Packet(pkt.as_slice()), now);
+        if let WalkEnd::Stale(id, gen) = end {
+            // State of an existing flow was made under older rules:
+            // re-check that flow, then decide this packet afresh.
+            self.recheck(id, gen, now);
+            w = Walk::new(dir, parsed.hdrs, false);
+            end = self.walk(&mut w, Mode::Packet(pkt.as_slice()), now);
+        }
+        match end {
+            WalkEnd::Pass => {}
+            WalkEnd::Drop(r) => {
+                self.abandon(&w);
+                return self.dropped(dir, r);
+            }
+            WalkEnd::Hairpin(reply) => {
+                self.abandon(&w);
+                self.stats.dir[d].hairpins += 1;
+                return Verdict::Hairpin(reply);
+            }
+            WalkEnd::Stale(..) => {
+                // Still stale after a re-check: the state belongs to a flow
+                // that no longer exists. Refuse rather than loop.
+                self.abandon(&w);
+                return self.dropped(dir, DropReason::Denied);
+            }
+        }
+
+        let compiled = match Compiled::new(&w.transform, &parsed.hdrs) {
+            Ok(c) => c,
+            Err(e) => {
+                self.abandon(&w);
+                return self.dropped(dir, transform_drop(e));
+            }
+        };
+        let Some(k) = key else {
+            // Not IP (e.g. ARP the layers let through): no flow to cache.
+            if let Err(e) = compiled.apply(pkt, &parsed.off) {
+                return self.dropped(dir, transform_drop(e));
+            }
+            self.stats.dir[d].forwarded += 1;
+            return Verdict::Forward;
+        };
+        let (id, gen) = match w.flow {
+            Some(f) => f,
+            None => match self.new_flow(dir, &parsed.hdrs, now) {
+                Ok(f) => f,
+                Err(r) => return self.dropped(dir, r),
+            },
+        };
+        if let Err(e) = compiled.apply(pkt, &parsed.off) {
+            return self.dropped(dir, transform_drop(e));
+        }
+        self.install(dir, k, compiled, id, gen);
+        self.install_reply(&w, id, gen, now);
+        if let Some(f) = self.flows.get_mut(id, gen) {
+            f.last_hit = now;
+            f.packets[d] += 1;
+            f.bytes[d] += pkt.len() as u64;
+            if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
+                if f.packets[0] + f.packets[1] > 1 {
+                    let side = if dir == f.origin {
+                        Side::Originator
+                    } else {
+                        Side::Responder
+                    };
+                    let next = st.next(side, t.flags);
+                    f.tcp = Some(next);
+                    f.class = next.class();
+                }
+            }
+        }
+        self.stats.dir[d].forwarded += 1;
+        Verdict::Forward
+    }
+
+    fn install(&mut self, dir: Direction, k: FlowKey, xform: Compiled, id: u32, gen: u32) {
+        let d = dir.index();
+        let epoch = self.epoch;
+        let Some(f) = self.flows.get_mut(id, gen) else {
+            return;
+        };
+        if let Some(old) = f.uft[d] {
+            if old != k {
+                self.uft[d].remove(&old);
+            }
+        }
+        f.uft[d] = Some(k);
+        self.uft[d].insert(
+            k,
+            UftEntry {
+                xform,
+                flow: id,
+                flow_gen: gen,
+                epoch,
+            },
+        );
+    }
+
+    /// Makes the UFT entry for the reply to the flow `w` just walked.
+    fn install_reply(&mut self, w: &Walk, id: u32, gen: u32, now: Moment) {
+        let Some(reply) = reply_headers(&w.hdrs) else {
+            return;
+        };
+        let Some(rk) = FlowKey::of(&reply) else {
+            return;
+        };
+        let rdir = w.dir.reverse();
+        if let Some(e) = self.uft[rdir.index()].get(&rk) {
+            if e.flow != id || e.flow_gen != gen {
+                // Another live flow's reply already has this key: leave it.
+                if self.flows.get_mut(e.flow, e.flow_gen).is_some() {
+                    return;
+                }
+            }
+        }
+        let mut rw = Walk::new(rdir, reply, false);
+        rw.flow = Some((id, gen));
+        if let WalkEnd::Pass = self.walk(&mut rw, Mode::Reply, now) {
+            if let Ok(c) = Compiled::new(&rw.transform, &reply) {
+                self.install(rdir, rk, c, id, gen);
+            }
+        }
+    }
+
+    fn new_flow(
+        &mut self,
+        dir: Direction,
+        h: &Headers,
+        now: Moment,
+    ) -> Result<(u32, u32), DropReason> {
+        if self.flows.live >= self.cfg.flow_limit && !self.make_room(now) {
+            return Err(DropReason::FlowTableFull);
+        }
+        let (tcp, class) = match h.inner.l4 {
+            L4::Tcp(t) => {
+                let s = TcpState::initial(t.flags);
+                (Some(s), s.class())
+            }
+            L4::Udp { .. } => (None, ExpiryClass::Udp),
+            L4::Icmp { .. } | L4::Icmp6 { .. } => (None, ExpiryClass::Icmp),
+            _ => (None, ExpiryClass::Other),
+        };
+        let rec = FlowRec {
+            gen: 0,
+            origin: dir,
+            origin_hdrs: *h,
+            uft: [None, None],
+            lft: Vec::new(),
+            tcp,
+            class,
+            created: now,
+            last_hit: now,
+            packets: [0; 2],
+            bytes: [0; 2],
+        };
+        let f = self.flows.insert(rec);
+        self.stats.flows_created += 1;
+        if class == ExpiryClass::TcpHalfOpen {
+            if self.half_open.len() >= self.cfg.flow_limit as usize {
+                self.half_open.pop_front();
+            }
+            self.half_open.push_back(f);
+        }
+        Ok(f)
+    }
+
+    /// Frees one flow slot: an expired flow if one is found, else the
+    /// oldest half-open TCP flow. Established flows are never evicted.
+    fn make_room(&mut self, now: Moment) -> bool {
+        if self.expire_step(now, 256) > 0 {
+            return true;
+        }
+        while let Some((id, gen)) = self.half_open.pop_front() {
+            let still_half_open = matches!(
+                self.flows.get_mut(id, gen),
+                Some(f) if f.class == ExpiryClass::TcpHalfOpen
+            );
+            if still_half_open {
+                self.remove_flow(id);
+                self.stats.flows_evicted += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Undoes what a failed walk made: a flow record it created, and the
+    /// LFT state that record owned.
+    fn abandon(&mut self, w: &Walk) {
+        if let Some((id, gen)) = w.flow {
+            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.uft == [None, None]);
+            if fresh {
+                self.remove_flow(id);
+                self.stats.flows_created -= 1;
+            }
+        }
+    }
+
+    fn remove_flow(&mut self, id: u32) {
+        let Some(f) = self.flows.take(id) else { return };
+        for (d, k) in f.uft.iter().enumerate() {
+            if let Some(k) = k {
+                if matches!(self.uft[d].get(k), Some(e) if e.flow == id && e.flow_gen == f.gen) {
+                    self.uft[d].remove(k);
+                }
+            }
+        }
+        for (layer, dir, k) in &f.lft {
+            let t = &mut self.layers[usize::from(*layer)].lft[dir.index()];
+            if matches!(t.get(k), Some(e) if e.flow == id && e.flow_gen == f.gen) {
+                t.remove(k);
+            }
+        }
+    }
+
+    /// Re-checks a flow after a rule change (see the module doc).
+    fn recheck(&mut self, id: u32, gen: u32, now: Moment) {
+        self.stats.revalidations += 1;
+        let Some(f) = self.flows.get_mut(id, gen) else {
+            return;
+        };
+        let origin = f.origin;
+        let start = f.origin_hdrs;
+        let owned = std::mem::take(&mut f.lft);
+        let ufts = std::mem::take(&mut f.uft);
+        // Lift the flow's state out of the layers, so the walk decides
+        // afresh but can hand a stateful action back what it allocated.
+        let mut kept = Vec::with_capacity(owned.len());
+        for (layer, dir, k) in owned {
+            let t = &mut self.layers[usize::from(layer)].lft[dir.index()];
+            if matches!(t.get(&k), Some(e) if e.flow == id && e.flow_gen == gen) {
+                if let Some(e) = t.remove(&k) {
+                    kept.push((layer, dir, k, e));
+                }
+            }
+        }
+        for (d, k) in ufts.iter().enumerate() {
+            if let Some(k) = k {
+                self.uft[d].remove(k);
+            }
+        }
+        let mut w = Walk::new(origin, start, false);
+        w.flow = Some((id, gen));
+        let ok = matches!(
+            self.walk(&mut w, Mode::Recheck(&mut kept), now),
+            WalkEnd::Pass
+        );
+        drop(kept);
+        if !ok {
+            self.remove_flow(id);
+            return;
+        }
+        match (FlowKey::of(&start), Compiled::new(&w.transform, &start)) {
+            (Some(k), Ok(c)) => {
+                self.install(origin, k, c, id, gen);
+                self.install_reply(&w, id, gen, now);
+            }
+            _ => self.remove_flow(id),
+        }
+    }
+
+    /// Walks the layers for `w.dir`, accumulating the transform.
+    fn walk(&mut self, w: &mut Walk, mut mode: Mode<'_>, now: Moment) -> WalkEnd {
+        let n = self.layers.len();
+        for step in 0..n {
+            let li = if w.dir == Direction::Out {
+                step
+            } else {
+                n - 1 - step
+            };
+            let d = w.dir.index();
+            self.layers[li].stats[d].packets += 1;
+            let key = FlowKey::of(&w.hdrs);
+
+            // 1. State left by this flow or its reverse.
+            if let Some(k) = &key {
+                if let Some(e) = self.layers[li].lft[d].get(k) {
+                    let (fid, fgen) = (e.flow, e.flow_gen);
+                    let live = self.flows.get_mut(fid, fgen).is_some();
+                    if !live {
+                        self.layers[li].lft[d].remove(k);
+                    } else if e.epoch < self.layers[li].changed {
+                        if !matches!(mode, Mode::Recheck(_)) {
+                            return WalkEnd::Stale(fid, fgen);
+                        }
+                    } else {
+                        let t = match &e.state {
+                            LftState::Allow => None,
+                            LftState::Desc(desc) => Some(desc.transform(w.dir)),
+                        };
+                        let l = &mut self.layers[li];
+                        l.stats[d].lft_hits += 1;
+                        if w.flow.is_none() {
+                            w.flow = Some((fid, fgen));
+                        }
+                        w.note(l.name.as_str(), "lft", "flow state", t.as_ref());
+                        if let Some(t) = t {
+                            if let Err(r) = w.apply(&t) {
+                                self.layers[li].stats[d].dropped += 1;
+                                return WalkEnd::Drop(r);
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+
+            // 2. The rules.
+            let l = &mut self.layers[li];
+            let (action, matched) = match l.rules[d].find(&w.hdrs, &w.meta) {
+                Some(i) => {
+                    l.rules[d].hit(i);
+                    let e = l.rules[d].get(i);
+                    (e.rule.action.clone(), Some(e.id))
+                }
+                None => {
+                    l.stats[d].default_hits += 1;
+                    let a = match l.default[d] {
+                        DefaultAction::Allow => Action::Allow,
+                        DefaultAction::Deny => Action::Deny,
+                    };
+                    (a, None)
+                }
+            };
+            let matched_s =
+                |m: Option<RuleId>| m.map_or("default".to_string(), |id| format!("rule {}", id.0));
+            match &action {
+                Action::Allow => w.note_s(&self.layers[li].name, matched_s(matched), &action, None),
+                Action::Deny => {
+                    w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                    self.layers[li].stats[d].dropped += 1;
+                    return WalkEnd::Drop(if matched.is_some() {
+                        DropReason::Denied
+                    } else {
+                        DropReason::DefaultDenied
+                    });
+                }
+                Action::Meta(a) => {
+                    a.update(w.dir, &w.hdrs, &mut w.meta);
+                    w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                }
+                Action::Static(a) => {
+                    let t = match a.transform(w.dir, &w.hdrs, &w.meta) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            self.layers[li].stats[d].dropped += 1;
+                            return WalkEnd::Drop(gen_drop(e));
+                        }
+                    };
+                    w.note_s(&self.layers[li].name, matched_s(matched), &action, Some(&t));
+                    if let Err(r) = w.apply(&t) {
+                        self.layers[li].stats[d].dropped += 1;
+                        return WalkEnd::Drop(r);
+                    }
+                }
+                Action::Hairpin(a) => {
+                    let Mode::Packet(frame) = mode else {
+                        // A reply or a re-check never answers anything.
+                        return WalkEnd::Drop(DropReason::Denied);
+                    };
+                    w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                    let l = &mut self.layers[li];
+                    return match a.reply(&w.hdrs, frame, &w.meta) {
+                        Ok(p) => {
+                            l.stats[d].hairpins += 1;
+                            WalkEnd::Hairpin(p)
+                        }
+                        Err(_) => {
+                            l.stats[d].dropped += 1;
+                            WalkEnd::Drop(DropReason::HairpinFailed)
+                        }
+                    };
+                }
+                Action::StatefulAllow | Action::Stateful(_) => {
+                    let Some(k) = key else {
+                        // Not IP: no flow to keep state for; it passes.
+                        w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                        continue;
+                    };
+                    let aid = action.identity();
+                    let (state, t) = match &action {
+                        Action::Stateful(a) => {
+                            let reuse = match &mut mode {
+                                Mode::Recheck(kept) => take_kept(kept, li, w.dir, &k, aid),
+                                _ => None,
+                            };
+                            let desc = match reuse {
+                                Some(LftState::Desc(d)) => d,
+                                _ => match a.generate(w.dir, &k, &w.hdrs, &w.meta) {
+                                    Ok(d) => d,
+                                    Err(e) => {
+                                        self.layers[li].stats[d].dropped += 1;
+                                        return WalkEnd::Drop(gen_drop(e));
+                                    }
+                                },
+                            };
+                            let t = desc.transform(w.dir);
+                            (LftState::Desc(desc), Some(t))
+                        }
+                        _ => (LftState::Allow, None),
+                    };
+                    let fid = match w.flow {
+                        Some(f) => f,
+                        None => match self.new_flow(w.dir, &w.start, now) {
+                            Ok(f) => {
+                                w.flow = Some(f);
+                                f
+                            }
+                            Err(r) => return WalkEnd::Drop(r),
+                        },
+                    };
+                    w.note_s(
+                        &self.layers[li].name,
+                        matched_s(matched),
+                        &action,
+                        t.as_ref(),
+                    );
+                    if let Some(t) = &t {
+                        if let Err(r) = w.apply(t) {
+                            self.layers[li].stats[d].dropped += 1;
+                            return WalkEnd::Drop(r);
+                        }
+                    }
+                    // The reverse key is the reply to what leaves this layer.
+                    let Some(after) = FlowKey::of(&w.hdrs) else {
+                        return WalkEnd::Drop(DropReason::BadTransform);
+                    };
+                    if let Err(r) = self.add_lft(li, w.dir, k, fid, state.clone(), aid) {
+                        return WalkEnd::Drop(r);
+                    }
+                    if let Err(r) =
+                        self.add_lft(li, w.dir.reverse(), after.reverse(), fid, state, aid)
+                    {
+                        return WalkEnd::Drop(r);
+                    }
+                }
+            }
+        }
+        WalkEnd::Pass
+    }
+
+    fn add_lft(
+        &mut self,
+        li: usize,
+        dir: Direction,
+        k: FlowKey,
+        (id, gen): (u32, u32),
+        state: LftState,
+        action_id: usize,
+    ) -> Result<(), DropReason> {
+        let epoch = self.epoch;
+        let limit = self.cfg.flow_limit as usize * 2;
+        let t = &mut self.layers[li].lft[dir.index()];
+        if let Some(e) = t.get(&k) {
+            if e.flow == id && e.flow_gen == gen {
+                return Ok(());
+            }
+        } else if t.len() >= limit {
+            return Err(DropReason::LayerTableFull);
+        }
+        t.insert(
+            k,
+            LftEntry {
+                flow: id,
+                flow_gen: gen,
+                state,
+                epoch,
+                action_id,
+            },
+        );
+        if let Some(f) = self.flows.get_mut(id, gen) {
+            f.lft.push((li as u16, dir, k));
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------
+    // Expiry
+
+    /// Removes every flow idle past its timeout. Returns how many went.
+    pub fn expire(&mut self) -> usize {
+        let now = self.clock.now();
+        let n = self.flows.slots.len();
+        self.expire_cursor = 0;
+        self.expire_step(now, n)
+    }
+
+    /// Checks up to `budget` flow slots for expiry, continuing where the
+    /// last call stopped; a worker calls it between batches so expiry
+    /// never stalls traffic. Returns how many flows went.
+    pub fn expire_step(&mut self, now: Moment, budget: usize) -> usize {
+        let n = self.flows.slots.len();
+        let mut gone = 0;
+        for _ in 0..budget.min(n) {
+            if self.expire_cursor >= n {
+                self.expire_cursor = 0;
+            }
+            let id = self.expire_cursor;
+            self.expire_cursor += 1;
+            let expired = match &self.flows.slots[id] {
+                Some(f) => now.saturating_sub(f.last_hit) > self.cfg.expiry.ttl(f.class),
+                None => false,
+            };
+            if expired {
+                self.remove_flow(id as u32);
+                self.stats.flows_expired += 1;
+                gone += 1;
+            }
+        }
+        gone
+    }
+
+    // ----------------------------------------------------------------
+    // Tracing and dumps
+
+    /// Runs a frame through the layers without changing any state, and
+    /// reports each layer's decision (like `ovs-appctl ofproto/trace`).
+    pub fn trace(&mut self, dir: Direction, frame: &[u8]) -> Result<Trace, DropReason> {
+        let mode = if dir == Direction::In {
+            self.cfg.inbound
+        } else {
+            ParseMode::Plain
+        };
+        let parsed = headers::parse(frame, mode).map_err(DropReason::Malformed)?;
+        let mut w = Walk::new(dir, parsed.hdrs, true);
+        // The walk may make flow state (a stateful action's allocation);
+        // a flow it created is removed again below, which frees it.
+        let before_flow = self.flows.live;
+        let now = self.clock.now();
+        let end = self.walk(&mut w, Mode::Packet(frame), now);
+        let verdict = match end {
+            WalkEnd::Pass => "forward".to_string(),
+            WalkEnd::Drop(r) => format!("drop: {r}"),
+            WalkEnd::Hairpin(_) => "hairpin".to_string(),
+            WalkEnd::Stale(..) => "stale state: re-checked on the next packet".to_string(),
+        };
+        if self.flows.live > before_flow {
+            self.abandon(&w);
+        }
+        Ok(Trace {
+            steps: w.trace.take().unwrap_or_default(),
+            transform: w.transform,
+            verdict,
+        })
+    }
+
+    pub fn dump_uft(&self) -> UftDump {
+        let dump = |d: Direction| {
+            let mut v: Vec<UftEntryDump> = self.uft[d.index()]
+                .iter()
+                .map(|(k, e)| UftEntryDump {
+                    key: *k,
+                    flow: e.flow,
+                    epoch: e.epoch,
+                    stale: e.epoch != self.epoch,
+                    transform: e.xform.describe(),
+                })
+                .collect();
+            v.sort_by_key(|e| e.key);
+            v
+        };
+        UftDump {
+            epoch: self.epoch,
+            inbound: dump(Direction::In),
+            outbound: dump(Direction::Out),
+        }
+    }
+
+    pub fn dump_layers(&self) -> Vec<LayerDump> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let rules = |d: Direction| {
+                    l.rules[d.index()]
+                        .entries()
+                        .iter()
+                        .map(|e| RuleDump {
+                            id: e.id.0,
+                            priority: e.rule.priority,
+                            predicates: e.rule.predicates.iter().map(|p| p.to_string()).collect(),
+                            action: e.rule.action.to_string(),
+                            hits: e.hits,
+                        })
+                        .collect()
+                };
+                let lft = |d: Direction| {
+                    let mut v: Vec<LftDump> = l.lft[d.index()]
+                        .iter()
+                        .map(|(k, e)| LftDump {
+                            key: *k,
+                            flow: e.flow,
+                            state: match &e.state {
+                                LftState::Allow => "allow".to_string(),
+                                LftState::Desc(d) => d.describe(),
+                            },
+                        })
+                        .collect();
+                    v.sort_by_key(|e| e.key);
+                    v
+                };
+                LayerDump {
+                    name: l.name.clone(),
+                    default_in: l.default[0],
+                    default_out: l.default[1],
+                    rules_in: rules(Direction::In),
+                    rules_out: rules(Direction::Out),
+                    lft_in: lft(Direction::In),
+                    lft_out: lft(Direction::Out),
+                    stats_in: l.stats[0],
+                    stats_out: l.stats[1],
+                }
+            })
+            .collect()
+    }
+
+    pub fn dump_tcp_flows(&self) -> Vec<TcpFlowDump> {
+        let now = self.clock.now();
+        let mut v: Vec<TcpFlowDump> = self
+            .flows
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, f)| {
+                let f = f.as_ref()?;
+                let st = f.tcp?;
+                Some(TcpFlowDump {
+                    flow: id as u32,
+                    key: FlowKey::of(&f.origin_hdrs)?,
+                    origin: f.origin,
+                    state: st.name(),
+                    age_ms: now.saturating_sub(f.created) / 1_000_000,
+                    idle_ms: now.saturating_sub(f.last_hit) / 1_000_000,
+                    packets_out: f.packets[Direction::Out.index()],
+                    packets_in: f.packets[Direction::In.index()],
+                })
+            })
+            .collect();
+        v.sort_by_key(|f| f.key);
+        v
+    }
+
+    /// The TCP state of the flow whose packets going `dir` have key `k`.
+    pub fn tcp_state(&self, dir: Direction, k: &FlowKey) -> Option<TcpState> {
+        let e = self.uft[dir.index()].get(k)?;
+        match self.flows.slots.get(e.flow as usize)? {
+            Some(f) if f.gen == e.flow_gen => f.tcp,
+            _ => None,
+        }
+    }
+}
+
+fn take_kept(
+    kept: &mut Vec<(u16, Direction, FlowKey, LftEntry)>,
+    li: usize,
+    dir: Direction,
+    k: &FlowKey,
+    aid: usize,
+) -> Option<LftState> {
+    let i = kept.iter().position(|(l, d, kk, e)| {
+        usize::from(*l) == li && *d == dir && kk == k && e.action_id == aid
+    })?;
+    Some(kept.swap_remove(i).3.state)
+}
+
+fn gen_drop(e: GenError) -> DropReason {
+    match e {
+        GenError::Exhausted(_) => DropReason::Exhausted,
+        GenError::Refused(_) => DropReason::ActionFailed,
+    }
+}
+
+fn transform_drop(e: TransformError) -> DropReason {
+    match e {
+        TransformError::NoHeadroom => DropReason::NoHeadroom,
+        _ => DropReason::BadTransform,
+    }
+}
+
+impl Walk {
+    fn new(dir: Direction, h: Headers, trace: bool) -> Walk {
+        Walk {
+            dir,
+            start: h,
+            hdrs: h,
+            meta: Meta::default(),
+            transform: Transform::default(),
+            flow: None,
+            trace: trace.then(Vec::new),
+        }
+    }
+
+    fn apply(&mut self, t: &Transform) -> Result<(), DropReason> {
+        self.transform = self.transform.then(t).map_err(transform_drop)?;
+        t.apply_headers(&mut self.hdrs).map_err(transform_drop)?;
+        if let Some(s) = self.trace.as_mut().and_then(|v| v.last_mut()) {
+            s.after = self.hdrs;
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, layer: &str, matched: &str, action: &str, t: Option<&Transform>) {
+        if let Some(v) = &mut self.trace {
+            v.push(TraceStep {
+                layer: layer.to_string(),
+                matched: matched.to_string(),
+                action: action.to_string(),
+                transform: t.cloned(),
+                after: self.hdrs,
+            });
+        }
+    }
+
+    fn note_s(&mut self, layer: &str, matched: String, action: &Action, t: Option<&Transform>) {
+        if self.trace.is_some() {
+            self.note(layer, &matched, &action.to_string(), t);
+        }
+    }
+}
+
+/// The headers of the first reply to a packet with headers `h` (as it
+/// leaves the port): addresses and ports swapped, an echo request answered
+/// by an echo reply, a SYN by a SYN+ACK. `None` for packets that get no
+/// reply of their own (ICMP errors).
+pub fn reply_headers(h: &Headers) -> Option<Headers> {
+    let mut r = *h;
+    if let Some(o) = &mut r.outer {
+        core::mem::swap(&mut o.eth_src, &mut o.eth_dst);
+        core::mem::swap(&mut o.ip_src, &mut o.ip_dst);
+    }
+    let i = &mut r.inner;
+    core::mem::swap(&mut i.eth_src, &mut i.eth_dst);
+    match &mut i.l3 {
+        L3::Ipv4(ip) | L3::Ipv6(ip) => core::mem::swap(&mut ip.src, &mut ip.dst),
+        _ => return None,
+    }
+    match &mut i.l4 {
+        L4::Tcp(t) => {
+            core::mem::swap(&mut t.src, &mut t.dst);
+            use crate::headers::tcp_flags::{ACK, SYN};
+            t.flags = if t.flags & SYN != 0 { SYN | ACK } else { ACK };
+        }
+        L4::Udp { src, dst } => core::mem::swap(src, dst),
+        L4::Icmp { ty, .. } => match *ty {
+            8 => *ty = 0,
+            0 => *ty = 8,
+            _ => return None,
+        },
+        L4::Icmp6 { ty, .. } => match *ty {
+            128 => *ty = 129,
+            129 => *ty = 128,
+            _ => return None,
+        },
+        L4::None | L4::Unknown => {}
+    }
+    Some(r)
+}
+
+/// The result of [`Port::trace`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Trace {
+    pub steps: Vec<TraceStep>,
+    /// The composed transform of every layer.
+    pub transform: Transform,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UftDump {
+    pub epoch: u64,
+    pub inbound: Vec<UftEntryDump>,
+    pub outbound: Vec<UftEntryDump>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UftEntryDump {
+    pub key: FlowKey,
+    pub flow: u32,
+    pub epoch: u64,
+    pub stale: bool,
+    pub transform: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerDump {
+    pub name: String,
+    pub default_in: DefaultAction,
+    pub default_out: DefaultAction,
+    pub rules_in: Vec<RuleDump>,
+    pub rules_out: Vec<RuleDump>,
+    pub lft_in: Vec<LftDump>,
+    pub lft_out: Vec<LftDump>,
+    pub stats_in: LayerDirStats,
+    pub stats_out: LayerDirStats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleDump {
+    pub id: u64,
+    pub priority: u16,
+    pub predicates: Vec<String>,
+    pub action: String,
+    pub hits: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LftDump {
+    pub key: FlowKey,
+    pub flow: u32,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpFlowDump {
+    pub flow: u32,
+    pub key: FlowKey,
+    pub origin: Direction,
+    pub state: &'static str,
+    pub age_ms: u64,
+    pub idle_ms: u64,
+    pub packets_out: u64,
+    pub packets_in: u64,
+}

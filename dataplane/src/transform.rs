@@ -1,0 +1,711 @@
+//! Header transformations: what a layer does to a packet, how the layers'
+//! transformations compose into one, and how a composed transformation is
+//! compiled once per flow and applied to every later packet.
+//!
+//! A [`Transform`] has three parts, applied in this order: pop the
+//! encapsulation (`decap`), set inner header fields, push an encapsulation
+//! (`encap`). Field sets only touch the guest's frame, so they commute with
+//! the encapsulation steps, and composing two transforms is exact:
+//! `a.then(b)` applied once equals `a` then `b` applied one after the other,
+//! byte for byte (a scenario test checks it). Composition refuses the
+//! sequences that make no sense (two pushes, two pops) rather than guess.
+//!
+//! [`Compiled`] is a transform specialised to one flow: the old values of
+//! every rewritten field are the flow's key, the same for every packet of
+//! the flow, so the checksum adjustments (RFC 1624) and the encapsulation
+//! header are computed once. Applying it is a handful of stores and one
+//! or two 16-bit additions per checksum.
+
+use crate::checksum::{pseudo_header, Csum, CsumDelta};
+use crate::flow::FlowKey;
+use crate::headers::{
+    self, ethertype, proto, GeneveInfo, Headers, Mac, Offsets, Outer, Vni, GENEVE_PORT, L3, L4,
+};
+use crate::packet::PacketBuf;
+use core::net::{IpAddr, Ipv6Addr};
+use serde::Serialize;
+
+/// Length of the encapsulation sluice pushes: Ethernet (14) + IPv6 (40) +
+/// UDP (8) + Geneve (8), before options.
+pub const ENCAP_LEN: usize = 70;
+
+/// Geneve options sluice may push, in bytes (the header allows 252).
+pub const MAX_GENEVE_OPTS: usize = 56;
+
+/// What one layer does to a packet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Transform {
+    /// Pop the Geneve encapsulation.
+    #[serde(skip_serializing_if = "is_false")]
+    pub decap: bool,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_mac")]
+    pub eth_src: Option<Mac>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_mac")]
+    pub eth_dst: Option<Mac>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_src: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_dst: Option<IpAddr>,
+    /// TCP/UDP source port; for ICMP echo, the identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l4_src: Option<u16>,
+    /// TCP/UDP destination port; for ICMP echo, the identifier when
+    /// `l4_src` is not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l4_dst: Option<u16>,
+    /// Push a Geneve encapsulation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encap>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+mod opt_mac {
+    use super::Mac;
+    pub fn serialize<S: serde::Serializer>(m: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(&super::mac_string(m)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_string(m: &Mac) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// A Geneve-over-IPv6 encapsulation to push (RFC 8926).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Encap {
+    #[serde(serialize_with = "ser_mac")]
+    pub eth_src: Mac,
+    #[serde(serialize_with = "ser_mac")]
+    pub eth_dst: Mac,
+    pub ip_src: Ipv6Addr,
+    pub ip_dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// Outer UDP source port; 0 means "derive it from the inner flow", so
+    /// that ECMP in the underlay spreads flows (RFC 8926 §3.3).
+    pub udp_src: u16,
+    pub vni: Vni,
+    pub options: GeneveOptions,
+    /// Compute the outer UDP checksum (RFC 8200 requires one over IPv6
+    /// unless both tunnel ends opt out per RFC 6935).
+    pub udp_csum: bool,
+}
+
+fn ser_mac<S: serde::Serializer>(m: &Mac, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mac_string(m))
+}
+
+/// Encoded Geneve option TLVs, kept inline (no heap) and bounded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GeneveOptions {
+    len: u8,
+    critical: bool,
+    bytes: [u8; MAX_GENEVE_OPTS],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GeneveOptError {
+    #[error("Geneve option data must be a multiple of 4 bytes and at most 124, got {0}")]
+    DataLen(usize),
+    #[error("Geneve options would exceed {MAX_GENEVE_OPTS} bytes")]
+    Full,
+}
+
+impl GeneveOptions {
+    pub const EMPTY: GeneveOptions = GeneveOptions {
+        len: 0,
+        critical: false,
+        bytes: [0; MAX_GENEVE_OPTS],
+    };
+
+    /// Appends one option (RFC 8926 §3.5). The high bit of `ty` marks it
+    /// critical.
+    pub fn push(&mut self, class: u16, ty: u8, data: &[u8]) -> Result<(), GeneveOptError> {
+        if data.len() % 4 != 0 || data.len() > 124 {
+            return Err(GeneveOptError::DataLen(data.len()));
+        }
+        let at = usize::from(self.len);
+        let n = 4 + data.len();
+        if at + n > MAX_GENEVE_OPTS {
+            return Err(GeneveOptError::Full);
+        }
+        self.bytes[at..at + 2].copy_from_slice(&class.to_be_bytes());
+        self.bytes[at + 2] = ty;
+        self.bytes[at + 3] = (data.len() / 4) as u8;
+        self.bytes[at + 4..at + n].copy_from_slice(data);
+        self.len += n as u8;
+        self.critical |= ty & 0x80 != 0;
+        Ok(())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub fn has_critical(&self) -> bool {
+        self.critical
+    }
+}
+
+impl Default for GeneveOptions {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl core::fmt::Debug for GeneveOptions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "GeneveOptions({:02x?})", self.as_bytes())
+    }
+}
+
+impl Serialize for GeneveOptions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = self.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&hex)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    #[error("two encapsulations pushed")]
+    DoubleEncap,
+    #[error("encapsulation popped twice")]
+    DoubleDecap,
+    #[error("decapsulation of a packet that has no encapsulation")]
+    NotEncapsulated,
+    #[error("IP address family of the rewrite differs from the packet's")]
+    Family,
+    #[error("IP rewrite of a packet that is not IP")]
+    NotIp,
+    #[error("port rewrite of a packet without ports")]
+    NoPorts,
+    #[error("no headroom for the encapsulation")]
+    NoHeadroom,
+}
+
+impl Transform {
+    pub fn is_identity(&self) -> bool {
+        *self == Transform::default()
+    }
+
+    /// The transform equal to `self` followed by `next`.
+    pub fn then(&self, next: &Transform) -> Result<Transform, TransformError> {
+        // self = D1 M1 E1, next = D2 M2 E2 (see the module doc).
+        let (decap, encap) = match (self.encap.is_some(), next.decap) {
+            // E1 D2 cancel: D1 M1 M2 E2.
+            (true, true) => (self.decap, next.encap.clone()),
+            (true, false) => {
+                if next.encap.is_some() {
+                    return Err(TransformError::DoubleEncap);
+                }
+                (self.decap, self.encap.clone())
+            }
+            (false, true) => {
+                if self.decap {
+                    return Err(TransformError::DoubleDecap);
+                }
+                (true, next.encap.clone())
+            }
+            (false, false) => (self.decap, next.encap.clone()),
+        };
+        Ok(Transform {
+            decap,
+            eth_src: next.eth_src.or(self.eth_src),
+            eth_dst: next.eth_dst.or(self.eth_dst),
+            ip_src: next.ip_src.or(self.ip_src),
+            ip_dst: next.ip_dst.or(self.ip_dst),
+            l4_src: next.l4_src.or(self.l4_src),
+            l4_dst: next.l4_dst.or(self.l4_dst),
+            encap,
+        })
+    }
+
+    /// Applies the transform to a parsed summary, as the bytes would be
+    /// changed. The slow path uses this so each layer sees what the layers
+    /// before it did.
+    pub fn apply_headers(&self, h: &mut Headers) -> Result<(), TransformError> {
+        if self.decap {
+            if h.outer.is_none() {
+                return Err(TransformError::NotEncapsulated);
+            }
+            h.outer = None;
+        }
+        let inner = &mut h.inner;
+        if let Some(m) = self.eth_src {
+            inner.eth_src = m;
+        }
+        if let Some(m) = self.eth_dst {
+            inner.eth_dst = m;
+        }
+        if self.ip_src.is_some() || self.ip_dst.is_some() {
+            let v4 = matches!(inner.l3, L3::Ipv4(_));
+            let ip = inner.ip_mut().ok_or(TransformError::NotIp)?;
+            for (new, field) in [(self.ip_src, &mut ip.src), (self.ip_dst, &mut ip.dst)] {
+                if let Some(a) = new {
+                    if a.is_ipv4() != v4 {
+                        return Err(TransformError::Family);
+                    }
+                    *field = a;
+                }
+            }
+        }
+        if self.l4_src.is_some() || self.l4_dst.is_some() {
+            match &mut inner.l4 {
+                L4::Tcp(t) => {
+                    t.src = self.l4_src.unwrap_or(t.src);
+                    t.dst = self.l4_dst.unwrap_or(t.dst);
+                }
+                L4::Udp { src, dst } => {
+                    *src = self.l4_src.unwrap_or(*src);
+                    *dst = self.l4_dst.unwrap_or(*dst);
+                }
+                L4::Icmp { ident, ty, .. } if is_echo4(*ty) => {
+                    *ident = self.l4_src.or(self.l4_dst).unwrap_or(*ident);
+                }
+                L4::Icmp6 { ident, ty, .. } if is_echo6(*ty) => {
+                    *ident = self.l4_src.or(self.l4_dst).unwrap_or(*ident);
+                }
+                _ => return Err(TransformError::NoPorts),
+            }
+        }
+        if let Some(e) = &self.encap {
+            if h.outer.is_some() {
+                return Err(TransformError::DoubleEncap);
+            }
+            let key = FlowKey::of(h);
+            h.outer = Some(Outer {
+                eth_src: e.eth_src,
+                eth_dst: e.eth_dst,
+                ip_src: e.ip_src,
+                ip_dst: e.ip_dst,
+                hop_limit: e.hop_limit,
+                udp_src: e.effective_udp_src(key.as_ref()),
+                udp_dst: GENEVE_PORT,
+                geneve: GeneveInfo {
+                    vni: e.vni,
+                    oam: false,
+                    critical: e.options.has_critical(),
+                    opt_len: u16::from(e.options.len),
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+fn is_echo4(ty: u8) -> bool {
+    ty == 0 || ty == 8
+}
+
+fn is_echo6(ty: u8) -> bool {
+    ty == 128 || ty == 129
+}
+
+impl Encap {
+    /// The outer UDP source port for a flow: the configured one, or one
+    /// from the flow's symmetric hash in the ephemeral range 49152-65535.
+    pub fn effective_udp_src(&self, inner: Option<&FlowKey>) -> u16 {
+        if self.udp_src != 0 {
+            return self.udp_src;
+        }
+        let h = inner.map_or(0, |k| k.symmetric_hash());
+        0xc000 | ((h ^ (h >> 16)) as u16 & 0x3fff)
+    }
+}
+
+/// The L4 checksum a rewrite must keep right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L4Csum {
+    None,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// A transform compiled for one flow (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compiled {
+    decap: bool,
+    v4: bool,
+    /// Bit 0: eth_src, 1: eth_dst, 2: ip_src, 3: ip_dst, 4: l4_src, 5: l4_dst.
+    set: u8,
+    eth_src: Mac,
+    eth_dst: Mac,
+    ip_src: [u8; 16],
+    ip_dst: [u8; 16],
+    l4_src: u16,
+    l4_dst: u16,
+    l4: L4Csum,
+    ip_csum: CsumDelta,
+    l4_csum: CsumDelta,
+    encap: Option<Box<EncapTemplate>>,
+}
+
+const SET_ETH_SRC: u8 = 1;
+const SET_ETH_DST: u8 = 2;
+const SET_IP_SRC: u8 = 4;
+const SET_IP_DST: u8 = 8;
+const SET_L4_SRC: u8 = 16;
+const SET_L4_DST: u8 = 32;
+
+/// A pushed encapsulation with every per-flow field filled in; only the
+/// lengths and the UDP checksum change per packet.
+#[derive(Clone, PartialEq, Eq)]
+struct EncapTemplate {
+    len: usize,
+    bytes: [u8; ENCAP_LEN + MAX_GENEVE_OPTS],
+    udp_csum: bool,
+    /// Sum of the constant parts of the UDP checksum: the pseudo-header's
+    /// addresses and protocol, the ports, the Geneve header and options.
+    const_sum: Csum,
+}
+
+impl core::fmt::Debug for EncapTemplate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "EncapTemplate({} bytes)", self.len)
+    }
+}
+
+// Field offsets within the pushed encapsulation.
+const E_IP: usize = 14;
+const E_IP_PLEN: usize = E_IP + 4;
+const E_UDP: usize = 54;
+const E_UDP_LEN: usize = E_UDP + 4;
+const E_UDP_CSUM: usize = E_UDP + 6;
+const E_GENEVE: usize = 62;
+
+impl Compiled {
+    /// Compiles `t` for the flow whose packets look like `before`.
+    pub fn new(t: &Transform, before: &Headers) -> Result<Compiled, TransformError> {
+        // Check the transform against the summary first: every error a
+        // packet of this flow could hit is found here, once.
+        let mut after = *before;
+        t.apply_headers(&mut after)?;
+
+        let inner = &before.inner;
+        let mut c = Compiled {
+            decap: t.decap,
+            v4: matches!(inner.l3, L3::Ipv4(_)),
+            set: 0,
+            eth_src: t.eth_src.unwrap_or_default(),
+            eth_dst: t.eth_dst.unwrap_or_default(),
+            ip_src: [0; 16],
+            ip_dst: [0; 16],
+            l4_src: 0,
+            l4_dst: 0,
+            l4: L4Csum::None,
+            ip_csum: CsumDelta::ZERO,
+            l4_csum: CsumDelta::ZERO,
+            encap: None,
+        };
+        if t.eth_src.is_some() {
+            c.set |= SET_ETH_SRC;
+        }
+        if t.eth_dst.is_some() {
+            c.set |= SET_ETH_DST;
+        }
+        c.l4 = match inner.l4 {
+            L4::Tcp(_) => L4Csum::Tcp,
+            L4::Udp { .. } => L4Csum::Udp,
+            L4::Icmp { .. } | L4::Icmp6 { .. } => L4Csum::Icmp,
+            _ => L4Csum::None,
+        };
+        let pseudo = matches!(inner.l4, L4::Tcp(_) | L4::Udp { .. } | L4::Icmp6 { .. });
+        if let (Some(b), Some(a)) = (inner.ip(), after.inner.ip()) {
+            let mut ip_delta = CsumDelta::ZERO;
+            for (bit, old, new, slot) in [
+                (SET_IP_SRC, b.src, a.src, &mut c.ip_src),
+                (SET_IP_DST, b.dst, a.dst, &mut c.ip_dst),
+            ] {
+                if old == new {
+                    continue;
+                }
+                c.set |= bit;
+                let (o, n) = (ip_bytes(old), ip_bytes(new));
+                let len = if c.v4 { 4 } else { 16 };
+                slot[..len].copy_from_slice(&n[..len]);
+                let d = CsumDelta::between(&o[..len], &n[..len]);
+                ip_delta = ip_delta.combine(d);
+            }
+            if c.v4 {
+                c.ip_csum = ip_delta;
+            }
+            if pseudo {
+                c.l4_csum = ip_delta;
+            }
+        }
+        let (os, od) = inner.ports();
+        let (ns, nd) = after.inner.ports();
+        match inner.l4 {
+            L4::Tcp(_) | L4::Udp { .. } => {
+                if os != ns {
+                    c.set |= SET_L4_SRC;
+                    c.l4_src = ns;
+                    c.l4_csum = c
+                        .l4_csum
+                        .combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
+                }
+                if od != nd {
+                    c.set |= SET_L4_DST;
+                    c.l4_dst = nd;
+                    c.l4_csum = c
+                        .l4_csum
+                        .combine(CsumDelta::between(&od.to_be_bytes(), &nd.to_be_bytes()));
+                }
+            }
+            L4::Icmp { .. } | L4::Icmp6 { .. } if os != ns => {
+                // The echo identifier: one field, written at the source port slot.
+                c.set |= SET_L4_SRC;
+                c.l4_src = ns;
+                c.l4_csum = c
+                    .l4_csum
+                    .combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
+            }
+            _ => {}
+        }
+        if let Some(e) = &t.encap {
+            let key = FlowKey::of(&after);
+            c.encap = Some(Box::new(EncapTemplate::new(e, key.as_ref())));
+        }
+        Ok(c)
+    }
+
+    /// A one-line description for dumps: the fields it sets.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.decap {
+            parts.push("decap".to_string());
+        }
+        if self.set & SET_ETH_SRC != 0 {
+            parts.push(format!("eth.src={}", mac_string(&self.eth_src)));
+        }
+        if self.set & SET_ETH_DST != 0 {
+            parts.push(format!("eth.dst={}", mac_string(&self.eth_dst)));
+        }
+        let ip = |b: &[u8; 16]| -> String {
+            if self.v4 {
+                core::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+            } else {
+                Ipv6Addr::from(*b).to_string()
+            }
+        };
+        if self.set & SET_IP_SRC != 0 {
+            parts.push(format!("ip.src={}", ip(&self.ip_src)));
+        }
+        if self.set & SET_IP_DST != 0 {
+            parts.push(format!("ip.dst={}", ip(&self.ip_dst)));
+        }
+        if self.set & SET_L4_SRC != 0 {
+            parts.push(format!("l4.src={}", self.l4_src));
+        }
+        if self.set & SET_L4_DST != 0 {
+            parts.push(format!("l4.dst={}", self.l4_dst));
+        }
+        if let Some(e) = &self.encap {
+            let b = &e.bytes;
+            let mut dst = [0u8; 16];
+            dst.copy_from_slice(&b[E_IP + 24..E_IP + 40]);
+            let vni = u32::from_be_bytes([0, b[E_GENEVE + 4], b[E_GENEVE + 5], b[E_GENEVE + 6]]);
+            parts.push(format!(
+                "encap(geneve vni={vni} dst={})",
+                Ipv6Addr::from(dst)
+            ));
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    pub fn pushes_encap(&self) -> bool {
+        self.encap.is_some()
+    }
+
+    /// Applies the compiled transform to a packet of its flow, parsed with
+    /// offsets `off`. Allocation-free; the only error is missing headroom.
+    #[inline]
+    pub fn apply(&self, pkt: &mut PacketBuf, off: &Offsets) -> Result<(), TransformError> {
+        let mut off = *off;
+        if self.decap {
+            let n = usize::from(off.inner_l2);
+            // parse() guarantees inner_l2 lies within the frame.
+            let _ = pkt.pull_front(n);
+            off.inner_l3 -= off.inner_l2;
+            off.inner_l4 -= off.inner_l2;
+            off.inner_end -= off.inner_l2;
+            off.inner_l2 = 0;
+        }
+        if self.set != 0 {
+            self.rewrite(pkt.as_mut_slice(), &off);
+        }
+        if let Some(e) = &self.encap {
+            e.push(pkt)?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn rewrite(&self, f: &mut [u8], off: &Offsets) {
+        let l2 = usize::from(off.inner_l2);
+        if self.set & SET_ETH_DST != 0 {
+            f[l2..l2 + 6].copy_from_slice(&self.eth_dst);
+        }
+        if self.set & SET_ETH_SRC != 0 {
+            f[l2 + 6..l2 + 12].copy_from_slice(&self.eth_src);
+        }
+        let l3 = usize::from(off.inner_l3);
+        let l4 = usize::from(off.inner_l4);
+        if self.set & (SET_IP_SRC | SET_IP_DST) != 0 {
+            let (src, dst, n) = if self.v4 {
+                (l3 + headers::IPV4_SRC, l3 + headers::IPV4_DST, 4)
+            } else {
+                (l3 + headers::IPV6_SRC, l3 + headers::IPV6_DST, 16)
+            };
+            if self.set & SET_IP_SRC != 0 {
+                f[src..src + n].copy_from_slice(&self.ip_src[..n]);
+            }
+            if self.set & SET_IP_DST != 0 {
+                f[dst..dst + n].copy_from_slice(&self.ip_dst[..n]);
+            }
+            if self.v4 {
+                let at = l3 + headers::IPV4_CSUM;
+                let v = self.ip_csum.apply(be16(f, at));
+                put16(f, at, v);
+            }
+        }
+        match self.l4 {
+            L4Csum::Tcp | L4Csum::Udp => {
+                if self.set & SET_L4_SRC != 0 {
+                    put16(f, l4, self.l4_src);
+                }
+                if self.set & SET_L4_DST != 0 {
+                    put16(f, l4 + 2, self.l4_dst);
+                }
+            }
+            L4Csum::Icmp => {
+                if self.set & SET_L4_SRC != 0 {
+                    put16(f, l4 + headers::ICMP_ECHO_ID, self.l4_src);
+                }
+            }
+            L4Csum::None => {}
+        }
+        match self.l4 {
+            L4Csum::Tcp => {
+                let at = l4 + headers::TCP_CSUM;
+                let v = self.l4_csum.apply(be16(f, at));
+                put16(f, at, v);
+            }
+            L4Csum::Udp => {
+                let at = l4 + headers::UDP_CSUM;
+                let v = self.l4_csum.apply_udp(be16(f, at));
+                put16(f, at, v);
+            }
+            L4Csum::Icmp => {
+                let at = l4 + headers::ICMP_CSUM;
+                let v = self.l4_csum.apply(be16(f, at));
+                put16(f, at, v);
+            }
+            L4Csum::None => {}
+        }
+    }
+}
+
+impl EncapTemplate {
+    fn new(e: &Encap, inner: Option<&FlowKey>) -> EncapTemplate {
+        let opts = e.options.as_bytes();
+        let len = ENCAP_LEN + opts.len();
+        let mut b = [0u8; ENCAP_LEN + MAX_GENEVE_OPTS];
+        b[0..6].copy_from_slice(&e.eth_dst);
+        b[6..12].copy_from_slice(&e.eth_src);
+        b[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
+        b[E_IP] = 0x60; // version 6, traffic class 0, flow label 0
+        b[E_IP + 6] = proto::UDP;
+        b[E_IP + 7] = e.hop_limit;
+        b[E_IP + 8..E_IP + 24].copy_from_slice(&e.ip_src.octets());
+        b[E_IP + 24..E_IP + 40].copy_from_slice(&e.ip_dst.octets());
+        let sport = e.effective_udp_src(inner);
+        b[E_UDP..E_UDP + 2].copy_from_slice(&sport.to_be_bytes());
+        b[E_UDP + 2..E_UDP + 4].copy_from_slice(&GENEVE_PORT.to_be_bytes());
+        // Geneve: version 0, option length in 4-byte words, C bit if any
+        // option is critical, protocol Ethernet, VNI.
+        b[E_GENEVE] = (opts.len() / 4) as u8;
+        b[E_GENEVE + 1] = if e.options.has_critical() { 0x40 } else { 0 };
+        b[E_GENEVE + 2..E_GENEVE + 4].copy_from_slice(&ethertype::ETHERNET.to_be_bytes());
+        b[E_GENEVE + 4..E_GENEVE + 7].copy_from_slice(&e.vni.to_bytes());
+        b[ENCAP_LEN..len].copy_from_slice(opts);
+
+        let mut const_sum = pseudo_header(
+            &b[E_IP + 8..E_IP + 24],
+            &b[E_IP + 24..E_IP + 40],
+            proto::UDP,
+            0,
+        );
+        const_sum.add_bytes(&b[E_UDP..E_UDP + 4]);
+        const_sum.add_bytes(&b[E_GENEVE..len]);
+        EncapTemplate {
+            len,
+            bytes: b,
+            udp_csum: e.udp_csum,
+            const_sum,
+        }
+    }
+
+    #[inline]
+    fn push(&self, pkt: &mut PacketBuf) -> Result<(), TransformError> {
+        let inner_len = pkt.len();
+        let mut csum = self.const_sum;
+        if self.udp_csum {
+            csum.add_bytes(pkt.as_slice());
+        }
+        let hdr = pkt
+            .push_front(self.len)
+            .map_err(|_| TransformError::NoHeadroom)?;
+        hdr.copy_from_slice(&self.bytes[..self.len]);
+        let udp_len = (self.len - E_UDP + inner_len) as u16;
+        put16(hdr, E_IP_PLEN, udp_len);
+        put16(hdr, E_UDP_LEN, udp_len);
+        if self.udp_csum {
+            // The length appears twice: in the pseudo-header and in the header.
+            csum.add_u16(udp_len);
+            csum.add_u16(udp_len);
+            let v = match csum.finish() {
+                0 => 0xffff,
+                v => v,
+            };
+            put16(hdr, E_UDP_CSUM, v);
+        }
+        Ok(())
+    }
+}
+
+#[inline]
+fn be16(f: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+#[inline]
+fn put16(f: &mut [u8], at: usize, v: u16) {
+    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn ip_bytes(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            b
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}

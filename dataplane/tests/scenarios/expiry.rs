@@ -1,0 +1,191 @@
+//! Expiry by TCP state with a hand-driven clock, and the eviction order
+//! when the flow table is full.
+
+use crate::common::*;
+use crate::{assert_drop, assert_forward};
+use dataplane::tcp::TcpState;
+use dataplane::{Action, DefaultAction, Direction, DropReason, FlowKey, ParseMode, Rule};
+
+fn key(frame: &[u8]) -> FlowKey {
+    FlowKey::of(
+        &dataplane::headers::parse(frame, ParseMode::Plain)
+            .unwrap()
+            .hdrs,
+    )
+    .unwrap()
+}
+
+fn stateful_fw(limit: u32) -> Fixture {
+    let mut fx = port_with(limit, &[("fw", DefaultAction::Deny, DefaultAction::Deny)]);
+    fx.port
+        .add_rule("fw", Direction::Out, Rule::new(1, Action::StatefulAllow))
+        .unwrap();
+    fx
+}
+
+/// Opens a TCP connection from the guest (RFC 9293 §3.5 handshake).
+fn handshake(fx: &mut Fixture, sport: u16) -> Vec<u8> {
+    let syn = tcp4(("10.0.0.5", sport), ("10.0.0.9", 80), "S");
+    let v = fx.out(&syn);
+    assert_forward!(fx, v);
+    let v = fx.inb(&reply_tcp4(&syn, "SA"));
+    assert_forward!(fx, v);
+    let v = fx.out(&tcp4(("10.0.0.5", sport), ("10.0.0.9", 80), "A"));
+    assert_forward!(fx, v);
+    syn
+}
+
+#[test]
+fn half_open_expires_fast_established_slowly() {
+    let mut fx = stateful_fw(64);
+    let half = tcp4(("10.0.0.5", 1000), ("10.0.0.9", 80), "S");
+    let v = fx.out(&half);
+    assert_forward!(fx, v);
+    let est = handshake(&mut fx, 2000);
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&est)),
+        Some(TcpState::Established)
+    );
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&half)),
+        Some(TcpState::SynSent)
+    );
+
+    fx.clock.advance_secs(6);
+    assert_eq!(fx.port.expire(), 1);
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&half)),
+        None,
+        "half-open gone after 5 s"
+    );
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&est)),
+        Some(TcpState::Established)
+    );
+    // The reply to the expired SYN now finds nothing and is refused.
+    let v = fx.inb(&reply_tcp4(&half, "SA"));
+    assert_drop!(fx, v, DropReason::DefaultDenied);
+
+    fx.clock.advance_secs(3590);
+    assert_eq!(fx.port.expire(), 0);
+    fx.clock.advance_secs(20);
+    assert_eq!(fx.port.expire(), 1, "established gone after an idle hour");
+    assert_eq!(fx.port.flow_count(), 0);
+    assert_eq!(fx.port.stats().flows_expired, 2);
+    // Expiry removed the LFT state too.
+    assert!(fx.port.dump_layers()[0].lft_in.is_empty());
+    assert!(fx.port.dump_layers()[0].lft_out.is_empty());
+}
+
+#[test]
+fn traffic_keeps_a_flow_alive() {
+    let mut fx = stateful_fw(64);
+    let syn = handshake(&mut fx, 2000);
+    for _ in 0..5 {
+        fx.clock.advance_secs(3000);
+        let v = fx.out(&tcp4(("10.0.0.5", 2000), ("10.0.0.9", 80), "A"));
+        assert_forward!(fx, v);
+        assert_eq!(fx.port.expire(), 0);
+    }
+    assert!(fx.port.tcp_state(Direction::Out, &key(&syn)).is_some());
+}
+
+#[test]
+fn closing_time_wait_and_rst_sit_in_between() {
+    let mut fx = stateful_fw(64);
+    // Normal close (RFC 9293 §3.6): FIN, ACK, FIN, ACK -> TIME_WAIT.
+    let a = handshake(&mut fx, 3000);
+    let out = |f: &str| tcp4(("10.0.0.5", 3000), ("10.0.0.9", 80), f);
+    let inn = |f: &str| tcp4(("10.0.0.9", 80), ("10.0.0.5", 3000), f);
+    assert_forward!(fx, fx.out(&out("FA")));
+    assert!(matches!(
+        fx.port.tcp_state(Direction::Out, &key(&a)),
+        Some(TcpState::FinWait { .. })
+    ));
+    assert_forward!(fx, fx.inb(&inn("A")));
+    assert_forward!(fx, fx.inb(&inn("FA")));
+    assert!(matches!(
+        fx.port.tcp_state(Direction::Out, &key(&a)),
+        Some(TcpState::LastAck { .. })
+    ));
+    assert_forward!(fx, fx.out(&out("A")));
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&a)),
+        Some(TcpState::TimeWait)
+    );
+
+    // A reset connection.
+    let b = handshake(&mut fx, 3001);
+    assert_forward!(fx, fx.inb(&tcp4(("10.0.0.9", 80), ("10.0.0.5", 3001), "R")));
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&b)),
+        Some(TcpState::Closed)
+    );
+
+    // And one that stays open.
+    let c = handshake(&mut fx, 3002);
+
+    fx.clock.advance_secs(11);
+    assert_eq!(fx.port.expire(), 1, "closed by RST: 10 s");
+    assert_eq!(fx.port.tcp_state(Direction::Out, &key(&b)), None);
+    fx.clock.advance_secs(20);
+    assert_eq!(fx.port.expire(), 1, "TIME_WAIT: 30 s");
+    assert_eq!(fx.port.tcp_state(Direction::Out, &key(&a)), None);
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&c)),
+        Some(TcpState::Established)
+    );
+}
+
+#[test]
+fn udp_and_icmp_idle_expiry() {
+    let mut fx = stateful_fw(64);
+    assert_forward!(fx, fx.out(&udp4(("10.0.0.5", 53000), ("10.0.0.53", 53))));
+    assert_forward!(fx, fx.out(&ping4("10.0.0.5", "10.0.0.9", 1)));
+    fx.clock.advance_secs(31);
+    assert_eq!(fx.port.expire(), 1, "ICMP after 30 s");
+    fx.clock.advance_secs(30);
+    assert_eq!(fx.port.expire(), 1, "UDP after 60 s");
+}
+
+#[test]
+fn full_table_evicts_expired_then_half_open_never_established() {
+    let mut fx = stateful_fw(3);
+    handshake(&mut fx, 1); // established
+    assert_forward!(fx, fx.out(&udp4(("10.0.0.5", 2), ("10.0.0.9", 53)))); // UDP
+    let half = tcp4(("10.0.0.5", 3), ("10.0.0.9", 80), "S"); // half-open
+    assert_forward!(fx, fx.out(&half));
+    assert_eq!(fx.port.flow_count(), 3);
+
+    // Full, nothing expired: the half-open flow makes room.
+    let before = fx.port.stats().clone();
+    assert_forward!(fx, fx.out(&udp4(("10.0.0.5", 4), ("10.0.0.9", 53))));
+    assert_eq!(fx.port.stats().flows_evicted - before.flows_evicted, 1);
+    assert_eq!(fx.port.tcp_state(Direction::Out, &key(&half)), None);
+
+    // Full, nothing expired, nothing half-open: the new flow is refused.
+    let v = fx.out(&udp4(("10.0.0.5", 5), ("10.0.0.9", 53)));
+    assert_drop!(fx, v, DropReason::FlowTableFull);
+    assert_eq!(fx.port.stats().drops(DropReason::FlowTableFull), 1);
+
+    // A new half-open flow plus an expired UDP flow: the expired one goes
+    // first, the half-open one stays.
+    fx.clock.advance_secs(59);
+    assert_forward!(fx, fx.out(&tcp4(("10.0.0.5", 1), ("10.0.0.9", 80), "A"))); // keep established alive
+    assert_forward!(fx, fx.out(&udp4(("10.0.0.5", 4), ("10.0.0.9", 53)))); // keep UDP 4 alive
+    fx.clock.advance_secs(2); // UDP 2 is now idle 61 s
+                              // Evict the expired UDP 2 for a new half-open flow.
+    let half2 = tcp4(("10.0.0.5", 6), ("10.0.0.9", 80), "S");
+    assert_forward!(fx, fx.out(&half2));
+    assert_eq!(fx.port.stats().flows_expired, 1);
+    let evicted = fx.port.stats().flows_evicted;
+    // The next new flow evicts the half-open one, not the established.
+    assert_forward!(fx, fx.out(&udp4(("10.0.0.5", 7), ("10.0.0.9", 53))));
+    assert_eq!(fx.port.stats().flows_evicted, evicted + 1);
+    assert_eq!(fx.port.tcp_state(Direction::Out, &key(&half2)), None);
+    let est = tcp4(("10.0.0.5", 1), ("10.0.0.9", 80), "A");
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &key(&est)),
+        Some(TcpState::Established)
+    );
+}

@@ -1,0 +1,10 @@
+//! Scenario tests for the engine: ports built from canned layers, driven
+//! with packets built by etherparse, checked with etherparse and counters.
+//! One binary for all scenarios (link time).
+
+mod common;
+mod compose;
+mod expiry;
+mod malformed;
+mod rules;
+mod stateful;

@@ -1,0 +1,270 @@
+//! Stateful allow, both-direction UFT entries, epoch re-checks, NAT state.
+
+use crate::common::*;
+use crate::{assert_drop, assert_forward};
+use dataplane::headers::proto;
+use dataplane::tcp::TcpState;
+use dataplane::{
+    Action, DefaultAction, Direction, DropReason, FlowKey, PortRange, Predicate, Rule,
+};
+use std::sync::atomic::Ordering;
+
+fn allow_web_out(fx: &mut Fixture) -> dataplane::RuleId {
+    let r = Rule::new(10, Action::StatefulAllow)
+        .with(Predicate::Proto(vec![proto::TCP]))
+        .with(Predicate::DstPort(vec![PortRange::single(80)]));
+    fx.port.add_rule("fw", Direction::Out, r).unwrap()
+}
+
+#[test]
+fn stateful_allow_lets_replies_in_and_nothing_else() {
+    let mut fx = port_with(64, &[("fw", DefaultAction::Deny, DefaultAction::Deny)]);
+    allow_web_out(&mut fx);
+    let syn = tcp4(("10.0.0.5", 40000), ("10.0.0.9", 80), "S");
+    let v = fx.out(&syn);
+    assert_forward!(fx, v);
+    // One slow-path walk made UFT entries for the flow and its reverse.
+    assert_eq!(fx.port.uft_len(Direction::Out), 1, "{}", fx.dump());
+    assert_eq!(fx.port.uft_len(Direction::In), 1, "{}", fx.dump());
+
+    let before = fx.port.stats().clone();
+    let v = fx.inb(&reply_tcp4(&syn, "SA"));
+    assert_forward!(fx, v);
+    let d = Delta {
+        before: &before,
+        after: fx.port.stats(),
+    };
+    assert_eq!(
+        d.hits(Direction::In),
+        1,
+        "the first reply takes the fast path"
+    );
+
+    // Not replies: other port, other source, other protocol.
+    for f in [
+        tcp4(("10.0.0.9", 81), ("10.0.0.5", 40000), "SA"),
+        tcp4(("10.0.0.8", 80), ("10.0.0.5", 40000), "SA"),
+        tcp4(("10.0.0.9", 80), ("10.0.0.5", 40001), "SA"),
+        udp4(("10.0.0.9", 80), ("10.0.0.5", 40000)),
+    ] {
+        let v = fx.inb(&f);
+        assert_drop!(fx, v, DropReason::DefaultDenied);
+    }
+    // And an outbound flow the rules do not allow stays refused.
+    let v = fx.out(&tcp4(("10.0.0.5", 40000), ("10.0.0.9", 443), "S"));
+    assert_drop!(fx, v, DropReason::DefaultDenied);
+}
+
+#[test]
+fn uft_hit_gives_the_same_bytes_as_the_slow_path() {
+    let mut fx = port_with(
+        64,
+        &[
+            ("gw", DefaultAction::Allow, DefaultAction::Allow),
+            ("nat", DefaultAction::Allow, DefaultAction::Allow),
+        ],
+    );
+    fx.port
+        .add_rule(
+            "gw",
+            Direction::Out,
+            Rule::new(
+                1,
+                Action::Static(arc(SetMacs {
+                    out: (GW_MAC, PEER_MAC),
+                    inb: (GW_MAC, GUEST_MAC),
+                })),
+            ),
+        )
+        .unwrap();
+    let snat = Snat::new("203.0.113.10", 1024, 2047);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(1, stateful(snat.clone())))
+        .unwrap();
+    for f in [
+        tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "S"),
+        udp4(("10.0.0.5", 5353), ("198.51.100.1", 53)),
+        ping4("10.0.0.5", "198.51.100.1", 99),
+    ] {
+        let (v1, slow) = fx.send(Direction::Out, &f);
+        assert_forward!(fx, v1);
+        let before = fx.port.stats().clone();
+        let (v2, fast) = fx.send(Direction::Out, &f);
+        assert_forward!(fx, v2);
+        assert_eq!(
+            Delta {
+                before: &before,
+                after: fx.port.stats()
+            }
+            .hits(Direction::Out),
+            1
+        );
+        assert_eq!(slow, fast, "slow path and UFT hit disagree");
+        let seen = parse(&fast);
+        assert_eq!(seen.src_ip, ip("203.0.113.10"));
+        assert_eq!((seen.src_mac, seen.dst_mac), (GW_MAC, PEER_MAC));
+    }
+    assert_eq!(
+        snat.generated.load(Ordering::Relaxed),
+        3,
+        "one NAT allocation per flow"
+    );
+}
+
+#[test]
+fn snat_reply_is_translated_back() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let snat = Snat::new("203.0.113.10", 1024, 2047);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(1, stateful(snat)))
+        .unwrap();
+    let syn = tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "S");
+    let (_, out) = fx.send(Direction::Out, &syn);
+    let seen = parse(&out);
+    assert_eq!((seen.src_ip, seen.src_port), (ip("203.0.113.10"), 1024));
+    // The reply, as the internet sends it, to the external address.
+    let (v, back) = fx.send(Direction::In, &reply_tcp4(&out, "SA"));
+    assert_forward!(fx, v);
+    let seen = parse(&back);
+    assert_eq!((seen.dst_ip, seen.dst_port), (ip("10.0.0.5"), 40000));
+    assert_eq!((seen.src_ip, seen.src_port), (ip("198.51.100.1"), 443));
+    let k = FlowKey::of(
+        &dataplane::headers::parse(&syn, dataplane::ParseMode::Plain)
+            .unwrap()
+            .hdrs,
+    )
+    .unwrap();
+    assert_eq!(
+        fx.port.tcp_state(Direction::Out, &k),
+        Some(TcpState::SynReceived)
+    );
+}
+
+#[test]
+fn nat_exhaustion_drops_new_flows_and_keeps_old_ones() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let snat = Snat::new("203.0.113.10", 1024, 1025);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(1, stateful(snat)))
+        .unwrap();
+    let a = udp4(("10.0.0.5", 1), ("198.51.100.1", 53));
+    let b = udp4(("10.0.0.5", 2), ("198.51.100.1", 53));
+    let c = udp4(("10.0.0.5", 3), ("198.51.100.1", 53));
+    for f in [&a, &b] {
+        let v = fx.out(f);
+        assert_forward!(fx, v);
+    }
+    let v = fx.out(&c);
+    assert_drop!(fx, v, DropReason::Exhausted);
+    assert_eq!(fx.port.stats().drops(DropReason::Exhausted), 1);
+    let v = fx.out(&a);
+    assert_forward!(fx, v);
+    // When a flow expires its port comes back.
+    fx.clock.advance_secs(61);
+    fx.port.expire();
+    let v = fx.out(&c);
+    assert_forward!(fx, v);
+}
+
+#[test]
+fn rule_change_rechecks_established_flows() {
+    let mut fx = port_with(64, &[("fw", DefaultAction::Deny, DefaultAction::Deny)]);
+    allow_web_out(&mut fx);
+    let syn = tcp4(("10.0.0.5", 40000), ("10.0.0.9", 80), "S");
+    let v = fx.out(&syn);
+    assert_forward!(fx, v);
+    let v = fx.inb(&reply_tcp4(&syn, "SA"));
+    assert_forward!(fx, v);
+    let ack = tcp4(("10.0.0.5", 40000), ("10.0.0.9", 80), "A");
+    let v = fx.out(&ack);
+    assert_forward!(fx, v);
+
+    // An unrelated change bumps the epoch; the flow is re-checked and kept.
+    let epoch = fx.port.epoch();
+    fx.port
+        .add_rule(
+            "fw",
+            Direction::Out,
+            Rule::new(50, Action::Allow).with(Predicate::Proto(vec![proto::UDP])),
+        )
+        .unwrap();
+    assert!(fx.port.epoch() > epoch);
+    let before = fx.port.stats().clone();
+    let v = fx.out(&ack);
+    assert_forward!(fx, v);
+    assert_eq!(fx.port.stats().revalidations - before.revalidations, 1);
+    let v = fx.inb(&reply_tcp4(&syn, "A"));
+    assert_forward!(fx, v);
+    assert_eq!(
+        fx.port.stats().revalidations - before.revalidations,
+        1,
+        "the reverse entry was refreshed too"
+    );
+    assert_eq!(fx.port.flow_count(), 1);
+
+    // The new rule-set no longer allows port 80: the flow stops, both ways.
+    fx.port
+        .set_rules(
+            "fw",
+            vec![],
+            vec![Rule::new(1, Action::StatefulAllow)
+                .with(Predicate::DstPort(vec![PortRange::single(443)]))],
+        )
+        .unwrap();
+    let v = fx.out(&ack);
+    assert_drop!(fx, v, DropReason::DefaultDenied);
+    let v = fx.inb(&reply_tcp4(&syn, "A"));
+    assert_drop!(fx, v, DropReason::DefaultDenied);
+    assert_eq!(fx.port.flow_count(), 0, "{}", fx.dump());
+    assert_eq!(
+        fx.port.uft_len(Direction::In) + fx.port.uft_len(Direction::Out),
+        0
+    );
+}
+
+#[test]
+fn recheck_keeps_stateful_allocation_when_same_action_decides() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let snat = Snat::new("203.0.113.10", 1024, 2047);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(10, stateful(snat.clone())))
+        .unwrap();
+    let f = udp4(("10.0.0.5", 1), ("198.51.100.1", 53));
+    let (_, first) = fx.send(Direction::Out, &f);
+    // An unrelated rule: the flow is re-checked, its NAT port kept.
+    fx.port
+        .add_rule(
+            "nat",
+            Direction::Out,
+            Rule::new(1, Action::Deny).with(Predicate::Proto(vec![proto::ICMP])),
+        )
+        .unwrap();
+    let (v, again) = fx.send(Direction::Out, &f);
+    assert_forward!(fx, v);
+    assert_eq!(first, again);
+    assert_eq!(snat.generated.load(Ordering::Relaxed), 1);
+    // Replies still find their way back through the re-made reverse entry.
+    let back = udp4(("198.51.100.1", 53), ("203.0.113.10", 1024));
+    let (v, b) = fx.send(Direction::In, &back);
+    assert_forward!(fx, v);
+    assert_eq!(parse(&b).dst_ip, ip("10.0.0.5"));
+}
+
+#[test]
+fn ipv6_flows_are_stateful_too() {
+    let mut fx = fw_port(64);
+    let syn = tcp6(("fd00::5", 40000), ("fd00::9", 22), "S");
+    let v = fx.out(&syn);
+    assert_forward!(fx, v);
+    let v = fx.inb(&tcp6(("fd00::9", 22), ("fd00::5", 40000), "SA"));
+    assert_drop!(fx, v, DropReason::DefaultDenied);
+    fx.port
+        .add_rule("fw", Direction::Out, Rule::new(1, Action::StatefulAllow))
+        .unwrap();
+    let v = fx.out(&syn);
+    assert_forward!(fx, v);
+    let v = fx.inb(&tcp6(("fd00::9", 22), ("fd00::5", 40000), "SA"));
+    assert_forward!(fx, v);
+    let v = fx.out(&ping6("fd00::5", "fd00::9", 3));
+    assert_forward!(fx, v);
+}

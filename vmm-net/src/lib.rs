@@ -1,0 +1,1 @@
+//! Guest and uplink backends, workers and the switch. Not built yet: see issue 5.
