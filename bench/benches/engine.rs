@@ -1,22 +1,24 @@
 //! Criterion benches for the engine: parse, UFT hit and UFT miss (a new
 //! flow), both directions, IPv4 and IPv6. Each iteration restores the
-//! template frame into a reused buffer (one small memcpy) and processes it.
+//! template frames into reused buffers (small memcpys) and processes them.
 
-use bench::cases::Case;
+use bench::cases::{batch_bufs, Case, BATCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::packet::{PacketBuf, DEFAULT_CAPACITY, DEFAULT_HEADROOM};
 use std::hint::black_box;
 
+/// One iteration is one batch of 32 packets through `process_batch`.
 fn bench_case(c: &mut Criterion, name: &str, packets: u64) {
     let mut case = Case::new(name, packets).expect("known case");
-    let mut buf = PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY);
+    let mut bufs = batch_bufs();
+    let mut verdicts = Vec::with_capacity(BATCH);
     let mut g = c.benchmark_group("engine");
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(BATCH as u64));
     let mut i = 0usize;
     g.bench_function(name, |b| {
         b.iter(|| {
-            i += 1;
-            black_box(case.run_one(&mut buf, i));
+            i += BATCH;
+            black_box(case.run_batch(&mut bufs, &mut verdicts, i));
         })
     });
     g.finish();

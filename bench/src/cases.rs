@@ -13,7 +13,7 @@ use dataplane::packet::DEFAULT_HEADROOM;
 use dataplane::transform::Encap;
 use dataplane::{
     Action, DefaultAction, Direction, LayerConfig, Meta, PacketBuf, ParseMode, Port, PortConfig,
-    PortRange, Predicate, Rule, Transform, Vni,
+    PortRange, Predicate, Rule, Transform, Verdict, Vni,
 };
 use etherparse::PacketBuilder;
 use std::fmt;
@@ -116,9 +116,10 @@ pub fn engine_port(flow_limit: u32, fw_rules: usize) -> Port {
         .unwrap();
     for i in 0..fw_rules.saturating_sub(1) {
         // Rules that look like a real rule-set but never match the traffic:
-        // deny TCP to assorted service ports and networks.
+        // deny UDP (the new-flow cases' protocol, so the rule index cannot
+        // skip them) to assorted service ports and networks.
         let r = Rule::new(10 + i as u16, Action::Deny)
-            .with(Predicate::Proto(vec![6]))
+            .with(Predicate::Proto(vec![17]))
             .with(Predicate::DstPort(vec![PortRange::single(1000 + i as u16)]))
             .with(Predicate::DstIp(vec![format!(
                 "172.{}.0.0/16",
@@ -236,6 +237,23 @@ pub fn guest_udp_flow(v6: bool, i: u32) -> Vec<u8> {
     v
 }
 
+/// Makes a `guest_udp_flow` template into flow `i`: the UDP source port
+/// and the low bytes of the destination address carry the flow number.
+/// The UDP checksum is left stale (the engine does not verify it); the
+/// IPv4 header checksum, which it does verify, is recomputed.
+#[inline]
+fn set_flow(f: &mut [u8], i: u32) {
+    let v6 = u16::from_be_bytes([f[12], f[13]]) == 0x86dd;
+    let (l4, dst_end) = if v6 { (54, 54) } else { (34, 34) };
+    f[l4..l4 + 2].copy_from_slice(&((i & 0xffff) as u16).to_be_bytes());
+    f[dst_end - 2..dst_end].copy_from_slice(&((i >> 16) as u16).to_be_bytes());
+    if !v6 {
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = dataplane::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
 /// A ready-to-run case: a port with its flows set up, and the template
 /// packets to send.
 pub struct Case {
@@ -245,6 +263,9 @@ pub struct Case {
     /// Packets to send in turn (one for hit cases, many for new flows).
     pub frames: Vec<Vec<u8>>,
     pub parse_only: Option<ParseMode>,
+    /// New-flow cases: write flow number `i` into the template per packet
+    /// (so set-up does not grow with the packet count).
+    pub vary: bool,
 }
 
 impl Case {
@@ -261,6 +282,7 @@ impl Case {
                 dir: Direction::Out,
                 frames: vec![guest_tcp(false, 40000, false)],
                 parse_only: Some(ParseMode::Plain),
+                vary: false,
             },
             "uft-out-tcp4" | "uft-out-tcp6" | "uft-in-tcp4" | "uft-in-tcp6" => {
                 let mut port = engine_port(1024, 1);
@@ -286,6 +308,7 @@ impl Case {
                         wire_tcp_reply(v6, 40000)
                     }],
                     parse_only: None,
+                    vary: false,
                 }
             }
             "new-flow-out-udp4" | "new-flow-out-udp6" => {
@@ -294,8 +317,9 @@ impl Case {
                     name,
                     port: engine_port(n, 100),
                     dir: Direction::Out,
-                    frames: (0..n).map(|i| guest_udp_flow(v6, i)).collect(),
+                    frames: vec![guest_udp_flow(v6, 0)],
                     parse_only: None,
+                    vary: true,
                 }
             }
             _ => return None,
@@ -318,4 +342,45 @@ impl Case {
             dataplane::Verdict::Forward
         )
     }
+
+    /// Runs packets `first..first + bufs.len()` as one batch through
+    /// `Port::process_batch` (one clock read per batch, as a worker does).
+    /// Returns how many were forwarded.
+    #[inline]
+    pub fn run_batch(
+        &mut self,
+        bufs: &mut [PacketBuf],
+        verdicts: &mut Vec<Verdict>,
+        first: usize,
+    ) -> usize {
+        let n = self.frames.len();
+        for (j, b) in bufs.iter_mut().enumerate() {
+            b.reset(DEFAULT_HEADROOM);
+            let _ = b.set_frame(&self.frames[(first + j) % n]);
+            if self.vary {
+                set_flow(b.as_mut_slice(), (first + j) as u32);
+            }
+        }
+        if let Some(mode) = self.parse_only {
+            return bufs
+                .iter()
+                .filter(|b| dataplane::headers::parse(b.as_slice(), mode).is_ok())
+                .count();
+        }
+        self.port.process_batch(self.dir, bufs, verdicts);
+        verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Forward))
+            .count()
+    }
+}
+
+/// Packets per batch in the harness: a typical RX burst size.
+pub const BATCH: usize = 32;
+
+/// Buffers for one batch.
+pub fn batch_bufs() -> Vec<PacketBuf> {
+    (0..BATCH)
+        .map(|_| PacketBuf::new(DEFAULT_HEADROOM, dataplane::packet::DEFAULT_CAPACITY))
+        .collect()
 }

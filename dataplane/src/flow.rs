@@ -209,44 +209,66 @@ impl Serialize for FlowKey {
 
 /// A fast keyed hash for flow tables. Keys come from guests, so the seed
 /// is random per table: a guest cannot precompute colliding flows (hash
-/// flooding) without knowing it. Folded-multiply mixing, as in wyhash and
-/// aHash's fallback.
+/// flooding) without knowing it. The key's words are buffered and mixed at
+/// `finish` in three independent folded multiplies (as in wyhash), so the
+/// multiplies run in parallel rather than as a dependent chain.
 #[derive(Clone, Copy)]
 pub struct FlowHasher {
-    state: u64,
+    seed: u64,
+    words: [u64; 6],
+    n: usize,
 }
 
-const MULT: u64 = 0x5851_f42d_4c95_7f2d;
+const K0: u64 = 0xa076_1d64_78bd_642f;
+const K1: u64 = 0xe703_7ed1_a0b4_28db;
+const K2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const K3: u64 = 0x5899_65cc_7537_4cc3;
+
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let x = u128::from(a) * u128::from(b);
+    (x as u64) ^ ((x >> 64) as u64)
+}
 
 impl FlowHasher {
     fn with_seed(seed: u64) -> Self {
-        FlowHasher { state: seed }
-    }
-
-    #[inline(always)]
-    fn mix(&mut self, v: u64) {
-        let x = u128::from(self.state ^ v) * u128::from(MULT);
-        self.state = (x as u64) ^ ((x >> 64) as u64);
+        FlowHasher {
+            seed,
+            words: [0; 6],
+            n: 0,
+        }
     }
 }
 
 impl Hasher for FlowHasher {
-    #[inline]
+    #[inline(always)]
     fn finish(&self) -> u64 {
-        let x = u128::from(self.state) * u128::from(MULT ^ 0xa076_1d64_78bd_642f);
-        (x as u64) ^ ((x >> 64) as u64)
+        let w = &self.words;
+        let s = self.seed;
+        let a = fold_mul(w[0] ^ s ^ K0, w[1] ^ K1);
+        let b = fold_mul(w[2] ^ s ^ K2, w[3] ^ K3);
+        let c = fold_mul(w[4] ^ s ^ K1, w[5] ^ K2 ^ (self.n as u64));
+        fold_mul(a ^ b.rotate_left(23) ^ K3, c ^ s)
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for c in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..c.len()].copy_from_slice(c);
-            self.mix(u64::from_le_bytes(b));
+            self.write_u64(u64::from_le_bytes(b));
         }
     }
 
+    #[inline(always)]
     fn write_u64(&mut self, v: u64) {
-        self.mix(v);
+        if self.n < self.words.len() {
+            self.words[self.n] = v;
+        } else {
+            // Longer inputs (not flow keys) fold into the buffer.
+            let i = self.n % self.words.len();
+            self.words[i] = fold_mul(self.words[i] ^ v, K0);
+        }
+        self.n += 1;
     }
 }
 

@@ -29,7 +29,7 @@ use crate::meta::Meta;
 use crate::packet::PacketBuf;
 use crate::rule::{Rule, RuleId};
 use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
-use crate::transform::{Compiled, Transform, TransformError};
+use crate::transform::{Compiled, EncapCache, Transform, TransformError};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
@@ -256,6 +256,7 @@ pub struct Port {
     stats: PortStats,
     clock: Box<dyn Clock>,
     hasher: FlowHashBuilder,
+    encaps: EncapCache,
 }
 
 /// Errors from the control operations on a port.
@@ -291,6 +292,7 @@ impl Port {
             stats: PortStats::default(),
             clock,
             hasher,
+            encaps: EncapCache::default(),
         }
     }
 
@@ -386,13 +388,15 @@ impl Port {
         let l = &mut self.layers[i];
         let mut ids = Vec::with_capacity(inbound.len() + outbound.len());
         for (dir, rules) in [(Direction::In, inbound), (Direction::Out, outbound)] {
-            let mut t = crate::rule::RuleTable::default();
-            for r in rules {
-                let id = l.alloc_rule_id();
-                t.insert(id, r);
-                ids.push(id);
-            }
-            l.rules[dir.index()] = t;
+            let with_ids: Vec<_> = rules
+                .into_iter()
+                .map(|r| {
+                    let id = l.alloc_rule_id();
+                    ids.push(id);
+                    (id, r)
+                })
+                .collect();
+            l.rules[dir.index()] = crate::rule::RuleTable::from_rules(with_ids);
         }
         self.bump_epoch(Some(i));
         Ok(ids)
@@ -487,8 +491,11 @@ impl Port {
             }
         }
         let key = FlowKey::of(&parsed.hdrs);
+        // Whether an entry exists that could not be used (stale epoch).
+        let mut stale = false;
         if let Some(k) = &key {
             if let Some(e) = self.uft[d].get(k) {
+                stale = true;
                 if e.epoch == self.epoch {
                     if let Some(f) = self.flows.get_mut(e.flow, e.flow_gen) {
                         if let Err(err) = e.xform.apply(pkt, &parsed.off) {
@@ -517,7 +524,7 @@ impl Port {
             }
         }
         self.stats.dir[d].uft_misses += 1;
-        self.slow_path(dir, pkt, &parsed, key, now)
+        self.slow_path(dir, pkt, &parsed, key, stale, now)
     }
 
     fn dropped(&mut self, dir: Direction, r: DropReason) -> Verdict {
@@ -532,12 +539,13 @@ impl Port {
         pkt: &mut PacketBuf,
         parsed: &Parsed,
         key: Option<FlowKey>,
+        stale: bool,
         now: Moment,
     ) -> Verdict {
         let d = dir.index();
         // A UFT entry exists but is stale: re-check its flow, then use
         // whatever the re-check left.
-        if let Some(k) = &key {
+        if let Some(k) = key.as_ref().filter(|_| stale) {
             if let Some(e) = self.uft[d].get(k) {
                 let (id, gen) = (e.flow, e.flow_gen);
                 if self.flows.get_mut(id, gen).is_some() {
@@ -600,7 +608,7 @@ impl Port {
             }
         }
 
-        let compiled = match Compiled::new(&w.transform, &parsed.hdrs) {
+        let compiled = match Compiled::with_cache(&w.transform, &parsed.hdrs, &mut self.encaps) {
             Ok(c) => c,
             Err(e) => {
                 self.abandon(&w);
@@ -691,7 +699,7 @@ impl Port {
         let mut rw = Walk::new(rdir, reply, false);
         rw.flow = Some((id, gen));
         if let WalkEnd::Pass = self.walk(&mut rw, Mode::Reply, now) {
-            if let Ok(c) = Compiled::new(&rw.transform, &reply) {
+            if let Ok(c) = Compiled::with_cache(&rw.transform, &reply, &mut self.encaps) {
                 self.install(rdir, rk, c, id, gen);
             }
         }
@@ -825,7 +833,10 @@ impl Port {
             self.remove_flow(id);
             return;
         }
-        match (FlowKey::of(&start), Compiled::new(&w.transform, &start)) {
+        match (
+            FlowKey::of(&start),
+            Compiled::with_cache(&w.transform, &start, &mut self.encaps),
+        ) {
             (Some(k), Ok(c)) => {
                 self.install(origin, k, c, id, gen);
                 self.install_reply(&w, id, gen, now);
@@ -847,8 +858,9 @@ impl Port {
             self.layers[li].stats[d].packets += 1;
             let key = FlowKey::of(&w.hdrs);
 
-            // 1. State left by this flow or its reverse.
-            if let Some(k) = &key {
+            // 1. State left by this flow or its reverse (a layer without
+            // stateful rules has none: skip the lookup).
+            if let Some(k) = key.as_ref().filter(|_| !self.layers[li].lft[d].is_empty()) {
                 if let Some(e) = self.layers[li].lft[d].get(k) {
                     let (fid, fgen) = (e.flow, e.flow_gen);
                     let live = self.flows.get_mut(fid, fgen).is_some();
@@ -897,12 +909,10 @@ impl Port {
                     (a, None)
                 }
             };
-            let matched_s =
-                |m: Option<RuleId>| m.map_or("default".to_string(), |id| format!("rule {}", id.0));
             match &action {
-                Action::Allow => w.note_s(&self.layers[li].name, matched_s(matched), &action, None),
+                Action::Allow => w.note_s(&self.layers[li].name, matched, &action, None),
                 Action::Deny => {
-                    w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                    w.note_s(&self.layers[li].name, matched, &action, None);
                     self.layers[li].stats[d].dropped += 1;
                     return WalkEnd::Drop(if matched.is_some() {
                         DropReason::Denied
@@ -912,7 +922,7 @@ impl Port {
                 }
                 Action::Meta(a) => {
                     a.update(w.dir, &w.hdrs, &mut w.meta);
-                    w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                    w.note_s(&self.layers[li].name, matched, &action, None);
                 }
                 Action::Static(a) => {
                     let t = match a.transform(w.dir, &w.hdrs, &w.meta) {
@@ -922,7 +932,7 @@ impl Port {
                             return WalkEnd::Drop(gen_drop(e));
                         }
                     };
-                    w.note_s(&self.layers[li].name, matched_s(matched), &action, Some(&t));
+                    w.note_s(&self.layers[li].name, matched, &action, Some(&t));
                     if let Err(r) = w.apply(&t) {
                         self.layers[li].stats[d].dropped += 1;
                         return WalkEnd::Drop(r);
@@ -933,7 +943,7 @@ impl Port {
                         // A reply or a re-check never answers anything.
                         return WalkEnd::Drop(DropReason::Denied);
                     };
-                    w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                    w.note_s(&self.layers[li].name, matched, &action, None);
                     let l = &mut self.layers[li];
                     return match a.reply(&w.hdrs, frame, &w.meta) {
                         Ok(p) => {
@@ -949,7 +959,7 @@ impl Port {
                 Action::StatefulAllow | Action::Stateful(_) => {
                     let Some(k) = key else {
                         // Not IP: no flow to keep state for; it passes.
-                        w.note_s(&self.layers[li].name, matched_s(matched), &action, None);
+                        w.note_s(&self.layers[li].name, matched, &action, None);
                         continue;
                     };
                     let aid = action.identity();
@@ -984,12 +994,7 @@ impl Port {
                             Err(r) => return WalkEnd::Drop(r),
                         },
                     };
-                    w.note_s(
-                        &self.layers[li].name,
-                        matched_s(matched),
-                        &action,
-                        t.as_ref(),
-                    );
+                    w.note_s(&self.layers[li].name, matched, &action, t.as_ref());
                     if let Some(t) = &t {
                         if let Err(r) = w.apply(t) {
                             self.layers[li].stats[d].dropped += 1;
@@ -1026,23 +1031,29 @@ impl Port {
         let epoch = self.epoch;
         let limit = self.cfg.flow_limit as usize * 2;
         let t = &mut self.layers[li].lft[dir.index()];
-        if let Some(e) = t.get(&k) {
-            if e.flow == id && e.flow_gen == gen {
-                return Ok(());
+        let full = t.len() >= limit;
+        let entry = LftEntry {
+            flow: id,
+            flow_gen: gen,
+            state,
+            epoch,
+            action_id,
+        };
+        match t.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if o.get().flow == id && o.get().flow_gen == gen {
+                    return Ok(());
+                }
+                // State of a flow that is gone (or replaced): take the slot.
+                o.insert(entry);
             }
-        } else if t.len() >= limit {
-            return Err(DropReason::LayerTableFull);
+            std::collections::hash_map::Entry::Vacant(_) if full => {
+                return Err(DropReason::LayerTableFull)
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(entry);
+            }
         }
-        t.insert(
-            k,
-            LftEntry {
-                flow: id,
-                flow_gen: gen,
-                state,
-                epoch,
-                action_id,
-            },
-        );
         if let Some(f) = self.flows.get_mut(id, gen) {
             f.lft.push((li as u16, dir, k));
         }
@@ -1069,6 +1080,8 @@ impl Port {
         for _ in 0..budget.min(n) {
             if self.expire_cursor >= n {
                 self.expire_cursor = 0;
+                // Once per sweep: templates of destinations no flow uses.
+                self.encaps.prune();
             }
             let id = self.expire_cursor;
             self.expire_cursor += 1;
@@ -1265,7 +1278,7 @@ impl Walk {
     }
 
     fn apply(&mut self, t: &Transform) -> Result<(), DropReason> {
-        self.transform = self.transform.then(t).map_err(transform_drop)?;
+        self.transform.then_assign(t).map_err(transform_drop)?;
         t.apply_headers(&mut self.hdrs).map_err(transform_drop)?;
         if let Some(s) = self.trace.as_mut().and_then(|v| v.last_mut()) {
             s.after = self.hdrs;
@@ -1285,9 +1298,17 @@ impl Walk {
         }
     }
 
-    fn note_s(&mut self, layer: &str, matched: String, action: &Action, t: Option<&Transform>) {
+    /// Records a rule's decision when tracing; formats nothing otherwise.
+    fn note_s(
+        &mut self,
+        layer: &str,
+        matched: Option<RuleId>,
+        action: &Action,
+        t: Option<&Transform>,
+    ) {
         if self.trace.is_some() {
-            self.note(layer, &matched, &action.to_string(), t);
+            let m = matched.map_or_else(|| "default".to_string(), |id| format!("rule {}", id.0));
+            self.note(layer, &m, &action.to_string(), t);
         }
     }
 }
@@ -1394,4 +1415,22 @@ pub struct TcpFlowDump {
     pub idle_ms: u64,
     pub packets_out: u64,
     pub packets_in: u64,
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "UftEntry {} LftEntry {} FlowRec {} Headers {} Compiled {} FlowKey {} Transform {}",
+            size_of::<super::UftEntry>(),
+            size_of::<crate::layer::LftEntry>(),
+            size_of::<super::FlowRec>(),
+            size_of::<crate::headers::Headers>(),
+            size_of::<crate::transform::Compiled>(),
+            size_of::<crate::flow::FlowKey>(),
+            size_of::<crate::transform::Transform>()
+        );
+    }
 }

@@ -17,13 +17,15 @@
 //! or two 16-bit additions per checksum.
 
 use crate::checksum::{pseudo_header, Csum, CsumDelta};
-use crate::flow::FlowKey;
+use crate::flow::{FlowHashBuilder, FlowKey};
 use crate::headers::{
     self, ethertype, proto, GeneveInfo, Headers, Mac, Offsets, Outer, Vni, GENEVE_PORT, L3, L4,
 };
 use crate::packet::PacketBuf;
 use core::net::{IpAddr, Ipv6Addr};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Length of the encapsulation sluice pushes: Ethernet (14) + IPv6 (40) +
 /// UDP (8) + Geneve (8), before options.
@@ -81,7 +83,7 @@ pub fn mac_string(m: &Mac) -> String {
 }
 
 /// A Geneve-over-IPv6 encapsulation to push (RFC 8926).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Encap {
     #[serde(serialize_with = "ser_mac")]
     pub eth_src: Mac,
@@ -105,7 +107,7 @@ fn ser_mac<S: serde::Serializer>(m: &Mac, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Encoded Geneve option TLVs, kept inline (no heap) and bounded.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GeneveOptions {
     len: u8,
     critical: bool,
@@ -196,6 +198,31 @@ pub enum TransformError {
 impl Transform {
     pub fn is_identity(&self) -> bool {
         *self == Transform::default()
+    }
+
+    /// Makes `self` the transform equal to `self` followed by `next`
+    /// (what [`Transform::then`] returns, without copying `self`).
+    pub fn then_assign(&mut self, next: &Transform) -> Result<(), TransformError> {
+        match (self.encap.is_some(), next.decap) {
+            (true, true) => self.encap = next.encap.clone(),
+            (true, false) if next.encap.is_some() => return Err(TransformError::DoubleEncap),
+            (true, false) => {}
+            (false, true) if self.decap => return Err(TransformError::DoubleDecap),
+            (false, true) => {
+                self.decap = true;
+                self.encap = next.encap.clone();
+            }
+            (false, false) => {
+                if next.encap.is_some() {
+                    self.encap = next.encap.clone();
+                }
+            }
+        }
+        macro_rules! later_wins {
+            ($($f:ident),*) => {$( if next.$f.is_some() { self.$f = next.$f; } )*};
+        }
+        later_wins!(eth_src, eth_dst, ip_src, ip_dst, l4_src, l4_dst);
+        Ok(())
     }
 
     /// The transform equal to `self` followed by `next`.
@@ -348,7 +375,9 @@ pub struct Compiled {
     l4: L4Csum,
     ip_csum: CsumDelta,
     l4_csum: CsumDelta,
-    encap: Option<Box<EncapTemplate>>,
+    encap: Option<Arc<EncapTemplate>>,
+    /// The outer UDP source port of this flow (the template has none).
+    encap_sport: u16,
 }
 
 const SET_ETH_SRC: u8 = 1;
@@ -358,15 +387,17 @@ const SET_IP_DST: u8 = 8;
 const SET_L4_SRC: u8 = 16;
 const SET_L4_DST: u8 = 32;
 
-/// A pushed encapsulation with every per-flow field filled in; only the
-/// lengths and the UDP checksum change per packet.
+/// A pushed encapsulation with every field but the UDP source port filled
+/// in, shared by every flow that goes to the same place: per packet only
+/// the source port, the lengths and the UDP checksum are written.
 #[derive(Clone, PartialEq, Eq)]
-struct EncapTemplate {
+pub struct EncapTemplate {
     len: usize,
     bytes: [u8; ENCAP_LEN + MAX_GENEVE_OPTS],
     udp_csum: bool,
     /// Sum of the constant parts of the UDP checksum: the pseudo-header's
-    /// addresses and protocol, the ports, the Geneve header and options.
+    /// addresses and protocol, the destination port, the Geneve header and
+    /// options.
     const_sum: Csum,
 }
 
@@ -384,9 +415,56 @@ const E_UDP_LEN: usize = E_UDP + 4;
 const E_UDP_CSUM: usize = E_UDP + 6;
 const E_GENEVE: usize = 62;
 
+/// Encapsulation templates by destination, so that flows to the same place
+/// share one (a port keeps one cache; entries no flow uses are pruned).
+pub struct EncapCache {
+    map: HashMap<Encap, Arc<EncapTemplate>, FlowHashBuilder>,
+}
+
+impl Default for EncapCache {
+    fn default() -> Self {
+        EncapCache {
+            map: HashMap::with_hasher(FlowHashBuilder::random()),
+        }
+    }
+}
+
+impl EncapCache {
+    fn get(&mut self, e: &Encap) -> Arc<EncapTemplate> {
+        if let Some(t) = self.map.get(e) {
+            return t.clone();
+        }
+        let t = Arc::new(EncapTemplate::new(e));
+        self.map.insert(e.clone(), t.clone());
+        t
+    }
+
+    /// Drops templates no compiled transform holds any more.
+    pub fn prune(&mut self) {
+        self.map.retain(|_, t| Arc::strong_count(t) > 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 impl Compiled {
     /// Compiles `t` for the flow whose packets look like `before`.
     pub fn new(t: &Transform, before: &Headers) -> Result<Compiled, TransformError> {
+        Compiled::with_cache(t, before, &mut EncapCache::default())
+    }
+
+    /// As [`Compiled::new`], sharing encapsulation templates through `cache`.
+    pub fn with_cache(
+        t: &Transform,
+        before: &Headers,
+        cache: &mut EncapCache,
+    ) -> Result<Compiled, TransformError> {
         // Check the transform against the summary first: every error a
         // packet of this flow could hit is found here, once.
         let mut after = *before;
@@ -407,6 +485,7 @@ impl Compiled {
             ip_csum: CsumDelta::ZERO,
             l4_csum: CsumDelta::ZERO,
             encap: None,
+            encap_sport: 0,
         };
         if t.eth_src.is_some() {
             c.set |= SET_ETH_SRC;
@@ -474,8 +553,11 @@ impl Compiled {
             _ => {}
         }
         if let Some(e) = &t.encap {
-            let key = FlowKey::of(&after);
-            c.encap = Some(Box::new(EncapTemplate::new(e, key.as_ref())));
+            // The source port comes from the flow as it is encapsulated.
+            let mut inner = after;
+            inner.outer = None;
+            c.encap_sport = e.effective_udp_src(FlowKey::of(&inner).as_ref());
+            c.encap = Some(cache.get(e));
         }
         Ok(c)
     }
@@ -550,7 +632,7 @@ impl Compiled {
             self.rewrite(pkt.as_mut_slice(), &off);
         }
         if let Some(e) = &self.encap {
-            e.push(pkt)?;
+            e.push(pkt, self.encap_sport)?;
         }
         Ok(())
     }
@@ -622,7 +704,7 @@ impl Compiled {
 }
 
 impl EncapTemplate {
-    fn new(e: &Encap, inner: Option<&FlowKey>) -> EncapTemplate {
+    fn new(e: &Encap) -> EncapTemplate {
         let opts = e.options.as_bytes();
         let len = ENCAP_LEN + opts.len();
         let mut b = [0u8; ENCAP_LEN + MAX_GENEVE_OPTS];
@@ -634,8 +716,6 @@ impl EncapTemplate {
         b[E_IP + 7] = e.hop_limit;
         b[E_IP + 8..E_IP + 24].copy_from_slice(&e.ip_src.octets());
         b[E_IP + 24..E_IP + 40].copy_from_slice(&e.ip_dst.octets());
-        let sport = e.effective_udp_src(inner);
-        b[E_UDP..E_UDP + 2].copy_from_slice(&sport.to_be_bytes());
         b[E_UDP + 2..E_UDP + 4].copy_from_slice(&GENEVE_PORT.to_be_bytes());
         // Geneve: version 0, option length in 4-byte words, C bit if any
         // option is critical, protocol Ethernet, VNI.
@@ -651,7 +731,7 @@ impl EncapTemplate {
             proto::UDP,
             0,
         );
-        const_sum.add_bytes(&b[E_UDP..E_UDP + 4]);
+        const_sum.add_bytes(&b[E_UDP + 2..E_UDP + 4]);
         const_sum.add_bytes(&b[E_GENEVE..len]);
         EncapTemplate {
             len,
@@ -662,16 +742,18 @@ impl EncapTemplate {
     }
 
     #[inline]
-    fn push(&self, pkt: &mut PacketBuf) -> Result<(), TransformError> {
+    fn push(&self, pkt: &mut PacketBuf, sport: u16) -> Result<(), TransformError> {
         let inner_len = pkt.len();
         let mut csum = self.const_sum;
         if self.udp_csum {
             csum.add_bytes(pkt.as_slice());
+            csum.add_u16(sport);
         }
         let hdr = pkt
             .push_front(self.len)
             .map_err(|_| TransformError::NoHeadroom)?;
         hdr.copy_from_slice(&self.bytes[..self.len]);
+        put16(hdr, E_UDP, sport);
         let udp_len = (self.len - E_UDP + inner_len) as u16;
         put16(hdr, E_IP_PLEN, udp_len);
         put16(hdr, E_UDP_LEN, udp_len);

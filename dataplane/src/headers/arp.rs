@@ -84,7 +84,7 @@ impl ArpOp {
 /// Ethernet padding, are ignored). Fewer than 28 bytes is `TruncatedArp`,
 /// whatever the packet claims to be; a full packet that is not IPv4 over
 /// Ethernet is `UnsupportedArp`.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_arp(b: &[u8]) -> Result<Arp, ParseError> {
     let (a, _) = ArpEthWire::ref_from_prefix(b).map_err(|_| ParseError::TruncatedArp)?;
     if a.htype.get() != ARP_HTYPE_ETHERNET

@@ -37,7 +37,7 @@ pub(crate) struct EthStep {
 /// Parses an Ethernet header at the start of `b`, and one 802.1Q tag if
 /// the EtherType says there is one. A second tag (QinQ) is not unwrapped:
 /// its TPID is returned as the EtherType, which the walk treats as unknown.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_ethernet(b: &[u8]) -> Result<EthStep, ParseError> {
     let (eth, _, rest) = ValidEthernet::parse(b).map_err(|_| ParseError::TruncatedEthernet)?;
     let dst = eth.destination().into_array();

@@ -39,7 +39,7 @@ pub const GENEVE_OPT_CRITICAL: u8 = 0x80;
 /// Checks: 8 bytes (`TruncatedGeneve`), version 0, the options area within
 /// `b` (`TruncatedGeneve`), every option within the options area
 /// (`BadGeneveOption`), and protocol type 0x6558 (Ethernet).
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_geneve(b: &[u8]) -> Result<(GeneveInfo, usize), ParseError> {
     let Ok((g, _, _)) = ValidGeneve::parse(b) else {
         return Err(classify_error(b));

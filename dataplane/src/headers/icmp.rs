@@ -38,7 +38,7 @@ fn echo_ident(is_echo: bool, rest: [u8; 4]) -> u16 {
 }
 
 /// Parses an ICMP header at the start of `b` (datagram-bounded).
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_icmp(b: &[u8]) -> Result<L4, ParseError> {
     let (i, _, _) = ValidIcmpV4::parse(b).map_err(|_| ParseError::TruncatedIcmp)?;
     let ty = i.ty().0;
@@ -51,7 +51,7 @@ pub(crate) fn parse_icmp(b: &[u8]) -> Result<L4, ParseError> {
 }
 
 /// Parses an ICMPv6 header at the start of `b` (datagram-bounded).
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_icmp6(b: &[u8]) -> Result<L4, ParseError> {
     let (i, _, _) = ValidIcmpV6::parse(b).map_err(|_| ParseError::TruncatedIcmp6)?;
     let ty = i.ty().0;

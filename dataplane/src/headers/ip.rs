@@ -71,7 +71,7 @@ pub(crate) struct V4Step {
 /// Checks, in order: 20 bytes and the options present (`TruncatedIpv4`),
 /// version 4, IHL >= 5, the header checksum, then the total length against
 /// the header length and the bytes available.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_ipv4(b: &[u8]) -> Result<V4Step, ParseError> {
     let (v4, _, _) = ValidIpv4::parse(b).map_err(|_| ParseError::TruncatedIpv4)?;
     if v4.version() != 4 {
@@ -146,7 +146,7 @@ impl V6Step {
 /// (`BadIpv6Extension`). The walk stops at the first header that is not an
 /// extension, or after a fragment header with a non-zero offset: the bytes
 /// after it are fragment data, not headers.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_ipv6(b: &[u8]) -> Result<V6Step, ParseError> {
     let fixed = b.get(..IPV6_HDR_LEN).ok_or(ParseError::TruncatedIpv6)?;
     // On exactly 40 bytes ingot parses the fixed header only: its

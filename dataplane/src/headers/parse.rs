@@ -38,7 +38,7 @@ fn off16(v: usize, err: ParseError) -> Result<u16, ParseError> {
 
 /// Parses the guest frame that starts at `frame[l2]` and ends at the end
 /// of `frame`, filling the inner offsets (absolute, from `frame[0]`).
-#[inline]
+#[inline(always)]
 fn walk(frame: &[u8], l2: usize, off: &mut Offsets) -> Result<Inner, ParseError> {
     let b = frame.get(l2..).ok_or(ParseError::TruncatedEthernet)?;
     let eth = parse_ethernet(b)?;
@@ -89,7 +89,7 @@ fn walk(frame: &[u8], l2: usize, off: &mut Offsets) -> Result<Inner, ParseError>
 
 /// Parses the L4 header in `b`, the bytes from the end of the IP headers
 /// to the end of the datagram.
-#[inline]
+#[inline(always)]
 fn parse_l4(b: &[u8], proto: u8, frag: Frag, v6: bool) -> Result<L4, ParseError> {
     if frag == Frag::Later {
         return Ok(L4::None);
@@ -112,7 +112,7 @@ fn parse_l4(b: &[u8], proto: u8, frag: Frag, v6: bool) -> Result<L4, ParseError>
 }
 
 /// Ethernet / IPv6 / UDP 6081 / Geneve / guest frame.
-#[inline]
+#[inline(always)]
 fn parse_encap(frame: &[u8]) -> Result<Parsed, ParseError> {
     let eth = parse_ethernet(frame)?;
     if eth.ether_type != ethertype::IPV6 {

@@ -30,7 +30,7 @@ pub const TCP_HDR_LEN: usize = 20;
 /// datagram ends. Returns the summary and the header length (options
 /// included). Fewer than 20 bytes is `TruncatedTcp`; a data offset below 5
 /// or past `b` is `BadTcpDataOffset`.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_tcp(b: &[u8]) -> Result<(Tcp, usize), ParseError> {
     let (t, _, _) = ValidTcp::parse(b).map_err(|_| {
         if b.len() < TCP_HDR_LEN {

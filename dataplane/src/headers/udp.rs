@@ -30,7 +30,7 @@ pub(crate) struct UdpStep {
 /// below 8 is `BadUdpLength`, and so is one past `b` when `whole` (the
 /// datagram is not a first fragment, whose UDP length counts the bytes of
 /// the later fragments too).
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_udp(b: &[u8], whole: bool) -> Result<UdpStep, ParseError> {
     let (u, _, _) = ValidUdp::parse(b).map_err(|_| ParseError::TruncatedUdp)?;
     let len = usize::from(u.length());
