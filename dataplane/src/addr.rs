@@ -219,7 +219,7 @@ mod tests {
             "::/129".parse::<IpCidr>(),
             Err(CidrError::PrefixLen { .. })
         ));
-        assert!(matches!("10.0.0.0/99999999999".parse::<IpCidr>(), Err(_)));
+        assert!("10.0.0.0/99999999999".parse::<IpCidr>().is_err());
     }
 
     #[test]

@@ -1416,21 +1416,3 @@ pub struct TcpFlowDump {
     pub packets_out: u64,
     pub packets_in: u64,
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!(
-            "UftEntry {} LftEntry {} FlowRec {} Headers {} Compiled {} FlowKey {} Transform {}",
-            size_of::<super::UftEntry>(),
-            size_of::<crate::layer::LftEntry>(),
-            size_of::<super::FlowRec>(),
-            size_of::<crate::headers::Headers>(),
-            size_of::<crate::transform::Compiled>(),
-            size_of::<crate::flow::FlowKey>(),
-            size_of::<crate::transform::Transform>()
-        );
-    }
-}

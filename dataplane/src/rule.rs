@@ -61,6 +61,7 @@ fn any_port(set: &[PortRange], p: u16) -> bool {
 /// `v.contains(x)` without the memchr call `contains` makes for bytes:
 /// predicate lists are short, a plain loop is faster.
 #[inline(always)]
+#[allow(clippy::manual_contains)] // deliberately not `contains` (see above)
 fn has<T: PartialEq + Copy>(v: &[T], x: T) -> bool {
     v.iter().any(|&y| y == x)
 }

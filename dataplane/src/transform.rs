@@ -132,7 +132,7 @@ impl GeneveOptions {
     /// Appends one option (RFC 8926 §3.5). The high bit of `ty` marks it
     /// critical.
     pub fn push(&mut self, class: u16, ty: u8, data: &[u8]) -> Result<(), GeneveOptError> {
-        if data.len() % 4 != 0 || data.len() > 124 {
+        if !data.len().is_multiple_of(4) || data.len() > 124 {
             return Err(GeneveOptError::DataLen(data.len()));
         }
         let at = usize::from(self.len);
@@ -632,9 +632,64 @@ impl Compiled {
             self.rewrite(pkt.as_mut_slice(), &off);
         }
         if let Some(e) = &self.encap {
-            e.push(pkt, self.encap_sport)?;
+            let inner = if e.udp_csum {
+                self.inner_sum(pkt.as_slice(), &off)
+            } else {
+                Csum::new()
+            };
+            e.push(pkt, self.encap_sport, inner)?;
         }
         Ok(())
+    }
+
+    /// The one's-complement sum of the guest frame, for the outer UDP
+    /// checksum. A TCP, UDP or ICMPv6 segment whose checksum is right sums
+    /// to the complement of its pseudo-header, and an ICMPv4 message to
+    /// zero, so only the Ethernet and IP headers need adding up: the cost
+    /// does not grow with the payload (Linux's "local checksum offload"
+    /// for tunnels). If the guest's checksum is wrong, the outer one is
+    /// wrong the same way and the receiver drops the packet, as the guest's
+    /// peer would have. Frames with Ethernet padding, UDP without a
+    /// checksum and protocols without one are summed byte by byte.
+    #[inline]
+    fn inner_sum(&self, f: &[u8], off: &Offsets) -> Csum {
+        let l3 = usize::from(off.inner_l3);
+        let l4 = usize::from(off.inner_l4);
+        let end = usize::from(off.inner_end);
+        let lco = end == f.len()
+            && match self.l4 {
+                L4Csum::Tcp | L4Csum::Icmp => true,
+                L4Csum::Udp => be16(f, l4 + headers::UDP_CSUM) != 0,
+                L4Csum::None => false,
+            };
+        let mut c = Csum::new();
+        if !lco {
+            c.add_bytes(f);
+            return c;
+        }
+        // Ethernet and IP headers: every one an even number of bytes.
+        c.add_bytes(&f[..l4]);
+        let proto = match (self.l4, self.v4) {
+            // A valid ICMPv4 checksum makes the message sum to zero.
+            (L4Csum::Icmp, true) => return c,
+            (L4Csum::Icmp, false) => proto::ICMPV6,
+            (L4Csum::Tcp, _) => proto::TCP,
+            _ => proto::UDP,
+        };
+        let (src, dst) = if self.v4 {
+            (
+                l3 + headers::IPV4_SRC..l3 + headers::IPV4_SRC + 4,
+                l3 + headers::IPV4_DST..l3 + headers::IPV4_DST + 4,
+            )
+        } else {
+            (
+                l3 + headers::IPV6_SRC..l3 + headers::IPV6_SRC + 16,
+                l3 + headers::IPV6_DST..l3 + headers::IPV6_DST + 16,
+            )
+        };
+        let pseudo = pseudo_header(&f[src], &f[dst], proto, (end - l4) as u32);
+        c.add_u16(!pseudo.fold());
+        c
     }
 
     #[inline]
@@ -742,11 +797,13 @@ impl EncapTemplate {
     }
 
     #[inline]
-    fn push(&self, pkt: &mut PacketBuf, sport: u16) -> Result<(), TransformError> {
+    /// Pushes the encapsulation; `inner` is the sum of the guest frame
+    /// (unused when the outer UDP checksum is off).
+    fn push(&self, pkt: &mut PacketBuf, sport: u16, inner: Csum) -> Result<(), TransformError> {
         let inner_len = pkt.len();
         let mut csum = self.const_sum;
         if self.udp_csum {
-            csum.add_bytes(pkt.as_slice());
+            csum.add(inner);
             csum.add_u16(sport);
         }
         let hdr = pkt
