@@ -359,6 +359,10 @@ enum L4Csum {
     Icmp,
 }
 
+/// Below this frame length summing the bytes is as cheap as deriving the
+/// sum from the inner checksum (measured with callgrind on 64-byte frames).
+const LCO_MIN_LEN: usize = 192;
+
 /// A transform compiled for one flow (see the module doc).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiled {
@@ -656,7 +660,8 @@ impl Compiled {
         let l3 = usize::from(off.inner_l3);
         let l4 = usize::from(off.inner_l4);
         let end = usize::from(off.inner_end);
-        let lco = end == f.len()
+        let lco = f.len() >= LCO_MIN_LEN
+            && end == f.len()
             && match self.l4 {
                 L4Csum::Tcp | L4Csum::Icmp => true,
                 L4Csum::Udp => be16(f, l4 + headers::UDP_CSUM) != 0,

@@ -220,7 +220,13 @@ fn outer_checksum_is_right_for_every_inner_kind() {
     let allow = DefaultAction::Allow;
     let mut fx = port_with(64, &[("overlay", allow, allow)]);
     let encap = arc(EncapTo::new("fd00::1", "fd00::99", 9));
-    fx.port.add_rule("overlay", Direction::Out, Rule::new(1, Action::Static(encap))).unwrap();
+    fx.port
+        .add_rule(
+            "overlay",
+            Direction::Out,
+            Rule::new(1, Action::Static(encap)),
+        )
+        .unwrap();
 
     let mut padded = udp4(("10.0.0.5", 7), ("10.0.0.6", 7));
     padded.resize(60, 0); // a short frame padded to the Ethernet minimum
@@ -237,7 +243,12 @@ fn outer_checksum_is_right_for_every_inner_kind() {
     etherparse::PacketBuilder::ethernet2(GUEST_MAC, GW_MAC)
         .ipv4(v4("10.0.0.5"), v4("10.0.0.6"), 64)
         .udp(10, 10)
-        .write(&mut odd, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21])
+        .write(
+            &mut odd,
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+            ],
+        )
         .unwrap();
     let frames = [
         tcp4(("10.0.0.5", 1), ("10.0.0.6", 2), "S"),
@@ -250,6 +261,36 @@ fn outer_checksum_is_right_for_every_inner_kind() {
         big,
         odd,
     ];
+    // The same kinds again with 1000-byte payloads, past the length where
+    // the sum is derived from the inner checksum instead of summed.
+    let mut frames = frames.to_vec();
+    let pay = [0xa5u8; 1000];
+    let b4 = || {
+        etherparse::PacketBuilder::ethernet2(GUEST_MAC, GW_MAC).ipv4(
+            v4("10.0.0.5"),
+            v4("10.0.0.6"),
+            64,
+        )
+    };
+    let b6 = || {
+        etherparse::PacketBuilder::ethernet2(GUEST_MAC, GW_MAC).ipv6(
+            v6("fd00::5"),
+            v6("fd00::6"),
+            64,
+        )
+    };
+    let mut add = |w: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = Vec::new();
+        w(&mut v);
+        frames.push(v);
+    };
+    add(&|v| b4().tcp(1, 2, 3, 4).ack(5).write(v, &pay).unwrap());
+    add(&|v| b6().tcp(1, 2, 3, 4).ack(5).write(v, &pay).unwrap());
+    add(&|v| b4().udp(1, 2).write(v, &pay).unwrap());
+    add(&|v| b6().udp(1, 2).write(v, &pay).unwrap());
+    add(&|v| b4().icmpv4_echo_request(1, 2).write(v, &pay).unwrap());
+    add(&|v| b6().icmpv6_echo_request(1, 2).write(v, &pay).unwrap());
+    add(&|v| b4().udp(1, 2).write(v, &pay[..999]).unwrap());
     for (i, f) in frames.iter().enumerate() {
         for pass in 0..2 {
             let (v, out) = fx.send(Direction::Out, f);
