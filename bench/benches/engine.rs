@@ -4,7 +4,6 @@
 
 use bench::cases::{batch_bufs, Case, BATCH};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dataplane::packet::{PacketBuf, DEFAULT_CAPACITY, DEFAULT_HEADROOM};
 use std::hint::black_box;
 
 /// One iteration is one batch of 32 packets through `process_batch`.
@@ -38,14 +37,15 @@ fn engine(c: &mut Criterion) {
     // gets a fresh port sized for exactly its iterations (set-up untimed).
     for name in ["new-flow-out-udp4", "new-flow-out-udp6"] {
         let mut g = c.benchmark_group("engine");
-        g.throughput(Throughput::Elements(1));
+        g.throughput(Throughput::Elements(BATCH as u64));
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let mut case = Case::new(name, iters).expect("known case");
-                let mut buf = PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY);
+                let mut case = Case::new(name, iters * BATCH as u64).expect("known case");
+                let mut bufs = batch_bufs();
+                let mut verdicts = Vec::with_capacity(BATCH);
                 let t = std::time::Instant::now();
                 for i in 0..iters as usize {
-                    black_box(case.run_one(&mut buf, i));
+                    black_box(case.run_batch(&mut bufs, &mut verdicts, i * BATCH));
                 }
                 t.elapsed()
             })

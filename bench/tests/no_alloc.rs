@@ -1,0 +1,57 @@
+//! The fast path allocates nothing: every UFT-hit case, run through the
+//! batch API under a counting allocator, makes zero allocations. A count,
+//! not a timing, so it is stable on a shared machine.
+
+use bench::alloc::{allocations, Counting};
+use bench::cases::{batch_bufs, Case, BATCH};
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+// One test function: the counter is process-wide, and tests in one binary
+// run on parallel threads.
+#[test]
+fn allocation_counts() {
+    uft_hits_allocate_nothing();
+    new_flows_allocate_but_stay_bounded();
+}
+
+fn uft_hits_allocate_nothing() {
+    for name in [
+        "parse-tcp4",
+        "uft-out-tcp4",
+        "uft-in-tcp4",
+        "uft-out-tcp6",
+        "uft-in-tcp6",
+    ] {
+        let mut c = Case::new(name, 1).unwrap();
+        let mut bufs = batch_bufs();
+        let mut verdicts = Vec::with_capacity(BATCH);
+        // Warm up outside the count.
+        c.run_batch(&mut bufs, &mut verdicts, 0);
+        let before = allocations();
+        let mut fwd = 0;
+        for i in 0..100 {
+            fwd += c.run_batch(&mut bufs, &mut verdicts, i * BATCH);
+        }
+        let allocs = allocations() - before;
+        assert_eq!(fwd, 100 * BATCH, "{name}: every packet forwarded");
+        assert_eq!(allocs, 0, "{name}: {allocs} allocations on the fast path");
+    }
+}
+
+fn new_flows_allocate_but_stay_bounded() {
+    // A new flow may allocate (slow path), but a bounded, small number of
+    // times: this catches accidental per-layer formatting or cloning.
+    let mut c = Case::new("new-flow-out-udp4", 10 * BATCH as u64).unwrap();
+    let mut bufs = batch_bufs();
+    let mut verdicts = Vec::with_capacity(BATCH);
+    let before = allocations();
+    let mut fwd = 0;
+    for i in 0..10 {
+        fwd += c.run_batch(&mut bufs, &mut verdicts, i * BATCH);
+    }
+    let per_flow = (allocations() - before) as f64 / (10 * BATCH) as f64;
+    assert_eq!(fwd, 10 * BATCH);
+    assert!(per_flow <= 4.0, "{per_flow} allocations per new flow");
+}
