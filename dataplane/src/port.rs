@@ -124,12 +124,38 @@ impl PortStats {
     }
 }
 
-#[derive(Debug)]
-struct UftEntry {
-    xform: Compiled,
+/// A UFT entry: which flow a key belongs to. The compiled transform lives
+/// in the flow record, so the hash table stays small (one bucket is the
+/// key and 8 bytes) and a hit still touches two cache lines: the bucket
+/// and the record.
+#[derive(Clone, Copy, Debug)]
+struct UftSlot {
     flow: u32,
-    flow_gen: u32,
-    epoch: u64,
+    gen: u32,
+}
+
+/// An LFT entry a flow owns: (layer, direction, key).
+type LftRef = (u16, Direction, FlowKey);
+
+/// The LFT entries of a flow. Most flows own two (one stateful layer, both
+/// directions): those are kept inline, more spill to the heap.
+#[derive(Default)]
+struct LftRefs {
+    inline: [Option<LftRef>; 2],
+    more: Vec<LftRef>,
+}
+
+impl LftRefs {
+    fn push(&mut self, r: LftRef) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(r),
+            None => self.more.push(r),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &LftRef> {
+        self.inline.iter().flatten().chain(self.more.iter())
+    }
 }
 
 /// Everything the port knows about one flow and its reverse.
@@ -139,10 +165,12 @@ struct FlowRec {
     /// The first packet's headers as it entered the port: re-walked to
     /// re-check the flow after a rule change.
     origin_hdrs: Headers,
-    /// The UFT key in each direction, where an entry exists.
-    uft: [Option<FlowKey>; 2],
-    /// LFT entries this flow owns: (layer, direction, key).
-    lft: Vec<(u16, Direction, FlowKey)>,
+    /// Per direction: the UFT key, the compiled transform, and the port
+    /// epoch it was compiled under (stale when the port's has moved on).
+    keys: [Option<FlowKey>; 2],
+    xform: [Option<Compiled>; 2],
+    epoch: [u64; 2],
+    lft: LftRefs,
     tcp: Option<TcpState>,
     class: ExpiryClass,
     created: Moment,
@@ -187,6 +215,13 @@ impl Flows {
         (id, g)
     }
 
+    fn get(&self, id: u32, gen: u32) -> Option<&FlowRec> {
+        match self.slots.get(id as usize) {
+            Some(Some(r)) if r.gen == gen => Some(r),
+            _ => None,
+        }
+    }
+
     #[inline]
     fn get_mut(&mut self, id: u32, gen: u32) -> Option<&mut FlowRec> {
         match self.slots.get_mut(id as usize) {
@@ -201,6 +236,15 @@ impl Flows {
         self.live -= 1;
         Some(r)
     }
+}
+
+/// The outcome of looking a packet up in the UFT.
+enum Hit {
+    /// The flow's transform was applied (or failed, with a counted drop).
+    Done(Verdict),
+    /// An entry exists but cannot be used: made under an older epoch.
+    Stale,
+    Miss,
 }
 
 /// How a walk of the layers is being made.
@@ -248,7 +292,7 @@ pub struct Port {
     cfg: PortConfig,
     layers: Vec<Layer>,
     epoch: u64,
-    uft: [HashMap<FlowKey, UftEntry, FlowHashBuilder>; 2],
+    uft: [HashMap<FlowKey, UftSlot, FlowHashBuilder>; 2],
     flows: Flows,
     /// Half-open TCP flows in creation order: eviction candidates.
     half_open: VecDeque<(u32, u32)>,
@@ -494,37 +538,61 @@ impl Port {
         // Whether an entry exists that could not be used (stale epoch).
         let mut stale = false;
         if let Some(k) = &key {
-            if let Some(e) = self.uft[d].get(k) {
-                stale = true;
-                if e.epoch == self.epoch {
-                    if let Some(f) = self.flows.get_mut(e.flow, e.flow_gen) {
-                        if let Err(err) = e.xform.apply(pkt, &parsed.off) {
-                            return self.dropped(dir, transform_drop(err));
-                        }
-                        f.last_hit = now;
-                        f.packets[d] += 1;
-                        f.bytes[d] += len;
-                        if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
-                            let side = if dir == f.origin {
-                                Side::Originator
-                            } else {
-                                Side::Responder
-                            };
-                            let next = st.next(side, t.flags);
-                            if next != st {
-                                f.tcp = Some(next);
-                                f.class = next.class();
-                            }
-                        }
-                        self.stats.dir[d].uft_hits += 1;
-                        self.stats.dir[d].forwarded += 1;
-                        return Verdict::Forward;
-                    }
+            match self.try_hit(dir, k, pkt, &parsed, len, now) {
+                Hit::Done(v) => {
+                    self.stats.dir[d].uft_hits += 1;
+                    return v;
                 }
+                Hit::Stale => stale = true,
+                Hit::Miss => {}
             }
         }
         self.stats.dir[d].uft_misses += 1;
         self.slow_path(dir, pkt, &parsed, key, stale, now)
+    }
+
+    /// Applies the flow's compiled transform if `k` has a usable UFT entry.
+    #[inline]
+    fn try_hit(
+        &mut self,
+        dir: Direction,
+        k: &FlowKey,
+        pkt: &mut PacketBuf,
+        parsed: &Parsed,
+        len: u64,
+        now: Moment,
+    ) -> Hit {
+        let d = dir.index();
+        let Some(&s) = self.uft[d].get(k) else {
+            return Hit::Miss;
+        };
+        let epoch = self.epoch;
+        let Some(f) = self.flows.get_mut(s.flow, s.gen) else {
+            return Hit::Stale;
+        };
+        let Some(x) = f.xform[d].as_ref().filter(|_| f.epoch[d] == epoch) else {
+            return Hit::Stale;
+        };
+        if let Err(e) = x.apply(pkt, &parsed.off) {
+            return Hit::Done(self.dropped(dir, transform_drop(e)));
+        }
+        f.last_hit = now;
+        f.packets[d] += 1;
+        f.bytes[d] += len;
+        if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
+            let side = if dir == f.origin {
+                Side::Originator
+            } else {
+                Side::Responder
+            };
+            let next = st.next(side, t.flags);
+            if next != st {
+                f.tcp = Some(next);
+                f.class = next.class();
+            }
+        }
+        self.stats.dir[d].forwarded += 1;
+        Hit::Done(Verdict::Forward)
     }
 
     fn dropped(&mut self, dir: Direction, r: DropReason) -> Verdict {
@@ -546,36 +614,15 @@ impl Port {
         // A UFT entry exists but is stale: re-check its flow, then use
         // whatever the re-check left.
         if let Some(k) = key.as_ref().filter(|_| stale) {
-            if let Some(e) = self.uft[d].get(k) {
-                let (id, gen) = (e.flow, e.flow_gen);
-                if self.flows.get_mut(id, gen).is_some() {
-                    self.recheck(id, gen, now);
+            if let Some(&e) = self.uft[d].get(k) {
+                if self.flows.get_mut(e.flow, e.gen).is_some() {
+                    self.recheck(e.flow, e.gen, now);
                 } else {
                     self.uft[d].remove(k);
                 }
-                if let Some(e) = self.uft[d].get(k) {
-                    if e.epoch == self.epoch {
-                        if let Some(f) = self.flows.get_mut(e.flow, e.flow_gen) {
-                            if let Err(err) = e.xform.apply(pkt, &parsed.off) {
-                                return self.dropped(dir, transform_drop(err));
-                            }
-                            f.last_hit = now;
-                            f.packets[d] += 1;
-                            f.bytes[d] += pkt.len() as u64;
-                            if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
-                                let side = if dir == f.origin {
-                                    Side::Originator
-                                } else {
-                                    Side::Responder
-                                };
-                                let next = st.next(side, t.flags);
-                                f.tcp = Some(next);
-                                f.class = next.class();
-                            }
-                            self.stats.dir[d].forwarded += 1;
-                            return Verdict::Forward;
-                        }
-                    }
+                let len = pkt.len() as u64;
+                if let Hit::Done(v) = self.try_hit(dir, k, pkt, parsed, len, now) {
+                    return v;
                 }
             }
         }
@@ -662,21 +709,15 @@ impl Port {
         let Some(f) = self.flows.get_mut(id, gen) else {
             return;
         };
-        if let Some(old) = f.uft[d] {
+        if let Some(old) = f.keys[d] {
             if old != k {
                 self.uft[d].remove(&old);
             }
         }
-        f.uft[d] = Some(k);
-        self.uft[d].insert(
-            k,
-            UftEntry {
-                xform,
-                flow: id,
-                flow_gen: gen,
-                epoch,
-            },
-        );
+        f.keys[d] = Some(k);
+        f.xform[d] = Some(xform);
+        f.epoch[d] = epoch;
+        self.uft[d].insert(k, UftSlot { flow: id, gen });
     }
 
     /// Makes the UFT entry for the reply to the flow `w` just walked.
@@ -688,10 +729,10 @@ impl Port {
             return;
         };
         let rdir = w.dir.reverse();
-        if let Some(e) = self.uft[rdir.index()].get(&rk) {
-            if e.flow != id || e.flow_gen != gen {
+        if let Some(&e) = self.uft[rdir.index()].get(&rk) {
+            if e.flow != id || e.gen != gen {
                 // Another live flow's reply already has this key: leave it.
-                if self.flows.get_mut(e.flow, e.flow_gen).is_some() {
+                if self.flows.get_mut(e.flow, e.gen).is_some() {
                     return;
                 }
             }
@@ -727,8 +768,10 @@ impl Port {
             gen: 0,
             origin: dir,
             origin_hdrs: *h,
-            uft: [None, None],
-            lft: Vec::new(),
+            keys: [None, None],
+            xform: [None, None],
+            epoch: [0; 2],
+            lft: LftRefs::default(),
             tcp,
             class,
             created: now,
@@ -771,7 +814,7 @@ impl Port {
     /// LFT state that record owned.
     fn abandon(&mut self, w: &Walk) {
         if let Some((id, gen)) = w.flow {
-            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.uft == [None, None]);
+            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.keys == [None, None]);
             if fresh {
                 self.remove_flow(id);
                 self.stats.flows_created -= 1;
@@ -781,14 +824,14 @@ impl Port {
 
     fn remove_flow(&mut self, id: u32) {
         let Some(f) = self.flows.take(id) else { return };
-        for (d, k) in f.uft.iter().enumerate() {
+        for (d, k) in f.keys.iter().enumerate() {
             if let Some(k) = k {
-                if matches!(self.uft[d].get(k), Some(e) if e.flow == id && e.flow_gen == f.gen) {
+                if matches!(self.uft[d].get(k), Some(e) if e.flow == id && e.gen == f.gen) {
                     self.uft[d].remove(k);
                 }
             }
         }
-        for (layer, dir, k) in &f.lft {
+        for (layer, dir, k) in f.lft.iter() {
             let t = &mut self.layers[usize::from(*layer)].lft[dir.index()];
             if matches!(t.get(k), Some(e) if e.flow == id && e.flow_gen == f.gen) {
                 t.remove(k);
@@ -805,11 +848,12 @@ impl Port {
         let origin = f.origin;
         let start = f.origin_hdrs;
         let owned = std::mem::take(&mut f.lft);
-        let ufts = std::mem::take(&mut f.uft);
+        let ufts = std::mem::take(&mut f.keys);
+        f.xform = [None, None];
         // Lift the flow's state out of the layers, so the walk decides
         // afresh but can hand a stateful action back what it allocated.
-        let mut kept = Vec::with_capacity(owned.len());
-        for (layer, dir, k) in owned {
+        let mut kept = Vec::new();
+        for &(layer, dir, k) in owned.iter() {
             let t = &mut self.layers[usize::from(layer)].lft[dir.index()];
             if matches!(t.get(&k), Some(e) if e.flow == id && e.flow_gen == gen) {
                 if let Some(e) = t.remove(&k) {
@@ -1136,12 +1180,17 @@ impl Port {
         let dump = |d: Direction| {
             let mut v: Vec<UftEntryDump> = self.uft[d.index()]
                 .iter()
-                .map(|(k, e)| UftEntryDump {
-                    key: *k,
-                    flow: e.flow,
-                    epoch: e.epoch,
-                    stale: e.epoch != self.epoch,
-                    transform: e.xform.describe(),
+                .map(|(k, e)| {
+                    let f = self.flows.get(e.flow, e.gen);
+                    let epoch = f.map_or(0, |f| f.epoch[d.index()]);
+                    let xform = f.and_then(|f| f.xform[d.index()].as_ref());
+                    UftEntryDump {
+                        key: *k,
+                        flow: e.flow,
+                        epoch,
+                        stale: epoch != self.epoch || xform.is_none(),
+                        transform: xform.map_or_else(|| "none".to_string(), Compiled::describe),
+                    }
                 })
                 .collect();
             v.sort_by_key(|e| e.key);
@@ -1230,10 +1279,7 @@ impl Port {
     /// The TCP state of the flow whose packets going `dir` have key `k`.
     pub fn tcp_state(&self, dir: Direction, k: &FlowKey) -> Option<TcpState> {
         let e = self.uft[dir.index()].get(k)?;
-        match self.flows.slots.get(e.flow as usize)? {
-            Some(f) if f.gen == e.flow_gen => f.tcp,
-            _ => None,
-        }
+        self.flows.get(e.flow, e.gen)?.tcp
     }
 }
 

@@ -1582,22 +1582,4 @@ mod tests {
         // Both outcomes are exercised.
         assert!(ok > 1000 && err > 1000, "ok {ok} err {err}");
     }
-
-    /// Rough speed check; meaningful only in an optimised build:
-    /// `cargo test --release -- --ignored parse_speed --nocapture`.
-    #[test]
-    #[ignore]
-    fn parse_speed() {
-        let mut f = v4_tcp();
-        f.resize(64, 0);
-        let g = geneve_tcp(&OPTS, 0);
-        for (f, mode) in [(&f, ParseMode::Plain), (&g, ParseMode::Geneve)] {
-            let n = 10_000_000u32;
-            let t = std::time::Instant::now();
-            for _ in 0..n {
-                std::hint::black_box(parse(std::hint::black_box(f), mode).unwrap());
-            }
-            println!("{mode:?} {} B: {:?}/parse", f.len(), t.elapsed() / n);
-        }
-    }
 }
