@@ -134,15 +134,15 @@ impl FlowKey {
     /// A hash of the flow that is the same in both directions: used for
     /// the outer UDP source port (ECMP entropy, RFC 8926 §3.3).
     pub fn symmetric_hash(&self) -> u32 {
-        let r = self.reverse();
-        let canon = if (self.src, self.src_port) <= (r.src, r.src_port) {
-            self
-        } else {
-            &r
+        // Each end folded to one word; combined with commutative
+        // operations, so swapping the ends gives the same hash.
+        let end = |ip: &[u8; 16], port: u16| {
+            word(&ip[0..8]) ^ word(&ip[8..16]).rotate_left(29) ^ (u64::from(port) << 48)
         };
-        let mut h = FlowHasher::with_seed(0x9e37_79b9_7f4a_7c15);
-        canon.hash(&mut h);
-        (h.finish() >> 32) as u32
+        let (a, b) = (end(&self.src, self.src_port), end(&self.dst, self.dst_port));
+        let rest = u64::from(self.proto) | (u64::from(self.af) << 8) | (u64::from(self.vni) << 16);
+        let h = fold_mul(a.wrapping_add(b) ^ K0, (a ^ b) ^ rest ^ K1);
+        (h ^ (h >> 32)) as u32
     }
 }
 
@@ -298,6 +298,11 @@ impl BuildHasher for FlowHashBuilder {
     fn build_hasher(&self) -> FlowHasher {
         FlowHasher::with_seed(self.seed)
     }
+}
+
+#[inline(always)]
+fn word(b: &[u8]) -> u64 {
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// Word-wise hashing: five 64-bit mixes instead of byte-wise writes.

@@ -83,7 +83,7 @@ pub fn mac_string(m: &Mac) -> String {
 }
 
 /// A Geneve-over-IPv6 encapsulation to push (RFC 8926).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Encap {
     #[serde(serialize_with = "ser_mac")]
     pub eth_src: Mac,
@@ -100,6 +100,16 @@ pub struct Encap {
     /// Compute the outer UDP checksum (RFC 8200 requires one over IPv6
     /// unless both tunnel ends opt out per RFC 6935).
     pub udp_csum: bool,
+}
+
+/// Hashes the fields that tell encapsulations apart in practice (where
+/// and in which network); `Eq` still compares every field, so this is
+/// consistent, and the encapsulation cache hashes 20 bytes, not 130.
+impl core::hash::Hash for Encap {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.ip_dst.hash(h);
+        self.vni.hash(h);
+    }
 }
 
 fn ser_mac<S: serde::Serializer>(m: &Mac, s: S) -> Result<S::Ok, S::Error> {
