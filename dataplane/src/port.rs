@@ -1145,8 +1145,11 @@ impl Port {
     // ----------------------------------------------------------------
     // Tracing and dumps
 
-    /// Runs a frame through the layers without changing any state, and
-    /// reports each layer's decision (like `ovs-appctl ofproto/trace`).
+    /// Runs a frame through the layers and reports each layer's decision
+    /// (like `ovs-appctl ofproto/trace`). The flow tables are left as they
+    /// were (a flow the walk creates is removed again, freeing anything a
+    /// stateful action allocated for it); the walk does count in the layer
+    /// and rule counters, as a packet would.
     pub fn trace(&mut self, dir: Direction, frame: &[u8]) -> Result<Trace, DropReason> {
         let mode = if dir == Direction::In {
             self.cfg.inbound

@@ -45,7 +45,27 @@ pub fn tcp4(src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
 
 pub fn tcp4_macs(smac: Mac, dmac: Mac, src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(smac, dmac).ipv4(v4(src.0), v4(dst.0), 64);
-    let mut t = b.tcp(src.1, dst.1, 1000, 64240);
+    let mut v = Vec::new();
+    with_flags(b.tcp(src.1, dst.1, 1000, 64240), flags)
+        .write(&mut v, b"hello sluice")
+        .unwrap();
+    v
+}
+
+pub fn tcp6(src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(GUEST_MAC, GW_MAC).ipv6(v6(src.0), v6(dst.0), 64);
+    let mut v = Vec::new();
+    with_flags(b.tcp(src.1, dst.1, 1000, 64240), flags)
+        .write(&mut v, b"hello sluice v6")
+        .unwrap();
+    v
+}
+
+/// Sets TCP flags from letters: S(YN), A(CK), F(IN), R(ST), P(SH).
+fn with_flags(
+    mut t: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+    flags: &str,
+) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
     for c in flags.chars() {
         t = match c {
             'S' => t.syn(),
@@ -56,26 +76,7 @@ pub fn tcp4_macs(smac: Mac, dmac: Mac, src: (&str, u16), dst: (&str, u16), flags
             _ => panic!("flag {c}"),
         };
     }
-    let mut v = Vec::new();
-    t.write(&mut v, b"hello sluice").unwrap();
-    v
-}
-
-pub fn tcp6(src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(GUEST_MAC, GW_MAC).ipv6(v6(src.0), v6(dst.0), 64);
-    let mut t = b.tcp(src.1, dst.1, 1000, 64240);
-    for c in flags.chars() {
-        t = match c {
-            'S' => t.syn(),
-            'A' => t.ack(5000),
-            'F' => t.fin(),
-            'R' => t.rst(),
-            _ => panic!("flag {c}"),
-        };
-    }
-    let mut v = Vec::new();
-    t.write(&mut v, b"hello sluice v6").unwrap();
-    v
+    t
 }
 
 pub fn udp4(src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
@@ -333,23 +334,24 @@ pub fn fw_port(flow_limit: u32) -> Fixture {
 }
 
 pub fn port_with(flow_limit: u32, layers: &[(&str, DefaultAction, DefaultAction)]) -> Fixture {
-    let clock = ManualClock::new();
-    clock.set(1_000_000_000);
-    let mut cfg = PortConfig::new("vm1");
-    cfg.flow_limit = flow_limit;
-    let mut port = Port::with_clock(cfg, Box::new(clock.clone()));
-    for (name, din, dout) in layers {
-        port.add_layer(LayerConfig::new(name, *din, *dout)).unwrap();
-    }
-    Fixture { port, clock }
+    port_parsing(ParseMode::Plain, flow_limit, layers)
 }
 
+/// A port whose inbound frames come Geneve-encapsulated from the underlay.
 pub fn geneve_port(flow_limit: u32, layers: &[(&str, DefaultAction, DefaultAction)]) -> Fixture {
+    port_parsing(ParseMode::Geneve, flow_limit, layers)
+}
+
+fn port_parsing(
+    inbound: ParseMode,
+    flow_limit: u32,
+    layers: &[(&str, DefaultAction, DefaultAction)],
+) -> Fixture {
     let clock = ManualClock::new();
     clock.set(1_000_000_000);
     let mut cfg = PortConfig::new("vm1");
     cfg.flow_limit = flow_limit;
-    cfg.inbound = ParseMode::Geneve;
+    cfg.inbound = inbound;
     let mut port = Port::with_clock(cfg, Box::new(clock.clone()));
     for (name, din, dout) in layers {
         port.add_layer(LayerConfig::new(name, *din, *dout)).unwrap();
