@@ -40,4 +40,4 @@ pub use meta::{Meta, MetaKey};
 pub use packet::PacketBuf;
 pub use port::{Port, PortConfig, Verdict};
 pub use rule::{Predicate, Rule, RuleId};
-pub use transform::{Compiled, Encap, GeneveOptions, Transform};
+pub use transform::{Compiled, Dep, Encap, GeneveOptions, Transform, Version};

@@ -570,7 +570,8 @@ impl Port {
         let Some(f) = self.flows.get_mut(s.flow, s.gen) else {
             return Hit::Stale;
         };
-        let Some(x) = f.xform[d].as_ref().filter(|_| f.epoch[d] == epoch) else {
+        let usable = |x: &&Compiled| f.epoch[d] == epoch && x.deps_current();
+        let Some(x) = f.xform[d].as_ref().filter(usable) else {
             return Hit::Stale;
         };
         if let Err(e) = x.apply(pkt, &parsed.off) {
@@ -1191,7 +1192,7 @@ impl Port {
                         key: *k,
                         flow: e.flow,
                         epoch,
-                        stale: epoch != self.epoch || xform.is_none(),
+                        stale: epoch != self.epoch || !xform.is_some_and(Compiled::deps_current),
                         transform: xform.map_or_else(|| "none".to_string(), Compiled::describe),
                     }
                 })

@@ -25,6 +25,7 @@ use crate::packet::PacketBuf;
 use core::net::{IpAddr, Ipv6Addr};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Length of the encapsulation sluice pushes: Ethernet (14) + IPv6 (40) +
@@ -58,7 +59,64 @@ pub struct Transform {
     /// Push a Geneve encapsulation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encap: Option<Encap>,
+    /// External state the transform was derived from (e.g. a V2P mapping):
+    /// when any of it changes, flows compiled with it are re-checked.
+    #[serde(skip)]
+    pub deps: Vec<Dep>,
 }
+
+/// A version number for state outside the engine that transforms are
+/// derived from. The owner bumps it when the state changes; every flow
+/// whose transform depends on it is re-checked at its next packet (one
+/// relaxed atomic load per dependency on the fast path; no lock, no
+/// walk over the flow table).
+#[derive(Clone, Debug, Default)]
+pub struct Version(Arc<AtomicU64>);
+
+impl Version {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the state changed.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// A dependency on the state as it is now.
+    pub fn dep(&self) -> Dep {
+        Dep {
+            version: self.clone(),
+            seen: self.current(),
+        }
+    }
+}
+
+/// A transform's dependency: a [`Version`] and the value it had.
+#[derive(Clone, Debug)]
+pub struct Dep {
+    version: Version,
+    seen: u64,
+}
+
+impl Dep {
+    #[inline]
+    pub fn is_current(&self) -> bool {
+        self.version.0.load(Ordering::Relaxed) == self.seen
+    }
+}
+
+impl PartialEq for Dep {
+    fn eq(&self, o: &Dep) -> bool {
+        Arc::ptr_eq(&self.version.0, &o.version.0) && self.seen == o.seen
+    }
+}
+
+impl Eq for Dep {}
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -232,39 +290,15 @@ impl Transform {
             ($($f:ident),*) => {$( if next.$f.is_some() { self.$f = next.$f; } )*};
         }
         later_wins!(eth_src, eth_dst, ip_src, ip_dst, l4_src, l4_dst);
+        self.deps.extend(next.deps.iter().cloned());
         Ok(())
     }
 
     /// The transform equal to `self` followed by `next`.
     pub fn then(&self, next: &Transform) -> Result<Transform, TransformError> {
-        // self = D1 M1 E1, next = D2 M2 E2 (see the module doc).
-        let (decap, encap) = match (self.encap.is_some(), next.decap) {
-            // E1 D2 cancel: D1 M1 M2 E2.
-            (true, true) => (self.decap, next.encap.clone()),
-            (true, false) => {
-                if next.encap.is_some() {
-                    return Err(TransformError::DoubleEncap);
-                }
-                (self.decap, self.encap.clone())
-            }
-            (false, true) => {
-                if self.decap {
-                    return Err(TransformError::DoubleDecap);
-                }
-                (true, next.encap.clone())
-            }
-            (false, false) => (self.decap, next.encap.clone()),
-        };
-        Ok(Transform {
-            decap,
-            eth_src: next.eth_src.or(self.eth_src),
-            eth_dst: next.eth_dst.or(self.eth_dst),
-            ip_src: next.ip_src.or(self.ip_src),
-            ip_dst: next.ip_dst.or(self.ip_dst),
-            l4_src: next.l4_src.or(self.l4_src),
-            l4_dst: next.l4_dst.or(self.l4_dst),
-            encap,
-        })
+        let mut t = self.clone();
+        t.then_assign(next)?;
+        Ok(t)
     }
 
     /// Applies the transform to a parsed summary, as the bytes would be
@@ -392,6 +426,8 @@ pub struct Compiled {
     encap: Option<Arc<EncapTemplate>>,
     /// The outer UDP source port of this flow (the template has none).
     encap_sport: u16,
+    /// External state the transform depends on (boxed: most have none).
+    deps: Option<Box<[Dep]>>,
 }
 
 const SET_ETH_SRC: u8 = 1;
@@ -500,6 +536,7 @@ impl Compiled {
             l4_csum: CsumDelta::ZERO,
             encap: None,
             encap_sport: 0,
+            deps: (!t.deps.is_empty()).then(|| t.deps.clone().into_boxed_slice()),
         };
         if t.eth_src.is_some() {
             c.set |= SET_ETH_SRC;
@@ -622,6 +659,15 @@ impl Compiled {
         } else {
             parts.join(" ")
         }
+    }
+
+    /// Whether the external state the transform was derived from is
+    /// unchanged (see [`Version`]).
+    #[inline]
+    pub fn deps_current(&self) -> bool {
+        self.deps
+            .as_ref()
+            .is_none_or(|d| d.iter().all(Dep::is_current))
     }
 
     pub fn pushes_encap(&self) -> bool {

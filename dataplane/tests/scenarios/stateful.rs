@@ -268,3 +268,94 @@ fn ipv6_flows_are_stateful_too() {
     let v = fx.out(&ping6("fd00::5", "fd00::9", 3));
     assert_forward!(fx, v);
 }
+
+/// Rewrites the destination to wherever a shared mapping points now, as an
+/// overlay does from its V2P table, and says the transform depends on it.
+struct Mapped {
+    to: std::sync::Mutex<std::net::IpAddr>,
+    version: dataplane::Version,
+}
+
+impl std::fmt::Display for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mapped")
+    }
+}
+
+impl dataplane::StaticAction for Mapped {
+    fn transform(
+        &self,
+        _: Direction,
+        _: &dataplane::Headers,
+        _: &dataplane::Meta,
+    ) -> Result<dataplane::Transform, dataplane::GenError> {
+        Ok(dataplane::Transform {
+            ip_dst: Some(*self.to.lock().unwrap()),
+            deps: vec![self.version.dep()],
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn a_changed_dependency_rechecks_only_the_flows_that_use_it() {
+    let mut fx = port_with(64, &[("map", DefaultAction::Allow, DefaultAction::Allow)]);
+    let m = std::sync::Arc::new(Mapped {
+        to: std::sync::Mutex::new(ip("192.0.2.1")),
+        version: dataplane::Version::new(),
+    });
+    fx.port
+        .add_rule(
+            "map",
+            Direction::Out,
+            Rule::new(1, Action::Static(m.clone())).with(Predicate::Proto(vec![proto::UDP])),
+        )
+        .unwrap();
+    let mapped = udp4(("10.0.0.5", 1), ("10.9.9.9", 53));
+    let other = tcp4(("10.0.0.5", 2), ("10.0.0.9", 80), "S");
+    assert_eq!(
+        parse(&fx.send(Direction::Out, &mapped).1).dst_ip,
+        ip("192.0.2.1")
+    );
+    assert_forward!(fx, fx.out(&other));
+    let before = fx.port.stats().clone();
+    assert_eq!(
+        parse(&fx.send(Direction::Out, &mapped).1).dst_ip,
+        ip("192.0.2.1")
+    );
+    assert_eq!(
+        Delta {
+            before: &before,
+            after: fx.port.stats()
+        }
+        .hits(Direction::Out),
+        1
+    );
+
+    // The mapping moves: the flow follows at its next packet, re-checked
+    // once; the flow that does not depend on it is untouched.
+    *m.to.lock().unwrap() = ip("192.0.2.2");
+    m.version.bump();
+    let before = fx.port.stats().clone();
+    assert!(fx.port.dump_uft().outbound.iter().any(|e| e.stale));
+    assert_eq!(
+        parse(&fx.send(Direction::Out, &mapped).1).dst_ip,
+        ip("192.0.2.2")
+    );
+    assert_forward!(fx, fx.out(&other));
+    assert_eq!(
+        parse(&fx.send(Direction::Out, &mapped).1).dst_ip,
+        ip("192.0.2.2")
+    );
+    let after = fx.port.stats();
+    assert_eq!(after.revalidations - before.revalidations, 1);
+    assert_eq!(
+        Delta {
+            before: &before,
+            after
+        }
+        .hits(Direction::Out),
+        2
+    );
+    assert_eq!(fx.port.flow_count(), 2);
+}
