@@ -1,1 +1,19 @@
-//! The VPC policy of one vNIC (gateway, firewall, router, nat). Not built yet: see issue 3.
+//! The VPC policy of one vNIC: what `vnic` builds a port from.
+//!
+//! - [`config`]: the vNIC's configuration as the control plane sends it,
+//!   validated field by field.
+//! - [`gateway`]: the virtual gateway's replies to the guest's ARP, NDP,
+//!   DHCPv4, DHCPv6 and ICMP echo (pure builders; hairpin actions wrap them).
+//! - [`firewall`]: the tenant's stateful rules.
+//! - [`router`]: longest-prefix routing, its decision passed on as metadata.
+//!
+//! Still to come (issue 3): the gateway layer's anti-spoofing rules and
+//! hairpin actions, NAT, the overlay layer, and the port builder that puts
+//! them in order (gateway, firewall, router, nat, overlay).
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod firewall;
+pub mod gateway;
+pub mod meta;
+pub mod router;

@@ -178,7 +178,12 @@ mod tests {
         );
         // An ARP reply from the guest.
         assert_eq!(
-            r(request(GUEST_MAC, guest, c.gateway_ip4.unwrap(), EpOp::REPLY)),
+            r(request(
+                GUEST_MAC,
+                guest,
+                c.gateway_ip4.unwrap(),
+                EpOp::REPLY
+            )),
             Err(Refusal::NotForGateway)
         );
     }
@@ -208,7 +213,8 @@ mod tests {
         assert_eq!(reply(&no_v4, &guest_request()), Err(Refusal::NoAddress));
     }
 
-    /// Not ARP at all, or ARP for another hardware type.
+    /// RFC 826: only Ethernet (hardware 1) / IPv4 (0x0800) resolution is
+    /// spoken; other EtherTypes are not ARP at all.
     #[test]
     fn refuses_other_protocols() {
         let c = cfg();
@@ -223,7 +229,9 @@ mod tests {
         assert_eq!(reply(&c, &f), Err(Refusal::Unsupported));
     }
 
-    /// Robustness: truncations and random corruption never panic.
+    /// Robustness (RFC 1122 §1.2.2: assume the network is full of malformed
+    /// packets): every truncation is refused, and random corruption, fed to
+    /// every builder, never panics.
     #[test]
     fn never_panics() {
         testutil::truncations_refused(reply, &cfg(), &guest_request());

@@ -234,8 +234,8 @@ pub(crate) fn ipv4<'a>(
     if packet.more_frags() || packet.frag_offset() != 0 {
         return Err(Refusal::Unsupported);
     }
-    let repr =
-        Ipv4Repr::parse(&packet, &ChecksumCapabilities::default()).map_err(|_| Refusal::Malformed)?;
+    let repr = Ipv4Repr::parse(&packet, &ChecksumCapabilities::default())
+        .map_err(|_| Refusal::Malformed)?;
     if repr.next_header != want {
         return Err(Refusal::NotForGateway);
     }

@@ -67,9 +67,22 @@ impl Rng {
     }
 }
 
+/// Every builder, to cross-feed frames.
+pub const ALL: [Builder; 6] = [
+    super::arp::reply,
+    super::icmp::echo4,
+    super::icmp::echo6,
+    super::ndp::reply,
+    super::dhcp4::reply,
+    super::dhcp6::reply,
+];
+
 /// `iterations` corrupted copies of `frame` (1–4 random octets changed,
-/// sometimes also cut short or extended) never panic; whatever is answered
-/// is still a parseable Ethernet frame. Returns how many were answered.
+/// sometimes also cut short or extended) never panic, given to `f` and to
+/// every other builder; whatever is answered is still a parseable Ethernet
+/// frame. Also checks that the pristine `frame` is answered by exactly one
+/// builder (so they can be tried in turn). Returns how many corrupted
+/// copies `f` answered. `SLUICE_FUZZ_ITERATIONS` overrides `iterations`.
 pub fn random_flips(
     f: Builder,
     cfg: &GatewayConfig,
@@ -77,6 +90,12 @@ pub fn random_flips(
     iterations: usize,
     seed: u64,
 ) -> usize {
+    let answering = ALL.iter().filter(|g| g(cfg, frame).is_ok()).count();
+    assert_eq!(answering, 1, "exactly one builder answers a valid request");
+    let iterations = std::env::var("SLUICE_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(iterations);
     let mut rng = Rng::new(seed);
     let mut answered = 0;
     for _ in 0..iterations {
@@ -93,6 +112,9 @@ pub fn random_flips(
         if let Ok(reply) = f(cfg, &bad) {
             answered += 1;
             assert!(SlicedPacket::from_ethernet(&reply).is_ok());
+        }
+        for g in ALL {
+            let _ = g(cfg, &bad);
         }
     }
     answered
