@@ -16,4 +16,5 @@ pub mod config;
 pub mod firewall;
 pub mod gateway;
 pub mod meta;
+pub mod nat;
 pub mod router;

@@ -1,0 +1,1 @@
+//! The NAT layer (being written).
