@@ -48,7 +48,7 @@ impl fmt::Display for Macs {
 }
 
 impl StaticAction for Macs {
-    fn transform(&self, dir: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+    fn transform(&self, dir: Direction, _: &Headers, _: &mut Meta) -> Result<Transform, GenError> {
         let (s, d) = match dir {
             Direction::Out => (GW_MAC, PEER_MAC),
             Direction::In => (GW_MAC, GUEST_MAC),
@@ -70,7 +70,7 @@ impl fmt::Display for Overlay {
 }
 
 impl StaticAction for Overlay {
-    fn transform(&self, dir: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+    fn transform(&self, dir: Direction, _: &Headers, _: &mut Meta) -> Result<Transform, GenError> {
         Ok(match dir {
             Direction::Out => Transform {
                 encap: Some(self.0.clone()),

@@ -22,6 +22,9 @@ pub enum Action {
     Allow,
     /// Drop the packet.
     Deny,
+    /// Drop the packet, counted under this policy reason (a stable
+    /// snake_case name, e.g. `spoofed_source`).
+    DenyWith(&'static str),
     /// Pass, and remember the flow so its replies pass too.
     StatefulAllow,
     /// Rewrite headers the same way for every packet that matches.
@@ -40,14 +43,20 @@ pub enum GenError {
     /// A resource the action allocates from is used up (e.g. NAT ports).
     #[error("resource exhausted: {0}")]
     Exhausted(&'static str),
-    /// The packet lacks what the action needs.
+    /// The action refuses the packet, for the reason named (a stable
+    /// snake_case name; the packet is counted as that policy drop).
     #[error("action refused the packet: {0}")]
     Refused(&'static str),
 }
 
 pub trait StaticAction: Send + Sync + fmt::Display {
-    fn transform(&self, dir: Direction, hdrs: &Headers, meta: &Meta)
-        -> Result<Transform, GenError>;
+    /// The rewrite for this packet. May also set metadata for later layers.
+    fn transform(
+        &self,
+        dir: Direction,
+        hdrs: &Headers,
+        meta: &mut Meta,
+    ) -> Result<Transform, GenError>;
 }
 
 pub trait StatefulAction: Send + Sync + fmt::Display {
@@ -89,6 +98,7 @@ impl Action {
         match self {
             Action::Allow => 1,
             Action::Deny => 2,
+            Action::DenyWith(r) => r.as_ptr() as usize,
             Action::StatefulAllow => 3,
             Action::Static(a) => Arc::as_ptr(a) as *const () as usize,
             Action::Stateful(a) => Arc::as_ptr(a) as *const () as usize,
@@ -100,7 +110,7 @@ impl Action {
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Allow => "allow",
-            Action::Deny => "deny",
+            Action::Deny | Action::DenyWith(_) => "deny",
             Action::StatefulAllow => "stateful-allow",
             Action::Static(_) => "static",
             Action::Stateful(_) => "stateful",
@@ -114,6 +124,7 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Allow | Action::Deny | Action::StatefulAllow => f.write_str(self.kind()),
+            Action::DenyWith(r) => write!(f, "deny({r})"),
             Action::Static(a) => write!(f, "static({a})"),
             Action::Stateful(a) => write!(f, "stateful({a})"),
             Action::Hairpin(a) => write!(f, "hairpin({a})"),

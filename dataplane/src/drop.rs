@@ -21,21 +21,24 @@ pub enum DropReason {
     LayerTableFull,
     /// A stateful action ran out of its resource (e.g. NAT ports).
     Exhausted,
-    /// An action refused the packet (e.g. a field it needs is missing).
-    ActionFailed,
     /// The layers' transforms cannot be combined (e.g. two encapsulations).
     BadTransform,
     /// Not enough headroom to push an encapsulation.
     NoHeadroom,
     /// A hairpin action could not build its reply.
     HairpinFailed,
+    /// A policy built on the engine refused the packet, for the reason
+    /// named: a rule's `DenyWith`, or an action's `GenError::Refused`
+    /// (e.g. `spoofed_source`, `no_v2p_mapping`). Counted per name.
+    Policy(&'static str),
 }
 
-/// Number of distinct counters: one per parse error plus the others.
-pub const DROP_REASONS: usize = ParseError::ALL.len() + 10;
+/// Number of fixed counters: one per parse error plus the others.
+/// (`Policy` reasons are counted apart, by name.)
+pub const DROP_REASONS: usize = ParseError::ALL.len() + 9;
 
 impl DropReason {
-    /// Every reason, in counter order.
+    /// Every fixed reason, in counter order.
     pub fn all() -> impl Iterator<Item = DropReason> {
         ParseError::ALL
             .into_iter()
@@ -47,33 +50,34 @@ impl DropReason {
                 DropReason::FlowTableFull,
                 DropReason::LayerTableFull,
                 DropReason::Exhausted,
-                DropReason::ActionFailed,
                 DropReason::BadTransform,
                 DropReason::NoHeadroom,
                 DropReason::HairpinFailed,
             ])
     }
 
-    /// Dense index into per-reason counter arrays.
+    /// Dense index into per-reason counter arrays; `None` for `Policy`
+    /// reasons, which are counted by name.
     #[inline]
-    pub fn index(self) -> usize {
+    pub fn index(self) -> Option<usize> {
         let base = ParseError::ALL.len();
         match self {
-            DropReason::Malformed(e) => e.index(),
-            DropReason::Fragment => base,
-            DropReason::Denied => base + 1,
-            DropReason::DefaultDenied => base + 2,
-            DropReason::FlowTableFull => base + 3,
-            DropReason::LayerTableFull => base + 4,
-            DropReason::Exhausted => base + 5,
-            DropReason::ActionFailed => base + 6,
-            DropReason::BadTransform => base + 7,
-            DropReason::NoHeadroom => base + 8,
-            DropReason::HairpinFailed => base + 9,
+            DropReason::Malformed(e) => Some(e.index()),
+            DropReason::Fragment => Some(base),
+            DropReason::Denied => Some(base + 1),
+            DropReason::DefaultDenied => Some(base + 2),
+            DropReason::FlowTableFull => Some(base + 3),
+            DropReason::LayerTableFull => Some(base + 4),
+            DropReason::Exhausted => Some(base + 5),
+            DropReason::BadTransform => Some(base + 6),
+            DropReason::NoHeadroom => Some(base + 7),
+            DropReason::HairpinFailed => Some(base + 8),
+            DropReason::Policy(_) => None,
         }
     }
 
-    /// The stable name: `malformed.truncated_tcp`, `flow_table_full`, ...
+    /// The stable name: `malformed.truncated_tcp`, `flow_table_full`,
+    /// or a policy's own (`spoofed_source`).
     pub fn name(self) -> &'static str {
         match self {
             DropReason::Malformed(e) => MALFORMED_NAMES[e.index()],
@@ -83,10 +87,10 @@ impl DropReason {
             DropReason::FlowTableFull => "flow_table_full",
             DropReason::LayerTableFull => "layer_table_full",
             DropReason::Exhausted => "exhausted",
-            DropReason::ActionFailed => "action_failed",
             DropReason::BadTransform => "bad_transform",
             DropReason::NoHeadroom => "no_headroom",
             DropReason::HairpinFailed => "hairpin_failed",
+            DropReason::Policy(name) => name,
         }
     }
 }
@@ -152,8 +156,13 @@ mod tests {
         let all: Vec<_> = DropReason::all().collect();
         assert_eq!(all.len(), DROP_REASONS);
         for (i, r) in all.iter().enumerate() {
-            assert_eq!(r.index(), i, "{r}");
+            assert_eq!(r.index(), Some(i), "{r}");
         }
+        assert_eq!(DropReason::Policy("spoofed_source").index(), None);
+        assert_eq!(
+            DropReason::Policy("spoofed_source").name(),
+            "spoofed_source"
+        );
         let mut names: Vec<_> = all.iter().map(|r| r.name()).collect();
         names.sort();
         names.dedup();

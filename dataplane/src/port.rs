@@ -91,8 +91,10 @@ pub struct DirStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortStats {
     pub dir: [DirStats; 2],
-    /// Drops by reason, indexed by `DropReason::index`.
+    /// Drops by fixed reason, indexed by `DropReason::index`.
     pub drops: [u64; DROP_REASONS],
+    /// Drops by policy reason (`DropReason::Policy`), in order first seen.
+    pub policy_drops: Vec<(&'static str, u64)>,
     pub flows_created: u64,
     pub flows_expired: u64,
     /// Half-open flows evicted to make room for a new flow.
@@ -106,6 +108,7 @@ impl Default for PortStats {
         PortStats {
             dir: [DirStats::default(); 2],
             drops: [0; DROP_REASONS],
+            policy_drops: Vec::new(),
             flows_created: 0,
             flows_expired: 0,
             flows_evicted: 0,
@@ -116,7 +119,38 @@ impl Default for PortStats {
 
 impl PortStats {
     pub fn drops(&self, r: DropReason) -> u64 {
-        self.drops[r.index()]
+        match (r.index(), r) {
+            (Some(i), _) => self.drops[i],
+            (None, DropReason::Policy(name)) => self
+                .policy_drops
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, c)| *c),
+            (None, _) => 0,
+        }
+    }
+
+    /// Every drop reason with a non-zero count, by name.
+    pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
+        DropReason::all()
+            .map(|r| (r.name(), self.drops(r)))
+            .chain(self.policy_drops.iter().copied())
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    fn count_drop(&mut self, r: DropReason) {
+        match (r.index(), r) {
+            (Some(i), _) => self.drops[i] += 1,
+            (None, DropReason::Policy(name)) => {
+                // A handful of names per port: a scan beats a map here.
+                match self.policy_drops.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, c)) => *c += 1,
+                    None => self.policy_drops.push((name, 1)),
+                }
+            }
+            (None, _) => {}
+        }
     }
 
     pub fn dir(&self, d: Direction) -> &DirStats {
@@ -598,7 +632,7 @@ impl Port {
 
     fn dropped(&mut self, dir: Direction, r: DropReason) -> Verdict {
         self.stats.dir[dir.index()].dropped += 1;
-        self.stats.drops[r.index()] += 1;
+        self.stats.count_drop(r);
         Verdict::Drop(r)
     }
 
@@ -965,12 +999,17 @@ impl Port {
                         DropReason::DefaultDenied
                     });
                 }
+                Action::DenyWith(reason) => {
+                    w.note_s(&self.layers[li].name, matched, &action, None);
+                    self.layers[li].stats[d].dropped += 1;
+                    return WalkEnd::Drop(DropReason::Policy(reason));
+                }
                 Action::Meta(a) => {
                     a.update(w.dir, &w.hdrs, &mut w.meta);
                     w.note_s(&self.layers[li].name, matched, &action, None);
                 }
                 Action::Static(a) => {
-                    let t = match a.transform(w.dir, &w.hdrs, &w.meta) {
+                    let t = match a.transform(w.dir, &w.hdrs, &mut w.meta) {
                         Ok(t) => t,
                         Err(e) => {
                             self.layers[li].stats[d].dropped += 1;
@@ -1303,7 +1342,7 @@ fn take_kept(
 fn gen_drop(e: GenError) -> DropReason {
     match e {
         GenError::Exhausted(_) => DropReason::Exhausted,
-        GenError::Refused(_) => DropReason::ActionFailed,
+        GenError::Refused(reason) => DropReason::Policy(reason),
     }
 }
 

@@ -445,7 +445,7 @@ impl fmt::Display for SetMacs {
 }
 
 impl StaticAction for SetMacs {
-    fn transform(&self, dir: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+    fn transform(&self, dir: Direction, _: &Headers, _: &mut Meta) -> Result<Transform, GenError> {
         let (s, d) = if dir == Direction::Out {
             self.out
         } else {
@@ -469,7 +469,7 @@ impl fmt::Display for SetDst {
 }
 
 impl StaticAction for SetDst {
-    fn transform(&self, _: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+    fn transform(&self, _: Direction, _: &Headers, _: &mut Meta) -> Result<Transform, GenError> {
         Ok(Transform {
             ip_dst: Some(self.0),
             ..Default::default()
@@ -593,7 +593,7 @@ impl fmt::Display for EncapTo {
 }
 
 impl StaticAction for EncapTo {
-    fn transform(&self, dir: Direction, _: &Headers, _: &Meta) -> Result<Transform, GenError> {
+    fn transform(&self, dir: Direction, _: &Headers, _: &mut Meta) -> Result<Transform, GenError> {
         Ok(match dir {
             Direction::Out => Transform {
                 encap: Some(self.encap.clone()),

@@ -198,3 +198,65 @@ fn batch_reads_clock_once_and_counts_per_direction() {
         .process_batch(Direction::Out, &mut pkts, &mut verdicts);
     assert_eq!(fx.port.stats().dir(Direction::Out).uft_hits, 32);
 }
+
+struct Refuses;
+
+impl std::fmt::Display for Refuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refuses")
+    }
+}
+
+impl dataplane::StaticAction for Refuses {
+    fn transform(
+        &self,
+        _: Direction,
+        _: &dataplane::Headers,
+        _: &mut dataplane::Meta,
+    ) -> Result<dataplane::Transform, dataplane::GenError> {
+        Err(dataplane::GenError::Refused("no_v2p_mapping"))
+    }
+}
+
+#[test]
+fn policy_drops_are_counted_by_their_own_names() {
+    let mut fx = port_with(8, &[("gateway", DefaultAction::Deny, DefaultAction::Allow)]);
+    let not_guest = Predicate::Not(Box::new(Predicate::EthSrc(vec![GUEST_MAC])));
+    fx.port
+        .add_rule(
+            "gateway",
+            Direction::Out,
+            Rule::new(1, Action::DenyWith("spoofed_source")).with(not_guest),
+        )
+        .unwrap();
+    fx.port
+        .add_rule(
+            "gateway",
+            Direction::Out,
+            Rule::new(2, Action::Static(arc(Refuses)))
+                .with(Predicate::DstIp(vec!["10.9.0.0/16".parse().unwrap()])),
+        )
+        .unwrap();
+    let spoofed = tcp4_macs(PEER_MAC, GW_MAC, ("10.0.0.5", 1), ("10.0.0.9", 80), "S");
+    for _ in 0..2 {
+        let v = fx.out(&spoofed);
+        assert_drop!(fx, v, DropReason::Policy("spoofed_source"));
+    }
+    let v = fx.out(&tcp4(("10.0.0.5", 1), ("10.9.0.9", 80), "S"));
+    assert_drop!(fx, v, DropReason::Policy("no_v2p_mapping"));
+    let v = fx.out(&tcp4(("10.0.0.5", 1), ("10.0.0.9", 80), "S"));
+    assert_forward!(fx, v);
+    let s = fx.port.stats();
+    assert_eq!(s.drops(DropReason::Policy("spoofed_source")), 2);
+    assert_eq!(
+        s.drop_counts(),
+        vec![("spoofed_source", 2), ("no_v2p_mapping", 1)]
+    );
+    assert_eq!(
+        fx.port
+            .layer_stats("gateway", Direction::Out)
+            .unwrap()
+            .dropped,
+        3
+    );
+}

@@ -287,7 +287,7 @@ impl dataplane::StaticAction for Mapped {
         &self,
         _: Direction,
         _: &dataplane::Headers,
-        _: &dataplane::Meta,
+        _: &mut dataplane::Meta,
     ) -> Result<dataplane::Transform, dataplane::GenError> {
         Ok(dataplane::Transform {
             ip_dst: Some(*self.to.lock().unwrap()),
