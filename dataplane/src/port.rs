@@ -608,6 +608,11 @@ impl Port {
         let Some(x) = f.xform[d].as_ref().filter(usable) else {
             return Hit::Stale;
         };
+        if !x.outer_matches(pkt.as_slice(), &parsed.off) {
+            // Another underlay sender than the flow's: this packet goes
+            // through the layers, which decide about it; the flow stays.
+            return Hit::Miss;
+        }
         if let Err(e) = x.apply(pkt, &parsed.off) {
             return Hit::Done(self.dropped(dir, transform_drop(e)));
         }
@@ -1034,9 +1039,13 @@ impl Port {
                             l.stats[d].hairpins += 1;
                             WalkEnd::Hairpin(p)
                         }
-                        Err(_) => {
+                        Err(e) => {
                             l.stats[d].dropped += 1;
-                            WalkEnd::Drop(DropReason::HairpinFailed)
+                            WalkEnd::Drop(match e {
+                                // A refusal says why, like any action's.
+                                GenError::Refused(reason) => DropReason::Policy(reason),
+                                GenError::Exhausted(_) => DropReason::HairpinFailed,
+                            })
                         }
                     };
                 }

@@ -63,6 +63,11 @@ pub struct Transform {
     /// when any of it changes, flows compiled with it are re-checked.
     #[serde(skip)]
     pub deps: Vec<Dep>,
+    /// Applies only to packets from this underlay sender: a decapsulating
+    /// layer that checked the sender pins it, so a packet of the same flow
+    /// from another host is checked again rather than let through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_outer_src: Option<Ipv6Addr>,
 }
 
 /// A version number for state outside the engine that transforms are
@@ -289,7 +294,15 @@ impl Transform {
         macro_rules! later_wins {
             ($($f:ident),*) => {$( if next.$f.is_some() { self.$f = next.$f; } )*};
         }
-        later_wins!(eth_src, eth_dst, ip_src, ip_dst, l4_src, l4_dst);
+        later_wins!(
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            l4_src,
+            l4_dst,
+            expect_outer_src
+        );
         self.deps.extend(next.deps.iter().cloned());
         Ok(())
     }
@@ -428,6 +441,8 @@ pub struct Compiled {
     encap_sport: u16,
     /// External state the transform depends on (boxed: most have none).
     deps: Option<Box<[Dep]>>,
+    /// The only underlay sender whose packets this applies to.
+    outer_src: Option<[u8; 16]>,
 }
 
 const SET_ETH_SRC: u8 = 1;
@@ -537,6 +552,7 @@ impl Compiled {
             encap: None,
             encap_sport: 0,
             deps: (!t.deps.is_empty()).then(|| t.deps.clone().into_boxed_slice()),
+            outer_src: t.expect_outer_src.map(|a| a.octets()),
         };
         if t.eth_src.is_some() {
             c.set |= SET_ETH_SRC;
@@ -668,6 +684,19 @@ impl Compiled {
         self.deps
             .as_ref()
             .is_none_or(|d| d.iter().all(Dep::is_current))
+    }
+
+    /// Whether the packet comes from the underlay sender the transform is
+    /// pinned to (always true when it is not pinned).
+    #[inline]
+    pub fn outer_matches(&self, frame: &[u8], off: &Offsets) -> bool {
+        match &self.outer_src {
+            None => true,
+            Some(want) => {
+                let at = usize::from(off.outer_l3) + headers::IPV6_SRC;
+                off.geneve != 0 && frame.get(at..at + 16) == Some(&want[..])
+            }
+        }
     }
 
     pub fn pushes_encap(&self) -> bool {

@@ -359,3 +359,80 @@ fn a_changed_dependency_rechecks_only_the_flows_that_use_it() {
     );
     assert_eq!(fx.port.flow_count(), 2);
 }
+
+/// Decapsulates packets from one allowed underlay sender and pins it, as
+/// the VPC overlay does after checking V2P.
+struct DecapFrom(std::net::Ipv6Addr);
+
+impl std::fmt::Display for DecapFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decap-from {}", self.0)
+    }
+}
+
+impl dataplane::StaticAction for DecapFrom {
+    fn transform(
+        &self,
+        _: Direction,
+        h: &dataplane::Headers,
+        _: &mut dataplane::Meta,
+    ) -> Result<dataplane::Transform, dataplane::GenError> {
+        let src = h.outer.map(|o| o.ip_src);
+        if src != Some(self.0) {
+            return Err(dataplane::GenError::Refused("spoofed_overlay_source"));
+        }
+        Ok(dataplane::Transform {
+            decap: true,
+            expect_outer_src: src,
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn an_established_inbound_flow_accepts_only_its_underlay_sender() {
+    let mut fx = geneve_port(
+        64,
+        &[("overlay", DefaultAction::Deny, DefaultAction::Allow)],
+    );
+    let peer: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+    fx.port
+        .add_rule(
+            "overlay",
+            Direction::In,
+            Rule::new(1, Action::Static(arc(DecapFrom(peer)))),
+        )
+        .unwrap();
+    let inner = udp4(("10.0.0.9", 53), ("10.0.0.5", 5353));
+    let real = geneve_wrap(&inner, "fd00::2", "fd00::1", 5);
+    let spoof = geneve_wrap(&inner, "fd00::66", "fd00::1", 5);
+    let v = fx.inb(&real);
+    assert_forward!(fx, v);
+    let before = fx.port.stats().clone();
+    let v = fx.inb(&real);
+    assert_forward!(fx, v);
+    assert_eq!(
+        Delta {
+            before: &before,
+            after: fx.port.stats()
+        }
+        .hits(Direction::In),
+        1
+    );
+    // Same VNI, same inner 5-tuple, another sender: not the flow's packet.
+    let v = fx.inb(&spoof);
+    assert_drop!(fx, v, DropReason::Policy("spoofed_overlay_source"));
+    // The real flow is untouched and still on the fast path.
+    let before = fx.port.stats().clone();
+    let (v, out) = fx.send(Direction::In, &real);
+    assert_forward!(fx, v);
+    assert_eq!(out, inner);
+    assert_eq!(
+        Delta {
+            before: &before,
+            after: fx.port.stats()
+        }
+        .hits(Direction::In),
+        1
+    );
+}
