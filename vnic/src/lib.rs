@@ -6,10 +6,11 @@
 //!   DHCPv4, DHCPv6 and ICMP echo (pure builders; hairpin actions wrap them).
 //! - [`firewall`]: the tenant's stateful rules.
 //! - [`router`]: longest-prefix routing, its decision passed on as metadata.
-//!
-//! Still to come (issue 3): the gateway layer's anti-spoofing rules and
-//! hairpin actions, NAT, the overlay layer, and the port builder that puts
-//! them in order (gateway, firewall, router, nat, overlay).
+//! - [`nat`]: floating, ephemeral and source NAT for internet traffic.
+//! - [`overlay_layer`]: Geneve tunnels by V2P and V2B (the `overlay` crate's
+//!   tables), with sender checks inbound.
+//! - [`port`]: the builder that puts the layers in order (outbound:
+//!   gateway, firewall, router, nat, overlay).
 #![deny(unsafe_code)]
 
 pub mod config;
@@ -17,4 +18,6 @@ pub mod firewall;
 pub mod gateway;
 pub mod meta;
 pub mod nat;
+pub mod overlay_layer;
+pub mod port;
 pub mod router;

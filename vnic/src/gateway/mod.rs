@@ -34,6 +34,7 @@ pub mod arp;
 pub mod dhcp4;
 pub mod dhcp6;
 pub mod icmp;
+pub mod layer;
 pub mod ndp;
 
 #[cfg(test)]

@@ -1,0 +1,239 @@
+//! The overlay layer: the last layer outbound, the first inbound.
+//!
+//! Outbound it tunnels what the router decided: to the host a VPC
+//! destination (or a next-hop appliance) lives on, by V2P, or to a
+//! boundary for internet traffic, by V2B, marked with sluice's "external"
+//! Geneve option. The inner frame is addressed as if routed by the
+//! gateway (source MAC the gateway's, destination the peer guest's).
+//!
+//! Inbound it takes the tunnel off only packets on this vNIC's VNI, sent to
+//! this host, by a sender the tables vouch for: the host V2P says the
+//! inner source lives on, or a boundary V2B lists for the inner source's
+//! prefix. The sender is pinned in the flow, so an established flow does
+//! not accept packets from anyone else either. The VNI is recorded in
+//! metadata for the firewall's VNI filters.
+//!
+//! Every transform carries the version of the table entry it came from:
+//! a mapping that changes or goes re-checks exactly the flows that used it.
+
+use crate::meta;
+use crate::router::RouteKind;
+use core::fmt;
+use core::net::{IpAddr, Ipv6Addr};
+use dataplane::headers::Headers;
+use dataplane::transform::Encap;
+use dataplane::{
+    Action, DefaultAction, Direction, FlowKey, GenError, GeneveOptions, IpCidr, LayerConfig, Meta,
+    Port, Predicate, Rule, StaticAction, Transform, Vni,
+};
+use overlay::{V2b, V2p};
+use std::sync::Arc;
+
+pub const LAYER: &str = "overlay";
+
+/// Policy drop reasons this layer gives.
+pub mod reason {
+    /// No V2P entry for a VPC destination (or next hop).
+    pub const NO_V2P: &str = "no_v2p_mapping";
+    /// No V2B entry for an internet destination.
+    pub const NO_V2B: &str = "no_v2b_mapping";
+    /// An encapsulated packet from an underlay host the tables do not
+    /// vouch for.
+    pub const SPOOFED: &str = "spoofed_overlay_source";
+    /// An encapsulated packet on another VNI than this vNIC's.
+    pub const WRONG_VNI: &str = "wrong_vni";
+    /// An encapsulated packet to another underlay address than this host's.
+    pub const NOT_OUR_HOST: &str = "not_our_underlay_address";
+    /// Outbound without a routing decision (not IP).
+    pub const NO_ROUTE: &str = "no_route";
+    /// An encapsulated frame that is not IP.
+    pub const NOT_IP: &str = "overlay_not_ip";
+}
+
+/// What the overlay needs to know about the host it runs on.
+#[derive(Clone)]
+pub struct HostOverlay {
+    /// This host's underlay address (outer source of every tunnel).
+    pub underlay_ip: Ipv6Addr,
+    /// This host's NIC MAC and the underlay next hop's (outer Ethernet).
+    pub underlay_mac: [u8; 6],
+    pub next_hop_mac: [u8; 6],
+    pub v2p: Arc<V2p>,
+    pub v2b: Arc<V2b>,
+}
+
+/// One outbound tunnelling decision.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Toward {
+    Vpc,
+    NextHop,
+    Boundary,
+}
+
+struct Encapsulate {
+    toward: Toward,
+    vni: Vni,
+    gateway_mac: [u8; 6],
+    host: HostOverlay,
+    next_hops: Arc<Vec<IpAddr>>,
+}
+
+impl fmt::Display for Encapsulate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = match self.toward {
+            Toward::Vpc => "vpc",
+            Toward::NextHop => "next-hop",
+            Toward::Boundary => "boundary",
+        };
+        write!(f, "encap-{t} vni {}", self.vni.get())
+    }
+}
+
+impl Encapsulate {
+    fn encap(&self, host: Ipv6Addr, options: GeneveOptions) -> Encap {
+        Encap {
+            eth_src: self.host.underlay_mac,
+            eth_dst: self.host.next_hop_mac,
+            ip_src: self.host.underlay_ip,
+            ip_dst: host,
+            hop_limit: 64,
+            udp_src: 0,
+            vni: self.vni,
+            options,
+            udp_csum: true,
+        }
+    }
+}
+
+impl StaticAction for Encapsulate {
+    fn transform(&self, _: Direction, h: &Headers, m: &mut Meta) -> Result<Transform, GenError> {
+        let dst = h.inner.ip().ok_or(GenError::Refused(reason::NO_ROUTE))?.dst;
+        let (host, mac, options, dep) = match self.toward {
+            Toward::Vpc | Toward::NextHop => {
+                let target = if self.toward == Toward::Vpc {
+                    dst
+                } else {
+                    let i = m.get(meta::ROUTE_ARG).unwrap_or(u64::MAX) as usize;
+                    *self
+                        .next_hops
+                        .get(i)
+                        .ok_or(GenError::Refused(reason::NO_V2P))?
+                };
+                let (phys, dep) = self
+                    .host
+                    .v2p
+                    .get(self.vni, target)
+                    .ok_or(GenError::Refused(reason::NO_V2P))?;
+                (phys.host, phys.guest_mac, GeneveOptions::EMPTY, dep)
+            }
+            Toward::Boundary => {
+                let (eps, dep) = self
+                    .host
+                    .v2b
+                    .get(self.vni, dst)
+                    .ok_or(GenError::Refused(reason::NO_V2B))?;
+                // Both directions of a flow pick the same boundary.
+                let hash = FlowKey::of(h).map_or(0, |k| k.symmetric_hash());
+                // A boundary is not a guest: the inner destination MAC is
+                // the gateway's own, as for any routed hop.
+                (
+                    overlay::pick(&eps, hash),
+                    self.gateway_mac,
+                    overlay::external_option(),
+                    dep,
+                )
+            }
+        };
+        Ok(Transform {
+            eth_src: Some(self.gateway_mac),
+            eth_dst: Some(mac),
+            encap: Some(self.encap(host, options)),
+            deps: vec![dep],
+            ..Default::default()
+        })
+    }
+}
+
+struct Decapsulate {
+    vni: Vni,
+    host: HostOverlay,
+}
+
+impl fmt::Display for Decapsulate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "decap vni {}", self.vni.get())
+    }
+}
+
+impl StaticAction for Decapsulate {
+    fn transform(&self, _: Direction, h: &Headers, m: &mut Meta) -> Result<Transform, GenError> {
+        let outer = h.outer.ok_or(GenError::Refused(reason::SPOOFED))?;
+        let src = h.inner.ip().ok_or(GenError::Refused(reason::NOT_IP))?.src;
+        let dep = match self.host.v2p.source_dep(self.vni, src, outer.ip_src) {
+            Some(dep) => dep,
+            None => {
+                // Not a VPC peer: it must come from a boundary serving the
+                // source's prefix.
+                let (eps, dep) = self
+                    .host
+                    .v2b
+                    .get(self.vni, src)
+                    .ok_or(GenError::Refused(reason::SPOOFED))?;
+                if !eps.as_slice().contains(&outer.ip_src) {
+                    return Err(GenError::Refused(reason::SPOOFED));
+                }
+                dep
+            }
+        };
+        m.set(meta::SRC_VNI, u64::from(self.vni.get()));
+        Ok(Transform {
+            decap: true,
+            expect_outer_src: Some(outer.ip_src),
+            deps: vec![dep],
+            ..Default::default()
+        })
+    }
+}
+
+pub fn layer_config() -> LayerConfig {
+    LayerConfig::new(LAYER, DefaultAction::Deny, DefaultAction::Deny)
+}
+
+/// Sets the overlay layer's rules for a vNIC on `vni`.
+pub fn install(
+    port: &mut Port,
+    vni: Vni,
+    gateway_mac: [u8; 6],
+    host: &HostOverlay,
+    next_hops: Vec<IpAddr>,
+) -> Result<(), dataplane::port::PortError> {
+    let next_hops = Arc::new(next_hops);
+    let encap = |toward| {
+        Action::Static(Arc::new(Encapsulate {
+            toward,
+            vni,
+            gateway_mac,
+            host: host.clone(),
+            next_hops: next_hops.clone(),
+        }))
+    };
+    let route = |k: RouteKind| Predicate::Meta(meta::ROUTE_KIND, k as u64);
+    let out = vec![
+        Rule::new(10, encap(Toward::Vpc)).with(route(RouteKind::VpcSubnet)),
+        Rule::new(11, encap(Toward::NextHop)).with(route(RouteKind::NextHop)),
+        Rule::new(12, encap(Toward::Boundary)).with(route(RouteKind::Internet)),
+        Rule::new(u16::MAX, Action::DenyWith(reason::NO_ROUTE)),
+    ];
+    let decap = Action::Static(Arc::new(Decapsulate {
+        vni,
+        host: host.clone(),
+    }));
+    let inbound = vec![
+        Rule::new(10, Action::DenyWith(reason::NOT_OUR_HOST)).with(Predicate::Not(Box::new(
+            Predicate::OuterDstIp(vec![IpCidr::host(IpAddr::V6(host.underlay_ip))]),
+        ))),
+        Rule::new(20, decap).with(Predicate::Vni(vec![vni])),
+        Rule::new(u16::MAX, Action::DenyWith(reason::WRONG_VNI)),
+    ];
+    port.set_rules(LAYER, inbound, out).map(|_| ())
+}

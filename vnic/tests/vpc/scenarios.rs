@@ -1,0 +1,258 @@
+use crate::common::*;
+use dataplane::Direction;
+use std::net::Ipv4Addr;
+
+/// vm1 on host A (10.0.0.5) and vm2 on host B (10.0.0.6), VPC 7777;
+/// vm2's firewall lets SSH in from the VPC subnet.
+fn two_hosts() -> (Cloud, Guest, Guest) {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "10.0.0.5", 1, HOST_A);
+    cloud.map(VPC, "10.0.0.6", 2, HOST_B);
+    let vm1 = guest(
+        &vnic_cfg("vm1", 1, "10.0.0.5", VPC),
+        &cloud.host(HOST_A),
+        "10.0.0.5",
+    );
+    let mut c2 = vnic_cfg("vm2", 2, "10.0.0.6", VPC);
+    c2.firewall = vec![serde_json::from_str(
+        r#"{"direction":"in","priority":10,"action":"allow","hosts":{"subnet":"10.0.0.0/24"},"protocol":"tcp","ports":{"list":[22]}}"#,
+    )
+    .unwrap()];
+    let vm2 = guest(&c2, &cloud.host(HOST_B), "10.0.0.6");
+    (cloud, vm1, vm2)
+}
+
+/// RFC 2131 §4.4.1, RFC 826, RFC 792: a guest's first moments.
+#[test]
+fn guest_gets_its_address_resolves_and_pings_the_gateway() {
+    let (_cloud, mut vm1, _) = two_hosts();
+    let offer = vm1.out(&dhcp_discover(mac(1))).expect("an offer");
+    let (yiaddr, opts) = dhcp_reply(&offer);
+    assert_eq!(yiaddr, Ipv4Addr::new(10, 0, 0, 5));
+    let opt = |c: u8| opts.iter().find(|(k, _)| *k == c).map(|(_, v)| v.clone());
+    assert_eq!(opt(53), Some(vec![2]), "DHCPOFFER");
+    assert_eq!(opt(1), Some(vec![255, 255, 255, 0]));
+    assert_eq!(opt(3), Some(vec![10, 0, 0, 1]));
+    assert_eq!(opt(6), Some(vec![10, 0, 0, 2]));
+
+    // ARP for the gateway, and proxy ARP for a subnet neighbour.
+    for target in ["10.0.0.1", "10.0.0.6"] {
+        let req = arp_request(mac(1), "10.0.0.5", target);
+        let reply = vm1.out(&req).expect("ARP answered");
+        assert_eq!(&reply[0..6], &mac(1), "to the guest");
+        assert_eq!(&reply[6..12], &GW_MAC, "from the gateway");
+        assert_eq!(&reply[20..22], &[0, 2], "ARP reply");
+        assert_eq!(&reply[22..28], &GW_MAC, "the gateway's MAC as the answer");
+        assert_eq!(&reply[28..32], &v4(target));
+    }
+    // Not for the guest's own address.
+    assert_eq!(
+        vm1.out(&arp_request(mac(1), "10.0.0.5", "10.0.0.5"))
+            .unwrap_err(),
+        "gateway_not_for_us"
+    );
+
+    let mut ping = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1), GW_MAC)
+        .ipv4(v4("10.0.0.5"), v4("10.0.0.1"), 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"hello gateway")
+        .unwrap();
+    let pong = seen(&vm1.out(&ping).expect("echo reply"));
+    assert_eq!((pong.src, pong.dst), (ip("10.0.0.1"), ip("10.0.0.5")));
+    assert_eq!(vm1.port.flow_count(), 0, "hairpins make no flows");
+}
+
+fn arp_request(smac: [u8; 6], spa: &str, tpa: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(smac, [0xff; 6])
+        .arp(
+            etherparse::ArpPacket::new(
+                etherparse::ArpHardwareId::ETHERNET,
+                etherparse::EtherType::IPV4,
+                etherparse::ArpOperation::REQUEST,
+                &smac,
+                &v4(spa),
+                &[0; 6],
+                &v4(tpa),
+            )
+            .unwrap(),
+        )
+        .write(&mut v)
+        .unwrap();
+    v
+}
+
+#[test]
+fn tcp_to_a_vpc_peer_on_another_host_and_back() {
+    let (_cloud, mut vm1, mut vm2) = two_hosts();
+    let syn = vm1.tcp(("10.0.0.6", 22), 40000, "S");
+    let wire = vm1.out(&syn).expect("vm1's SYN leaves");
+    let t = tunnel(&wire);
+    assert_eq!(
+        (t.outer_src, t.outer_dst, t.vni),
+        (HOST_A.parse().unwrap(), HOST_B.parse().unwrap(), VPC)
+    );
+    assert!(
+        t.options.is_empty(),
+        "VPC traffic carries no external option"
+    );
+    let s = seen(&t.inner);
+    assert_eq!(
+        (s.src_mac, s.dst_mac),
+        (GW_MAC, mac(2)),
+        "addressed as routed by the gateway to vm2"
+    );
+
+    let at_vm2 = seen(&vm2.inb(&wire).expect("vm2's firewall lets SSH in"));
+    assert_eq!(
+        (at_vm2.src, at_vm2.dst, at_vm2.dport),
+        (ip("10.0.0.5"), ip("10.0.0.6"), 22)
+    );
+    assert_eq!((at_vm2.src_mac, at_vm2.dst_mac), (GW_MAC, mac(2)));
+
+    // vm2 answers; the reply crosses back and reaches vm1.
+    let synack = vm2.tcp(("10.0.0.5", 40000), 22, "SA");
+    let back = vm2.out(&synack).expect("reply leaves");
+    assert_eq!(
+        tunnel(&back).outer_dst,
+        HOST_A.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let at_vm1 = seen(&vm1.inb(&back).expect("the reply of an allowed flow passes"));
+    assert_eq!(
+        (at_vm1.src, at_vm1.sport, at_vm1.dst_mac),
+        (ip("10.0.0.6"), 22, mac(1))
+    );
+
+    // A port vm2 does not open is refused by its firewall.
+    let wire = vm1.out(&vm1.tcp(("10.0.0.6", 80), 40001, "S")).unwrap();
+    assert_eq!(vm2.inb(&wire).unwrap_err(), "default_denied");
+}
+
+#[test]
+fn the_guest_sends_only_as_itself() {
+    let (_cloud, mut vm1, _) = two_hosts();
+    let wrong_mac = tcp(mac(9), GW_MAC, ("10.0.0.5", 1), ("10.0.0.6", 22), "S");
+    assert_eq!(vm1.out(&wrong_mac).unwrap_err(), "spoofed_source_mac");
+    let wrong_ip = tcp(mac(1), GW_MAC, ("10.0.0.99", 1), ("10.0.0.6", 22), "S");
+    assert_eq!(vm1.out(&wrong_ip).unwrap_err(), "spoofed_source_ip");
+    let bcast = tcp(mac(1), GW_MAC, ("10.0.0.5", 1), ("10.0.0.255", 22), "S");
+    assert_eq!(vm1.out(&bcast).unwrap_err(), "multicast");
+    let mcast = tcp(mac(1), GW_MAC, ("10.0.0.5", 1), ("239.1.1.1", 22), "S");
+    assert_eq!(vm1.out(&mcast).unwrap_err(), "multicast");
+    let mut lldp = vec![0u8; 60];
+    lldp[0..6].copy_from_slice(&[0x01, 0x80, 0xc2, 0, 0, 0x0e]);
+    lldp[6..12].copy_from_slice(&mac(1));
+    lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+    assert_eq!(vm1.out(&lldp).unwrap_err(), "unsupported_ethertype");
+    let counts = vm1.port.stats().drop_counts();
+    for name in [
+        "spoofed_source_mac",
+        "spoofed_source_ip",
+        "multicast",
+        "unsupported_ethertype",
+    ] {
+        assert!(
+            counts.iter().any(|(n, c)| *n == name && *c > 0),
+            "{name} counted: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn inbound_tunnels_are_checked() {
+    let (_cloud, mut vm1, mut vm2) = two_hosts();
+    let inner = tcp(mac(1), GW_MAC, ("10.0.0.5", 40000), ("10.0.0.6", 22), "S");
+    // The right packet from the right host passes.
+    assert!(vm2.inb(&wrap(&inner, HOST_A, HOST_B, VPC)).is_ok());
+    // Claiming vm1's address from another host.
+    assert_eq!(
+        vm2.inb(&wrap(&inner, HOST_C, HOST_B, VPC)).unwrap_err(),
+        "spoofed_overlay_source"
+    );
+    // Another VPC's VNI.
+    assert_eq!(
+        vm2.inb(&wrap(&inner, HOST_A, HOST_B, OTHER_VPC))
+            .unwrap_err(),
+        "wrong_vni"
+    );
+    // To another host's underlay address (a new flow: the switch checks
+    // the outer destination of every packet before demux, DESIGN.md; the
+    // layer's rule guards flows that would otherwise be set up).
+    let fresh = tcp(mac(1), GW_MAC, ("10.0.0.5", 40001), ("10.0.0.6", 22), "S");
+    assert_eq!(
+        vm2.inb(&wrap(&fresh, HOST_A, HOST_C, VPC)).unwrap_err(),
+        "not_our_underlay_address"
+    );
+    // Not for vm2.
+    let other = tcp(mac(1), GW_MAC, ("10.0.0.5", 40000), ("10.0.0.7", 22), "S");
+    assert_eq!(
+        vm2.inb(&wrap(&other, HOST_A, HOST_B, VPC)).unwrap_err(),
+        "not_for_guest"
+    );
+    // Not a tunnel at all.
+    assert_eq!(vm1.inb(&inner).unwrap_err(), "malformed.not_geneve");
+}
+
+#[test]
+fn another_vpc_with_the_same_addresses_sees_nothing() {
+    let (cloud, mut vm1, _vm2) = two_hosts();
+    // VPC 8888 reuses 10.0.0.6 on host B.
+    cloud.map(OTHER_VPC, "10.0.0.6", 3, HOST_B);
+    let mut c3 = vnic_cfg("vm3", 3, "10.0.0.6", OTHER_VPC);
+    c3.firewall =
+        vec![serde_json::from_str(r#"{"direction":"in","priority":1,"action":"allow"}"#).unwrap()];
+    let mut vm3 = guest(&c3, &cloud.host(HOST_B), "10.0.0.6");
+    let wire = vm1.out(&vm1.tcp(("10.0.0.6", 22), 40000, "S")).unwrap();
+    assert_eq!(tunnel(&wire).vni, VPC);
+    assert_eq!(
+        vm3.inb(&wire).unwrap_err(),
+        "wrong_vni",
+        "VPC 7777's packet is not VPC 8888's"
+    );
+    // And vm3's own traffic to 10.0.0.5 finds no mapping in its VPC.
+    assert_eq!(
+        vm3.out(&vm3.tcp(("10.0.0.5", 22), 1, "S")).unwrap_err(),
+        "no_v2p_mapping"
+    );
+}
+
+#[test]
+fn a_moved_peer_is_followed_by_established_flows() {
+    let (cloud, mut vm1, _) = two_hosts();
+    let ack = vm1.tcp(("10.0.0.6", 22), 40000, "A");
+    assert_eq!(
+        tunnel(&vm1.out(&ack).unwrap()).outer_dst,
+        HOST_B.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(
+        tunnel(&vm1.out(&ack).unwrap()).outer_dst,
+        HOST_B.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    // vm2 migrates to host C: the flow's next packet goes there.
+    cloud.map(VPC, "10.0.0.6", 2, HOST_C);
+    assert_eq!(
+        tunnel(&vm1.out(&ack).unwrap()).outer_dst,
+        HOST_C.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    // Its mapping removed: the flow stops, with a reason.
+    cloud
+        .v2p
+        .clear(dataplane::Vni::new(VPC).unwrap(), ip("10.0.0.6"));
+    assert_eq!(vm1.out(&ack).unwrap_err(), "no_v2p_mapping");
+}
+
+#[test]
+fn firewall_blocks_then_allows_inbound_after_a_rule_change() {
+    let (cloud, mut vm1, mut vm2) = two_hosts();
+    let wire = vm1.out(&vm1.tcp(("10.0.0.6", 8080), 40000, "S")).unwrap();
+    assert_eq!(vm2.inb(&wire).unwrap_err(), "default_denied");
+    let mut c2 = vnic_cfg("vm2", 2, "10.0.0.6", VPC);
+    c2.firewall = vec![serde_json::from_str(
+        r#"{"direction":"in","priority":10,"action":"allow","protocol":"tcp","ports":{"range":{"first":8000,"last":8999}}}"#,
+    )
+    .unwrap()];
+    vnic::port::program(&mut vm2.port, &c2, &cloud.host(HOST_B)).unwrap();
+    assert!(vm2.inb(&wire).is_ok(), "allowed after the change");
+    let _ = Direction::In;
+}
