@@ -25,10 +25,11 @@
 //! compiled from a mapping is re-checked at its next packet once the
 //! mapping changes or goes.
 //!
-//! Not here yet: the overlay layer itself (the actions that build the
-//! `Encap` transforms from these tables); it is written against this API.
+//! - [`layer`]: the overlay layer a vNIC's port ends with: tunnels by
+//!   V2P/V2B outbound, sender-checked decapsulation inbound.
 
 pub mod geneve;
+pub mod layer;
 pub mod mtu;
 pub mod v2b;
 pub mod v2p;

@@ -7,8 +7,8 @@
 //! - [`firewall`]: the tenant's stateful rules.
 //! - [`router`]: longest-prefix routing, its decision passed on as metadata.
 //! - [`nat`]: floating, ephemeral and source NAT for internet traffic.
-//! - [`overlay_layer`]: Geneve tunnels by V2P and V2B (the `overlay` crate's
-//!   tables), with sender checks inbound.
+//! - the overlay layer (Geneve tunnels by V2P and V2B, sender checks
+//!   inbound) is the `overlay` crate's [`overlay::layer`].
 //! - [`port`]: the builder that puts the layers in order (outbound:
 //!   gateway, firewall, router, nat, overlay).
 #![deny(unsafe_code)]
@@ -18,6 +18,5 @@ pub mod firewall;
 pub mod gateway;
 pub mod meta;
 pub mod nat;
-pub mod overlay_layer;
 pub mod port;
 pub mod router;

@@ -3,11 +3,11 @@
 //! from the [`VnicConfig`].
 
 use crate::config::{ConfigError, VnicConfig};
-use crate::overlay_layer::HostOverlay;
 use crate::router::{RouteClass, RouteEntry, RouteTarget};
-use crate::{firewall, gateway, overlay_layer, router};
+use crate::{firewall, gateway, router};
 use dataplane::port::PortError;
 use dataplane::{Clock, ParseMode, Port, PortConfig};
+use overlay::layer::{self as overlay_layer, HostOverlay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

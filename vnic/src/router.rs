@@ -55,25 +55,8 @@ pub struct RouteEntry {
     pub class: RouteClass,
 }
 
-/// What the router decided, as stored in [`meta::ROUTE_KIND`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum RouteKind {
-    Internet = 1,
-    VpcSubnet = 2,
-    NextHop = 3,
-}
-
-impl RouteKind {
-    pub fn from_meta(m: &Meta) -> Option<RouteKind> {
-        match m.get(meta::ROUTE_KIND)? {
-            1 => Some(RouteKind::Internet),
-            2 => Some(RouteKind::VpcSubnet),
-            3 => Some(RouteKind::NextHop),
-            _ => None,
-        }
-    }
-}
+/// What the router decided (defined with the overlay, which acts on it).
+pub use overlay::layer::RouteKind;
 
 impl RouteEntry {
     pub fn validate(&self) -> Result<(), crate::firewall::FieldError> {

@@ -2,12 +2,12 @@
 
 use dataplane::{Direction, ManualClock, PacketBuf, Port, Verdict, Vni};
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use vnic::config::VnicConfig;
-use vnic::overlay_layer::HostOverlay;
 
 pub const GW_MAC: [u8; 6] = [0xa8, 0x40, 0x25, 0xff, 0xff, 0x01];
 pub const HOST_A: &str = "fd00:99::a";

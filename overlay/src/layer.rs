@@ -16,8 +16,7 @@
 //! Every transform carries the version of the table entry it came from:
 //! a mapping that changes or goes re-checks exactly the flows that used it.
 
-use crate::meta;
-use crate::router::RouteKind;
+use crate::{V2b, V2p};
 use core::fmt;
 use core::net::{IpAddr, Ipv6Addr};
 use dataplane::headers::Headers;
@@ -26,8 +25,46 @@ use dataplane::{
     Action, DefaultAction, Direction, FlowKey, GenError, GeneveOptions, IpCidr, LayerConfig, Meta,
     Port, Predicate, Rule, StaticAction, Transform, Vni,
 };
-use overlay::{V2b, V2p};
 use std::sync::Arc;
+
+/// Metadata slots the VPC layers pass decisions in (see
+/// `dataplane::meta`). The router (in `vnic`) decides where a packet goes;
+/// this layer acts on it.
+pub mod meta {
+    use dataplane::MetaKey;
+
+    /// Set on inbound packets: the VNI they arrived on.
+    pub const SRC_VNI: MetaKey = MetaKey(0);
+    /// Set by the router on outbound packets: a [`super::RouteKind`].
+    pub const ROUTE_KIND: MetaKey = MetaKey(1);
+    /// Set with `ROUTE_KIND`: for `NextHop`, an index into the vNIC's
+    /// next-hop table.
+    pub const ROUTE_ARG: MetaKey = MetaKey(2);
+}
+
+/// Where the router sent an outbound packet, as stored in
+/// [`meta::ROUTE_KIND`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum RouteKind {
+    /// To the internet through a boundary (NAT applies).
+    Internet = 1,
+    /// To a subnet of the VPC: the destination is the next hop.
+    VpcSubnet = 2,
+    /// To a next-hop address inside the VPC.
+    NextHop = 3,
+}
+
+impl RouteKind {
+    pub fn from_meta(m: &Meta) -> Option<RouteKind> {
+        match m.get(meta::ROUTE_KIND)? {
+            1 => Some(RouteKind::Internet),
+            2 => Some(RouteKind::VpcSubnet),
+            3 => Some(RouteKind::NextHop),
+            _ => None,
+        }
+    }
+}
 
 pub const LAYER: &str = "overlay";
 
@@ -137,9 +174,9 @@ impl StaticAction for Encapsulate {
                 // A boundary is not a guest: the inner destination MAC is
                 // the gateway's own, as for any routed hop.
                 (
-                    overlay::pick(&eps, hash),
+                    crate::pick(&eps, hash),
                     self.gateway_mac,
-                    overlay::external_option(),
+                    crate::external_option(),
                     dep,
                 )
             }
