@@ -10,7 +10,7 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get ins
 cargo build --release --locked -q -p bench --bin engine-loop
 bin=target/release/engine-loop
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(noop parse-tcp4 uft-out-tcp4 uft-in-tcp4 uft-out-tcp6 uft-in-tcp6 new-flow-out-udp4 new-flow-out-udp6)
+[ ${#cases[@]} -eq 0 ] && cases=(noop parse-tcp4 uft-out-tcp4 uft-in-tcp4 uft-out-tcp6 uft-in-tcp6 new-flow-out-udp4 new-flow-out-udp6 vpc-out-tcp4 vpc-in-tcp4 vpc-snat-out-tcp4)
 lo=20000; hi=60000
 count() {
   local out; out=$(mktemp)

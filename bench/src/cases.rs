@@ -37,6 +37,9 @@ pub const CASES: &[&str] = &[
     "uft-in-tcp6",
     "new-flow-out-udp4",
     "new-flow-out-udp6",
+    "vpc-out-tcp4",
+    "vpc-in-tcp4",
+    "vpc-snat-out-tcp4",
 ];
 
 struct Macs;
@@ -255,6 +258,101 @@ fn set_flow(f: &mut [u8], i: u32) {
     }
 }
 
+const VPC_HOST_A: &str = "fd00:99::a";
+const VPC_HOST_B: &str = "fd00:99::b";
+const VPC_GW_MAC: Mac = [0xa8, 0x40, 0x25, 0xff, 0xff, 0x01];
+const VM1_MAC: Mac = [0xa8, 0x40, 0x25, 0, 0, 1];
+const VM2_MAC: Mac = [0xa8, 0x40, 0x25, 0, 0, 2];
+
+/// The full VPC port of vm1 (10.0.0.5 on host A, VPC 7777), built by
+/// `vnic::port::VnicPort::build`: gateway, firewall, router, nat,
+/// overlay; vm2 (10.0.0.6) lives on host B; the internet is behind a
+/// boundary (V2B 0.0.0.0/0) through SNAT.
+pub fn vpc_port() -> Port {
+    let v2p = Arc::new(overlay::V2p::new(1024));
+    let v2b = Arc::new(overlay::V2b::new(16));
+    let vni = Vni::new(7777).unwrap();
+    let boundary: Ipv6Addr = "fd00:99::bd".parse().unwrap();
+    v2b.set(vni, "0.0.0.0/0".parse().unwrap(), [boundary])
+        .unwrap();
+    for (ip, mac, host) in [
+        ("10.0.0.5", VM1_MAC, VPC_HOST_A),
+        ("10.0.0.6", VM2_MAC, VPC_HOST_B),
+    ] {
+        let dest = overlay::v2p::PhysDest {
+            guest_mac: mac,
+            host: host.parse().unwrap(),
+        };
+        v2p.set(vni, ip.parse().unwrap(), dest).unwrap();
+    }
+    let host = overlay::layer::HostOverlay {
+        underlay_ip: VPC_HOST_A.parse().unwrap(),
+        underlay_mac: HOST_MAC,
+        next_hop_mac: ROUTER_MAC,
+        v2p,
+        v2b,
+    };
+    let cfg: vnic::config::VnicConfig = serde_json::from_value(serde_json::json!({
+        "name": "vm1",
+        "guest_mac": "a8:40:25:00:00:01",
+        "gateway_mac": "a8:40:25:ff:ff:01",
+        "vni": 7777,
+        "ipv4": { "addr": "10.0.0.5", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
+        "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
+        "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
+    }))
+    .unwrap();
+    vnic::port::VnicPort::build(&cfg, &host, Box::new(dataplane::MonotonicClock::new()))
+        .unwrap()
+        .port
+}
+
+/// vm1's TCP segment to an internet server (SNAT, boundary tunnel).
+fn vpc_internet_tcp(syn: bool) -> Vec<u8> {
+    let t = PacketBuilder::ethernet2(VM1_MAC, VPC_GW_MAC)
+        .ipv4([10, 0, 0, 5], [198, 51, 100, 7], 64)
+        .tcp(40000, 443, 1, 64240);
+    let t = if syn { t.syn() } else { t.ack(1) };
+    let mut v = Vec::new();
+    t.write(&mut v, &[0u8; 6]).unwrap();
+    v
+}
+
+/// vm1's TCP segment to vm2:22.
+fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
+    let t = PacketBuilder::ethernet2(VM1_MAC, VPC_GW_MAC)
+        .ipv4([10, 0, 0, 5], [10, 0, 0, 6], 64)
+        .tcp(40000, 22, 1, 64240);
+    let t = if syn { t.syn() } else { t.ack(1) };
+    let mut v = Vec::new();
+    t.write(&mut v, &[0u8; 6]).unwrap();
+    v
+}
+
+/// vm2's reply as host B's tunnel delivers it to host A.
+fn vpc_wire_reply() -> Vec<u8> {
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2(VPC_GW_MAC, VM1_MAC)
+        .ipv4([10, 0, 0, 6], [10, 0, 0, 5], 64)
+        .tcp(22, 40000, 1, 64240)
+        .syn()
+        .ack(2)
+        .write(&mut inner, &[0u8; 6])
+        .unwrap();
+    let mut g = vec![0u8, 0, 0x65, 0x58];
+    g.extend_from_slice(&7777u32.to_be_bytes()[1..]);
+    g.push(0);
+    g.extend_from_slice(&inner);
+    let host = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, HOST_MAC)
+        .ipv6(host(VPC_HOST_B), host(VPC_HOST_A), 64)
+        .udp(50000, 6081)
+        .write(&mut v, &g)
+        .unwrap();
+    v
+}
+
 /// A ready-to-run case: a port with its flows set up, and the template
 /// packets to send.
 pub struct Case {
@@ -320,6 +418,52 @@ impl Case {
                     } else {
                         wire_tcp_reply(v6, 40000)
                     }],
+                    parse_only: None,
+                    vary: false,
+                    noop: false,
+                }
+            }
+            "vpc-out-tcp4" | "vpc-in-tcp4" => {
+                let mut port = vpc_port();
+                // Establish vm1 (10.0.0.5) -> vm2 (10.0.0.6):22 both ways.
+                let mut p = PacketBuf::from_frame(&vpc_guest_tcp(true));
+                assert!(matches!(
+                    port.process(Direction::Out, &mut p),
+                    dataplane::Verdict::Forward
+                ));
+                let mut p = PacketBuf::from_frame(&vpc_wire_reply());
+                assert!(matches!(
+                    port.process(Direction::In, &mut p),
+                    dataplane::Verdict::Forward
+                ));
+                let out = name == "vpc-out-tcp4";
+                Case {
+                    name,
+                    port,
+                    dir: if out { Direction::Out } else { Direction::In },
+                    frames: vec![if out {
+                        vpc_guest_tcp(false)
+                    } else {
+                        vpc_wire_reply()
+                    }],
+                    parse_only: None,
+                    vary: false,
+                    noop: false,
+                }
+            }
+            "vpc-snat-out-tcp4" => {
+                let mut port = vpc_port();
+                let syn = vpc_internet_tcp(true);
+                let mut p = PacketBuf::from_frame(&syn);
+                assert!(matches!(
+                    port.process(Direction::Out, &mut p),
+                    dataplane::Verdict::Forward
+                ));
+                Case {
+                    name,
+                    port,
+                    dir: Direction::Out,
+                    frames: vec![vpc_internet_tcp(false)],
                     parse_only: None,
                     vary: false,
                     noop: false,

@@ -23,6 +23,9 @@ fn uft_hits_allocate_nothing() {
         "uft-in-tcp4",
         "uft-out-tcp6",
         "uft-in-tcp6",
+        "vpc-out-tcp4",
+        "vpc-in-tcp4",
+        "vpc-snat-out-tcp4",
     ] {
         let mut c = Case::new(name, 1).unwrap();
         let mut bufs = batch_bufs();

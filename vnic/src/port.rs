@@ -3,8 +3,9 @@
 //! from the [`VnicConfig`].
 
 use crate::config::{ConfigError, VnicConfig};
+use crate::nat::Nat;
 use crate::router::{RouteClass, RouteEntry, RouteTarget};
-use crate::{firewall, gateway, router};
+use crate::{firewall, gateway, nat, router};
 use dataplane::port::PortError;
 use dataplane::{Clock, ParseMode, Port, PortConfig};
 use overlay::layer::{self as overlay_layer, HostOverlay};
@@ -15,6 +16,18 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error("building the port: {0}")]
     Port(#[from] PortError),
+    #[error("the VNI or flow limit of a vNIC cannot change ({field}); delete and re-create it")]
+    Immutable { field: &'static str },
+}
+
+/// A vNIC's port with what reconfiguring it needs: its configuration, the
+/// host it runs on, and the NAT state that must outlive a rule change
+/// (ports handed out to live flows).
+pub struct VnicPort {
+    pub port: Port,
+    config: VnicConfig,
+    host: HostOverlay,
+    nat: Nat,
 }
 
 /// The routes a vNIC gets whatever its configuration says: its own
@@ -35,40 +48,77 @@ pub fn system_routes(c: &VnicConfig) -> Vec<RouteEntry> {
         .collect()
 }
 
-/// Builds the port for `c` on a host. The configuration is validated
-/// first; nothing is built from a bad one.
-pub fn build(
-    c: &VnicConfig,
-    host: &HostOverlay,
-    clock: Box<dyn Clock>,
-) -> Result<Port, BuildError> {
-    c.validate()?;
-    let mut pc = PortConfig::new(&c.name);
-    pc.flow_limit = c.limits.flows;
-    pc.inbound = ParseMode::Geneve;
-    let mut port = Port::with_clock(pc, clock);
-    port.add_layer(gateway::layer::layer_config())?;
-    port.add_layer(firewall::layer_config())?;
-    port.add_layer(router::layer_config())?;
-    port.add_layer(dataplane::LayerConfig::new(
-        "nat",
-        dataplane::DefaultAction::Allow,
-        dataplane::DefaultAction::Allow,
-    ))?; // NAT_LAYER
-    port.add_layer(overlay_layer::layer_config())?;
-    program(&mut port, c, host)?;
-    Ok(port)
-}
+impl VnicPort {
+    /// Builds the port for `c` on a host. The configuration is validated
+    /// first; nothing is built from a bad one.
+    pub fn build(
+        c: &VnicConfig,
+        host: &HostOverlay,
+        clock: Box<dyn Clock>,
+    ) -> Result<VnicPort, BuildError> {
+        c.validate()?;
+        let mut pc = PortConfig::new(&c.name);
+        pc.flow_limit = c.limits.flows;
+        pc.inbound = ParseMode::Geneve;
+        let mut port = Port::with_clock(pc, clock);
+        port.add_layer(gateway::layer::layer_config())?;
+        port.add_layer(firewall::layer_config())?;
+        port.add_layer(router::layer_config())?;
+        port.add_layer(nat::layer_config())?;
+        port.add_layer(overlay_layer::layer_config())?;
+        let nat = Nat::new(
+            &c.external,
+            c.ipv4.as_ref().map(|v| v.addr),
+            c.ipv6.as_ref().map(|v| v.addr),
+        );
+        let mut v = VnicPort {
+            port,
+            config: c.clone(),
+            host: host.clone(),
+            nat,
+        };
+        v.program()?;
+        Ok(v)
+    }
 
-/// (Re)programs every layer of an existing port from `c`.
-pub fn program(port: &mut Port, c: &VnicConfig, host: &HostOverlay) -> Result<(), BuildError> {
-    c.validate()?;
-    gateway::layer::install(port, c)?;
-    firewall::install(port, &c.firewall)?;
-    let mut routes = system_routes(c);
-    routes.extend(c.routes.iter().cloned());
-    let next_hops = router::install(port, &routes)?;
-    // NAT_INSTALL
-    overlay_layer::install(port, c.vni, c.gateway_mac.0, host, next_hops)?;
-    Ok(())
+    pub fn config(&self) -> &VnicConfig {
+        &self.config
+    }
+
+    pub fn nat(&self) -> &Nat {
+        &self.nat
+    }
+
+    /// Applies a new configuration to the live port: every layer's rules
+    /// are replaced, each in one step; flows the new rules refuse stop at
+    /// their next packet, the others keep their state (NAT ports too).
+    pub fn reconfigure(&mut self, c: &VnicConfig) -> Result<(), BuildError> {
+        c.validate()?;
+        if c.vni != self.config.vni {
+            return Err(BuildError::Immutable { field: "vni" });
+        }
+        if c.limits != self.config.limits {
+            return Err(BuildError::Immutable { field: "limits" });
+        }
+        self.nat.update(
+            &c.external,
+            c.ipv4.as_ref().map(|v| v.addr),
+            c.ipv6.as_ref().map(|v| v.addr),
+        );
+        self.config = c.clone();
+        self.program()
+    }
+
+    fn program(&mut self) -> Result<(), BuildError> {
+        let c = &self.config;
+        let port = &mut self.port;
+        gateway::layer::install(port, c)?;
+        firewall::install(port, &c.firewall)?;
+        let mut routes = system_routes(c);
+        routes.extend(c.routes.iter().cloned());
+        let next_hops = router::install(port, &routes)?;
+        self.nat.install(port)?;
+        overlay_layer::install(port, c.vni, c.gateway_mac.0, &self.host, next_hops)?;
+        Ok(())
+    }
 }

@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use dataplane::{Direction, ManualClock, PacketBuf, Port, Verdict, Vni};
+use dataplane::{Direction, ManualClock, PacketBuf, Verdict, Vni};
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
@@ -94,7 +94,7 @@ pub fn vnic_cfg(name: &str, last: u8, addr: &str, vni: u32) -> VnicConfig {
 }
 
 pub struct Guest {
-    pub port: Port,
+    pub vnic: vnic::port::VnicPort,
     pub clock: ManualClock,
     pub mac: [u8; 6],
     pub addr: &'static str,
@@ -103,9 +103,9 @@ pub struct Guest {
 pub fn guest(cfg: &VnicConfig, host: &HostOverlay, addr: &'static str) -> Guest {
     let clock = ManualClock::new();
     clock.set(1_000_000_000);
-    let port = vnic::port::build(cfg, host, Box::new(clock.clone())).unwrap();
+    let vnic = vnic::port::VnicPort::build(cfg, host, Box::new(clock.clone())).unwrap();
     Guest {
-        port,
+        vnic,
         clock,
         mac: cfg.guest_mac.0,
         addr,
@@ -115,7 +115,7 @@ pub fn guest(cfg: &VnicConfig, host: &HostOverlay, addr: &'static str) -> Guest 
 impl Guest {
     pub fn send(&mut self, dir: Direction, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let mut p = PacketBuf::from_frame(frame);
-        let v = self.port.process(dir, &mut p);
+        let v = self.vnic.port.process(dir, &mut p);
         (v, p.as_slice().to_vec())
     }
 

@@ -60,7 +60,7 @@ fn guest_gets_its_address_resolves_and_pings_the_gateway() {
         .unwrap();
     let pong = seen(&vm1.out(&ping).expect("echo reply"));
     assert_eq!((pong.src, pong.dst), (ip("10.0.0.1"), ip("10.0.0.5")));
-    assert_eq!(vm1.port.flow_count(), 0, "hairpins make no flows");
+    assert_eq!(vm1.vnic.port.flow_count(), 0, "hairpins make no flows");
 }
 
 fn arp_request(smac: [u8; 6], spa: &str, tpa: &str) -> Vec<u8> {
@@ -145,7 +145,7 @@ fn the_guest_sends_only_as_itself() {
     lldp[6..12].copy_from_slice(&mac(1));
     lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
     assert_eq!(vm1.out(&lldp).unwrap_err(), "unsupported_ethertype");
-    let counts = vm1.port.stats().drop_counts();
+    let counts = vm1.vnic.port.stats().drop_counts();
     for name in [
         "spoofed_source_mac",
         "spoofed_source_ip",
@@ -252,7 +252,154 @@ fn firewall_blocks_then_allows_inbound_after_a_rule_change() {
         r#"{"direction":"in","priority":10,"action":"allow","protocol":"tcp","ports":{"range":{"first":8000,"last":8999}}}"#,
     )
     .unwrap()];
-    vnic::port::program(&mut vm2.port, &c2, &cloud.host(HOST_B)).unwrap();
+    let _ = &cloud;
+    vm2.vnic.reconfigure(&c2).unwrap();
     assert!(vm2.inb(&wire).is_ok(), "allowed after the change");
     let _ = Direction::In;
+}
+
+/// What the boundary would deliver back from the internet.
+fn from_internet(inner: &[u8]) -> Vec<u8> {
+    wrap(inner, BOUNDARY, HOST_A, VPC)
+}
+
+#[test]
+fn internet_through_snat_and_the_boundary() {
+    let (_cloud, mut vm1, _) = two_hosts();
+    let wire = vm1
+        .out(&vm1.tcp(("198.51.100.7", 443), 40000, "S"))
+        .expect("leaves for the internet");
+    let t = tunnel(&wire);
+    assert_eq!(
+        t.outer_dst,
+        BOUNDARY.parse::<std::net::Ipv6Addr>().unwrap(),
+        "to the boundary V2B names"
+    );
+    assert_eq!(
+        &t.options[0..3],
+        &[0xff, 0x59, 0x01],
+        "marked external (sluice class, type 1)"
+    );
+    let s = seen(&t.inner);
+    assert_eq!(
+        (s.src, s.dst, s.dport),
+        (ip("203.0.113.10"), ip("198.51.100.7"), 443),
+        "the internet sees the SNAT address"
+    );
+    let ext_port = s.sport;
+    assert!(
+        (2048..=2111).contains(&ext_port),
+        "from the vNIC's port range: {ext_port}"
+    );
+
+    // The server's answer, to the external address and port.
+    let reply = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.7", 443),
+        ("203.0.113.10", ext_port),
+        "SA",
+    );
+    let back = seen(
+        &vm1.inb(&from_internet(&reply))
+            .expect("the reply reaches vm1"),
+    );
+    assert_eq!(
+        (back.dst, back.dport, back.src),
+        (ip("10.0.0.5"), 40000, ip("198.51.100.7"))
+    );
+
+    // Nobody else gets in through the SNAT address.
+    let stray = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.8", 443),
+        ("203.0.113.10", ext_port + 1),
+        "S",
+    );
+    assert_eq!(
+        vm1.inb(&from_internet(&stray)).unwrap_err(),
+        "nat_unsolicited"
+    );
+    // Nor through a host that is not the boundary for that source.
+    assert_eq!(
+        vm1.inb(&wrap(&reply, HOST_C, HOST_A, VPC)).unwrap_err(),
+        "spoofed_overlay_source"
+    );
+}
+
+#[test]
+fn a_floating_ip_is_reachable_from_the_internet() {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "10.0.0.5", 1, HOST_A);
+    let mut c = vnic_cfg("vm1", 1, "10.0.0.5", VPC);
+    c.external.floating = vec![ip("203.0.113.50")];
+    c.firewall = vec![serde_json::from_str(
+        r#"{"direction":"in","priority":10,"action":"allow","protocol":"tcp","ports":{"list":[80]}}"#,
+    )
+    .unwrap()];
+    let mut vm1 = guest(&c, &cloud.host(HOST_A), "10.0.0.5");
+    let syn = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.7", 55000),
+        ("203.0.113.50", 80),
+        "S",
+    );
+    let at_vm1 = seen(
+        &vm1.inb(&from_internet(&syn))
+            .expect("the floating IP leads to vm1"),
+    );
+    assert_eq!(
+        (at_vm1.dst, at_vm1.dport, at_vm1.dst_mac),
+        (ip("10.0.0.5"), 80, mac(1))
+    );
+    let wire = vm1
+        .out(&vm1.tcp(("198.51.100.7", 55000), 80, "SA"))
+        .expect("the answer leaves");
+    let s = seen(&tunnel(&wire).inner);
+    assert_eq!(
+        (s.src, s.sport),
+        (ip("203.0.113.50"), 80),
+        "from the floating IP"
+    );
+    // Outbound connections use the floating IP too (preferred over SNAT).
+    let wire = vm1
+        .out(&vm1.tcp(("198.51.100.9", 443), 41000, "S"))
+        .unwrap();
+    let s = seen(&tunnel(&wire).inner);
+    assert_eq!((s.src, s.sport), (ip("203.0.113.50"), 41000));
+    // Ports the firewall does not open stay closed.
+    let ssh = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.7", 55001),
+        ("203.0.113.50", 22),
+        "S",
+    );
+    assert_eq!(vm1.inb(&from_internet(&ssh)).unwrap_err(), "default_denied");
+}
+
+#[test]
+fn snat_exhaustion_drops_new_flows_only() {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "10.0.0.5", 1, HOST_A);
+    let mut c = vnic_cfg("vm1", 1, "10.0.0.5", VPC);
+    c.external.snat[0].first_port = 5000;
+    c.external.snat[0].last_port = 5001;
+    let mut vm1 = guest(&c, &cloud.host(HOST_A), "10.0.0.5");
+    let a = vm1.tcp(("198.51.100.7", 443), 1, "S");
+    let b = vm1.tcp(("198.51.100.7", 443), 2, "S");
+    assert!(vm1.out(&a).is_ok());
+    assert!(vm1.out(&b).is_ok());
+    assert_eq!(
+        vm1.out(&vm1.tcp(("198.51.100.7", 443), 3, "S"))
+            .unwrap_err(),
+        "exhausted"
+    );
+    assert!(vm1.out(&a).is_ok(), "established flows keep working");
+    // Half-open flows expire after 5 s and give their ports back.
+    vm1.clock.advance_secs(6);
+    vm1.vnic.port.expire();
+    assert!(vm1.out(&vm1.tcp(("198.51.100.7", 443), 3, "S")).is_ok());
 }
