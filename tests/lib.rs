@@ -1,1 +1,2 @@
-//! Workspace-level integration tests live here as the I/O and control plane arrive (issues 4 and 5).
+//! Workspace-level integration tests; the tests themselves are the
+//! `[[test]]` targets (`guests/`, `replay/`), this library is empty.

@@ -1,0 +1,1 @@
+//! Guests played by smoltcp stacks (being written).

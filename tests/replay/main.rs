@@ -1,0 +1,1 @@
+//! pcap replay (being written).
