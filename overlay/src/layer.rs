@@ -85,6 +85,9 @@ pub mod reason {
     pub const NO_ROUTE: &str = "no_route";
     /// An encapsulated frame that is not IP.
     pub const NOT_IP: &str = "overlay_not_ip";
+    /// A Geneve packet announcing a critical option (RFC 8926 §3.5:
+    /// an endpoint that does not know a critical option must drop).
+    pub const CRITICAL_OPTION: &str = "geneve_unknown_critical_option";
 }
 
 /// What the overlay needs to know about the host it runs on.
@@ -205,6 +208,12 @@ impl fmt::Display for Decapsulate {
 impl StaticAction for Decapsulate {
     fn transform(&self, _: Direction, h: &Headers, m: &mut Meta) -> Result<Transform, GenError> {
         let outer = h.outer.ok_or(GenError::Refused(reason::SPOOFED))?;
+        // sluice defines no critical option, so a set C bit announces one
+        // we cannot know: fail closed. (The switch walks every option with
+        // `check_options` before demux; this holds for a port on its own.)
+        if outer.geneve.critical {
+            return Err(GenError::Refused(reason::CRITICAL_OPTION));
+        }
         let src = h.inner.ip().ok_or(GenError::Refused(reason::NOT_IP))?.src;
         let dep = match self.host.v2p.source_dep(self.vni, src, outer.ip_src) {
             Some(dep) => dep,

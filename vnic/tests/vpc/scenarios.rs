@@ -403,3 +403,28 @@ fn snat_exhaustion_drops_new_flows_only() {
     vm1.vnic.port.expire();
     assert!(vm1.out(&vm1.tcp(("198.51.100.7", 443), 3, "S")).is_ok());
 }
+
+/// RFC 8926 §3.5: a tunnel endpoint drops packets with critical options
+/// it does not understand.
+#[test]
+fn unknown_critical_geneve_options_fail_closed() {
+    let (_cloud, mut vm1, mut vm2) = two_hosts();
+    let wire = vm1.out(&vm1.tcp(("10.0.0.6", 22), 40000, "S")).unwrap();
+    let mut crit = wire.clone();
+    // Set the C bit in the Geneve header (after Ethernet 14, IPv6 40, UDP 8).
+    crit[62 + 1] |= 0x40;
+    // Fix the outer UDP checksum for the changed byte (RFC 1624).
+    let old = u16::from_be_bytes([wire[62], wire[63]]);
+    let new = u16::from_be_bytes([crit[62], crit[63]]);
+    let d = dataplane::checksum::CsumDelta::between(&old.to_be_bytes(), &new.to_be_bytes());
+    let c = d.apply(u16::from_be_bytes([crit[60], crit[61]]));
+    crit[60..62].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        vm2.inb(&crit).unwrap_err(),
+        "geneve_unknown_critical_option"
+    );
+    assert!(
+        vm2.inb(&wire).is_ok(),
+        "the same packet without the C bit passes"
+    );
+}
