@@ -19,7 +19,7 @@
 //! actions allocated when the same action still decides; a flow the new
 //! rules refuse is removed and its packets dropped.
 
-use crate::action::{Action, GenError};
+use crate::action::{Action, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
 use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
@@ -32,6 +32,26 @@ use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
 use crate::transform::{Compiled, EncapCache, Transform, TransformError};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// The largest frame a guest may send, and what answers a larger one
+/// (typically ICMP "fragmentation needed" / "packet too big", so the
+/// guest's path MTU discovery works instead of the packet vanishing).
+#[derive(Clone)]
+pub struct MtuCheck {
+    pub max_frame: usize,
+    pub too_big: Arc<dyn HairpinAction>,
+}
+
+impl core::fmt::Debug for MtuCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "MtuCheck {{ max_frame: {}, too_big: {} }}",
+            self.max_frame, self.too_big
+        )
+    }
+}
 
 /// Limits and behaviour fixed when a port is made.
 #[derive(Clone, Debug)]
@@ -44,6 +64,9 @@ pub struct PortConfig {
     pub expiry: ExpiryPolicy,
     /// How inbound frames arrive: plain, or Geneve-encapsulated.
     pub inbound: ParseMode,
+    /// Outbound frames longer than this are answered, never forwarded.
+    /// Checked before the flow table, so no flow carries one either.
+    pub mtu: Option<MtuCheck>,
 }
 
 impl PortConfig {
@@ -53,6 +76,7 @@ impl PortConfig {
             flow_limit: 8192,
             expiry: ExpiryPolicy::default(),
             inbound: ParseMode::Plain,
+            mtu: None,
         }
     }
 }
@@ -563,6 +587,19 @@ impl Port {
             Ok(p) => p,
             Err(e) => return self.dropped(dir, DropReason::Malformed(e)),
         };
+        if dir == Direction::Out {
+            if let Some(m) = self.cfg.mtu.as_ref().filter(|m| pkt.len() > m.max_frame) {
+                let too_big = m.too_big.clone();
+                return match too_big.reply(&parsed.hdrs, pkt.as_slice(), &Meta::default()) {
+                    Ok(reply) => {
+                        self.stats.dir[d].hairpins += 1;
+                        Verdict::Hairpin(reply)
+                    }
+                    Err(GenError::Refused(r)) => self.dropped(dir, DropReason::Policy(r)),
+                    Err(GenError::Exhausted(_)) => self.dropped(dir, DropReason::HairpinFailed),
+                };
+            }
+        }
         if let Some(ip) = parsed.hdrs.inner.ip() {
             if ip.frag != Frag::None {
                 return self.dropped(dir, DropReason::Fragment);

@@ -360,6 +360,26 @@ impl VnicConfig {
     }
 }
 
+impl VnicConfig {
+    /// Checks that the guest's frames, tunnelled, fit the underlay's MTU:
+    /// Ethernet 14 + the guest MTU + IPv6 40 + UDP 8 + Geneve 8 + the
+    /// 4-byte external option sluice may add.
+    pub fn check_underlay_mtu(&self, underlay_mtu: u16) -> Result<(), ConfigError> {
+        let max = overlay::max_inner_frame(underlay_mtu, 4);
+        if 14 + usize::from(self.mtu) > max {
+            return Err(bad(
+                "mtu",
+                format!(
+                    "{} does not fit the underlay MTU {underlay_mtu} with the tunnel (at most {})",
+                    self.mtu,
+                    max.saturating_sub(14)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn check_family(
     name: &str,
     addr: IpAddr,

@@ -16,7 +16,7 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error("building the port: {0}")]
     Port(#[from] PortError),
-    #[error("the VNI or flow limit of a vNIC cannot change ({field}); delete and re-create it")]
+    #[error("the {field} of a vNIC cannot change on a live port; delete and re-create it")]
     Immutable { field: &'static str },
 }
 
@@ -60,6 +60,7 @@ impl VnicPort {
         let mut pc = PortConfig::new(&c.name);
         pc.flow_limit = c.limits.flows;
         pc.inbound = ParseMode::Geneve;
+        pc.mtu = Some(gateway::layer::mtu_check(c));
         let mut port = Port::with_clock(pc, clock);
         port.add_layer(gateway::layer::layer_config())?;
         port.add_layer(firewall::layer_config())?;
@@ -99,6 +100,9 @@ impl VnicPort {
         }
         if c.limits != self.config.limits {
             return Err(BuildError::Immutable { field: "limits" });
+        }
+        if c.mtu != self.config.mtu {
+            return Err(BuildError::Immutable { field: "mtu" });
         }
         self.nat.update(
             &c.external,

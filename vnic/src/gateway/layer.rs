@@ -42,6 +42,8 @@ pub mod reason {
     pub const ETHERTYPE: &str = "unsupported_ethertype";
     /// Inbound, but not to any of the guest's addresses.
     pub const NOT_FOR_GUEST: &str = "not_for_guest";
+    /// Larger than the guest's MTU, and no ICMP error can be sent for it.
+    pub const OVERSIZE: &str = "oversize";
 }
 
 /// The policy reason for a request the gateway would not answer.
@@ -162,6 +164,55 @@ impl StaticAction for ToGuest {
             eth_dst: Some(self.guest_mac),
             ..Default::default()
         })
+    }
+}
+
+/// Answers a guest frame larger than its MTU with ICMP "fragmentation
+/// needed" (RFC 1191, DF set) or ICMPv6 "packet too big" (RFC 8201) from
+/// the gateway, so path MTU discovery works instead of the packet
+/// vanishing. A frame that cannot be answered (IPv4 without DF, an ICMP
+/// error itself) is dropped as `oversize`.
+struct TooBig {
+    gateway_mac: [u8; 6],
+    gw4: Option<core::net::Ipv4Addr>,
+    gw6: Option<core::net::Ipv6Addr>,
+    mtu: u16,
+}
+
+impl fmt::Display for TooBig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "too-big mtu {}", self.mtu)
+    }
+}
+
+impl HairpinAction for TooBig {
+    fn reply(&self, h: &Headers, frame: &[u8], _: &Meta) -> Result<PacketBuf, GenError> {
+        let reply = match (h.inner.l3, self.gw4, self.gw6) {
+            (L3::Ipv4(_), Some(gw), _) => {
+                overlay::frag_needed_v4(frame, self.gateway_mac, gw, self.mtu)
+            }
+            (L3::Ipv6(_), _, Some(gw)) => {
+                overlay::packet_too_big_v6(frame, self.gateway_mac, gw, u32::from(self.mtu))
+            }
+            _ => None,
+        };
+        reply
+            .map(|v| PacketBuf::from_frame(&v))
+            .ok_or(GenError::Refused(reason::OVERSIZE))
+    }
+}
+
+/// The port's MTU check for `c`: frames over the guest's MTU (plus the
+/// Ethernet header) are answered by the gateway.
+pub fn mtu_check(c: &VnicConfig) -> dataplane::port::MtuCheck {
+    dataplane::port::MtuCheck {
+        max_frame: 14 + usize::from(c.mtu),
+        too_big: Arc::new(TooBig {
+            gateway_mac: c.gateway_mac.0,
+            gw4: c.ipv4.as_ref().map(|v| v.gateway),
+            gw6: c.ipv6.as_ref().map(|v| v.gateway),
+            mtu: c.mtu,
+        }),
     }
 }
 

@@ -428,3 +428,58 @@ fn unknown_critical_geneve_options_fail_closed() {
         "the same packet without the C bit passes"
     );
 }
+
+/// RFC 1191: a guest frame over its MTU is answered with ICMP
+/// "fragmentation needed" carrying the MTU, never forwarded, even on an
+/// established flow.
+#[test]
+fn oversize_frames_get_fragmentation_needed() {
+    let (_cloud, mut vm1, _) = two_hosts();
+    let small = vm1.tcp(("10.0.0.6", 22), 40000, "A");
+    assert!(vm1.out(&small).is_ok());
+    let mut big = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1), GW_MAC)
+        .ipv4(v4("10.0.0.5"), v4("10.0.0.6"), 64)
+        .tcp(40000, 22, 1, 64240)
+        .ack(1)
+        .write(&mut big, &[0u8; 1500])
+        .unwrap();
+    assert!(big.len() > 14 + 1500);
+    let icmp = vm1.out(&big).expect("answered");
+    let p = etherparse::PacketHeaders::from_ethernet_slice(&icmp).unwrap();
+    let Some(etherparse::NetHeaders::Ipv4(ip4, _)) = &p.net else {
+        panic!("IPv4")
+    };
+    assert_eq!(
+        (ip4.source, ip4.destination),
+        (v4("10.0.0.1"), v4("10.0.0.5"))
+    );
+    let Some(etherparse::TransportHeader::Icmpv4(h)) = &p.transport else {
+        panic!("ICMP")
+    };
+    match &h.icmp_type {
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+        ) => assert_eq!(*next_hop_mtu, 1500),
+        other => panic!("{other:?}"),
+    }
+    // Without DF there is nothing to tell the guest: dropped, counted.
+    let mut no_df = big.clone();
+    no_df[20] &= !0x40;
+    no_df[24..26].copy_from_slice(&[0, 0]);
+    let c = dataplane::checksum::checksum(&no_df[14..34]);
+    no_df[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(vm1.out(&no_df).unwrap_err(), "oversize");
+}
+
+#[test]
+fn guest_mtu_must_fit_the_underlay() {
+    let c = vnic_cfg("vm1", 1, "10.0.0.5", VPC);
+    assert_eq!(c.check_underlay_mtu(1500).unwrap_err().field, "mtu");
+    c.check_underlay_mtu(9000).unwrap();
+    let mut c = c;
+    c.mtu = 1426;
+    c.check_underlay_mtu(1500).unwrap();
+    c.mtu = 1427;
+    assert!(c.check_underlay_mtu(1500).is_err());
+}
