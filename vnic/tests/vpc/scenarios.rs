@@ -483,3 +483,32 @@ fn guest_mtu_must_fit_the_underlay() {
     c.mtu = 1427;
     assert!(c.check_underlay_mtu(1500).is_err());
 }
+
+/// Two vNICs of one VPC on one host: the tunnel is addressed to the host
+/// itself, which the switch delivers locally (demux by VNI and inner
+/// destination MAC) without touching the wire.
+#[test]
+fn same_host_peers_reach_each_other_without_the_wire() {
+    let (cloud, mut vm1, _) = two_hosts();
+    cloud.map(VPC, "10.0.0.8", 4, HOST_A);
+    let mut c4 = vnic_cfg("vm4", 4, "10.0.0.8", VPC);
+    c4.firewall =
+        vec![serde_json::from_str(r#"{"direction":"in","priority":1,"action":"allow"}"#).unwrap()];
+    let mut vm4 = guest(&c4, &cloud.host(HOST_A), "10.0.0.8");
+    let wire = vm1.out(&vm1.tcp(("10.0.0.8", 22), 40000, "S")).unwrap();
+    let t = tunnel(&wire);
+    assert_eq!(
+        t.outer_dst,
+        HOST_A.parse::<std::net::Ipv6Addr>().unwrap(),
+        "addressed to this very host"
+    );
+    assert_eq!(
+        (t.vni, &seen(&t.inner).dst_mac),
+        (VPC, &mac(4)),
+        "the demux key: VNI and vm4's MAC"
+    );
+    let at_vm4 = seen(&vm4.inb(&wire).expect("delivered to vm4"));
+    assert_eq!((at_vm4.src, at_vm4.dst), (ip("10.0.0.5"), ip("10.0.0.8")));
+    let back = vm4.out(&vm4.tcp(("10.0.0.5", 40000), 22, "SA")).unwrap();
+    assert!(vm1.inb(&back).is_ok());
+}
