@@ -512,3 +512,194 @@ fn same_host_peers_reach_each_other_without_the_wire() {
     let back = vm4.out(&vm4.tcp(("10.0.0.5", 40000), 22, "SA")).unwrap();
     assert!(vm1.inb(&back).is_ok());
 }
+
+fn dual_stack(name: &str, last: u8, v4addr: &str, v6addr: &str) -> vnic::config::VnicConfig {
+    let mut c = vnic_cfg(name, last, v4addr, VPC);
+    c.ipv6 = Some(vnic::config::Ipv6Config {
+        addr: v6addr.parse().unwrap(),
+        subnet: "fd00:1::/64".parse().unwrap(),
+        gateway: "fd00:1::1".parse().unwrap(),
+    });
+    c
+}
+
+/// An ICMPv6 message with a valid checksum, hop limit 255 (RFC 4861 §6.1).
+fn icmp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ty: u8, body: &[u8]) -> Vec<u8> {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut msg = vec![ty, 0, 0, 0];
+    msg.extend_from_slice(body);
+    let mut c = dataplane::checksum::pseudo_header(&s.octets(), &d.octets(), 58, msg.len() as u32);
+    c.add_bytes(&msg);
+    let sum = c.finish();
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut v = Vec::new();
+    v.extend_from_slice(&dst_mac);
+    v.extend_from_slice(&src_mac);
+    v.extend_from_slice(&0x86ddu16.to_be_bytes());
+    v.extend_from_slice(&[0x60, 0, 0, 0]);
+    v.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[58, 255]);
+    v.extend_from_slice(&s.octets());
+    v.extend_from_slice(&d.octets());
+    v.extend_from_slice(&msg);
+    v
+}
+
+/// RFC 4861 §6.3.7, §7.2.4 and RFC 4443 §4.1 through the whole port.
+#[test]
+fn ipv6_guest_finds_its_router_and_pings_it() {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "10.0.0.5", 1, HOST_A);
+    let mut vm1 = guest(
+        &dual_stack("vm1", 1, "10.0.0.5", "fd00:1::5"),
+        &cloud.host(HOST_A),
+        "10.0.0.5",
+    );
+    let ll = "fe80::aa40:25ff:fe00:1";
+    // Router solicitation (with the source link-layer option).
+    let mut rs_body = vec![0u8; 4];
+    rs_body.extend_from_slice(&[1, 1]);
+    rs_body.extend_from_slice(&mac(1));
+    let ra = vm1
+        .out(&icmp6(
+            mac(1),
+            [0x33, 0x33, 0, 0, 0, 2],
+            ll,
+            "ff02::2",
+            133,
+            &rs_body,
+        ))
+        .expect("an RA");
+    assert_eq!(ra[54], 134, "router advertisement");
+    assert_eq!(ra[21], 255, "hop limit 255");
+    // Neighbour solicitation for the gateway.
+    let target: std::net::Ipv6Addr = "fd00:1::1".parse().unwrap();
+    let mut ns_body = vec![0u8; 4];
+    ns_body.extend_from_slice(&target.octets());
+    ns_body.extend_from_slice(&[1, 1]);
+    ns_body.extend_from_slice(&mac(1));
+    let na = vm1
+        .out(&icmp6(
+            mac(1),
+            [0x33, 0x33, 0xff, 0, 0, 1],
+            ll,
+            "ff02::1:ff00:1",
+            135,
+            &ns_body,
+        ))
+        .expect("an NA");
+    assert_eq!(na[54], 136);
+    assert_eq!(&na[62..78], &target.octets());
+    // Echo to the gateway's address.
+    let echo = icmp6(
+        mac(1),
+        GW_MAC,
+        "fd00:1::5",
+        "fd00:1::1",
+        128,
+        &[0, 7, 0, 1, 1, 2, 3, 4],
+    );
+    let reply = vm1.out(&echo).expect("echo reply");
+    assert_eq!(reply[54], 129);
+}
+
+#[test]
+fn ipv6_tcp_to_a_vpc_peer() {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "fd00:1::5", 1, HOST_A);
+    cloud.map(VPC, "fd00:1::6", 2, HOST_B);
+    let mut vm1 = guest(
+        &dual_stack("vm1", 1, "10.0.0.5", "fd00:1::5"),
+        &cloud.host(HOST_A),
+        "10.0.0.5",
+    );
+    let mut c2 = dual_stack("vm2", 2, "10.0.0.6", "fd00:1::6");
+    c2.firewall = vec![serde_json::from_str(
+        r#"{"direction":"in","priority":1,"action":"allow","protocol":"tcp"}"#,
+    )
+    .unwrap()];
+    let mut vm2 = guest(&c2, &cloud.host(HOST_B), "10.0.0.6");
+    let mut syn = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1), GW_MAC)
+        .ipv6(
+            "fd00:1::5".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            "fd00:1::6".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            64,
+        )
+        .tcp(40000, 22, 1, 1000)
+        .syn()
+        .write(&mut syn, b"v6")
+        .unwrap();
+    let wire = vm1.out(&syn).unwrap();
+    assert_eq!(
+        tunnel(&wire).outer_dst,
+        HOST_B.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let at_vm2 = vm2.inb(&wire).expect("delivered");
+    let p = etherparse::PacketHeaders::from_ethernet_slice(&at_vm2).unwrap();
+    let Some(etherparse::NetHeaders::Ipv6(ip6, _)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        ip6.destination,
+        "fd00:1::6".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+}
+
+/// The remaining drop paths, each through a whole port.
+#[test]
+fn every_vpc_drop_path_is_named() {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "10.0.0.5", 1, HOST_A);
+    cloud.map(VPC, "10.0.0.6", 2, HOST_B);
+    // No default route: internet destinations have no route.
+    let mut c = vnic_cfg("vm1", 1, "10.0.0.5", VPC);
+    c.routes.clear();
+    c.firewall = vec![serde_json::from_str(
+        r#"{"direction":"out","priority":1,"action":"deny","protocol":"udp","ports":{"list":[53]}}"#,
+    )
+    .unwrap()];
+    let mut vm1 = guest(&c, &cloud.host(HOST_A), "10.0.0.5");
+    assert_eq!(
+        vm1.out(&vm1.tcp(("8.8.8.8", 443), 1, "S")).unwrap_err(),
+        "default_denied",
+        "no route"
+    );
+    let mut dns = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(1), GW_MAC)
+        .ipv4(v4("10.0.0.5"), v4("10.0.0.6"), 64)
+        .udp(5353, 53)
+        .write(&mut dns, b"q")
+        .unwrap();
+    assert_eq!(
+        vm1.out(&dns).unwrap_err(),
+        "denied",
+        "the firewall's deny rule"
+    );
+
+    // A VPC whose boundary mapping is gone.
+    let mut vm = guest(
+        &vnic_cfg("vmx", 1, "10.0.0.5", VPC),
+        &cloud.host(HOST_A),
+        "10.0.0.5",
+    );
+    cloud.v2b.clear(
+        dataplane::Vni::new(VPC).unwrap(),
+        "0.0.0.0/0".parse().unwrap(),
+    );
+    assert_eq!(
+        vm.out(&vm.tcp(("8.8.8.8", 443), 1, "S")).unwrap_err(),
+        "no_v2b_mapping"
+    );
+    // An encapsulated frame that is not IP.
+    let mut arp = vec![0u8; 42];
+    arp[0..6].copy_from_slice(&mac(1));
+    arp[6..12].copy_from_slice(&mac(2));
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    assert_eq!(
+        vm.inb(&wrap(&arp, HOST_B, HOST_A, VPC)).unwrap_err(),
+        "overlay_not_ip"
+    );
+}
