@@ -15,6 +15,22 @@ fast=0
 
 step() { printf '\n== %s\n' "$*"; }
 
+# Prerequisites of the real tiers, from Debian's packages. Installed only
+# when missing and only as root (CI runs as root); otherwise the tests
+# that need them say why they skip.
+need_pkgs=()
+command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+if [ "$fast" = 0 ] && [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing ${need_pkgs[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "note: ${need_pkgs[*]} not installed and not root: the tests that need them will say they skip"
+  fi
+fi
+
 step "format (cargo fmt --check)"
 cargo fmt --all -- --check
 
