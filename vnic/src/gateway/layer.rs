@@ -121,14 +121,13 @@ impl HairpinAction for ProxyArp {
                 let L3::Arp(a) = h.inner.l3 else {
                     return Err(refused(Refusal::NotForGateway));
                 };
+                // Any other address of the guest's subnet but the guest's
+                // own and the subnet's network address.
                 let target = IpAddr::V4(a.tpa);
-                let proxied = self.subnet.is_some_and(|s| s.contains(target))
-                    && Some(a.tpa) != self.cfg.guest_ip4
-                    && Some(a.tpa)
-                        != self.subnet.map(|s| match s.addr() {
-                            IpAddr::V4(n) => n,
-                            IpAddr::V6(_) => a.tpa,
-                        });
+                let proxied = self
+                    .subnet
+                    .is_some_and(|s| s.contains(target) && s.addr() != target)
+                    && Some(a.tpa) != self.cfg.guest_ip4;
                 if !proxied {
                     return Err(refused(Refusal::NotForGateway));
                 }
