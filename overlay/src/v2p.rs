@@ -664,3 +664,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod million {
+    use super::*;
+
+    /// The table is sized for a million mappings: they fit, stay
+    /// reachable, and the limit still holds one past them.
+    #[test]
+    fn a_million_entries_fit() {
+        let n = 1_000_000u32;
+        let t = V2p::new(n as usize);
+        let vni = Vni::new(42).unwrap();
+        let ip = |i: u32| IpAddr::V4(core::net::Ipv4Addr::from(0x0a00_0000 | i));
+        let dest = |i: u32| PhysDest {
+            guest_mac: [0xa8, 0x40, 0x25, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            host: core::net::Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(i % 1000)),
+        };
+        assert_eq!(
+            t.set_many((0..n).map(|i| (vni, ip(i), dest(i)))).unwrap(),
+            n as usize
+        );
+        assert_eq!(t.len(), n as usize);
+        for i in (0..n).step_by(9973) {
+            assert_eq!(t.get(vni, ip(i)).unwrap().0, dest(i));
+        }
+        assert!(matches!(
+            t.set(vni, ip(n), dest(n)),
+            Err(V2pError::Full { .. })
+        ));
+    }
+}

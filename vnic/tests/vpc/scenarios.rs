@@ -703,3 +703,44 @@ fn every_vpc_drop_path_is_named() {
         "overlay_not_ip"
     );
 }
+
+/// A rule-set replace is atomic and retroactive: an established flow the
+/// new set no longer allows stops at its next packet; a flow it still
+/// allows goes on untouched.
+#[test]
+fn replacing_the_firewall_stops_flows_it_no_longer_allows() {
+    let (_cloud, mut vm1, mut vm2) = two_hosts();
+    let rule = |ports: &str| -> vnic::firewall::FirewallRule {
+        serde_json::from_str(&format!(
+            r#"{{"direction":"in","priority":10,"action":"allow","protocol":"tcp","ports":{{"list":[{ports}]}}}}"#
+        ))
+        .unwrap()
+    };
+    let mut c2 = vm2.vnic.config().clone();
+    c2.firewall = vec![rule("22, 2222")];
+    vm2.vnic.reconfigure(&c2).unwrap();
+    // Two established flows into vm2: to 22 and to 2222.
+    let mut data = Vec::new();
+    for dport in [22, 2222] {
+        let wire = vm1.out(&vm1.tcp(("10.0.0.6", dport), 40000, "S")).unwrap();
+        vm2.inb(&wire).expect("allowed in");
+        vm2.out(&vm2.tcp(("10.0.0.5", 40000), dport, "SA"))
+            .expect("reply out");
+        data.push(vm1.out(&vm1.tcp(("10.0.0.6", dport), 40000, "A")).unwrap());
+    }
+    // The new set allows only 2222.
+    c2.firewall = vec![rule("2222")];
+    vm2.vnic.reconfigure(&c2).unwrap();
+    assert_eq!(
+        vm2.inb(&data[0]).unwrap_err(),
+        "default_denied",
+        "the SSH flow stops"
+    );
+    assert!(vm2.inb(&data[1]).is_ok(), "the 2222 flow goes on");
+    let s = vm2.vnic.port.stats();
+    assert!(
+        s.revalidations >= 2,
+        "both flows were re-checked: {}",
+        s.revalidations
+    );
+}
