@@ -754,15 +754,19 @@ impl Port {
                 Err(r) => return self.dropped(dir, r),
             },
         };
-        if let Err(e) = compiled.apply(pkt, &parsed.off) {
-            return self.dropped(dir, transform_drop(e));
-        }
+        // The flow is installed before the packet is rewritten: a failure
+        // to apply (no headroom) is this packet's, not the flow's.
+        let len = pkt.len() as u64;
+        let applied = compiled.apply(pkt, &parsed.off);
         self.install(dir, k, compiled, id, gen);
         self.install_reply(&w, id, gen, now);
+        if let Err(e) = applied {
+            return self.dropped(dir, transform_drop(e));
+        }
         if let Some(f) = self.flows.get_mut(id, gen) {
             f.last_hit = now;
             f.packets[d] += 1;
-            f.bytes[d] += pkt.len() as u64;
+            f.bytes[d] += len;
             if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
                 if f.packets[0] + f.packets[1] > 1 {
                     let side = if dir == f.origin {

@@ -301,3 +301,37 @@ fn outer_checksum_is_right_for_every_inner_kind() {
         }
     }
 }
+
+/// A buffer without room for the encapsulation drops that packet with a
+/// reason; the flow it opened stays, and the next packet takes it.
+#[test]
+fn no_headroom_drops_the_packet_not_the_flow() {
+    let allow = DefaultAction::Allow;
+    let mut fx = port_with(8, &[("overlay", allow, allow)]);
+    let encap = arc(EncapTo::new("fd00::1", "fd00::2", 3));
+    fx.port
+        .add_rule(
+            "overlay",
+            Direction::Out,
+            Rule::new(1, Action::Static(encap)),
+        )
+        .unwrap();
+    let f = udp4(("10.0.0.5", 1), ("10.0.0.6", 2));
+    let mut tight = PacketBuf::new(0, 2048);
+    tight.set_frame(&f).unwrap();
+    let v = fx.port.process(Direction::Out, &mut tight);
+    crate::assert_drop!(fx, v, dataplane::DropReason::NoHeadroom);
+    assert_eq!(fx.port.flow_count(), 1);
+    let before = fx.port.stats().clone();
+    let (v, out) = fx.send(Direction::Out, &f);
+    assert_forward!(fx, v);
+    assert_eq!(
+        Delta {
+            before: &before,
+            after: fx.port.stats()
+        }
+        .hits(Direction::Out),
+        1
+    );
+    assert_eq!(parse_geneve(&out).inner, f);
+}
