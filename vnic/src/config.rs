@@ -321,6 +321,20 @@ impl VnicConfig {
                 ));
             }
         }
+        for (i, a) in self.external.snat.iter().enumerate() {
+            let overlap = self.external.snat[..i].iter().position(|b| {
+                a.ip == b.ip && a.first_port <= b.last_port && b.first_port <= a.last_port
+            });
+            if let Some(j) = overlap {
+                return Err(bad(
+                    format!("external.snat[{i}]"),
+                    format!(
+                        "ports {}-{} of {} overlap external.snat[{j}]",
+                        a.first_port, a.last_port, a.ip
+                    ),
+                ));
+            }
+        }
         for (what, list) in [
             ("ephemeral", &self.external.ephemeral),
             ("floating", &self.external.floating),
@@ -522,6 +536,15 @@ mod tests {
                 }),
             ),
             ("limits.flows", Box::new(|c| c.limits.flows = 0)),
+            (
+                "external.snat[1]",
+                Box::new(|c| {
+                    let mut again = c.external.snat[0].clone();
+                    again.first_port = 2000;
+                    again.last_port = 3000;
+                    c.external.snat.push(again);
+                }),
+            ),
             (
                 "ipv4",
                 Box::new(|c| {

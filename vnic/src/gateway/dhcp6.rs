@@ -15,7 +15,7 @@
 //! | REQUEST, RENEW, REBIND | REPLY |
 //! | CONFIRM | REPLY with STATUS_CODE Success if every address is `guest_ip6`, else NotOnLink (§18.3.3); none (`NoReply`) if it lists no address |
 //! | INFORMATION-REQUEST | REPLY with DNS servers and domain list only |
-//! | RELEASE, DECLINE | none: `NoReply` |
+//! | RELEASE, DECLINE | REPLY with STATUS_CODE Success (§18.3.7, §18.3.8); the address stays the vNIC's |
 //!
 //! Every reply echoes the transaction id and CLIENTID and carries SERVERID
 //! = DUID-LL (type 3, hardware type 1) of `gateway_mac`, DNS_SERVERS (the
@@ -354,7 +354,7 @@ fn parse_ia_na(data: &[u8]) -> Result<IaNa, Refusal> {
 ///   address.
 /// - `NoAddress`: SOLICIT, REQUEST, RENEW, REBIND or CONFIRM while the
 ///   guest has no IPv6 address.
-/// - `NoReply`: RELEASE, DECLINE, or a CONFIRM listing no address.
+/// - `NoReply`: a CONFIRM listing no address.
 pub fn reply(cfg: &GatewayConfig, frame: &[u8]) -> Reply {
     let eth = ethernet(frame, EthernetProtocol::Ipv6)?;
     let (ip, payload) = ipv6(&eth, IpProtocol::Udp)?;
@@ -391,10 +391,6 @@ pub fn reply(cfg: &GatewayConfig, frame: &[u8]) -> Reply {
     }
     let duid = server_duid(cfg);
     check_identifiers(&req, &duid)?;
-    if matches!(req.msg_type, msg::RELEASE | msg::DECLINE) {
-        return Err(Refusal::NoReply);
-    }
-
     let answer = build_message(cfg, &req, &duid)?;
     let (src, dst) = (cfg.gateway_ll6(), ip.src_addr);
     let udp = UdpRepr {
@@ -481,6 +477,12 @@ fn build_message(cfg: &GatewayConfig, req: &Request<'_>, duid: &[u8]) -> Result<
         if advertise {
             out.option(opt::PREFERENCE, &[255])?;
         }
+    }
+    if matches!(req.msg_type, msg::RELEASE | msg::DECLINE) {
+        // RFC 8415 §18.3.7, §18.3.8: acknowledge with Success. The address
+        // is the vNIC's for its life: nothing is released or blocked, and
+        // the client's next SOLICIT gets the same one.
+        out.option(opt::STATUS_CODE, &status_data(status::SUCCESS, ""))?;
     }
     if let (msg::CONFIRM, Some(guest)) = (req.msg_type, guest) {
         let mut addrs = req.addresses().peekable();
@@ -882,13 +884,25 @@ mod tests {
         assert_eq!(reply(&c, &f), Err(Refusal::Malformed));
     }
 
-    /// RFC 8415 §18.3.7, §18.3.8: RELEASE and DECLINE get no answer here.
+    /// RFC 8415 §18.3.7, §18.3.8: RELEASE and DECLINE are acknowledged
+    /// with a REPLY carrying STATUS_CODE Success, so clients stop
+    /// retransmitting.
     #[test]
-    fn release_and_decline_get_no_reply() {
+    fn release_and_decline_are_acknowledged() {
         let c = cfg();
         let guest = c.guest_ip6.unwrap();
         for t in [msg::RELEASE, msg::DECLINE] {
-            assert_eq!(reply(&c, &with_server(t, &[guest])), Err(Refusal::NoReply));
+            let f = reply(&c, &with_server(t, &[guest])).expect("a REPLY");
+            let p = etherparse::PacketHeaders::from_ethernet_slice(&f).unwrap();
+            let m = Message::parse(p.payload.slice()).expect("parses");
+            assert_eq!(m.msg_type, msg::REPLY);
+            let status: Vec<_> = m
+                .options()
+                .map(|o| o.unwrap())
+                .filter(|o| o.code == opt::STATUS_CODE)
+                .collect();
+            assert_eq!(status.len(), 1);
+            assert_eq!(&status[0].data[..2], &status::SUCCESS.to_be_bytes());
         }
     }
 
