@@ -125,6 +125,8 @@ pub struct PortStats {
     pub flows_evicted: u64,
     /// Flows re-checked after a rule change.
     pub revalidations: u64,
+    /// ICMP errors passed as part of the flow they are about.
+    pub related: u64,
 }
 
 impl Default for PortStats {
@@ -137,6 +139,7 @@ impl Default for PortStats {
             flows_expired: 0,
             flows_evicted: 0,
             revalidations: 0,
+            related: 0,
         }
     }
 }
@@ -605,6 +608,11 @@ impl Port {
                 return self.dropped(dir, DropReason::Fragment);
             }
         }
+        if headers::quoted::is_error(&parsed.hdrs.inner.l4) {
+            if let Some(v) = self.related(dir, pkt, &parsed) {
+                return v;
+            }
+        }
         let key = FlowKey::of(&parsed.hdrs);
         // Whether an entry exists that could not be used (stale epoch).
         let mut stale = false;
@@ -670,6 +678,39 @@ impl Port {
         }
         self.stats.dir[d].forwarded += 1;
         Hit::Done(Verdict::Forward)
+    }
+
+    /// An ICMP error about one of the port's flows (RFC 792, RFC 4443):
+    /// it passes as that flow's packets do, rewritten the same way, so a
+    /// guest behind NAT still learns of an unreachable port or a smaller
+    /// path MTU. `None` when the quoted packet belongs to no current flow:
+    /// then the error is an ordinary packet to the layers.
+    fn related(&mut self, dir: Direction, pkt: &mut PacketBuf, parsed: &Parsed) -> Option<Verdict> {
+        let d = dir.index();
+        let v6 = matches!(parsed.hdrs.inner.l3, L3::Ipv6(_));
+        let icmp = pkt
+            .as_slice()
+            .get(usize::from(parsed.off.inner_l4)..usize::from(parsed.off.inner_end))?;
+        let q = headers::quoted::quoted(icmp, v6)?;
+        let k = q.reply_key(&parsed.hdrs);
+        let s = *self.uft[d].get(&k)?;
+        let epoch = self.epoch;
+        let f = self.flows.get_mut(s.flow, s.gen)?;
+        let x = f.xform[d]
+            .as_ref()
+            .filter(|x| f.epoch[d] == epoch && x.deps_current())?;
+        if !x.outer_matches(pkt.as_slice(), &parsed.off) {
+            return None;
+        }
+        let r = x.apply_related(pkt, &parsed.off, &q);
+        self.stats.related += 1;
+        Some(match r {
+            Ok(()) => {
+                self.stats.dir[d].forwarded += 1;
+                Verdict::Forward
+            }
+            Err(e) => self.dropped(dir, transform_drop(e)),
+        })
     }
 
     fn dropped(&mut self, dir: Direction, r: DropReason) -> Verdict {

@@ -629,6 +629,153 @@ impl Compiled {
         Ok(c)
     }
 
+    /// Applies the flow's transform to an ICMP error about the flow
+    /// (`q`: the packet it quotes, a packet of the flow's other
+    /// direction): the outer headers change as the flow's own packets do
+    /// (tunnel, MACs, addresses), and the quoted packet mirrors it — its
+    /// source gets the flow's destination rewrite and its destination the
+    /// source rewrite — so a NAT'd guest sees the error about its own
+    /// addresses. Quoted IPv4 header and L4 checksums are adjusted where
+    /// quoted; the ICMP checksum is computed afresh (errors are rare).
+    pub fn apply_related(
+        &self,
+        pkt: &mut PacketBuf,
+        off: &Offsets,
+        q: &crate::headers::quoted::Quoted,
+    ) -> Result<(), TransformError> {
+        let mut off = *off;
+        if self.decap {
+            let n = usize::from(off.inner_l2);
+            let _ = pkt.pull_front(n);
+            off.inner_l3 -= off.inner_l2;
+            off.inner_l4 -= off.inner_l2;
+            off.inner_end -= off.inner_l2;
+            off.inner_l2 = 0;
+        }
+        let f = pkt.as_mut_slice();
+        let (l2, l3, l4, end) = (
+            usize::from(off.inner_l2),
+            usize::from(off.inner_l3),
+            usize::from(off.inner_l4),
+            usize::from(off.inner_end),
+        );
+        if self.set & SET_ETH_DST != 0 {
+            f[l2..l2 + 6].copy_from_slice(&self.eth_dst);
+        }
+        if self.set & SET_ETH_SRC != 0 {
+            f[l2 + 6..l2 + 12].copy_from_slice(&self.eth_src);
+        }
+        let n = if self.v4 { 4 } else { 16 };
+        let (src_at, dst_at) = if self.v4 {
+            (headers::IPV4_SRC, headers::IPV4_DST)
+        } else {
+            (headers::IPV6_SRC, headers::IPV6_DST)
+        };
+        // The error's own addresses, as the flow's packets'.
+        if self.set & SET_IP_SRC != 0 {
+            f[l3 + src_at..l3 + src_at + n].copy_from_slice(&self.ip_src[..n]);
+        }
+        if self.set & SET_IP_DST != 0 {
+            f[l3 + dst_at..l3 + dst_at + n].copy_from_slice(&self.ip_dst[..n]);
+        }
+        if self.v4 {
+            let ihl = usize::from(f[l3] & 0x0f) * 4;
+            put16(f, l3 + headers::IPV4_CSUM, 0);
+            let c = crate::checksum::checksum(&f[l3..l3 + ihl]);
+            put16(f, l3 + headers::IPV4_CSUM, c);
+        }
+
+        // The quoted packet, mirrored. Remember what the pseudo-header and
+        // ports were, to adjust its L4 checksum by the difference.
+        let (qb, ql4) = (l4 + q.l3, l4 + q.l4);
+        let quoted_icmp = matches!(q.proto, proto::ICMP | proto::ICMPV6);
+        // What the quoted L4 checksum covers and this rewrite changes: the
+        // addresses (pseudo-header; not for ICMPv4) and the ports or echo
+        // identifier. Snapshot it before and after for the difference.
+        let ids = if quoted_icmp {
+            ql4 + 4..ql4 + 6
+        } else {
+            ql4..ql4 + 4
+        };
+        let ids = ids.start.min(end)..ids.end.min(end);
+        let pseudo = q.proto != proto::ICMP;
+        let snapshot = |f: &[u8]| -> [u8; 36] {
+            let mut b = [0u8; 36];
+            if pseudo {
+                b[..n].copy_from_slice(&f[qb + src_at..qb + src_at + n]);
+                b[16..16 + n].copy_from_slice(&f[qb + dst_at..qb + dst_at + n]);
+            }
+            b[32..32 + ids.len()].copy_from_slice(&f[ids.clone()]);
+            b
+        };
+        let before = snapshot(f);
+        if self.set & SET_IP_DST != 0 {
+            f[qb + src_at..qb + src_at + n].copy_from_slice(&self.ip_dst[..n]);
+        }
+        if self.set & SET_IP_SRC != 0 {
+            f[qb + dst_at..qb + dst_at + n].copy_from_slice(&self.ip_src[..n]);
+        }
+        if quoted_icmp {
+            // Echo: one identifier, which the flow's transform keeps in l4_src.
+            if self.set & SET_L4_SRC != 0 && q.l4_len >= 8 {
+                put16(f, ql4 + headers::ICMP_ECHO_ID, self.l4_src);
+            }
+        } else if q.l4_len >= 4 {
+            if self.set & SET_L4_DST != 0 {
+                put16(f, ql4, self.l4_dst);
+            }
+            if self.set & SET_L4_SRC != 0 {
+                put16(f, ql4 + 2, self.l4_src);
+            }
+        }
+        let delta = CsumDelta::between(&before, &snapshot(f));
+        let csum_at = match q.proto {
+            proto::TCP => Some(ql4 + headers::TCP_CSUM),
+            proto::UDP => Some(ql4 + headers::UDP_CSUM),
+            proto::ICMP | proto::ICMPV6 => Some(ql4 + headers::ICMP_CSUM),
+            _ => None,
+        };
+        if let Some(at) = csum_at.filter(|at| at + 2 <= end) {
+            let old = be16(f, at);
+            let new = if q.proto == proto::UDP {
+                delta.apply_udp(old)
+            } else {
+                delta.apply(old)
+            };
+            put16(f, at, new);
+        }
+        if !q.v6 {
+            let ihl = usize::from(f[qb] & 0x0f) * 4;
+            if qb + ihl <= end {
+                put16(f, qb + headers::IPV4_CSUM, 0);
+                let c = crate::checksum::checksum(&f[qb..qb + ihl]);
+                put16(f, qb + headers::IPV4_CSUM, c);
+            }
+        }
+
+        // The error's own checksum, over the whole message.
+        put16(f, l4 + headers::ICMP_CSUM, 0);
+        let mut c = if self.v4 {
+            Csum::new()
+        } else {
+            pseudo_header(
+                &f[l3 + src_at..l3 + src_at + 16],
+                &f[l3 + dst_at..l3 + dst_at + 16],
+                proto::ICMPV6,
+                (end - l4) as u32,
+            )
+        };
+        c.add_bytes(&f[l4..end]);
+        put16(f, l4 + headers::ICMP_CSUM, c.finish());
+
+        if let Some(e) = &self.encap {
+            let mut inner = Csum::new();
+            inner.add_bytes(pkt.as_slice());
+            e.push(pkt, self.encap_sport, inner)?;
+        }
+        Ok(())
+    }
+
     /// A one-line description for dumps: the fields it sets.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();

@@ -35,6 +35,7 @@ mod geneve;
 mod icmp;
 mod ip;
 mod parse;
+pub mod quoted;
 mod tcp;
 mod udp;
 

@@ -436,3 +436,41 @@ fn an_established_inbound_flow_accepts_only_its_underlay_sender() {
         1
     );
 }
+
+/// RFC 792 / RFC 1812 §4.3.2.3: an error quoting as much as fits. The
+/// quote is rewritten back to the guest's addresses with every checksum in
+/// it still right: the quoted TCP segment's included.
+#[test]
+fn icmp_errors_quoting_whole_segments_keep_their_checksums() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let snat = Snat::new("203.0.113.10", 1024, 2047);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(1, stateful(snat)))
+        .unwrap();
+    for (i, f) in [
+        tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "S"),
+        ping4("10.0.0.5", "198.51.100.1", 77),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (_, sent) = fx.send(Direction::Out, f);
+        // Time exceeded (as a traceroute hop sends), quoting everything.
+        let mut err = Vec::new();
+        etherparse::PacketBuilder::ethernet2(PEER_MAC, GW_MAC)
+            .ipv4(v4("192.0.2.254"), v4("203.0.113.10"), 64)
+            .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+                etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+            ))
+            .write(&mut err, &sent[14..])
+            .unwrap();
+        let before = fx.port.stats().related;
+        let (v, got) = fx.send(Direction::In, &err);
+        assert_forward!(fx, v);
+        assert_eq!(fx.port.stats().related, before + 1, "case {i}");
+        let outer = parse(&got); // the ICMP checksum
+        assert_eq!(outer.dst_ip, ip("10.0.0.5"));
+        // The quote is the guest's own packet again, byte for byte.
+        assert_eq!(&got[14 + 20 + 8..], &f[14..], "case {i}: quote restored");
+    }
+}

@@ -744,3 +744,128 @@ fn replacing_the_firewall_stops_flows_it_no_longer_allows() {
         s.revalidations
     );
 }
+
+/// An ICMP error message quoting `quoted` (the offending packet's IP
+/// header and beyond), from `router` to `to`.
+fn icmp_error(ty: etherparse::Icmpv4Type, router: &str, to: &str, quoted: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(GW_MAC, mac(1))
+        .ipv4(v4(router), v4(to), 64)
+        .icmpv4(ty)
+        .write(&mut v, quoted)
+        .unwrap();
+    v
+}
+
+fn udp(smac: [u8; 6], src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(smac, GW_MAC)
+        .ipv4(v4(src.0), v4(dst.0), 64)
+        .udp(src.1, dst.1)
+        .write(&mut v, b"query")
+        .unwrap();
+    v
+}
+
+/// The IP header and first 8 payload bytes of a frame (RFC 792 quoting).
+fn quote(frame: &[u8]) -> Vec<u8> {
+    frame[14..14 + 28].to_vec()
+}
+
+/// The quoted packet inside an ICMPv4 error frame, with its header
+/// checksum checked.
+fn quoted_of(frame: &[u8]) -> (std::net::IpAddr, u16, std::net::IpAddr, u16) {
+    let q = &frame[14 + 20 + 8..];
+    assert_eq!(
+        dataplane::checksum::checksum(&q[..20]),
+        0,
+        "quoted IPv4 header checksum"
+    );
+    let a = |o: usize| ip(&std::net::Ipv4Addr::new(q[o], q[o + 1], q[o + 2], q[o + 3]).to_string());
+    (
+        a(12),
+        u16::from_be_bytes([q[20], q[21]]),
+        a(16),
+        u16::from_be_bytes([q[22], q[23]]),
+    )
+}
+
+/// RFC 1191 through NAT: a router on the internet says the SNAT'd flow's
+/// packets are too big; the guest gets the error about *its* packet.
+#[test]
+fn icmp_errors_about_a_natted_flow_reach_the_guest_translated() {
+    let (_cloud, mut vm1, _) = two_hosts();
+    let q = udp(mac(1), ("10.0.0.5", 5353), ("198.51.100.7", 53));
+    let wire = vm1.out(&q).unwrap();
+    let sent = tunnel(&wire).inner;
+    let ext_port = seen(&sent).sport;
+    let frag_needed = etherparse::Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    let err = icmp_error(
+        frag_needed.clone(),
+        "192.0.2.254",
+        "203.0.113.10",
+        &quote(&sent),
+    );
+    let before = vm1.vnic.port.stats().related;
+    let got = vm1
+        .inb(&from_internet(&err))
+        .expect("delivered to the guest");
+    assert_eq!(vm1.vnic.port.stats().related, before + 1);
+    let s = seen(&got); // checks the ICMP checksum too
+    assert_eq!(
+        (s.src, s.dst, s.dst_mac),
+        (ip("192.0.2.254"), ip("10.0.0.5"), mac(1))
+    );
+    assert_eq!(
+        quoted_of(&got),
+        (ip("10.0.0.5"), 5353, ip("198.51.100.7"), 53),
+        "quoting the guest's own packet"
+    );
+    assert_ne!(ext_port, 5353, "the flow really was translated");
+    // An error about no flow of this guest is just a packet: refused.
+    let stray_q = udp(mac(1), ("203.0.113.10", 9), ("198.51.100.7", 53));
+    let stray = icmp_error(frag_needed, "192.0.2.254", "203.0.113.10", &quote(&stray_q));
+    assert!(vm1.inb(&from_internet(&stray)).is_err());
+}
+
+/// RFC 792 port unreachable between VPC peers: the peer's error crosses
+/// its own port (as part of the inbound flow) and the sender's.
+#[test]
+fn port_unreachable_from_a_vpc_peer_reaches_the_sender() {
+    let (_cloud, mut vm1, mut vm2) = two_hosts();
+    let mut c2 = vm2.vnic.config().clone();
+    c2.firewall = vec![serde_json::from_str(
+        r#"{"direction":"in","priority":1,"action":"allow","protocol":"udp"}"#,
+    )
+    .unwrap()];
+    vm2.vnic.reconfigure(&c2).unwrap();
+    let q = udp(mac(1), ("10.0.0.5", 5353), ("10.0.0.6", 9999));
+    let at_vm2 = vm2
+        .inb(&vm1.out(&q).unwrap())
+        .expect("the datagram reaches vm2");
+    // vm2 has nothing on 9999 and says so.
+    let unreachable = etherparse::Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::Port,
+    );
+    let mut err = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(2), GW_MAC)
+        .ipv4(v4("10.0.0.6"), v4("10.0.0.5"), 64)
+        .icmpv4(unreachable)
+        .write(&mut err, &quote(&at_vm2))
+        .unwrap();
+    let wire = vm2
+        .out(&err)
+        .expect("the error leaves vm2 as part of the flow");
+    assert_eq!(
+        tunnel(&wire).outer_dst,
+        HOST_A.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let got = vm1.inb(&wire).expect("and reaches vm1");
+    assert_eq!(seen(&got).dst, ip("10.0.0.5"));
+    assert_eq!(
+        quoted_of(&got),
+        (ip("10.0.0.5"), 5353, ip("10.0.0.6"), 9999)
+    );
+}
