@@ -1,0 +1,74 @@
+//! Where frames come from and go to: one small trait for every backend
+//! (vhost-user and TAP guests, AF_PACKET, DPDK and pcap uplinks), in
+//! batches, and an in-memory backend that tests use in place of a device.
+
+use dataplane::PacketBuf;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+/// A source and sink of Ethernet frames, used in batches.
+pub trait Backend: Send {
+    /// Appends up to `max` received frames to `bufs`; returns how many.
+    fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize>;
+    /// Sends the frames (all, or as many as the device takes: it returns
+    /// how many). Frames not taken are the caller's to count as dropped.
+    fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize>;
+}
+
+/// Queues shared between a backend and the test that plays the device's
+/// far side: what the far side sends is `to_sluice`; what sluice sends
+/// lands in `from_sluice`.
+#[derive(Clone, Default)]
+pub struct Wire {
+    pub to_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
+    pub from_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
+}
+
+impl Wire {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The far side sends a frame.
+    pub fn send(&self, frame: &[u8]) {
+        lock(&self.to_sluice).push_back(frame.to_vec());
+    }
+
+    /// Everything sluice has sent so far, oldest first.
+    pub fn take(&self) -> Vec<Vec<u8>> {
+        lock(&self.from_sluice).drain(..).collect()
+    }
+
+    /// A backend on this wire.
+    pub fn backend(&self) -> Memory {
+        Memory { wire: self.clone() }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The queues stay consistent whatever a panicking holder did.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The in-memory backend (the test double of a device).
+pub struct Memory {
+    wire: Wire,
+}
+
+impl Backend for Memory {
+    fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
+        let mut q = lock(&self.wire.to_sluice);
+        let n = q.len().min(max);
+        for f in q.drain(..n) {
+            bufs.push(PacketBuf::from_frame(&f));
+        }
+        Ok(n)
+    }
+
+    fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
+        let n = pkts.len();
+        lock(&self.wire.from_sluice).extend(pkts.drain(..).map(|p| p.as_slice().to_vec()));
+        Ok(n)
+    }
+}

@@ -1,0 +1,308 @@
+//! The switch: moves frames between a host's uplink, its vNIC ports and
+//! their guests.
+//!
+//! - Uplink → guest: every frame first passes the outer checks (a Geneve
+//!   packet to this host's underlay address, every Geneve option known or
+//!   non-critical: RFC 8926 fail-closed), then is demultiplexed by (VNI,
+//!   inner destination MAC) to the port that owns that guest, whose
+//!   inbound path decides the rest.
+//! - Guest → uplink: the port's outbound path tunnels the frame; a tunnel
+//!   addressed to this very host is delivered to the local port it names
+//!   without touching the wire (same-host VPC traffic).
+//! - Hairpin replies go back where the packet came from.
+//!
+//! Every frame the switch itself refuses is counted in [`SwitchStats`];
+//! the ports count their own drops.
+
+use crate::backend::Backend;
+use dataplane::headers::{self, Mac, ParseMode};
+use dataplane::{Direction, PacketBuf, Verdict};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use vnic::port::VnicPort;
+
+/// Frames per burst, RX and TX: a typical NIC burst.
+pub const BURST: usize = 32;
+
+/// Flow slots each port checks for expiry per poll: expiry keeps up with
+/// a busy port without ever stalling a burst.
+const EXPIRE_BUDGET: usize = 64;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SwitchStats {
+    /// Frames received from the uplink.
+    pub uplink_rx: u64,
+    /// Frames sent to the uplink.
+    pub uplink_tx: u64,
+    /// Uplink frames that are not Geneve over IPv6/UDP 6081 (or malformed).
+    pub not_geneve: u64,
+    /// Uplink frames to another underlay address than this host's.
+    pub not_ours: u64,
+    /// Uplink frames with a critical Geneve option sluice does not know,
+    /// or malformed options.
+    pub bad_options: u64,
+    /// Tunnelled frames for no port here (unknown VNI and MAC).
+    pub unknown_port: u64,
+    /// Frames delivered from one local port to another without the wire.
+    pub local: u64,
+    /// Frames a backend did not take (full queue).
+    pub tx_dropped: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SwitchError {
+    #[error("a port named '{0}' is attached already")]
+    DuplicateName(String),
+    #[error("a port with MAC {mac} on VNI {vni} is attached already ('{other}')")]
+    DuplicateMac {
+        vni: u32,
+        mac: String,
+        other: String,
+    },
+}
+
+struct Attached {
+    vnic: VnicPort,
+    guest: Box<dyn Backend>,
+    to_guest: Vec<PacketBuf>,
+}
+
+pub struct Switch {
+    underlay_ip: Ipv6Addr,
+    uplink: Box<dyn Backend>,
+    ports: Vec<Option<Attached>>,
+    by_name: HashMap<String, usize>,
+    demux: HashMap<(u32, Mac), usize>,
+    stats: SwitchStats,
+    rx: Vec<PacketBuf>,
+    to_uplink: Vec<PacketBuf>,
+    /// Local tunnels produced while delivering, for the next poll.
+    loopback: Vec<PacketBuf>,
+}
+
+impl Switch {
+    pub fn new(underlay_ip: Ipv6Addr, uplink: Box<dyn Backend>) -> Switch {
+        Switch {
+            underlay_ip,
+            uplink,
+            ports: Vec::new(),
+            by_name: HashMap::new(),
+            demux: HashMap::new(),
+            stats: SwitchStats::default(),
+            rx: Vec::with_capacity(BURST),
+            to_uplink: Vec::with_capacity(BURST * 2),
+            loopback: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> SwitchStats {
+        self.stats
+    }
+
+    /// Attaches a vNIC's port and its guest backend.
+    pub fn attach(&mut self, vnic: VnicPort, guest: Box<dyn Backend>) -> Result<(), SwitchError> {
+        let c = vnic.config();
+        let key = (c.vni.get(), c.guest_mac.0);
+        if self.by_name.contains_key(&c.name) {
+            return Err(SwitchError::DuplicateName(c.name.clone()));
+        }
+        if let Some(&i) = self.demux.get(&key) {
+            let other = self.ports[i]
+                .as_ref()
+                .map_or(String::new(), |a| a.vnic.config().name.clone());
+            return Err(SwitchError::DuplicateMac {
+                vni: key.0,
+                mac: c.guest_mac.to_string(),
+                other,
+            });
+        }
+        let i = match self.ports.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+        };
+        self.by_name.insert(c.name.clone(), i);
+        self.demux.insert(key, i);
+        self.ports[i] = Some(Attached {
+            vnic,
+            guest,
+            to_guest: Vec::with_capacity(BURST * 2),
+        });
+        Ok(())
+    }
+
+    /// Detaches a port; its guest backend is closed with it.
+    pub fn detach(&mut self, name: &str) -> Option<VnicPort> {
+        let i = self.by_name.remove(name)?;
+        let a = self.ports[i].take()?;
+        let c = a.vnic.config();
+        self.demux.remove(&(c.vni.get(), c.guest_mac.0));
+        Some(a.vnic)
+    }
+
+    pub fn port(&self, name: &str) -> Option<&VnicPort> {
+        self.ports[*self.by_name.get(name)?]
+            .as_ref()
+            .map(|a| &a.vnic)
+    }
+
+    pub fn port_mut(&mut self, name: &str) -> Option<&mut VnicPort> {
+        let i = *self.by_name.get(name)?;
+        self.ports[i].as_mut().map(|a| &mut a.vnic)
+    }
+
+    pub fn port_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_name.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// One round: a burst from the uplink, a burst from every guest, and
+    /// everything they produced sent on. Returns the frames received.
+    pub fn poll(&mut self) -> std::io::Result<usize> {
+        let mut moved = 0;
+        // One RX vector, reused for the uplink and every guest: polling
+        // allocates nothing of its own.
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.clear();
+        let n = self.uplink.rx_burst(&mut rx, BURST)?;
+        self.stats.uplink_rx += n as u64;
+        moved += n;
+        for pkt in rx.drain(..) {
+            self.from_uplink(pkt);
+        }
+        for pkt in std::mem::take(&mut self.loopback) {
+            self.deliver_local(pkt);
+        }
+        for i in 0..self.ports.len() {
+            let Some(a) = self.ports[i].as_mut() else {
+                continue;
+            };
+            let n = a.guest.rx_burst(&mut rx, BURST)?;
+            moved += n;
+            for pkt in rx.drain(..) {
+                self.from_guest(i, pkt);
+            }
+        }
+        self.rx = rx;
+        self.flush()?;
+        for a in self.ports.iter_mut().flatten() {
+            let now = a.vnic.port.now();
+            a.vnic.port.expire_step(now, EXPIRE_BUDGET);
+        }
+        Ok(moved)
+    }
+
+    /// The outer checks and the demultiplexing of a frame from the uplink.
+    fn from_uplink(&mut self, mut pkt: PacketBuf) {
+        let Some(i) = self.tunnel_target(&pkt, true) else {
+            return;
+        };
+        let Some(a) = self.ports[i].as_mut() else {
+            return;
+        };
+        match a.vnic.port.process(Direction::In, &mut pkt) {
+            Verdict::Forward => a.to_guest.push(pkt),
+            // An inbound hairpin answers the sender, over the underlay.
+            Verdict::Hairpin(reply) => self.to_uplink.push(reply),
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Which local port a tunnelled frame is for, after the outer checks
+    /// (`from_wire`: the frame came from the uplink, so its destination
+    /// must be this host).
+    fn tunnel_target(&mut self, pkt: &PacketBuf, from_wire: bool) -> Option<usize> {
+        let frame = pkt.as_slice();
+        let Ok(p) = headers::parse(frame, ParseMode::Geneve) else {
+            self.stats.not_geneve += 1;
+            return None;
+        };
+        let outer = p.hdrs.outer?;
+        if from_wire && outer.ip_dst != self.underlay_ip {
+            self.stats.not_ours += 1;
+            return None;
+        }
+        let g = usize::from(p.off.geneve) + headers::GENEVE_HDR_LEN;
+        let opts = frame
+            .get(g..g + usize::from(outer.geneve.opt_len))
+            .unwrap_or(&[]);
+        if overlay::check_options(opts).is_err() {
+            self.stats.bad_options += 1;
+            return None;
+        }
+        match self
+            .demux
+            .get(&(outer.geneve.vni.get(), p.hdrs.inner.eth_dst))
+        {
+            Some(&i) => Some(i),
+            None => {
+                self.stats.unknown_port += 1;
+                None
+            }
+        }
+    }
+
+    fn from_guest(&mut self, i: usize, mut pkt: PacketBuf) {
+        let Some(a) = self.ports[i].as_mut() else {
+            return;
+        };
+        match a.vnic.port.process(Direction::Out, &mut pkt) {
+            Verdict::Forward => {
+                if self.is_local(&pkt) {
+                    // Same host: straight to the local port, as if it had
+                    // come from the wire (and through the same checks).
+                    self.stats.local += 1;
+                    self.deliver_local(pkt);
+                } else {
+                    self.to_uplink.push(pkt);
+                }
+            }
+            Verdict::Hairpin(reply) => a.to_guest.push(reply),
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Delivers a tunnel addressed to this host to the local port it names.
+    fn deliver_local(&mut self, mut pkt: PacketBuf) {
+        let Some(j) = self.tunnel_target(&pkt, false) else {
+            return;
+        };
+        let Some(b) = self.ports[j].as_mut() else {
+            return;
+        };
+        match b.vnic.port.process(Direction::In, &mut pkt) {
+            Verdict::Forward => b.to_guest.push(pkt),
+            // The answer to a local tunnel is a local tunnel too: it goes
+            // round again next poll, through the same checks.
+            Verdict::Hairpin(reply) => self.loopback.push(reply),
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Whether an outbound tunnel is addressed to this host.
+    fn is_local(&self, pkt: &PacketBuf) -> bool {
+        // Outer IPv6 destination at Ethernet 14 + 24.
+        pkt.as_slice()
+            .get(38..54)
+            .is_some_and(|d| d == self.underlay_ip.octets())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let want = self.to_uplink.len();
+        let sent = self.uplink.tx_burst(&mut self.to_uplink)?;
+        self.stats.uplink_tx += sent as u64;
+        self.stats.tx_dropped += (want - sent) as u64;
+        self.to_uplink.clear();
+        for a in self.ports.iter_mut().flatten() {
+            let want = a.to_guest.len();
+            let sent = a.guest.tx_burst(&mut a.to_guest)?;
+            self.stats.tx_dropped += (want - sent) as u64;
+            a.to_guest.clear();
+        }
+        Ok(())
+    }
+}
