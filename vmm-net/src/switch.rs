@@ -172,7 +172,7 @@ impl Switch {
         self.stats.uplink_rx += n as u64;
         moved += n;
         for pkt in rx.drain(..) {
-            self.from_uplink(pkt);
+            self.handle_uplink(pkt);
         }
         for pkt in std::mem::take(&mut self.loopback) {
             self.deliver_local(pkt);
@@ -184,7 +184,7 @@ impl Switch {
             let n = a.guest.rx_burst(&mut rx, BURST)?;
             moved += n;
             for pkt in rx.drain(..) {
-                self.from_guest(i, pkt);
+                self.handle_guest(i, pkt);
             }
         }
         self.rx = rx;
@@ -197,7 +197,7 @@ impl Switch {
     }
 
     /// The outer checks and the demultiplexing of a frame from the uplink.
-    fn from_uplink(&mut self, mut pkt: PacketBuf) {
+    fn handle_uplink(&mut self, mut pkt: PacketBuf) {
         let Some(i) = self.tunnel_target(&pkt, true) else {
             return;
         };
@@ -246,7 +246,7 @@ impl Switch {
         }
     }
 
-    fn from_guest(&mut self, i: usize, mut pkt: PacketBuf) {
+    fn handle_guest(&mut self, i: usize, mut pkt: PacketBuf) {
         let Some(a) = self.ports[i].as_mut() else {
             return;
         };
