@@ -3,7 +3,7 @@
 # test command and what CI runs (.ci/run).
 #
 #   scripts/test.sh            all tiers
-#   scripts/test.sh --fast     only `cargo test` (no root, no extra packages)
+#   scripts/test.sh --fast     checks and `cargo test` only (installs nothing)
 #
 # Tiers that need something this machine lacks (root, a Debian package)
 # install it when they can and say plainly why they skip when they cannot.
