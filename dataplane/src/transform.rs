@@ -63,6 +63,12 @@ pub struct Transform {
     /// when any of it changes, flows compiled with it are re-checked.
     #[serde(skip)]
     pub deps: Vec<Dep>,
+    /// For ICMP echo, whose one identifier both `l4_src` and `l4_dst`
+    /// write: the identifier a composed chain leaves (the last write
+    /// wins, as when the transforms run one by one). A single transform
+    /// leaves it unset: its identifier is `l4_src`, else `l4_dst`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_ident: Option<u16>,
     /// Applies only to packets from this underlay sender: a decapsulating
     /// layer that checked the sender pins it, so a packet of the same flow
     /// from another host is checked again rather than let through.
@@ -291,6 +297,9 @@ impl Transform {
                 }
             }
         }
+        // Before the ports are merged: which write of the echo identifier
+        // comes last.
+        let ident = next.echo_ident().or(self.echo_ident());
         macro_rules! later_wins {
             ($($f:ident),*) => {$( if next.$f.is_some() { self.$f = next.$f; } )*};
         }
@@ -303,8 +312,14 @@ impl Transform {
             l4_dst,
             expect_outer_src
         );
+        self.icmp_ident = ident;
         self.deps.extend(next.deps.iter().cloned());
         Ok(())
+    }
+
+    /// The ICMP echo identifier this transform writes, if any.
+    pub fn echo_ident(&self) -> Option<u16> {
+        self.icmp_ident.or(self.l4_src).or(self.l4_dst)
     }
 
     /// The transform equal to `self` followed by `next`.
@@ -343,7 +358,7 @@ impl Transform {
                 }
             }
         }
-        if self.l4_src.is_some() || self.l4_dst.is_some() {
+        if self.l4_src.is_some() || self.l4_dst.is_some() || self.icmp_ident.is_some() {
             match &mut inner.l4 {
                 L4::Tcp(t) => {
                     t.src = self.l4_src.unwrap_or(t.src);
@@ -354,10 +369,10 @@ impl Transform {
                     *dst = self.l4_dst.unwrap_or(*dst);
                 }
                 L4::Icmp { ident, ty, .. } if is_echo4(*ty) => {
-                    *ident = self.l4_src.or(self.l4_dst).unwrap_or(*ident);
+                    *ident = self.echo_ident().unwrap_or(*ident);
                 }
                 L4::Icmp6 { ident, ty, .. } if is_echo6(*ty) => {
-                    *ident = self.l4_src.or(self.l4_dst).unwrap_or(*ident);
+                    *ident = self.echo_ident().unwrap_or(*ident);
                 }
                 _ => return Err(TransformError::NoPorts),
             }

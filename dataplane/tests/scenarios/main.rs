@@ -6,5 +6,6 @@ mod common;
 mod compose;
 mod expiry;
 mod malformed;
+mod props;
 mod rules;
 mod stateful;
