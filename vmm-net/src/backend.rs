@@ -14,6 +14,12 @@ pub trait Backend: Send {
     /// Sends the frames (all, or as many as the device takes: it returns
     /// how many). Frames not taken are the caller's to count as dropped.
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize>;
+    /// A file descriptor that becomes readable when frames wait, so an
+    /// idle worker can sleep in `poll(2)` instead of spinning. `None`:
+    /// the backend cannot wake anyone (the worker polls it on a timer).
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// Queues shared between a backend and the test that plays the device's
