@@ -17,7 +17,7 @@ pub trait Backend: Send {
     /// A file descriptor that becomes readable when frames wait, so an
     /// idle worker can sleep in `poll(2)` instead of spinning. `None`:
     /// the backend cannot wake anyone (the worker polls it on a timer).
-    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
     }
 }

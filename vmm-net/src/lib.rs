@@ -10,3 +10,4 @@
 pub mod backend;
 pub mod pcap;
 pub mod switch;
+pub mod worker;

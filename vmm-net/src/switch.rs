@@ -15,11 +15,15 @@
 //! the ports count their own drops.
 
 use crate::backend::Backend;
+use arc_swap::ArcSwap;
 use dataplane::headers::{self, Mac, ParseMode};
 use dataplane::{Direction, PacketBuf, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
+use std::os::fd::BorrowedFd;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use vnic::port::VnicPort;
 
 /// Frames per burst, RX and TX: a typical NIC burst.
@@ -48,6 +52,50 @@ pub struct SwitchStats {
     pub local: u64,
     /// Frames a backend did not take (full queue).
     pub tx_dropped: u64,
+    /// Tunnelled frames handed to the worker that owns their port.
+    pub handed_off: u64,
+    /// Frames for another worker's port dropped because its queue was full.
+    pub handoff_dropped: u64,
+    /// Errors a backend returned (the burst is lost; the backend stays).
+    pub io_errors: u64,
+}
+
+/// Which worker owns the port of each (VNI, guest MAC): shared by every
+/// worker's switch, replaced whole (RCU style) when a port is attached or
+/// detached, read without a lock.
+pub type Owners = Arc<ArcSwap<HashMap<(u32, Mac), usize>>>;
+
+/// A frame handed from one worker to another.
+pub struct Handed {
+    pub pkt: PacketBuf,
+    /// It came from a local port (same-host traffic), not from the wire:
+    /// a hairpin answer to it goes back locally too.
+    pub local: bool,
+}
+
+/// Another worker, as a switch sees it: a bounded queue of frames and a
+/// way to wake it if it sleeps.
+#[derive(Clone)]
+pub struct Peer {
+    pub queue: SyncSender<Handed>,
+    pub wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// How a switch on one of several workers reaches the others: a tunnel
+/// for a port another worker owns goes to that worker's queue (a port is
+/// owned by one worker; nothing is shared but this queue).
+pub struct Handoff {
+    /// This worker's index in `peers` and in the owners map.
+    pub me: usize,
+    pub owners: Owners,
+    pub peers: Vec<Peer>,
+    pub inbox: Receiver<Handed>,
+}
+
+/// Where a tunnelled frame goes.
+enum Target {
+    Here(usize),
+    Worker(usize),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -79,6 +127,7 @@ pub struct Switch {
     to_uplink: Vec<PacketBuf>,
     /// Local tunnels produced while delivering, for the next poll.
     loopback: Vec<PacketBuf>,
+    handoff: Option<Handoff>,
 }
 
 impl Switch {
@@ -93,11 +142,39 @@ impl Switch {
             rx: Vec::with_capacity(BURST),
             to_uplink: Vec::with_capacity(BURST * 2),
             loopback: Vec::new(),
+            handoff: None,
         }
+    }
+
+    /// Connects this switch to the other workers' (see [`Handoff`]).
+    pub fn set_handoff(&mut self, h: Handoff) {
+        self.handoff = Some(h);
     }
 
     pub fn stats(&self) -> SwitchStats {
         self.stats
+    }
+
+    /// The descriptors that become readable when a backend of this switch
+    /// (or its handoff queue's waker, which the worker owns) has frames.
+    /// Returns whether every backend has one: if not, an idle worker must
+    /// wake on a timer to poll the others.
+    pub fn poll_fds<'a>(&'a self, out: &mut Vec<BorrowedFd<'a>>) -> bool {
+        let mut all = true;
+        let backends =
+            std::iter::once(&self.uplink).chain(self.ports.iter().flatten().map(|a| &a.guest));
+        for b in backends {
+            match b.poll_fd() {
+                Some(fd) => out.push(fd),
+                None => all = false,
+            }
+        }
+        all && self.loopback.is_empty()
+    }
+
+    /// How many ports are attached.
+    pub fn port_count(&self) -> usize {
+        self.by_name.len()
     }
 
     /// Attaches a vNIC's port and its guest backend.
@@ -162,13 +239,22 @@ impl Switch {
 
     /// One round: a burst from the uplink, a burst from every guest, and
     /// everything they produced sent on. Returns the frames received.
+    ///
+    /// A backend's error does not stop the round: every other backend is
+    /// still served, the error is counted (`io_errors`) and the first one
+    /// is returned at the end.
     pub fn poll(&mut self) -> std::io::Result<usize> {
         let mut moved = 0;
+        let mut first_err = None;
         // One RX vector, reused for the uplink and every guest: polling
         // allocates nothing of its own.
         let mut rx = std::mem::take(&mut self.rx);
         rx.clear();
-        let n = self.uplink.rx_burst(&mut rx, BURST)?;
+        let n = self.uplink.rx_burst(&mut rx, BURST).unwrap_or_else(|e| {
+            self.stats.io_errors += 1;
+            first_err.get_or_insert(e);
+            0
+        });
         self.stats.uplink_rx += n as u64;
         moved += n;
         for pkt in rx.drain(..) {
@@ -177,29 +263,75 @@ impl Switch {
         for pkt in std::mem::take(&mut self.loopback) {
             self.deliver_local(pkt);
         }
+        moved += self.drain_inbox();
         for i in 0..self.ports.len() {
             let Some(a) = self.ports[i].as_mut() else {
                 continue;
             };
-            let n = a.guest.rx_burst(&mut rx, BURST)?;
+            let n = a.guest.rx_burst(&mut rx, BURST).unwrap_or_else(|e| {
+                self.stats.io_errors += 1;
+                first_err.get_or_insert(e);
+                0
+            });
             moved += n;
             for pkt in rx.drain(..) {
                 self.handle_guest(i, pkt);
             }
         }
         self.rx = rx;
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            first_err.get_or_insert(e);
+        }
         for a in self.ports.iter_mut().flatten() {
             let now = a.vnic.port.now();
             a.vnic.port.expire_step(now, EXPIRE_BUDGET);
         }
-        Ok(moved)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(moved),
+        }
+    }
+
+    /// Frames other workers handed over, a burst at most.
+    fn drain_inbox(&mut self) -> usize {
+        let mut n = 0;
+        while n < BURST {
+            let Some(h) = self.handoff.as_ref().and_then(|h| h.inbox.try_recv().ok()) else {
+                break;
+            };
+            n += 1;
+            if h.local {
+                self.deliver_local(h.pkt);
+            } else {
+                self.handle_uplink(h.pkt);
+            }
+        }
+        n
+    }
+
+    /// Hands a frame to the worker that owns its port.
+    fn hand_off(&mut self, w: usize, pkt: PacketBuf, local: bool) {
+        let Some(peer) = self.handoff.as_ref().and_then(|h| h.peers.get(w)) else {
+            self.stats.unknown_port += 1;
+            return;
+        };
+        match peer.queue.try_send(Handed { pkt, local }) {
+            Ok(()) => {
+                self.stats.handed_off += 1;
+                (peer.wake)();
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.handoff_dropped += 1;
+            }
+        }
     }
 
     /// The outer checks and the demultiplexing of a frame from the uplink.
     fn handle_uplink(&mut self, mut pkt: PacketBuf) {
-        let Some(i) = self.tunnel_target(&pkt, true) else {
-            return;
+        let i = match self.tunnel_target(&pkt, true) {
+            Some(Target::Here(i)) => i,
+            Some(Target::Worker(w)) => return self.hand_off(w, pkt, false),
+            None => return,
         };
         let Some(a) = self.ports[i].as_mut() else {
             return;
@@ -215,7 +347,7 @@ impl Switch {
     /// Which local port a tunnelled frame is for, after the outer checks
     /// (`from_wire`: the frame came from the uplink, so its destination
     /// must be this host).
-    fn tunnel_target(&mut self, pkt: &PacketBuf, from_wire: bool) -> Option<usize> {
+    fn tunnel_target(&mut self, pkt: &PacketBuf, from_wire: bool) -> Option<Target> {
         let frame = pkt.as_slice();
         let Ok(p) = headers::parse(frame, ParseMode::Geneve) else {
             self.stats.not_geneve += 1;
@@ -234,16 +366,19 @@ impl Switch {
             self.stats.bad_options += 1;
             return None;
         }
-        match self
-            .demux
-            .get(&(outer.geneve.vni.get(), p.hdrs.inner.eth_dst))
-        {
-            Some(&i) => Some(i),
-            None => {
-                self.stats.unknown_port += 1;
-                None
+        let key = (outer.geneve.vni.get(), p.hdrs.inner.eth_dst);
+        if let Some(&i) = self.demux.get(&key) {
+            return Some(Target::Here(i));
+        }
+        if let Some(h) = &self.handoff {
+            if let Some(&w) = h.owners.load().get(&key) {
+                if w != h.me {
+                    return Some(Target::Worker(w));
+                }
             }
         }
+        self.stats.unknown_port += 1;
+        None
     }
 
     fn handle_guest(&mut self, i: usize, mut pkt: PacketBuf) {
@@ -268,8 +403,10 @@ impl Switch {
 
     /// Delivers a tunnel addressed to this host to the local port it names.
     fn deliver_local(&mut self, mut pkt: PacketBuf) {
-        let Some(j) = self.tunnel_target(&pkt, false) else {
-            return;
+        let j = match self.tunnel_target(&pkt, false) {
+            Some(Target::Here(j)) => j,
+            Some(Target::Worker(w)) => return self.hand_off(w, pkt, true),
+            None => return,
         };
         let Some(b) = self.ports[j].as_mut() else {
             return;
@@ -291,18 +428,41 @@ impl Switch {
             .is_some_and(|d| d == self.underlay_ip.octets())
     }
 
+    /// Sends what the round produced. A backend that fails loses its
+    /// frames (counted as dropped); the others are still served.
     fn flush(&mut self) -> std::io::Result<()> {
+        let mut first_err = None;
         let want = self.to_uplink.len();
-        let sent = self.uplink.tx_burst(&mut self.to_uplink)?;
+        let sent = if want == 0 {
+            0
+        } else {
+            self.uplink
+                .tx_burst(&mut self.to_uplink)
+                .unwrap_or_else(|e| {
+                    self.stats.io_errors += 1;
+                    first_err.get_or_insert(e);
+                    0
+                })
+        };
         self.stats.uplink_tx += sent as u64;
         self.stats.tx_dropped += (want - sent) as u64;
         self.to_uplink.clear();
         for a in self.ports.iter_mut().flatten() {
             let want = a.to_guest.len();
-            let sent = a.guest.tx_burst(&mut a.to_guest)?;
+            if want == 0 {
+                continue;
+            }
+            let sent = a.guest.tx_burst(&mut a.to_guest).unwrap_or_else(|e| {
+                self.stats.io_errors += 1;
+                first_err.get_or_insert(e);
+                0
+            });
             self.stats.tx_dropped += (want - sent) as u64;
             a.to_guest.clear();
         }
-        Ok(())
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The switch between two hosts' uplinks and their guests, with in-memory
-//! backends: demux by (VNI, inner MAC), local delivery, outer checks.
+//! backends: demux by (VNI, inner MAC), local delivery, outer checks; and
+//! the workers that run switches on threads, owning ports and handing
+//! frames to each other.
 
 use dataplane::{ManualClock, Vni};
 use overlay::layer::HostOverlay;
@@ -47,8 +49,15 @@ impl Cloud {
     }
 
     /// A guest `10.0.0.(10 + last)` on host `h`, mapped in V2P, allowing
-    /// everything in; returns its port and the wire its guest sits on.
+    /// everything in; returns the wire its guest sits on.
     fn guest(&self, sw: &mut Switch, h: char, last: u8) -> Wire {
+        let (port, wire) = self.guest_port(h, last);
+        sw.attach(port, Box::new(wire.backend())).unwrap();
+        wire
+    }
+
+    /// The same guest's port, not attached yet.
+    fn guest_port(&self, h: char, last: u8) -> (VnicPort, Wire) {
         let ip: IpAddr = format!("10.0.0.{}", 10 + last).parse().unwrap();
         self.v2p
             .set(
@@ -70,9 +79,7 @@ impl Cloud {
         }))
         .unwrap();
         let port = VnicPort::build(&c, &self.overlay(h), Box::new(ManualClock::new())).unwrap();
-        let wire = Wire::new();
-        sw.attach(port, Box::new(wire.backend())).unwrap();
-        wire
+        (port, Wire::new())
     }
 }
 
@@ -225,4 +232,104 @@ fn attach_refuses_duplicates_and_detach_frees() {
     ));
     assert!(a.detach("vm1").is_some());
     assert_eq!(a.port_names(), Vec::<String>::new());
+}
+
+/// Waits (bounded) until `f` returns something.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn frames_on(w: &Wire, n: usize) -> Option<Vec<Vec<u8>>> {
+    let got = w.take();
+    (got.len() >= n).then_some(got)
+}
+
+#[test]
+fn workers_own_ports_and_hand_frames_to_each_other() {
+    use vmm_net::worker::Workers;
+    let cloud = Cloud::new();
+    let (q0, q1) = (Wire::new(), Wire::new());
+    let workers = Workers::start(
+        host_ip('a'),
+        vec![Box::new(q0.backend()), Box::new(q1.backend())],
+    )
+    .unwrap();
+    let (p1, vm1) = cloud.guest_port('a', 1);
+    let (p2, vm2) = cloud.guest_port('a', 2);
+    let w1 = workers.attach(p1, Box::new(vm1.backend())).unwrap();
+    let w2 = workers.attach(p2, Box::new(vm2.backend())).unwrap();
+    assert_ne!(w1, w2, "ports spread over the workers");
+
+    // Same host, different workers: local delivery through the handoff.
+    vm1.send(&tcp(1, 2, true));
+    let got = eventually("vm2 to receive vm1's SYN", || frames_on(&vm2, 1));
+    assert_eq!(&got[0][0..6], &mac(2));
+    assert!(
+        q0.take().is_empty() && q1.take().is_empty(),
+        "nothing on the wire"
+    );
+
+    // A tunnel from host b for vm2 that the uplink queue of vm1's worker
+    // received is handed to vm2's worker.
+    let up_b = Wire::new();
+    let mut b2 = Switch::new(host_ip('b'), Box::new(up_b.backend()));
+    let vm3 = cloud.guest(&mut b2, 'b', 3);
+    vm3.send(&tcp(3, 2, true));
+    b2.poll().unwrap();
+    let tunnel = up_b.take().pop().expect("host b tunnels the SYN");
+    let wrong_queue = if w1 == 0 { &q0 } else { &q1 };
+    wrong_queue.send(&tunnel);
+    eventually("the tunnel to reach vm2 via the other worker", || {
+        frames_on(&vm2, 1)
+    });
+    let stats = workers.stats().unwrap();
+    let handed: u64 = stats.iter().map(|s| s.switch.handed_off).sum();
+    assert_eq!(handed, 2, "{stats:?}");
+    assert!(stats.iter().all(|s| s.switch.handoff_dropped == 0));
+
+    // Control: jobs reach the port's worker while traffic flows.
+    let out = workers
+        .with_port("vm1", |p| {
+            p.port.stats().dir(dataplane::Direction::Out).packets
+        })
+        .unwrap();
+    assert_eq!(out, 1);
+    assert!(matches!(
+        workers.with_port("nope", |_| ()),
+        Err(vmm_net::worker::WorkerError::NoSuchPort(_))
+    ));
+    workers.detach("vm2").unwrap();
+    assert_eq!(workers.port_names(), vec!["vm1".to_string()]);
+    // vm2 gone: a frame for it is refused, not handed to a stale owner.
+    vm1.send(&tcp(1, 2, false));
+    eventually("vm1's frame to be counted", || {
+        let s = workers.stats().unwrap();
+        (s.iter().map(|s| s.switch.unknown_port).sum::<u64>() == 1).then_some(())
+    });
+    workers.shutdown();
+}
+
+#[test]
+fn workers_refuse_a_second_port_with_the_same_name_or_mac() {
+    use vmm_net::worker::{WorkerError, Workers};
+    let cloud = Cloud::new();
+    let workers = Workers::start(host_ip('a'), vec![Box::new(Wire::new().backend())]).unwrap();
+    let (p1, w) = cloud.guest_port('a', 1);
+    workers.attach(p1, Box::new(w.backend())).unwrap();
+    let (again, w) = cloud.guest_port('a', 1);
+    let err = workers.attach(again, Box::new(w.backend())).unwrap_err();
+    assert!(
+        matches!(err, WorkerError::Switch(SwitchError::DuplicateName(_))),
+        "{err}"
+    );
 }
