@@ -414,7 +414,7 @@ impl Worker {
             }
             // Publishing every round would cost a cache line per round
             // for nothing: every 64 rounds, and before sleeping.
-            if rounds % 64 == 0 || idle >= SPIN_POLLS {
+            if rounds.is_multiple_of(64) || idle >= SPIN_POLLS {
                 self.publish(start, busy);
             }
             if idle >= SPIN_POLLS {
