@@ -1,1 +1,15 @@
-//! Control plane: sluiced, sluiceadm and the HTTP API. Not built yet: see issue 4.
+//! sluice's control plane: the HTTP API (a dropshot trait, [`api`], and
+//! its implementation, [`http`]), the model of a host it drives
+//! ([`server::Sluice`]), persisted state ([`state`]), metrics, the
+//! daemon's configuration ([`config`]) and the CLI's client ([`client`]).
+//! The binaries are `sluiced` (the daemon) and `sluiceadm` (the CLI).
+
+pub mod api;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod serve;
+pub mod server;
+pub mod state;
+pub mod trace;
+pub mod types;

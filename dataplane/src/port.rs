@@ -1294,11 +1294,25 @@ impl Port {
         let before_flow = self.flows.live;
         let now = self.clock.now();
         let end = self.walk(&mut w, Mode::Packet(frame), now);
-        let verdict = match end {
-            WalkEnd::Pass => "forward".to_string(),
-            WalkEnd::Drop(r) => format!("drop: {r}"),
-            WalkEnd::Hairpin(_) => "hairpin".to_string(),
-            WalkEnd::Stale(..) => "stale state: re-checked on the next packet".to_string(),
+        let (verdict, output) = match end {
+            WalkEnd::Pass => {
+                // The packet as it would leave: the composed transform,
+                // compiled as the fast path would, applied to a copy.
+                let out = Compiled::new(&w.transform, &parsed.hdrs)
+                    .ok()
+                    .and_then(|c| {
+                        let mut p = PacketBuf::from_frame(frame);
+                        c.apply(&mut p, &parsed.off).ok()?;
+                        Some(p.as_slice().to_vec())
+                    });
+                ("forward".to_string(), out)
+            }
+            WalkEnd::Drop(r) => (format!("drop: {r}"), None),
+            WalkEnd::Hairpin(reply) => ("hairpin".to_string(), Some(reply.as_slice().to_vec())),
+            WalkEnd::Stale(..) => (
+                "stale state: re-checked on the next packet".to_string(),
+                None,
+            ),
         };
         if self.flows.live > before_flow {
             self.abandon(&w);
@@ -1307,6 +1321,7 @@ impl Port {
             steps: w.trace.take().unwrap_or_default(),
             transform: w.transform,
             verdict,
+            output,
         })
     }
 
@@ -1538,6 +1553,24 @@ pub struct Trace {
     /// The composed transform of every layer.
     pub transform: Transform,
     pub verdict: String,
+    /// The packet that would leave (forwarded, or the hairpin reply),
+    /// as hex.
+    #[serde(serialize_with = "hex_bytes")]
+    pub output: Option<Vec<u8>>,
+}
+
+fn hex_bytes<S: serde::Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match b {
+        Some(b) => {
+            let mut h = String::with_capacity(b.len() * 2);
+            for x in b {
+                h.push(char::from_digit(u32::from(x >> 4), 16).unwrap_or('0'));
+                h.push(char::from_digit(u32::from(x & 15), 16).unwrap_or('0'));
+            }
+            s.serialize_some(&h)
+        }
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

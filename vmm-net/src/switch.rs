@@ -23,7 +23,8 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::os::fd::BorrowedFd;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 use vnic::port::VnicPort;
 
 /// Frames per burst, RX and TX: a typical NIC burst.
@@ -114,6 +115,28 @@ struct Attached {
     vnic: VnicPort,
     guest: Box<dyn Backend>,
     to_guest: Vec<PacketBuf>,
+    capture: Option<Arc<Mutex<Capture>>>,
+}
+
+/// Frames recorded from a port while an operator captures it: what the
+/// guest sent (before the outbound path) and what it was sent (after the
+/// inbound path). A debugging aid: recording copies each frame.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub frames: Vec<(SystemTime, Vec<u8>)>,
+    /// Recording stops at this many frames.
+    pub max: usize,
+}
+
+impl Capture {
+    fn record(c: &Option<Arc<Mutex<Capture>>>, frame: &[u8]) {
+        if let Some(c) = c {
+            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+            if c.frames.len() < c.max {
+                c.frames.push((SystemTime::now(), frame.to_vec()));
+            }
+        }
+    }
 }
 
 pub struct Switch {
@@ -207,6 +230,7 @@ impl Switch {
             vnic,
             guest,
             to_guest: Vec::with_capacity(BURST * 2),
+            capture: None,
         });
         Ok(())
     }
@@ -229,6 +253,21 @@ impl Switch {
     pub fn port_mut(&mut self, name: &str) -> Option<&mut VnicPort> {
         let i = *self.by_name.get(name)?;
         self.ports[i].as_mut().map(|a| &mut a.vnic)
+    }
+
+    /// Starts (`Some`) or stops (`None`) recording a port's frames;
+    /// false if there is no such port.
+    pub fn set_capture(&mut self, name: &str, c: Option<Arc<Mutex<Capture>>>) -> bool {
+        let Some(&i) = self.by_name.get(name) else {
+            return false;
+        };
+        match self.ports[i].as_mut() {
+            Some(a) => {
+                a.capture = c;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn port_names(&self) -> Vec<String> {
@@ -385,6 +424,7 @@ impl Switch {
         let Some(a) = self.ports[i].as_mut() else {
             return;
         };
+        Capture::record(&a.capture, pkt.as_slice());
         match a.vnic.port.process(Direction::Out, &mut pkt) {
             Verdict::Forward => {
                 if self.is_local(&pkt) {
@@ -451,6 +491,11 @@ impl Switch {
             let want = a.to_guest.len();
             if want == 0 {
                 continue;
+            }
+            if a.capture.is_some() {
+                for p in &a.to_guest {
+                    Capture::record(&a.capture, p.as_slice());
+                }
             }
             let sent = a.guest.tx_burst(&mut a.to_guest).unwrap_or_else(|e| {
                 self.stats.io_errors += 1;

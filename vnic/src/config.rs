@@ -19,6 +19,17 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct MacAddr(pub [u8; 6]);
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for MacAddr {
+    fn schema_name() -> String {
+        "MacAddr".to_string()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        dataplane::addr::string_schema("A MAC address, six hex bytes: a8:40:25:00:00:01.")
+    }
+}
+
 impl MacAddr {
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
@@ -78,6 +89,7 @@ impl From<MacAddr> for String {
 
 /// The guest's IPv4 settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Ipv4Config {
     /// The guest's address (what DHCP hands out).
@@ -90,6 +102,7 @@ pub struct Ipv4Config {
 
 /// The guest's IPv6 settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Ipv6Config {
     pub addr: Ipv6Addr,
@@ -101,6 +114,7 @@ pub struct Ipv6Config {
 
 /// What the gateway's DHCP servers hand out besides the address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DhcpConfig {
     pub dns4: Vec<Ipv4Addr>,
@@ -129,6 +143,7 @@ impl Default for DhcpConfig {
 /// Source NAT: a shared external address and this vNIC's slice of its
 /// ports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SnatConfig {
     pub ip: IpAddr,
@@ -140,6 +155,7 @@ pub struct SnatConfig {
 /// traffic: a floating IP (1:1, reachable inbound), then the ephemeral IP,
 /// then SNAT.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ExternalIps {
     pub snat: Vec<SnatConfig>,
@@ -149,6 +165,7 @@ pub struct ExternalIps {
 
 /// Per-port limits, fixed at creation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Flows tracked at once (both directions of a flow count once).
@@ -165,6 +182,7 @@ impl Default for Limits {
 
 /// Everything about one vNIC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VnicConfig {
     pub name: String,

@@ -22,6 +22,7 @@ pub const DEFAULT_OUT_PRIORITY: u16 = u16::MAX;
 pub const MAX_PRIORITY: u16 = u16::MAX - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FwDirection {
     In,
@@ -29,6 +30,7 @@ pub enum FwDirection {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FwAction {
     Allow,
@@ -38,6 +40,7 @@ pub enum FwAction {
 /// Which remote hosts a rule is about: the destination of outbound
 /// packets, the source of inbound ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HostFilter {
     #[default]
@@ -49,6 +52,7 @@ pub enum HostFilter {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProtoFilter {
     #[default]
@@ -63,6 +67,7 @@ pub enum ProtoFilter {
 
 /// Destination ports (the remote service outbound, the guest's inbound).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PortFilter {
     #[default]
@@ -75,6 +80,7 @@ pub enum PortFilter {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FirewallRule {
     pub direction: FwDirection,

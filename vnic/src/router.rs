@@ -24,6 +24,7 @@ pub const LAYER: &str = "router";
 
 /// Where a route sends packets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RouteTarget {
     /// Drop the packet.
@@ -37,6 +38,7 @@ pub enum RouteTarget {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RouteClass {
     /// Managed by the control plane: the VPC's subnets, the default route.
@@ -47,6 +49,7 @@ pub enum RouteClass {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
     pub dest: IpCidr,

@@ -124,6 +124,31 @@ impl Vni {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Vni {
+    fn schema_name() -> String {
+        "Vni".to_string()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        use schemars::schema::{InstanceType, Metadata, NumberValidation, SchemaObject};
+        SchemaObject {
+            instance_type: Some(InstanceType::Integer.into()),
+            metadata: Some(Box::new(Metadata {
+                description: Some("A 24-bit Geneve VNI (0..=16777215).".to_string()),
+                ..Default::default()
+            })),
+            number: Some(Box::new(NumberValidation {
+                minimum: Some(0.0),
+                maximum: Some(f64::from(Vni::MAX)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .into()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("VNI {0} is out of range 0..=16777215")]
 pub struct VniError(pub u32);

@@ -1,0 +1,154 @@
+//! Persisted state: one JSON document ([`StateDoc`]) in the state
+//! directory, rewritten whole on every change.
+//!
+//! A crash never leaves a torn file: the document is written to a
+//! temporary file, fsynced, renamed over the old one, and the directory
+//! fsynced, so a reader finds either the complete previous state or the
+//! complete new one. The document carries its format version; a file from
+//! another version is refused with a message saying so, never misread.
+
+use crate::types::StateDoc;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The state format this build writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+pub const STATE_FILE: &str = "state.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading {path}: {err}")]
+    Read { path: PathBuf, err: io::Error },
+    #[error("writing {path}: {err}")]
+    Write { path: PathBuf, err: io::Error },
+    #[error("{path} is not a sluice state document: {err}")]
+    Parse {
+        path: PathBuf,
+        err: serde_json::Error,
+    },
+    #[error(
+        "{path} has state format version {found}; this sluiced reads version {STATE_VERSION} \
+         (move the file away to start empty, or run the sluiced that wrote it)"
+    )]
+    Version { path: PathBuf, found: u32 },
+}
+
+/// The state file of a state directory.
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// Uses `dir` (created if missing, mode 0700).
+    pub fn open(dir: &Path) -> Result<StateStore, StateError> {
+        let werr = |err| StateError::Write {
+            path: dir.to_path_buf(),
+            err,
+        };
+        fs::create_dir_all(dir).map_err(werr)?;
+        set_mode(dir, 0o700).map_err(werr)?;
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// The saved state, or `None` if nothing was ever saved.
+    pub fn load(&self) -> Result<Option<StateDoc>, StateError> {
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StateError::Read { path, err }),
+        };
+        parse(&path, &bytes).map(Some)
+    }
+
+    /// Saves `doc` atomically (write, fsync, rename, fsync the directory).
+    pub fn save(&self, doc: &StateDoc) -> Result<(), StateError> {
+        let path = self.path();
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let werr = |err| StateError::Write {
+            path: path.clone(),
+            err,
+        };
+        let bytes = serde_json::to_vec(doc).map_err(|e| werr(io::Error::other(e)))?;
+        {
+            let mut f = File::create(&tmp).map_err(werr)?;
+            f.write_all(&bytes).map_err(werr)?;
+            f.sync_all().map_err(werr)?;
+        }
+        fs::rename(&tmp, &path).map_err(werr)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(werr)?;
+        Ok(())
+    }
+}
+
+/// Reads a state document (a state file, or what `dump-state` printed),
+/// checking its version before anything else.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<StateDoc, StateError> {
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let v: VersionOnly = serde_json::from_slice(bytes).map_err(|err| StateError::Parse {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    if v.version != STATE_VERSION {
+        return Err(StateError::Version {
+            path: path.to_path_buf(),
+            found: v.version,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|err| StateError::Parse {
+        path: path.to_path_buf(),
+        err,
+    })
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sluice-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn saves_and_loads_and_refuses_other_versions() {
+        let d = tmpdir("v");
+        let s = StateStore::open(&d).unwrap();
+        assert!(s.load().unwrap().is_none());
+        let doc = StateDoc {
+            version: STATE_VERSION,
+            underlay_ip: Some("fd00::1".parse().unwrap()),
+            ..Default::default()
+        };
+        s.save(&doc).unwrap();
+        assert_eq!(s.load().unwrap(), Some(doc));
+        fs::write(s.path(), br#"{"version": 2, "ports": "whatever"}"#).unwrap();
+        let e = s.load().unwrap_err().to_string();
+        assert!(
+            e.contains("version 2") && e.contains("reads version 1"),
+            "{e}"
+        );
+        fs::write(s.path(), b"{not json").unwrap();
+        assert!(matches!(s.load(), Err(StateError::Parse { .. })));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,336 @@
+//! The bodies the API takes and returns. Configuration types come from
+//! `vnic` (one definition for the API, the state file and the engine);
+//! table dumps and traces are the engine's own documents, passed through
+//! as JSON.
+
+use dataplane::{IpCidr, Vni};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use vnic::config::{ExternalIps, MacAddr, VnicConfig};
+use vnic::firewall::FirewallRule;
+use vnic::router::RouteEntry;
+
+/// The guest device a port serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GuestSpec {
+    /// A TAP interface (created if missing, made persistent so a guest
+    /// network namespace keeps it across daemon restarts).
+    Tap { name: String },
+    /// A vhost-user socket sluice listens on (the VMM connects).
+    VhostUser { socket: PathBuf },
+    /// No device: the port is programmed but frames for the guest are
+    /// dropped and counted (control-plane testing, staging).
+    None,
+}
+
+/// `POST /ports`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVnic {
+    pub config: VnicConfig,
+    pub guest: GuestSpec,
+}
+
+/// A port in a listing.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PortSummary {
+    pub name: String,
+    pub vni: Vni,
+    pub guest_mac: MacAddr,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub guest: GuestSpec,
+    /// The worker that owns the port.
+    pub worker: usize,
+    /// Live flows and the port's limit.
+    pub flows: u32,
+    pub flow_limit: u32,
+    /// The port's rule version (bumped by every rule change).
+    pub epoch: u64,
+}
+
+/// `GET /ports/{name}`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PortDetail {
+    pub summary: PortSummary,
+    pub config: VnicConfig,
+}
+
+/// A firewall rule with its position, which `rm-fw-rule` names.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct NumberedRule {
+    pub id: usize,
+    pub rule: FirewallRule,
+}
+
+/// `PUT /ports/{name}/firewall`: the whole rule set, replaced atomically.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRules {
+    pub rules: Vec<FirewallRule>,
+}
+
+/// `PUT /ports/{name}/routes`: the port's custom routes, all at once.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Routes {
+    pub routes: Vec<RouteEntry>,
+}
+
+/// `DELETE /ports/{name}/routes?dest=...`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RouteDest {
+    pub dest: IpCidr,
+}
+
+/// `PUT /ports/{name}/external-ips`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetExternalIps {
+    pub external: ExternalIps,
+}
+
+/// One V2P mapping: where a guest address of a VPC lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct V2pMapping {
+    pub vni: Vni,
+    pub ip: IpAddr,
+    pub guest_mac: MacAddr,
+    /// The underlay address of the guest's host.
+    pub host: Ipv6Addr,
+}
+
+/// `PUT /v2p`: mappings to add or replace, in one call.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct V2pSet {
+    pub mappings: Vec<V2pMapping>,
+}
+
+/// `GET /v2p` and `DELETE /v2p`: a VPC, and for a delete, one address of
+/// it (without: the whole VPC's mappings).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct V2pSelector {
+    pub vni: Option<u32>,
+    pub ip: Option<IpAddr>,
+}
+
+/// One V2B route: an external prefix of a VPC and its boundary endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct V2bRoute {
+    pub vni: Vni,
+    pub prefix: IpCidr,
+    pub endpoints: Vec<Ipv6Addr>,
+}
+
+/// `PUT /v2b`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct V2bSet {
+    pub routes: Vec<V2bRoute>,
+}
+
+/// `GET /v2b` and `DELETE /v2b`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct V2bSelector {
+    pub vni: Option<u32>,
+    pub prefix: Option<IpCidr>,
+}
+
+/// How many entries a table holds and may hold.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TableSize {
+    pub entries: usize,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    /// From the guest.
+    Out,
+    /// To the guest (from the underlay).
+    In,
+}
+
+impl From<Dir> for dataplane::Direction {
+    fn from(d: Dir) -> Self {
+        match d {
+            Dir::Out => dataplane::Direction::Out,
+            Dir::In => dataplane::Direction::In,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceProto {
+    Tcp,
+    Udp,
+    /// ICMP or ICMPv6 echo request (by the addresses' family).
+    Icmp,
+}
+
+/// `POST /ports/{name}/trace`: a packet described by its fields (the
+/// server builds it; checksums right) or given whole.
+///
+/// Outbound packets are the guest's frames (from its MAC to the gateway's
+/// unless given). Inbound packets are described by their inner headers
+/// and wrapped in Geneve with the port's VNI, from the V2P host of the
+/// source (or a V2B boundary endpoint), to this host, as the wire brings
+/// them.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRequest {
+    pub direction: Dir,
+    #[serde(default)]
+    pub packet: Option<PacketDesc>,
+    /// The whole frame as hex (Ethernet first), instead of `packet`.
+    #[serde(default)]
+    pub frame_hex: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PacketDesc {
+    pub protocol: TraceProto,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    #[serde(default)]
+    pub src_port: Option<u16>,
+    #[serde(default)]
+    pub dst_port: Option<u16>,
+    /// TCP flags as letters: S (SYN), A (ACK), F, R, P. Default "S".
+    #[serde(default)]
+    pub tcp_flags: Option<String>,
+    /// Payload bytes (zeros). Default 0.
+    #[serde(default)]
+    pub payload_len: Option<u16>,
+    /// Inbound only: the outer source (the sender's host).
+    #[serde(default)]
+    pub outer_src: Option<Ipv6Addr>,
+    /// Inbound only: mark the tunnel as from the boundary (the external
+    /// Geneve option). Default: when the source is not in the VPC.
+    #[serde(default)]
+    pub external: Option<bool>,
+}
+
+/// The answer to a trace: the frame that went in, and the engine's
+/// account of the walk (per layer: rule, action, transform; the verdict
+/// and the packet that would leave).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TraceResponse {
+    pub input_hex: String,
+    pub trace: serde_json::Value,
+}
+
+/// `POST /ports/{name}/capture`: record the port's traffic to pcap.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// Stop after this many frames (1..=100000). Default 100.
+    #[serde(default)]
+    pub packets: Option<u32>,
+    /// Stop after this many seconds (1..=60). Default 5.
+    #[serde(default)]
+    pub seconds: Option<u32>,
+}
+
+/// What a capture recorded (a pcap file, base64, frames from and to the
+/// guest as the port saw them: guest frames before the outbound path,
+/// inner frames after the inbound path).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CaptureResponse {
+    pub packets: u32,
+    pub pcap_base64: String,
+}
+
+/// `GET /state`: everything sluiced persists. `sluiceadm dump-state`
+/// prints it; `sluiceadm replay --state` reads it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateDoc {
+    /// The state format's version (see [`crate::state::STATE_VERSION`]).
+    pub version: u32,
+    /// This host's underlay address (the replay's host).
+    pub underlay_ip: Option<Ipv6Addr>,
+    pub ports: Vec<CreateVnic>,
+    pub v2p: Vec<V2pMapping>,
+    pub v2b: Vec<V2bRoute>,
+}
+
+impl PartialEq for CreateVnic {
+    fn eq(&self, o: &Self) -> bool {
+        self.config == o.config && self.guest == o.guest
+    }
+}
+
+/// `GET /stats`: counters of every port and worker.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct HostStats {
+    pub ports: Vec<PortStatsDoc>,
+    pub workers: Vec<WorkerStatsDoc>,
+    pub v2p: TableSize,
+    pub v2b: TableSize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PortStatsDoc {
+    pub name: String,
+    pub flows: u32,
+    pub flow_limit: u32,
+    pub uft_in: usize,
+    pub uft_out: usize,
+    /// Packets/bytes per direction, UFT hits and misses, drops by reason,
+    /// per layer: the engine's counters.
+    pub stats: serde_json::Value,
+    pub layers: Vec<LayerStatsDoc>,
+    /// Drop counts by reason (non-zero only).
+    pub drops: Vec<DropCount>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DropCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LayerStatsDoc {
+    pub layer: String,
+    pub dir: Dir,
+    pub stats: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerStatsDoc {
+    pub worker: usize,
+    pub ports: usize,
+    pub busy_ratio: f64,
+    pub rounds: u64,
+    pub sleeps: u64,
+    pub switch: serde_json::Value,
+}
+
+/// A port name in a path.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+pub struct PortPath {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+pub struct LayerPath {
+    pub name: String,
+    pub layer: String,
+}
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+pub struct RulePath {
+    pub name: String,
+    pub id: usize,
+}

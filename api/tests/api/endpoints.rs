@@ -1,0 +1,551 @@
+//! Every endpoint against the simulated host, with the refusals each can
+//! give (400 naming the field, 401, 404, 409).
+
+use crate::client::Client;
+use api::serve::SimHost;
+use serde_json::{json, Value};
+
+pub fn vm(name: &str, last: u8) -> Value {
+    json!({
+        "config": {
+            "name": name,
+            "guest_mac": format!("a8:40:25:00:00:{last:02x}"),
+            "gateway_mac": "a8:40:25:ff:ff:01",
+            "vni": 7777,
+            "ipv4": { "addr": format!("10.0.0.{last}"), "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
+            "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
+            "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
+            "limits": { "flows": 4096 }
+        },
+        "guest": { "kind": "tap", "name": format!("tap-{name}") }
+    })
+}
+
+pub fn setup() -> (SimHost, Client) {
+    let h = SimHost::start(None, 2).expect("simulated host");
+    let c = Client::new(h.url(), &h.token);
+    (h, c)
+}
+
+#[test]
+fn ports_are_created_listed_read_and_deleted() {
+    let (_h, c) = setup();
+    let s = c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    assert_eq!(s["name"], "vm1");
+    assert_eq!(s["ipv4"], "10.0.0.5");
+    assert_eq!(s["flow_limit"], 4096);
+    c.ok("POST", "/ports", Some(vm("vm2", 6)));
+    let list = c.ok("GET", "/ports", None);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["vm1", "vm2"]);
+    let workers: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["worker"].as_u64().unwrap())
+        .collect();
+    assert_ne!(workers[0], workers[1], "two ports spread over two workers");
+    let d = c.ok("GET", "/ports/vm1", None);
+    assert_eq!(d["config"]["vni"], 7777);
+    assert_eq!(c.delete("/ports/vm1").status, 204);
+    assert_eq!(c.get("/ports/vm1").status, 404);
+    assert_eq!(c.delete("/ports/vm1").status, 404);
+    assert_eq!(c.ok("GET", "/ports", None).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn bad_fields_are_named() {
+    let (_h, c) = setup();
+    let mut bad = vm("vm1", 5);
+    bad["config"]["ipv4"]["addr"] = json!("10.9.9.9");
+    let r = c.post("/ports", bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.message().contains("ipv4"), "{}", r.message());
+
+    let mut bad = vm("vm1", 5);
+    bad["config"]["guest_mac"] = json!("not-a-mac");
+    let r = c.post("/ports", bad);
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("not-a-mac"), "{}", r.message());
+
+    let mut bad = vm("vm1", 5);
+    bad["config"]["colour"] = json!("blue");
+    let r = c.post("/ports", bad);
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("colour"), "{}", r.message());
+
+    let mut bad = vm("vm1", 5);
+    bad["guest"] = json!({ "kind": "tap", "name": "a-name-far-too-long-for-linux" });
+    let r = c.post("/ports", bad);
+    assert_eq!(r.status, 400);
+    assert!(r.message().starts_with("guest.name"), "{}", r.message());
+
+    let mut bad = vm("vm1", 5);
+    bad["config"]["vni"] = json!(1 << 24);
+    let r = c.post("/ports", bad);
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("16777216"), "{}", r.message());
+
+    let r = c.call("POST", "/ports", Some(&json!("just a string")));
+    assert_eq!(r.status, 400);
+    assert!(
+        c.ok("GET", "/ports", None).as_array().unwrap().is_empty(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn conflicts_are_409() {
+    let (_h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    let r = c.post("/ports", vm("vm1", 6));
+    assert_eq!(r.status, 409);
+    assert!(r.message().contains("named 'vm1'"), "{}", r.message());
+    let mut same_mac = vm("vm2", 6);
+    same_mac["config"]["guest_mac"] = json!("a8:40:25:00:00:05");
+    let r = c.post("/ports", same_mac);
+    assert_eq!(r.status, 409);
+    assert!(r.message().contains("MAC"), "{}", r.message());
+    let mut same_ip = vm("vm2", 6);
+    same_ip["config"]["ipv4"]["addr"] = json!("10.0.0.5");
+    assert_eq!(c.post("/ports", same_ip).status, 409);
+    let mut same_tap = vm("vm2", 6);
+    same_tap["guest"]["name"] = json!("tap-vm1");
+    assert_eq!(c.post("/ports", same_tap).status, 409);
+}
+
+#[test]
+fn mutations_need_the_token_and_change_nothing_without_it() {
+    let (_h, c) = setup();
+    let anon = c.anonymous();
+    let r = anon.post("/ports", vm("vm1", 5));
+    assert_eq!(r.status, 401);
+    assert!(r.message().contains("Bearer"), "{}", r.message());
+    let wrong = Client::new(c.base.clone(), "0000");
+    assert_eq!(wrong.post("/ports", vm("vm1", 5)).status, 401);
+    assert_eq!(wrong.put("/v2p", json!({ "mappings": [] })).status, 401);
+    // Reads from loopback are open.
+    assert_eq!(anon.get("/ports").status, 200);
+    assert!(anon
+        .ok("GET", "/ports", None)
+        .as_array()
+        .unwrap()
+        .is_empty());
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    assert_eq!(anon.delete("/ports/vm1").status, 401);
+    assert_eq!(anon.delete("/ports/vm1/uft").status, 401);
+    let trace = json!({ "direction": "out", "packet": { "protocol": "icmp", "src": "10.0.0.5", "dst": "10.0.0.1" } });
+    assert_eq!(anon.post("/ports/vm1/trace", trace).status, 401);
+    assert_eq!(c.get("/ports/vm1").status, 200, "still there");
+}
+
+#[test]
+fn firewall_rules_are_added_removed_and_replaced() {
+    let (_h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    let rule = json!({ "direction": "in", "priority": 10, "action": "allow", "protocol": "tcp", "ports": { "list": [22] } });
+    let rules = c.ok("POST", "/ports/vm1/firewall", Some(rule.clone()));
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+    assert_eq!(rules[0]["id"], 0);
+    let rules = c.ok(
+        "POST",
+        "/ports/vm1/firewall",
+        Some(json!({ "direction": "in", "priority": 20, "action": "deny" })),
+    );
+    assert_eq!(rules.as_array().unwrap().len(), 2);
+    let r = c.post(
+        "/ports/vm1/firewall",
+        json!({ "direction": "sideways", "priority": 1, "action": "allow" }),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("sideways"), "{}", r.message());
+    let r = c.post("/ports/vm1/firewall", json!({ "direction": "in", "priority": 1, "action": "allow", "ports": { "range": { "first": 90, "last": 80 } } }));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(c.delete("/ports/vm1/firewall/7").status, 404);
+    let rules = c.ok("DELETE", "/ports/vm1/firewall/0", None);
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+    assert_eq!(rules[0]["rule"]["action"], "deny");
+    let many: Vec<Value> = (0..100)
+        .map(|i| json!({ "direction": "in", "priority": i, "action": "allow", "protocol": "udp", "ports": { "list": [1000 + i] } }))
+        .collect();
+    let rules = c.ok("PUT", "/ports/vm1/firewall", Some(json!({ "rules": many })));
+    assert_eq!(rules.as_array().unwrap().len(), 100);
+    let fw = c.ok("GET", "/ports/vm1/layers/firewall", None);
+    assert_eq!(
+        fw["rules_in"].as_array().unwrap().len(),
+        100,
+        "the live port has the new set"
+    );
+    assert_eq!(c.get("/ports/nope/firewall").status, 404);
+}
+
+#[test]
+fn routes_and_external_ips() {
+    let (_h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    let r = c.ok(
+        "POST",
+        "/ports/vm1/routes",
+        Some(json!({ "dest": "192.168.0.0/16", "target": { "ip": "10.0.0.9" } })),
+    );
+    assert!(r["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["dest"] == "192.168.0.0/16"));
+    let r = c.post(
+        "/ports/vm1/routes",
+        json!({ "dest": "192.168.0.0/33", "target": "drop" }),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("33"), "{}", r.message());
+    let r = c.post(
+        "/ports/vm1/routes",
+        json!({ "dest": "172.16.0.0/12", "target": "drop", "class": "system" }),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.message().starts_with("class"), "{}", r.message());
+    let r = c.ok("DELETE", "/ports/vm1/routes?dest=192.168.0.0/16", None);
+    assert!(!r["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["dest"] == "192.168.0.0/16"));
+    assert_eq!(
+        c.delete("/ports/vm1/routes?dest=192.168.0.0/16").status,
+        404
+    );
+    let cfg = c.ok(
+        "PUT",
+        "/ports/vm1/external-ips",
+        Some(json!({ "external": { "floating": ["198.51.100.7"] } })),
+    );
+    assert_eq!(cfg["external"]["floating"][0], "198.51.100.7");
+    let r = c.put("/ports/vm1/external-ips", json!({ "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 5000, "last_port": 10 }] } }));
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
+fn v2p_and_v2b_tables() {
+    let (_h, c) = setup();
+    let mappings: Vec<Value> = (0..1000u32)
+        .map(|i| json!({ "vni": 7777, "ip": format!("10.1.{}.{}", i / 256, i % 256), "guest_mac": "a8:40:25:00:10:01", "host": "fd00:99::b" }))
+        .collect();
+    let r = c.ok("PUT", "/v2p", Some(json!({ "mappings": mappings })));
+    assert_eq!(r["changed"], 1000);
+    assert_eq!(
+        c.ok("GET", "/v2p?vni=7777", None).as_array().unwrap().len(),
+        1000
+    );
+    assert_eq!(
+        c.ok("GET", "/v2p?vni=8888", None).as_array().unwrap().len(),
+        0
+    );
+    let r = c.put("/v2p", json!({ "mappings": [{ "vni": 7777, "ip": "10.2.0.1", "guest_mac": "ff:ff:ff:ff:ff:ff", "host": "fd00:99::b" }] }));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("mappings[0].guest_mac"),
+        "{}",
+        r.message()
+    );
+    let r = c.ok("DELETE", "/v2p?vni=7777&ip=10.1.0.1", None);
+    assert_eq!(r["changed"], 1);
+    let r = c.ok("DELETE", "/v2p?vni=7777", None);
+    assert_eq!(r["changed"], 999);
+    let r = c.delete("/v2p");
+    assert_eq!(r.status, 400);
+    assert!(r.message().starts_with("vni"), "{}", r.message());
+
+    let r = c.ok("PUT", "/v2b", Some(json!({ "routes": [{ "vni": 7777, "prefix": "0.0.0.0/0", "endpoints": ["fd00:99::100"] }] })));
+    assert_eq!(r["changed"], 1);
+    assert_eq!(c.ok("GET", "/v2b", None).as_array().unwrap().len(), 1);
+    let r = c.put(
+        "/v2b",
+        json!({ "routes": [{ "vni": 7777, "prefix": "::/0", "endpoints": [] }] }),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.message().contains("routes[0].endpoints"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        c.ok("DELETE", "/v2b?vni=7777&prefix=0.0.0.0/0", None)["changed"],
+        1
+    );
+}
+
+#[test]
+fn a_full_v2p_table_is_409_and_changes_nothing() {
+    let h = SimHost::start_with(
+        None,
+        1,
+        api::server::HostLimits {
+            v2p: 10,
+            v2b: 4,
+            ports: 4,
+        },
+    )
+    .unwrap();
+    let c = Client::new(h.url(), &h.token);
+    let m = |i: u32| json!({ "vni": 7777, "ip": format!("10.1.0.{i}"), "guest_mac": "a8:40:25:00:10:01", "host": "fd00:99::b" });
+    c.ok(
+        "PUT",
+        "/v2p",
+        Some(json!({ "mappings": (0..8).map(m).collect::<Vec<_>>() })),
+    );
+    let r = c.put(
+        "/v2p",
+        json!({ "mappings": (8..12).map(m).collect::<Vec<_>>() }),
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.message().contains("full"), "{}", r.message());
+    assert_eq!(
+        c.ok("GET", "/v2p", None).as_array().unwrap().len(),
+        8,
+        "all or nothing"
+    );
+}
+
+#[test]
+fn a_body_too_large_is_refused() {
+    let (_h, c) = setup();
+    let big = "x".repeat(api::serve::MAX_BODY_BYTES + 1);
+    let r = c.put("/v2p", json!({ "mappings": [], "pad": big }));
+    assert!(r.status == 400 || r.status == 413, "{}", r.status);
+    assert!(
+        r.message().to_lowercase().contains("body") || r.message().contains("exceeded"),
+        "{}",
+        r.message()
+    );
+}
+
+/// Sends a frame from a guest's wire and waits (bounded) for the port to
+/// count it.
+fn send_and_wait(h: &SimHost, c: &Client, port: &str, frame: &[u8], out_packets: u64) {
+    h.devices.wire(port).unwrap().send(frame);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = c.ok("GET", &format!("/ports/{port}/stats"), None);
+        if s["stats"]["out"]["packets"].as_u64() == Some(out_packets) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port never counted the frame: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn syn(src_last: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    syn_from(src_last, src_last, dst, dport)
+}
+
+/// A SYN from guest MAC `mac_last` with source address 10.0.0.`ip_last`.
+fn syn_from(mac_last: u8, ip_last: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0xa8, 0x40, 0x25, 0, 0, mac_last],
+        [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+    )
+    .ipv4([10, 0, 0, ip_last], dst, 64)
+    .tcp(40000, dport, 1, 64240)
+    .syn()
+    .write(&mut v, &[])
+    .unwrap();
+    v
+}
+
+#[test]
+fn tables_stats_metrics_and_clearing_flows() {
+    let (h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    c.ok("PUT", "/v2b", Some(json!({ "routes": [{ "vni": 7777, "prefix": "0.0.0.0/0", "endpoints": ["fd00:99::100"] }] })));
+    send_and_wait(&h, &c, "vm1", &syn(5, [93, 184, 216, 34], 443), 1);
+    let tunnel = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(f) = h.uplink.take().pop() {
+                break f;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing on the uplink"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    assert_eq!(
+        &tunnel[12..14],
+        &[0x86, 0xdd],
+        "an IPv6 tunnel on the uplink"
+    );
+
+    let uft = c.ok("GET", "/ports/vm1/uft", None);
+    assert_eq!(uft["outbound"].as_array().unwrap().len(), 1, "{uft}");
+    assert_eq!(
+        uft["inbound"].as_array().unwrap().len(),
+        1,
+        "the reply's entry too"
+    );
+    let tcp = c.ok("GET", "/ports/vm1/tcp-flows", None);
+    assert_eq!(tcp.as_array().unwrap().len(), 1, "{tcp}");
+    let layers = c.ok("GET", "/ports/vm1/layers", None);
+    let names: Vec<&str> = layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gateway", "firewall", "router", "nat", "overlay"]);
+    assert_eq!(c.get("/ports/vm1/layers/nope").status, 404);
+    let nat = c.ok("GET", "/ports/vm1/layers/nat", None);
+    assert!(
+        !nat["lft_out"].as_array().unwrap().is_empty(),
+        "SNAT state: {nat}"
+    );
+
+    let stats = c.ok("GET", "/stats", None);
+    assert_eq!(stats["ports"][0]["flows"], 1);
+    assert_eq!(stats["workers"].as_array().unwrap().len(), 2);
+    let metrics = c.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().unwrap().to_string();
+    assert!(
+        text.contains("sluice_port_packets_total{port=\"vm1\",dir=\"out\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("sluice_flows{port=\"vm1\"} 1"), "{text}");
+    assert!(
+        text.contains("sluice_flow_limit{port=\"vm1\"} 4096"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice_worker_busy_ratio{worker=\"0\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice_layer_packets_total{port=\"vm1\",layer=\"nat\",dir=\"out\"}"),
+        "{text}"
+    );
+
+    // A spoofed source is dropped with its reason, which metrics show.
+    let spoof = syn_from(5, 99, [93, 184, 216, 34], 443);
+    send_and_wait(&h, &c, "vm1", &spoof, 2);
+    let text = c.get("/metrics").body.as_str().unwrap().to_string();
+    assert!(
+        text.contains("sluice_drops_total{port=\"vm1\",reason=\"spoofed_source_ip\"} 1"),
+        "{text}"
+    );
+
+    assert_eq!(c.delete("/ports/vm1/uft").status, 204);
+    let uft = c.ok("GET", "/ports/vm1/uft", None);
+    assert!(uft["outbound"].as_array().unwrap().is_empty());
+    assert_eq!(c.ok("GET", "/ports/vm1/stats", None)["flows"], 0);
+}
+
+#[test]
+fn trace_shows_each_layer_and_the_packet_that_leaves() {
+    let (_h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    c.ok("PUT", "/v2b", Some(json!({ "routes": [{ "vni": 7777, "prefix": "0.0.0.0/0", "endpoints": ["fd00:99::100"] }] })));
+    let t = c.ok("POST", "/ports/vm1/trace", Some(json!({
+        "direction": "out",
+        "packet": { "protocol": "tcp", "src": "10.0.0.5", "dst": "93.184.216.34", "dst_port": 443 }
+    })));
+    let steps = t["trace"]["steps"].as_array().unwrap();
+    let layers: Vec<&str> = steps.iter().map(|s| s["layer"].as_str().unwrap()).collect();
+    assert_eq!(
+        layers,
+        ["gateway", "firewall", "router", "nat", "overlay"],
+        "{t}"
+    );
+    assert_eq!(t["trace"]["verdict"], "forward");
+    let out = api::trace::unhex(t["trace"]["output"].as_str().unwrap()).unwrap();
+    let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
+    assert!(
+        matches!(p.net, Some(etherparse::NetSlice::Ipv6(_))),
+        "tunnelled"
+    );
+    // The trace left no flow behind.
+    assert_eq!(c.ok("GET", "/ports/vm1/stats", None)["flows"], 0);
+
+    // Inbound from the internet to a closed port: the firewall says no.
+    let t = c.ok("POST", "/ports/vm1/trace", Some(json!({
+        "direction": "in",
+        "packet": { "protocol": "tcp", "src": "93.184.216.34", "dst": "10.0.0.5", "dst_port": 22 }
+    })));
+    assert!(
+        t["trace"]["verdict"].as_str().unwrap().starts_with("drop"),
+        "{t}"
+    );
+
+    let r = c.post("/ports/vm1/trace", json!({ "direction": "out", "packet": { "protocol": "tcp", "src": "10.0.0.5", "dst": "::1" } }));
+    assert_eq!(r.status, 400);
+    assert!(r.message().starts_with("packet.dst"), "{}", r.message());
+    let r = c.post("/ports/vm1/trace", json!({ "direction": "out", "packet": { "protocol": "tcp", "src": "10.0.0.5", "dst": "10.0.0.6", "tcp_flags": "SX" } }));
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("'X'"), "{}", r.message());
+    let r = c.post(
+        "/ports/vm1/trace",
+        json!({ "direction": "out", "frame_hex": "abc" }),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        c.post(
+            "/ports/nope/trace",
+            json!({ "direction": "out", "frame_hex": "00" })
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn capture_records_a_port_to_pcap() {
+    let (h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    let wire = h.devices.wire("vm1").unwrap();
+    let frame = syn(5, [10, 0, 0, 6], 22);
+    let sender = std::thread::spawn(move || {
+        for _ in 0..50 {
+            wire.send(&frame);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let r = c.ok(
+        "POST",
+        "/ports/vm1/capture",
+        Some(json!({ "packets": 3, "seconds": 10 })),
+    );
+    assert_eq!(r["packets"], 3, "{r}");
+    use base64::Engine as _;
+    let pcap = base64::engine::general_purpose::STANDARD
+        .decode(r["pcap_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&pcap[0..4], &0xa1b2_c3d4u32.to_le_bytes());
+    assert_eq!(pcap.len(), 24 + 3 * (16 + 54));
+    let r = c.post("/ports/vm1/capture", json!({ "packets": 0 }));
+    assert_eq!(r.status, 400);
+    assert!(r.message().starts_with("packets"), "{}", r.message());
+    sender.join().unwrap();
+}
+
+#[test]
+fn dump_state_is_the_whole_desired_state() {
+    let (_h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    c.ok("PUT", "/v2p", Some(json!({ "mappings": [{ "vni": 7777, "ip": "10.0.0.6", "guest_mac": "a8:40:25:00:00:06", "host": "fd00:99::b" }] })));
+    let s = c.ok("GET", "/state", None);
+    assert_eq!(s["version"], 1);
+    assert_eq!(s["ports"][0]["config"]["name"], "vm1");
+    assert_eq!(s["ports"][0]["guest"]["kind"], "tap");
+    assert_eq!(s["v2p"].as_array().unwrap().len(), 1);
+    assert_eq!(c.get("/health").status, 204);
+}

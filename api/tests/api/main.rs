@@ -1,0 +1,9 @@
+//! API tests against the simulated host (the real control plane, workers
+//! and engine over in-memory devices, served on loopback): every
+//! endpoint, every kind of refusal, auth, persistence across restarts,
+//! and the OpenAPI document's drift.
+
+mod client;
+mod endpoints;
+mod openapi;
+mod persistence;
