@@ -3,11 +3,16 @@
 //! to the vNIC ports. No policy is decided here: the ports do that.
 //!
 //! Today: the switch, an in-memory backend (the test double), a pcap
-//! backend, and guest offloads (checksum completion, TCP segmentation)
-//! done in software. Still to come (issue 5): TAP and vhost-user guests,
-//! AF_PACKET and DPDK uplinks, worker threads owning ports.
+//! backend, the TAP guest backend and the AF_PACKET uplink (TPACKET_V3),
+//! with guest offloads (checksum completion, TCP segmentation) done in
+//! software. Still to come (issue 5): vhost-user guests, the DPDK uplink,
+//! worker threads owning ports.
 
+pub mod afpacket;
 pub mod backend;
+pub mod netns;
 pub mod offload;
 pub mod pcap;
 pub mod switch;
+mod sys;
+pub mod tap;
