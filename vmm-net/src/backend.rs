@@ -79,6 +79,65 @@ impl Backend for Memory {
     }
 }
 
+/// Packet buffers kept for reuse, so a backend's receive path allocates
+/// only when no buffer has come back yet.
+///
+/// A device backend puts every buffer it has finished transmitting back
+/// here and takes its receive buffers from here: in a steady two-way flow
+/// the same buffers go round and the hot path allocates nothing. Traffic
+/// that only ever flows one way (all RX here, all TX on another backend)
+/// still allocates one buffer per received frame, and the other backend's
+/// pool, full, frees what it is given. Buffers smaller than
+/// [`DEFAULT_CAPACITY`](dataplane::packet::DEFAULT_CAPACITY) are not kept:
+/// every buffer handed out can hold a full jumbo frame.
+#[derive(Debug, Default)]
+pub struct BufPool {
+    bufs: Vec<PacketBuf>,
+    limit: usize,
+}
+
+impl BufPool {
+    /// A pool that keeps at most `limit` buffers (the memory it may pin:
+    /// `limit` × ~9.5 KiB).
+    pub fn new(limit: usize) -> BufPool {
+        BufPool {
+            bufs: Vec::with_capacity(limit),
+            limit,
+        }
+    }
+
+    /// An empty buffer of at least the default capacity, with the default
+    /// headroom.
+    pub fn get(&mut self) -> PacketBuf {
+        use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+        match self.bufs.pop() {
+            Some(mut b) => {
+                b.reset(DEFAULT_HEADROOM);
+                b
+            }
+            None => PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY),
+        }
+    }
+
+    /// Keeps `b` for reuse (or frees it when the pool is full or `b` is
+    /// too small).
+    pub fn put(&mut self, b: PacketBuf) {
+        let capacity = b.headroom() + b.len() + b.tailroom();
+        if self.bufs.len() < self.limit && capacity >= dataplane::packet::DEFAULT_CAPACITY {
+            self.bufs.push(b);
+        }
+    }
+
+    /// Buffers held now.
+    pub fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+}
+
 /// A device that sends nothing and takes nothing: a port whose guest is
 /// not attached. Frames sent to it are reported as not taken, so the
 /// switch counts them as dropped.
@@ -91,5 +150,39 @@ impl Backend for Null {
 
     fn tx_burst(&mut self, _pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+
+    #[test]
+    fn the_pool_recycles_full_size_buffers_up_to_its_limit() {
+        let mut pool = BufPool::new(2);
+        let mut a = pool.get();
+        assert_eq!(a.headroom(), DEFAULT_HEADROOM);
+        assert_eq!(a.tailroom(), DEFAULT_CAPACITY - DEFAULT_HEADROOM);
+        a.set_frame(&[1, 2, 3]).unwrap();
+        a.pull_front(1).unwrap();
+        let ptr = a.as_slice().as_ptr();
+        pool.put(a);
+        pool.put(PacketBuf::new(0, 64)); // too small: freed
+        assert_eq!(pool.len(), 1);
+        let b = pool.get();
+        assert!(
+            b.is_empty() && b.headroom() == DEFAULT_HEADROOM,
+            "reset for reuse"
+        );
+        assert_eq!(
+            b.as_slice().as_ptr(),
+            ptr.wrapping_sub(1),
+            "the same memory"
+        );
+        for _ in 0..3 {
+            pool.put(PacketBuf::from_frame(&[0; 60]));
+        }
+        assert_eq!(pool.len(), 2, "the limit holds");
     }
 }

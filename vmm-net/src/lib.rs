@@ -2,12 +2,18 @@
 //! ([`backend::Backend`]), and the [`switch::Switch`] that connects them
 //! to the vNIC ports. No policy is decided here: the ports do that.
 //!
-//! Today: the switch, an in-memory backend (the test double) and a pcap
-//! backend. Still to come (issue 5): TAP and vhost-user guests, AF_PACKET
-//! and DPDK uplinks, worker threads owning ports, segmentation of large
-//! guest segments.
+//! Today: the switch, an in-memory backend (the test double), a pcap
+//! backend, the TAP guest backend and the AF_PACKET uplink (TPACKET_V3),
+//! with guest offloads (checksum completion, TCP segmentation) done in
+//! software; worker threads owning ports. Still to come (issue 5):
+//! vhost-user guests, the DPDK uplink.
 
+pub mod afpacket;
 pub mod backend;
+pub mod netns;
+pub mod offload;
 pub mod pcap;
 pub mod switch;
+mod sys;
+pub mod tap;
 pub mod worker;

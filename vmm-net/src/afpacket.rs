@@ -1,0 +1,657 @@
+//! The AF_PACKET uplink: a host interface (a NIC, or a veth in tests)
+//! read through a TPACKET_V3 ring and written with `sendmmsg`.
+//!
+//! Setup, in the order the kernel needs it: a raw socket that receives
+//! nothing yet (protocol 0), `PACKET_VERSION` = TPACKET_V3,
+//! `PACKET_VNET_HDR` (before the ring: the kernel refuses it after), a
+//! `PACKET_RX_RING` of `ring_blocks` blocks of `block_size` bytes with
+//! `tp_retire_blk_tov` = `retire_blk_tov_ms`, the ring mapped,
+//! `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING`, then `bind` to the
+//! interface's index with ETH_P_ALL and, when asked, `PACKET_FANOUT`.
+//!
+//! Why TPACKET_V3: blocks hold frames of any length back to back, so a
+//! 64 KiB super-frame and a 64-byte ACK both fit without every slot being
+//! sized for the largest; one poll wakeup hands over a whole block. The
+//! cost is latency at low rates: a block is handed over when it is full
+//! or when `retire_blk_tov_ms` has passed (rounded up to the kernel's
+//! timer tick).
+//!
+//! Why `sendmmsg` and not a TX ring: both cost one system call per burst
+//! and one copy per frame (into the ring by us, or into an skb by the
+//! kernel); `sendmmsg` needs no second mapping, no frame-size limit (a
+//! TPACKET_V3 TX slot has a fixed size) and no slot status to track, and
+//! reports a failing frame precisely so it can be counted and skipped.
+//!
+//! What a port receives is always a frame as the wire would carry it:
+//! - Checksums: a frame sent by this host's own stack over a veth still
+//!   has a partial checksum (CHECKSUM_PARTIAL). With `PACKET_VNET_HDR` the
+//!   ring carries a virtio-net header before every frame (host byte order)
+//!   with `csum_start`/`csum_offset`, and the checksum is completed
+//!   exactly; without it (the option refused, or `vnet_hdr: false`) the
+//!   frame's `tp_status` says `TP_STATUS_CSUMNOTREADY` and the TCP/UDP
+//!   checksum is completed at the offsets its headers give.
+//! - Super-frames: GRO on the interface, or a veth peer sending TSO, hands
+//!   over TCP super-frames. With the virtio-net header they are cut into
+//!   segments ([`offload`]); without it they cannot be and are dropped
+//!   (`gso_without_vnet_hdr`). GSO kinds virtio-net cannot describe (UDP
+//!   tunnels, fraglist) are dropped by the kernel itself and show in
+//!   `ring_drops`: turn GRO off on an uplink (`ethtool -K IF gro off
+//!   rx-gro-list off`) to be safe. The kernel fills the header in ring
+//!   frames since commit 58d19b19cd99 ("packet: vnet_hdr support for
+//!   tpacket_rcv"); older kernels accept the option but leave the bytes
+//!   alone, so it is only asked for on Linux 5.10 or later.
+//! - VLAN tags: the kernel strips an 802.1Q/802.1ad tag before AF_PACKET
+//!   sees the frame and reports it in the ring header; it is put back.
+//! - Our own transmissions: frames the kernel loops back as
+//!   `PACKET_OUTGOING` are never received (`PACKET_IGNORE_OUTGOING`, and
+//!   checked again per frame for kernels without it: `outgoing_ignored`).
+//!
+//! Fanout: with `fanout: Some(id)`, every socket opened on the same
+//! interface with the same id joins one `PACKET_FANOUT_HASH` group: the
+//! kernel spreads frames by flow hash, so N workers each open one
+//! [`AfPacket`] and together see every frame exactly once, each flow on
+//! one worker.
+//!
+//! Buffers: frames are copied from the ring into pool buffers ([`BufPool`],
+//! refilled by `tx_burst`); the hot path allocates only when the pool is
+//! empty. Every refused frame is counted by reason; the kernel's own ring
+//! drops (`tp_drops`) are read by [`AfPacket::stats`].
+
+use crate::backend::{Backend, BufPool};
+use crate::offload::{
+    self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VNET_HDR_LEN_LEGACY,
+};
+use crate::sys::packet::{self as sys, PacketSocket, RxRing};
+use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+use dataplane::PacketBuf;
+use serde::Serialize;
+use std::io;
+use std::mem::{offset_of, size_of};
+
+const ETH_P_ALL: u16 = 0x0003;
+const TPACKET_V3: libc::c_int = 2;
+/// `tp_status`: a TCP GSO frame (set by recent kernels; not in libc yet).
+/// Without it, a super-frame seen without a virtio-net header is caught
+/// only when it is longer than a packet buffer (`oversize`).
+const TP_STATUS_GSO_TCP: u32 = 1 << 8;
+/// Slot size the kernel checks V3 requests against (V3 does not use it
+/// for the layout); 2 KiB divides every page-multiple block.
+const FRAME_SIZE: usize = 2048;
+const MAX_SEGMENT: usize = DEFAULT_CAPACITY - DEFAULT_HEADROOM;
+const POOL_LIMIT: usize = 512;
+/// The virtio-net header sent with every frame when the socket has
+/// `PACKET_VNET_HDR`: no offload asked.
+const TX_VNET_HDR: [u8; VNET_HDR_LEN_LEGACY] = [0; VNET_HDR_LEN_LEGACY];
+
+// Where things are in the ring (offsets from the kernel's structs).
+const BD_NUM_PKTS: usize =
+    offset_of!(libc::tpacket_block_desc, hdr) + offset_of!(libc::tpacket_hdr_v1, num_pkts);
+const BD_FIRST_PKT: usize = offset_of!(libc::tpacket_block_desc, hdr)
+    + offset_of!(libc::tpacket_hdr_v1, offset_to_first_pkt);
+const H_NEXT: usize = offset_of!(libc::tpacket3_hdr, tp_next_offset);
+const H_SNAPLEN: usize = offset_of!(libc::tpacket3_hdr, tp_snaplen);
+const H_LEN: usize = offset_of!(libc::tpacket3_hdr, tp_len);
+const H_STATUS: usize = offset_of!(libc::tpacket3_hdr, tp_status);
+const H_MAC: usize = offset_of!(libc::tpacket3_hdr, tp_mac);
+const H_VLAN_TCI: usize =
+    offset_of!(libc::tpacket3_hdr, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tci);
+const H_VLAN_TPID: usize =
+    offset_of!(libc::tpacket3_hdr, hv1) + offset_of!(libc::tpacket_hdr_variant1, tp_vlan_tpid);
+/// The `sockaddr_ll` follows the header, aligned to 16.
+const H_SLL: usize = (size_of::<libc::tpacket3_hdr>() + 15) & !15;
+const H_PKTTYPE: usize = H_SLL + offset_of!(libc::sockaddr_ll, sll_pkttype);
+const H_MIN: usize = H_SLL + size_of::<libc::sockaddr_ll>();
+
+/// How to open an AF_PACKET uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfPacketOptions {
+    /// Join the `PACKET_FANOUT_HASH` group with this id (one socket per
+    /// worker on the same interface); `None`: this socket sees everything.
+    pub fanout: Option<u16>,
+    /// Blocks in the receive ring.
+    pub ring_blocks: usize,
+    /// Bytes per block: a multiple of the page size, and at least 128 KiB
+    /// so a 64 KiB super-frame fits (smaller works, but such frames are
+    /// cut short by the kernel and dropped as `truncated`).
+    pub block_size: usize,
+    /// How long a partly filled block waits before the kernel hands it
+    /// over (ms; 0 lets the kernel choose from the link speed).
+    pub retire_blk_tov_ms: u32,
+    /// Send straight to the driver, past the qdisc layer
+    /// (`PACKET_QDISC_BYPASS`): what a dataplane wants, at the price of
+    /// no traffic shaping on the uplink.
+    pub qdisc_bypass: bool,
+    /// Ask for a virtio-net header per frame (`PACKET_VNET_HDR`): exact
+    /// checksum offsets and super-frames that can be cut. Falls back to
+    /// header parsing when the kernel cannot (see the module docs).
+    pub vnet_hdr: bool,
+    /// Put the interface in promiscuous mode while the socket is open.
+    pub promiscuous: bool,
+}
+
+impl Default for AfPacketOptions {
+    /// 64 blocks of 256 KiB (16 MiB: about 13 ms of a 10 Gb/s link),
+    /// blocks handed over after at most 1 ms, qdisc bypassed, virtio-net
+    /// headers on, no fanout.
+    fn default() -> Self {
+        AfPacketOptions {
+            fanout: None,
+            ring_blocks: 64,
+            block_size: 256 * 1024,
+            retire_blk_tov_ms: 1,
+            qdisc_bypass: true,
+            vnet_hdr: true,
+            promiscuous: false,
+        }
+    }
+}
+
+/// Counters of one AF_PACKET socket. RX is wire → sluice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AfPacketStats {
+    /// Frames handed to the caller (each segment of a super-frame counts).
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    /// Super-frames cut, and the segments they made.
+    pub gso_frames: u64,
+    pub gso_segments: u64,
+    /// Frames whose partial checksum was completed.
+    pub csum_completed: u64,
+    /// Frames whose VLAN tag was put back.
+    pub vlan_restored: u64,
+    /// Our own transmissions seen on receive and skipped.
+    pub outgoing_ignored: u64,
+    /// Frames refused on receive, by reason.
+    pub rx_drops: OffloadDrops,
+    /// Frames the kernel put in the ring (`tp_packets`, cumulative).
+    pub ring_packets: u64,
+    /// Frames the kernel dropped because the ring was full or it could not
+    /// describe them (`tp_drops`, cumulative).
+    pub ring_drops: u64,
+    /// Times the ring was full and froze (`tp_freeze_q_cnt`, cumulative).
+    pub ring_freezes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// Frames the kernel refused with an error other than "full" (too
+    /// long for the MTU, interface down...): counted here, and reported as
+    /// taken, since sending them again would fail the same way.
+    pub tx_errors: u64,
+}
+
+/// Walking the block user space owns now.
+#[derive(Clone, Copy, Debug)]
+struct Walk {
+    block: usize,
+    left: u32,
+    off: usize,
+}
+
+/// A super-frame in the current block, being cut.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    start: usize,
+    len: usize,
+    tso: Tso,
+    next: usize,
+    vlan: Option<[u8; 4]>,
+}
+
+/// One AF_PACKET socket bound to one interface: a [`Backend`] for one
+/// worker.
+pub struct AfPacket {
+    // Unmapped before the socket closes (fields drop in this order).
+    ring: RxRing,
+    sock: PacketSocket,
+    ifname: String,
+    ifindex: u32,
+    vnet_hdr: bool,
+    /// The next block to look at.
+    next_block: usize,
+    walk: Option<Walk>,
+    pending: Option<Pending>,
+    pool: BufPool,
+    stats: AfPacketStats,
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Whether this kernel fills the virtio-net header in ring frames.
+fn kernel_has_ring_vnet_hdr() -> bool {
+    let Ok(rel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut it = rel
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (major, minor) >= (5, 10)
+}
+
+impl AfPacket {
+    /// Opens an AF_PACKET socket on `ifname` (in the calling thread's
+    /// network namespace) as `opts` says.
+    pub fn open(ifname: &str, opts: AfPacketOptions) -> io::Result<AfPacket> {
+        let page = sys::page_size();
+        if opts.block_size == 0 || !opts.block_size.is_multiple_of(page) {
+            return Err(invalid(format!(
+                "block_size {} is not a positive multiple of the page size {page}",
+                opts.block_size
+            )));
+        }
+        if opts.block_size > u32::MAX as usize {
+            return Err(invalid(format!(
+                "block_size {} is out of range (at most 4 GiB)",
+                opts.block_size
+            )));
+        }
+        if opts.ring_blocks == 0 || opts.ring_blocks > 65536 {
+            return Err(invalid(format!(
+                "ring_blocks {} is out of range 1..=65536",
+                opts.ring_blocks
+            )));
+        }
+        let frames = (opts.block_size / FRAME_SIZE)
+            .checked_mul(opts.ring_blocks)
+            .filter(|&n| n <= u32::MAX as usize)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "ring_blocks {} × block_size {} is too large",
+                    opts.ring_blocks, opts.block_size
+                ))
+            })?;
+        let ifindex = sys::ifindex(ifname).map_err(|e| {
+            io::Error::new(e.kind(), format!("interface '{ifname}' not found: {e}"))
+        })?;
+
+        let sock = PacketSocket::new()?;
+        sock.set_int(libc::PACKET_VERSION, TPACKET_V3)?;
+        let vnet_hdr = opts.vnet_hdr
+            && kernel_has_ring_vnet_hdr()
+            && sock.set_int(libc::PACKET_VNET_HDR, 1).is_ok();
+        let req = libc::tpacket_req3 {
+            tp_block_size: opts.block_size as u32,
+            tp_block_nr: opts.ring_blocks as u32,
+            tp_frame_size: FRAME_SIZE as u32,
+            tp_frame_nr: frames as u32,
+            tp_retire_blk_tov: opts.retire_blk_tov_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        sock.set_rx_ring(&req)?;
+        let ring = RxRing::map(&sock, opts.block_size, opts.ring_blocks)?;
+        if opts.qdisc_bypass {
+            sock.set_int(libc::PACKET_QDISC_BYPASS, 1)?;
+        }
+        // Linux 4.20+; older kernels loop our frames back and the receive
+        // path skips them by their packet type instead.
+        let _ = sock.set_int(libc::PACKET_IGNORE_OUTGOING, 1);
+        if opts.promiscuous {
+            sock.add_promiscuous(ifindex)?;
+        }
+        sock.bind(ifindex, ETH_P_ALL)?;
+        if let Some(id) = opts.fanout {
+            let arg = libc::c_int::from(id) | ((libc::PACKET_FANOUT_HASH as libc::c_int) << 16);
+            sock.set_int(libc::PACKET_FANOUT, arg)?;
+        }
+        Ok(AfPacket {
+            ring,
+            sock,
+            ifname: ifname.to_string(),
+            ifindex,
+            vnet_hdr,
+            next_block: 0,
+            walk: None,
+            pending: None,
+            pool: BufPool::new(POOL_LIMIT),
+            stats: AfPacketStats::default(),
+        })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Whether frames come with a virtio-net header (exact checksum
+    /// offsets, super-frames cut) or without (offsets from the headers,
+    /// super-frames dropped).
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
+    /// The counters, with the kernel's ring counters brought up to date
+    /// (one `getsockopt`; call it from the owning worker, not per packet).
+    pub fn stats(&mut self) -> AfPacketStats {
+        if let Ok(st) = self.sock.stats() {
+            self.stats.ring_packets += u64::from(st.tp_packets);
+            self.stats.ring_drops += u64::from(st.tp_drops);
+            self.stats.ring_freezes += u64::from(st.tp_freeze_q_cnt);
+        }
+        self.stats
+    }
+
+    /// Hands out the next segment of the super-frame being cut.
+    fn next_segment(&mut self, bufs: &mut Vec<PacketBuf>) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        let frame = self
+            .walk
+            .and_then(|w| self.ring.block(w.block))
+            .and_then(|b| b.get(p.start..p.start + p.len));
+        let mut out = self.pool.get();
+        let r = match frame {
+            Some(f) => p.tso.write_segment(f, p.next, &mut out),
+            None => Err(OffloadDrop::Malformed),
+        };
+        match r.and_then(|()| restore_vlan(&mut out, p.vlan, &mut self.stats)) {
+            Ok(()) => {
+                self.stats.gso_segments += 1;
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += out.len() as u64;
+                bufs.push(out);
+                p.next += 1;
+                if p.next == p.tso.count() {
+                    self.pending = None;
+                }
+            }
+            Err(r) => {
+                self.stats.rx_drops.count(r);
+                self.pool.put(out);
+                self.pending = None;
+            }
+        }
+    }
+
+    /// Handles the frame at `off` in block `block`: delivers it, starts
+    /// cutting it, or drops it with a reason. Returns its `tp_next_offset`.
+    fn take_frame(&mut self, block: usize, off: usize, bufs: &mut Vec<PacketBuf>) -> Option<usize> {
+        let b = self.ring.block(block)?;
+        let h = b.get(off..off + H_MIN)?;
+        let next = rd32(h, H_NEXT) as usize;
+        if h[H_PKTTYPE] == libc::PACKET_OUTGOING {
+            self.stats.outgoing_ignored += 1;
+            return Some(next);
+        }
+        let snaplen = rd32(h, H_SNAPLEN) as usize;
+        let len = rd32(h, H_LEN) as usize;
+        let status = rd32(h, H_STATUS);
+        let mac = usize::from(rd16(h, H_MAC));
+        let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                rd16(h, H_VLAN_TPID)
+            } else {
+                0x8100
+            };
+            let tci = rd32(h, H_VLAN_TCI) as u16;
+            let [t0, t1] = tpid.to_be_bytes();
+            let [c0, c1] = tci.to_be_bytes();
+            [t0, t1, c0, c1]
+        });
+        let start = off + mac;
+        let Some(frame) = b.get(start..start + snaplen) else {
+            self.stats.rx_drops.count(OffloadDrop::Malformed);
+            return Some(next);
+        };
+        if snaplen < len {
+            self.stats.rx_drops.count(OffloadDrop::Truncated);
+            return Some(next);
+        }
+        let hdr = if self.vnet_hdr {
+            match start
+                .checked_sub(VNET_HDR_LEN_LEGACY)
+                .and_then(|s| b.get(s..start))
+                .map(VirtioNetHdr::parse_native)
+            {
+                Some(Ok(h)) => Some(h),
+                Some(Err(r)) => {
+                    self.stats.rx_drops.count(r);
+                    return Some(next);
+                }
+                None => {
+                    self.stats.rx_drops.count(OffloadDrop::BadVnetHdr);
+                    return Some(next);
+                }
+            }
+        } else {
+            None
+        };
+        match hdr {
+            Some(hdr) if hdr.is_gso() => {
+                match Tso::new(frame, hdr.gso_type, hdr.gso_size, MAX_SEGMENT) {
+                    Ok(tso) => {
+                        self.stats.gso_frames += 1;
+                        self.pending = Some(Pending {
+                            start,
+                            len: snaplen,
+                            tso,
+                            next: 0,
+                            vlan,
+                        });
+                    }
+                    Err(r) => self.stats.rx_drops.count(r),
+                }
+                return Some(next);
+            }
+            None if status & TP_STATUS_GSO_TCP != 0 => {
+                self.stats.rx_drops.count(OffloadDrop::GsoWithoutVnetHdr);
+                return Some(next);
+            }
+            _ => {}
+        }
+        // A plain frame: copy, complete the checksum, put the tag back.
+        let mut pkt = self.pool.get();
+        if snaplen > MAX_SEGMENT || pkt.set_frame(frame).is_err() {
+            self.pool.put(pkt);
+            self.stats.rx_drops.count(OffloadDrop::Oversize);
+            return Some(next);
+        }
+        let done = match hdr {
+            Some(hdr) => offload::prepare(pkt.as_mut_slice(), &hdr, MAX_SEGMENT).map(|p| {
+                matches!(
+                    p,
+                    Prepared::Frame {
+                        csum_completed: true
+                    }
+                )
+            }),
+            None if status & libc::TP_STATUS_CSUMNOTREADY != 0 => {
+                offload::complete_csum_from_headers(pkt.as_mut_slice()).map(|()| true)
+            }
+            None => Ok(false),
+        };
+        match done.and_then(|c| restore_vlan(&mut pkt, vlan, &mut self.stats).map(|()| c)) {
+            Ok(completed) => {
+                self.stats.csum_completed += u64::from(completed);
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += pkt.len() as u64;
+                bufs.push(pkt);
+            }
+            Err(r) => {
+                self.stats.rx_drops.count(r);
+                self.pool.put(pkt);
+            }
+        }
+        Some(next)
+    }
+}
+
+/// Puts an 802.1Q/802.1ad tag the kernel stripped back after the MACs.
+fn restore_vlan(
+    pkt: &mut PacketBuf,
+    tag: Option<[u8; 4]>,
+    stats: &mut AfPacketStats,
+) -> Result<(), OffloadDrop> {
+    let Some(tag) = tag else {
+        return Ok(());
+    };
+    if pkt.len() < 12 {
+        return Err(OffloadDrop::Malformed);
+    }
+    pkt.push_front(4).map_err(|_| OffloadDrop::Oversize)?;
+    let s = pkt.as_mut_slice();
+    s.copy_within(4..16, 0);
+    s[12..16].copy_from_slice(&tag);
+    stats.vlan_restored += 1;
+    Ok(())
+}
+
+fn rd32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn rd16(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2)
+        .map_or(0, |s| u16::from_ne_bytes([s[0], s[1]]))
+}
+
+impl Backend for AfPacket {
+    /// Takes frames from the ring until `max` are appended or no retired
+    /// block is left; a block goes back to the kernel once walked.
+    fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
+        let start = bufs.len();
+        while bufs.len() - start < max {
+            if self.pending.is_some() {
+                self.next_segment(bufs);
+                continue;
+            }
+            let Some(mut w) = self.walk else {
+                let i = self.next_block;
+                let Some(b) = self.ring.block(i) else {
+                    break;
+                };
+                self.walk = Some(Walk {
+                    block: i,
+                    left: rd32(b, BD_NUM_PKTS),
+                    off: rd32(b, BD_FIRST_PKT) as usize,
+                });
+                continue;
+            };
+            if w.left == 0 {
+                self.ring.release(w.block);
+                self.walk = None;
+                self.next_block = (w.block + 1) % self.ring.blocks();
+                continue;
+            }
+            let next = self.take_frame(w.block, w.off, bufs);
+            w.left -= 1;
+            match next {
+                Some(n) if n > 0 || w.left == 0 => w.off += n,
+                // A block that does not hold together: skip its rest.
+                _ => {
+                    self.stats.rx_drops.count(OffloadDrop::Malformed);
+                    w.left = 0;
+                }
+            }
+            self.walk = Some(w);
+        }
+        Ok(bufs.len() - start)
+    }
+
+    /// Sends in `sendmmsg` batches until the kernel says "full" (`EAGAIN`
+    /// or `ENOBUFS`); the frames after that are not taken. Every buffer
+    /// goes back to the receive pool.
+    fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
+        let prefix: &[u8] = if self.vnet_hdr { &TX_VNET_HDR } else { &[] };
+        let mut i = 0;
+        let mut fatal = None;
+        while i < pkts.len() {
+            match self.sock.send_batch(prefix, &pkts[i..]) {
+                Ok(k) => {
+                    for p in &pkts[i..i + k] {
+                        self.stats.tx_bytes += p.len() as u64;
+                    }
+                    self.stats.tx_frames += k as u64;
+                    i += k;
+                }
+                Err(e) => match (e.kind(), e.raw_os_error()) {
+                    (io::ErrorKind::Interrupted, _) => {}
+                    (io::ErrorKind::WouldBlock, _) | (_, Some(libc::ENOBUFS)) => break,
+                    (_, Some(libc::EBADF | libc::ENOTSOCK)) => {
+                        fatal = Some(e);
+                        break;
+                    }
+                    // This frame fails on its own: count it, go on.
+                    _ => {
+                        self.stats.tx_errors += 1;
+                        i += 1;
+                    }
+                },
+            }
+        }
+        for p in pkts.drain(..) {
+            self.pool.put(p);
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(i),
+        }
+    }
+
+    /// Readable when a retired block waits. A burst can stop inside a
+    /// block or a super-frame, which the descriptor does not show: sleep
+    /// only after `rx_burst` returned 0.
+    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.sock.borrow())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_offsets_match_the_kernel_layout() {
+        // include/uapi/linux/if_packet.h, as the kernel lays them out.
+        assert_eq!(BD_NUM_PKTS, 12);
+        assert_eq!(BD_FIRST_PKT, 16);
+        assert_eq!((H_NEXT, H_SNAPLEN, H_LEN, H_STATUS), (0, 12, 16, 20));
+        assert_eq!((H_MAC, H_VLAN_TCI, H_VLAN_TPID), (24, 32, 36));
+        assert_eq!((H_SLL, H_PKTTYPE), (48, 58));
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_field() {
+        let o = AfPacketOptions {
+            block_size: 5000,
+            ..AfPacketOptions::default()
+        };
+        let e = AfPacket::open("lo", o).err().unwrap();
+        assert!(e.to_string().contains("block_size 5000"), "{e}");
+        let o = AfPacketOptions {
+            ring_blocks: 0,
+            ..AfPacketOptions::default()
+        };
+        let e = AfPacket::open("lo", o).err().unwrap();
+        assert!(e.to_string().contains("ring_blocks 0"), "{e}");
+        let e = AfPacket::open("sluice-nonexistent0", AfPacketOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("sluice-nonexistent0"), "{e}");
+    }
+
+    #[test]
+    fn a_stripped_vlan_tag_goes_back_after_the_macs() {
+        let mut st = AfPacketStats::default();
+        let frame: Vec<u8> = (0..20).collect();
+        let mut p = PacketBuf::from_frame(&frame);
+        restore_vlan(&mut p, Some([0x81, 0, 0x0f, 0xff]), &mut st).unwrap();
+        let s = p.as_slice();
+        assert_eq!(&s[..12], &frame[..12]);
+        assert_eq!(&s[12..16], &[0x81, 0, 0x0f, 0xff]);
+        assert_eq!(&s[16..], &frame[12..]);
+        assert_eq!(st.vlan_restored, 1);
+        let mut short = PacketBuf::from_frame(&[0; 11]);
+        assert_eq!(
+            restore_vlan(&mut short, Some([0; 4]), &mut st),
+            Err(OffloadDrop::Malformed)
+        );
+    }
+}
