@@ -5,6 +5,9 @@
 //! The binaries are `sluiced` (the daemon) and `sluiceadm` (the CLI).
 
 pub mod api;
+pub mod config;
+pub mod demo;
+pub mod devices;
 pub mod error;
 pub mod http;
 pub mod metrics;

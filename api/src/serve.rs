@@ -100,6 +100,18 @@ impl SimHost {
         workers: usize,
         limits: HostLimits,
     ) -> Result<SimHost, String> {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(state_dir, workers, limits, listen, ConfigLoggingLevel::Warn)
+    }
+
+    /// The same, served on `listen`, logging at `level`.
+    pub fn start_on(
+        state_dir: Option<&Path>,
+        workers: usize,
+        limits: HostLimits,
+        listen: SocketAddr,
+        level: ConfigLoggingLevel,
+    ) -> Result<SimHost, String> {
         let uplink = Wire::new();
         let host = HostOverlay {
             underlay_ip: SIM_UNDERLAY,
@@ -129,19 +141,14 @@ impl SimHost {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let log = logger(ConfigLoggingLevel::Warn, "sluiced-sim").map_err(|e| e.to_string())?;
+        let log = logger(level, "sluiced-sim").map_err(|e| e.to_string())?;
         let auth = Auth {
             token: Some(token.clone()),
             open_loopback_reads: true,
         };
         let server = {
             let _g = rt.enter();
-            serve(
-                Arc::clone(&sluice),
-                auth,
-                "127.0.0.1:0".parse().map_err(|_| "address")?,
-                log,
-            )?
+            serve(Arc::clone(&sluice), auth, listen, log)?
         };
         Ok(SimHost {
             addr: server.local_addr(),

@@ -155,6 +155,21 @@ impl Tap {
     }
 }
 
+impl Tap {
+    /// Removes a persistent TAP (one opened with `persist`): clears the
+    /// flag through a fresh queue, so the device goes when that queue
+    /// closes. A TAP that does not exist is not an error.
+    pub fn remove(name: &str) -> io::Result<()> {
+        if !std::path::Path::new("/sys/class/net").join(name).exists() {
+            return Ok(());
+        }
+        for q in Tap::open(name, 1)? {
+            sys::tap::set_persist(&q.file, false)?;
+        }
+        Ok(())
+    }
+}
+
 fn check_name(name: &str) -> io::Result<()> {
     let why = if name.is_empty() {
         Some("it is empty")

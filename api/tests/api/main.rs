@@ -4,6 +4,7 @@
 //! and the OpenAPI document's drift.
 
 mod client;
+mod daemon;
 mod endpoints;
 mod openapi;
 mod persistence;

@@ -1,0 +1,277 @@
+//! sluiced: one per host. Reads its configuration, restores the saved
+//! state (ports, rules, V2P, V2B), runs the workers and serves the API
+//! until SIGTERM or SIGINT.
+//!
+//! With no configuration file it runs a self-contained demo on simulated
+//! devices (no root needed): see `sluiced --help`.
+
+use api::config::{self, Config, Uplink};
+use api::devices::HostDevices;
+use api::http::Auth;
+use api::serve::{self, SimHost};
+use api::server::{HostLimits, Sluice};
+use api::state::StateStore;
+use clap::Parser;
+use dropshot::ConfigLoggingLevel;
+use overlay::layer::HostOverlay;
+use overlay::{V2b, V2p};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vmm_net::backend::Backend;
+use vmm_net::worker::Workers;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluiced",
+    version,
+    about = "sluice's per-host daemon: VPC dataplane workers and the control API",
+    after_help = "Examples:
+  sluiced                                  # the demo: a simulated host on 127.0.0.1:7480
+  sluiced --config /etc/sluice/sluiced.toml
+  sluiced --config host.toml --workers 2 --listen 127.0.0.1:7481
+
+Without --config, sluiced runs a demo: a simulated host (the real control
+plane, workers and engine over in-memory devices) with a small VPC, a
+scripted exchange printed as it happens, then the API on loopback for
+sluiceadm to explore. The configuration file's format is documented in
+api/src/config.rs and the README."
+)]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Serve the API here (overrides the file's `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Persist state here (overrides the file's `state_dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Worker threads (overrides the file's `workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Demo only: exit after the scripted exchange (status 1 if a step failed).
+    #[arg(long)]
+    demo_exit: bool,
+    /// Print the API's OpenAPI document and exit.
+    #[arg(long)]
+    openapi: bool,
+}
+
+fn level(s: &str) -> ConfigLoggingLevel {
+    match s {
+        "trace" => ConfigLoggingLevel::Trace,
+        "debug" => ConfigLoggingLevel::Debug,
+        "warn" => ConfigLoggingLevel::Warn,
+        "error" => ConfigLoggingLevel::Error,
+        _ => ConfigLoggingLevel::Info,
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.openapi {
+        print!("{}", api::api::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let r = match &args.config {
+        None => demo(&args),
+        Some(p) => match Config::load(p) {
+            Ok(c) => run(c, &args),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sluiced: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn until_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn demo(args: &Args) -> Result<ExitCode, String> {
+    let listen = args.listen.unwrap_or_else(|| {
+        config::DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7480)))
+    });
+    let workers = args.workers.unwrap_or(2);
+    let h = SimHost::start_on(
+        args.state_dir.as_deref(),
+        workers,
+        HostLimits::default(),
+        listen,
+        ConfigLoggingLevel::Warn,
+    )?;
+    println!(
+        "sluiced demo: a simulated host (underlay {}), {workers} workers, API on {}",
+        h.sluice.host().underlay_ip,
+        h.url()
+    );
+    if h.sluice.list_ports().map(|p| p.is_empty()).unwrap_or(true) {
+        api::demo::program(&h)?;
+    }
+    println!("VPC {}: vm1 10.0.0.5 and vm2 10.0.0.6 here, vm3 10.0.0.7 on host fd00:99::b, internet via boundary fd00:99::100\n", api::demo::VNI);
+    let (lines, ok) = api::demo::script(&h);
+    for l in &lines {
+        println!("{l}");
+    }
+    let dir = std::env::temp_dir().join("sluice-demo");
+    let token_path = dir.join("token");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(&token_path, format!("{}\n", h.token));
+    let _ = api::state::set_mode(&token_path, 0o600);
+    println!(
+        "\nThe API is up. Try (from the repository):
+  cargo run -q -p api --bin sluiceadm -- --url {url} list-ports
+  cargo run -q -p api --bin sluiceadm -- --url {url} dump-uft vm1
+  cargo run -q -p api --bin sluiceadm -- --url {url} stats
+  cargo run -q -p api --bin sluiceadm -- --url {url} --token-file {tok} trace vm1 --direction out --proto tcp --src 10.0.0.5 --dst 93.184.216.34 --dport 443
+  curl -s {url}/metrics | head
+Stop with Ctrl-C.",
+        url = h.url(),
+        tok = token_path.display()
+    );
+    if args.demo_exit {
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(until_signal());
+    println!("sluiced demo: stopping");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
+    let n = c.workers;
+    match &c.uplink {
+        Uplink::AfPacket => {
+            // One socket per worker, in one fanout group (the kernel
+            // spreads flows; the switch hands mis-steered tunnels over).
+            let group = (std::process::id() & 0xffff) as u16;
+            (0..n)
+                .map(|_| {
+                    let opts = vmm_net::afpacket::AfPacketOptions {
+                        fanout: (n > 1).then_some(group),
+                        ..Default::default()
+                    };
+                    vmm_net::afpacket::AfPacket::open(&c.underlay.interface, opts)
+                        .map(|a| Box::new(a) as Box<dyn Backend>)
+                        .map_err(|e| format!("opening AF_PACKET on {}: {e}", c.underlay.interface))
+                })
+                .collect()
+        }
+        Uplink::Pcap { input, output } => {
+            if n != 1 {
+                return Err("a pcap uplink needs workers = 1".into());
+            }
+            let p = vmm_net::pcap::Pcap::open(
+                input.as_deref(),
+                output.as_deref(),
+                Box::new(dataplane::MonotonicClock::new()),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| format!("opening the pcap uplink: {e}"))?;
+            Ok(vec![Box::new(p)])
+        }
+        Uplink::Dpdk { .. } => {
+            Err("uplink kind 'dpdk' needs a sluiced built with --features dpdk".into())
+        }
+        Uplink::None => Ok((0..n)
+            .map(|_| Box::new(vmm_net::backend::Null) as Box<dyn Backend>)
+            .collect()),
+    }
+}
+
+fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
+    if let Some(l) = args.listen {
+        c.listen = l;
+    }
+    if let Some(d) = &args.state_dir {
+        c.state_dir = d.clone();
+    }
+    if let Some(w) = args.workers {
+        c.workers = w;
+    }
+    c.check().map_err(|e| e.to_string())?;
+    let log = serve::logger(level(&c.log_level), "sluiced").map_err(|e| e.to_string())?;
+    let (if_mac, _if_mtu) = match c.uplink {
+        Uplink::AfPacket => {
+            config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?
+        }
+        _ => (vnic::config::MacAddr([2, 0, 0, 0, 0, 1]), 1500),
+    };
+    let limits = HostLimits {
+        v2p: c.limits.v2p,
+        v2b: c.limits.v2b,
+        ports: c.limits.ports,
+    };
+    let host = HostOverlay {
+        underlay_ip: c.underlay.address,
+        underlay_mac: c.underlay.mac.unwrap_or(if_mac).0,
+        next_hop_mac: c.underlay.next_hop_mac.0,
+        v2p: Arc::new(V2p::new(limits.v2p)),
+        v2b: Arc::new(V2b::new(limits.v2b)),
+    };
+    let store = StateStore::open(&c.state_dir).map_err(|e| e.to_string())?;
+    let token = serve::token_file(&c.token_path())
+        .map_err(|e| format!("token file {}: {e}", c.token_path().display()))?;
+    let workers = Workers::start(host.underlay_ip, uplinks(&c)?).map_err(|e| e.to_string())?;
+    let sluice = Arc::new(
+        Sluice::new(host, workers, Box::new(HostDevices), Some(store), limits)
+            .map_err(|e| e.to_string())?,
+    );
+    let ports = sluice.list_ports().map(|p| p.len()).unwrap_or(0);
+    slog::info!(log, "sluiced started";
+        "underlay" => %c.underlay.address, "interface" => &c.underlay.interface,
+        "workers" => c.workers, "ports_restored" => ports, "listen" => %c.listen,
+        "state_dir" => %c.state_dir.display());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let auth = Auth {
+        token: Some(token),
+        open_loopback_reads: true,
+    };
+    rt.block_on(async {
+        let server = serve::serve(Arc::clone(&sluice), auth, c.listen, log.clone())?;
+        until_signal().await;
+        slog::info!(log, "sluiced stopping");
+        server.close().await
+    })?;
+    drop(rt);
+    // The workers stop with the last reference; guest TAPs persist.
+    drop(sluice);
+    Ok(ExitCode::SUCCESS)
+}

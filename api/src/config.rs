@@ -1,0 +1,242 @@
+//! sluiced's configuration: a TOML file, overridden by flags. Every field
+//! but the underlay has a default; with no file at all sluiced runs its
+//! self-contained demo (see `sluiced --help`).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7480"        # the API
+//! state_dir = "/var/lib/sluice"    # state.json and the token live here
+//! # token_file = "/var/lib/sluice/token"
+//! workers = 1                      # one per core given to sluice
+//! log_level = "info"
+//!
+//! [underlay]
+//! interface = "eth1"
+//! address = "fd00:99::a"           # this host's underlay IPv6 address
+//! next_hop_mac = "02:00:00:00:00:20"
+//! # mac = "..."                    # default: the interface's
+//! # mtu = 1500                     # default: the interface's
+//!
+//! [uplink]
+//! kind = "af_packet"               # af_packet | pcap | dpdk | none
+//! # pcap: input = "in.pcap", output = "out.pcap"
+//! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
+//!
+//! [limits]
+//! v2p = 1000000
+//! v2b = 65536
+//! ports = 1024
+//! ```
+
+use serde::Deserialize;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use vnic::config::MacAddr;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7480";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sluice";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default = "one")]
+    pub workers: usize,
+    #[serde(default = "default_level")]
+    pub log_level: String,
+    pub underlay: Underlay,
+    #[serde(default)]
+    pub uplink: Uplink,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Underlay {
+    pub interface: String,
+    pub address: Ipv6Addr,
+    /// The underlay next hop's MAC (the outer Ethernet destination).
+    pub next_hop_mac: MacAddr,
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    #[serde(default)]
+    pub mtu: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Uplink {
+    /// AF_PACKET (TPACKET_V3) on the underlay interface: works everywhere.
+    #[default]
+    AfPacket,
+    /// Frames from and to capture files (debugging, offline runs).
+    Pcap {
+        input: Option<PathBuf>,
+        output: Option<PathBuf>,
+    },
+    /// DPDK (a build with the `dpdk` feature), EAL arguments passed through.
+    Dpdk {
+        eal_args: Vec<String>,
+        port: Option<String>,
+    },
+    /// No uplink: only same-host traffic moves.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub v2p: usize,
+    pub v2b: usize,
+    pub ports: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = crate::server::HostLimits::default();
+        Limits {
+            v2p: d.v2p,
+            v2b: d.v2b,
+            ports: d.ports,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7480)))
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        let c: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        c.check()?;
+        Ok(c)
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 || self.workers > 256 {
+            return Err(ConfigError::Invalid(format!(
+                "workers: {} is out of range 1..=256",
+                self.workers
+            )));
+        }
+        if self.underlay.address.is_unspecified() || self.underlay.address.is_multicast() {
+            return Err(ConfigError::Invalid(format!(
+                "underlay.address: {} is not a unicast address",
+                self.underlay.address
+            )));
+        }
+        if let Some(m) = self.underlay.mtu {
+            if !(1280..=9216).contains(&m) {
+                return Err(ConfigError::Invalid(format!(
+                    "underlay.mtu: {m} is out of range 1280..=9216 (IPv6 needs 1280)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.token_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("token"))
+    }
+}
+
+/// An interface's MAC and MTU, from sysfs.
+pub fn interface_facts(ifname: &str) -> Result<(MacAddr, u16), ConfigError> {
+    let base = Path::new("/sys/class/net").join(ifname);
+    let read = |f: &str| {
+        std::fs::read_to_string(base.join(f))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| ConfigError::Invalid(format!("underlay.interface '{ifname}': {e}")))
+    };
+    let mac: MacAddr = read("address")?
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("underlay.interface '{ifname}': {e}")))?;
+    let mtu: u16 = read("mtu")?.parse().map_err(|_| {
+        ConfigError::Invalid(format!("underlay.interface '{ifname}': unreadable MTU"))
+    })?;
+    Ok((mac, mtu))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_file_gets_defaults_and_bad_fields_are_named() {
+        let c: Config = toml::from_str(
+            r#"
+            [underlay]
+            interface = "eth1"
+            address = "fd00:99::a"
+            next_hop_mac = "02:00:00:00:00:20"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.workers, 1);
+        assert!(matches!(c.uplink, Uplink::AfPacket));
+        assert_eq!(c.token_path(), Path::new("/var/lib/sluice/token"));
+        c.check().unwrap();
+
+        let e = toml::from_str::<Config>(
+            r#"
+            colour = "blue"
+            [underlay]
+            interface = "eth1"
+            address = "fd00:99::a"
+            next_hop_mac = "02:00:00:00:00:20"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = toml::from_str::<Config>(
+            "[underlay]\ninterface = \"eth1\"\naddress = \"10.0.0.1\"\nnext_hop_mac = \"02:00:00:00:00:20\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("address"), "{e}");
+        let mut c2 = c.clone();
+        c2.workers = 0;
+        assert!(c2.check().unwrap_err().to_string().starts_with("workers"));
+    }
+}

@@ -1,0 +1,297 @@
+//! The demo `sluiced` runs when it has no configuration: one simulated
+//! host (the real control plane, workers and engine; in-memory devices,
+//! so no root and no interface is needed) with a small VPC, a scripted
+//! exchange that shows each part of the dataplane at work, and then the
+//! API served on loopback for `sluiceadm` to explore.
+
+use crate::serve::SimHost;
+use crate::types::{CreateVnic, GuestSpec, V2bRoute, V2bSet, V2pMapping, V2pSet};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use vmm_net::backend::Wire;
+
+pub const VNI: u32 = 7777;
+const GW_MAC: [u8; 6] = [0xa8, 0x40, 0x25, 0xff, 0xff, 0x01];
+const REMOTE_HOST: &str = "fd00:99::b";
+const BOUNDARY: &str = "fd00:99::100";
+
+fn mac(last: u8) -> [u8; 6] {
+    [0xa8, 0x40, 0x25, 0, 0, last]
+}
+
+fn vnic(name: &str, last: u8) -> CreateVnic {
+    let c = json!({
+        "name": name,
+        "guest_mac": vnic::config::MacAddr(mac(last)).to_string(),
+        "gateway_mac": vnic::config::MacAddr(GW_MAC).to_string(),
+        "vni": VNI,
+        "ipv4": { "addr": format!("10.0.0.{last}"), "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
+        "dhcp": { "dns4": ["10.0.0.2"], "domain": "demo.internal", "hostname": name },
+        "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
+        "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
+        "firewall": [{ "direction": "in", "priority": 10, "action": "allow", "protocol": "icmp",
+                       "hosts": { "subnet": "10.0.0.0/24" } }],
+        "limits": { "flows": 65536 }
+    });
+    CreateVnic {
+        // The literal above is a valid configuration.
+        config: serde_json::from_value(c).unwrap_or_else(|e| panic!("demo config: {e}")),
+        guest: GuestSpec::Tap {
+            name: format!("tap-{name}"),
+        },
+    }
+}
+
+/// Programs the demo topology: vm1 and vm2 here, vm3 on another host,
+/// the boundary for the internet.
+pub fn program(h: &SimHost) -> Result<(), String> {
+    let s = &h.sluice;
+    for (n, l) in [("vm1", 5), ("vm2", 6)] {
+        s.create_vnic(vnic(n, l), true).map_err(|e| e.to_string())?;
+    }
+    let here = h.sluice.host().underlay_ip;
+    let map = |last: u8, host: std::net::Ipv6Addr| V2pMapping {
+        vni: dataplane::Vni::new(VNI).unwrap_or_default(),
+        ip: format!("10.0.0.{last}")
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        guest_mac: vnic::config::MacAddr(mac(last)),
+        host,
+    };
+    let remote: std::net::Ipv6Addr = REMOTE_HOST.parse().map_err(|_| "address")?;
+    s.set_v2p(
+        V2pSet {
+            mappings: vec![map(5, here), map(6, here), map(7, remote)],
+        },
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    s.set_v2b(
+        V2bSet {
+            routes: vec![V2bRoute {
+                vni: dataplane::Vni::new(VNI).unwrap_or_default(),
+                prefix: "0.0.0.0/0".parse().map_err(|_| "prefix")?,
+                endpoints: vec![BOUNDARY.parse().map_err(|_| "address")?],
+            }],
+        },
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Waits (at most 2 s) for a frame on a wire's guest or uplink side.
+fn wait_frame(w: &Wire) -> Option<Vec<u8>> {
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        if let Some(f) = w.take().into_iter().next() {
+            return Some(f);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+/// One line describing a frame (etherparse, independent of the engine).
+pub fn describe(f: &[u8]) -> String {
+    let Ok(p) = SlicedPacket::from_ethernet(f) else {
+        return format!("{} bytes (unparsable)", f.len());
+    };
+    let mut s = String::new();
+    match &p.net {
+        Some(NetSlice::Ipv6(ip)) if matches!(p.transport, Some(TransportSlice::Udp(ref u)) if u.destination_port() == 6081) =>
+        {
+            let h = ip.header();
+            let Some(TransportSlice::Udp(u)) = &p.transport else {
+                return s;
+            };
+            let g = u.payload();
+            let vni = g
+                .get(4..7)
+                .map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+            let opt = usize::from(g.first().copied().unwrap_or(0) & 0x3f) * 4;
+            let _ = write!(
+                s,
+                "Geneve {} > {} VNI {vni}{}: ",
+                h.source_addr(),
+                h.destination_addr(),
+                if opt > 0 { " [external]" } else { "" }
+            );
+            if let Some(inner) = g.get(8 + opt..) {
+                s.push_str(&describe(inner));
+            }
+            return s;
+        }
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let _ = write!(s, "IPv4 {} > {}", h.source_addr(), h.destination_addr());
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let _ = write!(s, "IPv6 {} > {}", h.source_addr(), h.destination_addr());
+        }
+        Some(NetSlice::Arp(a)) => {
+            let op = if a.operation() == etherparse::ArpOperation::REQUEST {
+                "request"
+            } else {
+                "reply"
+            };
+            let ip: [u8; 4] = a.sender_protocol_addr().try_into().unwrap_or([0; 4]);
+            let hw: [u8; 6] = a.sender_hw_addr().try_into().unwrap_or([0; 6]);
+            let _ = write!(
+                s,
+                "ARP {op} {} is-at {}",
+                std::net::Ipv4Addr::from(ip),
+                vnic::config::MacAddr(hw)
+            );
+            return s;
+        }
+        None => return format!("{} bytes, not IP", f.len()),
+    }
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let _ = write!(
+                s,
+                " TCP {} > {}{}",
+                t.source_port(),
+                t.destination_port(),
+                if t.syn() { " SYN" } else { "" }
+            );
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let _ = write!(s, " UDP {} > {}", u.source_port(), u.destination_port());
+            if u.destination_port() == 68 {
+                s.push_str(" (DHCP offer)");
+            }
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            let _ = write!(s, " ICMP {:?}", i.icmp_type());
+        }
+        _ => {}
+    }
+    s
+}
+
+fn arp_request(last: u8) -> Vec<u8> {
+    let mut v = Vec::new();
+    let arp = etherparse::ArpPacket::new(
+        etherparse::ArpHardwareId::ETHERNET,
+        etherparse::EtherType::IPV4,
+        etherparse::ArpOperation::REQUEST,
+        &mac(last),
+        &[10, 0, 0, last],
+        &[0; 6],
+        &[10, 0, 0, 1],
+    );
+    if let Ok(a) = arp {
+        let _ = PacketBuilder::ethernet2(mac(last), [0xff; 6])
+            .arp(a)
+            .write(&mut v);
+    }
+    v
+}
+
+fn dhcp_discover(last: u8) -> Vec<u8> {
+    let mut b = vec![0u8; 236];
+    b[0] = 1; // BOOTREQUEST
+    b[1] = 1; // Ethernet
+    b[2] = 6;
+    b[4..8].copy_from_slice(&0x5eed_0001u32.to_be_bytes());
+    b[10] = 0x80; // broadcast
+    b[28..34].copy_from_slice(&mac(last));
+    b.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 55, 3, 1, 3, 6, 255]);
+    let mut v = Vec::new();
+    let _ = PacketBuilder::ethernet2(mac(last), [0xff; 6])
+        .ipv4([0; 4], [255; 4], 64)
+        .udp(68, 67)
+        .write(&mut v, &b);
+    v
+}
+
+fn ping(from: u8, to: [u8; 4], to_mac: [u8; 6], reply: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(mac(from), to_mac).ipv4([10, 0, 0, from], to, 64);
+    let _ = if reply {
+        b.icmpv4_echo_reply(7, 1).write(&mut v, b"sluice")
+    } else {
+        b.icmpv4_echo_request(7, 1).write(&mut v, b"sluice")
+    };
+    v
+}
+
+fn syn(from: u8, to: [u8; 4], port: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = PacketBuilder::ethernet2(mac(from), GW_MAC)
+        .ipv4([10, 0, 0, from], to, 64)
+        .tcp(40000, port, 1, 64240)
+        .syn()
+        .write(&mut v, &[]);
+    v
+}
+
+/// Runs the scripted exchange; returns the lines it printed and whether
+/// every step saw what it should.
+pub fn script(h: &SimHost) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    let mut ok = true;
+    let (Some(vm1), Some(vm2)) = (h.devices.wire("vm1"), h.devices.wire("vm2")) else {
+        return (vec!["the demo ports are missing".into()], false);
+    };
+    let mut step = |what: &str, send: &Wire, frame: Vec<u8>, watch: &Wire, want: &str| {
+        send.send(&frame);
+        let got = wait_frame(watch);
+        let seen = got.as_deref().map_or("nothing".to_string(), describe);
+        let good = seen.contains(want);
+        ok &= good;
+        lines.push(format!(
+            "{} {what}\n    sent: {}\n    got:  {seen}",
+            if good { "ok  " } else { "FAIL" },
+            describe(&frame)
+        ));
+    };
+    step(
+        "vm1 asks the gateway's MAC (answered by the gateway layer)",
+        &vm1,
+        arp_request(5),
+        &vm1,
+        "ARP reply",
+    );
+    step(
+        "vm1 asks for an address (DHCPv4 hairpin)",
+        &vm1,
+        dhcp_discover(5),
+        &vm1,
+        "DHCP offer",
+    );
+    step(
+        "vm1 pings vm2 on this host (local delivery, no wire)",
+        &vm1,
+        ping(5, [10, 0, 0, 6], GW_MAC, false),
+        &vm2,
+        "EchoRequest",
+    );
+    step(
+        "vm2 answers (stateful firewall: the reply is allowed)",
+        &vm2,
+        ping(6, [10, 0, 0, 5], GW_MAC, true),
+        &vm1,
+        "EchoReply",
+    );
+    step(
+        "vm1 opens TCP to vm3 on another host (Geneve to its host)",
+        &vm1,
+        syn(5, [10, 0, 0, 7], 22),
+        &h.uplink,
+        REMOTE_HOST,
+    );
+    step(
+        "vm1 opens TCP to the internet (SNAT, Geneve to the boundary)",
+        &vm1,
+        syn(5, [93, 184, 216, 34], 443),
+        &h.uplink,
+        "203.0.113.10",
+    );
+    (lines, ok)
+}
