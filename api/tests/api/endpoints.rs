@@ -549,3 +549,117 @@ fn dump_state_is_the_whole_desired_state() {
     assert_eq!(s["v2p"].as_array().unwrap().len(), 1);
     assert_eq!(c.get("/health").status, 204);
 }
+
+/// A TCP segment of an established flow vm5:40000 → vm6:5201.
+fn data_segment(seq: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0xa8, 0x40, 0x25, 0, 0, 5],
+        [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+    )
+    .ipv4([10, 0, 0, 5], [10, 0, 0, 6], 64)
+    .tcp(40000, 5201, seq, 64240)
+    .ack(1)
+    .write(&mut v, &[0u8; 100])
+    .unwrap();
+    v
+}
+
+#[test]
+fn bulk_calls_100k_v2p_mappings_and_a_10k_rule_set_replaced_under_traffic() {
+    let (h, c) = setup();
+    // 100 000 mappings in one call (its speed is measured in bench/, not here).
+    let mappings: Vec<Value> = (0..100_000u32)
+        .map(|i| json!({ "vni": 7777, "ip": format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256), "guest_mac": "a8:40:25:00:10:01", "host": "fd00:99::b" }))
+        .collect();
+    assert_eq!(
+        c.ok("PUT", "/v2p", Some(json!({ "mappings": mappings })))["changed"],
+        100_000
+    );
+    c.ok("PUT", "/v2p", Some(json!({ "mappings": [
+        { "vni": 7777, "ip": "10.0.0.5", "guest_mac": "a8:40:25:00:00:05", "host": api::serve::SIM_UNDERLAY },
+        { "vni": 7777, "ip": "10.0.0.6", "guest_mac": "a8:40:25:00:00:06", "host": api::serve::SIM_UNDERLAY }
+    ] })));
+
+    // vm5 → vm6 on this host, TCP 5201 allowed in at vm6.
+    c.ok("POST", "/ports", Some(vm("vm5", 5)));
+    let mut v6 = vm("vm6", 6);
+    v6["config"]["firewall"] = json!([{ "direction": "in", "priority": 100, "action": "allow", "protocol": "tcp", "ports": { "list": [5201] } }]);
+    c.ok("POST", "/ports", Some(v6));
+    let (w5, w6) = (
+        h.devices.wire("vm5").unwrap(),
+        h.devices.wire("vm6").unwrap(),
+    );
+    let mut syn = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0xa8, 0x40, 0x25, 0, 0, 5],
+        [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+    )
+    .ipv4([10, 0, 0, 5], [10, 0, 0, 6], 64)
+    .tcp(40000, 5201, 0, 64240)
+    .syn()
+    .write(&mut syn, &[])
+    .unwrap();
+    w5.send(&syn);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w6.take().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SYN never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+
+    // Traffic flows while the 10 000-rule set replaces the old one.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (w5, stop) = (w5.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 200_000 {
+                w5.send(&data_segment(1 + sent * 100));
+                sent += 1;
+                if sent % 64 == 0 {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
+            sent
+        })
+    };
+    let mut rules: Vec<Value> = (0..9_999u32)
+        .map(|i| json!({ "direction": "in", "priority": 200 + i % 1000, "action": "deny", "protocol": "udp", "hosts": { "ip": format!("192.0.{}.{}", i / 256, i % 256) }, "ports": { "list": [10000 + (i % 5000) as u16] } }))
+        .collect();
+    rules.push(json!({ "direction": "in", "priority": 100, "action": "allow", "protocol": "tcp", "ports": { "list": [5201] } }));
+    let epoch_before = c.ok("GET", "/ports/vm6", None)["summary"]["epoch"]
+        .as_u64()
+        .unwrap();
+    let r = c.ok(
+        "PUT",
+        "/ports/vm6/firewall",
+        Some(json!({ "rules": rules })),
+    );
+    assert_eq!(r.as_array().unwrap().len(), 10_000);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    let epoch_after = c.ok("GET", "/ports/vm6", None)["summary"]["epoch"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        epoch_after > epoch_before,
+        "the rule set changed under traffic"
+    );
+
+    let mut got = 0u32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got < sent && std::time::Instant::now() < deadline {
+        got += w6.take().len() as u32;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let stats = c.ok("GET", "/ports/vm6/stats", None);
+    assert_eq!(
+        got, sent,
+        "every packet of the allowed established flow arrived: {stats}"
+    );
+    assert!(stats["drops"].as_array().unwrap().is_empty(), "{stats}");
+}
