@@ -8,5 +8,7 @@
 //! guest segments.
 
 pub mod backend;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod pcap;
 pub mod switch;
