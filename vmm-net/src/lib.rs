@@ -5,11 +5,13 @@
 //! Today: the switch, an in-memory backend (the test double), a pcap
 //! backend, the TAP guest backend and the AF_PACKET uplink (TPACKET_V3),
 //! with guest offloads (checksum completion, TCP segmentation) done in
-//! software; worker threads owning ports. Still to come (issue 5):
-//! vhost-user guests, the DPDK uplink.
+//! software; worker threads owning ports; the DPDK uplink behind the
+//! `dpdk` feature. Still to come (issue 5): vhost-user guests.
 
 pub mod afpacket;
 pub mod backend;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod netns;
 pub mod offload;
 pub mod pcap;
