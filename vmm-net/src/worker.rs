@@ -164,6 +164,16 @@ impl Workers {
         underlay_ip: Ipv6Addr,
         uplinks: Vec<Box<dyn Backend>>,
     ) -> Result<Workers, WorkerError> {
+        Self::start_with(underlay_ip, uplinks, None)
+    }
+
+    /// The same, running `on_start` first on every worker thread (e.g. to
+    /// register it with DPDK's EAL).
+    pub fn start_with(
+        underlay_ip: Ipv6Addr,
+        uplinks: Vec<Box<dyn Backend>>,
+        on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    ) -> Result<Workers, WorkerError> {
         let n = uplinks.len();
         let owners: Owners = Arc::new(ArcSwap::from_pointee(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -208,9 +218,15 @@ impl Workers {
                 counters: Arc::clone(&counters),
                 stop: Arc::clone(&stop),
             };
+            let hook = on_start.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-worker-{i}"))
-                .spawn(move || w.run())
+                .spawn(move || {
+                    if let Some(h) = hook {
+                        h(i);
+                    }
+                    w.run()
+                })
                 .map_err(|e| WorkerError::Start(i, e))?;
             handles.push(Handle {
                 jobs,

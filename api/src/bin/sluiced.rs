@@ -203,6 +203,30 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
             .map_err(|e| format!("opening the pcap uplink: {e}"))?;
             Ok(vec![Box::new(p)])
         }
+        #[cfg(feature = "dpdk")]
+        Uplink::Dpdk { eal_args, port } => {
+            use vmm_net::dpdk::{DpdkPort, DpdkPortOptions, Eal};
+            let eal = Eal::init(eal_args).map_err(|e| format!("DPDK EAL: {e}"))?;
+            let name = port.clone().unwrap_or_else(|| "0".into());
+            let opts = DpdkPortOptions {
+                rx_queues: n as u16,
+                tx_queues: n as u16,
+                ..Default::default()
+            };
+            let mut p =
+                DpdkPort::open(&eal, &name, opts).map_err(|e| format!("DPDK port {name}: {e}"))?;
+            let queues = p.take_queues();
+            // The port and the EAL live as long as the process: the
+            // queues keep the device; the EAL handle is kept for the
+            // workers to register their threads.
+            let _ = DPDK_EAL.set(eal);
+            std::mem::forget(p);
+            Ok(queues
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn Backend>)
+                .collect())
+        }
+        #[cfg(not(feature = "dpdk"))]
         Uplink::Dpdk { .. } => {
             Err("uplink kind 'dpdk' needs a sluiced built with --features dpdk".into())
         }
@@ -210,6 +234,23 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
             .map(|_| Box::new(vmm_net::backend::Null) as Box<dyn Backend>)
             .collect()),
     }
+}
+
+#[cfg(feature = "dpdk")]
+static DPDK_EAL: std::sync::OnceLock<vmm_net::dpdk::Eal> = std::sync::OnceLock::new();
+
+/// What each worker thread does first: with DPDK, register with the EAL
+/// (per-lcore mempool caches).
+fn worker_hook() -> Option<Arc<dyn Fn(usize) + Send + Sync>> {
+    #[cfg(feature = "dpdk")]
+    if DPDK_EAL.get().is_some() {
+        return Some(Arc::new(|_| {
+            if let Some(e) = DPDK_EAL.get() {
+                let _ = e.register_thread();
+            }
+        }));
+    }
+    None
 }
 
 fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
@@ -224,7 +265,7 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     }
     c.check().map_err(|e| e.to_string())?;
     let log = serve::logger(level(&c.log_level), "sluiced").map_err(|e| e.to_string())?;
-    let (if_mac, _if_mtu) = match c.uplink {
+    let (if_mac, _if_mtu) = match &c.uplink {
         Uplink::AfPacket => {
             config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?
         }
@@ -245,7 +286,9 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     let store = StateStore::open(&c.state_dir).map_err(|e| e.to_string())?;
     let token = serve::token_file(&c.token_path())
         .map_err(|e| format!("token file {}: {e}", c.token_path().display()))?;
-    let workers = Workers::start(host.underlay_ip, uplinks(&c)?).map_err(|e| e.to_string())?;
+    let queues = uplinks(&c)?;
+    let workers =
+        Workers::start_with(host.underlay_ip, queues, worker_hook()).map_err(|e| e.to_string())?;
     let sluice = Arc::new(
         Sluice::new(host, workers, Box::new(HostDevices), Some(store), limits)
             .map_err(|e| e.to_string())?,
