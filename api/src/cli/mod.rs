@@ -2,8 +2,9 @@
 //! API call, over [`crate::client::Client`].
 //!
 //! Output is an aligned table by default and the server's JSON with
-//! `--json` (for scripts); `dump-state` always prints JSON, being the
-//! input of `replay`. Exit status: 0 on success, 1 when the call (or a
+//! `--json` (for scripts; the verbs whose call answers nothing,
+//! `delete-vnic` and `clear-uft`, then print nothing); `dump-state`
+//! always prints JSON, being the input of `replay`. Exit status: 0 on success, 1 when the call (or a
 //! file) failed, with the server's own message
 //! (`sluiceadm: error: 404 Not Found: no port named 'x'`), 2 for a usage
 //! error (clap's: a bad flag or value is refused before any call).
@@ -54,6 +55,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// sluiced's API.
     #[arg(long, global = true, env = "SLUICE_URL", default_value = DEFAULT_URL, value_name = "URL")]
