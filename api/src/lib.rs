@@ -5,12 +5,15 @@
 //! The binaries are `sluiced` (the daemon) and `sluiceadm` (the CLI).
 
 pub mod api;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod replay;
 pub mod serve;
 pub mod server;
 pub mod state;

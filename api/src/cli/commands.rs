@@ -1,0 +1,350 @@
+//! Running a parsed command: the call, then its answer as a table or as
+//! JSON. Every verb appends its output to a string the caller prints, so
+//! nothing is printed half-way when a call fails.
+
+use super::{show, Cli, Command, DirArg, FwActionArg, ProtoArg};
+use crate::client::{Client, ClientError};
+use crate::replay::{self, ReplayError, ReplayOptions};
+use crate::types::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use vnic::config::{ExternalIps, VnicConfig};
+use vnic::firewall::{FirewallRule, FwAction, FwDirection};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The server refused the call, or could not be reached.
+    #[error("{err}")]
+    Api {
+        err: ClientError,
+        /// Why no token was sent, if none was.
+        no_token: Option<String>,
+    },
+    #[error("reading {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {err}")]
+    Json {
+        path: PathBuf,
+        err: serde_json::Error,
+    },
+    #[error("writing {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
+    #[error("the capture is not base64: {0}")]
+    Capture(String),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+impl CliError {
+    /// A hint to print after the error, if there is one.
+    pub fn note(&self) -> Option<String> {
+        match self {
+            CliError::Api {
+                err,
+                no_token: Some(why),
+            } if err.status() == Some(401) => Some(format!(
+                "no token was sent ({why}); give --token or --token-file"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The token: `--token`, else the token file's content. `Err` says why
+/// there is none (fine for reads).
+fn token(cli: &Cli) -> Result<String, String> {
+    if let Some(t) = &cli.global.token {
+        return Ok(t.trim().to_string());
+    }
+    let path = &cli.global.token_file;
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Reads a file, or stdin for `-`.
+fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    let rerr = |err| CliError::Read {
+        path: path.to_path_buf(),
+        err,
+    };
+    if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b).map_err(rerr)?;
+        Ok(b)
+    } else {
+        std::fs::read(path).map_err(rerr)
+    }
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+    let b = read_input(path)?;
+    serde_json::from_slice(&b).map_err(|err| CliError::Json {
+        path: path.to_path_buf(),
+        err,
+    })
+}
+
+/// A list from a file holding either `{"KEY": [...]}` or the bare array.
+fn read_list<T: DeserializeOwned>(path: &Path, key: &str) -> Result<Vec<T>, CliError> {
+    let v: serde_json::Value = read_json(path)?;
+    let list = match v {
+        serde_json::Value::Object(mut o) if o.len() == 1 && o.contains_key(key) => {
+            o.remove(key).unwrap_or_default()
+        }
+        other => other,
+    };
+    serde_json::from_value(list).map_err(|err| CliError::Json {
+        path: path.to_path_buf(),
+        err,
+    })
+}
+
+fn json(v: &impl Serialize) -> String {
+    // Serialising the types of this crate cannot fail (no maps with
+    // non-string keys); an empty document would say so.
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn fw_rule(a: &super::AddFwRuleArgs) -> FirewallRule {
+    FirewallRule {
+        direction: match a.direction {
+            DirArg::In => FwDirection::In,
+            DirArg::Out => FwDirection::Out,
+        },
+        priority: a.priority,
+        action: match a.action {
+            FwActionArg::Allow => FwAction::Allow,
+            FwActionArg::Deny => FwAction::Deny,
+        },
+        hosts: a.hosts.clone(),
+        protocol: a.protocol,
+        ports: a.ports.clone(),
+    }
+}
+
+fn trace_request(a: &super::TraceArgs) -> TraceRequest {
+    let direction = match a.direction {
+        DirArg::In => Dir::In,
+        DirArg::Out => Dir::Out,
+    };
+    let packet = match (a.proto, a.src, a.dst) {
+        (Some(p), Some(src), Some(dst)) if a.frame.is_none() => Some(PacketDesc {
+            protocol: match p {
+                ProtoArg::Tcp => TraceProto::Tcp,
+                ProtoArg::Udp => TraceProto::Udp,
+                ProtoArg::Icmp => TraceProto::Icmp,
+            },
+            src,
+            dst,
+            src_port: a.sport,
+            dst_port: a.dport,
+            tcp_flags: a.flags.clone(),
+            payload_len: a.len,
+            outer_src: a.outer_src,
+            external: a.external,
+        }),
+        _ => None,
+    };
+    TraceRequest {
+        direction,
+        packet,
+        frame_hex: a.frame.clone(),
+    }
+}
+
+/// Runs the command, appending what it prints to `out`.
+pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
+    if let Command::Replay(a) = &cli.command {
+        let mut o = ReplayOptions::new(a.state.clone(), a.inputs.clone(), a.out_dir.clone());
+        o.underlay_ip = a.underlay_ip;
+        if let Some(m) = a.underlay_mac {
+            o.underlay_mac = m.0;
+        }
+        if let Some(m) = a.next_hop_mac {
+            o.next_hop_mac = m.0;
+        }
+        let r = replay::run(&o)?;
+        *out += &if cli.global.json {
+            json(&r)
+        } else {
+            show::replay(&r)
+        };
+        return Ok(());
+    }
+    let tok = token(cli);
+    let no_token = tok.as_ref().err().cloned();
+    let c = Client::new(&cli.global.url, tok.ok());
+    let api = |err| CliError::Api {
+        err,
+        no_token: no_token.clone(),
+    };
+    let j = cli.global.json;
+    // Prints `v` as JSON or through `human`.
+    let mut emit = |text: String| *out += &text;
+    macro_rules! show {
+        ($v:expr, $human:expr) => {{
+            let v = $v.map_err(api)?;
+            emit(if j { json(&v) } else { $human(&v) });
+        }};
+    }
+    match &cli.command {
+        Command::ListPorts => show!(c.list_ports(), |v: &Vec<_>| show::ports(v)),
+        Command::CreateVnic(a) => {
+            let config: VnicConfig = read_json(&a.config)?;
+            let guest = match (&a.tap, &a.vhost_user) {
+                (Some(t), _) => GuestSpec::Tap { name: t.clone() },
+                (None, Some(s)) => GuestSpec::VhostUser { socket: s.clone() },
+                (None, None) => GuestSpec::None,
+            };
+            show!(
+                c.create_vnic(&CreateVnic { config, guest }),
+                |p: &PortSummary| {
+                    format!("created port '{}'\n", p.name) + &show::ports(std::slice::from_ref(p))
+                }
+            );
+        }
+        Command::DeleteVnic { port } => {
+            c.delete_vnic(port).map_err(api)?;
+            if !j {
+                emit(format!("deleted port '{port}'\n"));
+            }
+        }
+        Command::ListLayers { port } => show!(c.list_layers(port), show::list_layers),
+        Command::DumpLayer { port, layer } => {
+            show!(c.dump_layer(port, layer), |v| show::dump_layer(port, v))
+        }
+        Command::DumpUft { port } => show!(c.dump_uft(port), |v| show::dump_uft(port, v)),
+        Command::ClearUft { port } => {
+            c.clear_uft(port).map_err(api)?;
+            if !j {
+                emit(format!("cleared the flow tables of port '{port}'\n"));
+            }
+        }
+        Command::DumpTcpFlows { port } => show!(c.dump_tcp_flows(port), show::tcp_flows),
+        Command::ListFwRules { port } => {
+            show!(c.list_fw_rules(port), |v: &Vec<_>| show::fw_rules(v))
+        }
+        Command::AddFwRule(a) => show!(c.add_fw_rule(&a.port, &fw_rule(a)), |v: &Vec<_>| {
+            show::fw_rules(v)
+        }),
+        Command::RmFwRule { port, id } => {
+            show!(c.rm_fw_rule(port, *id), |v: &Vec<_>| show::fw_rules(v))
+        }
+        Command::SetFwRules { port, file } => {
+            let rules: Vec<FirewallRule> = read_list(file, "rules")?;
+            show!(
+                c.set_fw_rules(port, &FirewallRules { rules }),
+                |v: &Vec<_>| show::fw_rules(v)
+            )
+        }
+        Command::ListRoutes { port } => show!(c.list_routes(port), show::routes),
+        Command::AddRouterEntry { port, dest, target } => {
+            let r = vnic::router::RouteEntry {
+                dest: *dest,
+                target: target.clone(),
+                class: vnic::router::RouteClass::Custom,
+            };
+            show!(c.add_router_entry(port, &r), show::routes)
+        }
+        Command::DelRouterEntry { port, dest } => {
+            show!(c.del_router_entry(port, dest), show::routes)
+        }
+        Command::SetV2p(a) => {
+            let mappings = match (&a.file, a.vni, a.ip, a.mac, a.host) {
+                (Some(f), ..) => read_list(f, "mappings")?,
+                (None, Some(vni), Some(ip), Some(guest_mac), Some(host)) => vec![V2pMapping {
+                    vni: dataplane::Vni::new(vni).unwrap_or_default(),
+                    ip,
+                    guest_mac,
+                    host,
+                }],
+                // clap requires all four without --file.
+                _ => Vec::new(),
+            };
+            let n = mappings.len();
+            show!(
+                c.set_v2p(&V2pSet { mappings }),
+                |r: &crate::api::Changed| {
+                    format!("set {n} V2P mapping(s), {} changed\n", r.changed)
+                }
+            )
+        }
+        Command::ClearV2p { vni, ip } => {
+            show!(c.clear_v2p(*vni, *ip), |r: &crate::api::Changed| {
+                format!("cleared {} V2P mapping(s)\n", r.changed)
+            })
+        }
+        Command::DumpV2p { vni } => show!(c.dump_v2p(*vni), |v: &Vec<_>| show::v2p(v)),
+        Command::SetV2b(a) => {
+            let routes = match (&a.file, a.vni, a.prefix, &a.endpoints) {
+                (Some(f), ..) => read_list(f, "routes")?,
+                (None, Some(vni), Some(prefix), Some(endpoints)) => vec![V2bRoute {
+                    vni: dataplane::Vni::new(vni).unwrap_or_default(),
+                    prefix,
+                    endpoints: endpoints.0.clone(),
+                }],
+                _ => Vec::new(),
+            };
+            show!(c.set_v2b(&V2bSet { routes }), |r: &crate::api::Changed| {
+                format!("set {} V2B route(s)\n", r.changed)
+            })
+        }
+        Command::ClearV2b { vni, prefix } => {
+            show!(c.clear_v2b(*vni, *prefix), |r: &crate::api::Changed| {
+                format!("cleared {} V2B route(s)\n", r.changed)
+            })
+        }
+        Command::DumpV2b { vni } => show!(c.dump_v2b(*vni), |v: &Vec<_>| show::v2b(v)),
+        Command::SetExternalIps(a) => {
+            let external = ExternalIps {
+                snat: a.snat.clone(),
+                ephemeral: a.ephemeral.clone(),
+                floating: a.floating.clone(),
+            };
+            show!(
+                c.set_external_ips(&a.port, &SetExternalIps { external }),
+                |cfg: &VnicConfig| show::external(&cfg.external)
+            )
+        }
+        Command::Stats { port: Some(p) } => show!(c.port_stats(p), show::port_stats),
+        Command::Stats { port: None } => show!(c.stats(), show::host_stats),
+        Command::Capture {
+            port,
+            out: file,
+            packets,
+            seconds,
+        } => {
+            let req = CaptureRequest {
+                packets: *packets,
+                seconds: *seconds,
+            };
+            let r = c.capture(port, &req).map_err(api)?;
+            use base64::Engine as _;
+            let pcap = base64::engine::general_purpose::STANDARD
+                .decode(&r.pcap_base64)
+                .map_err(|e| CliError::Capture(e.to_string()))?;
+            std::fs::write(file, &pcap).map_err(|err| CliError::Write {
+                path: file.clone(),
+                err,
+            })?;
+            emit(if j {
+                json(&serde_json::json!({ "packets": r.packets, "file": file }))
+            } else {
+                format!(
+                    "captured {} frame(s) of port '{port}' to {}\n",
+                    r.packets,
+                    file.display()
+                )
+            });
+        }
+        Command::Trace(a) => show!(c.trace(&a.port, &trace_request(a)), show::trace),
+        Command::DumpState => emit(json(&c.dump_state().map_err(api)?)),
+        Command::Replay(_) => {}
+    }
+    Ok(())
+}

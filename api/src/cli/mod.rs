@@ -1,0 +1,503 @@
+//! `sluiceadm`, the admin CLI: opteadm-style verb-noun commands, one per
+//! API call, over [`crate::client::Client`].
+//!
+//! Output is an aligned table by default and the server's JSON with
+//! `--json` (for scripts; the verbs whose call answers nothing,
+//! `delete-vnic` and `clear-uft`, then print nothing); `dump-state`
+//! always prints JSON, being the input of `replay`. Exit status: 0 on success, 1 when the call (or a
+//! file) failed, with the server's own message
+//! (`sluiceadm: error: 404 Not Found: no port named 'x'`), 2 for a usage
+//! error (clap's: a bad flag or value is refused before any call).
+//!
+//! `replay` is the exception to "over the API": it runs a state document
+//! offline against captures ([`crate::replay`]), with no daemon.
+
+pub mod args;
+mod commands;
+mod show;
+pub mod summary;
+pub mod table;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dataplane::IpCidr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vnic::config::{MacAddr, SnatConfig};
+use vnic::firewall::{HostFilter, PortFilter, ProtoFilter};
+use vnic::router::RouteTarget;
+
+/// Where sluiced serves its API unless told otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7480";
+/// sluiced's token file unless told otherwise.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/lib/sluice/token";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluiceadm",
+    version,
+    about = "Administer sluice, a host's virtual networking dataplane, through sluiced's API",
+    long_about = None,
+    after_help = "Examples:\n  \
+        sluiceadm list-ports\n  \
+        sluiceadm create-vnic --config vm1.json --tap tap-vm1\n  \
+        sluiceadm add-fw-rule vm1 --direction in --priority 10 --action allow --protocol tcp --ports 22\n  \
+        sluiceadm trace vm1 --proto tcp --src 10.0.0.5 --dst 1.1.1.1 --dport 443\n  \
+        sluiceadm --json stats vm1\n\n\
+        Reads need no token from the daemon's own host; changes need the token\n\
+        (read from --token-file, /var/lib/sluice/token by default)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// sluiced's API.
+    #[arg(long, global = true, env = "SLUICE_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    pub url: String,
+    /// The API token (default: read from --token-file).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The file holding the API token (a missing file is fine for reads).
+    #[arg(long, global = true, env = "SLUICE_TOKEN_FILE", default_value = DEFAULT_TOKEN_FILE, value_name = "PATH")]
+    pub token_file: PathBuf,
+    /// Print the server's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the ports (vNICs) of this host.
+    #[command(after_help = "Examples:\n  sluiceadm list-ports\n  sluiceadm list-ports --json")]
+    ListPorts,
+
+    /// Create a port for a vNIC and attach its guest device.
+    #[command(
+        after_help = "The configuration is a VnicConfig as JSON (see api/openapi.json), from\n\
+        a file or '-' for stdin.\n\n\
+        Examples:\n  \
+        sluiceadm create-vnic --config vm1.json --tap tap-vm1\n  \
+        sluiceadm create-vnic --config vm2.json --vhost-user /run/sluice/vm2.sock\n  \
+        cat vm3.json | sluiceadm create-vnic --config - --no-guest"
+    )]
+    CreateVnic(CreateVnicArgs),
+
+    /// Delete a port (its flows go with it; its guest device is closed).
+    #[command(after_help = "Example:\n  sluiceadm delete-vnic vm1")]
+    DeleteVnic { port: String },
+
+    /// A port's layers in processing order, with rule and flow counts.
+    #[command(after_help = "Example:\n  sluiceadm list-layers vm1")]
+    ListLayers { port: String },
+
+    /// One layer of a port: its rules (with hits), then its flow table.
+    #[command(after_help = "Layers: gateway, firewall, router, nat, overlay.\n\n\
+        Examples:\n  sluiceadm dump-layer vm1 firewall\n  sluiceadm dump-layer vm1 nat --json")]
+    DumpLayer { port: String, layer: String },
+
+    /// A port's unified flow table, both directions.
+    #[command(after_help = "Example:\n  sluiceadm dump-uft vm1")]
+    DumpUft { port: String },
+
+    /// Clear a port's flow tables: every flow is decided again.
+    #[command(after_help = "Example:\n  sluiceadm clear-uft vm1")]
+    ClearUft { port: String },
+
+    /// The TCP connections a port tracks, with their states.
+    #[command(after_help = "Example:\n  sluiceadm dump-tcp-flows vm1")]
+    DumpTcpFlows { port: String },
+
+    /// A port's firewall rules, numbered (the numbers rm-fw-rule takes).
+    #[command(after_help = "Example:\n  sluiceadm list-fw-rules vm1")]
+    ListFwRules { port: String },
+
+    /// Add a firewall rule to a port.
+    #[command(
+        after_help = "Hosts: any, ip=ADDR, subnet=ADDR/LEN, vni=N (the remote side: the\n\
+        destination outbound, the source inbound). Protocol: any, tcp, udp, icmp,\n\
+        icmp6 or a number. Ports (tcp/udp only): any, a list 22,80 or a range 8000-8080.\n\n\
+        Examples:\n  \
+        sluiceadm add-fw-rule vm1 --direction in --priority 10 --action allow --protocol tcp --ports 22,80 --hosts subnet=10.0.0.0/24\n  \
+        sluiceadm add-fw-rule vm1 --direction out --priority 5 --action deny --hosts ip=192.0.2.1"
+    )]
+    AddFwRule(AddFwRuleArgs),
+
+    /// Remove a firewall rule by its number (see list-fw-rules).
+    #[command(after_help = "Example:\n  sluiceadm rm-fw-rule vm1 0")]
+    RmFwRule { port: String, id: usize },
+
+    /// Replace a port's whole firewall rule set atomically.
+    #[command(
+        after_help = "The file holds {\"rules\": [FirewallRule, ...]} or just the array, as\n\
+        list-fw-rules --json prints rules; '-' reads stdin. An empty list leaves the\n\
+        defaults (outbound allowed, inbound denied).\n\n\
+        Example:\n  sluiceadm set-fw-rules vm1 --file rules.json"
+    )]
+    SetFwRules {
+        port: String,
+        /// The rules as JSON ('-': stdin).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+
+    /// A port's routes: the VPC's system routes, then custom ones.
+    #[command(after_help = "Example:\n  sluiceadm list-routes vm1")]
+    ListRoutes { port: String },
+
+    /// Add a custom route to a port (or replace the one to DEST).
+    #[command(
+        after_help = "TARGET: drop, internet_gateway, ip=ADDR (a next hop in the VPC) or\n\
+        vpc_subnet=ADDR/LEN.\n\n\
+        Examples:\n  \
+        sluiceadm add-router-entry vm1 192.168.0.0/16 ip=10.0.0.9\n  \
+        sluiceadm add-router-entry vm1 0.0.0.0/0 internet_gateway\n  \
+        sluiceadm add-router-entry vm1 198.51.100.0/24 drop"
+    )]
+    AddRouterEntry {
+        port: String,
+        #[arg(value_parser = args::cidr)]
+        dest: IpCidr,
+        #[arg(value_parser = args::route_target)]
+        target: RouteTarget,
+    },
+
+    /// Delete a port's custom route to DEST.
+    #[command(after_help = "Example:\n  sluiceadm del-router-entry vm1 192.168.0.0/16")]
+    DelRouterEntry {
+        port: String,
+        #[arg(value_parser = args::cidr)]
+        dest: IpCidr,
+    },
+
+    /// Add or replace V2P mappings: one from the arguments, or many from a file.
+    #[command(
+        after_help = "A bulk file holds {\"mappings\": [V2pMapping, ...]} or just the array\n\
+        (as dump-v2p --json prints it); all are set or none.\n\n\
+        Examples:\n  \
+        sluiceadm set-v2p 7777 10.0.0.6 a8:40:25:00:00:06 fd00:99::b\n  \
+        sluiceadm set-v2p --file mappings.json"
+    )]
+    SetV2p(SetV2pArgs),
+
+    /// Remove one V2P mapping (VNI and IP) or a whole VPC's (VNI).
+    #[command(
+        after_help = "Examples:\n  sluiceadm clear-v2p 7777 10.0.0.6\n  sluiceadm clear-v2p 7777"
+    )]
+    ClearV2p {
+        #[arg(value_parser = args::vni)]
+        vni: u32,
+        ip: Option<IpAddr>,
+    },
+
+    /// The V2P mappings, of one VPC or all.
+    #[command(after_help = "Examples:\n  sluiceadm dump-v2p\n  sluiceadm dump-v2p --vni 7777")]
+    DumpV2p {
+        #[arg(long, value_parser = args::vni)]
+        vni: Option<u32>,
+    },
+
+    /// Add or replace a V2B route: an external prefix of a VPC and its boundary endpoints.
+    #[command(
+        after_help = "A bulk file holds {\"routes\": [V2bRoute, ...]} or just the array.\n\n\
+        Examples:\n  \
+        sluiceadm set-v2b 7777 0.0.0.0/0 fd00:99::100,fd00:99::101\n  \
+        sluiceadm set-v2b --file routes.json"
+    )]
+    SetV2b(SetV2bArgs),
+
+    /// Remove one V2B route (VNI and PREFIX) or a whole VPC's (VNI).
+    #[command(
+        after_help = "Examples:\n  sluiceadm clear-v2b 7777 0.0.0.0/0\n  sluiceadm clear-v2b 7777"
+    )]
+    ClearV2b {
+        #[arg(value_parser = args::vni)]
+        vni: u32,
+        #[arg(value_parser = args::cidr)]
+        prefix: Option<IpCidr>,
+    },
+
+    /// The V2B routes, of one VPC or all.
+    #[command(after_help = "Examples:\n  sluiceadm dump-v2b\n  sluiceadm dump-v2b --vni 7777")]
+    DumpV2b {
+        #[arg(long, value_parser = args::vni)]
+        vni: Option<u32>,
+    },
+
+    /// Set a port's external IPs (all of them: what is not given is removed).
+    #[command(
+        after_help = "For outbound internet traffic a floating IP is preferred, then an\n\
+        ephemeral IP, then SNAT. No option at all removes every external IP.\n\n\
+        Examples:\n  \
+        sluiceadm set-external-ips vm1 --snat 203.0.113.10:2048-4095\n  \
+        sluiceadm set-external-ips vm1 --ephemeral 203.0.113.20 --floating 203.0.113.50"
+    )]
+    SetExternalIps(SetExternalIpsArgs),
+
+    /// Counters: of one port, or every port and worker.
+    #[command(
+        after_help = "Examples:\n  sluiceadm stats\n  sluiceadm stats vm1\n  sluiceadm --json stats vm1"
+    )]
+    Stats { port: Option<String> },
+
+    /// Record a port's guest-side frames for a while, to a pcap file.
+    #[command(
+        after_help = "Stops after --packets frames or --seconds, whichever comes first.\n\n\
+        Example:\n  sluiceadm capture vm1 --out vm1.pcap --packets 100 --seconds 10"
+    )]
+    Capture {
+        port: String,
+        /// Where to write the capture.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Stop after this many frames (1..=100000; the server's default: 100).
+        #[arg(long)]
+        packets: Option<u32>,
+        /// Stop after this many seconds (1..=60; the server's default: 5).
+        #[arg(long)]
+        seconds: Option<u32>,
+    },
+
+    /// Walk a packet through a port's layers, without changing its flows.
+    #[command(
+        after_help = "Outbound packets are the guest's (from its MAC to the gateway's);\n\
+        inbound ones arrive in Geneve from the sender's V2P host (or a boundary).\n\
+        Prints, per layer, the rule that matched, its action and transform; then\n\
+        the verdict and the packet that would leave.\n\n\
+        Examples:\n  \
+        sluiceadm trace vm1 --direction out --proto tcp --src 10.0.0.5 --dst 1.1.1.1 --dport 443\n  \
+        sluiceadm trace vm1 --direction in --proto tcp --src 10.0.0.6 --dst 10.0.0.5 --dport 22 --flags S\n  \
+        sluiceadm trace vm1 --direction out --frame a84025ffff01a84025000005..."
+    )]
+    Trace(TraceArgs),
+
+    /// Print the whole persisted state as JSON (the input of replay).
+    #[command(after_help = "Example:\n  sluiceadm dump-state > state.json")]
+    DumpState,
+
+    /// Replay captures through a state offline (no daemon, no root).
+    #[command(
+        after_help = "NAME is 'uplink' or a port's name; each input is NAME=FILE.pcap\n\
+        (Ethernet). Inputs are merged by timestamp and their timestamps drive the\n\
+        ports' clock. DIR gets NAME.out.pcap for every endpoint sent anything.\n\n\
+        Example:\n  \
+        sluiceadm dump-state > state.json\n  \
+        sluiceadm replay --state state.json --in vm1=vm1.pcap --in uplink=underlay.pcap --out-dir out/"
+    )]
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("guest").required(true).args(["tap", "vhost_user", "no_guest"])))]
+pub struct CreateVnicArgs {
+    /// The vNIC's configuration as JSON ('-': stdin).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The guest is a TAP interface (created if missing).
+    #[arg(long, value_name = "IFNAME")]
+    pub tap: Option<String>,
+    /// The guest connects to this vhost-user socket (sluice listens).
+    #[arg(long, value_name = "SOCKET")]
+    pub vhost_user: Option<PathBuf>,
+    /// No guest device: the port is programmed, frames to the guest dropped.
+    #[arg(long)]
+    pub no_guest: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DirArg {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FwActionArg {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Args)]
+pub struct AddFwRuleArgs {
+    pub port: String,
+    #[arg(long, value_enum)]
+    pub direction: DirArg,
+    /// Lower first (0..=65534).
+    #[arg(long)]
+    pub priority: u16,
+    #[arg(long, value_enum)]
+    pub action: FwActionArg,
+    /// The remote hosts: any, ip=ADDR, subnet=ADDR/LEN, vni=N.
+    #[arg(long, value_parser = args::hosts, default_value = "any")]
+    pub hosts: HostFilter,
+    /// any, tcp, udp, icmp, icmp6 or a protocol number.
+    #[arg(long, value_parser = args::protocol, default_value = "any")]
+    pub protocol: ProtoFilter,
+    /// Destination ports: any, a list (22,80) or a range (8000-8080).
+    #[arg(long, value_parser = args::ports, default_value = "any")]
+    pub ports: PortFilter,
+}
+
+#[derive(Debug, Args)]
+pub struct SetV2pArgs {
+    #[arg(value_parser = args::vni, required_unless_present = "file", conflicts_with = "file")]
+    pub vni: Option<u32>,
+    /// The guest's address in the VPC.
+    #[arg(required_unless_present = "file")]
+    pub ip: Option<IpAddr>,
+    /// The guest's MAC.
+    #[arg(value_parser = args::mac, required_unless_present = "file")]
+    pub mac: Option<MacAddr>,
+    /// The underlay address of the guest's host.
+    #[arg(required_unless_present = "file")]
+    pub host: Option<Ipv6Addr>,
+    /// Many mappings from a JSON file ('-': stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetV2bArgs {
+    #[arg(value_parser = args::vni, required_unless_present = "file", conflicts_with = "file")]
+    pub vni: Option<u32>,
+    /// The external prefix (0.0.0.0/0 for the whole internet).
+    #[arg(value_parser = args::cidr, required_unless_present = "file")]
+    pub prefix: Option<IpCidr>,
+    /// Boundary tunnel endpoints (underlay IPv6 addresses, comma-separated).
+    #[arg(value_parser = args::endpoints, required_unless_present = "file")]
+    pub endpoints: Option<args::Endpoints>,
+    /// Many routes from a JSON file ('-': stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetExternalIpsArgs {
+    pub port: String,
+    /// A shared address and this port's slice of its ports: IP:FIRST-LAST.
+    #[arg(long, value_parser = args::snat, value_name = "IP:FIRST-LAST")]
+    pub snat: Vec<SnatConfig>,
+    /// An address of this port's own for outbound traffic.
+    #[arg(long, value_name = "IP")]
+    pub ephemeral: Vec<IpAddr>,
+    /// A 1:1 address, reachable inbound.
+    #[arg(long, value_name = "IP")]
+    pub floating: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProtoArg {
+    Tcp,
+    Udp,
+    /// ICMP or ICMPv6 echo request, by the addresses' family.
+    Icmp,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    pub port: String,
+    /// out: from the guest; in: to the guest, from the underlay.
+    #[arg(long, value_enum, default_value = "out")]
+    pub direction: DirArg,
+    #[arg(long, value_enum, required_unless_present = "frame")]
+    pub proto: Option<ProtoArg>,
+    #[arg(long, required_unless_present = "frame")]
+    pub src: Option<IpAddr>,
+    #[arg(long, required_unless_present = "frame")]
+    pub dst: Option<IpAddr>,
+    /// Source port (ICMP: the echo identifier); default 40000.
+    #[arg(long)]
+    pub sport: Option<u16>,
+    /// Destination port; default 80.
+    #[arg(long)]
+    pub dport: Option<u16>,
+    /// TCP flags as letters: S, A, F, R, P (default S).
+    #[arg(long, value_parser = args::tcp_flags)]
+    pub flags: Option<String>,
+    /// Payload bytes (zeros).
+    #[arg(long)]
+    pub len: Option<u16>,
+    /// Inbound: the outer source (the sender's host; default from V2P/V2B).
+    #[arg(long)]
+    pub outer_src: Option<Ipv6Addr>,
+    /// Inbound: whether the tunnel is marked as from the boundary
+    /// (default: when the source is not in the VPC).
+    #[arg(long)]
+    pub external: Option<bool>,
+    /// The whole frame as hex (Ethernet first), instead of the fields.
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["proto", "src", "dst", "sport", "dport", "flags", "len", "outer_src", "external"])]
+    pub frame: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The state document (sluiceadm dump-state's output).
+    #[arg(long, value_name = "STATE.json")]
+    pub state: PathBuf,
+    /// An input capture: NAME=FILE.pcap (NAME: uplink or a port).
+    #[arg(long = "in", value_name = "NAME=FILE", value_parser = args::named_file)]
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Where the output captures go (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// The host's underlay address, if the state has none (or to override it).
+    #[arg(long, value_name = "IPV6")]
+    pub underlay_ip: Option<Ipv6Addr>,
+    /// The host NIC's MAC (outer source of tunnels) [default: 02:00:00:00:00:10].
+    #[arg(long, value_parser = args::mac, value_name = "MAC")]
+    pub underlay_mac: Option<MacAddr>,
+    /// The underlay next hop's MAC [default: 02:00:00:00:00:20].
+    #[arg(long, value_parser = args::mac, value_name = "MAC")]
+    pub next_hop_mac: Option<MacAddr>,
+}
+
+/// The program: parses the command line, runs the verb, prints the
+/// result or the error. Usage errors exit 2 (clap's own handling).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = String::new();
+    let result = commands::run(&cli, &mut out);
+    print_out(&out);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluiceadm: error: {e}");
+            if let Some(note) = e.note() {
+                eprintln!("sluiceadm: note: {note}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints to stdout; a closed pipe (`sluiceadm dump-uft vm1 | head`) is
+/// not an error worth a panic.
+fn print_out(s: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+pub use commands::CliError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

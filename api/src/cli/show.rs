@@ -1,0 +1,607 @@
+//! The human-readable renderings: one function per kind of answer, each
+//! returning text that ends in a newline. Engine dumps arrive as JSON
+//! documents; a field missing from one (another version of sluiced) is
+//! shown as `-`, never a panic.
+
+use super::summary;
+use super::table::{opt, Table};
+use crate::replay::ReplayReport;
+use crate::types::*;
+use serde_json::Value;
+use vnic::config::ExternalIps;
+use vnic::firewall::{FirewallRule, HostFilter, PortFilter, ProtoFilter};
+use vnic::router::{RouteClass, RouteTarget};
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+pub fn guest(g: &GuestSpec) -> String {
+    match g {
+        GuestSpec::Tap { name } => format!("tap:{name}"),
+        GuestSpec::VhostUser { socket } => format!("vhost-user:{}", socket.display()),
+        GuestSpec::None => "none".into(),
+    }
+}
+
+pub fn ports(ps: &[PortSummary]) -> String {
+    let mut t = Table::new(&[
+        "NAME", "VNI", "MAC", "IPv4", "IPv6", "GUEST", "WORKER", "FLOWS", "EPOCH",
+    ]);
+    for p in ps {
+        t.row(vec![
+            p.name.clone(),
+            p.vni.get().to_string(),
+            p.guest_mac.to_string(),
+            opt(p.ipv4),
+            opt(p.ipv6),
+            guest(&p.guest),
+            p.worker.to_string(),
+            format!("{}/{}", p.flows, p.flow_limit),
+            p.epoch.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// A flow key document: `TCP 10.0.0.5:40000 > 1.1.1.1:443 vni 7777`.
+pub fn flow_key(k: &Value) -> String {
+    let proto = match k["proto"].as_u64() {
+        Some(1) => "ICMP".to_string(),
+        Some(6) => "TCP".to_string(),
+        Some(17) => "UDP".to_string(),
+        Some(58) => "ICMPv6".to_string(),
+        Some(p) => format!("proto {p}"),
+        None => "-".to_string(),
+    };
+    let hp = |a: &Value, p: &Value| {
+        let a = s(a);
+        if a.contains(':') {
+            format!("[{a}]:{}", s(p))
+        } else {
+            format!("{a}:{}", s(p))
+        }
+    };
+    let mut out = format!(
+        "{proto} {} > {}",
+        hp(&k["src"], &k["src_port"]),
+        hp(&k["dst"], &k["dst_port"])
+    );
+    if n(&k["vni"]) != 0 {
+        out += &format!(" vni {}", n(&k["vni"]));
+    }
+    out
+}
+
+pub fn list_layers(v: &Value) -> String {
+    let mut t = Table::new(&[
+        "LAYER",
+        "RULES-OUT",
+        "RULES-IN",
+        "FLOWS-OUT",
+        "FLOWS-IN",
+        "DEFAULT-OUT",
+        "DEFAULT-IN",
+    ]);
+    for l in arr(v) {
+        t.row(vec![
+            s(&l["name"]),
+            s(&l["rules_out"]),
+            s(&l["rules_in"]),
+            s(&l["lft_out"]),
+            s(&l["lft_in"]),
+            s(&l["default_out"]),
+            s(&l["default_in"]),
+        ]);
+    }
+    t.render()
+}
+
+fn layer_stats(v: &Value) -> String {
+    format!(
+        "packets {}, lft hits {}, default hits {}, dropped {}, hairpins {}",
+        n(&v["packets"]),
+        n(&v["lft_hits"]),
+        n(&v["default_hits"]),
+        n(&v["dropped"]),
+        n(&v["hairpins"])
+    )
+}
+
+pub fn dump_layer(port: &str, v: &Value) -> String {
+    let mut out = format!(
+        "Layer {} of port {port}: default out {}, in {}\n",
+        s(&v["name"]),
+        s(&v["default_out"]),
+        s(&v["default_in"])
+    );
+    out += &format!("  out: {}\n", layer_stats(&v["stats_out"]));
+    out += &format!("  in:  {}\n\nRules\n", layer_stats(&v["stats_in"]));
+    let mut t = Table::new(&["DIR", "ID", "PRIORITY", "PREDICATES", "ACTION", "HITS"]);
+    for (dir, key) in [("out", "rules_out"), ("in", "rules_in")] {
+        for r in arr(&v[key]) {
+            let preds: Vec<String> = arr(&r["predicates"]).iter().map(s).collect();
+            t.row(vec![
+                dir.into(),
+                s(&r["id"]),
+                s(&r["priority"]),
+                if preds.is_empty() {
+                    "*".into()
+                } else {
+                    preds.join(" ")
+                },
+                s(&r["action"]),
+                s(&r["hits"]),
+            ]);
+        }
+    }
+    out += &t.render();
+    out += "\nFlows (LFT)\n";
+    let mut t = Table::new(&["DIR", "KEY", "FLOW", "STATE"]);
+    for (dir, key) in [("out", "lft_out"), ("in", "lft_in")] {
+        for e in arr(&v[key]) {
+            t.row(vec![
+                dir.into(),
+                flow_key(&e["key"]),
+                s(&e["flow"]),
+                s(&e["state"]),
+            ]);
+        }
+    }
+    out += &t.render();
+    out
+}
+
+pub fn dump_uft(port: &str, v: &Value) -> String {
+    let mut out = format!("UFT of port {port} (port epoch {})\n", s(&v["epoch"]));
+    let mut t = Table::new(&["DIR", "KEY", "FLOW", "EPOCH", "TRANSFORM"]);
+    let mut stale = false;
+    for (dir, key) in [("out", "outbound"), ("in", "inbound")] {
+        for e in arr(&v[key]) {
+            let mut epoch = s(&e["epoch"]);
+            if e["stale"].as_bool() == Some(true) {
+                epoch.push('*');
+                stale = true;
+            }
+            t.row(vec![
+                dir.into(),
+                flow_key(&e["key"]),
+                s(&e["flow"]),
+                epoch,
+                s(&e["transform"]),
+            ]);
+        }
+    }
+    out += &t.render();
+    if stale {
+        out += "* stale: made under older rules or tables, re-checked at its next packet\n";
+    }
+    out
+}
+
+fn millis(v: &Value) -> String {
+    let ms = n(v);
+    if ms >= 1000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+pub fn tcp_flows(v: &Value) -> String {
+    let mut t = Table::new(&[
+        "FLOW", "KEY", "ORIGIN", "STATE", "AGE", "IDLE", "PKTS-OUT", "PKTS-IN",
+    ]);
+    for f in arr(v) {
+        t.row(vec![
+            s(&f["flow"]),
+            flow_key(&f["key"]),
+            s(&f["origin"]),
+            s(&f["state"]),
+            millis(&f["age_ms"]),
+            millis(&f["idle_ms"]),
+            s(&f["packets_out"]),
+            s(&f["packets_in"]),
+        ]);
+    }
+    t.render()
+}
+
+pub fn hosts(h: &HostFilter) -> String {
+    match h {
+        HostFilter::Any => "any".into(),
+        HostFilter::Ip(a) => format!("ip={a}"),
+        HostFilter::Subnet(c) => format!("subnet={c}"),
+        HostFilter::Vni(v) => format!("vni={}", v.get()),
+    }
+}
+
+pub fn protocol(p: &ProtoFilter) -> String {
+    match p {
+        ProtoFilter::Any => "any".into(),
+        ProtoFilter::Tcp => "tcp".into(),
+        ProtoFilter::Udp => "udp".into(),
+        ProtoFilter::Icmp => "icmp".into(),
+        ProtoFilter::Icmp6 => "icmp6".into(),
+        ProtoFilter::Number(n) => n.to_string(),
+    }
+}
+
+pub fn port_filter(p: &PortFilter) -> String {
+    match p {
+        PortFilter::Any => "any".into(),
+        PortFilter::List(l) => l.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        PortFilter::Range { first, last } => format!("{first}-{last}"),
+    }
+}
+
+fn fw_rule_cells(r: &FirewallRule) -> Vec<String> {
+    let lower = |x: &dyn std::fmt::Debug| format!("{x:?}").to_lowercase();
+    vec![
+        lower(&r.direction),
+        r.priority.to_string(),
+        lower(&r.action),
+        hosts(&r.hosts),
+        protocol(&r.protocol),
+        port_filter(&r.ports),
+    ]
+}
+
+pub fn fw_rules(rules: &[NumberedRule]) -> String {
+    let mut t = Table::new(&[
+        "ID", "DIR", "PRIORITY", "ACTION", "HOSTS", "PROTOCOL", "PORTS",
+    ]);
+    for r in rules {
+        let mut cells = vec![r.id.to_string()];
+        cells.extend(fw_rule_cells(&r.rule));
+        t.row(cells);
+    }
+    let mut out = t.render();
+    if rules.is_empty() {
+        out += "(no rules: outbound allowed, inbound denied)\n";
+    }
+    out
+}
+
+pub fn route_target(t: &RouteTarget) -> String {
+    match t {
+        RouteTarget::Drop => "drop".into(),
+        RouteTarget::InternetGateway => "internet_gateway".into(),
+        RouteTarget::VpcSubnet(c) => format!("vpc_subnet={c}"),
+        RouteTarget::Ip(a) => format!("ip={a}"),
+    }
+}
+
+pub fn routes(r: &Routes) -> String {
+    let mut t = Table::new(&["DEST", "TARGET", "CLASS"]);
+    for e in &r.routes {
+        t.row(vec![
+            e.dest.to_string(),
+            route_target(&e.target),
+            match e.class {
+                RouteClass::System => "system".into(),
+                RouteClass::Custom => "custom".into(),
+            },
+        ]);
+    }
+    t.render()
+}
+
+pub fn external(e: &ExternalIps) -> String {
+    let mut t = Table::new(&["KIND", "ADDRESS", "PORTS"]);
+    for f in &e.floating {
+        t.row(vec!["floating".into(), f.to_string(), "all".into()]);
+    }
+    for a in &e.ephemeral {
+        t.row(vec!["ephemeral".into(), a.to_string(), "all".into()]);
+    }
+    for sn in &e.snat {
+        t.row(vec![
+            "snat".into(),
+            sn.ip.to_string(),
+            format!("{}-{}", sn.first_port, sn.last_port),
+        ]);
+    }
+    let mut out = t.render();
+    if t.is_empty() {
+        out += "(no external IPs: no internet access)\n";
+    }
+    out
+}
+
+pub fn v2p(ms: &[V2pMapping]) -> String {
+    let mut t = Table::new(&["VNI", "IP", "MAC", "HOST"]);
+    for m in ms {
+        t.row(vec![
+            m.vni.get().to_string(),
+            m.ip.to_string(),
+            m.guest_mac.to_string(),
+            m.host.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn v2b(rs: &[V2bRoute]) -> String {
+    let mut t = Table::new(&["VNI", "PREFIX", "ENDPOINTS"]);
+    for r in rs {
+        let eps: Vec<String> = r.endpoints.iter().map(|e| e.to_string()).collect();
+        t.row(vec![
+            r.vni.get().to_string(),
+            r.prefix.to_string(),
+            eps.join(","),
+        ]);
+    }
+    t.render()
+}
+
+fn drops_table(ports: &[&PortStatsDoc]) -> String {
+    let mut t = Table::new(&["PORT", "REASON", "COUNT"]);
+    for p in ports {
+        for d in &p.drops {
+            t.row(vec![p.name.clone(), d.reason.clone(), d.count.to_string()]);
+        }
+    }
+    if t.is_empty() {
+        "Drops: none\n".into()
+    } else {
+        format!("Drops by reason\n{}", t.render())
+    }
+}
+
+/// One row per port: packets, bytes, flows, drops.
+fn ports_counters(ports: &[&PortStatsDoc]) -> String {
+    let mut t = Table::new(&[
+        "PORT",
+        "PKTS-OUT",
+        "PKTS-IN",
+        "BYTES-OUT",
+        "BYTES-IN",
+        "FLOWS",
+        "UFT-OUT",
+        "UFT-IN",
+        "DROPS",
+    ]);
+    for p in ports {
+        let d = |dir: &str, k: &str| s(&p.stats[dir][k]);
+        let drops: u64 = p.drops.iter().map(|d| d.count).sum();
+        t.row(vec![
+            p.name.clone(),
+            d("out", "packets"),
+            d("in", "packets"),
+            d("out", "bytes"),
+            d("in", "bytes"),
+            format!("{}/{}", p.flows, p.flow_limit),
+            p.uft_out.to_string(),
+            p.uft_in.to_string(),
+            drops.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn port_stats(p: &PortStatsDoc) -> String {
+    let mut out = format!(
+        "Port {}: flows {}/{} (UFT out {}, in {}); created {}, expired {}, evicted {}\n",
+        p.name,
+        p.flows,
+        p.flow_limit,
+        p.uft_out,
+        p.uft_in,
+        s(&p.stats["flows_created"]),
+        s(&p.stats["flows_expired"]),
+        s(&p.stats["flows_evicted"]),
+    );
+    let mut t = Table::new(&[
+        "DIR",
+        "PACKETS",
+        "BYTES",
+        "UFT-HITS",
+        "UFT-MISSES",
+        "FORWARDED",
+        "HAIRPINS",
+        "DROPPED",
+    ]);
+    for dir in ["out", "in"] {
+        let d = &p.stats[dir];
+        t.row(vec![
+            dir.into(),
+            s(&d["packets"]),
+            s(&d["bytes"]),
+            s(&d["uft_hits"]),
+            s(&d["uft_misses"]),
+            s(&d["forwarded"]),
+            s(&d["hairpins"]),
+            s(&d["dropped"]),
+        ]);
+    }
+    out += &t.render();
+    out += "\n";
+    out += &drops_table(&[p]);
+    out += "\nLayers (slow path)\n";
+    let mut t = Table::new(&[
+        "LAYER",
+        "DIR",
+        "PACKETS",
+        "LFT-HITS",
+        "DEFAULT-HITS",
+        "DROPPED",
+        "HAIRPINS",
+    ]);
+    for l in &p.layers {
+        t.row(vec![
+            l.layer.clone(),
+            match l.dir {
+                Dir::Out => "out".into(),
+                Dir::In => "in".into(),
+            },
+            s(&l.stats["packets"]),
+            s(&l.stats["lft_hits"]),
+            s(&l.stats["default_hits"]),
+            s(&l.stats["dropped"]),
+            s(&l.stats["hairpins"]),
+        ]);
+    }
+    out += &t.render();
+    out
+}
+
+/// The switch counters that are not zero, `name value` pairs.
+fn switch_counters(v: &Value) -> String {
+    let parts: Vec<String> = v
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, x)| n(x) != 0)
+                .map(|(k, x)| format!("{k} {}", s(x)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub fn host_stats(h: &HostStats) -> String {
+    let ports: Vec<&PortStatsDoc> = h.ports.iter().collect();
+    let mut out = ports_counters(&ports);
+    out += "\n";
+    out += &drops_table(&ports);
+    out += "\n";
+    let mut t = Table::new(&["WORKER", "PORTS", "BUSY", "ROUNDS", "SLEEPS", "SWITCH"]);
+    for w in &h.workers {
+        t.row(vec![
+            w.worker.to_string(),
+            w.ports.to_string(),
+            format!("{:.1}%", w.busy_ratio * 100.0),
+            w.rounds.to_string(),
+            w.sleeps.to_string(),
+            switch_counters(&w.switch),
+        ]);
+    }
+    out += &t.render();
+    out += &format!(
+        "\nV2P {}/{} mappings, V2B {}/{} routes\n",
+        h.v2p.entries, h.v2p.limit, h.v2b.entries, h.v2b.limit
+    );
+    out
+}
+
+/// A transform document in one line: `ip.src=203.0.113.10 l4.src=2048
+/// encap(fd00:99::a>fd00:99::100 vni 7777 opts ff590100)`.
+pub fn transform(t: &Value) -> String {
+    let Some(o) = t.as_object() else {
+        return "-".into();
+    };
+    // Inner headers first, outer last, as the packet is built.
+    const ORDER: [&str; 10] = [
+        "decap",
+        "eth_src",
+        "eth_dst",
+        "ip_src",
+        "ip_dst",
+        "l4_src",
+        "l4_dst",
+        "icmp_ident",
+        "expect_outer_src",
+        "encap",
+    ];
+    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+    let mut fields: Vec<(&String, &Value)> = o.iter().collect();
+    fields.sort_by_key(|(k, _)| rank(k));
+    let mut parts = Vec::new();
+    for (k, v) in fields {
+        match (k.as_str(), v) {
+            ("decap", Value::Bool(true)) => parts.push("decap".to_string()),
+            ("encap", e) if e.is_object() => {
+                let mut p = format!(
+                    "encap({}>{} vni {}",
+                    s(&e["ip_src"]),
+                    s(&e["ip_dst"]),
+                    s(&e["vni"])
+                );
+                if let Some(opts) = e["options"].as_str().filter(|o| !o.is_empty()) {
+                    p += &format!(" opts {opts}");
+                }
+                parts.push(p + ")");
+            }
+            (_, Value::Null) => {}
+            (k, v) => {
+                // eth_src reads eth.src, as the UFT's transforms do.
+                let name = match k.split_once('_') {
+                    Some((h @ ("eth" | "ip" | "l4"), f)) => format!("{h}.{f}"),
+                    _ => k.to_string(),
+                };
+                parts.push(format!("{name}={}", s(v)))
+            }
+        }
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+pub fn trace(r: &TraceResponse) -> String {
+    let mut t = Table::new(&["LAYER", "MATCHED", "ACTION", "TRANSFORM"]);
+    for st in arr(&r.trace["steps"]) {
+        t.row(vec![
+            s(&st["layer"]),
+            s(&st["matched"]),
+            s(&st["action"]),
+            transform(&st["transform"]),
+        ]);
+    }
+    let mut out = t.render();
+    out += &format!("\nverdict: {}\n", s(&r.trace["verdict"]));
+    if let Some(input) = crate::trace::unhex(&r.input_hex) {
+        out += &format!("input:   {}\n", summary::frame(&input));
+    }
+    match r.trace["output"].as_str().and_then(crate::trace::unhex) {
+        Some(o) => out += &format!("output:  {}\n", summary::frame(&o)),
+        None => out += "output:  -\n",
+    }
+    out
+}
+
+pub fn replay(r: &ReplayReport) -> String {
+    let mut out = format!(
+        "Replayed {} frames ({:.3} s of capture)\n",
+        r.frames, r.duration_secs
+    );
+    let mut t = Table::new(&["ENDPOINT", "FRAMES-IN", "FRAMES-OUT", "OUTPUT"]);
+    for e in &r.endpoints {
+        t.row(vec![
+            e.name.clone(),
+            e.frames_in.to_string(),
+            e.frames_out.to_string(),
+            e.output
+                .as_ref()
+                .map_or("-".into(), |p| p.display().to_string()),
+        ]);
+    }
+    out += &t.render();
+    out += "\n";
+    let ports: Vec<&PortStatsDoc> = r.ports.iter().collect();
+    out += &ports_counters(&ports);
+    out += "\n";
+    out += &drops_table(&ports);
+    let sw = serde_json::to_value(r.switch).unwrap_or_default();
+    out += &format!("\nSwitch: {}\n", switch_counters(&sw));
+    out
+}
