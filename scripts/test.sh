@@ -49,12 +49,42 @@ if [ "$fast" = 0 ]; then
   step "engine-loop smoke run (the benchmark binary still runs; no timing asserted)"
   cargo run --release --locked -q -p bench --bin engine-loop -- --case all --packets 20000 >target/engine-loop-smoke.txt
   grep -c '^case:' target/engine-loop-smoke.txt | xargs printf '%s cases ran\n'
-  # Later tiers (namespaces, DPDK, tshark) are added by the issues that
-  # build the I/O: they live in tests/ and are called from here.
+  # The sluiced demo (the README's first command) runs in `cargo test`
+  # (api/tests/api/daemon.rs), in a debug build.
 fi
 
-step "unit, scenario and regression tests (cargo test)"
+step "unit, scenario, API, CLI and regression tests (cargo test)"
 status=0
+# Tests that need root (TAP, AF_PACKET, namespaces) run when we are root
+# and print "skipped: needs root (...)" otherwise.
 cargo test --workspace --locked 2>&1 | tee target/cargo-test.log || status=$?
+
+if [ "$fast" = 0 ]; then
+  step "DPDK uplink (vmm-net --features dpdk, on DPDK's virtual devices)"
+  if scripts/install-dpdk.sh; then
+    cargo clippy -p vmm-net -p dpdk-sys -p api --all-targets --features vmm-net/dpdk,api/dpdk --locked -- -D warnings
+    cargo test -p vmm-net --features dpdk --locked --test dpdk 2>&1 | tee -a target/cargo-test.log || status=$?
+  elif [ -n "${CI:-}" ]; then
+    echo "FAIL: the DPDK tier cannot install DPDK in CI"
+    status=1
+  else
+    echo "skipped: DPDK tier (DPDK is not installed and this is not root; see scripts/install-dpdk.sh)"
+  fi
+
+  if [ -x tests/e2e/run.sh ]; then
+    step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
+    if [ "$(id -u)" = 0 ]; then
+      tests/e2e/run.sh 2>&1 | tee target/e2e.log || status=$?
+      # Counted with the other tests: one line per check.
+      printf 'test result: ok. %d passed; %d failed; 0 ignored\n' \
+        "$(grep -c '^PASS' target/e2e.log || true)" "$(grep -c '^FAIL' target/e2e.log || true)" >>target/cargo-test.log
+    elif [ -n "${CI:-}" ]; then
+      echo "FAIL: the end-to-end tier needs root in CI"
+      status=1
+    else
+      echo "skipped: end-to-end tier (needs root for namespaces and TAP devices)"
+    fi
+  fi
+fi
 summary
 exit "$status"
