@@ -2,7 +2,8 @@
 //! (the real control plane, workers and engine; in-memory devices):
 //! V2P mappings per second in bulk calls, and the time to replace a
 //! firewall rule set of N rules atomically (one call, one job on the
-//! port's worker). Prints `name: value` lines.
+//! port's worker), each persisted before the call returns, as sluiced
+//! does. Prints `name: value` lines.
 //!
 //!   cargo run --release -p bench --bin control-plane -- [--v2p N] [--rules N] [--rounds R]
 
@@ -35,7 +36,10 @@ fn main() {
     let n_v2p = arg("--v2p", 100_000);
     let n_rules = arg("--rules", 10_000);
     let rounds = arg("--rounds", 3).max(1);
-    let h = SimHost::start(None, 1).unwrap_or_else(|e| panic!("simulated host: {e}"));
+    // Persisting, as sluiced does: every call is saved (write, fsync,
+    // rename) before it returns, and that is part of what is measured.
+    let dir = std::env::temp_dir().join(format!("sluice-cp-bench-{}", std::process::id()));
+    let h = SimHost::start(Some(&dir), 1).unwrap_or_else(|e| panic!("simulated host: {e}"));
     let mut best_v2p = f64::MAX;
     for r in 0..rounds {
         let mappings: Vec<Value> = (0..n_v2p as u32)
@@ -69,4 +73,6 @@ fn main() {
     println!("fw_rules: {n_rules}");
     println!("fw_replace_seconds: {best_fw:.3}");
     println!("fw_rules_per_second: {:.0}", n_rules as f64 / best_fw);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
 }
