@@ -182,6 +182,33 @@ impl fmt::Display for PortRange {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for IpCidr {
+    fn schema_name() -> String {
+        "IpCidr".to_string()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        string_schema("An IPv4 or IPv6 prefix, ADDR/LEN (e.g. 10.0.0.0/24, fd00::/64).")
+    }
+}
+
+/// A JSON Schema for a string with a description (for types serialised
+/// as strings).
+#[cfg(feature = "schema")]
+pub fn string_schema(description: &str) -> schemars::schema::Schema {
+    use schemars::schema::{InstanceType, Metadata, SchemaObject};
+    SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        metadata: Some(Box::new(Metadata {
+            description: Some(description.to_string()),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+    .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,31 +256,4 @@ mod tests {
         assert!(PortRange::new(5, 4).is_err());
         assert_eq!(PortRange::single(80).to_string(), "80");
     }
-}
-
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for IpCidr {
-    fn schema_name() -> String {
-        "IpCidr".to_string()
-    }
-
-    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        string_schema("An IPv4 or IPv6 prefix, ADDR/LEN (e.g. 10.0.0.0/24, fd00::/64).")
-    }
-}
-
-/// A JSON Schema for a string with a description (for types serialised
-/// as strings).
-#[cfg(feature = "schema")]
-pub fn string_schema(description: &str) -> schemars::schema::Schema {
-    use schemars::schema::{InstanceType, Metadata, SchemaObject};
-    SchemaObject {
-        instance_type: Some(InstanceType::String.into()),
-        metadata: Some(Box::new(Metadata {
-            description: Some(description.to_string()),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
-    .into()
 }

@@ -191,3 +191,60 @@ fn kill_9_during_updates_leaves_a_whole_state() {
     drop(d);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sluiceadm_drives_a_running_sluiced() {
+    let dir = tmpdir("adm");
+    let d = start(&dir, free_port());
+    let cfg = dir.join("vm1.json");
+    std::fs::write(&cfg, crate::endpoints::vm("vm1", 5)["config"].to_string()).unwrap();
+    let adm = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluiceadm"))
+            .arg("--url")
+            .arg(&d.client.base)
+            .arg("--token-file")
+            .arg(dir.join("state/token"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, _, err) = adm(&[
+        "create-vnic",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--no-guest",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, _) = adm(&["list-ports"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("vm1") && out.contains("10.0.0.5"), "{out}");
+    let (code, out, _) = adm(&[
+        "add-fw-rule",
+        "vm1",
+        "--direction",
+        "in",
+        "--priority",
+        "10",
+        "--action",
+        "allow",
+        "--protocol",
+        "tcp",
+        "--ports",
+        "22",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, _) = adm(&["dump-state"]);
+    assert_eq!(code, Some(0));
+    let state: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(state["ports"][0]["config"]["firewall"][0]["priority"], 10);
+    let (code, _, err) = adm(&["delete-vnic", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404") && err.contains("nope"), "{err}");
+    drop(d);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -66,7 +66,7 @@ fn main() {
     let mut best_fw = f64::MAX;
     for r in 0..rounds {
         let rules: Vec<Value> = (0..n_rules as u32)
-            .map(|i| json!({ "direction": "in", "priority": i % 1000, "action": if (i + r as u32) % 2 == 0 { "allow" } else { "deny" }, "protocol": "udp", "hosts": { "ip": format!("192.0.{}.{}", (i / 256) % 256, i % 256) }, "ports": { "list": [10000 + (i % 5000) as u16] } }))
+            .map(|i| json!({ "direction": "in", "priority": i % 1000, "action": if (i + r as u32).is_multiple_of(2) { "allow" } else { "deny" }, "protocol": "udp", "hosts": { "ip": format!("192.0.{}.{}", (i / 256) % 256, i % 256) }, "ports": { "list": [10000 + (i % 5000) as u16] } }))
             .collect();
         best_fw = best_fw.min(put(&h, "/ports/vm1/firewall", json!({ "rules": rules })));
     }
