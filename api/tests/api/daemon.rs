@@ -28,16 +28,55 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Daemon {
+pub struct Daemon {
     child: Child,
-    client: Client,
+    pub client: Client,
+    /// Removed with the daemon (a real host's test directory).
+    dir: Option<PathBuf>,
+    /// Held while a real host runs: their TAP names are global.
+    _turn: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.dir.is_some() {
+            // Delete every port, so the persistent TAPs they made go too.
+            if let Some(ports) = self.client.get("/ports").body.as_array() {
+                for p in ports {
+                    let n = p["name"].as_str().unwrap_or_default();
+                    let _ = self.client.delete(&format!("/ports/{n}"));
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
+}
+
+static REAL_HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A real `sluiced` (TAP guest devices, real workers; uplink `none`) for
+/// the endpoint tests, or `None` (saying so) when not root: TAP devices
+/// need CAP_NET_ADMIN.
+pub fn real_host(test: &str) -> Option<Daemon> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root || !Path::new("/dev/net/tun").exists() {
+        eprintln!("skipped: needs root (TAP devices of the real daemon): on_daemon::{test}");
+        return None;
+    }
+    let turn = REAL_HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmpdir(&format!("real-{test}"));
+    let mut d = start(&dir, free_port());
+    d.dir = Some(dir);
+    d._turn = Some(turn);
+    Some(d)
 }
 
 fn config(dir: &Path, port: u16) -> PathBuf {
@@ -76,6 +115,8 @@ fn start(dir: &Path, port: u16) -> Daemon {
     Daemon {
         child,
         client: Client::new(base, token.trim()),
+        dir: None,
+        _turn: None,
     }
 }
 

@@ -1,5 +1,7 @@
-//! Every endpoint against the simulated host, with the refusals each can
-//! give (400 naming the field, 401, 404, 409).
+//! Every endpoint, with the refusals each can give (400 naming the
+//! field, 401, 404, 409): against the simulated host, and the tests that
+//! need no simulated device also against the real daemon (`sluiced` with
+//! TAP guests; as root, see [`crate::daemon::real_host`]).
 
 use crate::client::Client;
 use api::serve::SimHost;
@@ -27,9 +29,7 @@ pub fn setup() -> (SimHost, Client) {
     (h, c)
 }
 
-#[test]
-fn ports_are_created_listed_read_and_deleted() {
-    let (_h, c) = setup();
+fn ports_are_created_listed_read_and_deleted(c: &Client) {
     let s = c.ok("POST", "/ports", Some(vm("vm1", 5)));
     assert_eq!(s["name"], "vm1");
     assert_eq!(s["ipv4"], "10.0.0.5");
@@ -58,9 +58,7 @@ fn ports_are_created_listed_read_and_deleted() {
     assert_eq!(c.ok("GET", "/ports", None).as_array().unwrap().len(), 1);
 }
 
-#[test]
-fn bad_fields_are_named() {
-    let (_h, c) = setup();
+fn bad_fields_are_named(c: &Client) {
     let mut bad = vm("vm1", 5);
     bad["config"]["ipv4"]["addr"] = json!("10.9.9.9");
     let r = c.post("/ports", bad);
@@ -99,9 +97,7 @@ fn bad_fields_are_named() {
     );
 }
 
-#[test]
-fn conflicts_are_409() {
-    let (_h, c) = setup();
+fn conflicts_are_409(c: &Client) {
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     let r = c.post("/ports", vm("vm1", 6));
     assert_eq!(r.status, 409);
@@ -119,9 +115,7 @@ fn conflicts_are_409() {
     assert_eq!(c.post("/ports", same_tap).status, 409);
 }
 
-#[test]
-fn mutations_need_the_token_and_change_nothing_without_it() {
-    let (_h, c) = setup();
+fn mutations_need_the_token_and_change_nothing_without_it(c: &Client) {
     let anon = c.anonymous();
     let r = anon.post("/ports", vm("vm1", 5));
     assert_eq!(r.status, 401);
@@ -144,9 +138,7 @@ fn mutations_need_the_token_and_change_nothing_without_it() {
     assert_eq!(c.get("/ports/vm1").status, 200, "still there");
 }
 
-#[test]
-fn firewall_rules_are_added_removed_and_replaced() {
-    let (_h, c) = setup();
+fn firewall_rules_are_added_removed_and_replaced(c: &Client) {
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     let rule = json!({ "direction": "in", "priority": 10, "action": "allow", "protocol": "tcp", "ports": { "list": [22] } });
     let rules = c.ok("POST", "/ports/vm1/firewall", Some(rule.clone()));
@@ -184,9 +176,7 @@ fn firewall_rules_are_added_removed_and_replaced() {
     assert_eq!(c.get("/ports/nope/firewall").status, 404);
 }
 
-#[test]
-fn routes_and_external_ips() {
-    let (_h, c) = setup();
+fn routes_and_external_ips(c: &Client) {
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     let r = c.ok(
         "POST",
@@ -230,9 +220,7 @@ fn routes_and_external_ips() {
     assert_eq!(r.status, 400, "{}", r.body);
 }
 
-#[test]
-fn v2p_and_v2b_tables() {
-    let (_h, c) = setup();
+fn v2p_and_v2b_tables(c: &Client) {
     let mappings: Vec<Value> = (0..1000u32)
         .map(|i| json!({ "vni": 7777, "ip": format!("10.1.{}.{}", i / 256, i % 256), "guest_mac": "a8:40:25:00:10:01", "host": "fd00:99::b" }))
         .collect();
@@ -312,9 +300,7 @@ fn a_full_v2p_table_is_409_and_changes_nothing() {
     );
 }
 
-#[test]
-fn a_body_too_large_is_refused() {
-    let (_h, c) = setup();
+fn a_body_too_large_is_refused(c: &Client) {
     let big = "x".repeat(api::serve::MAX_BODY_BYTES + 1);
     let r = c.put("/v2p", json!({ "mappings": [], "pad": big }));
     assert!(r.status == 400 || r.status == 413, "{}", r.status);
@@ -450,9 +436,7 @@ fn tables_stats_metrics_and_clearing_flows() {
     assert_eq!(c.ok("GET", "/ports/vm1/stats", None)["flows"], 0);
 }
 
-#[test]
-fn trace_shows_each_layer_and_the_packet_that_leaves() {
-    let (_h, c) = setup();
+fn trace_shows_each_layer_and_the_packet_that_leaves(c: &Client) {
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     c.ok("PUT", "/v2b", Some(json!({ "routes": [{ "vni": 7777, "prefix": "0.0.0.0/0", "endpoints": ["fd00:99::100"] }] })));
     let t = c.ok("POST", "/ports/vm1/trace", Some(json!({
@@ -537,9 +521,7 @@ fn capture_records_a_port_to_pcap() {
     sender.join().unwrap();
 }
 
-#[test]
-fn dump_state_is_the_whole_desired_state() {
-    let (_h, c) = setup();
+fn dump_state_is_the_whole_desired_state(c: &Client) {
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     c.ok("PUT", "/v2p", Some(json!({ "mappings": [{ "vni": 7777, "ip": "10.0.0.6", "guest_mac": "a8:40:25:00:00:06", "host": "fd00:99::b" }] })));
     let s = c.ok("GET", "/state", None);
@@ -684,3 +666,32 @@ fn bulk_calls_100k_v2p_mappings_and_a_10k_rule_set_replaced_under_traffic() {
     );
     assert!(stats["drops"].as_array().unwrap().is_empty(), "{stats}");
 }
+
+/// Runs each test against the simulated host and against the real
+/// daemon.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sim {
+            $( #[test] fn $name() { let (_h, c) = super::setup(); super::$name(&c); } )*
+        }
+        mod on_daemon {
+            $( #[test] fn $name() {
+                let Some(d) = crate::daemon::real_host(stringify!($name)) else { return };
+                super::$name(&d.client);
+            } )*
+        }
+    };
+}
+
+on_both!(
+    ports_are_created_listed_read_and_deleted,
+    bad_fields_are_named,
+    conflicts_are_409,
+    mutations_need_the_token_and_change_nothing_without_it,
+    firewall_rules_are_added_removed_and_replaced,
+    routes_and_external_ips,
+    v2p_and_v2b_tables,
+    a_body_too_large_is_refused,
+    trace_shows_each_layer_and_the_packet_that_leaves,
+    dump_state_is_the_whole_desired_state,
+);
