@@ -49,12 +49,19 @@ if [ "$fast" = 0 ]; then
   step "engine-loop smoke run (the benchmark binary still runs; no timing asserted)"
   cargo run --release --locked -q -p bench --bin engine-loop -- --case all --packets 20000 >target/engine-loop-smoke.txt
   grep -c '^case:' target/engine-loop-smoke.txt | xargs printf '%s cases ran\n'
-  # Later tiers (namespaces, DPDK, tshark) are added by the issues that
-  # build the I/O: they live in tests/ and are called from here.
+  # Later tiers (DPDK) are added by the issues that build them: they
+  # live in tests/ and are called from here.
 fi
 
 step "unit, scenario and regression tests (cargo test)"
 status=0
 cargo test --workspace --locked 2>&1 | tee target/cargo-test.log || status=$?
 summary
+
+if [ "$fast" = 0 ]; then
+  # Two sluiced in network namespaces with real guests (root; says SKIP
+  # and passes without it). Builds the release sluiced it runs.
+  step "end to end in network namespaces (tests/e2e/run.sh)"
+  tests/e2e/run.sh || status=1
+fi
 exit "$status"
