@@ -40,6 +40,7 @@ fn vnic(name: &str, last: u8) -> CreateVnic {
         config: serde_json::from_value(c).unwrap_or_else(|e| panic!("demo config: {e}")),
         guest: GuestSpec::Tap {
             name: format!("tap-{name}"),
+            netns: None,
         },
     }
 }

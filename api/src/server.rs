@@ -799,7 +799,7 @@ fn vni_field(v: Option<u32>) -> Result<Vni, ApiError> {
 
 fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
     match g {
-        GuestSpec::Tap { name } => {
+        GuestSpec::Tap { name, netns } => {
             // IFNAMSIZ is 16 with the terminating NUL.
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
                 return Err(ApiError::field(
@@ -808,6 +808,14 @@ fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
                         "'{name}' is not an interface name (1 to 15 characters, no '/' or spaces)"
                     ),
                 ));
+            }
+            if let Some(ns) = netns {
+                if !ns.is_absolute() {
+                    return Err(ApiError::field(
+                        "guest.netns",
+                        format!("{} is not an absolute path", ns.display()),
+                    ));
+                }
             }
         }
         GuestSpec::VhostUser { socket } => {

@@ -18,7 +18,19 @@ use vnic::router::RouteEntry;
 pub enum GuestSpec {
     /// A TAP interface (created if missing, made persistent so a guest
     /// network namespace keeps it across daemon restarts).
-    Tap { name: String },
+    Tap {
+        name: String,
+        /// The network namespace the TAP lives in: a path such as
+        /// `/run/netns/NAME` (`ip netns add NAME`) or `/proc/PID/ns/net`.
+        /// sluiced opens the TAP from inside it, so a missing TAP is
+        /// created there and a restarted daemon re-attaches to a TAP that
+        /// is not in its own namespace (the kernel looks TAP names up in
+        /// the opener's namespace only). Without it, the daemon's own
+        /// namespace: a TAP moved elsewhere after creation keeps working
+        /// but cannot be re-attached after a restart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<PathBuf>,
+    },
     /// A vhost-user socket sluice listens on (the VMM connects).
     VhostUser { socket: PathBuf },
     /// No device: the port is programmed but frames for the guest are

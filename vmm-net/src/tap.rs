@@ -158,9 +158,13 @@ impl Tap {
 impl Tap {
     /// Removes a persistent TAP (one opened with `persist`): clears the
     /// flag through a fresh queue, so the device goes when that queue
-    /// closes. A TAP that does not exist is not an error.
+    /// closes. A TAP that does not exist is not an error. The name is
+    /// looked up in the calling thread's network namespace (not through
+    /// `/sys`, which shows the namespace it was mounted in: the wrong one
+    /// for a thread that entered another with [`crate::netns::enter`]).
     pub fn remove(name: &str) -> io::Result<()> {
-        if !std::path::Path::new("/sys/class/net").join(name).exists() {
+        check_name(name)?;
+        if sys::packet::ifindex(name).is_err() {
             return Ok(());
         }
         for q in Tap::open(name, 1)? {

@@ -197,7 +197,10 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         Command::CreateVnic(a) => {
             let config: VnicConfig = read_json(&a.config)?;
             let guest = match (&a.tap, &a.vhost_user) {
-                (Some(t), _) => GuestSpec::Tap { name: t.clone() },
+                (Some(t), _) => GuestSpec::Tap {
+                    name: t.clone(),
+                    netns: a.netns.clone(),
+                },
                 (None, Some(s)) => GuestSpec::VhostUser { socket: s.clone() },
                 (None, None) => GuestSpec::None,
             };

@@ -307,6 +307,10 @@ pub struct CreateVnicArgs {
     /// The guest is a TAP interface (created if missing).
     #[arg(long, value_name = "IFNAME")]
     pub tap: Option<String>,
+    /// With --tap: the network namespace the TAP lives in (a path such as
+    /// /run/netns/NAME), so a restarted sluiced finds it there again.
+    #[arg(long, value_name = "PATH", requires = "tap")]
+    pub netns: Option<PathBuf>,
     /// The guest connects to this vhost-user socket (sluice listens).
     #[arg(long, value_name = "SOCKET")]
     pub vhost_user: Option<PathBuf>,

@@ -30,7 +30,11 @@ fn arr(v: &Value) -> &[Value] {
 
 pub fn guest(g: &GuestSpec) -> String {
     match g {
-        GuestSpec::Tap { name } => format!("tap:{name}"),
+        GuestSpec::Tap { name, netns: None } => format!("tap:{name}"),
+        GuestSpec::Tap {
+            name,
+            netns: Some(ns),
+        } => format!("tap:{name}@{}", ns.display()),
         GuestSpec::VhostUser { socket } => format!("vhost-user:{}", socket.display()),
         GuestSpec::None => "none".into(),
     }

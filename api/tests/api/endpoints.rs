@@ -84,6 +84,12 @@ fn bad_fields_are_named(c: &Client) {
     assert!(r.message().starts_with("guest.name"), "{}", r.message());
 
     let mut bad = vm("vm1", 5);
+    bad["guest"] = json!({ "kind": "tap", "name": "tap0", "netns": "run/netns/g1" });
+    let r = c.post("/ports", bad);
+    assert_eq!(r.status, 400);
+    assert!(r.message().starts_with("guest.netns"), "{}", r.message());
+
+    let mut bad = vm("vm1", 5);
     bad["config"]["vni"] = json!(1 << 24);
     let r = c.post("/ports", bad);
     assert_eq!(r.status, 400);
