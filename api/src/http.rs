@@ -298,11 +298,7 @@ impl SluiceApi for SluiceImpl {
     ) -> Result<HttpResponseOk<Vec<V2pMapping>>, HttpError> {
         let q = query.into_inner();
         call(&rq, false, move |s| {
-            let vni = q
-                .vni
-                .map(|v| dataplane::Vni::new(v).map_err(|e| ApiError::field("vni", e.to_string())))
-                .transpose()?;
-            Ok(s.dump_v2p(vni))
+            Ok(s.dump_v2p(crate::server::vni_opt(q.vni)?))
         })
         .await
         .map(HttpResponseOk)
@@ -334,11 +330,7 @@ impl SluiceApi for SluiceImpl {
     ) -> Result<HttpResponseOk<Vec<V2bRoute>>, HttpError> {
         let q = query.into_inner();
         call(&rq, false, move |s| {
-            let vni = q
-                .vni
-                .map(|v| dataplane::Vni::new(v).map_err(|e| ApiError::field("vni", e.to_string())))
-                .transpose()?;
-            Ok(s.dump_v2b(vni))
+            Ok(s.dump_v2b(crate::server::vni_opt(q.vni)?))
         })
         .await
         .map(HttpResponseOk)

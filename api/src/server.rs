@@ -674,32 +674,18 @@ impl Sluice {
 
     pub fn set_v2b(&self, req: V2bSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
-        if self.host.v2b.len() + req.routes.len() > self.host.v2b.limit() {
-            // Checked again per route below; this keeps a too-large
-            // request from applying in part.
-            let new = req
-                .routes
-                .iter()
-                .filter(|r| self.host.v2b.get(r.vni, r.prefix.addr()).is_none())
-                .count();
-            if self.host.v2b.len() + new > self.host.v2b.limit() {
-                return Err(ApiError::Conflict(format!(
-                    "V2B table is full: it holds at most {} routes",
-                    self.host.v2b.limit()
-                )));
-            }
-        }
-        for (i, r) in req.routes.iter().enumerate() {
-            overlay::v2b::Endpoints::new(r.endpoints.iter().copied())
-                .map_err(|e| ApiError::field(format!("routes[{i}].endpoints"), e.to_string()))?;
-        }
-        let n = req.routes.len();
-        for r in req.routes {
-            self.host
-                .v2b
-                .set(r.vni, r.prefix, r.endpoints)
-                .map_err(|e| ApiError::Conflict(e.to_string()))?;
-        }
+        let n = self
+            .host
+            .v2b
+            .set_many(
+                req.routes
+                    .into_iter()
+                    .map(|r| (r.vni, r.prefix, r.endpoints)),
+            )
+            .map_err(|(i, e)| match e {
+                overlay::v2b::V2bError::Full { .. } => ApiError::Conflict(e.to_string()),
+                e => ApiError::field(format!("routes[{i}].endpoints"), e.to_string()),
+            })?;
         if persist {
             self.save(&ports)?;
         }
@@ -792,9 +778,14 @@ fn number(rules: &[FirewallRule]) -> Vec<NumberedRule> {
         .collect()
 }
 
+/// A `vni` query parameter, checked.
+pub fn vni_opt(v: Option<u32>) -> Result<Option<Vni>, ApiError> {
+    v.map(|v| Vni::new(v).map_err(|e| ApiError::field("vni", e.to_string())))
+        .transpose()
+}
+
 fn vni_field(v: Option<u32>) -> Result<Vni, ApiError> {
-    let v = v.ok_or_else(|| ApiError::field("vni", "required"))?;
-    Vni::new(v).map_err(|e| ApiError::field("vni", e.to_string()))
+    vni_opt(v)?.ok_or_else(|| ApiError::field("vni", "required"))
 }
 
 fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {

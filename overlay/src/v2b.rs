@@ -262,6 +262,46 @@ impl V2b {
     ) -> Result<(), V2bError> {
         let endpoints = Endpoints::new(endpoints)?;
         let _w = self.lock();
+        self.set_locked(vni, prefix, endpoints)
+    }
+
+    /// Sets many routes, all or nothing: if one has bad endpoints or the
+    /// new ones would pass the limit, nothing changes. A (VNI, prefix)
+    /// given twice takes its last endpoints. Returns how many were given.
+    pub fn set_many(
+        &self,
+        items: impl IntoIterator<Item = (Vni, IpCidr, Vec<Ipv6Addr>)>,
+    ) -> Result<usize, (usize, V2bError)> {
+        let mut routes = Vec::new();
+        for (i, (vni, prefix, eps)) in items.into_iter().enumerate() {
+            routes.push((vni, prefix, Endpoints::new(eps).map_err(|e| (i, e))?));
+        }
+        let _w = self.lock();
+        let mut new = std::collections::HashSet::new();
+        for (vni, prefix, _) in &routes {
+            let v4 = prefix.addr().is_ipv4();
+            let exists = self
+                .shard(*vni)
+                .load()
+                .get(vni)
+                .is_some_and(|r| r.family(v4).iter().any(|r| r.prefix == *prefix));
+            if !exists {
+                new.insert((*vni, *prefix));
+            }
+        }
+        if self.len() + new.len() > self.limit {
+            return Err((0, V2bError::Full { limit: self.limit }));
+        }
+        let n = routes.len();
+        for (vni, prefix, eps) in routes {
+            // Cannot fail: endpoints are valid and room was checked.
+            self.set_locked(vni, prefix, eps).map_err(|e| (0, e))?;
+        }
+        Ok(n)
+    }
+
+    /// [`V2b::set`] with the writer lock held.
+    fn set_locked(&self, vni: Vni, prefix: IpCidr, endpoints: Endpoints) -> Result<(), V2bError> {
         let shard = self.shard(vni);
         let cur = shard.load_full();
         let v4 = prefix.addr().is_ipv4();
@@ -630,5 +670,43 @@ mod tests {
         }
         let one = Endpoints::new([ep(9)]).unwrap();
         assert_eq!(pick(&one, 12345), ep(9));
+    }
+
+    #[test]
+    fn set_many_is_all_or_nothing() {
+        let t = V2b::new(3);
+        t.set(vni(1), cidr("10.0.0.0/8"), [ep(1)]).unwrap();
+        // A longer prefix inside an existing one is a new route: 1 + 3 > 3.
+        let too_many = vec![
+            (vni(1), cidr("10.1.0.0/16"), vec![ep(2)]),
+            (vni(1), cidr("10.2.0.0/16"), vec![ep(2)]),
+            (vni(1), cidr("10.3.0.0/16"), vec![ep(2)]),
+        ];
+        assert!(matches!(
+            t.set_many(too_many),
+            Err((_, V2bError::Full { limit: 3 }))
+        ));
+        assert_eq!(t.len(), 1, "nothing changed");
+        let bad = vec![
+            (vni(1), cidr("10.1.0.0/16"), vec![ep(2)]),
+            (vni(1), cidr("10.2.0.0/16"), vec![]),
+        ];
+        assert!(matches!(t.set_many(bad), Err((1, V2bError::NoEndpoints))));
+        assert_eq!(t.len(), 1);
+        // Replacing an existing route and the same new one twice fit.
+        let ok = vec![
+            (vni(1), cidr("10.0.0.0/8"), vec![ep(3)]),
+            (vni(1), cidr("10.1.0.0/16"), vec![ep(2)]),
+            (vni(1), cidr("10.1.0.0/16"), vec![ep(4)]),
+        ];
+        assert_eq!(t.set_many(ok), Ok(3));
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.get(vni(1), "10.1.2.3".parse().unwrap())
+                .unwrap()
+                .0
+                .as_slice(),
+            &[ep(4)]
+        );
     }
 }
