@@ -411,6 +411,7 @@ impl Worker {
         let start = Instant::now();
         let mut idle = 0u32;
         let mut busy = Duration::ZERO;
+        let mut rounds = 0u64;
         while !self.stop.load(Ordering::Acquire) {
             while let Ok(job) = self.jobs.try_recv() {
                 job(&mut self.switch);
@@ -421,7 +422,7 @@ impl Worker {
             // backend must not stop the others.
             let moved = self.switch.poll().unwrap_or(1);
             let t1 = Instant::now();
-            let rounds = self.counters.rounds.fetch_add(1, Ordering::Relaxed);
+            rounds += 1;
             if moved > 0 {
                 busy += t1 - t0;
                 idle = 0;
@@ -431,18 +432,19 @@ impl Worker {
             // Publishing every round would cost a cache line per round
             // for nothing: every 64 rounds, and before sleeping.
             if rounds.is_multiple_of(64) || idle >= SPIN_POLLS {
-                self.publish(start, busy);
+                self.publish(start, busy, rounds);
             }
             if idle >= SPIN_POLLS {
                 self.sleep();
                 idle = 0;
             }
         }
-        self.publish(start, busy);
+        self.publish(start, busy, rounds);
     }
 
-    fn publish(&self, start: Instant, busy: Duration) {
+    fn publish(&self, start: Instant, busy: Duration, rounds: u64) {
         let c = &self.counters;
+        c.rounds.store(rounds, Ordering::Relaxed);
         c.busy_ns.store(busy.as_nanos() as u64, Ordering::Relaxed);
         c.alive_ns
             .store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
