@@ -4,11 +4,11 @@
 //! exchange that shows each part of the dataplane at work, and then the
 //! API served on loopback for `sluiceadm` to explore.
 
+use crate::cli::summary::frame as describe;
 use crate::serve::SimHost;
 use crate::types::{CreateVnic, GuestSpec, V2bRoute, V2bSet, V2pMapping, V2pSet};
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::PacketBuilder;
 use serde_json::json;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use vmm_net::backend::Wire;
 
@@ -93,86 +93,6 @@ fn wait_frame(w: &Wire) -> Option<Vec<u8>> {
         std::thread::sleep(Duration::from_millis(2));
     }
     None
-}
-
-/// One line describing a frame (etherparse, independent of the engine).
-pub fn describe(f: &[u8]) -> String {
-    let Ok(p) = SlicedPacket::from_ethernet(f) else {
-        return format!("{} bytes (unparsable)", f.len());
-    };
-    let mut s = String::new();
-    match &p.net {
-        Some(NetSlice::Ipv6(ip)) if matches!(p.transport, Some(TransportSlice::Udp(ref u)) if u.destination_port() == 6081) =>
-        {
-            let h = ip.header();
-            let Some(TransportSlice::Udp(u)) = &p.transport else {
-                return s;
-            };
-            let g = u.payload();
-            let vni = g
-                .get(4..7)
-                .map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
-            let opt = usize::from(g.first().copied().unwrap_or(0) & 0x3f) * 4;
-            let _ = write!(
-                s,
-                "Geneve {} > {} VNI {vni}{}: ",
-                h.source_addr(),
-                h.destination_addr(),
-                if opt > 0 { " [external]" } else { "" }
-            );
-            if let Some(inner) = g.get(8 + opt..) {
-                s.push_str(&describe(inner));
-            }
-            return s;
-        }
-        Some(NetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            let _ = write!(s, "IPv4 {} > {}", h.source_addr(), h.destination_addr());
-        }
-        Some(NetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            let _ = write!(s, "IPv6 {} > {}", h.source_addr(), h.destination_addr());
-        }
-        Some(NetSlice::Arp(a)) => {
-            let op = if a.operation() == etherparse::ArpOperation::REQUEST {
-                "request"
-            } else {
-                "reply"
-            };
-            let ip: [u8; 4] = a.sender_protocol_addr().try_into().unwrap_or([0; 4]);
-            let hw: [u8; 6] = a.sender_hw_addr().try_into().unwrap_or([0; 6]);
-            let _ = write!(
-                s,
-                "ARP {op} {} is-at {}",
-                std::net::Ipv4Addr::from(ip),
-                vnic::config::MacAddr(hw)
-            );
-            return s;
-        }
-        None => return format!("{} bytes, not IP", f.len()),
-    }
-    match &p.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            let _ = write!(
-                s,
-                " TCP {} > {}{}",
-                t.source_port(),
-                t.destination_port(),
-                if t.syn() { " SYN" } else { "" }
-            );
-        }
-        Some(TransportSlice::Udp(u)) => {
-            let _ = write!(s, " UDP {} > {}", u.source_port(), u.destination_port());
-            if u.destination_port() == 68 {
-                s.push_str(" (DHCP offer)");
-            }
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            let _ = write!(s, " ICMP {:?}", i.icmp_type());
-        }
-        _ => {}
-    }
-    s
 }
 
 fn arp_request(last: u8) -> Vec<u8> {
@@ -264,21 +184,22 @@ pub fn script(h: &SimHost) -> (Vec<String>, bool) {
         &vm1,
         dhcp_discover(5),
         &vm1,
-        "DHCP offer",
+        // The gateway's DHCP server (port 67) to the client (port 68).
+        ":67 > 255.255.255.255:68",
     );
     step(
         "vm1 pings vm2 on this host (local delivery, no wire)",
         &vm1,
         ping(5, [10, 0, 0, 6], GW_MAC, false),
         &vm2,
-        "EchoRequest",
+        "echo request",
     );
     step(
         "vm2 answers (stateful firewall: the reply is allowed)",
         &vm2,
         ping(6, [10, 0, 0, 5], GW_MAC, true),
         &vm1,
-        "EchoReply",
+        "echo reply",
     );
     step(
         "vm1 opens TCP to vm3 on another host (Geneve to its host)",
