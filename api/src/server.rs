@@ -60,7 +60,8 @@ impl Devices for SimDevices {
     }
 }
 
-impl Devices for Arc<SimDevices> {
+/// Shared devices (a test keeps a handle to play the guests' side).
+impl<D: Devices> Devices for Arc<D> {
     fn open_guest(&self, port: &str, spec: &GuestSpec) -> Result<Box<dyn Backend>, String> {
         (**self).open_guest(port, spec)
     }
