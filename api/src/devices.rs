@@ -43,6 +43,7 @@ impl Devices for HostDevices {
                 let opts = TapOptions {
                     queues: 1,
                     persist: true,
+                    ..TapOptions::default()
                 };
                 let n = name.clone();
                 let mut qs = in_netns(netns.as_deref(), move || Tap::open_with(&n, &opts))

@@ -37,7 +37,7 @@ pub use flow::{Direction, FlowKey};
 pub use headers::{Headers, ParseMode, Vni};
 pub use layer::{DefaultAction, LayerConfig};
 pub use meta::{Meta, MetaKey};
-pub use packet::PacketBuf;
+pub use packet::{Gso, PacketBuf};
 pub use port::{Port, PortConfig, Verdict};
 pub use rule::{Predicate, Rule, RuleId};
 pub use transform::{Compiled, Dep, Encap, GeneveOptions, Transform, Version};

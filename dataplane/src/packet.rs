@@ -13,11 +13,48 @@ pub const DEFAULT_HEADROOM: usize = 128;
 /// plus Ethernet, VLAN and encapsulation), so TX never needs to grow it.
 pub const DEFAULT_CAPACITY: usize = 9216 + 18 + 128;
 
+/// The largest frame carried whole as a TCP super-frame (see [`Gso`]):
+/// after a 70-byte Geneve encapsulation with options, every IP length
+/// field and every offset the parser keeps still fits 16 bits. A device
+/// that hands over a larger super-frame has it cut before the port.
+pub const GSO_MAX_FRAME: usize = 65535 - 128;
+
+/// Room for a super-frame of [`GSO_MAX_FRAME`] bytes and an encapsulation.
+pub const GSO_CAPACITY: usize = GSO_MAX_FRAME + DEFAULT_HEADROOM + 128;
+
+/// A TCP super-frame still to be cut into segments (TSO/GSO): the guest's
+/// device handed over up to 64 KiB of one TCP stream as a single frame,
+/// and the port processes it once. Whoever finally puts it on a wire that
+/// cannot take it whole (a veth, a NIC without tunnel offloads) cuts it
+/// into segments of `mss` payload bytes, encapsulation included; a device
+/// that can take it whole (a TAP, a virtio-net guest that offers TSO) gets
+/// it as it is.
+///
+/// While a frame carries a `Gso`, its TCP checksum field is not
+/// meaningful (a device gives a partial sum there, and rewrites may
+/// adjust it): it is computed afresh for every segment, and the outer UDP
+/// checksum of an encapsulated super-frame likewise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gso {
+    /// TCP payload bytes per segment.
+    pub mss: u16,
+    /// The bytes in front of the TCP payload in the frame as the device
+    /// handed it over (Ethernet, IP and TCP headers): `hdr_len + mss` is
+    /// the largest segment the guest meant to send, which is what its MTU
+    /// is checked against.
+    pub hdr_len: u16,
+    /// IPv6 (else IPv4) inside.
+    pub v6: bool,
+    /// The segments may carry ECN's CWR (on the first only).
+    pub ecn: bool,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct PacketBuf {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    gso: Option<Gso>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +75,7 @@ impl PacketBuf {
             buf: vec![0u8; capacity].into_boxed_slice(),
             start: headroom,
             end: headroom,
+            gso: None,
         }
     }
 
@@ -54,6 +92,23 @@ impl PacketBuf {
     pub fn reset(&mut self, headroom: usize) {
         self.start = headroom.min(self.buf.len());
         self.end = self.start;
+        self.gso = None;
+    }
+
+    /// The bytes the buffer can hold in all (headroom, frame and tailroom).
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The segmentation still owed to this frame, if it is a super-frame.
+    #[inline]
+    pub fn gso(&self) -> Option<Gso> {
+        self.gso
+    }
+
+    /// Marks the frame as a super-frame to be cut (or as an ordinary one).
+    pub fn set_gso(&mut self, gso: Option<Gso>) {
+        self.gso = gso;
     }
 
     /// Replaces the frame with a copy of `frame`, keeping the headroom.
@@ -67,6 +122,7 @@ impl PacketBuf {
         }
         self.end = self.start + frame.len();
         self.buf[self.start..self.end].copy_from_slice(frame);
+        self.gso = None;
         Ok(())
     }
 
@@ -145,6 +201,7 @@ impl core::fmt::Debug for PacketBuf {
         f.debug_struct("PacketBuf")
             .field("len", &self.len())
             .field("headroom", &self.start)
+            .field("gso", &self.gso)
             .finish()
     }
 }

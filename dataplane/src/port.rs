@@ -591,7 +591,11 @@ impl Port {
             Err(e) => return self.dropped(dir, DropReason::Malformed(e)),
         };
         if dir == Direction::Out {
-            if let Some(m) = self.cfg.mtu.as_ref().filter(|m| pkt.len() > m.max_frame) {
+            // A super-frame is as big as the segments it will be cut into.
+            let frame_len = pkt.gso().map_or(pkt.len(), |g| {
+                usize::from(g.hdr_len) + usize::from(g.mss)
+            });
+            if let Some(m) = self.cfg.mtu.as_ref().filter(|m| frame_len > m.max_frame) {
                 let too_big = m.too_big.clone();
                 return match too_big.reply(&parsed.hdrs, pkt.as_slice(), &Meta::default()) {
                     Ok(reply) => {

@@ -78,7 +78,7 @@ const TP_STATUS_GSO_TCP: u32 = 1 << 8;
 /// for the layout); 2 KiB divides every page-multiple block.
 const FRAME_SIZE: usize = 2048;
 const MAX_SEGMENT: usize = DEFAULT_CAPACITY - DEFAULT_HEADROOM;
-const POOL_LIMIT: usize = 512;
+const POOL_LIMIT: usize = 2048;
 /// The virtio-net header sent with every frame when the socket has
 /// `PACKET_VNET_HDR`: no offload asked.
 const TX_VNET_HDR: [u8; VNET_HDR_LEN_LEGACY] = [0; VNET_HDR_LEN_LEGACY];
@@ -172,6 +172,10 @@ pub struct AfPacketStats {
     pub ring_freezes: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    /// Segments cut from super-frames a port processed whole (each also
+    /// counts in `tx_frames`), and super-frames that could not be cut.
+    pub tx_segments: u64,
+    pub tx_drops: OffloadDrops,
     /// Frames the kernel refused with an error other than "full" (too
     /// long for the MTU, interface down...): counted here, and reported as
     /// taken, since sending them again would fail the same way.
@@ -210,6 +214,9 @@ pub struct AfPacket {
     walk: Option<Walk>,
     pending: Option<Pending>,
     pool: BufPool,
+    /// Where super-frames are cut into segments before sending.
+    spare: Vec<PacketBuf>,
+    ends: Vec<usize>,
     stats: AfPacketStats,
 }
 
@@ -306,6 +313,8 @@ impl AfPacket {
             walk: None,
             pending: None,
             pool: BufPool::new(POOL_LIMIT),
+            spare: Vec::new(),
+            ends: Vec::new(),
             stats: AfPacketStats::default(),
         })
     }
@@ -558,7 +567,17 @@ impl Backend for AfPacket {
     /// Sends in `sendmmsg` batches until the kernel says "full" (`EAGAIN`
     /// or `ENOBUFS`); the frames after that are not taken. Every buffer
     /// goes back to the receive pool.
+    /// Super-frames are cut into segments first, from and into this
+    /// socket's own buffers (so a steady flow allocates nothing); what the
+    /// caller learns is how many of the resulting frames were taken.
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
+        self.stats.tx_segments += offload::cut_super_frames(
+            pkts,
+            &mut self.spare,
+            &mut self.ends,
+            &mut self.pool,
+            &mut self.stats.tx_drops,
+        ) as u64;
         let prefix: &[u8] = if self.vnet_hdr { &TX_VNET_HDR } else { &[] };
         let mut i = 0;
         let mut fatal = None;
@@ -589,10 +608,20 @@ impl Backend for AfPacket {
         for p in pkts.drain(..) {
             self.pool.put(p);
         }
+        let taken = if self.ends.is_empty() {
+            i
+        } else {
+            offload::taken_before_cut(&self.ends, i)
+        };
         match fatal {
             Some(e) => Err(e),
-            None => Ok(i),
+            None => Ok(taken),
         }
+    }
+
+    /// Cut here, into this socket's own buffers.
+    fn takes_super_frames(&self) -> bool {
+        true
     }
 
     /// Readable when a retired block waits. A burst can stop inside a

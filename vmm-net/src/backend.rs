@@ -20,6 +20,13 @@ pub trait Backend: Send {
     fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
     }
+    /// Whether `tx_burst` takes TCP super-frames (frames carrying a
+    /// [`Gso`](dataplane::Gso)): whole, for a device that segments, or
+    /// cut by the backend itself. When false, the switch cuts them first
+    /// ([`offload::cut_super_frames`](crate::offload::cut_super_frames)).
+    fn takes_super_frames(&self) -> bool {
+        false
+    }
 }
 
 /// Queues shared between a backend and the test that plays the device's
@@ -121,9 +128,13 @@ impl BufPool {
 
     /// Keeps `b` for reuse (or frees it when the pool is full or `b` is
     /// too small).
+    /// A super-frame buffer goes back to the process's [`BigPool`]
+    /// instead, whoever's pool it reaches.
     pub fn put(&mut self, b: PacketBuf) {
-        let capacity = b.headroom() + b.len() + b.tailroom();
-        if self.bufs.len() < self.limit && capacity >= dataplane::packet::DEFAULT_CAPACITY {
+        let capacity = b.capacity();
+        if capacity >= BIG_CAPACITY {
+            BigPool::put(b);
+        } else if self.bufs.len() < self.limit && capacity >= dataplane::packet::DEFAULT_CAPACITY {
             self.bufs.push(b);
         }
     }
@@ -135,6 +146,51 @@ impl BufPool {
 
     pub fn is_empty(&self) -> bool {
         self.bufs.is_empty()
+    }
+}
+
+/// The capacity of a super-frame buffer: the largest frame a device
+/// hands over (a 64 KiB IP super-frame, Ethernet and two VLAN tags,
+/// rounded up) after the default headroom.
+pub const BIG_CAPACITY: usize = dataplane::packet::DEFAULT_HEADROOM + SUPER_FRAME_MAX;
+
+/// The largest frame a device with segmentation offload hands over.
+pub const SUPER_FRAME_MAX: usize = 65536 + 512;
+
+/// Super-frame buffers kept process-wide: at most this many (≈ 16 MiB).
+const BIG_POOL_LIMIT: usize = 256;
+
+/// Buffers for whole TCP super-frames (see [`dataplane::Gso`]), shared by
+/// every backend of the process. A super-frame read whole by one worker's
+/// TAP may leave by another worker's uplink, cut into segments: the
+/// buffer comes back here (through [`BufPool::put`]) rather than into
+/// the pool of a backend that only needs small ones. A lock-free bounded
+/// queue: one push and one pop per super-frame (≈ 45 packets), no lock.
+pub struct BigPool;
+
+fn big_pool() -> &'static crossbeam_queue::ArrayQueue<PacketBuf> {
+    static POOL: std::sync::OnceLock<crossbeam_queue::ArrayQueue<PacketBuf>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| crossbeam_queue::ArrayQueue::new(BIG_POOL_LIMIT))
+}
+
+impl BigPool {
+    /// An empty super-frame buffer with the default headroom (allocated
+    /// only when none has come back yet).
+    pub fn get() -> PacketBuf {
+        use dataplane::packet::DEFAULT_HEADROOM;
+        match big_pool().pop() {
+            Some(mut b) => {
+                b.reset(DEFAULT_HEADROOM);
+                b
+            }
+            None => PacketBuf::new(DEFAULT_HEADROOM, BIG_CAPACITY),
+        }
+    }
+
+    /// Keeps `b` for reuse (frees it when the pool is full).
+    pub fn put(b: PacketBuf) {
+        let _ = big_pool().push(b);
     }
 }
 

@@ -443,6 +443,10 @@ impl Layout {
 /// it across bursts while the frame stays in its buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tso {
+    /// A Geneve-over-IPv6 encapsulation in front of the TCP frame (the
+    /// super-frame went through the port whole and is cut on its way to
+    /// the wire): its lengths and UDP checksum are rewritten per segment.
+    outer: Option<Outer>,
     l3: usize,
     l4: usize,
     payload: usize,
@@ -471,7 +475,12 @@ impl Tso {
         if gso_size == 0 {
             return Err(OffloadDrop::BadGsoSize);
         }
-        let l = Layout::parse(frame)?;
+        let outer = Outer::parse(frame);
+        let inner_l2 = outer.map_or(0, |o| o.inner_l2);
+        let mut l = Layout::parse(&frame[inner_l2..])?;
+        l.l3 += inner_l2;
+        l.l4 += inner_l2;
+        l.ip_end = l.ip_end.map(|e| e + inner_l2);
         if l.v6 != want_v6 || l.proto != IPPROTO_TCP {
             return Err(OffloadDrop::GsoMismatch);
         }
@@ -493,7 +502,14 @@ impl Tso {
         if count > MAX_SEGMENTS {
             return Err(OffloadDrop::TooManySegments);
         }
+        if let Some(o) = outer {
+            // The outer IPv6 payload and UDP lengths fit 16 bits too.
+            if payload - o.udp + mss > usize::from(u16::MAX) {
+                return Err(OffloadDrop::SegmentTooLarge);
+            }
+        }
         Ok(Tso {
+            outer,
             l3: l.l3,
             l4: l.l4,
             payload,
@@ -502,6 +518,28 @@ impl Tso {
             v6: l.v6,
             count,
         })
+    }
+
+    /// Checks a super-frame a port has processed whole (see
+    /// [`Gso`](dataplane::Gso)), encapsulated in Geneve or not.
+    pub fn for_gso(
+        frame: &[u8],
+        gso: dataplane::Gso,
+        max_segment: usize,
+    ) -> Result<Tso, OffloadDrop> {
+        Tso::new(frame, gso_type_of(gso), gso.mss, max_segment)
+    }
+
+    /// What the super-frame is, for a port to carry it whole:
+    /// `gso_type` is the virtio-net header's (for its ECN bit).
+    pub fn gso(&self, gso_type: u8) -> dataplane::Gso {
+        dataplane::Gso {
+            // `new` checked that a segment's lengths fit 16 bits.
+            mss: self.mss as u16,
+            hdr_len: (self.payload - self.outer.map_or(0, |o| o.inner_l2)) as u16,
+            v6: self.v6,
+            ecn: gso_type & VIRTIO_NET_HDR_GSO_ECN != 0,
+        }
     }
 
     /// How many segments the super-frame makes.
@@ -573,9 +611,210 @@ impl Tso {
                 l4_len,
             )
         };
-        c.add_bytes(&s[l4..]);
-        s[l4 + 16..l4 + 18].copy_from_slice(&c.finish().to_be_bytes());
+        let mut tcp = Csum::new();
+        tcp.add_bytes(&s[l4..]);
+        c.add(tcp);
+        let tcp_csum = c.finish();
+        s[l4 + 16..l4 + 18].copy_from_slice(&tcp_csum.to_be_bytes());
+        if let Some(o) = self.outer {
+            o.fix(s, l4, tcp, tcp_csum);
+        }
         Ok(())
+    }
+}
+
+/// Readies a super-frame (not encapsulated) for a device that cuts it
+/// itself — a TAP, a virtio-net guest that took TSO: its IP length and
+/// IPv4 header checksum are set for the whole frame, the TCP checksum
+/// field gets the pseudo-header sum the device finishes per segment, and
+/// the returned virtio-net header asks for the segmentation.
+pub fn offer_whole(frame: &mut [u8], gso: dataplane::Gso) -> Result<VirtioNetHdr, OffloadDrop> {
+    let tso = Tso::for_gso(frame, gso, usize::MAX)?;
+    if tso.outer.is_some() {
+        return Err(OffloadDrop::GsoMismatch);
+    }
+    let (l3, l4) = (tso.l3, tso.l4);
+    let len = frame.len();
+    let tcp_len = (len - l4) as u32;
+    let pseudo = if tso.v6 {
+        let plen = u16::try_from(len - l3 - 40).map_err(|_| OffloadDrop::SegmentTooLarge)?;
+        frame[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        pseudo_header(
+            &frame[l3 + 8..l3 + 24],
+            &frame[l3 + 24..l3 + 40],
+            IPPROTO_TCP,
+            tcp_len,
+        )
+    } else {
+        let tot = u16::try_from(len - l3).map_err(|_| OffloadDrop::SegmentTooLarge)?;
+        let ihl = usize::from(frame[l3] & 0x0f) * 4;
+        frame[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
+        frame[l3 + 10..l3 + 12].fill(0);
+        let c = checksum(&frame[l3..l3 + ihl]);
+        frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        pseudo_header(
+            &frame[l3 + 12..l3 + 16],
+            &frame[l3 + 16..l3 + 20],
+            IPPROTO_TCP,
+            tcp_len,
+        )
+    };
+    // The device adds the segment's bytes to this sum and complements.
+    frame[l4 + 16..l4 + 18].copy_from_slice(&pseudo.fold().to_be_bytes());
+    Ok(VirtioNetHdr {
+        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        gso_type: gso_type_of(gso),
+        hdr_len: tso.payload as u16,
+        gso_size: gso.mss,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+        num_buffers: 0,
+    })
+}
+
+/// Replaces every super-frame in `pkts` by its segments, in place and in
+/// order, for a device that cannot take them whole. Segments are written
+/// into buffers from `pool` and the super-frames' buffers are put back
+/// there ([`BufPool::put`] returns them to the process's
+/// [`BigPool`](crate::backend::BigPool)). A super-frame that cannot be cut
+/// is dropped and counted in `drops`. `spare` is an empty vector kept by
+/// the caller, so this allocates nothing once it has grown.
+///
+/// `ends` maps the result back to the frames given: when something was
+/// cut, it gets for every frame given the index just past its last
+/// frame in the new `pkts` ([`taken_before_cut`] turns a count of frames
+/// sent into a count of frames given); when nothing was, it is left
+/// empty. Returns the segments made.
+pub fn cut_super_frames(
+    pkts: &mut Vec<PacketBuf>,
+    spare: &mut Vec<PacketBuf>,
+    ends: &mut Vec<usize>,
+    pool: &mut crate::backend::BufPool,
+    drops: &mut OffloadDrops,
+) -> usize {
+    ends.clear();
+    if pkts.iter().all(|p| p.gso().is_none()) {
+        return 0;
+    }
+    let max_segment = dataplane::packet::DEFAULT_CAPACITY - dataplane::packet::DEFAULT_HEADROOM;
+    let mut cut = 0;
+    spare.clear();
+    for p in pkts.drain(..) {
+        let Some(g) = p.gso() else {
+            spare.push(p);
+            ends.push(spare.len());
+            continue;
+        };
+        match Tso::for_gso(p.as_slice(), g, max_segment) {
+            Ok(tso) => {
+                for i in 0..tso.count() {
+                    let mut out = pool.get();
+                    match tso.write_segment(p.as_slice(), i, &mut out) {
+                        Ok(()) => {
+                            cut += 1;
+                            spare.push(out);
+                        }
+                        Err(r) => {
+                            drops.count(r);
+                            pool.put(out);
+                        }
+                    }
+                }
+            }
+            Err(r) => drops.count(r),
+        }
+        ends.push(spare.len());
+        pool.put(p);
+    }
+    std::mem::swap(pkts, spare);
+    cut
+}
+
+/// How many of the frames given to [`cut_super_frames`] went whole, when
+/// `sent` of the frames it returned were sent (a super-frame counts only
+/// when every one of its segments went).
+pub fn taken_before_cut(ends: &[usize], sent: usize) -> usize {
+    ends.partition_point(|&e| e <= sent)
+}
+
+/// The virtio-net GSO type that describes `gso`.
+pub fn gso_type_of(gso: dataplane::Gso) -> u8 {
+    let t = if gso.v6 {
+        VIRTIO_NET_HDR_GSO_TCPV6
+    } else {
+        VIRTIO_NET_HDR_GSO_TCPV4
+    };
+    if gso.ecn {
+        t | VIRTIO_NET_HDR_GSO_ECN
+    } else {
+        t
+    }
+}
+
+/// Where a Geneve-over-IPv6 encapsulation (as the overlay pushes it:
+/// Ethernet, IPv6 without extension headers, UDP to port 6081) sits in
+/// front of an inner Ethernet frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Outer {
+    /// Offset of the UDP header (the IPv6 header is the 40 bytes before).
+    udp: usize,
+    inner_l2: usize,
+    /// The encapsulation carries a UDP checksum (else it stays zero).
+    udp_csum: bool,
+}
+
+const GENEVE_PORT: u16 = 6081;
+
+impl Outer {
+    fn parse(f: &[u8]) -> Option<Outer> {
+        let l3 = ETH_HLEN;
+        let udp = l3 + 40;
+        if be16(f, 12)? != ETHERTYPE_IPV6 || *f.get(l3 + 6)? != IPPROTO_UDP {
+            return None;
+        }
+        if be16(f, udp + 2)? != GENEVE_PORT {
+            return None;
+        }
+        let opt_len = usize::from(*f.get(udp + 8)? & 0x3f) * 4;
+        let inner_l2 = udp + 8 + 8 + opt_len;
+        (inner_l2 < f.len()).then_some(Outer {
+            udp,
+            inner_l2,
+            udp_csum: be16(f, udp + 6)? != 0,
+        })
+    }
+
+    /// Rewrites the outer lengths of segment `s` and, if the tunnel
+    /// carries one, its UDP checksum. `l4` is where the inner TCP header
+    /// starts, `tcp` the sum of the inner TCP
+    /// header and payload as they were summed with a zero checksum field,
+    /// `tcp_csum` the checksum then written: the inner segment is summed
+    /// once for both checksums.
+    fn fix(&self, s: &mut [u8], l4: usize, tcp: Csum, tcp_csum: u16) {
+        let (udp, l3) = (self.udp, self.udp - 40);
+        // Within 16 bits: checked in `Tso::new`.
+        let udp_len = (s.len() - udp) as u16;
+        s[l3 + 4..l3 + 6].copy_from_slice(&udp_len.to_be_bytes());
+        s[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
+        if !self.udp_csum {
+            return;
+        }
+        s[udp + 6..udp + 8].fill(0);
+        let mut c = pseudo_header(
+            &s[l3 + 8..l3 + 24],
+            &s[l3 + 24..l3 + 40],
+            IPPROTO_UDP,
+            u32::from(udp_len),
+        );
+        // Every header before the inner TCP one has an even length.
+        c.add_bytes(&s[udp..l4]);
+        c.add(tcp);
+        c.add_u16(tcp_csum);
+        let v = match c.finish() {
+            0 => 0xffff,
+            v => v,
+        };
+        s[udp + 6..udp + 8].copy_from_slice(&v.to_be_bytes());
     }
 }
 
@@ -748,6 +987,193 @@ mod tests {
         check_super_frame(true, 10_000, 1440);
         check_super_frame(true, 64_000, 8940);
         check_super_frame(true, 1441, 1440);
+    }
+
+    /// `inner` in Geneve over IPv6 (an 8-byte header and one 4-byte
+    /// option, as the overlay pushes it), the outer UDP checksum right or
+    /// zero; then the outer lengths and checksum spoilt, as a port leaves
+    /// them on a super-frame.
+    fn encapsulate(inner: &[u8], udp_csum: bool) -> Vec<u8> {
+        let mut geneve = vec![0x01, 0x00, 0x65, 0x58, 0x00, 0x1e, 0x61, 0x00];
+        geneve.extend_from_slice(&[0x01, 0x29, 0x00, 0x00]);
+        geneve.extend_from_slice(inner);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb])
+            .ipv6(
+                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xa],
+                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xb],
+                64,
+            )
+            .udp(51000, 6081)
+            .write_to_vec(&mut f, &geneve)
+            .unwrap();
+        // What the overlay pushed before the port: lengths of the whole
+        // super-frame and a sum over it (or none).
+        f[60..62].copy_from_slice(&if udp_csum { 0x1234u16 } else { 0 }.to_be_bytes());
+        f
+    }
+
+    fn check_encapsulated(v6: bool, n: usize, mss: u16, udp_csum: bool) {
+        let inner = super_frame(v6, n);
+        let f = encapsulate(&inner, udp_csum);
+        let gso = dataplane::Gso {
+            mss,
+            hdr_len: if v6 { 74 } else { 54 },
+            v6,
+            ecn: true,
+        };
+        let t = Tso::for_gso(&f, gso, MAX_SEG).unwrap();
+        assert_eq!(t.count(), n.div_ceil(usize::from(mss)).max(1));
+        let mut out = PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY);
+        let mut data = Vec::new();
+        for i in 0..t.count() {
+            t.write_segment(&f, i, &mut out).unwrap();
+            let s = out.as_slice();
+            let p = SlicedPacket::from_ethernet(s).expect("outer parses");
+            let Some(NetSlice::Ipv6(ip)) = p.net else {
+                panic!("outer IPv6")
+            };
+            let ip = ip.header().to_header();
+            assert_eq!(
+                usize::from(ip.payload_length),
+                s.len() - 54,
+                "outer IPv6 length"
+            );
+            let Some(TransportSlice::Udp(udp)) = p.transport else {
+                panic!("outer UDP")
+            };
+            assert_eq!(usize::from(udp.length()), s.len() - 54, "outer UDP length");
+            if udp_csum {
+                let want = udp
+                    .to_header()
+                    .calc_checksum_ipv6(&ip, udp.payload())
+                    .unwrap();
+                assert_eq!(udp.checksum(), want, "outer UDP checksum of segment {i}");
+            } else {
+                assert_eq!(udp.checksum(), 0, "no outer checksum stays none");
+            }
+            let seg = check_segment(&s[74..]);
+            assert_eq!(
+                seg.seq,
+                0xffff_f000u32.wrapping_add(i as u32 * u32::from(mss))
+            );
+            assert_eq!(seg.fin, i + 1 == t.count());
+            data.extend_from_slice(&seg.payload);
+        }
+        assert_eq!(data, payload(n), "the payload, in order, nothing lost");
+    }
+
+    #[test]
+    fn encapsulated_super_frames_are_cut_with_their_tunnel() {
+        check_encapsulated(false, 30_000, 1448, true);
+        check_encapsulated(true, 30_000, 1428, true);
+        check_encapsulated(false, 64_000, 1448, false);
+        check_encapsulated(false, 100, 1448, true);
+    }
+
+    /// A device given `offer_whole`'s header finishes the checksum over
+    /// the whole super-frame from `csum_start`: the pseudo-header sum it
+    /// starts from must be the one for the frame's length.
+    #[test]
+    fn a_super_frame_offered_whole_carries_the_pseudo_header_sum() {
+        for v6 in [false, true] {
+            let mut f = super_frame(v6, 20_000);
+            let gso = dataplane::Gso {
+                mss: 1400,
+                hdr_len: 0,
+                v6,
+                ecn: false,
+            };
+            let h = offer_whole(&mut f, gso).unwrap();
+            assert_eq!(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+            assert_eq!(h.gso_size, 1400);
+            assert_eq!(usize::from(h.hdr_len), if v6 { 74 } else { 54 });
+            assert_eq!(
+                h.gso_type,
+                if v6 {
+                    VIRTIO_NET_HDR_GSO_TCPV6
+                } else {
+                    VIRTIO_NET_HDR_GSO_TCPV4
+                }
+            );
+            complete_csum(
+                &mut f,
+                usize::from(h.csum_start),
+                usize::from(h.csum_offset),
+            )
+            .unwrap();
+            // Now a valid (if large) TCP segment, lengths and all.
+            let seg = check_segment(&f);
+            assert_eq!(seg.payload, payload(20_000));
+        }
+        let enc = encapsulate(&super_frame(false, 3000), true);
+        let gso = dataplane::Gso {
+            mss: 1400,
+            hdr_len: 0,
+            v6: false,
+            ecn: false,
+        };
+        assert_eq!(
+            offer_whole(&mut enc.clone(), gso),
+            Err(OffloadDrop::GsoMismatch)
+        );
+    }
+
+    #[test]
+    fn super_frames_in_a_batch_are_cut_in_place_and_counted_back() {
+        let mut pool = crate::backend::BufPool::new(64);
+        let (mut spare, mut ends, mut drops) = (Vec::new(), Vec::new(), OffloadDrops::default());
+        let plain = PacketBuf::from_frame(&super_frame(false, 100));
+        let mut big = PacketBuf::from_frame(&super_frame(false, 5000));
+        big.set_gso(Some(dataplane::Gso {
+            mss: 1448,
+            hdr_len: 54,
+            v6: false,
+            ecn: false,
+        }));
+        let mut bad = PacketBuf::from_frame(&[0u8; 60]);
+        bad.set_gso(Some(dataplane::Gso {
+            mss: 1448,
+            hdr_len: 54,
+            v6: false,
+            ecn: false,
+        }));
+
+        let mut pkts = vec![plain.clone(), plain.clone()];
+        assert_eq!(
+            cut_super_frames(&mut pkts, &mut spare, &mut ends, &mut pool, &mut drops),
+            0
+        );
+        assert!(
+            ends.is_empty() && pkts.len() == 2,
+            "nothing to cut: untouched"
+        );
+
+        let mut pkts = vec![plain.clone(), big, bad, plain.clone()];
+        assert_eq!(
+            cut_super_frames(&mut pkts, &mut spare, &mut ends, &mut pool, &mut drops),
+            4
+        );
+        assert_eq!(pkts.len(), 1 + 4 + 1);
+        assert!(pkts.iter().all(|p| p.gso().is_none()));
+        assert_eq!(pkts[0].as_slice(), plain.as_slice());
+        assert_eq!(pkts[5].as_slice(), plain.as_slice());
+        let mut data = Vec::new();
+        for p in &pkts[1..5] {
+            data.extend_from_slice(&check_segment(p.as_slice()).payload);
+        }
+        assert_eq!(data, payload(5000));
+        assert_eq!(
+            drops.total(),
+            1,
+            "the frame that could not be cut is counted"
+        );
+        assert_eq!(ends, vec![1, 5, 5, 6]);
+        // Sending stopped inside the super-frame's segments: it is not taken.
+        assert_eq!(taken_before_cut(&ends, 0), 0);
+        assert_eq!(taken_before_cut(&ends, 3), 1);
+        assert_eq!(taken_before_cut(&ends, 5), 3);
+        assert_eq!(taken_before_cut(&ends, 6), 4);
     }
 
     #[test]

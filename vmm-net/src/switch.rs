@@ -59,6 +59,10 @@ pub struct SwitchStats {
     pub handoff_dropped: u64,
     /// Errors a backend returned (the burst is lost; the backend stays).
     pub io_errors: u64,
+    /// Segments the switch cut from super-frames for devices that cannot
+    /// take them whole, and super-frames it could not cut (dropped).
+    pub gso_segments: u64,
+    pub gso_dropped: u64,
 }
 
 /// Which worker owns the port of each (VNI, guest MAC): shared by every
@@ -151,6 +155,37 @@ pub struct Switch {
     /// Local tunnels produced while delivering, for the next poll.
     loopback: Vec<PacketBuf>,
     handoff: Option<Handoff>,
+    cutter: Cutter,
+}
+
+/// Cuts super-frames for a device that cannot take them whole (see
+/// [`Backend::takes_super_frames`]). Its buffers come from its own pool,
+/// which the devices it feeds do not refill: this path allocates per
+/// segment, and is only for devices that rarely see super-frames (pcap,
+/// DPDK's virtual devices, the in-memory test double).
+#[derive(Default)]
+struct Cutter {
+    spare: Vec<PacketBuf>,
+    ends: Vec<usize>,
+    pool: crate::backend::BufPool,
+    drops: crate::offload::OffloadDrops,
+}
+
+impl Cutter {
+    fn cut_for(&mut self, b: &dyn Backend, pkts: &mut Vec<PacketBuf>, stats: &mut SwitchStats) {
+        if b.takes_super_frames() {
+            return;
+        }
+        let before = self.drops.total();
+        stats.gso_segments += crate::offload::cut_super_frames(
+            pkts,
+            &mut self.spare,
+            &mut self.ends,
+            &mut self.pool,
+            &mut self.drops,
+        ) as u64;
+        stats.gso_dropped += self.drops.total() - before;
+    }
 }
 
 impl Switch {
@@ -166,6 +201,10 @@ impl Switch {
             to_uplink: Vec::with_capacity(BURST * 2),
             loopback: Vec::new(),
             handoff: None,
+            cutter: Cutter {
+                pool: crate::backend::BufPool::new(BURST * 2),
+                ..Cutter::default()
+            },
         }
     }
 
@@ -472,6 +511,8 @@ impl Switch {
     /// frames (counted as dropped); the others are still served.
     fn flush(&mut self) -> std::io::Result<()> {
         let mut first_err = None;
+        self.cutter
+            .cut_for(&*self.uplink, &mut self.to_uplink, &mut self.stats);
         let want = self.to_uplink.len();
         let sent = if want == 0 {
             0
@@ -488,10 +529,12 @@ impl Switch {
         self.stats.tx_dropped += (want - sent) as u64;
         self.to_uplink.clear();
         for a in self.ports.iter_mut().flatten() {
-            let want = a.to_guest.len();
-            if want == 0 {
+            if a.to_guest.is_empty() {
                 continue;
             }
+            self.cutter
+                .cut_for(&*a.guest, &mut a.to_guest, &mut self.stats);
+            let want = a.to_guest.len();
             if a.capture.is_some() {
                 for p in &a.to_guest {
                     Capture::record(&a.capture, p.as_slice());

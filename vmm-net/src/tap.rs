@@ -41,10 +41,10 @@
 //! vnet_hdr`, or by [`Tap::open_with`] with `persist`). A persistent TAP
 //! stays until `ip link del NAME`.
 
-use crate::backend::{Backend, BufPool};
+use crate::backend::{Backend, BigPool, BufPool, SUPER_FRAME_MAX};
 use crate::offload::{self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VNET_HDR_LEN};
 use crate::sys;
-use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM, GSO_MAX_FRAME};
 use dataplane::PacketBuf;
 use serde::Serialize;
 use std::fs::File;
@@ -52,10 +52,6 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 
 /// The most queues a TAP may have (the kernel's `MAX_TAP_QUEUES`).
 pub const MAX_QUEUES: usize = 256;
-
-/// The largest frame a TAP hands over: a 64 KiB IP super-frame plus
-/// Ethernet and two VLAN tags, rounded up.
-const SUPER_FRAME_MAX: usize = 65536 + 512;
 
 /// The largest segment (or plain frame) a pool buffer holds.
 const MAX_SEGMENT: usize = DEFAULT_CAPACITY - DEFAULT_HEADROOM;
@@ -75,6 +71,11 @@ pub struct TapOptions {
     pub queues: usize,
     /// Keep the interface after the last queue closes (`TUNSETPERSIST`).
     pub persist: bool,
+    /// Hand TCP super-frames over whole, marked with their
+    /// [`Gso`](dataplane::Gso), for the port to process once and the
+    /// switch to cut at the wire (true, the default), or cut them here
+    /// into segments first (false).
+    pub keep_super_frames: bool,
 }
 
 impl Default for TapOptions {
@@ -82,6 +83,7 @@ impl Default for TapOptions {
         TapOptions {
             queues: 1,
             persist: false,
+            keep_super_frames: true,
         }
     }
 }
@@ -92,16 +94,21 @@ pub struct TapStats {
     /// Frames handed to the caller (each segment of a super-frame counts).
     pub rx_frames: u64,
     pub rx_bytes: u64,
-    /// Super-frames read and cut, and the segments they made.
+    /// Super-frames read, the segments cut from those cut here, and
+    /// those handed over whole (counted in `rx_frames` as one frame).
     pub gso_frames: u64,
     pub gso_segments: u64,
+    pub gso_whole: u64,
     /// Frames whose partial checksum was completed.
     pub csum_completed: u64,
     /// Frames refused on receive, by reason.
     pub rx_drops: OffloadDrops,
-    /// Frames written to the guest.
+    /// Frames written to the guest, of which super-frames handed over
+    /// whole for the guest to take as one; super-frames refused.
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    pub tx_gso_frames: u64,
+    pub tx_drops: OffloadDrops,
     /// Frames the TAP refused with an error other than "full" (they count
     /// as taken: retrying them would fail the same way).
     pub tx_errors: u64,
@@ -149,7 +156,9 @@ impl Tap {
                 sys::tap::set_persist(&file, true)?;
             }
             ifname = actual;
-            queues.push(TapQueue::new(file, ifname.clone(), i));
+            let mut q = TapQueue::new(file, ifname.clone(), i);
+            q.keep_super_frames = opts.keep_super_frames;
+            queues.push(q);
         }
         Ok(queues)
     }
@@ -211,8 +220,9 @@ pub struct TapQueue {
     /// The virtio-net header of the frame being read.
     rx_hdr: [u8; VNET_HDR_LEN],
     /// Where a frame longer than a packet buffer continues, and where a
-    /// super-frame is put together to be cut.
-    big: Box<[u8]>,
+    /// super-frame is put together (to be handed over whole, or cut).
+    big: PacketBuf,
+    keep_super_frames: bool,
     pending: Option<Pending>,
     pool: BufPool,
     /// A read error met after frames were received: returned next time,
@@ -228,7 +238,8 @@ impl TapQueue {
             name,
             queue,
             rx_hdr: [0; VNET_HDR_LEN],
-            big: vec![0; SUPER_FRAME_MAX].into_boxed_slice(),
+            big: BigPool::get(),
+            keep_super_frames: true,
             pending: None,
             pool: BufPool::new(POOL_LIMIT),
             deferred: None,
@@ -256,7 +267,10 @@ impl TapQueue {
             return;
         };
         let mut out = self.pool.get();
-        match p.tso.write_segment(&self.big[..p.len], p.next, &mut out) {
+        match p
+            .tso
+            .write_segment(&self.big.as_slice()[..p.len], p.next, &mut out)
+        {
             Ok(()) => {
                 self.stats.gso_segments += 1;
                 self.stats.rx_frames += 1;
@@ -283,16 +297,17 @@ impl TapQueue {
     fn read_one(&mut self, bufs: &mut Vec<PacketBuf>) -> io::Result<bool> {
         let mut pkt = self.pool.get();
         let room = pkt.tailroom().min(MAX_SEGMENT);
-        let read = match pkt.push_back(room) {
-            Ok(tail) => {
+        self.big.reset(DEFAULT_HEADROOM);
+        let read = match (pkt.push_back(room), self.big.push_back(SUPER_FRAME_MAX)) {
+            (Ok(tail), Ok(big)) => {
                 let mut iov = [
                     IoSliceMut::new(&mut self.rx_hdr),
                     IoSliceMut::new(tail),
-                    IoSliceMut::new(&mut self.big[room..]),
+                    IoSliceMut::new(&mut big[room..]),
                 ];
                 (&self.file).read_vectored(&mut iov)
             }
-            Err(_) => Ok(0),
+            _ => Ok(0),
         };
         let n = match read {
             Ok(n) => n,
@@ -313,7 +328,7 @@ impl TapQueue {
             self.stats.rx_drops.count(OffloadDrop::BadVnetHdr);
             return Ok(true);
         };
-        if n >= VNET_HDR_LEN + self.big.len() {
+        if n >= VNET_HDR_LEN + SUPER_FRAME_MAX {
             // The read filled every byte offered: the frame may be cut off.
             self.pool.put(pkt);
             self.stats.rx_drops.count(OffloadDrop::Truncated);
@@ -350,12 +365,23 @@ impl TapQueue {
             }
             return Ok(true);
         }
-        // A super-frame: make it contiguous in `big`, then cut it from
-        // there (the part that landed in the packet buffer moves over).
+        // A super-frame: make it contiguous in `big` (the part that
+        // landed in the packet buffer moves over), then hand it over
+        // whole or cut it from there.
         let head = len.min(room);
-        self.big[..head].copy_from_slice(&pkt.as_slice()[..head]);
+        self.big.as_mut_slice()[..head].copy_from_slice(&pkt.as_slice()[..head]);
+        self.big.truncate(len);
         self.pool.put(pkt);
-        match offload::prepare(&mut self.big[..len], &hdr, MAX_SEGMENT) {
+        match offload::prepare(self.big.as_mut_slice(), &hdr, MAX_SEGMENT) {
+            Ok(Prepared::Segment(tso)) if self.keep_super_frames && len <= GSO_MAX_FRAME => {
+                self.stats.gso_frames += 1;
+                self.stats.gso_whole += 1;
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += len as u64;
+                let mut whole = std::mem::replace(&mut self.big, BigPool::get());
+                whole.set_gso(Some(tso.gso(hdr.gso_type)));
+                bufs.push(whole);
+            }
             Ok(Prepared::Segment(tso)) => {
                 self.stats.gso_frames += 1;
                 self.pending = Some(Pending { tso, len, next: 0 });
@@ -399,9 +425,25 @@ impl Backend for TapQueue {
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         let mut taken = 0;
         let mut fatal = None;
-        'frames: for p in pkts.iter() {
+        'frames: for p in pkts.iter_mut() {
+            // A super-frame goes whole: the guest's kernel takes it as one
+            // (and cuts it only if it forwards it on).
+            let hdr = match p.gso() {
+                None => TX_VNET_HDR,
+                Some(g) => match offload::offer_whole(p.as_mut_slice(), g) {
+                    Ok(h) => {
+                        self.stats.tx_gso_frames += 1;
+                        h.to_bytes()
+                    }
+                    Err(r) => {
+                        self.stats.tx_drops.count(r);
+                        taken += 1;
+                        continue;
+                    }
+                },
+            };
             let frame = p.as_slice();
-            let iov = [IoSlice::new(&TX_VNET_HDR), IoSlice::new(frame)];
+            let iov = [IoSlice::new(&hdr), IoSlice::new(frame)];
             loop {
                 match (&self.file).write_vectored(&iov) {
                     Ok(_) => {
@@ -429,6 +471,10 @@ impl Backend for TapQueue {
             Some(e) => Err(e),
             None => Ok(taken),
         }
+    }
+
+    fn takes_super_frames(&self) -> bool {
+        true
     }
 
     /// Readable when the TAP holds a frame. Segments of a super-frame

@@ -352,12 +352,29 @@ fn tcp_bulk(b: &mut dyn Backend, e: &Ends, secs: u64) -> (Vec<u8>, usize) {
         let mut max_payload = 0;
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut bufs = Vec::new();
+        // Super-frames handed over whole are cut as the switch cuts them
+        // on the way to a wire that cannot take them.
+        let (mut spare, mut ends) = (Vec::new(), Vec::new());
+        let mut pool = vmm_net::backend::BufPool::new(64);
+        let mut cut_drops = OffloadDrops::default();
         while data.len() < BULK && Instant::now() < deadline {
             bufs.clear();
             if b.rx_burst(&mut bufs, 32).unwrap() == 0 {
                 std::thread::sleep(Duration::from_micros(100));
                 continue;
             }
+            vmm_net::offload::cut_super_frames(
+                &mut bufs,
+                &mut spare,
+                &mut ends,
+                &mut pool,
+                &mut cut_drops,
+            );
+            assert_eq!(
+                cut_drops,
+                OffloadDrops::default(),
+                "every super-frame can be cut"
+            );
             let mut reply = Vec::new();
             for p in &bufs {
                 let Seen::Tcp {
@@ -506,19 +523,35 @@ fn tap_udp_both_ways_with_checksums_completed() {
     });
 }
 
-fn tap_tso(v6: bool) {
-    let ns = Netns::new(if v6 { "taptso6" } else { "taptso4" });
+fn tap_tso(v6: bool, whole: bool) {
+    let ns = Netns::new(match (v6, whole) {
+        (false, false) => "taptso4",
+        (true, false) => "taptso6",
+        (false, true) => "taptsow4",
+        (true, true) => "taptsow6",
+    });
     ns.run(|| {
-        let mut tap = Tap::open("sltap0", 1).unwrap().pop().unwrap();
+        let opts = TapOptions {
+            keep_super_frames: whole,
+            ..TapOptions::default()
+        };
+        let mut tap = Tap::open_with("sltap0", &opts).unwrap().pop().unwrap();
         tap_addresses(&ns, "sltap0");
         let (data, max_payload) = tcp_bulk(&mut tap, &tap_ends(v6), 15);
         let st = tap.stats();
         assert_eq!(data.len(), BULK, "all data arrived in order: {st:?}");
         assert!(data == pattern(BULK), "the data is what was sent");
-        assert!(
-            st.gso_frames >= 1 && st.gso_segments > st.gso_frames,
-            "the kernel sent super-frames and they were cut: {st:?}"
-        );
+        if whole {
+            assert!(
+                st.gso_whole >= 1 && st.gso_segments == 0,
+                "the kernel sent super-frames and they were handed over whole: {st:?}"
+            );
+        } else {
+            assert!(
+                st.gso_frames >= 1 && st.gso_segments > st.gso_frames,
+                "the kernel sent super-frames and they were cut: {st:?}"
+            );
+        }
         assert!(max_payload > 1000, "full-size segments: {max_payload}");
         assert_eq!(st.rx_drops, OffloadDrops::default());
     });
@@ -527,13 +560,25 @@ fn tap_tso(v6: bool) {
 #[test]
 fn tap_tcp_super_frames_are_segmented_ipv4() {
     require_root!(tun);
-    tap_tso(false);
+    tap_tso(false, false);
 }
 
 #[test]
 fn tap_tcp_super_frames_are_segmented_ipv6() {
     require_root!(tun);
-    tap_tso(true);
+    tap_tso(true, false);
+}
+
+#[test]
+fn tap_tcp_super_frames_go_whole_and_cut_at_the_wire_ipv4() {
+    require_root!(tun);
+    tap_tso(false, true);
+}
+
+#[test]
+fn tap_tcp_super_frames_go_whole_and_cut_at_the_wire_ipv6() {
+    require_root!(tun);
+    tap_tso(true, true);
 }
 
 #[test]
@@ -582,6 +627,7 @@ fn a_persistent_tap_outlives_its_queues_and_can_be_attached_to() {
         let opts = TapOptions {
             queues: 2,
             persist: true,
+            ..TapOptions::default()
         };
         drop(Tap::open_with("sltpers0", &opts).unwrap());
         assert!(link_exists("sltpers0"), "a persistent TAP stays");
