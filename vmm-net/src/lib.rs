@@ -12,6 +12,7 @@ pub mod afpacket;
 pub mod backend;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod gro;
 pub mod netns;
 pub mod offload;
 pub mod pcap;

@@ -352,14 +352,14 @@ pub fn complete_csum_from_headers(frame: &mut [u8]) -> Result<(), OffloadDrop> {
 
 /// Where the headers of an Ethernet/IP frame are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Layout {
-    l3: usize,
-    v6: bool,
-    l4: usize,
-    proto: u8,
+pub(crate) struct Layout {
+    pub(crate) l3: usize,
+    pub(crate) v6: bool,
+    pub(crate) l4: usize,
+    pub(crate) proto: u8,
     /// The end of the IP packet by its own length field, when that is
     /// consistent with the frame (a GSO super-frame may carry 0 there).
-    ip_end: Option<usize>,
+    pub(crate) ip_end: Option<usize>,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -367,7 +367,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 impl Layout {
-    fn parse(f: &[u8]) -> Result<Layout, OffloadDrop> {
+    pub(crate) fn parse(f: &[u8]) -> Result<Layout, OffloadDrop> {
         let bad = OffloadDrop::Malformed;
         let mut l3 = ETH_HLEN;
         let mut ethertype = be16(f, 12).ok_or(bad)?;

@@ -42,6 +42,7 @@
 //! stays until `ip link del NAME`.
 
 use crate::backend::{Backend, BigPool, BufPool, SUPER_FRAME_MAX};
+use crate::gro;
 use crate::offload::{self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VNET_HDR_LEN};
 use crate::sys;
 use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM, GSO_MAX_FRAME};
@@ -76,6 +77,9 @@ pub struct TapOptions {
     /// switch to cut at the wire (true, the default), or cut them here
     /// into segments first (false).
     pub keep_super_frames: bool,
+    /// Write runs of one TCP flow's segments to the guest as one
+    /// super-frame (software receive offload, see [`gro`]).
+    pub coalesce: bool,
 }
 
 impl Default for TapOptions {
@@ -84,6 +88,7 @@ impl Default for TapOptions {
             queues: 1,
             persist: false,
             keep_super_frames: true,
+            coalesce: true,
         }
     }
 }
@@ -108,6 +113,9 @@ pub struct TapStats {
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub tx_gso_frames: u64,
+    /// Segments of one TCP flow written as one super-frame (each counts
+    /// in `tx_frames` too).
+    pub tx_coalesced: u64,
     pub tx_drops: OffloadDrops,
     /// Frames the TAP refused with an error other than "full" (they count
     /// as taken: retrying them would fail the same way).
@@ -158,6 +166,7 @@ impl Tap {
             ifname = actual;
             let mut q = TapQueue::new(file, ifname.clone(), i);
             q.keep_super_frames = opts.keep_super_frames;
+            q.coalesce = opts.coalesce;
             queues.push(q);
         }
         Ok(queues)
@@ -223,6 +232,7 @@ pub struct TapQueue {
     /// super-frame is put together (to be handed over whole, or cut).
     big: PacketBuf,
     keep_super_frames: bool,
+    coalesce: bool,
     pending: Option<Pending>,
     pool: BufPool,
     /// A read error met after frames were received: returned next time,
@@ -240,6 +250,7 @@ impl TapQueue {
             rx_hdr: [0; VNET_HDR_LEN],
             big: BigPool::get(),
             keep_super_frames: true,
+            coalesce: true,
             pending: None,
             pool: BufPool::new(POOL_LIMIT),
             deferred: None,
@@ -425,12 +436,16 @@ impl Backend for TapQueue {
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         let mut taken = 0;
         let mut fatal = None;
-        'frames: for p in pkts.iter_mut() {
-            // A super-frame goes whole: the guest's kernel takes it as one
-            // (and cuts it only if it forwards it on).
-            let hdr = match p.gso() {
-                None => TX_VNET_HDR,
-                Some(g) => match offload::offer_whole(p.as_mut_slice(), g) {
+        let mut i = 0;
+        'frames: while i < pkts.len() {
+            // How many frames this write carries: a super-frame goes
+            // whole (the guest's kernel takes it as one, and cuts it only
+            // if it forwards it on); a run of one TCP flow's segments is
+            // coalesced into one; anything else goes alone.
+            let mut n = 1;
+            let mut payload_at = 0;
+            let hdr = match pkts[i].gso() {
+                Some(g) => match offload::offer_whole(pkts[i].as_mut_slice(), g) {
                     Ok(h) => {
                         self.stats.tx_gso_frames += 1;
                         h.to_bytes()
@@ -438,17 +453,35 @@ impl Backend for TapQueue {
                     Err(r) => {
                         self.stats.tx_drops.count(r);
                         taken += 1;
+                        i += 1;
                         continue;
                     }
                 },
+                None => match self.coalesce.then(|| run_from(pkts, i)).flatten() {
+                    Some(run) if run.count() > 1 => {
+                        n = run.count();
+                        payload_at = run.payload_offset();
+                        self.stats.tx_coalesced += n as u64;
+                        self.stats.tx_gso_frames += 1;
+                        run.finish(pkts[i].as_mut_slice()).to_bytes()
+                    }
+                    _ => TX_VNET_HDR,
+                },
             };
-            let frame = p.as_slice();
-            let iov = [IoSlice::new(&hdr), IoSlice::new(frame)];
+            let mut iov = [IoSlice::new(&[]); gro::MAX_RUN + 1];
+            iov[0] = IoSlice::new(&hdr);
+            iov[1] = IoSlice::new(pkts[i].as_slice());
+            let mut bytes = pkts[i].len();
+            for k in 1..n {
+                let rest = &pkts[i + k].as_slice()[payload_at..];
+                bytes += rest.len();
+                iov[k + 1] = IoSlice::new(rest);
+            }
             loop {
-                match (&self.file).write_vectored(&iov) {
+                match (&self.file).write_vectored(&iov[..n + 1]) {
                     Ok(_) => {
-                        self.stats.tx_frames += 1;
-                        self.stats.tx_bytes += frame.len() as u64;
+                        self.stats.tx_frames += n as u64;
+                        self.stats.tx_bytes += bytes as u64;
                     }
                     Err(e) => match e.kind() {
                         io::ErrorKind::Interrupted => continue,
@@ -457,12 +490,13 @@ impl Backend for TapQueue {
                             fatal = Some(e);
                             break 'frames;
                         }
-                        _ => self.stats.tx_errors += 1,
+                        _ => self.stats.tx_errors += n as u64,
                     },
                 }
                 break;
             }
-            taken += 1;
+            taken += n;
+            i += n;
         }
         for p in pkts.drain(..) {
             self.pool.put(p);
@@ -484,6 +518,23 @@ impl Backend for TapQueue {
         use std::os::fd::AsFd;
         Some(self.file.as_fd())
     }
+}
+
+/// The run of TCP segments of one flow that starts at `pkts[i]`, if
+/// that frame may start one (see [`gro`]).
+fn run_from(pkts: &[PacketBuf], i: usize) -> Option<gro::Run> {
+    let head = pkts[i].as_slice();
+    let mut run = gro::Run::start(gro::Segment::of(head)?);
+    for p in &pkts[i + 1..] {
+        if p.gso().is_some() {
+            break;
+        }
+        match gro::Segment::of(p.as_slice()) {
+            Some(s) if run.push(head, p.as_slice(), s) => {}
+            _ => break,
+        }
+    }
+    Some(run)
 }
 
 /// Errors that mean the queue is no longer attached to a device.

@@ -581,6 +581,100 @@ fn tap_tcp_super_frames_go_whole_and_cut_at_the_wire_ipv6() {
     tap_tso(true, true);
 }
 
+/// The test plays a TCP sender towards a socket in the namespace: after
+/// the handshake, a burst of full segments goes to the TAP in one
+/// `tx_burst`; the TAP writes them as one super-frame (software receive
+/// offload) and the socket reads every byte in order.
+fn tap_coalesce(v6: bool) {
+    let ns = Netns::new(if v6 { "tapgro6" } else { "tapgro4" });
+    ns.run(|| {
+        let mut tap = Tap::open("sltap0", 1).unwrap().pop().unwrap();
+        tap_addresses(&ns, "sltap0");
+        let e = tap_ends(v6);
+        let listener = std::net::TcpListener::bind(SocketAddr::new(e.kernel_ip, 5001)).unwrap();
+        const SEGS: usize = 20;
+        const MSS: usize = 1000;
+        let reader = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = vec![0u8; SEGS * MSS];
+            std::io::Read::read_exact(&mut c, &mut got).map(|()| got)
+        });
+        let iss = 1_000_000u32;
+        let syn = {
+            let mut f = Vec::new();
+            l3(e.peer_mac, e.kernel_mac, e.peer_ip, e.kernel_ip)
+                .tcp(40001, 5001, iss, 65535)
+                .syn()
+                .write_to_vec(&mut f, &[])
+                .unwrap();
+            f
+        };
+        send(&mut tap, &[syn]);
+        let got = receive_until(&mut tap, 5, |g| {
+            g.iter().any(|f| {
+                matches!(
+                    inspect(f),
+                    Seen::Tcp {
+                        syn: true,
+                        dport: 40001,
+                        ..
+                    }
+                )
+            })
+        });
+        let their_seq = got
+            .iter()
+            .find_map(|f| match inspect(f) {
+                Seen::Tcp {
+                    syn: true,
+                    dport: 40001,
+                    seq,
+                    ..
+                } => Some(seq),
+                _ => None,
+            })
+            .expect("the kernel answers the SYN");
+        let data = pattern(SEGS * MSS);
+        let mut ack = Vec::new();
+        l3(e.peer_mac, e.kernel_mac, e.peer_ip, e.kernel_ip)
+            .tcp(40001, 5001, iss + 1, 65535)
+            .ack(their_seq.wrapping_add(1))
+            .write_to_vec(&mut ack, &[])
+            .unwrap();
+        let mut frames = vec![ack];
+        for k in 0..SEGS {
+            let mut f = Vec::new();
+            l3(e.peer_mac, e.kernel_mac, e.peer_ip, e.kernel_ip)
+                .tcp(40001, 5001, iss + 1 + (k * MSS) as u32, 65535)
+                .ack(their_seq.wrapping_add(1))
+                .write_to_vec(&mut f, &data[k * MSS..(k + 1) * MSS])
+                .unwrap();
+            frames.push(f);
+        }
+        send(&mut tap, &frames);
+        let read = reader.join().unwrap().expect("the socket reads every byte");
+        assert!(read == data, "the data, in order");
+        let st = tap.stats();
+        assert!(
+            st.tx_coalesced >= 2 && st.tx_gso_frames >= 1,
+            "the segments went as a super-frame: {st:?}"
+        );
+    });
+}
+
+#[test]
+fn tap_coalesces_a_tcp_stream_for_the_guest_ipv4() {
+    require_root!(tun);
+    tap_coalesce(false);
+}
+
+#[test]
+fn tap_coalesces_a_tcp_stream_for_the_guest_ipv6() {
+    require_root!(tun);
+    tap_coalesce(true);
+}
+
 #[test]
 fn tap_queues_share_the_traffic() {
     require_root!(tun);
