@@ -127,6 +127,24 @@ pub struct AfPacketOptions {
     pub vnet_hdr: bool,
     /// Put the interface in promiscuous mode while the socket is open.
     pub promiscuous: bool,
+    /// How frames are received: see [`RxMode`].
+    pub rx: RxMode,
+}
+
+/// How an [`AfPacket`] receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxMode {
+    /// `recvmmsg` batches straight into packet buffers: a frame is seen
+    /// as soon as the kernel has it. One system call per burst. Needs
+    /// virtio-net headers (to know which checksums are partial): without
+    /// them the ring is used.
+    Recv,
+    /// The TPACKET_V3 ring (`ring_blocks`, `block_size`,
+    /// `retire_blk_tov_ms`): no system call while frames flow, but a
+    /// block is handed over only when full or when its timer fires — a
+    /// kernel tick (4 ms at HZ=250) of latency at low rates, which is
+    /// what TCP sees as round-trip time.
+    Ring,
 }
 
 impl Default for AfPacketOptions {
@@ -142,6 +160,7 @@ impl Default for AfPacketOptions {
             qdisc_bypass: true,
             vnet_hdr: true,
             promiscuous: false,
+            rx: RxMode::Recv,
         }
     }
 }
@@ -204,7 +223,8 @@ struct Pending {
 /// worker.
 pub struct AfPacket {
     // Unmapped before the socket closes (fields drop in this order).
-    ring: RxRing,
+    ring: Option<RxRing>,
+    recv: Option<Box<Recv>>,
     sock: PacketSocket,
     ifname: String,
     ifindex: u32,
@@ -287,8 +307,24 @@ impl AfPacket {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        sock.set_rx_ring(&req)?;
-        let ring = RxRing::map(&sock, opts.block_size, opts.ring_blocks)?;
+        // Without virtio-net headers only the ring says which checksums
+        // are partial: `recvmmsg` would hand them over unfinished.
+        let rx = if vnet_hdr { opts.rx } else { RxMode::Ring };
+        let ring = match rx {
+            RxMode::Ring => {
+                sock.set_rx_ring(&req)?;
+                Some(RxRing::map(&sock, opts.block_size, opts.ring_blocks)?)
+            }
+            RxMode::Recv => None,
+        };
+        let recv = (rx == RxMode::Recv).then(|| {
+            Box::new(Recv {
+                heads: Vec::with_capacity(sys::RECV_BATCH),
+                hdrs: [[0; VNET_HDR_LEN_LEGACY]; sys::RECV_BATCH],
+                spill: vec![0; sys::RECV_BATCH * SPILL].into_boxed_slice(),
+                lens: [(0, false); sys::RECV_BATCH],
+            })
+        });
         if opts.qdisc_bypass {
             sock.set_int(libc::PACKET_QDISC_BYPASS, 1)?;
         }
@@ -305,6 +341,7 @@ impl AfPacket {
         }
         Ok(AfPacket {
             ring,
+            recv,
             sock,
             ifname: ifname.to_string(),
             ifindex,
@@ -352,7 +389,7 @@ impl AfPacket {
         };
         let frame = self
             .walk
-            .and_then(|w| self.ring.block(w.block))
+            .and_then(|w| self.ring.as_ref()?.block(w.block))
             .and_then(|b| b.get(p.start..p.start + p.len));
         let mut out = self.pool.get();
         let r = match frame {
@@ -381,7 +418,7 @@ impl AfPacket {
     /// Handles the frame at `off` in block `block`: delivers it, starts
     /// cutting it, or drops it with a reason. Returns its `tp_next_offset`.
     fn take_frame(&mut self, block: usize, off: usize, bufs: &mut Vec<PacketBuf>) -> Option<usize> {
-        let b = self.ring.block(block)?;
+        let b = self.ring.as_ref()?.block(block)?;
         let h = b.get(off..off + H_MIN)?;
         let next = rd32(h, H_NEXT) as usize;
         if h[H_PKTTYPE] == libc::PACKET_OUTGOING {
@@ -491,6 +528,186 @@ impl AfPacket {
     }
 }
 
+/// Where a frame longer than a packet buffer continues, per message of a
+/// `recvmmsg` batch: up to the largest super-frame.
+const SPILL: usize = crate::backend::SUPER_FRAME_MAX - MAX_SEGMENT;
+
+/// The receive side in [`RxMode::Recv`]: one batch's buffers, kept.
+struct Recv {
+    /// Packet buffers ready to receive into (refilled from the pool).
+    heads: Vec<PacketBuf>,
+    hdrs: [[u8; VNET_HDR_LEN_LEGACY]; sys::RECV_BATCH],
+    spill: Box<[u8]>,
+    lens: [(usize, bool); sys::RECV_BATCH],
+}
+
+impl AfPacket {
+    /// [`Backend::rx_burst`] in [`RxMode::Recv`]: `recvmmsg` batches into
+    /// pool buffers; a super-frame (longer than one) is put together in a
+    /// [`BigPool`](crate::backend::BigPool) buffer and handed over whole,
+    /// marked with its [`Gso`](dataplane::Gso). VLAN tags the kernel
+    /// stripped are not restored in this mode (the ring's header carries
+    /// them; `recvmmsg` would need `PACKET_AUXDATA`).
+    fn rx_burst_recv(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
+        let start = bufs.len();
+        let Some(mut r) = self.recv.take() else {
+            return Ok(0);
+        };
+        let hdr_len = if self.vnet_hdr {
+            VNET_HDR_LEN_LEGACY
+        } else {
+            0
+        };
+        let mut result = Ok(());
+        while bufs.len() - start < max {
+            let want = (max - (bufs.len() - start)).min(sys::RECV_BATCH);
+            while r.heads.len() < want {
+                r.heads.push(self.pool.get());
+            }
+            for h in &mut r.heads[..want] {
+                h.reset(DEFAULT_HEADROOM);
+                let room = h.tailroom().min(MAX_SEGMENT);
+                let _ = h.push_back(room);
+            }
+            let got = match self.sock.recv_batch(
+                &mut r.hdrs,
+                hdr_len,
+                &mut r.heads[..want],
+                &mut r.spill,
+                SPILL,
+                &mut r.lens,
+            ) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            for i in 0..got {
+                let fresh = self.pool.get();
+                let pkt = std::mem::replace(&mut r.heads[i], fresh);
+                let (n, trunc) = r.lens[i];
+                let hdr = r.hdrs[i];
+                let spill = &r.spill[i * SPILL..(i + 1) * SPILL];
+                self.take_received(pkt, &hdr[..hdr_len], n, trunc, spill, bufs);
+            }
+            if got < want {
+                break;
+            }
+        }
+        self.recv = Some(r);
+        match result {
+            Err(e) if bufs.len() == start => Err(e),
+            _ => Ok(bufs.len() - start),
+        }
+    }
+
+    /// Delivers (or drops with a reason) one frame `recvmmsg` put in
+    /// `pkt` (and `spill`, past the buffer's room): `n` bytes in all,
+    /// header included.
+    fn take_received(
+        &mut self,
+        mut pkt: PacketBuf,
+        hdr: &[u8],
+        n: usize,
+        trunc: bool,
+        spill: &[u8],
+        bufs: &mut Vec<PacketBuf>,
+    ) {
+        let room = pkt.len();
+        let len = match n.checked_sub(hdr.len()) {
+            Some(len) if !trunc => len,
+            _ => {
+                self.pool.put(pkt);
+                self.stats.rx_drops.count(OffloadDrop::Truncated);
+                return;
+            }
+        };
+        let hdr = if hdr.is_empty() {
+            None
+        } else {
+            match VirtioNetHdr::parse_native(hdr) {
+                Ok(h) => Some(h),
+                Err(r) => {
+                    self.pool.put(pkt);
+                    self.stats.rx_drops.count(r);
+                    return;
+                }
+            }
+        };
+        if len > room {
+            // Longer than a packet buffer: a super-frame, put together.
+            let mut big = crate::backend::BigPool::get();
+            let whole = big
+                .push_back(len)
+                .map(|b| {
+                    b[..room].copy_from_slice(pkt.as_slice());
+                    b[room..].copy_from_slice(&spill[..len - room]);
+                })
+                .is_ok();
+            self.pool.put(pkt);
+            let gso = match (whole, hdr) {
+                (true, Some(h)) if h.is_gso() => {
+                    Tso::new(big.as_slice(), h.gso_type, h.gso_size, MAX_SEGMENT)
+                        .map(|t| t.gso(h.gso_type))
+                }
+                (true, None) => Err(OffloadDrop::GsoWithoutVnetHdr),
+                _ => Err(OffloadDrop::Oversize),
+            };
+            match gso {
+                Ok(g) => {
+                    big.set_gso(Some(g));
+                    self.stats.gso_frames += 1;
+                    self.stats.rx_frames += 1;
+                    self.stats.rx_bytes += len as u64;
+                    bufs.push(big);
+                }
+                Err(r) => {
+                    self.stats.rx_drops.count(r);
+                    crate::backend::BigPool::put(big);
+                }
+            }
+            return;
+        }
+        pkt.truncate(len);
+        let done = match hdr {
+            Some(h) if h.is_gso() => {
+                // A super-frame short enough to fit: cut as the switch would.
+                match Tso::new(pkt.as_slice(), h.gso_type, h.gso_size, MAX_SEGMENT) {
+                    Ok(t) => {
+                        pkt.set_gso(Some(t.gso(h.gso_type)));
+                        self.stats.gso_frames += 1;
+                        Ok(false)
+                    }
+                    Err(r) => Err(r),
+                }
+            }
+            Some(h) => offload::prepare(pkt.as_mut_slice(), &h, MAX_SEGMENT).map(|p| {
+                matches!(
+                    p,
+                    Prepared::Frame {
+                        csum_completed: true
+                    }
+                )
+            }),
+            None => Ok(false),
+        };
+        match done {
+            Ok(completed) => {
+                self.stats.csum_completed += u64::from(completed);
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += pkt.len() as u64;
+                bufs.push(pkt);
+            }
+            Err(r) => {
+                self.stats.rx_drops.count(r);
+                self.pool.put(pkt);
+            }
+        }
+    }
+}
+
 /// Puts an 802.1Q/802.1ad tag the kernel stripped back after the MACs.
 fn restore_vlan(
     pkt: &mut PacketBuf,
@@ -525,6 +742,9 @@ impl Backend for AfPacket {
     /// Takes frames from the ring until `max` are appended or no retired
     /// block is left; a block goes back to the kernel once walked.
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
+        if self.ring.is_none() {
+            return self.rx_burst_recv(bufs, max);
+        }
         let start = bufs.len();
         while bufs.len() - start < max {
             if self.pending.is_some() {
@@ -533,7 +753,7 @@ impl Backend for AfPacket {
             }
             let Some(mut w) = self.walk else {
                 let i = self.next_block;
-                let Some(b) = self.ring.block(i) else {
+                let Some(b) = self.ring.as_ref().and_then(|r| r.block(i)) else {
                     break;
                 };
                 self.walk = Some(Walk {
@@ -544,9 +764,11 @@ impl Backend for AfPacket {
                 continue;
             };
             if w.left == 0 {
-                self.ring.release(w.block);
+                if let Some(r) = self.ring.as_mut() {
+                    r.release(w.block);
+                    self.next_block = (w.block + 1) % r.blocks();
+                }
                 self.walk = None;
-                self.next_block = (w.block + 1) % self.ring.blocks();
                 continue;
             }
             let next = self.take_frame(w.block, w.off, bufs);

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use vmm_net::afpacket::{AfPacket, AfPacketOptions};
+use vmm_net::afpacket::{AfPacket, AfPacketOptions, RxMode};
 use vmm_net::backend::Backend;
 use vmm_net::tap::{Tap, TapOptions};
 use vmm_net::{netns, offload::OffloadDrops};
@@ -765,19 +765,28 @@ fn veth_pair(ns: &Netns) {
 fn small_ring() -> AfPacketOptions {
     AfPacketOptions {
         ring_blocks: 8,
+        rx: RxMode::Ring,
         ..AfPacketOptions::default()
     }
 }
 
-fn afpacket_udp(vnet_hdr: bool) {
-    let ns = Netns::new(if vnet_hdr { "afpudp" } else { "afpudpnv" });
+fn options(rx: RxMode) -> AfPacketOptions {
+    AfPacketOptions { rx, ..small_ring() }
+}
+
+fn afpacket_udp(vnet_hdr: bool, rx: RxMode) {
+    let ns = Netns::new(match (vnet_hdr, rx) {
+        (true, RxMode::Ring) => "afpudp",
+        (false, RxMode::Ring) => "afpudpnv",
+        (_, RxMode::Recv) => "afpudprecv",
+    });
     ns.run(|| {
         veth_pair(&ns);
         let mut up = AfPacket::open(
             "slvb",
             AfPacketOptions {
                 vnet_hdr,
-                ..small_ring()
+                ..options(rx)
             },
         )
         .unwrap();
@@ -810,17 +819,19 @@ fn afpacket_udp(vnet_hdr: bool) {
         });
         assert_eq!(udp_to(&got, 7777), sizes.map(pattern).to_vec());
         assert_eq!(udp_to(&got, 7778), vec![b"tagged".to_vec()]);
-        let vlan = got
-            .iter()
-            .find(|f| matches!(inspect(f), Seen::Udp { dport: 7778, .. }))
-            .unwrap();
-        assert_eq!(vlan, &tagged, "the tag is back, the frame as sent");
         let st = up.stats();
+        if rx == RxMode::Ring {
+            let vlan = got
+                .iter()
+                .find(|f| matches!(inspect(f), Seen::Udp { dport: 7778, .. }))
+                .unwrap();
+            assert_eq!(vlan, &tagged, "the tag is back, the frame as sent");
+            assert_eq!(st.vlan_restored, 1, "{st:?}");
+        }
         assert!(
             st.csum_completed >= 1,
             "partial checksums completed: {st:?}"
         );
-        assert_eq!(st.vlan_restored, 1, "{st:?}");
         assert_eq!(st.rx_drops, OffloadDrops::default());
         assert!(st.ring_packets >= 6, "{st:?}");
         assert_eq!(st.ring_drops, 0);
@@ -848,13 +859,19 @@ fn afpacket_udp(vnet_hdr: bool) {
 #[test]
 fn afpacket_udp_both_ways_with_vnet_headers() {
     require_root!();
-    afpacket_udp(true);
+    afpacket_udp(true, RxMode::Ring);
+}
+
+#[test]
+fn afpacket_udp_both_ways_with_recvmmsg() {
+    require_root!();
+    afpacket_udp(true, RxMode::Recv);
 }
 
 #[test]
 fn afpacket_udp_both_ways_without_vnet_headers() {
     require_root!();
-    afpacket_udp(false);
+    afpacket_udp(false, RxMode::Ring);
 }
 
 fn veth_ends(v6: bool) -> Ends {
@@ -875,19 +892,30 @@ fn veth_ends(v6: bool) -> Ends {
     }
 }
 
-fn afpacket_tso(v6: bool) {
-    let ns = Netns::new(if v6 { "afptso6" } else { "afptso4" });
+fn afpacket_tso(v6: bool, rx: RxMode) {
+    let ns = Netns::new(match (v6, rx) {
+        (false, RxMode::Ring) => "afptso4",
+        (true, RxMode::Ring) => "afptso6",
+        (false, RxMode::Recv) => "afptsor4",
+        (true, RxMode::Recv) => "afptsor6",
+    });
     ns.run(|| {
         veth_pair(&ns);
-        let mut up = AfPacket::open("slvb", small_ring()).unwrap();
+        let mut up = AfPacket::open("slvb", options(rx)).unwrap();
         let (data, _) = tcp_bulk(&mut up, &veth_ends(v6), 15);
         let st = up.stats();
         assert_eq!(data.len(), BULK, "all data arrived in order: {st:?}");
         assert!(data == pattern(BULK));
-        assert!(
-            st.gso_frames >= 1 && st.gso_segments > st.gso_frames,
-            "the veth carried super-frames and they were cut: {st:?}"
-        );
+        match rx {
+            RxMode::Ring => assert!(
+                st.gso_frames >= 1 && st.gso_segments > st.gso_frames,
+                "the veth carried super-frames and they were cut: {st:?}"
+            ),
+            RxMode::Recv => assert!(
+                st.gso_frames >= 1 && st.gso_segments == 0,
+                "the veth carried super-frames and they were handed over whole: {st:?}"
+            ),
+        }
         assert_eq!(st.rx_drops, OffloadDrops::default());
     });
 }
@@ -895,13 +923,25 @@ fn afpacket_tso(v6: bool) {
 #[test]
 fn afpacket_tcp_super_frames_are_segmented_ipv4() {
     require_root!();
-    afpacket_tso(false);
+    afpacket_tso(false, RxMode::Ring);
+}
+
+#[test]
+fn afpacket_tcp_super_frames_go_whole_with_recvmmsg_ipv4() {
+    require_root!();
+    afpacket_tso(false, RxMode::Recv);
+}
+
+#[test]
+fn afpacket_tcp_super_frames_go_whole_with_recvmmsg_ipv6() {
+    require_root!();
+    afpacket_tso(true, RxMode::Recv);
 }
 
 #[test]
 fn afpacket_tcp_super_frames_are_segmented_ipv6() {
     require_root!();
-    afpacket_tso(true);
+    afpacket_tso(true, RxMode::Ring);
 }
 
 #[test]

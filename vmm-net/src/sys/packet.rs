@@ -180,6 +180,99 @@ impl PacketSocket {
     }
 }
 
+/// Frames received per `recvmmsg` call (see [`PacketSocket::recv_batch`]).
+pub(crate) const RECV_BATCH: usize = 32;
+
+impl PacketSocket {
+    /// Receives up to `heads.len()` (at most [`RECV_BATCH`]) waiting
+    /// frames in one `recvmmsg`, without blocking. Message `i` lands in
+    /// `hdrs[i][..hdr_len]` (the virtio-net header; `hdr_len` 0 when the
+    /// socket has none), then in `heads[i]` (its whole frame: extend the
+    /// buffer to its room first), then in `spill[i * spill_each..]`.
+    /// `lens[i]` gets the bytes of message `i` (header included) and
+    /// whether it was longer than all that (`MSG_TRUNC`). Returns how
+    /// many arrived (0: none waits).
+    pub(crate) fn recv_batch(
+        &self,
+        hdrs: &mut [[u8; 10]],
+        hdr_len: usize,
+        heads: &mut [PacketBuf],
+        spill: &mut [u8],
+        spill_each: usize,
+        lens: &mut [(usize, bool)],
+    ) -> io::Result<usize> {
+        let n = heads
+            .len()
+            .min(hdrs.len())
+            .min(lens.len())
+            .min(spill.len() / spill_each.max(1))
+            .min(RECV_BATCH);
+        if n == 0 {
+            return Ok(0);
+        }
+        let hdr_len = hdr_len.min(10);
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iov = [empty; 3 * RECV_BATCH];
+        let spills = spill.chunks_exact_mut(spill_each);
+        for (i, ((h, p), sp)) in hdrs
+            .iter_mut()
+            .zip(heads.iter_mut())
+            .zip(spills)
+            .take(n)
+            .enumerate()
+        {
+            let head = p.as_mut_slice();
+            iov[3 * i] = libc::iovec {
+                iov_base: h.as_mut_ptr().cast(),
+                iov_len: hdr_len,
+            };
+            iov[3 * i + 1] = libc::iovec {
+                iov_base: head.as_mut_ptr().cast(),
+                iov_len: head.len(),
+            };
+            iov[3 * i + 2] = libc::iovec {
+                iov_base: sp.as_mut_ptr().cast(),
+                iov_len: sp.len(),
+            };
+        }
+        // SAFETY: `mmsghdr` is integers and pointers; all-zero is a valid
+        // value (null pointers, zero lengths).
+        let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, m) in msgs[..n].iter_mut().enumerate() {
+            m.msg_hdr.msg_iov = iov[3 * i..].as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 3;
+        }
+        // SAFETY: `msgs[..n]` point at iovecs in `iov`, which point into
+        // `hdrs`, `heads` and `spill`: exclusively borrowed for the whole
+        // call, and written by the kernel only within the lengths given.
+        // The kernel writes `msg_len` and `msg_flags` inside `msgs`.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let got = match cvt(r) {
+            Ok(r) => r as usize,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        for (m, l) in msgs[..got].iter().zip(lens.iter_mut()) {
+            *l = (
+                m.msg_len as usize,
+                m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            );
+        }
+        Ok(got)
+    }
+}
+
 /// The index of interface `name`, in the calling thread's namespace.
 pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
     let c = CString::new(name).map_err(|_| {
