@@ -592,9 +592,9 @@ impl Port {
         };
         if dir == Direction::Out {
             // A super-frame is as big as the segments it will be cut into.
-            let frame_len = pkt.gso().map_or(pkt.len(), |g| {
-                usize::from(g.hdr_len) + usize::from(g.mss)
-            });
+            let frame_len = pkt
+                .gso()
+                .map_or(pkt.len(), |g| usize::from(g.hdr_len) + usize::from(g.mss));
             if let Some(m) = self.cfg.mtu.as_ref().filter(|m| frame_len > m.max_frame) {
                 let too_big = m.too_big.clone();
                 return match too_big.reply(&parsed.hdrs, pkt.as_slice(), &Meta::default()) {

@@ -1,6 +1,26 @@
 //! The AF_PACKET uplink: a host interface (a NIC, or a veth in tests)
-//! read through a TPACKET_V3 ring and written with `sendmmsg`.
+//! read with `recvmmsg` (or through a TPACKET_V3 ring) and written with
+//! `sendmmsg`.
 //!
+//! Receiving ([`RxMode`]): by default `recvmmsg` batches, straight into
+//! packet buffers, each frame seen as soon as the kernel has it. The
+//! TPACKET_V3 ring (`RxMode::Ring`, described below) saves the system
+//! call per burst but hands frames over a block at a time: at low rates a
+//! block waits for its retire timer, one kernel tick (4 ms at HZ=250),
+//! and that delay is added to every round trip a TCP flow makes — it
+//! capped a guest-to-guest iperf3 at a fraction of what the path carries.
+//! In `recvmmsg` mode a super-frame (GRO on the interface, a veth peer
+//! sending TSO) is handed over whole with its [`Gso`](dataplane::Gso);
+//! VLAN tags the kernel stripped are not put back (use the ring on a
+//! tagged uplink).
+//!
+//! Sending super-frames: a port processes a guest's TCP super-frame whole
+//! and encapsulates it once; [`Backend::tx_burst`] cuts it into
+//! segments, each with its own outer IPv6/UDP lengths and checksum
+//! ([`offload::cut_super_frames`]), from and into this socket's own
+//! buffers.
+//!
+//! The ring:
 //! Setup, in the order the kernel needs it: a raw socket that receives
 //! nothing yet (protocol 0), `PACKET_VERSION` = TPACKET_V3,
 //! `PACKET_VNET_HDR` (before the ring: the kernel refuses it after), a

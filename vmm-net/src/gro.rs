@@ -15,7 +15,7 @@
 //!   (exactly where the previous segment's payload ended), PSH and the
 //!   TCP checksum — so TCP options (timestamps) must match too;
 //! - every segment but the last exactly as long as the first; the whole
-//!   within [`GSO_MAX_FRAME`](dataplane::packet::GSO_MAX_FRAME).
+//!   within [`GSO_MAX_FRAME`].
 //!
 //! The device is told the checksum is partial (`NEEDS_CSUM`), which a
 //! guest's stack takes as checked; so every segment's TCP checksum is

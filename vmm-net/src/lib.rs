@@ -4,8 +4,10 @@
 //!
 //! Today: the switch, an in-memory backend (the test double), a pcap
 //! backend, the TAP guest backend and the AF_PACKET uplink (TPACKET_V3),
-//! with guest offloads (checksum completion, TCP segmentation) done in
-//! software; worker threads owning ports; the DPDK uplink behind the
+//! with guest offloads done in software (checksum completion; TCP
+//! super-frames processed whole by the port and cut at the wire, see
+//! [`dataplane::Gso`]; runs of segments coalesced for the guest, see
+//! [`gro`]); worker threads owning ports; the DPDK uplink behind the
 //! `dpdk` feature. Still to come (issue 5): vhost-user guests.
 
 pub mod afpacket;

@@ -675,7 +675,7 @@ pub fn offer_whole(frame: &mut [u8], gso: dataplane::Gso) -> Result<VirtioNetHdr
 /// Replaces every super-frame in `pkts` by its segments, in place and in
 /// order, for a device that cannot take them whole. Segments are written
 /// into buffers from `pool` and the super-frames' buffers are put back
-/// there ([`BufPool::put`] returns them to the process's
+/// there ([`BufPool::put`](crate::backend::BufPool::put) returns them to the process's
 /// [`BigPool`](crate::backend::BigPool)). A super-frame that cannot be cut
 /// is dropped and counted in `drops`. `spare` is an empty vector kept by
 /// the caller, so this allocates nothing once it has grown.

@@ -11,29 +11,43 @@
 //! offloads does and what makes bulk TCP cheap for the sender. Every queue
 //! file is non-blocking.
 //!
-//! What a port receives (guest → sluice, [`Backend::rx_burst`]) is always
-//! plain frames on the wire's terms: a partial checksum is completed, a
-//! super-frame is cut into `gso_size` segments with every length, sequence
-//! number, flag and checksum right ([`offload`] does both). UDP
-//! segmentation is never enabled on the TAP, so the kernel does not send
-//! it; a frame asking for it anyway is dropped and counted (`udp_gso`),
-//! like every other frame refused (by reason, in [`TapStats::rx_drops`]).
+//! What a port receives (guest → sluice, [`Backend::rx_burst`]): frames
+//! on the wire's terms, a partial checksum completed, except TCP
+//! super-frames, which are handed over whole (up to
+//! [`GSO_MAX_FRAME`]) and marked with
+//! their [`Gso`](dataplane::Gso): the port processes 64 KiB of a stream
+//! once, and the switch or the uplink cuts it into segments, encapsulation
+//! included, only where a device cannot take it whole. With
+//! `keep_super_frames: false`, or a super-frame larger than that, it is
+//! cut here into `gso_size` segments with every length, sequence number,
+//! flag and checksum right ([`offload`]). UDP segmentation is never
+//! enabled on the TAP, so the kernel does not send it; a frame asking for
+//! it anyway is dropped and counted (`udp_gso`), like every other frame
+//! refused (by reason, in [`TapStats::rx_drops`]).
 //!
-//! What the guest receives (sluice → guest, [`Backend::tx_burst`]) carries
-//! an all-zero virtio-net header: no offload asked, and in particular *not*
-//! `VIRTIO_NET_HDR_F_DATA_VALID`. sluice rewrites headers with incremental
-//! checksum updates and never verifies an L4 checksum, so claiming "valid"
-//! would make the guest accept a frame damaged anywhere on the path; the
-//! guest checks every checksum itself.
+//! What the guest receives (sluice → guest, [`Backend::tx_burst`]):
+//! - a super-frame (from a guest on this host) whole, with a virtio-net
+//!   header asking for segmentation and a partial checksum
+//!   ([`offload::offer_whole`]): the guest's kernel takes it as one;
+//! - a run of segments of one TCP flow from the wire, coalesced into one
+//!   such super-frame ([`gro`], with `coalesce`, the default): each
+//!   segment's checksum is verified before it joins, so telling the guest
+//!   the checksum is partial hides no damage;
+//! - anything else with an all-zero header: no offload asked, and in
+//!   particular *not* `VIRTIO_NET_HDR_F_DATA_VALID`. sluice rewrites
+//!   headers with incremental checksum updates and never verifies an L4
+//!   checksum on that path, so claiming "valid" would make the guest
+//!   accept a frame damaged anywhere on the path; the guest checks it.
 //!
 //! Costs: one `readv` per frame read (into the packet buffer directly; a
-//! super-frame, which does not fit one, spills into a 64 KiB side buffer
-//! and is segmented from there) and one `writev` per frame sent (header
-//! and frame as two pieces: the frame is never copied). Receive buffers
-//! come from a [`BufPool`] that `tx_burst` refills with the buffers it has
-//! sent; see there for when that still allocates. A super-frame's
-//! segments are produced lazily, a burst at a time, so one 64 KiB frame
-//! never overruns `max`.
+//! super-frame, which does not fit one, spills into a 64 KiB buffer from
+//! the process's [`BigPool`] and is handed over in it) and one `writev`
+//! per frame, super-frame or run sent (headers and payloads as pieces:
+//! nothing is copied). Receive buffers come from a [`BufPool`] that
+//! `tx_burst` refills with the buffers it has sent; see there for when
+//! that still allocates. When super-frames are cut here, their segments
+//! are produced lazily, a burst at a time, so one 64 KiB frame never
+//! overruns `max`.
 //!
 //! The interface: [`Tap::open`] creates a TAP named `name` that disappears
 //! when its last queue closes, or attaches to an existing TAP of that name
