@@ -34,7 +34,8 @@ pub trait Backend: Send {
 /// lands in `from_sluice`.
 #[derive(Clone, Default)]
 pub struct Wire {
-    pub to_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
+    /// Frames for sluice, each maybe a super-frame (see [`Wire::send_super_frame`]).
+    pub to_sluice: Arc<Mutex<VecDeque<(Vec<u8>, Option<dataplane::Gso>)>>>,
     pub from_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
 }
 
@@ -45,7 +46,13 @@ impl Wire {
 
     /// The far side sends a frame.
     pub fn send(&self, frame: &[u8]) {
-        lock(&self.to_sluice).push_back(frame.to_vec());
+        lock(&self.to_sluice).push_back((frame.to_vec(), None));
+    }
+
+    /// The far side hands over a TCP super-frame, as a device with
+    /// segmentation offload would.
+    pub fn send_super_frame(&self, frame: &[u8], gso: dataplane::Gso) {
+        lock(&self.to_sluice).push_back((frame.to_vec(), Some(gso)));
     }
 
     /// Everything sluice has sent so far, oldest first.
@@ -73,8 +80,10 @@ impl Backend for Memory {
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
         let mut q = lock(&self.wire.to_sluice);
         let n = q.len().min(max);
-        for f in q.drain(..n) {
-            bufs.push(PacketBuf::from_frame(&f));
+        for (f, gso) in q.drain(..n) {
+            let mut p = PacketBuf::from_frame(&f);
+            p.set_gso(gso);
+            bufs.push(p);
         }
         Ok(n)
     }
