@@ -29,13 +29,17 @@ pub trait Backend: Send {
     }
 }
 
+/// A frame offered to sluice by a device's far side, and its
+/// segmentation if it is a super-frame.
+pub type Offered = (Vec<u8>, Option<dataplane::Gso>);
+
 /// Queues shared between a backend and the test that plays the device's
 /// far side: what the far side sends is `to_sluice`; what sluice sends
 /// lands in `from_sluice`.
 #[derive(Clone, Default)]
 pub struct Wire {
     /// Frames for sluice, each maybe a super-frame (see [`Wire::send_super_frame`]).
-    pub to_sluice: Arc<Mutex<VecDeque<(Vec<u8>, Option<dataplane::Gso>)>>>,
+    pub to_sluice: Arc<Mutex<VecDeque<Offered>>>,
     pub from_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
 }
 
