@@ -18,4 +18,5 @@ pub mod pcap;
 pub mod switch;
 mod sys;
 pub mod tap;
+pub mod vhost_user;
 pub mod worker;
