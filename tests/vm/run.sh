@@ -250,8 +250,8 @@ nx gB ip route add default via 10.0.0.1 dev tapB
 # ---------- the VM ----------
 
 # Frames the port took from the guest and gave it (`sluiceadm --json stats`).
-RXQ='.guest_rx_frames // .ports[0].guest_rx_frames // 0'
-TXQ='.guest_tx_frames // .ports[0].guest_tx_frames // 0'
+RXQ='.stats.out.packets'
+TXQ='.stats.in.packets'
 
 boot() { # boot N: boots the guest on $SOCK, waits for its verdict
   local n=$1 log="$T/vm$1.log" i
@@ -259,7 +259,7 @@ boot() { # boot N: boots the guest on $SOCK, waits for its verdict
     -object memory-backend-memfd,id=mem,size=256M,share=on \
     -chardev socket,id=c0,path="$SOCK" \
     -netdev vhost-user,id=n0,chardev=c0 \
-    -device virtio-net-pci,netdev=n0,mac=$MAC_GA,vectors=0 \
+    -device virtio-net-pci,netdev=n0,mac=$MAC_GA,vectors=0,romfile= \
     -nodefaults -nographic -serial mon:stdio -no-reboot \
     -kernel "$guest/vmlinuz" -initrd "$guest/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1 sluice.ping=10.0.0.6"
@@ -272,7 +272,7 @@ boot() { # boot N: boots the guest on $SOCK, waits for its verdict
   # The guest powers off after its verdict; give QEMU a moment to exit.
   wait_for 50 0.1 sh -c "! kill -0 $qpid 2>/dev/null"
   stop_pid "$qpid"
-  VERDICT=$(grep -a 'SLUICE-VM: ' "$log" | tr -d '\r' | tr '\n' ' ')
+  VERDICT=$(grep -ao 'SLUICE-VM: .*' "$log" | tr -d '\r' | tr '\n' ' ')
   grep -aq 'SLUICE-VM: PASS' "$log"
 }
 

@@ -41,10 +41,14 @@ fn main() {
             let s = dev.stats();
             let dt = tick.elapsed().as_secs_f64();
             println!(
-                "rx-pps {:.0} tx-pps {:.0} no-buffer-pps {:.0}",
+                "rx-pps {:.0} tx-pps {:.0} no-buffer-pps {:.0} (connections {}, running {}, refused messages {}, {:?})",
                 (s.rx_frames - last.rx_frames) as f64 / dt,
                 (s.tx_frames - last.tx_frames) as f64 / dt,
-                (s.tx_no_buffers - last.tx_no_buffers) as f64 / dt
+                (s.tx_no_buffers - last.tx_no_buffers) as f64 / dt,
+                dev.connections(),
+                dev.is_running(),
+                dev.refused_messages(),
+                s
             );
             last = s;
             tick = Instant::now();

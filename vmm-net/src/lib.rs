@@ -3,10 +3,10 @@
 //! to the vNIC ports. No policy is decided here: the ports do that.
 //!
 //! Today: the switch, an in-memory backend (the test double), a pcap
-//! backend, the TAP guest backend and the AF_PACKET uplink (TPACKET_V3),
-//! with guest offloads (checksum completion, TCP segmentation) done in
-//! software; worker threads owning ports; the DPDK uplink behind the
-//! `dpdk` feature. Still to come (issue 5): vhost-user guests.
+//! backend, the guest backends (vhost-user for VMs, TAP) and the
+//! AF_PACKET uplink (TPACKET_V3), with guest offloads (checksum
+//! completion, TCP segmentation) done in software; worker threads owning
+//! ports; the DPDK uplink behind the `dpdk` feature.
 
 pub mod afpacket;
 pub mod backend;

@@ -238,6 +238,8 @@ impl Device {
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        // REPLY_ACK is answered by the `vhost` crate (QEMU acks it even
+        // when not offered).
         let mut p = VhostUserProtocolFeatures::REPLY_ACK;
         if self.pairs > 1 {
             p |= VhostUserProtocolFeatures::MQ;
@@ -246,9 +248,10 @@ impl Device {
     }
 
     fn vring(&mut self, index: u32) -> Result<&mut Vring, VuError> {
-        self.vrings
-            .get_mut(index as usize)
-            .ok_or(VuError::InvalidParam)
+        self.vrings.get_mut(index as usize).ok_or_else(|| {
+            eprintln!("DEBUG vring {index}");
+            VuError::InvalidParam
+        })
     }
 
     fn vmm_to_gpa(&self, va: u64) -> Result<GuestAddress, VuError> {
@@ -256,7 +259,10 @@ impl Device {
             .iter()
             .find(|m| va >= m.vmm_addr && va - m.vmm_addr < m.size)
             .map(|m| GuestAddress(va - m.vmm_addr + m.gpa))
-            .ok_or(VuError::InvalidParam)
+            .ok_or_else(|| {
+                eprintln!("DEBUG va {va:#x}");
+                VuError::InvalidParam
+            })
     }
 }
 
@@ -269,6 +275,8 @@ struct Shared {
     /// The current VMM connection (shut down to stop the protocol thread).
     conn: Mutex<Option<UnixStream>>,
     connections: AtomicU64,
+    /// Messages refused (the connection went on).
+    refused: AtomicU64,
 }
 
 impl Shared {
@@ -281,7 +289,7 @@ impl Shared {
     /// in the epoll set; only transmit queues (odd indices) wake the
     /// worker.
     fn watch_kick(&self, index: usize, old: Option<&File>, new: Option<&File>) {
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             return;
         }
         if let Some(o) = old {
@@ -463,9 +471,17 @@ impl VhostUserBackendReqHandlerMut for Protocol {
         v.kick = fd;
         // The ring starts on its kick (spec: "ring starts upon a kick"),
         // if its addresses are valid in guest memory.
+        // (`is_valid` also checks that the queue is marked ready.)
+        v.queue.set_ready(true);
         let valid = d.mem.as_ref().is_some_and(|m| v.queue.is_valid(m));
         v.queue.set_ready(valid);
         v.notify = true;
+        // A started ring is enabled. QEMU (7.2) sends SET_VRING_ENABLE(1)
+        // when the guest negotiates, before SET_FEATURES, and the `vhost`
+        // crate refuses it then (PROTOCOL_FEATURES not acked yet); QEMU
+        // does not send it again when it starts the rings. A later
+        // SET_VRING_ENABLE(0) still disables the ring.
+        v.enabled = true;
         if !valid {
             return Err(VuError::InvalidParam);
         }
@@ -617,15 +633,48 @@ fn serve(shared: Arc<Shared>, listener: UnixListener) {
             Ok(c) => *lock(&shared.conn) = Some(c),
             Err(_) => continue,
         }
+        if shared.stop.load(Ordering::Acquire) {
+            // Dropped between the accept and here: its shutdown missed us.
+            break;
+        }
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let mut req = BackendReqHandler::from_stream(stream, handler.clone());
         // Serve until the VMM hangs up or a message breaks the protocol;
         // either way the device goes back to its initial state.
-        while !shared.stop.load(Ordering::Acquire) && req.handle_request().is_ok() {}
+        while !shared.stop.load(Ordering::Acquire) {
+            match req.handle_request() {
+                Ok(()) => {}
+                Err(e) if connection_lost(&e) => break,
+                // A message refused (the VMM was told when it asked for a
+                // reply); the connection goes on. QEMU, for one, sends
+                // SET_VRING_ENABLE before SET_FEATURES.
+                Err(_) => {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         *lock(&shared.conn) = None;
         let mut d = shared.lock();
         shared.reset(&mut d);
     }
+}
+
+/// Errors after which the connection cannot go on.
+fn connection_lost(e: &VuError) -> bool {
+    matches!(
+        e,
+        VuError::Disconnected
+            | VuError::PartialMessage
+            | VuError::SocketBroken(_)
+            | VuError::SocketError(_)
+            | VuError::SocketConnect(_)
+            | VuError::InvalidSocketFd(_)
+            | VuError::NotUnixSocket
+            | VuError::NotStreamSocket
+            | VuError::OversizedMsg
+            | VuError::InvalidMessage
+            | VuError::IncorrectFds
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -681,6 +730,7 @@ impl VhostUser {
             stop: AtomicBool::new(false),
             conn: Mutex::new(None),
             connections: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -712,6 +762,11 @@ impl VhostUser {
     /// VMM connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Protocol messages refused so far (the connection went on).
+    pub fn refused_messages(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
     }
 
     /// Whether a VMM has set the device up and at least one queue pair

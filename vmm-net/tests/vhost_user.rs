@@ -103,7 +103,7 @@ impl Ring {
 /// The guest: shared memory, a frontend connection and one queue pair.
 struct Vm {
     mem: GuestMemoryMmap,
-    fe: Frontend,
+    _fe: Frontend,
     rx: Ring,
     tx: Ring,
 }
@@ -118,14 +118,17 @@ impl Vm {
         let region = GuestRegionMmap::new(region, GuestAddress(0)).unwrap();
         let info = VhostUserMemoryRegionInfo::from_guest_region(&region).unwrap();
         let mem = GuestMemoryMmap::from_regions(vec![region]).unwrap();
-        let mut fe = Frontend::connect(path, 1).unwrap();
+        let mut fe = Frontend::connect(path, 2).unwrap();
         fe.set_owner().unwrap();
         let offered = fe.get_features().unwrap();
         let want = VERSION_1 | PROTOCOL_FEATURES | EVENT_IDX | NET_F_CSUM;
         assert_eq!(offered & want, want, "features offered: {offered:#x}");
         fe.set_features(want).unwrap();
         let proto = fe.get_protocol_features().unwrap();
-        assert!(proto.contains(VhostUserProtocolFeatures::REPLY_ACK));
+        assert!(
+            !proto.contains(VhostUserProtocolFeatures::MQ),
+            "one queue pair"
+        );
         fe.set_protocol_features(VhostUserProtocolFeatures::empty())
             .unwrap();
         fe.set_mem_table(&[info]).unwrap();
@@ -151,7 +154,12 @@ impl Vm {
             fe.set_vring_enable(q, true).unwrap();
         }
         let [rx, tx] = rings;
-        Vm { mem, fe, rx, tx }
+        Vm {
+            mem,
+            _fe: fe,
+            rx,
+            tx,
+        }
     }
 }
 
@@ -175,8 +183,8 @@ fn readable(b: &VhostUser, ms: i32) -> bool {
         rustix::event::PollFlags::IN,
     )];
     let ts = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: i64::from(ms) * 1_000_000,
+        tv_sec: i64::from(ms / 1000),
+        tv_nsec: i64::from(ms % 1000) * 1_000_000,
     };
     rustix::event::poll(&mut p, Some(&ts)).unwrap() == 1
 }
