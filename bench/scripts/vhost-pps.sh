@@ -11,7 +11,9 @@
 #       (one port: what it receives goes back out).
 # The figure is the guest's transmit rate (the backend drains its TX ring
 # at that rate), median of the per-second samples; the ratio a/b is what
-# counts (PEERS.md: this machine is noisy).
+# counts (PEERS.md: this machine is noisy). Each backend polls on CPU 1,
+# the guest's forwarding core on CPU 0 (two busy pollers on one CPU
+# measure the scheduler, not the code).
 #
 #   bench/scripts/vhost-pps.sh [SECONDS]      (root: reserves hugepages)
 #
@@ -50,7 +52,7 @@ mount -t hugetlbfs nodev "$T/huge"
 trap 'umount "$T/huge" 2>/dev/null || true; cleanup' EXIT
 
 guest() { # guest SOCK LOG: testpmd as the VM, txonly, for $secs s
-  timeout -s INT $((secs + 5)) dpdk-testpmd -l 0-1 -n 1 --no-pci --single-file-segments \
+  timeout -s INT $((secs + 5)) dpdk-testpmd -l 0-1 --main-lcore 1 -n 1 --no-pci --single-file-segments \
     --huge-dir "$T/huge" -m 512 --file-prefix "g$$" \
     --vdev "net_virtio_user0,path=$1,queues=1,queue_size=1024" -- \
     --forward-mode=txonly --txpkts=64 --stats-period 1 --rxd=1024 --txd=1024 \
@@ -62,15 +64,15 @@ rate() { # median Tx-pps of a testpmd log (one sample per second, first dropped)
 }
 
 # (a) sluice
-"$echo_bin" "$T/a.sock" $((secs + 10)) >"$T/echo.log" 2>&1 &
+taskset -c 1 "$echo_bin" "$T/a.sock" $((secs + 10)) >"$T/echo.log" 2>&1 &
 PIDS+=($!)
-sleep 0.5
+for _ in $(seq 100); do [ -S "$T/a.sock" ] && break; sleep 0.1; done
 guest "$T/a.sock" "$T/guest-a.log"
 kill "${PIDS[-1]}" 2>/dev/null || true
 a=$(rate "$T/guest-a.log")
 
 # (b) DPDK's vhost backend
-timeout -s INT $((secs + 15)) dpdk-testpmd -l 0-1 -n 1 --no-pci --single-file-segments \
+timeout -s INT $((secs + 15)) dpdk-testpmd -l 0-1 --main-lcore 0 -n 1 --no-pci --single-file-segments \
   --huge-dir "$T/huge" -m 512 --file-prefix "h$$" \
   --vdev "net_vhost0,iface=$T/b.sock,queues=1" -- \
   --forward-mode=io --stats-period 1 --nb-cores=1 >"$T/host-b.log" 2>&1 &

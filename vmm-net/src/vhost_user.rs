@@ -97,6 +97,12 @@ const MAX_SEGMENT: usize = DEFAULT_CAPACITY - DEFAULT_HEADROOM;
 /// Receive buffers kept (see [`BufPool`]).
 const POOL_LIMIT: usize = 512;
 
+/// Empty polls of a transmit queue before the guest is asked to kick
+/// again: well before the worker goes to sleep
+/// ([`crate::worker::SPIN_POLLS`] empty rounds), so a sleeping worker is
+/// always woken by the guest's next frame.
+const ARM_AFTER: u32 = crate::worker::SPIN_POLLS / 4;
+
 /// How often the protocol thread looks at its stop flag while it waits
 /// for a VMM to connect.
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
@@ -153,9 +159,11 @@ struct Vring {
     call: Option<File>,
     /// `SET_VRING_ENABLE` (or no protocol features: enabled at start).
     enabled: bool,
-    /// Notifications are on (without EVENT_IDX, they are turned off while
-    /// the worker is draining the ring).
-    notify: bool,
+    /// The guest was asked to kick on its next frame (EVENT_IDX:
+    /// `avail_event` set; else the ring's no-notify flag cleared).
+    armed: bool,
+    /// Polls that found the ring empty since it last had frames.
+    idle: u32,
 }
 
 impl Vring {
@@ -166,7 +174,8 @@ impl Vring {
             kick: None,
             call: None,
             enabled: false,
-            notify: true,
+            armed: true,
+            idle: 0,
         }
     }
 
@@ -475,7 +484,8 @@ impl VhostUserBackendReqHandlerMut for Protocol {
         v.queue.set_ready(true);
         let valid = d.mem.as_ref().is_some_and(|m| v.queue.is_valid(m));
         v.queue.set_ready(valid);
-        v.notify = true;
+        v.armed = true;
+        v.idle = 0;
         // A started ring is enabled. QEMU (7.2) sends SET_VRING_ENABLE(1)
         // when the guest negotiates, before SET_FEATURES, and the `vhost`
         // crate refuses it then (PROTOCOL_FEATURES not acked yet); QEMU
@@ -999,10 +1009,12 @@ fn try_device(shared: &Shared) -> Option<MutexGuard<'_, Device>> {
 
 impl Backend for VhostUser {
     /// Pops frames the guest sent, queue pairs in turn, until `max` are
-    /// appended or every transmit queue is empty; then re-arms the
-    /// guest's kick (EVENT_IDX: `avail_event`; else the ring's flag) and
+    /// appended or every transmit queue is empty. A queue found empty
+    /// [`ARM_AFTER`] times in a row re-arms the guest's kick (EVENT_IDX:
+    /// `avail_event`; else the ring's flag), empties the kick eventfd and
     /// checks once more, so no frame posted meanwhile waits for a kick
-    /// that will not come.
+    /// that will not come; while frames keep coming the guest does not
+    /// kick at all.
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
         let start = bufs.len();
         while bufs.len() - start < max && self.pending.is_some() {
@@ -1039,9 +1051,14 @@ impl Backend for VhostUser {
                 }
                 match v.queue.pop_descriptor_chain(mem) {
                     Some(chain) => {
-                        if v.notify && !v.queue.event_idx_enabled() {
-                            let _ = v.queue.disable_notification(mem);
-                            v.notify = false;
+                        v.idle = 0;
+                        if v.armed {
+                            // With EVENT_IDX, not moving `avail_event`
+                            // any more is what disarms.
+                            if !v.queue.event_idx_enabled() {
+                                let _ = v.queue.disable_notification(mem);
+                            }
+                            v.armed = false;
                         }
                         let head = chain.head_index();
                         let descs = chain.map(|d| (d.addr(), d.len() as usize, d.is_write_only()));
@@ -1054,8 +1071,18 @@ impl Backend for VhostUser {
                         used = true;
                     }
                     None => {
+                        if v.armed {
+                            break;
+                        }
+                        v.idle += 1;
+                        if v.idle < ARM_AFTER {
+                            // A busy guest refills soon: poll again
+                            // rather than have it kick (a syscall on
+                            // both sides).
+                            break;
+                        }
                         v.drain_kick();
-                        v.notify = true;
+                        v.armed = true;
                         match v.queue.enable_notification(mem) {
                             // More arrived while re-arming: keep going.
                             Ok(true) => continue,
