@@ -41,7 +41,9 @@ hp_before=$(cat "$hp")
 PIDS=()
 cleanup() {
   local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  umount "$T/huge" 2>/dev/null || true
   echo "$hp_before" >"$hp"
   rm -rf "$T"
 }
@@ -49,7 +51,6 @@ trap cleanup EXIT
 echo $((hp_before + 1024)) >"$hp"
 mkdir -p "$T/huge"
 mount -t hugetlbfs nodev "$T/huge"
-trap 'umount "$T/huge" 2>/dev/null || true; cleanup' EXIT
 
 guest() { # guest SOCK LOG: testpmd as the VM, txonly, for $secs s
   timeout -s INT $((secs + 5)) dpdk-testpmd -l 0-1 --main-lcore 1 -n 1 --no-pci --single-file-segments \
@@ -85,4 +86,4 @@ b=$(rate "$T/guest-b.log")
 echo "guest tx (Mpps, median of ${secs} 1-s samples): sluice vhost-echo $(awk -v x="$a" 'BEGIN{printf "%.2f", x/1e6}')," \
   "testpmd net_vhost io $(awk -v x="$b" 'BEGIN{printf "%.2f", x/1e6}')"
 awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "ratio sluice/testpmd: %.2f\n", a/b; else print "ratio: n/a (no baseline figure)" }'
-echo "sluice side:"; tail -n 3 "$T/echo.log" 2>/dev/null || true
+echo "sluice side (last second): $(grep '^rx-pps' "$T/echo.log" | tail -n 2 | head -n 1 | cut -d'(' -f1)"

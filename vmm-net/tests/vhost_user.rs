@@ -365,3 +365,67 @@ fn every_queue_pair_carries_frames() {
     vm.mem.read_slice(&mut got, GuestAddress(a + 12)).unwrap();
     assert_eq!(got, f);
 }
+
+#[test]
+fn a_tcp_super_frame_from_the_guest_is_cut_into_checked_segments() {
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    let path = socket_path("tso");
+    let _ = std::fs::remove_file(&path);
+    let mut b = VhostUser::listen(&path, &VhostUserOptions::default()).unwrap();
+    let mut vm = Vm::boot(&path);
+    wait("the rings run", || b.is_running());
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let mut sf = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 5], [10, 0, 0, 6], 64)
+        .tcp(40000, 5201, 1_000_000, 65535)
+        .ack(7)
+        .psh()
+        .write(&mut sf, &payload)
+        .unwrap();
+    // virtio_net_hdr_v1: NEEDS_CSUM, GSO_TCPV4, hdr_len 54, gso_size
+    // 1000, csum_start 34, csum_offset 16, num_buffers 0.
+    let mut hdr = [0u8; 12];
+    hdr[0] = 1;
+    hdr[1] = 1;
+    hdr[2..4].copy_from_slice(&54u16.to_le_bytes());
+    hdr[4..6].copy_from_slice(&1000u16.to_le_bytes());
+    hdr[6..8].copy_from_slice(&34u16.to_le_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
+    // Header, headers + some payload, the rest: three descriptors.
+    vm.tx.post(
+        &vm.mem,
+        &[
+            (&hdr, 12, false),
+            (&sf[..1054], 1054, false),
+            (&sf[1054..], (sf.len() - 1054) as u32, false),
+        ],
+    );
+    vm.tx.kick.write(1).unwrap();
+    let mut segs: Vec<PacketBuf> = Vec::new();
+    wait("the segments arrive", || {
+        b.rx_burst(&mut segs, 2).unwrap();
+        segs.len() >= 3
+    });
+    assert_eq!(segs.len(), 3);
+    assert_eq!((b.stats().gso_frames, b.stats().gso_segments), (1, 3));
+    let mut got = Vec::new();
+    for (i, s) in segs.iter().enumerate() {
+        let p = SlicedPacket::from_ethernet(s.as_slice()).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("segment {i} is not IPv4")
+        };
+        let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+            panic!("segment {i} is not TCP")
+        };
+        assert_eq!(tcp.sequence_number(), 1_000_000 + 1000 * i as u32);
+        assert_eq!(tcp.psh(), i == 2, "PSH only on the last segment");
+        let want = tcp
+            .to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), tcp.payload())
+            .unwrap();
+        assert_eq!(tcp.checksum(), want, "segment {i} TCP checksum");
+        got.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(got, payload);
+}
