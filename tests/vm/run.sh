@@ -101,10 +101,10 @@ pass() { echo "PASS: $*"; }
 fail() { fails=$((fails + 1)); echo "FAIL: $*"; }
 
 stop_pid() {
-  local pid=$1 i
+  local pid=$1
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -151,9 +151,9 @@ bg() { # bg NS|- LOG CMD...: a background process with a lifetime
 }
 
 wait_for() { # wait_for TRIES SLEEP CMD...
-  local tries=$1 s=$2 i
+  local tries=$1 s=$2
   shift 2
-  for i in $(seq "$tries"); do
+  for _ in $(seq "$tries"); do
     "$@" >/dev/null 2>&1 && return 0
     sleep "$s"
   done
@@ -254,7 +254,7 @@ RXQ='.stats.out.packets'
 TXQ='.stats.in.packets'
 
 boot() { # boot N: boots the guest on $SOCK, waits for its verdict
-  local n=$1 log="$T/vm$1.log" i
+  local log="$T/vm$1.log"
   bg - "$log" qemu-system-x86_64 -machine pc,memory-backend=mem -m 256M \
     -object memory-backend-memfd,id=mem,size=256M,share=on \
     -chardev socket,id=c0,path="$SOCK" \
@@ -264,7 +264,7 @@ boot() { # boot N: boots the guest on $SOCK, waits for its verdict
     -kernel "$guest/vmlinuz" -initrd "$guest/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1 sluice.ping=10.0.0.6"
   local qpid=$BGPID
-  for i in $(seq 600); do
+  for _ in $(seq 600); do
     grep -q 'SLUICE-VM: \(PASS\|FAIL\)' "$log" 2>/dev/null && break
     kill -0 "$qpid" 2>/dev/null || break
     sleep 0.1
