@@ -6,9 +6,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use vmm_net::backend::Backend;
 use vmm_net::tap::{Tap, TapOptions};
+use vmm_net::vhost_user::{VhostUser, VhostUserOptions};
 
 /// TAP guests (persistent, so a guest's namespace keeps its interface
-/// while sluiced restarts and the restarted daemon re-attaches to it).
+/// while sluiced restarts and the restarted daemon re-attaches to it) and
+/// vhost-user guests (sluice listens on the socket; the VMM connects, and
+/// reconnects after either side restarts).
 pub struct HostDevices;
 
 /// Runs `f` in the network namespace at `netns` (on a short-lived thread
@@ -55,19 +58,32 @@ impl Devices for HostDevices {
                     None => Err(format!("opening TAP '{name}': no queue")),
                 }
             }
-            GuestSpec::VhostUser { socket } => Err(format!(
-                "vhost-user guests ({}) are not supported by this build yet; use a TAP",
-                socket.display()
-            )),
+            GuestSpec::VhostUser { socket } => {
+                VhostUser::listen(socket, &VhostUserOptions::default())
+                    .map(|b| Box::new(b) as Box<dyn Backend>)
+                    .map_err(|e| format!("vhost-user socket {}: {e}", socket.display()))
+            }
             GuestSpec::None => Ok(Box::new(vmm_net::backend::Null)),
         }
     }
 
     fn remove_guest(&self, _port: &str, spec: &GuestSpec) {
-        if let GuestSpec::Tap { name, netns } = spec {
-            let n = name.clone();
-            // A namespace that is gone took its TAP with it.
-            let _ = in_netns(netns.as_deref(), move || Tap::remove(&n));
+        match spec {
+            GuestSpec::Tap { name, netns } => {
+                let n = name.clone();
+                // A namespace that is gone took its TAP with it.
+                let _ = in_netns(netns.as_deref(), move || Tap::remove(&n));
+            }
+            GuestSpec::VhostUser { socket } => {
+                // The backend removes its socket when the worker drops
+                // it; this catches one left behind, and never removes
+                // anything that is not a socket.
+                use std::os::unix::fs::FileTypeExt;
+                if std::fs::symlink_metadata(socket).is_ok_and(|m| m.file_type().is_socket()) {
+                    let _ = std::fs::remove_file(socket);
+                }
+            }
+            GuestSpec::None => {}
         }
     }
 }

@@ -3,12 +3,13 @@
 //! to the vNIC ports. No policy is decided here: the ports do that.
 //!
 //! Today: the switch, an in-memory backend (the test double), a pcap
-//! backend, the TAP guest backend and the AF_PACKET uplink (TPACKET_V3),
-//! with guest offloads done in software (checksum completion; TCP
-//! super-frames processed whole by the port and cut at the wire, see
-//! [`dataplane::Gso`]; runs of segments coalesced for the guest, see
+//! backend, the guest backends (vhost-user for VMs, TAP) and the
+//! AF_PACKET uplink (`recvmmsg`, or a TPACKET_V3 ring), with guest
+//! offloads done in software (checksum completion; TCP super-frames
+//! processed whole by the port and cut at the wire, see
+//! [`dataplane::Gso`]; runs of segments coalesced for a TAP guest, see
 //! [`gro`]); worker threads owning ports; the DPDK uplink behind the
-//! `dpdk` feature. Still to come (issue 5): vhost-user guests.
+//! `dpdk` feature.
 
 pub mod afpacket;
 pub mod backend;
@@ -21,4 +22,5 @@ pub mod pcap;
 pub mod switch;
 mod sys;
 pub mod tap;
+pub mod vhost_user;
 pub mod worker;

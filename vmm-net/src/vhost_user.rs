@@ -1,0 +1,1236 @@
+//! The vhost-user guest backend: a VM's virtio-net device (QEMU, cloud
+//! hypervisor, DPDK's virtio-user) attached to a port through a unix
+//! socket that sluice listens on.
+//!
+//! Two threads share one device:
+//!
+//! - the *protocol thread* (one per backend, `sluice-vhost`) accepts the
+//!   VMM's connection and answers its messages (`SET_MEM_TABLE`,
+//!   `SET_VRING_*`...) through the rust-vmm `vhost` crate. It maps guest
+//!   memory, sets up the virtqueues and registers the guest's kick
+//!   eventfds of the transmit queues in an epoll set. When the VMM hangs up
+//!   (or restarts) it resets the device and listens again: the port keeps
+//!   its state and works again once the VMM reconnects.
+//! - the *worker* that owns the port moves the frames: [`Backend::rx_burst`]
+//!   pops the guest's transmit queues, [`Backend::tx_burst`] fills its
+//!   receive queues, in bursts, and interrupts the guest (the call eventfd)
+//!   once per burst when the ring asks for it. Its `poll_fd` is the epoll
+//!   set, which is readable when the guest kicks: an idle worker sleeps
+//!   until then.
+//!
+//! The device state (memory map, queues, eventfds) sits behind one mutex
+//! that only these two threads take. The worker takes it once per burst
+//! with `try_lock`: while the protocol thread changes the device (rare:
+//! at start, reset and reconnection), the worker skips the burst instead
+//! of waiting, and frames for the guest in that burst are not taken
+//! (the switch counts them).
+//!
+//! Features offered: `VERSION_1`, `VHOST_USER_F_PROTOCOL_FEATURES`,
+//! `RING_EVENT_IDX`, `RING_INDIRECT_DESC`, `NET_F_CSUM` and `HOST_TSO4`,
+//! `HOST_TSO6`, `HOST_ECN` (the guest may send partial checksums and TCP
+//! super-frames: completed and cut with [`offload`], like the TAP backend
+//! does), `GUEST_CSUM` (harmless: sluice never sends a partial checksum),
+//! and `NET_F_MQ` with `VHOST_USER_PROTOCOL_F_MQ` when more than one
+//! queue pair is asked for. Not offered: `MRG_RXBUF` and the `GUEST_TSO*`
+//! features, so every receive buffer the guest posts holds a whole frame
+//! (Linux then posts 1 518-byte buffers); a frame that does not fit the
+//! buffer chain is dropped and counted (`tx_oversize`), never truncated.
+//!
+//! Frames for the guest are written with an all-zero virtio-net header
+//! (`num_buffers` 1): no offload, and not `DATA_VALID` (see [`crate::tap`]
+//! for why). When the guest has posted no receive buffer, the frames left
+//! are not taken (counted here in `tx_no_buffers`, and by the switch as
+//! drops): nothing is queued.
+//!
+//! All queue pairs of a device are served by the worker owning the port,
+//! transmit queues in turn; frames to the guest go to the first enabled
+//! receive queue that has buffers.
+
+use crate::backend::{Backend, BufPool};
+use crate::offload::{self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VNET_HDR_LEN};
+use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+use dataplane::PacketBuf;
+use rustix::event::epoll;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use vhost::vhost_user::message::{
+    VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
+    VhostUserLog, VhostUserMemoryRegion, VhostUserShMemConfig, VhostUserSharedMsg,
+    VhostUserSingleMemoryRegion, VhostUserVringAddrFlags, VhostUserVringState,
+};
+use vhost::vhost_user::{
+    BackendReqHandler, Error as VuError, GpuBackend, VhostUserBackendReqHandlerMut,
+    VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+};
+use vhost::VhostUserMemoryRegionBase;
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4,
+    VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MQ,
+};
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+
+/// The most queue pairs a device may have.
+pub const MAX_QUEUE_PAIRS: usize = 16;
+
+/// The largest virtqueue accepted (what QEMU allows for virtio-net).
+const MAX_QUEUE_SIZE: u16 = 1024;
+
+/// The largest frame a guest may hand over: a 64 KiB IP super-frame plus
+/// Ethernet and two VLAN tags, rounded up.
+const SUPER_FRAME_MAX: usize = 65536 + 512;
+
+/// The largest segment (or plain frame) a pool buffer holds.
+const MAX_SEGMENT: usize = DEFAULT_CAPACITY - DEFAULT_HEADROOM;
+
+/// Receive buffers kept (see [`BufPool`]).
+const POOL_LIMIT: usize = 512;
+
+/// Empty polls of a transmit queue before the guest is asked to kick
+/// again: well before the worker goes to sleep
+/// ([`crate::worker::SPIN_POLLS`] empty rounds), so a sleeping worker is
+/// always woken by the guest's next frame.
+const ARM_AFTER: u32 = crate::worker::SPIN_POLLS / 4;
+
+/// How often the protocol thread looks at its stop flag while it waits
+/// for a VMM to connect.
+const ACCEPT_POLL: Duration = Duration::from_millis(100);
+
+/// The header written before every frame for the guest: no offload,
+/// `num_buffers` 1.
+const RX_VNET_HDR: [u8; VNET_HDR_LEN] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+/// How to create a vhost-user device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VhostUserOptions {
+    /// Queue pairs offered to the VMM (1..=[`MAX_QUEUE_PAIRS`]); more than
+    /// one offers `VIRTIO_NET_F_MQ`.
+    pub queue_pairs: usize,
+}
+
+impl Default for VhostUserOptions {
+    fn default() -> Self {
+        VhostUserOptions { queue_pairs: 1 }
+    }
+}
+
+/// Counters of one vhost-user device. RX is guest → sluice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VhostUserStats {
+    /// Frames handed to the caller (each segment of a super-frame counts).
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    /// Super-frames received and cut, and the segments they made.
+    pub gso_frames: u64,
+    pub gso_segments: u64,
+    /// Frames whose partial checksum was completed.
+    pub csum_completed: u64,
+    /// Frames refused on receive, by reason.
+    pub rx_drops: OffloadDrops,
+    /// Frames written to the guest.
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// Frames for the guest that found no receive buffer (not taken).
+    pub tx_no_buffers: u64,
+    /// Frames for the guest larger than the buffer chain it posted
+    /// (dropped).
+    pub tx_oversize: u64,
+    /// Guest memory the rings pointed outside of (the chain is skipped).
+    pub ring_errors: u64,
+    /// Interrupts sent to the guest.
+    pub calls: u64,
+}
+
+/// One virtqueue as the two threads see it.
+struct Vring {
+    queue: Queue,
+    kick: Option<File>,
+    call: Option<File>,
+    /// `SET_VRING_ENABLE` (or no protocol features: enabled at start).
+    enabled: bool,
+    /// The guest was asked to kick on its next frame (EVENT_IDX:
+    /// `avail_event` set; else the ring's no-notify flag cleared).
+    armed: bool,
+    /// Polls that found the ring empty since it last had frames.
+    idle: u32,
+}
+
+impl Vring {
+    fn new() -> Vring {
+        Vring {
+            // MAX_QUEUE_SIZE is a power of two: `new` cannot fail.
+            queue: Queue::new(MAX_QUEUE_SIZE).unwrap_or_else(|_| unreachable!()),
+            kick: None,
+            call: None,
+            enabled: false,
+            armed: true,
+            idle: 0,
+        }
+    }
+
+    /// Frames may move: the ring was started (kick received, addresses
+    /// checked) and enabled.
+    fn runnable(&self) -> bool {
+        self.enabled && self.queue.ready()
+    }
+
+    /// Empties the kick eventfd (so the epoll set stops being readable).
+    fn drain_kick(&self) {
+        if let Some(k) = &self.kick {
+            let mut b = [0u8; 8];
+            let _ = (&*k).read(&mut b);
+        }
+    }
+
+    fn signal(&self) -> bool {
+        match &self.call {
+            Some(c) => (&*c).write(&1u64.to_ne_bytes()).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Where a VMM virtual address range lies in guest physical memory.
+struct Mapping {
+    vmm_addr: u64,
+    size: u64,
+    gpa: u64,
+}
+
+/// The device: what the protocol thread sets up and the worker uses.
+struct Device {
+    pairs: usize,
+    acked_features: u64,
+    acked_protocol: u64,
+    mem: Option<GuestMemoryMmap>,
+    mappings: Vec<Mapping>,
+    vrings: Vec<Vring>,
+}
+
+impl Device {
+    fn new(pairs: usize) -> Device {
+        Device {
+            pairs,
+            acked_features: 0,
+            acked_protocol: 0,
+            mem: None,
+            mappings: Vec::new(),
+            vrings: (0..2 * pairs).map(|_| Vring::new()).collect(),
+        }
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = 1u64 << VIRTIO_F_VERSION_1
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            | 1 << VIRTIO_RING_F_EVENT_IDX
+            | 1 << VIRTIO_RING_F_INDIRECT_DESC
+            | 1 << VIRTIO_NET_F_CSUM
+            | 1 << VIRTIO_NET_F_GUEST_CSUM
+            | 1 << VIRTIO_NET_F_HOST_TSO4
+            | 1 << VIRTIO_NET_F_HOST_TSO6
+            | 1 << VIRTIO_NET_F_HOST_ECN;
+        if self.pairs > 1 {
+            f |= 1 << VIRTIO_NET_F_MQ;
+        }
+        f
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        // REPLY_ACK is answered by the `vhost` crate (QEMU acks it even
+        // when not offered).
+        let mut p = VhostUserProtocolFeatures::REPLY_ACK;
+        if self.pairs > 1 {
+            p |= VhostUserProtocolFeatures::MQ;
+        }
+        p
+    }
+
+    fn vring(&mut self, index: u32) -> Result<&mut Vring, VuError> {
+        self.vrings.get_mut(index as usize).ok_or_else(|| {
+            eprintln!("DEBUG vring {index}");
+            VuError::InvalidParam
+        })
+    }
+
+    fn vmm_to_gpa(&self, va: u64) -> Result<GuestAddress, VuError> {
+        self.mappings
+            .iter()
+            .find(|m| va >= m.vmm_addr && va - m.vmm_addr < m.size)
+            .map(|m| GuestAddress(va - m.vmm_addr + m.gpa))
+            .ok_or_else(|| {
+                eprintln!("DEBUG va {va:#x}");
+                VuError::InvalidParam
+            })
+    }
+}
+
+/// What both threads share.
+struct Shared {
+    dev: Mutex<Device>,
+    /// The transmit queues' kick eventfds (the worker's `poll_fd`).
+    epoll: OwnedFd,
+    stop: AtomicBool,
+    /// The current VMM connection (shut down to stop the protocol thread).
+    conn: Mutex<Option<UnixStream>>,
+    connections: AtomicU64,
+    /// Messages refused (the connection went on).
+    refused: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Device> {
+        // The device stays consistent whatever a panicking holder did.
+        self.dev.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers (or unregisters, with `None`) the kick of vring `index`
+    /// in the epoll set; only transmit queues (odd indices) wake the
+    /// worker.
+    fn watch_kick(&self, index: usize, old: Option<&File>, new: Option<&File>) {
+        if index.is_multiple_of(2) {
+            return;
+        }
+        if let Some(o) = old {
+            let _ = epoll::delete(&self.epoll, o);
+        }
+        if let Some(n) = new {
+            let _ = epoll::add(
+                &self.epoll,
+                n,
+                epoll::EventData::new_u64(index as u64),
+                epoll::EventFlags::IN,
+            );
+        }
+    }
+
+    /// Forgets everything the VMM set up (it hung up, or reset the owner).
+    fn reset(&self, dev: &mut Device) {
+        for (i, v) in dev.vrings.iter().enumerate() {
+            self.watch_kick(i, v.kick.as_ref(), None);
+        }
+        *dev = Device::new(dev.pairs);
+    }
+}
+
+/// The protocol side: answers the VMM's messages.
+struct Protocol {
+    shared: Arc<Shared>,
+}
+
+fn unsupported<T>() -> Result<T, VuError> {
+    Err(VuError::InvalidOperation("not supported by sluice"))
+}
+
+impl VhostUserBackendReqHandlerMut for Protocol {
+    fn set_owner(&mut self) -> Result<(), VuError> {
+        Ok(())
+    }
+
+    fn reset_owner(&mut self) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        self.shared.reset(&mut d);
+        Ok(())
+    }
+
+    fn reset_device(&mut self) -> Result<(), VuError> {
+        self.reset_owner()
+    }
+
+    fn get_features(&mut self) -> Result<u64, VuError> {
+        Ok(self.shared.lock().features())
+    }
+
+    fn set_features(&mut self, features: u64) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        if features & !d.features() != 0 {
+            return Err(VuError::InvalidParam);
+        }
+        d.acked_features = features;
+        let event_idx = features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        // Without protocol features, rings are enabled from the start.
+        let enable = features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0;
+        for v in &mut d.vrings {
+            v.queue.set_event_idx(event_idx);
+            if enable {
+                v.enabled = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_mem_table(
+        &mut self,
+        ctx: &[VhostUserMemoryRegion],
+        files: Vec<File>,
+        postcopy_listening: Option<bool>,
+    ) -> Result<Option<Vec<VhostUserMemoryRegionBase>>, VuError> {
+        if postcopy_listening.is_some() {
+            return Err(VuError::InvalidOperation("postcopy is not supported"));
+        }
+        let mut regions = Vec::with_capacity(ctx.len());
+        let mut mappings = Vec::with_capacity(ctx.len());
+        for (r, file) in ctx.iter().zip(files) {
+            let region =
+                GuestRegionMmap::new(r.mmap_region(file)?, GuestAddress(r.guest_phys_addr))
+                    .ok_or(VuError::InvalidParam)?;
+            regions.push(region);
+            mappings.push(Mapping {
+                vmm_addr: r.user_addr,
+                size: r.memory_size,
+                gpa: r.guest_phys_addr,
+            });
+        }
+        let mem = GuestMemoryMmap::from_regions(regions)
+            .map_err(|e| VuError::ReqHandlerError(io::Error::other(e)))?;
+        let mut d = self.shared.lock();
+        d.mem = Some(mem);
+        d.mappings = mappings;
+        Ok(None)
+    }
+
+    fn set_vring_num(&mut self, index: u32, num: u32) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        let num = u16::try_from(num).map_err(|_| VuError::InvalidParam)?;
+        d.vring(index)?
+            .queue
+            .try_set_size(num)
+            .map_err(|_| VuError::InvalidParam)
+    }
+
+    fn set_vring_addr(
+        &mut self,
+        index: u32,
+        _flags: VhostUserVringAddrFlags,
+        descriptor: u64,
+        used: u64,
+        available: u64,
+        _log: u64,
+    ) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        let desc = d.vmm_to_gpa(descriptor)?;
+        let avail = d.vmm_to_gpa(available)?;
+        let used = d.vmm_to_gpa(used)?;
+        let d = &mut *d;
+        let v = d
+            .vrings
+            .get_mut(index as usize)
+            .ok_or(VuError::InvalidParam)?;
+        let q = &mut v.queue;
+        q.try_set_desc_table_address(desc)
+            .map_err(|_| VuError::InvalidParam)?;
+        q.try_set_avail_ring_address(avail)
+            .map_err(|_| VuError::InvalidParam)?;
+        q.try_set_used_ring_address(used)
+            .map_err(|_| VuError::InvalidParam)?;
+        // The used index the guest sees (QEMU's library does the same:
+        // SET_VRING_BASE restores only the available index).
+        if let Some(mem) = &d.mem {
+            if let Ok(idx) = q.used_idx(mem, std::sync::atomic::Ordering::Acquire) {
+                q.set_next_used(idx.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_vring_base(&mut self, index: u32, base: u32) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        let base = u16::try_from(base).map_err(|_| VuError::InvalidParam)?;
+        d.vring(index)?.queue.set_next_avail(base);
+        Ok(())
+    }
+
+    fn get_vring_base(&mut self, index: u32) -> Result<VhostUserVringState, VuError> {
+        // Stops the ring. The worker holds the lock for whole bursts, so
+        // no burst is half done on it from here on.
+        let mut d = self.shared.lock();
+        let v = d.vring(index)?;
+        v.queue.set_ready(false);
+        let next = v.queue.next_avail();
+        let kick = v.kick.take();
+        v.call = None;
+        self.shared.watch_kick(index as usize, kick.as_ref(), None);
+        Ok(VhostUserVringState::new(index, u32::from(next)))
+    }
+
+    fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        let d = &mut *d;
+        let v = d
+            .vrings
+            .get_mut(usize::from(index))
+            .ok_or(VuError::InvalidParam)?;
+        if let Some(f) = &fd {
+            // The worker reads it without blocking (QEMU's are already
+            // non-blocking; this is the same open file).
+            let _ = rustix::fs::fcntl_setfl(f, rustix::fs::OFlags::NONBLOCK);
+        }
+        self.shared
+            .watch_kick(usize::from(index), v.kick.as_ref(), fd.as_ref());
+        v.kick = fd;
+        // The ring starts on its kick (spec: "ring starts upon a kick"),
+        // if its addresses are valid in guest memory.
+        // (`is_valid` also checks that the queue is marked ready.)
+        v.queue.set_ready(true);
+        let valid = d.mem.as_ref().is_some_and(|m| v.queue.is_valid(m));
+        v.queue.set_ready(valid);
+        v.armed = true;
+        v.idle = 0;
+        // A started ring is enabled. QEMU (7.2) sends SET_VRING_ENABLE(1)
+        // when the guest negotiates, before SET_FEATURES, and the `vhost`
+        // crate refuses it then (PROTOCOL_FEATURES not acked yet); QEMU
+        // does not send it again when it starts the rings. A later
+        // SET_VRING_ENABLE(0) still disables the ring.
+        v.enabled = true;
+        if !valid {
+            return Err(VuError::InvalidParam);
+        }
+        Ok(())
+    }
+
+    fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> Result<(), VuError> {
+        self.shared.lock().vring(u32::from(index))?.call = fd;
+        Ok(())
+    }
+
+    fn set_vring_err(&mut self, index: u8, _fd: Option<File>) -> Result<(), VuError> {
+        self.shared.lock().vring(u32::from(index)).map(|_| ())
+    }
+
+    fn get_protocol_features(&mut self) -> Result<VhostUserProtocolFeatures, VuError> {
+        Ok(self.shared.lock().protocol_features())
+    }
+
+    fn set_protocol_features(&mut self, features: u64) -> Result<(), VuError> {
+        let mut d = self.shared.lock();
+        if features & !d.protocol_features().bits() != 0 {
+            return Err(VuError::InvalidParam);
+        }
+        d.acked_protocol = features;
+        Ok(())
+    }
+
+    fn get_queue_num(&mut self) -> Result<u64, VuError> {
+        // For virtio-net, QEMU and DPDK count queue pairs.
+        Ok(self.shared.lock().pairs as u64)
+    }
+
+    fn set_vring_enable(&mut self, index: u32, enable: bool) -> Result<(), VuError> {
+        self.shared.lock().vring(index)?.enabled = enable;
+        Ok(())
+    }
+
+    fn get_config(
+        &mut self,
+        _offset: u32,
+        _size: u32,
+        _flags: VhostUserConfigFlags,
+    ) -> Result<Vec<u8>, VuError> {
+        unsupported()
+    }
+
+    fn set_config(
+        &mut self,
+        _offset: u32,
+        _buf: &[u8],
+        _flags: VhostUserConfigFlags,
+    ) -> Result<(), VuError> {
+        unsupported()
+    }
+
+    fn set_gpu_socket(&mut self, _gpu_backend: GpuBackend) -> Result<(), VuError> {
+        unsupported()
+    }
+
+    fn get_shared_object(&mut self, _uuid: VhostUserSharedMsg) -> Result<File, VuError> {
+        unsupported()
+    }
+
+    fn get_inflight_fd(
+        &mut self,
+        _inflight: &VhostUserInflight,
+    ) -> Result<(VhostUserInflight, File), VuError> {
+        unsupported()
+    }
+
+    fn set_inflight_fd(
+        &mut self,
+        _inflight: &VhostUserInflight,
+        _file: File,
+    ) -> Result<(), VuError> {
+        unsupported()
+    }
+
+    fn get_max_mem_slots(&mut self) -> Result<u64, VuError> {
+        unsupported()
+    }
+
+    fn add_mem_region(
+        &mut self,
+        _region: &VhostUserSingleMemoryRegion,
+        _fd: File,
+        _postcopy_listening: Option<bool>,
+    ) -> Result<Option<VhostUserMemoryRegionBase>, VuError> {
+        unsupported()
+    }
+
+    fn remove_mem_region(&mut self, _region: &VhostUserSingleMemoryRegion) -> Result<(), VuError> {
+        unsupported()
+    }
+
+    fn set_device_state_fd(
+        &mut self,
+        _direction: VhostTransferStateDirection,
+        _phase: VhostTransferStatePhase,
+        _fd: File,
+    ) -> Result<Option<File>, VuError> {
+        unsupported()
+    }
+
+    fn check_device_state(&mut self) -> Result<(), VuError> {
+        unsupported()
+    }
+
+    fn get_shmem_config(&mut self) -> Result<VhostUserShMemConfig, VuError> {
+        unsupported()
+    }
+
+    fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> Result<(), VuError> {
+        unsupported()
+    }
+}
+
+/// The protocol thread: accepts one VMM at a time and serves it until it
+/// hangs up, then resets the device and waits for the next.
+fn serve(shared: Arc<Shared>, listener: UnixListener) {
+    let handler = Arc::new(Mutex::new(Protocol {
+        shared: shared.clone(),
+    }));
+    while !shared.stop.load(Ordering::Acquire) {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut fds = [rustix::event::PollFd::new(
+                    &listener,
+                    rustix::event::PollFlags::IN,
+                )];
+                let ts = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: ACCEPT_POLL.as_nanos() as _,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&ts));
+                continue;
+            }
+            Err(_) => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+        };
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        match stream.try_clone() {
+            Ok(c) => *lock(&shared.conn) = Some(c),
+            Err(_) => continue,
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            // Dropped between the accept and here: its shutdown missed us.
+            break;
+        }
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let mut req = BackendReqHandler::from_stream(stream, handler.clone());
+        // Serve until the VMM hangs up or a message breaks the protocol;
+        // either way the device goes back to its initial state.
+        while !shared.stop.load(Ordering::Acquire) {
+            match req.handle_request() {
+                Ok(()) => {}
+                Err(e) if connection_lost(&e) => break,
+                // A message refused (the VMM was told when it asked for a
+                // reply); the connection goes on. QEMU, for one, sends
+                // SET_VRING_ENABLE before SET_FEATURES.
+                Err(_) => {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        *lock(&shared.conn) = None;
+        let mut d = shared.lock();
+        shared.reset(&mut d);
+    }
+}
+
+/// Errors after which the connection cannot go on.
+fn connection_lost(e: &VuError) -> bool {
+    matches!(
+        e,
+        VuError::Disconnected
+            | VuError::PartialMessage
+            | VuError::SocketBroken(_)
+            | VuError::SocketError(_)
+            | VuError::SocketConnect(_)
+            | VuError::InvalidSocketFd(_)
+            | VuError::NotUnixSocket
+            | VuError::NotStreamSocket
+            | VuError::OversizedMsg
+            | VuError::InvalidMessage
+            | VuError::IncorrectFds
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A super-frame being cut, a burst at a time.
+struct Pending {
+    tso: Tso,
+    len: usize,
+    next: usize,
+}
+
+/// A vhost-user virtio-net device on a unix socket: a [`Backend`] for the
+/// worker that owns the port.
+pub struct VhostUser {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    /// The socket's inode, so `drop` removes only the socket it made.
+    ino: u64,
+    thread: Option<JoinHandle<()>>,
+    /// The transmit queue to start the next burst on (queue pairs take
+    /// turns).
+    next_pair: usize,
+    rx_hdr: [u8; VNET_HDR_LEN],
+    big: Box<[u8]>,
+    pending: Option<Pending>,
+    pool: BufPool,
+    stats: VhostUserStats,
+}
+
+impl VhostUser {
+    /// Listens on `path` for a VMM. A stale socket there (nobody
+    /// listening) is replaced; a live one or anything that is not a
+    /// socket is refused.
+    pub fn listen(path: &Path, opts: &VhostUserOptions) -> io::Result<VhostUser> {
+        if opts.queue_pairs == 0 || opts.queue_pairs > MAX_QUEUE_PAIRS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "vhost-user queue pairs {} is out of range 1..={MAX_QUEUE_PAIRS}",
+                    opts.queue_pairs
+                ),
+            ));
+        }
+        check_socket_path(path)?;
+        let listener = UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        let ino = std::fs::metadata(path)?.ino();
+        let shared = Arc::new(Shared {
+            dev: Mutex::new(Device::new(opts.queue_pairs)),
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            stop: AtomicBool::new(false),
+            conn: Mutex::new(None),
+            connections: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-vhost".into())
+            .spawn(move || serve(s, listener))?;
+        Ok(VhostUser {
+            shared,
+            path: path.to_path_buf(),
+            ino,
+            thread: Some(thread),
+            next_pair: 0,
+            rx_hdr: [0; VNET_HDR_LEN],
+            big: vec![0; SUPER_FRAME_MAX].into_boxed_slice(),
+            pending: None,
+            pool: BufPool::new(POOL_LIMIT),
+            stats: VhostUserStats::default(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> VhostUserStats {
+        self.stats
+    }
+
+    /// VMM connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Protocol messages refused so far (the connection went on).
+    pub fn refused_messages(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether a VMM has set the device up and at least one queue pair
+    /// runs (both its queues started and enabled).
+    pub fn is_running(&self) -> bool {
+        let d = self.shared.lock();
+        d.mem.is_some() && d.vrings.chunks(2).any(|p| p.iter().all(Vring::runnable))
+    }
+
+    /// Hands out the next segment of the super-frame being cut.
+    fn next_segment(&mut self, bufs: &mut Vec<PacketBuf>) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        let mut out = self.pool.get();
+        match p.tso.write_segment(&self.big[..p.len], p.next, &mut out) {
+            Ok(()) => {
+                self.stats.gso_segments += 1;
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += out.len() as u64;
+                bufs.push(out);
+                p.next += 1;
+                if p.next == p.tso.count() {
+                    self.pending = None;
+                }
+            }
+            Err(r) => {
+                self.stats.rx_drops.count(r);
+                self.pool.put(out);
+                self.pending = None;
+            }
+        }
+    }
+}
+
+/// Refuses a path that exists and is not a stale socket.
+fn check_socket_path(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "vhost-user socket path {} exists and is not a socket",
+                path.display()
+            ),
+        ));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "vhost-user socket {} is in use (something listens on it)",
+                path.display()
+            ),
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+impl Drop for VhostUser {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(c) = lock(&self.shared.conn).as_ref() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Where the bytes of a guest's transmit chain go: the virtio-net header,
+/// then a packet buffer's tail, then the side buffer.
+struct Scatter<'a> {
+    hdr: &'a mut [u8; VNET_HDR_LEN],
+    tail: &'a mut [u8],
+    rest: &'a mut [u8],
+    at: usize,
+}
+
+impl Scatter<'_> {
+    /// Copies `len` bytes of guest memory at `addr` in. `Ok(false)`: they
+    /// did not all fit.
+    fn copy_from(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+    ) -> Result<bool, vm_memory::GuestMemoryError> {
+        let mut done = 0;
+        while done < len {
+            let t = self.tail.len();
+            let (dst, off) = if self.at < VNET_HDR_LEN {
+                (&mut self.hdr[..], self.at)
+            } else if self.at < VNET_HDR_LEN + t {
+                (&mut *self.tail, self.at - VNET_HDR_LEN)
+            } else {
+                (&mut *self.rest, self.at - VNET_HDR_LEN - t)
+            };
+            let Some(room) = dst.get_mut(off..).filter(|r| !r.is_empty()) else {
+                return Ok(false);
+            };
+            let n = room.len().min(len - done);
+            mem.read_slice(&mut room[..n], GuestAddress(addr.0 + done as u64))?;
+            done += n;
+            self.at += n;
+        }
+        Ok(true)
+    }
+}
+
+/// What became of one chain popped from a transmit queue.
+enum Taken {
+    /// A frame (or the first segment of a super-frame) was appended, or it
+    /// was dropped with a reason.
+    Done,
+    /// The chain pointed outside guest memory.
+    RingError,
+}
+
+impl VhostUser {
+    /// Reads one chain (already popped) into a frame.
+    fn take_chain<I>(&mut self, mem: &GuestMemoryMmap, descs: I, bufs: &mut Vec<PacketBuf>) -> Taken
+    where
+        I: Iterator<Item = (GuestAddress, usize, bool)>,
+    {
+        let mut pkt = self.pool.get();
+        let room = pkt.tailroom().min(MAX_SEGMENT);
+        let Ok(tail) = pkt.push_back(room) else {
+            self.pool.put(pkt);
+            return Taken::Done;
+        };
+        let mut sc = Scatter {
+            hdr: &mut self.rx_hdr,
+            tail,
+            rest: &mut self.big[room..],
+            at: 0,
+        };
+        let mut fits = true;
+        for (addr, len, write_only) in descs {
+            if write_only {
+                continue;
+            }
+            match sc.copy_from(mem, addr, len) {
+                Ok(true) => {}
+                Ok(false) => {
+                    fits = false;
+                    break;
+                }
+                Err(_) => {
+                    self.pool.put(pkt);
+                    return Taken::RingError;
+                }
+            }
+        }
+        let n = sc.at;
+        if !fits {
+            self.pool.put(pkt);
+            self.stats.rx_drops.count(OffloadDrop::Truncated);
+            return Taken::Done;
+        }
+        let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
+            self.pool.put(pkt);
+            self.stats.rx_drops.count(OffloadDrop::BadVnetHdr);
+            return Taken::Done;
+        };
+        let hdr = match VirtioNetHdr::parse(&self.rx_hdr) {
+            Ok(h) => h,
+            Err(r) => {
+                self.pool.put(pkt);
+                self.stats.rx_drops.count(r);
+                return Taken::Done;
+            }
+        };
+        if !hdr.is_gso() {
+            if len > room {
+                self.pool.put(pkt);
+                self.stats.rx_drops.count(OffloadDrop::Oversize);
+                return Taken::Done;
+            }
+            pkt.truncate(len);
+            match offload::prepare(pkt.as_mut_slice(), &hdr, MAX_SEGMENT) {
+                Ok(Prepared::Frame { csum_completed }) => {
+                    self.stats.csum_completed += u64::from(csum_completed);
+                    self.stats.rx_frames += 1;
+                    self.stats.rx_bytes += len as u64;
+                    bufs.push(pkt);
+                }
+                Ok(Prepared::Segment(_)) => self.pool.put(pkt),
+                Err(r) => {
+                    self.stats.rx_drops.count(r);
+                    self.pool.put(pkt);
+                }
+            }
+            return Taken::Done;
+        }
+        // A super-frame: contiguous in `big`, then cut from there.
+        let head = len.min(room);
+        self.big[..head].copy_from_slice(&pkt.as_slice()[..head]);
+        self.pool.put(pkt);
+        match offload::prepare(&mut self.big[..len], &hdr, MAX_SEGMENT) {
+            Ok(Prepared::Segment(tso)) => {
+                self.stats.gso_frames += 1;
+                self.pending = Some(Pending { tso, len, next: 0 });
+                self.next_segment(bufs);
+            }
+            Ok(Prepared::Frame { .. }) => {}
+            Err(r) => self.stats.rx_drops.count(r),
+        }
+        Taken::Done
+    }
+}
+
+/// Takes the device for one burst, or `None` while the protocol thread
+/// changes it.
+fn try_device(shared: &Shared) -> Option<MutexGuard<'_, Device>> {
+    match shared.dev.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+impl Backend for VhostUser {
+    /// Pops frames the guest sent, queue pairs in turn, until `max` are
+    /// appended or every transmit queue is empty. A queue found empty
+    /// [`ARM_AFTER`] times in a row re-arms the guest's kick (EVENT_IDX:
+    /// `avail_event`; else the ring's flag), empties the kick eventfd and
+    /// checks once more, so no frame posted meanwhile waits for a kick
+    /// that will not come; while frames keep coming the guest does not
+    /// kick at all.
+    fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
+        let start = bufs.len();
+        while bufs.len() - start < max && self.pending.is_some() {
+            self.next_segment(bufs);
+        }
+        let shared = self.shared.clone();
+        let Some(mut dev) = try_device(&shared) else {
+            return Ok(bufs.len() - start);
+        };
+        let dev = &mut *dev;
+        let Some(mem) = dev.mem.as_ref() else {
+            for v in &dev.vrings {
+                v.drain_kick();
+            }
+            return Ok(bufs.len() - start);
+        };
+        let pairs = dev.pairs;
+        for k in 0..pairs {
+            if bufs.len() - start >= max {
+                break;
+            }
+            let i = 2 * ((self.next_pair + k) % pairs) + 1;
+            let v = &mut dev.vrings[i];
+            if !v.runnable() {
+                // A kick before the ring runs: nothing to do but clear it.
+                v.drain_kick();
+                continue;
+            }
+            let mut used = false;
+            while bufs.len() - start < max {
+                if self.pending.is_some() {
+                    self.next_segment(bufs);
+                    continue;
+                }
+                match v.queue.pop_descriptor_chain(mem) {
+                    Some(chain) => {
+                        v.idle = 0;
+                        if v.armed {
+                            // With EVENT_IDX, not moving `avail_event`
+                            // any more is what disarms.
+                            if !v.queue.event_idx_enabled() {
+                                let _ = v.queue.disable_notification(mem);
+                            }
+                            v.armed = false;
+                        }
+                        let head = chain.head_index();
+                        let descs = chain.map(|d| (d.addr(), d.len() as usize, d.is_write_only()));
+                        if let Taken::RingError = self.take_chain(mem, descs, bufs) {
+                            self.stats.ring_errors += 1;
+                        }
+                        if v.queue.add_used(mem, head, 0).is_err() {
+                            self.stats.ring_errors += 1;
+                        }
+                        used = true;
+                    }
+                    None => {
+                        if v.armed {
+                            break;
+                        }
+                        v.idle += 1;
+                        if v.idle < ARM_AFTER {
+                            // A busy guest refills soon: poll again
+                            // rather than have it kick (a syscall on
+                            // both sides).
+                            break;
+                        }
+                        v.drain_kick();
+                        v.armed = true;
+                        match v.queue.enable_notification(mem) {
+                            // More arrived while re-arming: keep going.
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(_) => {
+                                self.stats.ring_errors += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if used && v.queue.needs_notification(mem).unwrap_or(true) && v.signal() {
+                self.stats.calls += 1;
+            }
+        }
+        self.next_pair = (self.next_pair + 1) % pairs;
+        Ok(bufs.len() - start)
+    }
+
+    /// Writes frames into the guest's receive buffers until they run out
+    /// (the frames after that are not taken), then interrupts the guest
+    /// once if the ring asks for it. Every buffer goes back to the pool.
+    fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
+        let shared = self.shared.clone();
+        let mut taken = 0;
+        if let Some(mut dev) = try_device(&shared) {
+            let dev = &mut *dev;
+            if let Some(mem) = dev.mem.as_ref() {
+                let next_rx = |vrings: &[Vring], from: usize| {
+                    (from..vrings.len() / 2)
+                        .map(|p| 2 * p)
+                        .find(|&i| vrings[i].runnable())
+                };
+                let mut cur = next_rx(&dev.vrings, 0);
+                let mut used = [false; MAX_QUEUE_PAIRS];
+                'frames: for p in pkts.iter() {
+                    let frame = p.as_slice();
+                    let chain = loop {
+                        let Some(i) = cur else {
+                            break 'frames;
+                        };
+                        match dev.vrings[i].queue.pop_descriptor_chain(mem) {
+                            Some(c) => break c,
+                            None => cur = next_rx(&dev.vrings, i / 2 + 1),
+                        }
+                    };
+                    let Some(i) = cur else { break };
+                    let head = chain.head_index();
+                    match write_chain(mem, chain, frame) {
+                        Ok(Some(n)) => {
+                            if dev.vrings[i].queue.add_used(mem, head, n).is_err() {
+                                self.stats.ring_errors += 1;
+                            }
+                            used[i / 2] = true;
+                            self.stats.tx_frames += 1;
+                            self.stats.tx_bytes += frame.len() as u64;
+                        }
+                        Ok(None) => {
+                            // Too small for this frame: give the buffer
+                            // back untouched for the next one.
+                            dev.vrings[i].queue.go_to_previous_position();
+                            self.stats.tx_oversize += 1;
+                        }
+                        Err(_) => {
+                            self.stats.ring_errors += 1;
+                            let _ = dev.vrings[i].queue.add_used(mem, head, 0);
+                            used[i / 2] = true;
+                        }
+                    }
+                    taken += 1;
+                }
+                for (p, _) in used.iter().enumerate().filter(|(_, u)| **u) {
+                    let v = &mut dev.vrings[2 * p];
+                    if v.queue.needs_notification(mem).unwrap_or(true) && v.signal() {
+                        self.stats.calls += 1;
+                    }
+                }
+            }
+        }
+        self.stats.tx_no_buffers += (pkts.len() - taken) as u64;
+        for p in pkts.drain(..) {
+            self.pool.put(p);
+        }
+        Ok(taken)
+    }
+
+    /// Readable when the guest kicked a transmit queue.
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.shared.epoll.as_fd())
+    }
+}
+
+/// Writes the header and `frame` into the writable descriptors of
+/// `chain`: the bytes written, or `None` when they do not fit.
+fn write_chain<I>(
+    mem: &GuestMemoryMmap,
+    chain: I,
+    frame: &[u8],
+) -> Result<Option<u32>, vm_memory::GuestMemoryError>
+where
+    I: Iterator,
+    I::Item: DescLike,
+{
+    let total = VNET_HDR_LEN + frame.len();
+    let mut at = 0usize;
+    for d in chain {
+        if at == total {
+            break;
+        }
+        if !d.write_only() {
+            continue;
+        }
+        let mut off = 0usize;
+        let len = d.length();
+        while off < len && at < total {
+            let (src, from) = if at < VNET_HDR_LEN {
+                (&RX_VNET_HDR[..], at)
+            } else {
+                (frame, at - VNET_HDR_LEN)
+            };
+            let n = (src.len() - from).min(len - off);
+            mem.write_slice(
+                &src[from..from + n],
+                GuestAddress(d.address().0 + off as u64),
+            )?;
+            off += n;
+            at += n;
+        }
+    }
+    Ok((at == total).then_some(total as u32))
+}
+
+/// The parts of a descriptor `write_chain` uses.
+trait DescLike {
+    fn address(&self) -> GuestAddress;
+    fn length(&self) -> usize;
+    fn write_only(&self) -> bool;
+}
+
+impl DescLike for virtio_queue::desc::split::Descriptor {
+    fn address(&self) -> GuestAddress {
+        self.addr()
+    }
+    fn length(&self) -> usize {
+        self.len() as usize
+    }
+    fn write_only(&self) -> bool {
+        self.is_write_only()
+    }
+}
