@@ -61,7 +61,15 @@ impl Devices for HostDevices {
             GuestSpec::VhostUser { socket } => {
                 VhostUser::listen(socket, &VhostUserOptions::default())
                     .map(|b| Box::new(b) as Box<dyn Backend>)
-                    .map_err(|e| format!("vhost-user socket {}: {e}", socket.display()))
+                    .map_err(|e| {
+                        // The backend's own refusals name the path already.
+                        let m = e.to_string();
+                        if m.contains(&*socket.to_string_lossy()) {
+                            m
+                        } else {
+                            format!("vhost-user socket {}: {m}", socket.display())
+                        }
+                    })
             }
             GuestSpec::None => Ok(Box::new(vmm_net::backend::Null)),
         }
