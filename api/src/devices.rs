@@ -58,6 +58,7 @@ impl Devices for HostDevices {
                 "vhost-user guests ({}) are not supported by this build yet; use a TAP",
                 socket.display()
             )),
+            GuestSpec::Dpdk { port } => crate::dpdk::open_guest(port),
             GuestSpec::None => Ok(Box::new(vmm_net::backend::Null)),
         }
     }
