@@ -12,7 +12,7 @@
 # rules, line rate on DPDK virtual devices (sluiced's full VPC egress and
 # ingress against dpdk-testpmd io/macswap and OVS-DPDK conntrack + Geneve
 # encap on the same devices), the kernel path (tests/e2e/run.sh: iperf3
-# TCP and UDP through two sluiced against a direct veth pair), and the
+# TCP through two sluiced against a direct veth pair), and the
 # control plane (V2P mappings and firewall rules per second).
 #
 # Needs root for DPDK, OVS and the namespaces; installs what it needs from
@@ -302,8 +302,8 @@ fi
 
 # ---------- 4. kernel path: two sluiced over AF_PACKET, TAP guests ----------
 if [ "$mode" = full ] && [ $is_root = 1 ] && [ -z "${NO_E2E:-}" ]; then
-  echo "bench: kernel path (tests/e2e/run.sh, iperf3 TCP and UDP)"
-  SLUICED=$BIN/sluiced E2E_UDP=1 tests/e2e/run.sh >"$RUN/e2e.log" 2>&1 || true
+  echo "bench: kernel path (tests/e2e/run.sh, iperf3 TCP)"
+  SLUICED=$BIN/sluiced tests/e2e/run.sh >"$RUN/e2e.log" 2>&1 || true
   grep '^FIGURE:' "$RUN/e2e.log" | while read -r l; do
     record "{\"kind\":\"kernel\",\"line\":$(printf '%s' "${l#FIGURE: }" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}"
     echo "bench:   ${l#FIGURE: }"

@@ -203,9 +203,6 @@ pub fn engine_port_with(flow_limit: u32, fw_rules: usize, rules: Option<Vec<Rule
     p.add_rule("gateway", Direction::In, Rule::new(1, Action::Static(macs)))
         .unwrap();
     let custom = rules.is_some();
-    for r in rules.unwrap_or_default() {
-        p.add_rule("firewall", Direction::Out, r).unwrap();
-    }
     for i in 0..if custom {
         0
     } else {
@@ -231,6 +228,11 @@ pub fn engine_port_with(flow_limit: u32, fw_rules: usize, rules: Option<Vec<Rule
         Rule::new(u16::MAX, Action::StatefulAllow),
     )
     .unwrap();
+    if let Some(mut rs) = rules {
+        // One atomic replace (one index build), as the API does.
+        rs.push(Rule::new(u16::MAX, Action::StatefulAllow));
+        p.set_rules("firewall", Vec::new(), rs).unwrap();
+    }
     let encap = Encap {
         eth_src: HOST_MAC,
         eth_dst: ROUTER_MAC,

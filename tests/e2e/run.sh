@@ -9,8 +9,6 @@
 #   SLUICED=path tests/e2e/run.sh    use that binary (debug is fine for
 #                                    correctness; iperf3 figures want release)
 #   KEEP_LOGS=1 tests/e2e/run.sh     keep the log directory even on success
-#   E2E_UDP=1 tests/e2e/run.sh       also measure 64-byte UDP packets/s (a
-#                                    second FIGURE line; bench/run.sh uses it)
 #   E2E_HOLD=120 tests/e2e/run.sh    keep the topology up that long after the
 #                                    checks, to look around (Ctrl-C ends it)
 #
@@ -449,28 +447,6 @@ else
 fi
 if [ -n "$ov" ] && [ -n "$dv" ]; then
   echo "FIGURE: iperf3 TCP 3 s: sluice overlay $(fmt_gbps "$ov_bps"), direct veth $(fmt_gbps "$dv_bps"), ratio $(awk -v a="$ov_bps" -v b="$dv_bps" 'BEGIN { printf "%.3f", a / b }')"
-fi
-
-# With E2E_UDP=1 (bench/run.sh): 64-byte UDP datagrams as fast as iperf3
-# sends them, received packets per second, overlay against direct veth.
-if [ -n "${E2E_UDP:-}" ]; then
-  udp_run() { # udp_run SERVER_NS CLIENT_NS SERVER_IP -> sets RES="pps" or ""
-    local s=$1 c=$2 ip=$3
-    RES=""
-    bg "$s" "$T/iperf3u-$s.log" iperf3 -s -1 -B "$ip"
-    wait_for 50 0.1 sh -c "ip netns exec $(ns "$s") ss -ltn | grep -q ':5201 '" || return 0
-    nx "$c" timeout 20 iperf3 -c "$ip" -u -b 0 -l 64 -t 3 -J >"$T/iperf3u-$c.json" 2>&1 || return 0
-    RES=$(jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds' "$T/iperf3u-$c.json" 2>/dev/null || true)
-  }
-  udp_run gB1 gA1 10.0.0.6
-  ovu=$RES
-  udp_run d2 d1 192.168.77.2
-  dvu=$RES
-  if [ -n "$ovu" ] && [ -n "$dvu" ] && [ "$ovu" != null ] && [ "$dvu" != null ]; then
-    echo "FIGURE: iperf3 UDP 64-byte 3 s: sluice overlay $(printf '%.0f' "$ovu") pps, direct veth $(printf '%.0f' "$dvu") pps, ratio $(awk -v a="$ovu" -v b="$dvu" 'BEGIN { printf "%.3f", a / b }')"
-  else
-    echo "FIGURE: iperf3 UDP: no result (see $T/iperf3u-*.json)"
-  fi
 fi
 
 # ---------- 4. internet through SNAT ----------
