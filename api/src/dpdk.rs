@@ -72,3 +72,20 @@ pub fn open_guest(port: &str) -> Result<Box<dyn Backend>, String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dpdk_guest_without_a_dpdk_uplink_is_refused_with_the_reason() {
+        let e = match super::open_guest("net_pcap0") {
+            Ok(_) => panic!("a DPDK guest opened without an EAL"),
+            Err(e) => e,
+        };
+        assert!(e.contains("net_pcap0"), "{e}");
+        if cfg!(feature = "dpdk") {
+            assert!(e.contains("needs the DPDK uplink"), "{e}");
+        } else {
+            assert!(e.contains("--features dpdk"), "{e}");
+        }
+    }
+}
