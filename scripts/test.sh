@@ -71,6 +71,19 @@ if [ "$fast" = 0 ]; then
     echo "skipped: DPDK tier (DPDK is not installed and this is not root; see scripts/install-dpdk.sh)"
   fi
 
+  step "benchmarks: bench/run.sh --quick, one short pass (debug build; no timing asserted)"
+  if [ "$(id -u)" = 0 ] && scripts/install-dpdk.sh --tools >/dev/null 2>&1; then
+    # The debug build `cargo test` made, with api/dpdk: the tier checks
+    # that every part of the benchmark still runs, not its figures.
+    PROFILE=dev BENCH_OUT=target/bench-smoke bench/run.sh --quick 2>&1 | tee target/bench-smoke.log ||
+      { echo "FAIL: bench/run.sh --quick"; status=1; }
+  elif [ -n "${CI:-}" ]; then
+    echo "FAIL: the benchmark tier needs root and DPDK in CI"
+    status=1
+  else
+    echo "skipped: benchmark tier (bench/run.sh --quick needs root and DPDK)"
+  fi
+
   if [ -x tests/e2e/run.sh ]; then
     step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
     if [ "$(id -u)" = 0 ]; then

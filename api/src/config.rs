@@ -20,6 +20,7 @@
 //! kind = "af_packet"               # af_packet | pcap | dpdk | none
 //! # pcap: input = "in.pcap", output = "out.pcap"
 //! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
+//! #       port = "net_null0", mbufs = 8191, mbuf_data_room = 2176
 //!
 //! [limits]
 //! v2p = 1000000
@@ -83,6 +84,14 @@ pub enum Uplink {
     Dpdk {
         eal_args: Vec<String>,
         port: Option<String>,
+        /// Mbufs in each DPDK port's pool (the uplink's and DPDK guests'):
+        /// a `net_pcap` device replaying a capture (`infinite_rx=1`) holds
+        /// the whole capture in its pool. Default 8191.
+        #[serde(default)]
+        mbufs: Option<u32>,
+        /// Bytes per mbuf, DPDK's 128-byte headroom included. Default 2176.
+        #[serde(default)]
+        mbuf_data_room: Option<u16>,
     },
     /// No uplink: only same-host traffic moves.
     None,

@@ -71,6 +71,7 @@ impl Devices for HostDevices {
                         }
                     })
             }
+            GuestSpec::Dpdk { port } => crate::dpdk::open_guest(port),
             GuestSpec::None => Ok(Box::new(vmm_net::backend::Null)),
         }
     }
@@ -91,7 +92,7 @@ impl Devices for HostDevices {
                     let _ = std::fs::remove_file(socket);
                 }
             }
-            GuestSpec::None => {}
+            GuestSpec::Dpdk { .. } | GuestSpec::None => {}
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod devices;
+pub mod dpdk;
 pub mod error;
 pub mod http;
 pub mod metrics;

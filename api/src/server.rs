@@ -818,6 +818,14 @@ fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
                 ));
             }
         }
+        GuestSpec::Dpdk { port } => {
+            if port.is_empty() || port.len() > 256 {
+                return Err(ApiError::field(
+                    "guest.port",
+                    "a DPDK port name is 1 to 256 characters".to_string(),
+                ));
+            }
+        }
         GuestSpec::None => {}
     }
     Ok(())

@@ -33,6 +33,15 @@ pub enum GuestSpec {
     },
     /// A vhost-user socket sluice listens on (the VMM connects).
     VhostUser { socket: PathBuf },
+    /// A DPDK port (a `--vdev` in the uplink's EAL arguments, or a NIC),
+    /// polled by the port's worker: for benchmarks on DPDK's virtual
+    /// devices (a capture replayed by `net_pcap`, a `net_null` sink).
+    /// Needs a sluiced built with the `dpdk` feature and a DPDK uplink
+    /// (whose EAL it shares).
+    Dpdk {
+        /// The device's DPDK name (`net_pcap0`) or port number.
+        port: String,
+    },
     /// No device: the port is programmed but frames for the guest are
     /// dropped and counted (control-plane testing, staging).
     None,

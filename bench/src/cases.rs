@@ -42,6 +42,84 @@ pub const CASES: &[&str] = &[
     "vpc-snat-out-tcp4",
 ];
 
+/// Scaling cases (`engine-loop --case C --flows N --rules R`), not in
+/// [`CASES`] (the README's table): their cost depends on the options.
+///
+/// - `uft-out-udp4-flows`: UFT hits on the bare engine cycling over N
+///   established UDP flows (set up before timing): the table's size,
+///   not the packet, changes.
+/// - `new-flow-out-udp4-rules`: every packet a new UDP flow, with R
+///   outbound firewall rules of a mixed rule-set before the allow (see
+///   [`mixed_rules`]).
+pub const SCALING_CASES: &[&str] = &["uft-out-udp4-flows", "new-flow-out-udp4-rules"];
+
+/// Options of the scaling cases.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    /// Live flows to cycle over (`uft-out-udp4-flows`).
+    pub flows: u32,
+    /// Firewall rules (`new-flow-out-udp4-rules`).
+    pub rules: usize,
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale {
+            flows: 1,
+            rules: 100,
+        }
+    }
+}
+
+/// `n` outbound rules a tenant might write, none matching the benchmark's
+/// traffic (UDP to 10.1.x.x:53): a quarter each of single-port TCP/UDP
+/// rules with a destination network, port ranges, address-only rules
+/// (any protocol and port to a /24 or /32: a port index cannot skip
+/// them) and protocol rules with a network (ICMP, GRE).
+pub fn mixed_rules(n: usize) -> Vec<Rule> {
+    (0..n)
+        .map(|i| {
+            let prio = 10 + (i % 60000) as u16;
+            let net = |len: u8| -> dataplane::IpCidr {
+                format!(
+                    "172.{}.{}.{}/{len}",
+                    16 + i % 16,
+                    (i / 16) % 256,
+                    (i / 4096) % 256
+                )
+                .parse()
+                .unwrap()
+            };
+            let r = Rule::new(prio, Action::Deny);
+            match i % 4 {
+                0 => r
+                    .with(Predicate::Proto(vec![if i % 8 == 0 { 6 } else { 17 }]))
+                    .with(Predicate::DstPort(vec![PortRange::single(
+                        1000 + (i % 20000) as u16,
+                    )]))
+                    .with(Predicate::DstIp(vec![net(16)])),
+                1 => {
+                    let first = 20000 + (i % 40000) as u16;
+                    r.with(Predicate::Proto(vec![17]))
+                        .with(Predicate::DstPort(vec![PortRange::new(
+                            first,
+                            first.saturating_add(7),
+                        )
+                        .unwrap()]))
+                }
+                2 => r.with(Predicate::DstIp(vec![net(if i % 8 == 2 {
+                    24
+                } else {
+                    32
+                })])),
+                _ => r
+                    .with(Predicate::Proto(vec![if i % 8 == 3 { 1 } else { 47 }]))
+                    .with(Predicate::DstIp(vec![net(16)])),
+            }
+        })
+        .collect()
+}
+
 struct Macs;
 
 impl fmt::Display for Macs {
@@ -98,6 +176,12 @@ pub fn peer_host_ip() -> Ipv6Addr {
 /// The bare-engine port. `fw_rules` non-matching rules precede the one
 /// stateful allow rule in the firewall's outbound direction.
 pub fn engine_port(flow_limit: u32, fw_rules: usize) -> Port {
+    engine_port_with(flow_limit, fw_rules, None)
+}
+
+/// [`engine_port`], with `rules` (when given) as the firewall's outbound
+/// rules before the allow instead of the UDP deny rules.
+pub fn engine_port_with(flow_limit: u32, fw_rules: usize, rules: Option<Vec<Rule>>) -> Port {
     let mut cfg = PortConfig::new("bench");
     cfg.flow_limit = flow_limit;
     cfg.inbound = ParseMode::Geneve;
@@ -118,7 +202,12 @@ pub fn engine_port(flow_limit: u32, fw_rules: usize) -> Port {
     .unwrap();
     p.add_rule("gateway", Direction::In, Rule::new(1, Action::Static(macs)))
         .unwrap();
-    for i in 0..fw_rules.saturating_sub(1) {
+    let custom = rules.is_some();
+    for i in 0..if custom {
+        0
+    } else {
+        fw_rules.saturating_sub(1)
+    } {
         // Rules that look like a real rule-set but never match the traffic:
         // deny UDP (the new-flow cases' protocol, so the rule index cannot
         // skip them) to assorted service ports and networks.
@@ -139,6 +228,11 @@ pub fn engine_port(flow_limit: u32, fw_rules: usize) -> Port {
         Rule::new(u16::MAX, Action::StatefulAllow),
     )
     .unwrap();
+    if let Some(mut rs) = rules {
+        // One atomic replace (one index build), as the API does.
+        rs.push(Rule::new(u16::MAX, Action::StatefulAllow));
+        p.set_rules("firewall", Vec::new(), rs).unwrap();
+    }
     let encap = Encap {
         eth_src: HOST_MAC,
         eth_dst: ROUTER_MAC,
@@ -367,11 +461,22 @@ pub struct Case {
     pub vary: bool,
     /// The harness floor: restore the frames, process nothing.
     pub noop: bool,
+    /// With `vary`: flow numbers cycle over this many (0: no cycle).
+    pub cycle: u32,
 }
 
 impl Case {
     /// Sets up `name` for `packets` packets.
     pub fn new(name: &str, packets: u64) -> Option<Case> {
+        Case::with(name, packets, Scale::default())
+    }
+
+    /// Sets up `name` (one of [`CASES`] or [`SCALING_CASES`]) for
+    /// `packets` packets with the scaling options.
+    pub fn with(name: &str, packets: u64, scale: Scale) -> Option<Case> {
+        if let Some(n) = SCALING_CASES.iter().find(|c| **c == name) {
+            return Some(Case::scaling(n, packets, scale));
+        }
         let (name, v6): (&'static str, bool) = match CASES.iter().find(|c| **c == name) {
             Some(n) => (n, n.ends_with('6')),
             None => return None,
@@ -385,6 +490,7 @@ impl Case {
                 parse_only: Some(ParseMode::Plain),
                 vary: false,
                 noop: false,
+                cycle: 0,
             },
             "noop" => Case {
                 name,
@@ -394,6 +500,7 @@ impl Case {
                 parse_only: None,
                 vary: false,
                 noop: true,
+                cycle: 0,
             },
             "uft-out-tcp4" | "uft-out-tcp6" | "uft-in-tcp4" | "uft-in-tcp6" => {
                 let mut port = engine_port(1024, 1);
@@ -421,6 +528,7 @@ impl Case {
                     parse_only: None,
                     vary: false,
                     noop: false,
+                    cycle: 0,
                 }
             }
             "vpc-out-tcp4" | "vpc-in-tcp4" => {
@@ -449,6 +557,7 @@ impl Case {
                     parse_only: None,
                     vary: false,
                     noop: false,
+                    cycle: 0,
                 }
             }
             "vpc-snat-out-tcp4" => {
@@ -467,6 +576,7 @@ impl Case {
                     parse_only: None,
                     vary: false,
                     noop: false,
+                    cycle: 0,
                 }
             }
             "new-flow-out-udp4" | "new-flow-out-udp6" => {
@@ -479,11 +589,49 @@ impl Case {
                     parse_only: None,
                     vary: true,
                     noop: false,
+                    cycle: 0,
                 }
             }
             _ => return None,
         };
         Some(case)
+    }
+
+    fn scaling(name: &'static str, packets: u64, scale: Scale) -> Case {
+        if name == "new-flow-out-udp4-rules" {
+            let n = packets.clamp(1, 4 << 20) as u32;
+            return Case {
+                name,
+                port: engine_port_with(n, 0, Some(mixed_rules(scale.rules))),
+                dir: Direction::Out,
+                frames: vec![guest_udp_flow(false, 0)],
+                parse_only: None,
+                vary: true,
+                noop: false,
+                cycle: 0,
+            };
+        }
+        let flows = scale.flows.clamp(1, 4 << 20);
+        let mut c = Case {
+            name,
+            port: engine_port(flows, 1),
+            dir: Direction::Out,
+            frames: vec![guest_udp_flow(false, 0)],
+            parse_only: None,
+            vary: true,
+            noop: false,
+            cycle: flows,
+        };
+        // Establish every flow before timing.
+        let mut bufs = batch_bufs();
+        let mut verdicts = Vec::with_capacity(BATCH);
+        let mut done = 0usize;
+        while done < flows as usize {
+            let n = (flows as usize - done).min(BATCH);
+            c.run_batch(&mut bufs[..n], &mut verdicts, done);
+            done += n;
+        }
+        c
     }
 
     /// Runs packets `first..first + bufs.len()` as one batch through
@@ -501,7 +649,12 @@ impl Case {
             b.reset(DEFAULT_HEADROOM);
             let _ = b.set_frame(&self.frames[(first + j) % n]);
             if self.vary {
-                set_flow(b.as_mut_slice(), (first + j) as u32);
+                let i = if self.cycle > 0 {
+                    ((first + j) % self.cycle as usize) as u32
+                } else {
+                    (first + j) as u32
+                };
+                set_flow(b.as_mut_slice(), i);
             }
         }
         if self.noop {

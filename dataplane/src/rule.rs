@@ -253,16 +253,48 @@ struct ClassIndex {
     /// Rules that constrain the destination port to a few values (TCP and
     /// UDP classes only), by port.
     by_dport: HashMap<u16, Vec<u32>>,
+    /// Rules not indexed by port whose destination prefixes are all at
+    /// least /16 (IPv4) or /32 (IPv6), by [`dst_key`] of each prefix.
+    by_dst: HashMap<u64, Vec<u32>>,
     /// Every other rule of the class.
     rest: Vec<u32>,
 }
 
+/// The destination-address bucket of `ip`: its first 16 bits (IPv4) or
+/// 32 bits (IPv6), tagged with the family. A prefix at least that long
+/// lies in exactly one bucket.
+#[inline]
+fn dst_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a) >> 16),
+        IpAddr::V6(a) => (1 << 32) | (u128::from(a) >> 96) as u64,
+    }
+}
+
+/// The destination-address buckets a rule is limited to, if every prefix
+/// of its destination predicate is long enough to lie in one bucket.
+fn indexed_dsts(r: &Rule) -> Option<Vec<u64>> {
+    r.predicates.iter().find_map(|p| match p {
+        Predicate::DstIp(cidrs) => cidrs
+            .iter()
+            .map(|c| {
+                let min = if c.addr().is_ipv4() { 16 } else { 32 };
+                (c.prefix_len() >= min).then(|| dst_key(c.addr()))
+            })
+            .collect(),
+        _ => None,
+    })
+}
+
 /// The rules of one layer in one direction, kept in match order, with an
 /// index: by protocol class (a TCP packet never looks at ICMP or ARP
-/// rules), then, for TCP and UDP, by destination port. A lookup merges
-/// the packet's port bucket with the unindexed rules in rule order, so the
-/// first match is the same rule a plain scan would find, while a rule-set
-/// of many port rules costs one bucket, not a scan.
+/// rules), then, for TCP and UDP, by destination port, and for rules
+/// without a few ports, by destination network (the /16 of IPv4 prefixes
+/// of /16 or longer, the /32 of IPv6 prefixes of /32 or longer). A
+/// lookup merges the packet's port bucket and address bucket with the
+/// unindexed rules in rule order, so the first match is the same rule a
+/// plain scan would find, while a rule-set of many port or address rules
+/// costs two buckets, not a scan.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RuleTable {
     entries: Vec<RuleEntry>,
@@ -318,15 +350,25 @@ impl RuleTable {
         for (i, e) in self.entries.iter().enumerate() {
             let c = e.rule.predicates.iter().fold(C_ALL, |c, p| c & p.classes());
             let ports = indexed_ports(&e.rule);
+            let dsts = indexed_dsts(&e.rule);
             for (k, ix) in self.index.iter_mut().enumerate() {
                 if c & (1 << k) == 0 {
                     continue;
                 }
                 let by_port = (1u8 << k) & (C_TCP | C_UDP) != 0;
-                match (&ports, by_port) {
-                    (Some(ps), true) => {
+                let by_dst = (1u8 << k) & C_IP != 0;
+                match (&ports, &dsts) {
+                    (Some(ps), _) if by_port => {
                         for p in ps {
                             let b = ix.by_dport.entry(*p).or_default();
+                            if b.last() != Some(&(i as u32)) {
+                                b.push(i as u32);
+                            }
+                        }
+                    }
+                    (_, Some(ds)) if by_dst => {
+                        for d in ds {
+                            let b = ix.by_dst.entry(*d).or_default();
                             if b.last() != Some(&(i as u32)) {
                                 b.push(i as u32);
                             }
@@ -352,19 +394,33 @@ impl RuleTable {
                 _ => &[],
             }
         };
-        // Merge the two ascending lists, testing rules in match order.
-        let (mut a, mut b) = (bucket.iter().peekable(), ix.rest.iter().peekable());
+        let dst_bucket: &[u32] = match h.inner.ip() {
+            Some(ip) if !ix.by_dst.is_empty() => {
+                ix.by_dst.get(&dst_key(ip.dst)).map_or(&[], Vec::as_slice)
+            }
+            _ => &[],
+        };
+        // Merge the three ascending lists (a rule is in one of them),
+        // testing rules in match order.
+        let rest = ix.rest.as_slice();
+        let (mut a, mut b, mut c) = (0, 0, 0);
         loop {
-            let i = match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) if x < y => a.next(),
-                (Some(_), Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => return None,
-            };
-            let i = *i? as usize;
-            if self.entries[i].rule.matches(h, meta) {
-                return Some(i);
+            let x = bucket.get(a).copied().unwrap_or(u32::MAX);
+            let y = dst_bucket.get(b).copied().unwrap_or(u32::MAX);
+            let z = rest.get(c).copied().unwrap_or(u32::MAX);
+            let i = x.min(y).min(z);
+            if i == u32::MAX {
+                return None;
+            }
+            if i == x {
+                a += 1;
+            } else if i == y {
+                b += 1;
+            } else {
+                c += 1;
+            }
+            if self.entries[i as usize].rule.matches(h, meta) {
+                return Some(i as usize);
             }
         }
     }
@@ -454,6 +510,42 @@ mod tests {
         assert_eq!(t.index[1].by_dport[&53], vec![4]);
     }
 
+    #[test]
+    fn address_rules_are_bucketed_by_destination_network() {
+        let h = parse(&udp_frame(), ParseMode::Plain).unwrap().hdrs;
+        let m = Meta::default();
+        let net = |s: &str| Predicate::DstIp(vec![s.parse().unwrap()]);
+        let mut rules: Vec<(RuleId, Rule)> = (0..1000)
+            .map(|i| {
+                let r = Rule::new(1, Action::Deny).with(net(&format!(
+                    "172.{}.{}.0/24",
+                    16 + i % 16,
+                    i / 16
+                )));
+                (RuleId(i), r)
+            })
+            .collect();
+        // A /8 cannot be bucketed: it stays in the scanned list.
+        rules.push((
+            RuleId(1000),
+            Rule::new(2, Action::Deny).with(net("11.0.0.0/8")),
+        ));
+        rules.push((
+            RuleId(1001),
+            Rule::new(3, Action::Allow).with(net("10.0.0.0/16")),
+        ));
+        let t = RuleTable::from_rules(rules);
+        assert_eq!(t.find(&h, &m).map(|i| t.get(i).id), Some(RuleId(1001)));
+        let udp = &t.index[1];
+        assert_eq!(udp.rest, vec![1000]);
+        assert_eq!(
+            udp.by_dst[&dst_key("10.0.0.2".parse().unwrap())],
+            vec![1001]
+        );
+        // The 1000 /24s fall in 16 buckets; the packet's holds one rule.
+        assert_eq!(udp.by_dst.len(), 17);
+    }
+
     /// Many random rule-sets and packets: the index finds exactly the rule
     /// a plain scan in match order finds.
     #[test]
@@ -484,6 +576,26 @@ mod tests {
                 }
                 if rnd(3) == 0 {
                     r = r.with(Predicate::SrcPort(vec![PortRange::single(rnd(3) as u16)]));
+                }
+                if rnd(2) == 0 {
+                    // Prefixes inside and outside the packets' 10.0.0.2,
+                    // long enough to index and not.
+                    let nets = [
+                        "10.0.0.0/16",
+                        "10.0.0.2/32",
+                        "10.0.0.0/24",
+                        "10.1.0.0/16",
+                        "10.0.0.0/8",
+                        "0.0.0.0/0",
+                        "192.168.1.0/24",
+                        "fd00::/16",
+                        "fd00::/48",
+                    ];
+                    let n = 1 + rnd(2) as usize;
+                    let set = (0..n)
+                        .map(|_| nets[rnd(nets.len() as u64) as usize].parse().unwrap())
+                        .collect();
+                    r = r.with(Predicate::DstIp(set));
                 }
                 rules.push((RuleId(id), r));
             }

@@ -204,22 +204,33 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
             Ok(vec![Box::new(p)])
         }
         #[cfg(feature = "dpdk")]
-        Uplink::Dpdk { eal_args, port } => {
+        Uplink::Dpdk {
+            eal_args,
+            port,
+            mbufs,
+            mbuf_data_room,
+        } => {
             use vmm_net::dpdk::{DpdkPort, DpdkPortOptions, Eal};
             let eal = Eal::init(eal_args).map_err(|e| format!("DPDK EAL: {e}"))?;
             let name = port.clone().unwrap_or_else(|| "0".into());
+            let d = DpdkPortOptions::default();
+            let pool = DpdkPortOptions {
+                mbufs: mbufs.unwrap_or(d.mbufs),
+                mbuf_data_room: mbuf_data_room.unwrap_or(d.mbuf_data_room),
+                ..d
+            };
             let opts = DpdkPortOptions {
                 rx_queues: n as u16,
                 tx_queues: n as u16,
-                ..Default::default()
+                ..pool.clone()
             };
             let mut p =
                 DpdkPort::open(&eal, &name, opts).map_err(|e| format!("DPDK port {name}: {e}"))?;
             let queues = p.take_queues();
             // The port and the EAL live as long as the process: the
             // queues keep the device; the EAL handle is kept for the
-            // workers to register their threads.
-            let _ = DPDK_EAL.set(eal);
+            // workers to register their threads and for DPDK guests.
+            api::dpdk::set_eal(eal, pool);
             std::mem::forget(p);
             Ok(queues
                 .into_iter()
@@ -236,16 +247,13 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
     }
 }
 
-#[cfg(feature = "dpdk")]
-static DPDK_EAL: std::sync::OnceLock<vmm_net::dpdk::Eal> = std::sync::OnceLock::new();
-
 /// What each worker thread does first: with DPDK, register with the EAL
 /// (per-lcore mempool caches).
 fn worker_hook() -> Option<Arc<dyn Fn(usize) + Send + Sync>> {
     #[cfg(feature = "dpdk")]
-    if DPDK_EAL.get().is_some() {
+    if api::dpdk::eal().is_some() {
         return Some(Arc::new(|_| {
-            if let Some(e) = DPDK_EAL.get() {
+            if let Some(e) = api::dpdk::eal() {
                 let _ = e.register_thread();
             }
         }));

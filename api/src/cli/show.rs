@@ -36,6 +36,7 @@ pub fn guest(g: &GuestSpec) -> String {
             netns: Some(ns),
         } => format!("tap:{name}@{}", ns.display()),
         GuestSpec::VhostUser { socket } => format!("vhost-user:{}", socket.display()),
+        GuestSpec::Dpdk { port } => format!("dpdk:{port}"),
         GuestSpec::None => "none".into(),
     }
 }

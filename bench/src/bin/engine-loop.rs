@@ -13,7 +13,7 @@
 //! runs with 1 000 000 packets (the README's quick start).
 
 use bench::alloc::{allocations, live_bytes, Counting};
-use bench::cases::{batch_bufs, Case, BATCH, CASES};
+use bench::cases::{batch_bufs, Case, Scale, BATCH, CASES, SCALING_CASES};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -22,8 +22,9 @@ static ALLOC: Counting = Counting;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: engine-loop [--case CASE|all] [--packets N]\ncases: {}",
-        CASES.join(", ")
+        "usage: engine-loop [--case CASE|all] [--packets N] [--flows N] [--rules N]\ncases: {}\nscaling cases: {} (--flows for the first, --rules for the second)",
+        CASES.join(", "),
+        SCALING_CASES.join(", ")
     );
     ExitCode::from(2)
 }
@@ -31,6 +32,7 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let mut case = "all".to_string();
     let mut packets: u64 = 1_000_000;
+    let mut scale = Scale::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -42,6 +44,20 @@ fn main() -> ExitCode {
                 Some(n) if n > 0 => packets = n,
                 _ => {
                     eprintln!("--packets needs a positive whole number");
+                    return usage();
+                }
+            },
+            "--flows" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if (1..=4 << 20).contains(&n) => scale.flows = n,
+                _ => {
+                    eprintln!("--flows needs a whole number in 1..=4194304");
+                    return usage();
+                }
+            },
+            "--rules" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n <= 60_000 => scale.rules = n,
+                _ => {
+                    eprintln!("--rules needs a whole number in 0..=60000");
                     return usage();
                 }
             },
@@ -64,7 +80,7 @@ fn main() -> ExitCode {
         if i > 0 {
             println!();
         }
-        if !run(name, packets) {
+        if !run(name, packets, scale) {
             eprintln!("unknown case '{name}'");
             return usage();
         }
@@ -72,12 +88,18 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(name: &str, packets: u64) -> bool {
+fn run(name: &str, packets: u64, scale: Scale) -> bool {
     let live_before = live_bytes();
-    let Some(mut c) = Case::new(name, packets) else {
+    let Some(mut c) = Case::with(name, packets, scale) else {
         return false;
     };
     let new_flows = name.starts_with("new-flow");
+    if c.cycle > 0 {
+        println!("active_flows: {}", c.port.flow_count());
+    }
+    if name.ends_with("-rules") {
+        println!("rules: {}", scale.rules);
+    }
     // Memory the templates take is not the engine's: count it out.
     let templates: usize = c.frames.iter().map(|f| f.capacity()).sum::<usize>()
         + c.frames.capacity() * std::mem::size_of::<Vec<u8>>();
