@@ -105,9 +105,10 @@ impl Backend for Memory {
 /// A device backend puts every buffer it has finished transmitting back
 /// here and takes its receive buffers from here: in a steady two-way flow
 /// the same buffers go round and the hot path allocates nothing. Traffic
-/// that only ever flows one way (all RX here, all TX on another backend)
-/// still allocates one buffer per received frame, and the other backend's
-/// pool, full, frees what it is given. Buffers smaller than
+/// that flows one way (all RX here, all TX on another backend) goes
+/// round through the process's [`SharedPool`]: a full pool passes what
+/// it is given there, an empty one takes from there before allocating,
+/// so a steady one-way flow allocates nothing either. Buffers smaller than
 /// [`DEFAULT_CAPACITY`](dataplane::packet::DEFAULT_CAPACITY) are not kept:
 /// every buffer handed out can hold a full jumbo frame.
 #[derive(Debug, Default)]
@@ -129,26 +130,30 @@ impl BufPool {
     /// An empty buffer of at least the default capacity, with the default
     /// headroom.
     pub fn get(&mut self) -> PacketBuf {
-        use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+        use dataplane::packet::DEFAULT_HEADROOM;
         match self.bufs.pop() {
             Some(mut b) => {
                 b.reset(DEFAULT_HEADROOM);
                 b
             }
-            None => PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY),
+            None => SharedPool::get(),
         }
     }
 
-    /// Keeps `b` for reuse (or frees it when the pool is full or `b` is
-    /// too small).
-    /// A super-frame buffer goes back to the process's [`BigPool`]
-    /// instead, whoever's pool it reaches.
+    /// Keeps `b` for reuse: here, or in the process's [`SharedPool`] when
+    /// this pool is full (it is freed when both are, or when it is too
+    /// small). A super-frame buffer goes back to the process's
+    /// [`BigPool`] instead, whoever's pool it reaches.
     pub fn put(&mut self, b: PacketBuf) {
         let capacity = b.capacity();
         if capacity >= BIG_CAPACITY {
             BigPool::put(b);
-        } else if self.bufs.len() < self.limit && capacity >= dataplane::packet::DEFAULT_CAPACITY {
-            self.bufs.push(b);
+        } else if capacity >= dataplane::packet::DEFAULT_CAPACITY {
+            if self.bufs.len() < self.limit {
+                self.bufs.push(b);
+            } else {
+                SharedPool::put(b);
+            }
         }
     }
 
@@ -159,6 +164,47 @@ impl BufPool {
 
     pub fn is_empty(&self) -> bool {
         self.bufs.is_empty()
+    }
+}
+
+/// Standard buffers kept process-wide, at most this many (≈ 38 MiB).
+const SHARED_POOL_LIMIT: usize = 4096;
+
+/// Standard-size buffers ([`DEFAULT_CAPACITY`](dataplane::packet::DEFAULT_CAPACITY))
+/// shared by every backend of the process, where one-way traffic's
+/// buffers go round: the backend that transmits has more than it needs,
+/// the one that receives fewer. A lock-free bounded queue: one push or
+/// pop per buffer that crosses, no lock.
+pub struct SharedPool;
+
+fn shared_pool() -> &'static crossbeam_queue::ArrayQueue<PacketBuf> {
+    static POOL: std::sync::OnceLock<crossbeam_queue::ArrayQueue<PacketBuf>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| crossbeam_queue::ArrayQueue::new(SHARED_POOL_LIMIT))
+}
+
+impl SharedPool {
+    /// An empty buffer of the default capacity and headroom (allocated
+    /// only when none waits).
+    pub fn get() -> PacketBuf {
+        use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+        match shared_pool().pop() {
+            Some(mut b) => {
+                b.reset(DEFAULT_HEADROOM);
+                b
+            }
+            None => PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY),
+        }
+    }
+
+    /// Keeps `b` for another backend (frees it when the pool is full or
+    /// `b` is smaller than the default capacity).
+    pub fn put(b: PacketBuf) {
+        if b.capacity() >= BIG_CAPACITY {
+            BigPool::put(b);
+        } else if b.capacity() >= dataplane::packet::DEFAULT_CAPACITY {
+            let _ = shared_pool().push(b);
+        }
     }
 }
 

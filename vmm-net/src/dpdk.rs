@@ -19,9 +19,11 @@
 //! with headroom). No heap allocation happens per packet: mbufs are
 //! allocated in bulk and freed in bulk, and the `PacketBuf`s handed to
 //! [`Backend::tx_burst`] are kept in the queue's free list and reused by
-//! the next [`Backend::rx_burst`] (a queue allocates `PacketBuf`s only
-//! when its free list is empty, e.g. while warming up or when it receives
-//! more than it sends). Zero copy — the engine working on mbufs directly —
+//! the next [`Backend::rx_burst`]; a queue that sends more than it
+//! receives passes the surplus to the process's
+//! [`SharedPool`](crate::backend::SharedPool), where one that receives
+//! more than it sends takes them (it allocates only while warming up).
+//! Zero copy — the engine working on mbufs directly —
 //! is future work.
 //!
 //! # What DPDK imposes
@@ -584,12 +586,12 @@ impl DpdkQueue {
 /// A buffer with room for a `len`-byte frame after the engine's headroom:
 /// a reused one from `free` when it is big enough.
 fn take_buf(free: &mut Vec<PacketBuf>, len: usize) -> PacketBuf {
-    if let Some(mut b) = free.pop() {
-        b.reset(DEFAULT_HEADROOM);
-        if b.tailroom() >= len {
-            return b;
-        }
+    let mut b = free.pop().unwrap_or_else(crate::backend::SharedPool::get);
+    b.reset(DEFAULT_HEADROOM);
+    if b.tailroom() >= len {
+        return b;
     }
+    crate::backend::SharedPool::put(b);
     new_buf(len)
 }
 
@@ -657,7 +659,10 @@ impl Backend for DpdkQueue {
         let room = self.free_max.saturating_sub(self.free.len());
         let keep = room.min(pkts.len());
         self.free.extend(pkts.drain(..keep));
-        pkts.clear();
+        // The rest go round to a backend that receives more than it sends.
+        for b in pkts.drain(..) {
+            crate::backend::SharedPool::put(b);
+        }
         let c = &self.counters;
         bump(&c.tx_packets, total.sent as u64);
         bump(&c.tx_bytes, total.sent_bytes);
