@@ -67,7 +67,10 @@ fn a_flooded_flow_table_keeps_established_flows_and_the_neighbours() {
     assert_eq!(out.len(), 5000);
     assert!(p1.stats().flows_evicted >= 5000 - 64);
     assert_eq!(tcp_state(&sw, "vm1", &est), Some(TcpState::Established));
-    assert_eq!(send(&mut sw, &up, &vm1, std::slice::from_ref(&est)).len(), 1);
+    assert_eq!(
+        send(&mut sw, &up, &vm1, std::slice::from_ref(&est)).len(),
+        1
+    );
 
     // A UDP flood: flows that cannot be evicted until they idle out. The
     // table fills; new flows are dropped as `flow_table_full`.
@@ -89,7 +92,10 @@ fn a_flooded_flow_table_keeps_established_flows_and_the_neighbours() {
         ["flow_table_full"]
     );
     // The established flow still passes, both ways.
-    assert_eq!(send(&mut sw, &up, &vm1, std::slice::from_ref(&est)).len(), 1);
+    assert_eq!(
+        send(&mut sw, &up, &vm1, std::slice::from_ref(&est)).len(),
+        1
+    );
     up.send(&tcp4_from_peer(VPC_A, 5, 22, 40000, false));
     sw.poll().unwrap();
     assert_eq!(vm1.take().len(), 1, "the peer's segment reaches vm1");

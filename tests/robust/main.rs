@@ -9,3 +9,4 @@ mod common;
 mod exhaustion;
 mod isolation;
 mod rate;
+mod soak;
