@@ -9,8 +9,9 @@
 //! reaches guest B.
 //!
 //! (That the composed transform of a flow equals the layers' transforms
-//! applied one by one is a property of the engine, checked in
-//! `dataplane/src/transform.rs`'s proptest.)
+//! applied one by one is a property of the engine, checked by
+//! `composed_transforms_equal_layer_by_layer` in
+//! `dataplane/tests/scenarios/props.rs`.)
 
 use crate::common::*;
 use dataplane::Direction;
@@ -320,7 +321,11 @@ fn check_egress(t: &Twins, sent: u64) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // 64 cases in `cargo test`; PROPTEST_CASES=N for a longer run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn what_a_guest_sends_leaves_as_its_own_or_is_dropped_with_a_reason(
