@@ -16,6 +16,9 @@
 //!   V2P and V2B, is the same before and after);
 //! - an accepted one is undone, so every input starts from the same state.
 
+// `seeds` is for the regression test only.
+#![allow(dead_code)]
+
 use api::error::ApiError;
 use api::server::{HostLimits, SimDevices, Sluice};
 use api::types::*;
