@@ -25,7 +25,7 @@ case $duration in
     ;;
 esac
 
-all_targets=(parse_plain parse_geneve quoted geneve_options gateway vpc_port_out vpc_port_in vnic_config)
+all_targets=(parse_plain parse_geneve quoted geneve_options gateway vpc_port_out vpc_port_in vnic_config api_bodies)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
@@ -44,6 +44,7 @@ seeds_of() {
     quoted) echo icmp ;;
     geneve_options) echo options ;;
     vnic_config) echo config ;;
+    api_bodies) echo api ;;
     *) return 1 ;;
     esac
 }
@@ -55,6 +56,7 @@ flags_of() {
     case $1 in
     parse_plain | parse_geneve | gateway | vpc_port_out | vpc_port_in) echo -max_len=2048 ;;
     vnic_config) echo "-dict=$here/dicts/vnic_config.dict -max_len=4096" ;;
+    api_bodies) echo "-dict=$here/dicts/api_bodies.dict -max_len=4096" ;;
     esac
 }
 

@@ -84,6 +84,29 @@ if [ "$fast" = 0 ]; then
     echo "skipped: benchmark tier (bench/run.sh --quick needs root and DPDK)"
   fi
 
+  step "soak: mixed traffic, flows churning, rules replaced every second (SOAK_SECS=${SOAK_SECS:-60})"
+  # In process (simulated host, real workers and API); no root needed.
+  SOAK_SECS=${SOAK_SECS:-60} cargo test -p sluice-tests --locked --test robust soak -- --nocapture 2>&1 |
+    tee target/soak.log | grep -E '^soak|^test result|panicked' || status=$?
+  grep -q '^test result: ok. 1 passed' target/soak.log || status=1
+  grep '^test result:' target/soak.log >>target/cargo-test.log || true
+
+  step "fuzz smoke: every target ${FUZZ_SMOKE_SECS:-5} s (fuzz/run.sh; the long runs: fuzz/README.md)"
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    if ! command -v cargo-fuzz >/dev/null 2>&1; then
+      echo "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+      cargo install cargo-fuzz --locked -q || status=1
+    fi
+    # A crash saves its input under tests/fuzz_regression/cases and fails
+    # the run; the case then replays in `cargo test`.
+    if ! fuzz/run.sh "${FUZZ_SMOKE_SECS:-5}" 2>&1 | tee target/fuzz-smoke.log; then
+      echo "FAIL: fuzz smoke (see target/fuzz-smoke.log)"
+      status=1
+    fi
+  else
+    echo "skipped: fuzz smoke (no nightly toolchain: cargo-fuzz needs one; rustup toolchain install nightly)"
+  fi
+
   if [ -x tests/e2e/run.sh ]; then
     step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
     if [ "$(id -u)" = 0 ]; then

@@ -153,6 +153,16 @@ pub trait SluiceApi {
         body: TypedBody<SetExternalIps>,
     ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
 
+    /// Set or remove the limit on what the port's guest sends (packets
+    /// and bytes per second, token buckets). Packets over it are dropped
+    /// and counted as `rate_limited`. Takes effect at once, buckets full.
+    #[endpoint { method = PUT, path = "/ports/{name}/rate-limit", tags = ["ports"] }]
+    async fn set_rate_limit(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        body: TypedBody<SetRateLimit>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
+
     /// The port's counters: packets and bytes per direction, flows, drops
     /// by reason, per layer.
     #[endpoint { method = GET, path = "/ports/{name}/stats", tags = ["observability"] }]

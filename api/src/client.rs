@@ -293,6 +293,10 @@ impl Client {
         self.with_body("PUT", &port_path(name, "/external-ips"), e)
     }
 
+    pub fn set_rate_limit(&self, name: &str, r: &SetRateLimit) -> Result<VnicConfig, ClientError> {
+        self.with_body("PUT", &port_path(name, "/rate-limit"), r)
+    }
+
     // ---- observability ----
 
     pub fn port_stats(&self, name: &str) -> Result<PortStatsDoc, ClientError> {

@@ -258,6 +258,17 @@ impl SluiceApi for SluiceImpl {
             .map(HttpResponseOk)
     }
 
+    async fn set_rate_limit(
+        rq: Rq,
+        path: Path<PortPath>,
+        body: TypedBody<SetRateLimit>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
+        let (n, r) = (path.into_inner().name, body.into_inner().rate_limit);
+        call(&rq, true, move |s| s.set_rate_limit(&n, r))
+            .await
+            .map(HttpResponseOk)
+    }
+
     async fn port_stats(
         rq: Rq,
         path: Path<PortPath>,

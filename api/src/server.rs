@@ -291,6 +291,7 @@ impl Sluice {
             flows,
             flow_limit,
             epoch,
+            rate_limit: c.rate_limit,
         })
     }
 
@@ -435,6 +436,18 @@ impl Sluice {
     ) -> Result<VnicConfig, ApiError> {
         self.reconfigure(name, |c| {
             c.external = e;
+            Ok(())
+        })
+    }
+
+    /// Sets or removes the limit on what the port's guest sends.
+    pub fn set_rate_limit(
+        &self,
+        name: &str,
+        r: Option<dataplane::RateLimit>,
+    ) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |c| {
+            c.rate_limit = r;
             Ok(())
         })
     }

@@ -3,7 +3,7 @@
 //! table dumps and traces are the engine's own documents, passed through
 //! as JSON.
 
-use dataplane::{IpCidr, Vni};
+use dataplane::{IpCidr, RateLimit, Vni};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -71,6 +71,9 @@ pub struct PortSummary {
     pub flow_limit: u32,
     /// The port's rule version (bumped by every rule change).
     pub epoch: u64,
+    /// The limit on what the guest sends, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// `GET /ports/{name}`.
@@ -105,6 +108,13 @@ pub struct Routes {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct RouteDest {
     pub dest: IpCidr,
+}
+
+/// `PUT /ports/{name}/rate-limit`: the new limit, or `null` for none.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRateLimit {
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// `PUT /ports/{name}/external-ips`.

@@ -27,6 +27,8 @@ pub enum DropReason {
     NoHeadroom,
     /// A hairpin action could not build its reply.
     HairpinFailed,
+    /// The guest sent above its port's rate limit (`rate`).
+    RateLimited,
     /// A policy built on the engine refused the packet, for the reason
     /// named: a rule's `DenyWith`, or an action's `GenError::Refused`
     /// (e.g. `spoofed_source`, `no_v2p_mapping`). Counted per name.
@@ -35,7 +37,7 @@ pub enum DropReason {
 
 /// Number of fixed counters: one per parse error plus the others.
 /// (`Policy` reasons are counted apart, by name.)
-pub const DROP_REASONS: usize = ParseError::ALL.len() + 9;
+pub const DROP_REASONS: usize = ParseError::ALL.len() + 10;
 
 impl DropReason {
     /// Every fixed reason, in counter order.
@@ -53,6 +55,7 @@ impl DropReason {
                 DropReason::BadTransform,
                 DropReason::NoHeadroom,
                 DropReason::HairpinFailed,
+                DropReason::RateLimited,
             ])
     }
 
@@ -72,6 +75,7 @@ impl DropReason {
             DropReason::BadTransform => Some(base + 6),
             DropReason::NoHeadroom => Some(base + 7),
             DropReason::HairpinFailed => Some(base + 8),
+            DropReason::RateLimited => Some(base + 9),
             DropReason::Policy(_) => None,
         }
     }
@@ -90,6 +94,7 @@ impl DropReason {
             DropReason::BadTransform => "bad_transform",
             DropReason::NoHeadroom => "no_headroom",
             DropReason::HairpinFailed => "hairpin_failed",
+            DropReason::RateLimited => "rate_limited",
             DropReason::Policy(name) => name,
         }
     }

@@ -27,6 +27,7 @@ use crate::headers::{self, Frag, Headers, ParseMode, Parsed, L3, L4};
 use crate::layer::{DefaultAction, Layer, LayerConfig, LayerDirStats, LftEntry, LftState};
 use crate::meta::Meta;
 use crate::packet::PacketBuf;
+use crate::rate::{RateLimit, RateLimiter};
 use crate::rule::{Rule, RuleId};
 use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
 use crate::transform::{Compiled, EncapCache, Transform, TransformError};
@@ -362,6 +363,8 @@ pub struct Port {
     clock: Box<dyn Clock>,
     hasher: FlowHashBuilder,
     encaps: EncapCache,
+    /// The guest's egress limit, checked before anything else on `Out`.
+    rate: Option<RateLimiter>,
 }
 
 /// Errors from the control operations on a port.
@@ -398,6 +401,7 @@ impl Port {
             clock,
             hasher,
             encaps: EncapCache::default(),
+            rate: None,
         }
     }
 
@@ -411,6 +415,17 @@ impl Port {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Sets (or with `None` removes) the limit on what the guest sends.
+    /// A new limit starts with full buckets. The caller validates it
+    /// ([`RateLimit::validate`]).
+    pub fn set_rate_limit(&mut self, limit: Option<RateLimit>) {
+        self.rate = limit.map(RateLimiter::new);
+    }
+
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate.as_ref().map(|r| r.limit())
     }
 
     pub fn stats(&self) -> &PortStats {
@@ -581,6 +596,13 @@ impl Port {
         let len = pkt.len() as u64;
         self.stats.dir[d].packets += 1;
         self.stats.dir[d].bytes += len;
+        if dir == Direction::Out {
+            if let Some(r) = &mut self.rate {
+                if !r.admit(now, pkt.len()) {
+                    return self.dropped(dir, DropReason::RateLimited);
+                }
+            }
+        }
         let mode = if dir == Direction::In {
             self.cfg.inbound
         } else {

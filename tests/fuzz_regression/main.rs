@@ -11,7 +11,11 @@
 //!   a forwarded packet), so the fuzzers start deep;
 //! - the seeds are the ones `seeds` builds (`SLUICE_WRITE_FUZZ_SEEDS=1`
 //!   rewrites them).
+//!
+//! `api_checks` is the `api_bodies` target's (it links the control
+//! plane, which the other targets do not need).
 
+mod api_checks;
 mod checks;
 mod seeds;
 
@@ -46,7 +50,11 @@ fn read(p: &Path) -> Vec<u8> {
 /// Runs `target` on `data`; the panic message if it panics.
 fn try_run(target: &str, data: &[u8]) -> Result<(), String> {
     panic::catch_unwind(AssertUnwindSafe(|| {
-        assert!(checks::run(target, data), "unknown target {target}");
+        if target == "api_bodies" {
+            api_checks::api_bodies(data);
+        } else {
+            assert!(checks::run(target, data), "unknown target {target}");
+        }
     }))
     .map_err(|e| {
         e.downcast_ref::<String>()
@@ -75,7 +83,7 @@ fn replays_saved_crash_inputs() {
             .map(|(t, _)| t)
             .unwrap_or_else(|| panic!("{name}: not TARGET-<sha1>.bin"));
         assert!(
-            checks::TARGETS.contains(&target),
+            checks::TARGETS.contains(&target) || target == "api_bodies",
             "{name}: unknown target {target}"
         );
         let data = read(&p);
@@ -112,6 +120,47 @@ fn seeds_pass_every_check() {
         total += n;
     }
     println!("{total} seed runs over {} targets", checks::TARGETS.len());
+}
+
+/// Every API seed is accepted (so the fuzzer starts from bodies that get
+/// past parsing and validation), and the state is the same after each.
+#[test]
+fn api_seeds_are_accepted() {
+    let files = files(&seeds_dir().join("api"));
+    assert_eq!(
+        files.len(),
+        api_checks::REQUESTS.len(),
+        "one seed per request"
+    );
+    for p in files {
+        let r = try_run("api_bodies", &read(&p));
+        assert_eq!(r, Ok(()), "{}", p.display());
+        let outcome = api_checks::api_bodies(&read(&p));
+        assert_eq!(outcome, "ok", "{}", p.display());
+    }
+    // A refusal: a duplicate port, a bad field, an unknown rule.
+    let mut dup = vec![0u8];
+    dup.extend(
+        serde_json::to_vec(&serde_json::json!({
+            "config": serde_json::to_value(checks::vpc_config()).unwrap(),
+            "guest": { "kind": "none" }
+        }))
+        .unwrap(),
+    );
+    assert_eq!(api_checks::api_bodies(&dup), "409");
+    let rl = api_checks::REQUESTS
+        .iter()
+        .position(|r| *r == "set_rate_limit")
+        .unwrap() as u8;
+    let mut bad = vec![rl];
+    bad.extend(br#"{"rate_limit":{"packets_per_sec":5,"burst_packets":0}}"#);
+    assert_eq!(api_checks::api_bodies(&bad), "400");
+    let rm = api_checks::REQUESTS
+        .iter()
+        .position(|r| *r == "rm_fw_rule")
+        .unwrap() as u8;
+    assert_eq!(api_checks::api_bodies(&[rm, b'9', b'9']), "404");
+    assert_eq!(api_checks::api_bodies(&[rm, b'x']), "unparsed");
 }
 
 fn seed(dir: &str, name: &str) -> Vec<u8> {
@@ -175,7 +224,10 @@ fn the_checks_catch_a_broken_contract() {
 fn seeds_are_current() {
     let write = std::env::var_os("SLUICE_WRITE_FUZZ_SEEDS").is_some();
     let mut stale = Vec::new();
-    for (dir, name, bytes) in seeds::all() {
+    let api = api_checks::seeds()
+        .into_iter()
+        .map(|(name, b)| ("api", &*String::leak(name), b));
+    for (dir, name, bytes) in seeds::all().into_iter().chain(api) {
         let p = seeds_dir().join(dir).join(name);
         if write {
             std::fs::create_dir_all(p.parent().expect("folder")).expect("seed folder");

@@ -11,7 +11,7 @@ use crate::router::RouteEntry;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
-use dataplane::{IpCidr, Vni};
+use dataplane::{IpCidr, RateLimit, Vni};
 use serde::{Deserialize, Serialize};
 
 /// A MAC address, written `aa:bb:cc:dd:ee:ff`.
@@ -210,6 +210,10 @@ pub struct VnicConfig {
     pub routes: Vec<RouteEntry>,
     #[serde(default)]
     pub limits: Limits,
+    /// A limit on what the guest sends (packets and bytes per second);
+    /// absent: none. Unlike `limits`, it can change on a live port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn default_mtu() -> u16 {
@@ -388,6 +392,10 @@ impl VnicConfig {
                 format!("{} is out of range 1..=4194304", self.limits.flows),
             ));
         }
+        if let Some(r) = &self.rate_limit {
+            r.validate()
+                .map_err(|e| bad(format!("rate_limit.{}", e.field), e.problem))?;
+        }
         Ok(())
     }
 }
@@ -554,6 +562,16 @@ mod tests {
                 }),
             ),
             ("limits.flows", Box::new(|c| c.limits.flows = 0)),
+            (
+                "rate_limit.burst_packets",
+                Box::new(|c| {
+                    c.rate_limit = Some(RateLimit {
+                        packets_per_sec: 100,
+                        burst_packets: Some(0),
+                        ..RateLimit::default()
+                    })
+                }),
+            ),
             (
                 "external.snat[1]",
                 Box::new(|c| {

@@ -62,6 +62,7 @@ impl VnicPort {
         pc.inbound = ParseMode::Geneve;
         pc.mtu = Some(gateway::layer::mtu_check(c));
         let mut port = Port::with_clock(pc, clock);
+        port.set_rate_limit(c.rate_limit);
         port.add_layer(gateway::layer::layer_config())?;
         port.add_layer(firewall::layer_config())?;
         port.add_layer(router::layer_config())?;
@@ -103,6 +104,10 @@ impl VnicPort {
         }
         if c.mtu != self.config.mtu {
             return Err(BuildError::Immutable { field: "mtu" });
+        }
+        if c.rate_limit != self.config.rate_limit {
+            // Only on a change: a firewall edit must not refill the buckets.
+            self.port.set_rate_limit(c.rate_limit);
         }
         self.nat.update(
             &c.external,

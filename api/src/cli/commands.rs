@@ -314,6 +314,18 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
                 |cfg: &VnicConfig| show::external(&cfg.external)
             )
         }
+        Command::SetRateLimit(a) => {
+            let rate_limit = (!a.none).then(|| dataplane::RateLimit {
+                packets_per_sec: a.pps.unwrap_or(0),
+                bytes_per_sec: a.bps.unwrap_or(0),
+                burst_packets: a.burst_packets,
+                burst_bytes: a.burst_bytes,
+            });
+            show!(
+                c.set_rate_limit(&a.port, &SetRateLimit { rate_limit }),
+                |cfg: &VnicConfig| show::rate_limit(cfg.rate_limit.as_ref())
+            )
+        }
         Command::Stats { port: Some(p) } => show!(c.port_stats(p), show::port_stats),
         Command::Stats { port: None } => show!(c.stats(), show::host_stats),
         Command::Capture {

@@ -245,6 +245,20 @@ pub enum Command {
     )]
     SetExternalIps(SetExternalIpsArgs),
 
+    /// Limit what a port's guest sends: packets and/or bytes per second.
+    #[command(
+        after_help = "Token buckets on the guest's egress, checked before any other work:
+        packets over the limit are dropped and counted as rate_limited. --bps is
+        BYTES per second (whole frames). A burst defaults to a tenth of a second's
+        worth. The limit replaces the previous one; --none removes it.
+
+        Examples:
+          sluiceadm set-rate-limit vm1 --pps 10000
+          sluiceadm set-rate-limit vm1 --pps 10000 --burst-packets 500 --bps 12500000
+          sluiceadm set-rate-limit vm1 --none"
+    )]
+    SetRateLimit(SetRateLimitArgs),
+
     /// Counters: of one port, or every port and worker.
     #[command(
         after_help = "Examples:\n  sluiceadm stats\n  sluiceadm stats vm1\n  sluiceadm --json stats vm1"
@@ -397,6 +411,26 @@ pub struct SetExternalIpsArgs {
     /// A 1:1 address, reachable inbound.
     #[arg(long, value_name = "IP")]
     pub floating: Vec<IpAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetRateLimitArgs {
+    pub port: String,
+    /// Packets per second.
+    #[arg(long, value_name = "N", required_unless_present_any = ["bps", "none"])]
+    pub pps: Option<u64>,
+    /// Bytes (not bits) per second, Ethernet headers included.
+    #[arg(long, value_name = "N")]
+    pub bps: Option<u64>,
+    /// Packets that may go at once above the rate.
+    #[arg(long, value_name = "N", requires = "pps")]
+    pub burst_packets: Option<u64>,
+    /// Bytes that may go at once above the rate.
+    #[arg(long, value_name = "N", requires = "bps")]
+    pub burst_bytes: Option<u64>,
+    /// Remove the port's limit.
+    #[arg(long, conflicts_with_all = ["pps", "bps", "burst_packets", "burst_bytes"])]
+    pub none: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -7,6 +7,7 @@ use super::summary;
 use super::table::{opt, Table};
 use crate::replay::ReplayReport;
 use crate::types::*;
+use dataplane::RateLimit;
 use serde_json::Value;
 use vnic::config::ExternalIps;
 use vnic::firewall::{FirewallRule, HostFilter, PortFilter, ProtoFilter};
@@ -43,7 +44,16 @@ pub fn guest(g: &GuestSpec) -> String {
 
 pub fn ports(ps: &[PortSummary]) -> String {
     let mut t = Table::new(&[
-        "NAME", "VNI", "MAC", "IPv4", "IPv6", "GUEST", "WORKER", "FLOWS", "EPOCH",
+        "NAME",
+        "VNI",
+        "MAC",
+        "IPv4",
+        "IPv6",
+        "GUEST",
+        "WORKER",
+        "FLOWS",
+        "EPOCH",
+        "RATE-LIMIT",
     ]);
     for p in ps {
         t.row(vec![
@@ -56,6 +66,7 @@ pub fn ports(ps: &[PortSummary]) -> String {
             p.worker.to_string(),
             format!("{}/{}", p.flows, p.flow_limit),
             p.epoch.to_string(),
+            rate_short(p.rate_limit.as_ref()),
         ]);
     }
     t.render()
@@ -302,6 +313,44 @@ pub fn routes(r: &Routes) -> String {
         ]);
     }
     t.render()
+}
+
+/// `rate limit: 10000 packets/s (burst 1000), 12500000 bytes/s (burst 1250000)`.
+pub fn rate_limit(r: Option<&RateLimit>) -> String {
+    let Some(r) = r else {
+        return "rate limit: none\n".into();
+    };
+    let mut parts = Vec::new();
+    if r.packets_per_sec > 0 {
+        parts.push(format!(
+            "{} packets/s (burst {})",
+            r.packets_per_sec,
+            r.packet_burst()
+        ));
+    }
+    if r.bytes_per_sec > 0 {
+        parts.push(format!(
+            "{} bytes/s (burst {})",
+            r.bytes_per_sec,
+            r.byte_burst()
+        ));
+    }
+    format!("rate limit: {}\n", parts.join(", "))
+}
+
+/// The rate-limit column of the port listing: `10000pps,12500000B/s` or `-`.
+fn rate_short(r: Option<&RateLimit>) -> String {
+    let Some(r) = r else {
+        return "-".into();
+    };
+    let mut parts = Vec::new();
+    if r.packets_per_sec > 0 {
+        parts.push(format!("{}pps", r.packets_per_sec));
+    }
+    if r.bytes_per_sec > 0 {
+        parts.push(format!("{}B/s", r.bytes_per_sec));
+    }
+    parts.join(",")
 }
 
 pub fn external(e: &ExternalIps) -> String {

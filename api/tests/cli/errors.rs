@@ -33,6 +33,21 @@ fn refusals_print_the_status_and_the_servers_message() {
     let e = fails(
         &h,
         &[
+            "set-rate-limit",
+            "vm1",
+            "--pps",
+            "10",
+            "--burst-packets",
+            "0",
+        ],
+    );
+    assert_eq!(
+        e,
+        "sluiceadm: error: 400 Bad Request: rate_limit.burst_packets: 0 is out of range 1..=1000000000\n"
+    );
+    let e = fails(
+        &h,
+        &[
             "add-fw-rule",
             "vm1",
             "--direction",
@@ -228,6 +243,16 @@ fn usage_errors_exit_2_before_any_call() {
         &["set-v2b", "7777", "0.0.0.0/0", "10.0.0.1"],
         &["add-router-entry", "vm1", "10.0.0.0/8", "elsewhere"],
         &["set-external-ips", "vm1", "--snat", "203.0.113.10"],
+        &["set-rate-limit", "vm1"],
+        &["set-rate-limit", "vm1", "--none", "--pps", "5"],
+        &[
+            "set-rate-limit",
+            "vm1",
+            "--bps",
+            "5",
+            "--burst-packets",
+            "5",
+        ],
         &["trace", "vm1", "--proto", "tcp", "--src", "10.0.0.5"],
         &["trace", "vm1", "--frame", "00", "--proto", "tcp"],
         &[

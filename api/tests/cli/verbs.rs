@@ -13,7 +13,18 @@ fn ports_are_created_from_a_file_or_stdin_listed_and_deleted() {
     assert!(out.starts_with("created port 'vm1'\n"), "{out}");
     assert_eq!(
         header(&out, "NAME"),
-        ["NAME", "VNI", "MAC", "IPv4", "IPv6", "GUEST", "WORKER", "FLOWS", "EPOCH"]
+        [
+            "NAME",
+            "VNI",
+            "MAC",
+            "IPv4",
+            "IPv6",
+            "GUEST",
+            "WORKER",
+            "FLOWS",
+            "EPOCH",
+            "RATE-LIMIT"
+        ]
     );
 
     let vm2 = vm_config("vm2", 6).to_string();
@@ -371,6 +382,39 @@ fn external_ips_are_set_whole() {
     assert!(out.contains("(no external IPs"), "{out}");
 }
 
+#[test]
+fn rate_limits_are_set_listed_and_removed() {
+    let tmp = TempDir::new("rate");
+    let h = host_with_vm1(&tmp);
+    let out = ok(
+        &h,
+        &[
+            "set-rate-limit",
+            "vm1",
+            "--pps",
+            "10000",
+            "--burst-packets",
+            "500",
+            "--bps",
+            "12500000",
+        ],
+    );
+    assert_eq!(
+        out,
+        "rate limit: 10000 packets/s (burst 500), 12500000 bytes/s (burst 1250000)\n"
+    );
+    let row = &rows(&ok(&h, &["list-ports"]), "NAME")[0];
+    assert_eq!(row.last().unwrap(), "10000pps,12500000B/s");
+    let cfg = ok_json(&h, &["set-rate-limit", "vm1", "--bps", "1000000"]);
+    assert_eq!(cfg["rate_limit"], json!({ "bytes_per_sec": 1000000 }));
+    assert_eq!(
+        ok(&h, &["set-rate-limit", "vm1", "--none"]),
+        "rate limit: none\n"
+    );
+    let row = &rows(&ok(&h, &["list-ports"]), "NAME")[0];
+    assert_eq!(row.last().unwrap(), "-");
+}
+
 /// vm1 opens a TCP connection to the internet; the tables, counters,
 /// trace and capture show it.
 #[test]
@@ -713,6 +757,7 @@ fn every_verb_has_help_with_an_example() {
         "clear-v2b",
         "dump-v2b",
         "set-external-ips",
+        "set-rate-limit",
         "stats",
         "capture",
         "trace",
