@@ -9,7 +9,9 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
 # Environment: FUZZ_SANITIZER (address | none | ..., default address),
-# FUZZ_TOOLCHAIN (default +nightly), FUZZ_ARGS (extra libFuzzer flags).
+# FUZZ_TOOLCHAIN (default +nightly), FUZZ_ARGS (extra libFuzzer flags),
+# FUZZ_DEV=1 (unoptimised build: compiles several times faster, runs
+# slower; what CI's few-second smoke uses).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -60,8 +62,9 @@ flags_of() {
     esac
 }
 
-echo "building ${#targets[@]} target(s) (sanitizer: $sanitizer)..."
+echo "building ${#targets[@]} target(s) (sanitizer: $sanitizer${FUZZ_DEV:+, unoptimised})..."
 build_args=(--sanitizer "$sanitizer")
+[ -n "${FUZZ_DEV:-}" ] && build_args+=(--dev)
 if [ ${#targets[@]} -eq ${#all_targets[@]} ]; then
     cargo "$toolchain" fuzz build "${build_args[@]}" || exit 2
 else

@@ -449,6 +449,29 @@ if [ -n "$ov" ] && [ -n "$dv" ]; then
   echo "FIGURE: iperf3 TCP 3 s: sluice overlay $(fmt_gbps "$ov_bps"), direct veth $(fmt_gbps "$dv_bps"), ratio $(awk -v a="$ov_bps" -v b="$dv_bps" 'BEGIN { printf "%.3f", a / b }')"
 fi
 
+# UDP packets per second: 64-byte datagrams as fast as iperf3 sends them;
+# what the server received, overlay against the direct veth pair.
+udp_run() { # udp_run SERVER_NS CLIENT_NS SERVER_IP -> sets RES="pps" or ""
+  local s=$1 c=$2 ip=$3
+  RES=""
+  bg "$s" "$T/iperf3u-$s.log" iperf3 -s -1 -B "$ip"
+  wait_for 50 0.1 sh -c "ip netns exec $(ns "$s") ss -ltn | grep -q ':5201 '" || return 0
+  nx "$c" timeout 20 iperf3 -c "$ip" -u -b 0 -l 64 -t 3 -J >"$T/iperf3u-$c.json" 2>&1 || return 0
+  RES=$(jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds | floor' "$T/iperf3u-$c.json" 2>/dev/null)
+}
+udp_run gB1 gA1 10.0.0.6
+ov_pps=$RES
+udp_run d2 d1 192.168.77.2
+dv_pps=$RES
+if [ -n "$ov_pps" ] && [ "$ov_pps" -gt 0 ] 2>/dev/null; then
+  pass "iperf3 UDP 64-byte gA1 -> gB1 over sluice (3 s): $ov_pps packets/s received"
+else
+  fail "iperf3 UDP over sluice: no result ($(tail -c 300 "$T/iperf3u-gA1.json" 2>/dev/null | tr '\n' ' '))"
+fi
+if [ -n "$ov_pps" ] && [ -n "$dv_pps" ] && [ "$dv_pps" -gt 0 ] 2>/dev/null; then
+  echo "FIGURE: iperf3 UDP 64 B 3 s: sluice overlay $ov_pps pps, direct veth $dv_pps pps, ratio $(awk -v a="$ov_pps" -v b="$dv_pps" 'BEGIN { printf "%.3f", a / b }')"
+fi
+
 # ---------- 4. internet through SNAT ----------
 
 ping_check gA1 198.51.100.1 "ping gA1 -> internet 198.51.100.1 (SNAT, boundary)"
