@@ -135,7 +135,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 # The whole run is bounded.
-( sleep "$TIMEOUT" && echo "FAIL: the VM test ran over ${TIMEOUT} s" && kill -TERM $$ ) &
+# The watchdog takes its sleep down with it when the cleanup stops it: an
+# orphaned sleep would hold the caller's pipe (and CI) open for TIMEOUT.
+(
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  sleep "$TIMEOUT" &
+  nap=$!
+  wait "$nap" && echo "FAIL: the VM test ran over ${TIMEOUT} s" && kill -TERM $$
+) &
 PIDS+=($!)
 
 bg() { # bg NS|- LOG CMD...: a background process with a lifetime
