@@ -22,7 +22,7 @@
 //! verified before it joins a run, and a segment that fails goes alone
 //! with no offload, for the guest to drop as it would have.
 
-use crate::offload::{Layout, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM};
+use crate::offload::{Layout, VirtioNetHdr, WholeTcp};
 use crate::offload::{VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
 use dataplane::checksum::{checksum, pseudo_header};
 use dataplane::packet::GSO_MAX_FRAME;
@@ -168,46 +168,22 @@ impl Run {
     /// headers: the first's in `head`, the others' from their frames.
     pub fn finish(&self, head: &mut [u8]) -> VirtioNetHdr {
         let a = self.first;
-        let (l3, l4) = (a.l3, a.l4);
-        let tcp_len = (self.total - l4) as u32;
-        // Lengths fit 16 bits: the total is within GSO_MAX_FRAME.
-        let pseudo = if a.v6 {
-            head[l3 + 4..l3 + 6].copy_from_slice(&((self.total - l3 - 40) as u16).to_be_bytes());
-            pseudo_header(
-                &head[l3 + 8..l3 + 24],
-                &head[l3 + 24..l3 + 40],
-                IPPROTO_TCP,
-                tcp_len,
-            )
-        } else {
-            head[l3 + 2..l3 + 4].copy_from_slice(&((self.total - l3) as u16).to_be_bytes());
-            head[l3 + 10..l3 + 12].fill(0);
-            let c = checksum(&head[l3..l4]);
-            head[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-            pseudo_header(
-                &head[l3 + 12..l3 + 16],
-                &head[l3 + 16..l3 + 20],
-                IPPROTO_TCP,
-                tcp_len,
-            )
-        };
         if self.psh {
-            head[l4 + 13] |= TCP_PSH;
+            head[a.l4 + 13] |= TCP_PSH;
         }
-        head[l4 + 16..l4 + 18].copy_from_slice(&pseudo.fold().to_be_bytes());
-        VirtioNetHdr {
-            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            gso_type: if a.v6 {
-                VIRTIO_NET_HDR_GSO_TCPV6
-            } else {
-                VIRTIO_NET_HDR_GSO_TCPV4
-            },
-            hdr_len: a.payload as u16,
-            gso_size: self.mss as u16,
-            csum_start: l4 as u16,
-            csum_offset: 16,
-            num_buffers: 0,
-        }
+        let gso_type = if a.v6 {
+            VIRTIO_NET_HDR_GSO_TCPV6
+        } else {
+            VIRTIO_NET_HDR_GSO_TCPV4
+        };
+        let whole = WholeTcp {
+            l3: a.l3,
+            l4: a.l4,
+            payload: a.payload,
+            v6: a.v6,
+        };
+        // The total is within GSO_MAX_FRAME: lengths fit 16 bits.
+        whole.offer(head, self.total, gso_type, self.mss as u16)
     }
 
     /// Where the payload starts in every segment of the run.

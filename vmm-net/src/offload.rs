@@ -633,43 +633,80 @@ pub fn offer_whole(frame: &mut [u8], gso: dataplane::Gso) -> Result<VirtioNetHdr
     if tso.outer.is_some() {
         return Err(OffloadDrop::GsoMismatch);
     }
-    let (l3, l4) = (tso.l3, tso.l4);
-    let len = frame.len();
-    let tcp_len = (len - l4) as u32;
-    let pseudo = if tso.v6 {
-        let plen = u16::try_from(len - l3 - 40).map_err(|_| OffloadDrop::SegmentTooLarge)?;
-        frame[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
-        pseudo_header(
-            &frame[l3 + 8..l3 + 24],
-            &frame[l3 + 24..l3 + 40],
-            IPPROTO_TCP,
-            tcp_len,
-        )
-    } else {
-        let tot = u16::try_from(len - l3).map_err(|_| OffloadDrop::SegmentTooLarge)?;
-        let ihl = usize::from(frame[l3] & 0x0f) * 4;
-        frame[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
-        frame[l3 + 10..l3 + 12].fill(0);
-        let c = checksum(&frame[l3..l3 + ihl]);
-        frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-        pseudo_header(
-            &frame[l3 + 12..l3 + 16],
-            &frame[l3 + 16..l3 + 20],
-            IPPROTO_TCP,
-            tcp_len,
-        )
+    let total = frame.len();
+    let l = WholeTcp {
+        l3: tso.l3,
+        l4: tso.l4,
+        payload: tso.payload,
+        v6: tso.v6,
     };
-    // The device adds the segment's bytes to this sum and complements.
-    frame[l4 + 16..l4 + 18].copy_from_slice(&pseudo.fold().to_be_bytes());
-    Ok(VirtioNetHdr {
-        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-        gso_type: gso_type_of(gso),
-        hdr_len: tso.payload as u16,
-        gso_size: gso.mss,
-        csum_start: l4 as u16,
-        csum_offset: 16,
-        num_buffers: 0,
-    })
+    let fixed = if l.v6 { 40 } else { 0 };
+    if total - l.l3 - fixed > usize::from(u16::MAX) {
+        return Err(OffloadDrop::SegmentTooLarge);
+    }
+    Ok(l.offer(frame, total, gso_type_of(gso), gso.mss))
+}
+
+/// Where the headers of a TCP super-frame (not encapsulated) are, for
+/// [`WholeTcp::offer`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WholeTcp {
+    pub(crate) l3: usize,
+    pub(crate) l4: usize,
+    /// Where the TCP payload starts.
+    pub(crate) payload: usize,
+    pub(crate) v6: bool,
+}
+
+impl WholeTcp {
+    /// Writes into `head` (the super-frame's headers: its first bytes,
+    /// up to at least the end of the TCP header) the IP length and IPv4
+    /// header checksum of a `total`-byte frame, and the pseudo-header sum
+    /// a device finishes per segment into the TCP checksum field; returns
+    /// the virtio-net header that asks the device to cut it at `mss`.
+    /// `total - l3` must fit 16 bits.
+    pub(crate) fn offer(
+        &self,
+        head: &mut [u8],
+        total: usize,
+        gso_type: u8,
+        mss: u16,
+    ) -> VirtioNetHdr {
+        let (l3, l4) = (self.l3, self.l4);
+        let tcp_len = (total - l4) as u32;
+        let pseudo = if self.v6 {
+            head[l3 + 4..l3 + 6].copy_from_slice(&((total - l3 - 40) as u16).to_be_bytes());
+            pseudo_header(
+                &head[l3 + 8..l3 + 24],
+                &head[l3 + 24..l3 + 40],
+                IPPROTO_TCP,
+                tcp_len,
+            )
+        } else {
+            let ihl = usize::from(head[l3] & 0x0f) * 4;
+            head[l3 + 2..l3 + 4].copy_from_slice(&((total - l3) as u16).to_be_bytes());
+            head[l3 + 10..l3 + 12].fill(0);
+            let c = checksum(&head[l3..l3 + ihl]);
+            head[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+            pseudo_header(
+                &head[l3 + 12..l3 + 16],
+                &head[l3 + 16..l3 + 20],
+                IPPROTO_TCP,
+                tcp_len,
+            )
+        };
+        // The device adds the segment's bytes to this sum and complements.
+        head[l4 + 16..l4 + 18].copy_from_slice(&pseudo.fold().to_be_bytes());
+        VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: self.payload as u16,
+            gso_size: mss,
+            csum_start: l4 as u16,
+            csum_offset: 16,
+            num_buffers: 0,
+        }
+    }
 }
 
 /// Replaces every super-frame in `pkts` by its segments, in place and in
