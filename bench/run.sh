@@ -111,8 +111,8 @@ apt_need() { # apt_need PACKAGE... : installs the missing ones when root
   done
   [ ${#miss[@]} -eq 0 ] && return 0
   [ $is_root = 1 ] || return 1
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${miss[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${miss[@]}" >/dev/null 2>&1; }
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${miss[@]}" >/dev/null 2>&1 ||
+    { apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${miss[@]}" >/dev/null 2>&1; }
 }
 [ "$mode" = full ] && { apt_need valgrind || note "callgrind skipped: valgrind missing"; }
 
