@@ -19,7 +19,7 @@
 //! actions allocated when the same action still decides; a flow the new
 //! rules refuse is removed and its packets dropped.
 
-use crate::action::{Action, GenError, HairpinAction};
+use crate::action::{Action, ActionId, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
 use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
@@ -1205,7 +1205,12 @@ impl Port {
                         w.note_s(&self.layers[li].name, matched, &action, None);
                         continue;
                     };
-                    let aid = action.identity();
+                    // What the state will remember of the action that made
+                    // it, to recognise it in a re-check.
+                    let aid = match &action {
+                        Action::Stateful(a) => a.id(),
+                        _ => ActionId::STATEFUL_ALLOW,
+                    };
                     let (state, t) = match &action {
                         Action::Stateful(a) => {
                             let reuse = match &mut mode {
@@ -1269,7 +1274,7 @@ impl Port {
         k: FlowKey,
         (id, gen): (u32, u32),
         state: LftState,
-        action_id: usize,
+        action_id: ActionId,
     ) -> Result<(), DropReason> {
         let epoch = self.epoch;
         let limit = self.cfg.flow_limit as usize * 2;
@@ -1510,7 +1515,7 @@ fn take_kept(
     li: usize,
     dir: Direction,
     k: &FlowKey,
-    aid: usize,
+    aid: ActionId,
 ) -> Option<LftState> {
     let i = kept.iter().position(|(l, d, kk, e)| {
         usize::from(*l) == li && *d == dir && kk == k && e.action_id == aid
