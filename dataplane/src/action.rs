@@ -14,6 +14,8 @@ use crate::meta::Meta;
 use crate::packet::PacketBuf;
 use crate::transform::Transform;
 use core::fmt;
+use core::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -30,11 +32,82 @@ pub enum Action {
     /// Rewrite headers the same way for every packet that matches.
     Static(Arc<dyn StaticAction>),
     /// Allocate per-flow state and rewrite headers accordingly (NAT).
-    Stateful(Arc<dyn StatefulAction>),
+    Stateful(StatefulRef),
     /// Answer the packet: build a reply that goes back to where it came from.
     Hairpin(Arc<dyn HairpinAction>),
     /// Set metadata for later layers, and pass.
     Meta(Arc<dyn MetaAction>),
+}
+
+/// The identity of a stateful action: what a flow's state remembers so a
+/// re-check after a rule change can tell "the action that made this state
+/// still decides" (keep the state, e.g. the NAT port) from "another action
+/// decides now" (make new state). Taken from a counter when the action is
+/// wrapped in a [`StatefulRef`] and never reused, unlike the action's
+/// address, which a new action can be given once the old one is freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActionId(u64);
+
+impl ActionId {
+    /// `StatefulAllow` keeps nothing but "allowed", the same whichever
+    /// rule said so: one identity for all of them.
+    pub const STATEFUL_ALLOW: ActionId = ActionId(0);
+
+    fn next() -> ActionId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ActionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A stateful action and its [`ActionId`]. Clones share both, so the same
+/// action placed in a new rule or a rebuilt rule-set is still recognised;
+/// wrapping an action again gives it a new identity.
+#[derive(Clone)]
+pub struct StatefulRef {
+    id: ActionId,
+    action: Arc<dyn StatefulAction>,
+}
+
+impl StatefulRef {
+    pub fn new(action: Arc<dyn StatefulAction>) -> StatefulRef {
+        StatefulRef {
+            id: ActionId::next(),
+            action,
+        }
+    }
+
+    pub fn id(&self) -> ActionId {
+        self.id
+    }
+}
+
+impl Deref for StatefulRef {
+    type Target = dyn StatefulAction;
+    fn deref(&self) -> &Self::Target {
+        &*self.action
+    }
+}
+
+impl From<Arc<dyn StatefulAction>> for StatefulRef {
+    fn from(a: Arc<dyn StatefulAction>) -> StatefulRef {
+        StatefulRef::new(a)
+    }
+}
+
+impl<T: StatefulAction + 'static> From<Arc<T>> for StatefulRef {
+    fn from(a: Arc<T>) -> StatefulRef {
+        StatefulRef::new(a)
+    }
+}
+
+impl fmt::Display for StatefulRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.action, f)
+    }
 }
 
 /// Why an action could not produce its result.
@@ -92,21 +165,6 @@ pub trait MetaAction: Send + Sync + fmt::Display {
 }
 
 impl Action {
-    /// A stable identity for the action object, so a re-check after a rule
-    /// change can tell "the same action still matches" and keep its state.
-    pub(crate) fn identity(&self) -> usize {
-        match self {
-            Action::Allow => 1,
-            Action::Deny => 2,
-            Action::DenyWith(r) => r.as_ptr() as usize,
-            Action::StatefulAllow => 3,
-            Action::Static(a) => Arc::as_ptr(a) as *const () as usize,
-            Action::Stateful(a) => Arc::as_ptr(a) as *const () as usize,
-            Action::Hairpin(a) => Arc::as_ptr(a) as *const () as usize,
-            Action::Meta(a) => Arc::as_ptr(a) as *const () as usize,
-        }
-    }
-
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Allow => "allow",

@@ -1,7 +1,7 @@
 //! Layers: one stage of policy with inbound and outbound rules, a default
 //! for each direction, and its own flow table (LFT) for stateful actions.
 
-use crate::action::ActionDesc;
+use crate::action::{ActionDesc, ActionId};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
 use crate::rule::{RuleId, RuleTable};
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ pub(crate) struct LftEntry {
     /// Port epoch when the entry was made.
     pub epoch: u64,
     /// The action that made it, to recognise it after a rule change.
-    pub action_id: usize,
+    pub action_id: ActionId,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -29,7 +29,8 @@ pub mod tcp;
 pub mod transform;
 
 pub use action::{
-    Action, ActionDesc, GenError, HairpinAction, MetaAction, StatefulAction, StaticAction,
+    Action, ActionDesc, ActionId, GenError, HairpinAction, MetaAction, StatefulAction, StatefulRef,
+    StaticAction,
 };
 pub use addr::{IpCidr, PortRange};
 pub use clock::{Clock, ManualClock, Moment, MonotonicClock};

@@ -19,7 +19,7 @@
 //! actions allocated when the same action still decides; a flow the new
 //! rules refuse is removed and its packets dropped.
 
-use crate::action::{Action, GenError, HairpinAction};
+use crate::action::{Action, ActionId, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
 use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
@@ -635,7 +635,7 @@ impl Port {
             }
         }
         if headers::quoted::is_error(&parsed.hdrs.inner.l4) {
-            if let Some(v) = self.related(dir, pkt, &parsed) {
+            if let Some(v) = self.related(dir, pkt, &parsed, now) {
                 return v;
             }
         }
@@ -675,6 +675,12 @@ impl Port {
         let Some(f) = self.flows.get_mut(s.flow, s.gen) else {
             return Hit::Stale;
         };
+        if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
+            // Idle past its timeout: the flow is gone whether or not the
+            // sweep has reached it yet, and this packet is a new one.
+            self.expire_flow(s.flow);
+            return Hit::Miss;
+        }
         let usable = |x: &&Compiled| f.epoch[d] == epoch && x.deps_current();
         let Some(x) = f.xform[d].as_ref().filter(usable) else {
             return Hit::Stale;
@@ -711,7 +717,13 @@ impl Port {
     /// guest behind NAT still learns of an unreachable port or a smaller
     /// path MTU. `None` when the quoted packet belongs to no current flow:
     /// then the error is an ordinary packet to the layers.
-    fn related(&mut self, dir: Direction, pkt: &mut PacketBuf, parsed: &Parsed) -> Option<Verdict> {
+    fn related(
+        &mut self,
+        dir: Direction,
+        pkt: &mut PacketBuf,
+        parsed: &Parsed,
+        now: Moment,
+    ) -> Option<Verdict> {
         let d = dir.index();
         let v6 = matches!(parsed.hdrs.inner.l3, L3::Ipv6(_));
         let icmp = pkt
@@ -722,6 +734,11 @@ impl Port {
         let s = *self.uft[d].get(&k)?;
         let epoch = self.epoch;
         let f = self.flows.get_mut(s.flow, s.gen)?;
+        if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
+            // An error about a flow that has timed out relates to nothing.
+            self.expire_flow(s.flow);
+            return None;
+        }
         let x = f.xform[d]
             .as_ref()
             .filter(|x| f.epoch[d] == epoch && x.deps_current())?;
@@ -880,7 +897,7 @@ impl Port {
         if let Some(&e) = self.uft[rdir.index()].get(&rk) {
             if e.flow != id || e.gen != gen {
                 // Another live flow's reply already has this key: leave it.
-                if self.flows.get_mut(e.flow, e.gen).is_some() {
+                if self.flow_live(e.flow, e.gen, now) {
                     return;
                 }
             }
@@ -970,6 +987,27 @@ impl Port {
         }
     }
 
+    /// Whether flow (id, gen) exists and is within its idle timeout at
+    /// `now`. A flow found past its timeout is removed here, as the sweep
+    /// would have: every lookup of flow state goes through this or the
+    /// same check, so an idle flow is never used late.
+    fn flow_live(&mut self, id: u32, gen: u32, now: Moment) -> bool {
+        let Some(f) = self.flows.get(id, gen) else {
+            return false;
+        };
+        if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
+            self.expire_flow(id);
+            return false;
+        }
+        true
+    }
+
+    /// Removes a flow found idle past its timeout.
+    fn expire_flow(&mut self, id: u32) {
+        self.remove_flow(id);
+        self.stats.flows_expired += 1;
+    }
+
     fn remove_flow(&mut self, id: u32) {
         let Some(f) = self.flows.take(id) else { return };
         for (d, k) in f.keys.iter().enumerate() {
@@ -1053,12 +1091,16 @@ impl Port {
             // 1. State left by this flow or its reverse (a layer without
             // stateful rules has none: skip the lookup).
             if let Some(k) = key.as_ref().filter(|_| !self.layers[li].lft[d].is_empty()) {
-                if let Some(e) = self.layers[li].lft[d].get(k) {
+                let found = self.layers[li].lft[d].get(k).map(|e| (e.flow, e.flow_gen));
+                let live = found.filter(|&(fid, fgen)| self.flow_live(fid, fgen, now));
+                if found.is_some() && live.is_none() {
+                    // State of a flow that is gone or timed out: the rules
+                    // decide this packet.
+                    self.layers[li].lft[d].remove(k);
+                }
+                if let Some(e) = live.and_then(|_| self.layers[li].lft[d].get(k)) {
                     let (fid, fgen) = (e.flow, e.flow_gen);
-                    let live = self.flows.get_mut(fid, fgen).is_some();
-                    if !live {
-                        self.layers[li].lft[d].remove(k);
-                    } else if e.epoch < self.layers[li].changed {
+                    if e.epoch < self.layers[li].changed {
                         if !matches!(mode, Mode::Recheck(_)) {
                             return WalkEnd::Stale(fid, fgen);
                         }
@@ -1163,7 +1205,12 @@ impl Port {
                         w.note_s(&self.layers[li].name, matched, &action, None);
                         continue;
                     };
-                    let aid = action.identity();
+                    // What the state will remember of the action that made
+                    // it, to recognise it in a re-check.
+                    let aid = match &action {
+                        Action::Stateful(a) => a.id(),
+                        _ => ActionId::STATEFUL_ALLOW,
+                    };
                     let (state, t) = match &action {
                         Action::Stateful(a) => {
                             let reuse = match &mut mode {
@@ -1227,7 +1274,7 @@ impl Port {
         k: FlowKey,
         (id, gen): (u32, u32),
         state: LftState,
-        action_id: usize,
+        action_id: ActionId,
     ) -> Result<(), DropReason> {
         let epoch = self.epoch;
         let limit = self.cfg.flow_limit as usize * 2;
@@ -1287,12 +1334,11 @@ impl Port {
             let id = self.expire_cursor;
             self.expire_cursor += 1;
             let expired = match &self.flows.slots[id] {
-                Some(f) => now.saturating_sub(f.last_hit) > self.cfg.expiry.ttl(f.class),
+                Some(f) => self.cfg.expiry.is_expired(f.class, f.last_hit, now),
                 None => false,
             };
             if expired {
-                self.remove_flow(id as u32);
-                self.stats.flows_expired += 1;
+                self.expire_flow(id as u32);
                 gone += 1;
             }
         }
@@ -1452,9 +1498,15 @@ impl Port {
     }
 
     /// The TCP state of the flow whose packets going `dir` have key `k`.
+    /// A flow past its idle timeout has none, as a packet would find.
     pub fn tcp_state(&self, dir: Direction, k: &FlowKey) -> Option<TcpState> {
         let e = self.uft[dir.index()].get(k)?;
-        self.flows.get(e.flow, e.gen)?.tcp
+        let f = self.flows.get(e.flow, e.gen)?;
+        let now = self.clock.now();
+        if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
+            return None;
+        }
+        f.tcp
     }
 }
 
@@ -1463,7 +1515,7 @@ fn take_kept(
     li: usize,
     dir: Direction,
     k: &FlowKey,
-    aid: usize,
+    aid: ActionId,
 ) -> Option<LftState> {
     let i = kept.iter().position(|(l, d, kk, e)| {
         usize::from(*l) == li && *d == dir && kk == k && e.action_id == aid

@@ -207,6 +207,13 @@ impl ExpiryPolicy {
         };
         s.saturating_mul(NANOS_PER_SEC)
     }
+
+    /// Whether a flow of `class` last seen at `last_hit` is past its idle
+    /// timeout at `now`. The sweep and every lookup use this one test.
+    #[inline]
+    pub fn is_expired(&self, class: ExpiryClass, last_hit: Moment, now: Moment) -> bool {
+        now.saturating_sub(last_hit) > self.ttl(class)
+    }
 }
 
 #[cfg(test)]

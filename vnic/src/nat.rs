@@ -70,7 +70,7 @@ use dataplane::headers::L4;
 use dataplane::port::PortError;
 use dataplane::{
     Action, ActionDesc, DefaultAction, Direction, FlowKey, GenError, Headers, IpCidr, LayerConfig,
-    Meta, Port, Predicate, Rule, StatefulAction, Transform,
+    Meta, Port, Predicate, Rule, StatefulAction, StatefulRef, Transform,
 };
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -441,7 +441,8 @@ struct Spec {
 #[derive(Clone)]
 struct FamilyNat {
     spec: Spec,
-    action: Arc<dyn StatefulAction>,
+    /// Kept, identity and all, while the translation is unchanged.
+    action: StatefulRef,
     pools: Vec<Arc<PortPool>>,
     /// External addresses of the family that are outbound only.
     deny: Vec<IpAddr>,
@@ -668,7 +669,7 @@ fn family(external: &ExternalIps, private: IpAddr, prev: Option<&Nat>) -> Option
     };
     Some(FamilyNat {
         spec,
-        action,
+        action: StatefulRef::new(action),
         pools,
         deny,
     })

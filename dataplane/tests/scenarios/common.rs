@@ -650,6 +650,7 @@ pub fn arc<T>(t: T) -> Arc<T> {
     Arc::new(t)
 }
 
+/// The action, with an identity of its own (each call makes a new one).
 pub fn stateful(a: Arc<Snat>) -> Action {
-    Action::Stateful(a)
+    Action::Stateful(a.into())
 }

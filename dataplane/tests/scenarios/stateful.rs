@@ -7,7 +7,8 @@ use dataplane::tcp::TcpState;
 use dataplane::{
     Action, DefaultAction, Direction, DropReason, FlowKey, PortRange, Predicate, Rule,
 };
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 fn allow_web_out(fx: &mut Fixture) -> dataplane::RuleId {
     let r = Rule::new(10, Action::StatefulAllow)
@@ -473,4 +474,111 @@ fn icmp_errors_quoting_whole_segments_keep_their_checksums() {
         // The quote is the guest's own packet again, byte for byte.
         assert_eq!(&got[14 + 20 + 8..], &f[14..], "case {i}: quote restored");
     }
+}
+
+/// A NAT whose pool is `free` (so making one allocates nothing else).
+fn snat_with(external: &str, first: u16, free: &Arc<Mutex<Vec<u16>>>) -> Arc<Snat> {
+    Arc::new(Snat {
+        external: ip(external),
+        next: AtomicU16::new(first),
+        last: first + 999,
+        free: free.clone(),
+        generated: AtomicUsize::new(0),
+    })
+}
+
+/// A rule-set dropped, then a new one with another NAT whose action the
+/// allocator puts where the old action was. The new action is still not
+/// the old one: the established flow is re-checked and translated by the
+/// new action, and the old mapping is released.
+#[test]
+fn a_new_action_at_a_freed_action_s_address_is_not_taken_for_it() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let (old_pool, new_pool) = (Arc::default(), Arc::default());
+    let old = snat_with("203.0.113.10", 1024, &old_pool);
+    let old_addr = Arc::as_ptr(&old) as usize;
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(10, stateful(old)))
+        .unwrap();
+    let f = udp4(("10.0.0.5", 1), ("198.51.100.1", 53));
+    let (v, first) = fx.send(Direction::Out, &f);
+    assert_forward!(fx, v);
+    assert_eq!(parse(&first).src_ip, ip("203.0.113.10"));
+
+    // The old rule-set goes, and with it the last handle on the old action
+    // (the flow's state holds only the mapping the action made).
+    fx.port.set_rules("nat", vec![], vec![]).unwrap();
+    let mut tries = Vec::new();
+    let new = loop {
+        let n = snat_with("203.0.113.99", 3000, &new_pool);
+        if Arc::as_ptr(&n) as usize == old_addr {
+            break n;
+        }
+        tries.push(n);
+        assert!(tries.len() < 10_000, "the freed address was never reused");
+    };
+    fx.port
+        .set_rules("nat", vec![], vec![Rule::new(10, stateful(new.clone()))])
+        .unwrap();
+
+    let (v, again) = fx.send(Direction::Out, &f);
+    assert_forward!(fx, v);
+    let seen = parse(&again);
+    assert_eq!(
+        (seen.src_ip, seen.src_port),
+        (ip("203.0.113.99"), 3000),
+        "translated by the new action\n{}",
+        fx.dump()
+    );
+    assert_eq!(new.generated.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        old_pool.lock().unwrap().as_slice(),
+        &[1024],
+        "old mapping freed"
+    );
+    // Replies: to the new mapping they come back; to the old one, no more.
+    let (v, back) = fx.send(
+        Direction::In,
+        &udp4(("198.51.100.1", 53), ("203.0.113.99", 3000)),
+    );
+    assert_forward!(fx, v);
+    assert_eq!(
+        (parse(&back).dst_ip, parse(&back).dst_port),
+        (ip("10.0.0.5"), 1)
+    );
+    let v = fx.inb(&udp4(("198.51.100.1", 53), ("203.0.113.10", 1024)));
+    assert_drop!(fx, v, DropReason::DefaultDenied);
+}
+
+/// An action replaced by a new one at the same priority, in one step:
+/// the established TCP flow is translated by the new action, never the old.
+#[test]
+fn an_action_replaced_at_the_same_priority_translates_established_flows() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let old = Snat::new("203.0.113.10", 1024, 2047);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(10, stateful(old.clone())))
+        .unwrap();
+    let syn = tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "S");
+    let (_, out) = fx.send(Direction::Out, &syn);
+    assert_forward!(fx, fx.inb(&reply_tcp4(&out, "SA")));
+    let ack = tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "A");
+    assert_forward!(fx, fx.out(&ack));
+
+    let new = Snat::new("203.0.113.99", 5000, 5999);
+    fx.port
+        .set_rules("nat", vec![], vec![Rule::new(10, stateful(new.clone()))])
+        .unwrap();
+    for _ in 0..2 {
+        let (v, sent) = fx.send(Direction::Out, &ack);
+        assert_forward!(fx, v);
+        let seen = parse(&sent);
+        assert_eq!((seen.src_ip, seen.src_port), (ip("203.0.113.99"), 5000));
+    }
+    assert_eq!(new.generated.load(Ordering::Relaxed), 1);
+    assert_eq!(old.free.lock().unwrap().as_slice(), &[1024]);
+    let back = tcp4(("198.51.100.1", 443), ("203.0.113.99", 5000), "A");
+    let (v, b) = fx.send(Direction::In, &back);
+    assert_forward!(fx, v);
+    assert_eq!(parse(&b).dst_ip, ip("10.0.0.5"));
 }
