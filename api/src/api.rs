@@ -8,10 +8,11 @@
 //! 404 an unknown port, layer, rule or route, 409 a conflict (duplicate
 //! name, MAC or address; a full table).
 
+use crate::body::TypedBody;
 use crate::types::*;
 use dropshot::{
     Body, HttpError, HttpResponseCreated, HttpResponseDeleted, HttpResponseOk,
-    HttpResponseUpdatedNoContent, Path, Query, RequestContext, TypedBody,
+    HttpResponseUpdatedNoContent, Path, Query, RequestContext,
 };
 use http::Response;
 use vnic::config::VnicConfig;

@@ -294,6 +294,13 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     let store = StateStore::open(&c.state_dir).map_err(|e| e.to_string())?;
     let token = serve::token_file(&c.token_path())
         .map_err(|e| format!("token file {}: {e}", c.token_path().display()))?;
+    let read_token = match &c.api.read_token_file {
+        Some(p) => Some(
+            serve::token_file(p)
+                .map_err(|e| format!("api.read_token_file {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let queues = uplinks(&c)?;
     let workers =
         Workers::start_with(host.underlay_ip, queues, worker_hook()).map_err(|e| e.to_string())?;
@@ -313,10 +320,12 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let auth = Auth {
         token: Some(token),
-        open_loopback_reads: true,
+        read_token,
+        require_token_for_reads: c.api.require_token_for_reads,
     };
+    let opts = serve::ServeOptions::from_config(c.listen, &c.api);
     rt.block_on(async {
-        let server = serve::serve(Arc::clone(&sluice), auth, c.listen, log.clone())?;
+        let server = serve::serve(Arc::clone(&sluice), auth, opts, log.clone())?;
         until_signal().await;
         slog::info!(log, "sluiced stopping");
         server.close().await
