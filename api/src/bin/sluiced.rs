@@ -137,11 +137,7 @@ fn demo(args: &Args) -> Result<ExitCode, String> {
     for l in &lines {
         println!("{l}");
     }
-    let dir = std::env::temp_dir().join("sluice-demo");
-    let token_path = dir.join("token");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(&token_path, format!("{}\n", h.token));
-    let _ = api::state::set_mode(&token_path, 0o600);
+    let token_path = api::demo::write_token(&h.token)?;
     println!(
         "\nThe API is up. Try (from the repository):
   cargo run -q -p api --bin sluiceadm -- --url {url} list-ports
@@ -154,6 +150,7 @@ Stop with Ctrl-C.",
         tok = token_path.display()
     );
     if args.demo_exit {
+        api::demo::remove_token(&token_path);
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -165,6 +162,7 @@ Stop with Ctrl-C.",
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(until_signal());
+    api::demo::remove_token(&token_path);
     println!("sluiced demo: stopping");
     Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,10 @@
 //! endpoint, every kind of refusal, auth, persistence across restarts,
 //! and the OpenAPI document's drift.
 
+mod access;
 mod client;
 mod daemon;
 mod endpoints;
+mod files;
 mod openapi;
 mod persistence;
