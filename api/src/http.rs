@@ -558,3 +558,111 @@ pub fn api() -> dropshot::ApiDescription<Arc<Ctx>> {
         Err(e) => panic!("the API description is invalid: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_local_clients_and_the_read_token() {
+        let a = Auth {
+            token: Some("t0k3n".into()),
+            read_token: Some("r34d".into()),
+            require_token_for_reads: false,
+        };
+        let local: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "192.0.2.1".parse().unwrap();
+        let none = http::HeaderMap::new();
+        assert_eq!(
+            a.check(&headers("bearer t0k3n"), remote, true).unwrap(),
+            Access::Token
+        );
+        assert_eq!(
+            a.check(&headers("BEARER\tt0k3n "), remote, true).unwrap(),
+            Access::Token
+        );
+        assert_eq!(a.check(&none, local, false).unwrap(), Access::Open);
+        assert_eq!(
+            a.check(&none, "::1".parse().unwrap(), false).unwrap(),
+            Access::Open
+        );
+        assert_eq!(
+            a.check(&none, remote, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&none, local, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&headers("Bearer r34d"), remote, false).unwrap(),
+            Access::Token
+        );
+        assert_eq!(
+            a.check(&headers("Bearer r34d"), local, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            403
+        );
+        assert_eq!(
+            a.check(&headers("Bearer nope"), local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&headers("Basic t0k3n"), remote, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        let strict = Auth {
+            require_token_for_reads: true,
+            ..a
+        };
+        assert_eq!(
+            strict
+                .check(&none, local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+    }
+
+    #[test]
+    fn open_reads_are_limited_per_client_address() {
+        let l = ReadLimiter::default();
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "::1".parse().unwrap());
+        let held: Vec<_> = (0..OPEN_READS_PER_CLIENT)
+            .map(|_| l.acquire(a).unwrap())
+            .collect();
+        let e = l.acquire(a).err().unwrap();
+        assert_eq!(e.status_code.as_u16(), 429);
+        assert!(
+            e.external_message.contains("127.0.0.1"),
+            "{}",
+            e.external_message
+        );
+        // Another client is not affected; a finished read frees a place.
+        let _other = l.acquire(b).unwrap();
+        drop(held);
+        assert!(l.acquire(a).is_ok());
+        assert!(l.per_client.lock().unwrap().len() <= 1);
+    }
+}

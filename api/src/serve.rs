@@ -67,6 +67,13 @@ impl Server {
         self.addr
     }
 
+    /// Dropshot's own listener (loopback), which only the front door
+    /// may use: tests show that a request arriving there directly is
+    /// refused.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.dropshot.local_addr()
+    }
+
     /// Stops accepting, then stops dropshot (waiting for its handlers).
     pub async fn close(self) -> Result<(), String> {
         let _ = self.stop.send(true);
@@ -302,6 +309,11 @@ impl SimHost {
             server: Some(server),
             rt: Some(rt),
         })
+    }
+
+    /// See [`Server::internal_addr`].
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(Server::internal_addr)
     }
 
     pub fn url(&self) -> String {

@@ -383,3 +383,20 @@ fn the_api_keys_are_checked() {
         assert!(err.contains(want), "{extra}: {err}");
     }
 }
+
+#[test]
+fn requests_that_bypass_the_front_door_are_refused() {
+    let h = api::serve::SimHost::start(None, 1).unwrap();
+    let inside = h.internal_addr().unwrap();
+    assert_ne!(inside, h.addr);
+    let c = Client::new(format!("http://{inside}"), &h.token);
+    for path in ["/ports", "/v2p", "/metrics"] {
+        let r = c.get(path);
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(r.message().contains("internal"), "{}", r.message());
+    }
+    assert_eq!(c.post("/ports", vm_none("vm1", 5)).status, 403);
+    // Through the front door, the same calls work.
+    let front = Client::new(h.url(), &h.token);
+    assert_eq!(front.get("/ports").status, 200);
+}
