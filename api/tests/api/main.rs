@@ -8,5 +8,6 @@ mod client;
 mod daemon;
 mod endpoints;
 mod files;
+mod load;
 mod openapi;
 mod persistence;
