@@ -25,7 +25,7 @@
 //! [api]
 //! require_token_for_reads = false  # true: reads need a token from this host too
 //! # read_token_file = "/var/lib/sluice/read-token"  # a token good for reads only
-//! max_connections = 512            # open API connections; the longest idle goes first
+//! max_connections = 256            # open API connections; the longest idle goes first
 //! header_timeout_secs = 10         # a request's head must arrive within this (also the idle timeout)
 //! body_timeout_secs = 30           # a request's body must arrive within this
 //!
@@ -81,9 +81,12 @@ impl Default for ApiSection {
         ApiSection {
             require_token_for_reads: false,
             read_token_file: None,
-            // Under the usual 1024-descriptor limit, with room for the
-            // state, the guests' devices and dropshot's side of each relay.
-            max_connections: 400,
+            // A connection that has made a request costs three
+            // descriptors (the client's, its relay to dropshot, and
+            // dropshot's side): 256 of them fit under the usual limit of
+            // 1024 with room for the state, the workers and the guests'
+            // devices.
+            max_connections: 256,
             // Long enough for a person typing at a slow link, short
             // enough that idle sockets do not pile up.
             header_timeout_secs: 10,

@@ -67,6 +67,9 @@ fn idle_attacker(addr: SocketAddr, stop: Arc<AtomicBool>, reopened: Arc<AtomicU6
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(500));
         for s in socks.iter_mut() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             if s.as_ref().is_none_or(is_closed) {
                 *s = open();
                 reopened.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +182,7 @@ fn an_authenticated_client_is_served_while_attackers_hold_connections_and_send_b
     let default = api::config::ApiSection::default();
     println!(
         "load: {ok} authenticated calls ok, {} failed, slowest round of 3 calls {:.0} ms; \
-         attackers: {IDLE} idle connections held ({} reopened after sluiced closed them), \
+         attackers: {IDLE} idle connections kept open ({} reconnects after sluiced closed them), \
          {BODIES} clients sending {} MB bodies without a token ({} answered 401); \
          sluiced (max_connections {}, RLIMIT_NOFILE 1024): RSS {} -> max {} MiB, descriptors {fds0} -> max {fds_max}",
         failed.len(),
