@@ -18,6 +18,10 @@
 //!   relay connection back to the client's address, which auth and the
 //!   per-client limits use; a request that reached dropshot's listener
 //!   any other way has no entry and is refused (403).
+//! - A client address has at most [`OPEN_READS_PER_CLIENT`] reads without
+//!   an `Authorization` header in progress, counted until the response's
+//!   last byte is sent (or the connection drops), so the memory of
+//!   building and sending large dumps is bounded per client (429 beyond).
 
 use crate::logging::Every;
 use bytes::Bytes;
@@ -25,7 +29,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -63,6 +67,77 @@ impl Peers {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads without a token from one client address at a time: a dump of
+/// a large V2P costs ~100 bytes an entry while it is built and sent, so 4
+/// keep a client under half a GB at 1 M entries. Reads with a token are
+/// not limited (the operator's own tools).
+pub const OPEN_READS_PER_CLIENT: usize = 4;
+
+/// Counts the reads without a token in progress per client address.
+#[derive(Debug, Default)]
+pub struct ReadLimiter {
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A read in progress; the count drops with it.
+pub struct ReadPermit {
+    limiter: Arc<ReadLimiter>,
+    ip: IpAddr,
+}
+
+impl ReadLimiter {
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ReadPermit> {
+        let mut m = lock(&self.per_client);
+        let n = m.entry(ip).or_default();
+        if *n >= OPEN_READS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ReadPermit {
+            limiter: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for ReadPermit {
+    fn drop(&mut self) {
+        let mut m = lock(&self.limiter.per_client);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A response body that holds a [`ReadPermit`] until it is sent or dropped.
+struct Held {
+    inner: RespBody,
+    _permit: ReadPermit,
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// One client connection's place in the table.
@@ -139,6 +214,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Conns::default());
+    let reads = Arc::new(ReadLimiter::default());
     // A flood of refusals or accept errors logs one line a second.
     let full_log = Every::new(Duration::from_secs(1));
     let err_log = Every::new(Duration::from_secs(1));
@@ -172,9 +248,9 @@ pub async fn run(
             }
         }
         let _ = sock.set_nodelay(true);
-        let (conns, peers) = (Arc::clone(&conns), Arc::clone(&peers));
+        let (conns, peers, reads) = (Arc::clone(&conns), Arc::clone(&peers), Arc::clone(&reads));
         tokio::spawn(async move {
-            serve_connection(sock, client, backend, limits, &slot, peers).await;
+            serve_connection(sock, client, backend, limits, &slot, peers, reads).await;
             conns.leave(id);
         });
     }
@@ -187,6 +263,7 @@ async fn serve_connection(
     limits: FrontLimits,
     slot: &Arc<Slot>,
     peers: Arc<Peers>,
+    reads: Arc<ReadLimiter>,
 ) {
     let relay = Arc::new(tokio::sync::Mutex::new(None::<Relay>));
     let svc_slot = Arc::clone(slot);
@@ -196,9 +273,26 @@ async fn serve_connection(
             Arc::clone(&peers),
             Arc::clone(&svc_slot),
         );
+        let reads = Arc::clone(&reads);
         async move {
             let _busy = Busy::new(&slot);
-            Ok::<_, std::convert::Infallible>(forward(&relay, &peers, backend, client, req).await)
+            // Reads without a token: counted per client until sent.
+            let open_read = req.method() == http::Method::GET
+                && !req.headers().contains_key(http::header::AUTHORIZATION)
+                && req.uri().path() != "/health";
+            let permit = if open_read {
+                match reads.acquire(client.ip()) {
+                    Some(p) => Some(p),
+                    None => return Ok(too_many_reads(client.ip())),
+                }
+            } else {
+                None
+            };
+            let resp = forward(&relay, &peers, backend, client, req).await;
+            Ok::<_, std::convert::Infallible>(match permit {
+                Some(p) => resp.map(|inner| Held { inner, _permit: p }.boxed()),
+                None => resp,
+            })
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -270,15 +364,35 @@ async fn connect(
 }
 
 fn bad_gateway(why: &str) -> hyper::Response<RespBody> {
+    error(
+        http::StatusCode::BAD_GATEWAY,
+        "Unavailable",
+        format!("the API server is unavailable: {why}"),
+    )
+}
+
+fn too_many_reads(ip: IpAddr) -> hyper::Response<RespBody> {
+    error(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        format!(
+            "{ip} has {OPEN_READS_PER_CLIENT} reads without a token in progress, the most \
+             allowed; wait for them or pass the token"
+        ),
+    )
+}
+
+/// An error in dropshot's shape, for what the front door answers itself.
+fn error(status: http::StatusCode, code: &str, message: String) -> hyper::Response<RespBody> {
     let body = serde_json::json!({
         "request_id": "",
-        "error_code": "Unavailable",
-        "message": format!("the API server is unavailable: {why}"),
+        "error_code": code,
+        "message": message,
     })
     .to_string();
     let mut resp =
         hyper::Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
-    *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -289,6 +403,21 @@ fn bad_gateway(why: &str) -> hyper::Response<RespBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_reads_are_limited_per_client_address() {
+        let l = Arc::new(ReadLimiter::default());
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "::1".parse().unwrap());
+        let held: Vec<_> = (0..OPEN_READS_PER_CLIENT)
+            .map(|_| l.acquire(a).unwrap())
+            .collect();
+        assert!(l.acquire(a).is_none());
+        // Another client is not affected; a finished read frees a place.
+        let _other = l.acquire(b).unwrap();
+        drop(held);
+        assert!(l.acquire(a).is_some());
+        assert_eq!(lock(&l.per_client).len(), 1);
+    }
 
     #[test]
     fn a_full_table_evicts_the_longest_idle_and_never_a_busy_connection() {

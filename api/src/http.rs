@@ -1,7 +1,6 @@
 //! [`SluiceApi`] implemented over a [`Sluice`]: who the client is (from
-//! the front door, [`crate::front`]), authorisation, the per-client limit
-//! on reads without a token, then the call on a blocking thread (a call
-//! may wait for a worker's answer).
+//! the front door, [`crate::front`]), authorisation, then the call on a
+//! blocking thread (a call may wait for a worker's answer).
 
 use crate::api::{Changed, SluiceApi};
 use crate::body::TypedBody;
@@ -14,9 +13,8 @@ use dropshot::{
     HttpResponseOk, HttpResponseUpdatedNoContent, Path, Query, RequestContext, RequestInfo,
 };
 use http::Response;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use vnic::config::VnicConfig;
 use vnic::firewall::FirewallRule;
@@ -138,59 +136,6 @@ impl Default for RequestLimits {
     }
 }
 
-/// Reads without a token from one client address at a time: a dump of
-/// a large V2P costs ~100 bytes an entry while it is built and sent,
-/// so 4 keep a client under half a GB at 1 M entries. Reads with a
-/// token are not limited (the operator's own tools).
-pub const OPEN_READS_PER_CLIENT: usize = 4;
-
-/// Counts the open reads in progress per client address.
-#[derive(Debug, Default)]
-pub struct ReadLimiter {
-    per_client: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// An open read in progress; the count drops with it.
-pub struct ReadPermit<'a> {
-    limiter: &'a ReadLimiter,
-    ip: IpAddr,
-}
-
-impl ReadLimiter {
-    pub fn acquire(&self, ip: IpAddr) -> Result<ReadPermit<'_>, HttpError> {
-        let mut m = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(ip).or_default();
-        if *n >= OPEN_READS_PER_CLIENT {
-            return Err(HttpError::for_client_error(
-                Some("TooManyRequests".into()),
-                ClientErrorStatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "{ip} has {OPEN_READS_PER_CLIENT} reads without a token in progress, the most \
-                     allowed; wait for them or pass the token"
-                ),
-            ));
-        }
-        *n += 1;
-        Ok(ReadPermit { limiter: self, ip })
-    }
-}
-
-impl Drop for ReadPermit<'_> {
-    fn drop(&mut self) {
-        let mut m = self
-            .limiter
-            .per_client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The server's context.
 pub struct Ctx {
     pub sluice: Arc<Sluice>,
@@ -198,7 +143,6 @@ pub struct Ctx {
     pub limits: RequestLimits,
     /// Who is behind each connection the front door relays.
     pub peers: Arc<Peers>,
-    pub reads: ReadLimiter,
 }
 
 impl Ctx {
@@ -232,11 +176,7 @@ async fn call<T: Send + 'static>(
     f: impl FnOnce(&Sluice) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, HttpError> {
     let ctx = Arc::clone(rq.context());
-    let (client, access) = ctx.admit(&rq.request, mutating)?;
-    let _permit = match access {
-        Access::Open => Some(ctx.reads.acquire(client.ip())?),
-        Access::Token => None,
-    };
+    ctx.admit(&rq.request, mutating)?;
     let s = Arc::clone(&ctx.sluice);
     let r = tokio::task::spawn_blocking(move || f(&s))
         .await
@@ -643,26 +583,5 @@ mod tests {
                 .as_u16(),
             401
         );
-    }
-
-    #[test]
-    fn open_reads_are_limited_per_client_address() {
-        let l = ReadLimiter::default();
-        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "::1".parse().unwrap());
-        let held: Vec<_> = (0..OPEN_READS_PER_CLIENT)
-            .map(|_| l.acquire(a).unwrap())
-            .collect();
-        let e = l.acquire(a).err().unwrap();
-        assert_eq!(e.status_code.as_u16(), 429);
-        assert!(
-            e.external_message.contains("127.0.0.1"),
-            "{}",
-            e.external_message
-        );
-        // Another client is not affected; a finished read frees a place.
-        let _other = l.acquire(b).unwrap();
-        drop(held);
-        assert!(l.acquire(a).is_ok());
-        assert!(l.per_client.lock().unwrap().len() <= 1);
     }
 }

@@ -2,7 +2,7 @@
 //! control plane and engine over in-memory devices, on loopback.
 
 use crate::front::{FrontLimits, Peers};
-use crate::http::{Auth, Ctx, ReadLimiter, RequestLimits};
+use crate::http::{Auth, Ctx, RequestLimits};
 use crate::server::{HostLimits, SimDevices, Sluice};
 use crate::state::StateStore;
 use dataplane::Vni;
@@ -110,7 +110,6 @@ pub fn serve(
         auth,
         limits: opts.request,
         peers: Arc::clone(&peers),
-        reads: ReadLimiter::default(),
     };
     let dropshot = ServerBuilder::new(crate::http::api(), Arc::new(ctx), log.clone())
         .config(config)

@@ -400,3 +400,53 @@ fn requests_that_bypass_the_front_door_are_refused() {
     let front = Client::new(h.url(), &h.token);
     assert_eq!(front.get("/ports").status, 200);
 }
+
+#[test]
+fn reads_without_a_token_are_limited_per_client_until_their_response_is_sent() {
+    use api::types::{V2pMapping, V2pSet};
+    let h = api::serve::SimHost::start(None, 1).unwrap();
+    // A dump of ~20 MB: more than the sockets between here and dropshot
+    // buffer, so a client that does not read holds its read open.
+    let mappings = (0..200_000u32)
+        .map(|i| V2pMapping {
+            vni: api::serve::SimHost::vni(),
+            ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+            guest_mac: vnic::config::MacAddr([0xa8, 0x40, 0x25, 0, 0x10, 1]),
+            host: "fd00:99::b".parse().unwrap(),
+        })
+        .collect();
+    h.sluice.set_v2p(V2pSet { mappings }, false).unwrap();
+    let mut stuck: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(h.addr).unwrap();
+            s.write_all(b"GET /v2p HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut b = [0u8; 12];
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"HTTP/1.1 200");
+            s
+        })
+        .collect();
+    let anon = Client {
+        base: h.url(),
+        token: None,
+    };
+    let r = anon.get("/ports");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.message().contains("reads without a token"),
+        "{}",
+        r.message()
+    );
+    // The token holder is not limited; health is never limited.
+    assert_eq!(Client::new(h.url(), &h.token).get("/ports").status, 200);
+    assert_eq!(anon.get("/health").status, 204);
+    // A client that goes away frees its place.
+    stuck.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while anon.get("/ports").status != 200 {
+        assert!(Instant::now() < deadline, "the place was not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
