@@ -6,9 +6,11 @@
 //!
 //! - At most `max_connections` client connections are open. When full, a
 //!   new connection evicts the one that has been idle longest (no request
-//!   in flight): a client that makes requests always gets in; one that
-//!   only holds sockets open keeps none of them for long. If every
-//!   connection has a request in flight, the new one is closed.
+//!   in flight), preferring one that never made a request: a client
+//!   that makes requests always gets in and keeps its keep-alive
+//!   connection; one that only holds sockets open keeps none of them for
+//!   long. If every connection has a request in flight, the new one is
+//!   closed.
 //! - A request's head must be complete within `header_timeout` of the
 //!   connection becoming ready for it (hyper's header read timeout,
 //!   re-armed for every request of a keep-alive connection, so it is
@@ -143,6 +145,9 @@ impl hyper::body::Body for Held {
 /// One client connection's place in the table.
 struct Slot {
     in_flight: AtomicUsize,
+    /// Requests this connection has made: one that made none is the
+    /// first to go when the table is full.
+    served: AtomicU64,
     idle_since: Mutex<Instant>,
     evict: Notify,
 }
@@ -163,7 +168,7 @@ impl Conns {
             let victim = slots
                 .iter()
                 .filter(|(_, s)| s.in_flight.load(Ordering::Acquire) == 0)
-                .min_by_key(|(_, s)| *lock(&s.idle_since))
+                .min_by_key(|(_, s)| (s.served.load(Ordering::Acquire) > 0, *lock(&s.idle_since)))
                 .map(|(id, _)| *id)?;
             if let Some(s) = slots.remove(&victim) {
                 s.evict.notify_one();
@@ -173,6 +178,7 @@ impl Conns {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             idle_since: Mutex::new(Instant::now()),
             evict: Notify::new(),
         });
@@ -191,6 +197,7 @@ struct Busy(Arc<Slot>);
 impl Busy {
     fn new(s: &Arc<Slot>) -> Busy {
         s.in_flight.fetch_add(1, Ordering::AcqRel);
+        s.served.fetch_add(1, Ordering::AcqRel);
         Busy(Arc::clone(s))
     }
 }
@@ -422,19 +429,39 @@ mod tests {
     #[test]
     fn a_full_table_evicts_the_longest_idle_and_never_a_busy_connection() {
         let c = Conns::default();
-        let (a, sa, _) = c.admit(2).unwrap();
+        let (a, _sa, _) = c.admit(2).unwrap();
         std::thread::sleep(Duration::from_millis(2));
-        let (_b, sb, _) = c.admit(2).unwrap();
+        let (_b, _sb, _) = c.admit(2).unwrap();
         // a is the longest idle: it goes.
-        let (_c2, _sc, evicted) = c.admit(2).unwrap();
+        let (_c, _sc, evicted) = c.admit(2).unwrap();
         assert!(evicted);
         assert!(!lock(&c.slots).contains_key(&a));
-        drop(sa);
+        assert_eq!(lock(&c.slots).len(), 2);
         // Everything busy: the newcomer is refused.
-        let _busy_b = Busy::new(&sb);
         let all: Vec<_> = lock(&c.slots).values().cloned().collect();
-        let _busy: Vec<_> = all.iter().map(Busy::new).collect();
+        let busy: Vec<_> = all.iter().map(Busy::new).collect();
         assert!(c.admit(2).is_none());
         assert_eq!(lock(&c.slots).len(), 2);
+        drop(busy);
+        assert!(c.admit(2).is_some());
+    }
+
+    #[test]
+    fn a_connection_that_made_requests_outlives_older_ones_that_made_none() {
+        let c = Conns::default();
+        let (worker, s1, _) = c.admit(2).unwrap();
+        // The worker makes a request, then a newer connection arrives
+        // that makes none: the worker is the longest idle, yet stays.
+        drop(Busy::new(&s1));
+        std::thread::sleep(Duration::from_millis(2));
+        let (idler, _s2, _) = c.admit(2).unwrap();
+        let (_, _, evicted) = c.admit(2).unwrap();
+        assert!(evicted);
+        let slots = lock(&c.slots);
+        assert!(
+            slots.contains_key(&worker),
+            "the working client kept its connection"
+        );
+        assert!(!slots.contains_key(&idler));
     }
 }

@@ -161,6 +161,14 @@ fn an_authenticated_client_is_served_while_attackers_hold_connections_and_send_b
                 )
                 .status,
             d.client.get("/v2p").status,
+            // A POST is not retried on a closed keep-alive connection:
+            // the client's connection must not be the one evicted.
+            d.client
+                .post(
+                    "/ports/vm1/trace",
+                    json!({ "direction": "out", "packet": { "protocol": "icmp", "src": "10.0.0.5", "dst": "10.0.0.1" } }),
+                )
+                .status,
         ];
         slowest = slowest.max(t.elapsed());
         for s in calls {
@@ -181,7 +189,7 @@ fn an_authenticated_client_is_served_while_attackers_hold_connections_and_send_b
     }
     let default = api::config::ApiSection::default();
     println!(
-        "load: {ok} authenticated calls ok, {} failed, slowest round of 3 calls {:.0} ms; \
+        "load: {ok} authenticated calls ok, {} failed, slowest round of 4 calls {:.0} ms; \
          attackers: {IDLE} idle connections kept open ({} reconnects after sluiced closed them), \
          {BODIES} clients sending {} MB bodies without a token ({} answered 401); \
          sluiced (max_connections {}, RLIMIT_NOFILE 1024): RSS {} -> max {} MiB, descriptors {fds0} -> max {fds_max}",
