@@ -261,6 +261,13 @@ pub async fn run(
             conns.leave(id);
         });
     }
+    // Stopping: idle connections go now; those with a request in flight
+    // finish it (dropshot waits for its handlers).
+    for s in lock(&conns.slots).values() {
+        if s.in_flight.load(Ordering::Acquire) == 0 {
+            s.evict.notify_one();
+        }
+    }
 }
 
 async fn serve_connection(
