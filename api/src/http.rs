@@ -57,7 +57,17 @@ impl Auth {
             t.as_deref()
                 .is_some_and(|t| constant_time_eq(g.as_bytes(), t.as_bytes()))
         };
-        match bearer(headers) {
+        // A header that is there but not a bearer token is refused, not
+        // ignored: the front door limits only requests without one.
+        let given = match headers.get(http::header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(bearer(v).ok_or_else(|| {
+                HttpError::from(ApiError::Unauthorized(
+                    "the Authorization header must be 'Bearer TOKEN'".into(),
+                ))
+            })?),
+        };
+        match given {
             Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(Access::Token),
             Some(g) if matches(&self.read_token, g) => {
                 if mutating {
@@ -89,8 +99,8 @@ impl Auth {
 
 /// The credentials of an `Authorization` header: the scheme is
 /// case-insensitive (RFC 9110 §11.1), one or more spaces follow it.
-fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+fn bearer(v: &http::HeaderValue) -> Option<&str> {
+    let v = v.to_str().ok()?;
     let (scheme, rest) = v.trim().split_once([' ', '\t'])?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -566,6 +576,22 @@ mod tests {
         );
         assert_eq!(
             a.check(&headers("Basic t0k3n"), remote, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        // Another scheme is no way around the token, nor around the
+        // front door's limit on reads without a header.
+        assert_eq!(
+            a.check(&headers("Basic t0k3n"), local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&headers("Bearer"), local, false)
                 .unwrap_err()
                 .status_code
                 .as_u16(),
