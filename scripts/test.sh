@@ -91,6 +91,13 @@ if [ "$fast" = 0 ]; then
   grep -q '^test result: ok. 1 passed' target/soak.log || status=1
   grep '^test result:' target/soak.log >>target/cargo-test.log || true
 
+  step "API under load: 2 000 idle connections and 50 bodies without a token against one sluiced (about 30 s)"
+  # Loopback only; prints sluiced's RSS and descriptors (bench/README.md).
+  cargo test -p api --locked --test api load -- --ignored --nocapture 2>&1 |
+    tee target/api-load.log | grep -E '^load|^test result|panicked' || status=$?
+  grep -q '^test result: ok. 1 passed' target/api-load.log || status=1
+  grep '^test result:' target/api-load.log >>target/cargo-test.log || true
+
   step "fuzz smoke: every target ${FUZZ_SMOKE_SECS:-5} s (fuzz/run.sh; the long runs: fuzz/README.md)"
   if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     if ! command -v cargo-fuzz >/dev/null 2>&1; then

@@ -4,14 +4,17 @@
 //! `sluiced`, simulated ones in tests).
 //!
 //! Reads are `GET`; everything else changes state and needs the bearer
-//! token. Errors: 400 names the bad field, 401 a missing or wrong token,
-//! 404 an unknown port, layer, rule or route, 409 a conflict (duplicate
-//! name, MAC or address; a full table).
+//! token. Errors: 400 names the bad field, 401 a missing or wrong token
+//! (checked before a body is read), 403 the read token for a change,
+//! 404 an unknown port, layer, rule or route, 408 a body that came too
+//! slowly, 409 a conflict (duplicate name, MAC or address; a full table),
+//! 429 too many reads without a token from one client.
 
+use crate::body::TypedBody;
 use crate::types::*;
 use dropshot::{
     Body, HttpError, HttpResponseCreated, HttpResponseDeleted, HttpResponseOk,
-    HttpResponseUpdatedNoContent, Path, Query, RequestContext, TypedBody,
+    HttpResponseUpdatedNoContent, Path, Query, RequestContext,
 };
 use http::Response;
 use vnic::config::VnicConfig;

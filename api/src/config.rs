@@ -22,6 +22,13 @@
 //! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
 //! #       port = "net_null0", mbufs = 8191, mbuf_data_room = 2176
 //!
+//! [api]
+//! require_token_for_reads = false  # true: reads need a token from this host too
+//! # read_token_file = "/var/lib/sluice/read-token"  # a token good for reads only
+//! max_connections = 256            # open API connections; the longest idle goes first
+//! header_timeout_secs = 10         # a request's head must arrive within this (also the idle timeout)
+//! body_timeout_secs = 30           # a request's body must arrive within this
+//!
 //! [limits]
 //! v2p = 1000000
 //! v2b = 65536
@@ -54,6 +61,39 @@ pub struct Config {
     pub uplink: Uplink,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// `[api]`: who may read, and what a client may hold.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    pub require_token_for_reads: bool,
+    pub read_token_file: Option<PathBuf>,
+    pub max_connections: usize,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            require_token_for_reads: false,
+            read_token_file: None,
+            // A connection that has made a request costs three
+            // descriptors (the client's, its relay to dropshot, and
+            // dropshot's side): 256 of them fit under the usual limit of
+            // 1024 with room for the state, the workers and the guests'
+            // devices.
+            max_connections: 256,
+            // Long enough for a person typing at a slow link, short
+            // enough that idle sockets do not pile up.
+            header_timeout_secs: 10,
+            // A 32 MB body at ~1 MB/s.
+            body_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -175,6 +215,23 @@ impl Config {
             if !(1280..=9216).contains(&m) {
                 return Err(ConfigError::Invalid(format!(
                     "underlay.mtu: {m} is out of range 1280..=9216 (IPv6 needs 1280)"
+                )));
+            }
+        }
+        let a = &self.api;
+        if !(1..=100_000).contains(&a.max_connections) {
+            return Err(ConfigError::Invalid(format!(
+                "api.max_connections: {} is out of range 1..=100000",
+                a.max_connections
+            )));
+        }
+        for (k, v) in [
+            ("header_timeout_secs", a.header_timeout_secs),
+            ("body_timeout_secs", a.body_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "api.{k}: {v} is out of range 1..=3600"
                 )));
             }
         }

@@ -45,6 +45,60 @@ fn vnic(name: &str, last: u8) -> CreateVnic {
     }
 }
 
+/// Writes the demo's token where `sluiceadm --token-file` can read it:
+/// a new private directory (mode 0700, a random name made with mkdir,
+/// which never follows a link) in `${TMPDIR:-/tmp}`, the file in it
+/// made with O_EXCL|O_NOFOLLOW, mode 0600. A fixed name in a shared
+/// directory would let another user plant a link there for root to
+/// write through, or read the token. Returns the file's path.
+pub fn write_token(token: &str) -> Result<std::path::PathBuf, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    let base = std::env::temp_dir();
+    let mut dir = None;
+    for _ in 0..16 {
+        let rand = crate::serve::new_token().map_err(|e| e.to_string())?;
+        let d = base.join(format!("sluice-demo-{}", &rand[..12]));
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+            Ok(()) => {
+                dir = Some(d);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("making a directory in {}: {e}", base.display())),
+        }
+    }
+    let dir = dir.ok_or_else(|| format!("no free directory name in {}", base.display()))?;
+    // What mkdir made, checked rather than trusted (the umask may be odd).
+    let m = std::fs::symlink_metadata(&dir).map_err(|e| e.to_string())?;
+    let me = crate::serve::effective_uid().map_err(|e| e.to_string())?;
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a private directory of ours",
+            dir.display()
+        ));
+    }
+    let path = dir.join("token");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{token}\n").as_bytes()).map(|()| f))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let _ = f.flush();
+    Ok(path)
+}
+
+/// Removes what [`write_token`] made.
+pub fn remove_token(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    if let Some(d) = path.parent() {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
 /// Programs the demo topology: vm1 and vm2 here, vm3 on another host,
 /// the boundary for the internet.
 pub fn program(h: &SimHost) -> Result<(), String> {

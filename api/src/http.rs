@@ -1,16 +1,21 @@
-//! [`SluiceApi`] implemented over a [`Sluice`]: authorisation, then the
-//! call on a blocking thread (a call may wait for a worker's answer).
+//! [`SluiceApi`] implemented over a [`Sluice`]: who the client is (from
+//! the front door, [`crate::front`]), authorisation, then the call on a
+//! blocking thread (a call may wait for a worker's answer).
 
 use crate::api::{Changed, SluiceApi};
+use crate::body::TypedBody;
 use crate::error::ApiError;
+use crate::front::Peers;
 use crate::server::Sluice;
 use crate::types::*;
 use dropshot::{
-    Body, HttpError, HttpResponseCreated, HttpResponseDeleted, HttpResponseOk,
-    HttpResponseUpdatedNoContent, Path, Query, RequestContext, TypedBody,
+    Body, ClientErrorStatusCode, HttpError, HttpResponseCreated, HttpResponseDeleted,
+    HttpResponseOk, HttpResponseUpdatedNoContent, Path, Query, RequestContext, RequestInfo,
 };
 use http::Response;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use vnic::config::VnicConfig;
 use vnic::firewall::FirewallRule;
 use vnic::router::RouteEntry;
@@ -18,38 +23,103 @@ use vnic::router::RouteEntry;
 /// Who may call what.
 pub struct Auth {
     /// The bearer token mutating calls need (`None`: no token needed,
-    /// for in-process tests only).
+    /// for in-process tests only). It is good for reads too.
     pub token: Option<String>,
-    /// Reads without a token from a loopback address.
-    pub open_loopback_reads: bool,
+    /// A token good for reads only (`[api] read_token_file`).
+    pub read_token: Option<String>,
+    /// Reads need a token even from this host (`[api]
+    /// require_token_for_reads`); otherwise a client on this host (a
+    /// loopback address, IPv4-mapped ones included) reads without one.
+    pub require_token_for_reads: bool,
+}
+
+/// What [`Auth::check`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A token was given and is good for the call.
+    Token,
+    /// No token, and the call needs none (a read from this host).
+    Open,
 }
 
 impl Auth {
-    fn check<C: Send + Sync + 'static>(
+    /// Checks the `Authorization` header of a call from `client`.
+    pub fn check(
         &self,
-        rq: &RequestContext<C>,
+        headers: &http::HeaderMap,
+        client: IpAddr,
         mutating: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Access, HttpError> {
         let Some(token) = &self.token else {
-            return Ok(());
+            return Ok(Access::Token);
         };
-        if !mutating && self.open_loopback_reads && rq.request.remote_addr().ip().is_loopback() {
-            return Ok(());
-        }
-        let given = rq
-            .request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let matches = |t: &Option<String>, g: &str| {
+            t.as_deref()
+                .is_some_and(|t| constant_time_eq(g.as_bytes(), t.as_bytes()))
+        };
+        // A header that is there but not a bearer token is refused, not
+        // ignored: the front door limits only requests without one.
+        let given = match headers.get(http::header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(bearer(v).ok_or_else(|| {
+                HttpError::from(ApiError::Unauthorized(
+                    "the Authorization header must be 'Bearer TOKEN'".into(),
+                ))
+            })?),
+        };
         match given {
-            Some(g) if constant_time_eq(g.trim().as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(ApiError::Unauthorized("the bearer token is wrong".into())),
-            None => Err(ApiError::Unauthorized(
+            Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(Access::Token),
+            Some(g) if matches(&self.read_token, g) => {
+                if mutating {
+                    Err(forbidden("the read token is good for reads only; this call needs the token"))
+                } else {
+                    Ok(Access::Token)
+                }
+            }
+            Some(_) => Err(ApiError::Unauthorized("the bearer token is wrong".into()).into()),
+            None if !mutating && !self.require_token_for_reads && is_local(client) => {
+                Ok(Access::Open)
+            }
+            None if mutating => Err(ApiError::Unauthorized(
                 "this call needs 'Authorization: Bearer TOKEN' (the token is in the daemon's token file)".into(),
-            )),
+            )
+            .into()),
+            None => Err(ApiError::Unauthorized(format!(
+                "reads {} need 'Authorization: Bearer TOKEN' (the token or the read token)",
+                if self.require_token_for_reads {
+                    "on this host (require_token_for_reads)"
+                } else {
+                    "from another host"
+                }
+            ))
+            .into()),
         }
     }
+}
+
+/// The credentials of an `Authorization` header: the scheme is
+/// case-insensitive (RFC 9110 §11.1), one or more spaces follow it.
+fn bearer(v: &http::HeaderValue) -> Option<&str> {
+    let v = v.to_str().ok()?;
+    let (scheme, rest) = v.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A client on this host: a loopback address, including `::ffff:127.x`
+/// as a dual-stack `[::]` listen sees an IPv4 loopback client.
+pub fn is_local(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+fn forbidden(msg: &str) -> HttpError {
+    HttpError::for_client_error(
+        Some("Forbidden".into()),
+        ClientErrorStatusCode::FORBIDDEN,
+        msg.to_string(),
+    )
 }
 
 /// Compares without an early exit, so timing does not tell how much of
@@ -61,10 +131,49 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// How long a request may take to send what it sends.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    /// The whole body must arrive within this (`[api] body_timeout_secs`).
+    pub body_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The server's context.
 pub struct Ctx {
     pub sluice: Arc<Sluice>,
     pub auth: Auth,
+    pub limits: RequestLimits,
+    /// Who is behind each connection the front door relays.
+    pub peers: Arc<Peers>,
+}
+
+impl Ctx {
+    /// The client behind a request: the front door's record of it. A
+    /// request that did not come through the front door is refused.
+    pub fn client(&self, rq: &RequestInfo) -> Result<SocketAddr, HttpError> {
+        self.peers
+            .client(rq.remote_addr())
+            .ok_or_else(|| forbidden("connect to sluiced's API address; this listener is internal"))
+    }
+
+    /// Who is calling, and may they make this call.
+    pub fn admit(
+        &self,
+        rq: &RequestInfo,
+        mutating: bool,
+    ) -> Result<(SocketAddr, Access), HttpError> {
+        let client = self.client(rq)?;
+        let access = self.auth.check(rq.headers(), client.ip(), mutating)?;
+        Ok((client, access))
+    }
 }
 
 pub enum SluiceImpl {}
@@ -77,7 +186,7 @@ async fn call<T: Send + 'static>(
     f: impl FnOnce(&Sluice) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, HttpError> {
     let ctx = Arc::clone(rq.context());
-    ctx.auth.check(rq, mutating)?;
+    ctx.admit(&rq.request, mutating)?;
     let s = Arc::clone(&ctx.sluice);
     let r = tokio::task::spawn_blocking(move || f(&s))
         .await
@@ -397,5 +506,108 @@ pub fn api() -> dropshot::ApiDescription<Arc<Ctx>> {
         // The description is fixed at compile time; a failure here is a
         // programming error caught by every test.
         Err(e) => panic!("the API description is invalid: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_local_clients_and_the_read_token() {
+        let a = Auth {
+            token: Some("t0k3n".into()),
+            read_token: Some("r34d".into()),
+            require_token_for_reads: false,
+        };
+        let local: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "192.0.2.1".parse().unwrap();
+        let none = http::HeaderMap::new();
+        assert_eq!(
+            a.check(&headers("bearer t0k3n"), remote, true).unwrap(),
+            Access::Token
+        );
+        assert_eq!(
+            a.check(&headers("BEARER\tt0k3n "), remote, true).unwrap(),
+            Access::Token
+        );
+        assert_eq!(a.check(&none, local, false).unwrap(), Access::Open);
+        assert_eq!(
+            a.check(&none, "::1".parse().unwrap(), false).unwrap(),
+            Access::Open
+        );
+        assert_eq!(
+            a.check(&none, remote, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&none, local, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&headers("Bearer r34d"), remote, false).unwrap(),
+            Access::Token
+        );
+        assert_eq!(
+            a.check(&headers("Bearer r34d"), local, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            403
+        );
+        assert_eq!(
+            a.check(&headers("Bearer nope"), local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&headers("Basic t0k3n"), remote, true)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        // Another scheme is no way around the token, nor around the
+        // front door's limit on reads without a header.
+        assert_eq!(
+            a.check(&headers("Basic t0k3n"), local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            a.check(&headers("Bearer"), local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
+        let strict = Auth {
+            require_token_for_reads: true,
+            ..a
+        };
+        assert_eq!(
+            strict
+                .check(&none, local, false)
+                .unwrap_err()
+                .status_code
+                .as_u16(),
+            401
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! The binaries are `sluiced` (the daemon) and `sluiceadm` (the CLI).
 
 pub mod api;
+pub mod body;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -12,7 +13,9 @@ pub mod demo;
 pub mod devices;
 pub mod dpdk;
 pub mod error;
+pub mod front;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod replay;
 pub mod serve;

@@ -1,7 +1,8 @@
 //! Serving the API, and an in-process simulated host for tests: the real
 //! control plane and engine over in-memory devices, on loopback.
 
-use crate::http::{Auth, Ctx};
+use crate::front::{FrontLimits, Peers};
+use crate::http::{Auth, Ctx, RequestLimits};
 use crate::server::{HostLimits, SimDevices, Sluice};
 use crate::state::StateStore;
 use dataplane::Vni;
@@ -11,6 +12,7 @@ use overlay::{V2b, V2p};
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use vmm_net::backend::Wire;
 use vmm_net::worker::Workers;
 
@@ -22,22 +24,112 @@ pub fn logger(level: ConfigLoggingLevel, name: &str) -> std::io::Result<slog::Lo
     ConfigLogging::StderrTerminal { level }.to_logger(name)
 }
 
+/// How the API is served (`listen` and the `[api]` limits).
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub front: FrontLimits,
+    pub request: RequestLimits,
+}
+
+impl ServeOptions {
+    /// `listen` with the default limits.
+    pub fn on(listen: SocketAddr) -> ServeOptions {
+        Self::from_config(listen, &crate::config::ApiSection::default())
+    }
+
+    pub fn from_config(listen: SocketAddr, a: &crate::config::ApiSection) -> ServeOptions {
+        ServeOptions {
+            listen,
+            front: FrontLimits {
+                max_connections: a.max_connections,
+                header_timeout: Duration::from_secs(a.header_timeout_secs),
+            },
+            request: RequestLimits {
+                body_timeout: Duration::from_secs(a.body_timeout_secs),
+            },
+        }
+    }
+}
+
+/// The running API: the front door on the listen address, dropshot
+/// behind it on loopback.
+pub struct Server {
+    dropshot: HttpServer<Arc<Ctx>>,
+    front: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// The address clients use.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Dropshot's own listener (loopback), which only the front door
+    /// may use: tests show that a request arriving there directly is
+    /// refused.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.dropshot.local_addr()
+    }
+
+    /// Stops accepting, then stops dropshot (waiting for its handlers).
+    pub async fn close(self) -> Result<(), String> {
+        let _ = self.stop.send(true);
+        let _ = self.front.await;
+        self.dropshot.close().await
+    }
+}
+
 /// Starts the HTTP server (on the current tokio runtime).
 pub fn serve(
     sluice: Arc<Sluice>,
     auth: Auth,
-    listen: SocketAddr,
+    opts: ServeOptions,
     log: slog::Logger,
-) -> Result<HttpServer<Arc<Ctx>>, String> {
+) -> Result<Server, String> {
+    let log = crate::logging::logger(log);
+    let listen = opts.listen;
+    let front = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| format!("starting the API server on {listen}: {e}"))?;
+    let addr = front
+        .local_addr()
+        .map_err(|e| format!("starting the API server on {listen}: {e}"))?;
     let config = ConfigDropshot {
-        bind_address: listen,
+        // Only the front door connects here (see crate::front).
+        bind_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         default_request_body_max_bytes: MAX_BODY_BYTES,
         ..Default::default()
     };
-    ServerBuilder::new(crate::http::api(), Arc::new(Ctx { sluice, auth }), log)
+    let peers = Arc::new(Peers::default());
+    let ctx = Ctx {
+        sluice,
+        auth,
+        limits: opts.request,
+        peers: Arc::clone(&peers),
+    };
+    let dropshot = ServerBuilder::new(crate::http::api(), Arc::new(ctx), log.clone())
         .config(config)
         .start()
-        .map_err(|e| format!("starting the API server on {listen}: {e}"))
+        .map_err(|e| format!("starting the API server: {e}"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let front = tokio::spawn(crate::front::run(
+        front,
+        dropshot.local_addr(),
+        opts.front,
+        peers,
+        log,
+        stopped,
+    ));
+    Ok(Server {
+        dropshot,
+        front,
+        stop,
+        addr,
+    })
 }
 
 /// Makes a random token (32 bytes from the kernel, hex).
@@ -47,29 +139,85 @@ pub fn new_token() -> std::io::Result<String> {
     Ok(crate::trace::hex(&b))
 }
 
+/// The shortest token accepted from a file: 128 bits as hex. Shorter
+/// ones can be guessed by whoever can reach the API.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
 /// Reads the token file, creating it (mode 0600) with a new token first
-/// if it does not exist.
+/// if it does not exist. An existing file is used only if it is a
+/// regular file (not a symbolic link: it is never followed), owned by
+/// this user, readable by nobody else, and holds at least
+/// [`MIN_TOKEN_CHARS`] characters; anything else is refused with what
+/// is wrong and how to fix it.
 pub fn token_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    use std::io::{Error, ErrorKind, Read, Write};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refuse = |msg: String| Err(Error::new(ErrorKind::PermissionDenied, msg));
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(mut f) => {
+            let m = f.metadata()?;
+            if !m.is_file() {
+                return refuse("it is not a regular file".into());
+            }
+            let me = effective_uid()?;
+            if m.uid() != me {
+                return refuse(format!(
+                    "it is owned by uid {}, not by this user (uid {me})",
+                    m.uid()
+                ));
+            }
+            if m.mode() & 0o077 != 0 {
+                return refuse(format!(
+                    "its mode {:o} lets others read it; chmod 600 it (and replace the token: it may have been read)",
+                    m.mode() & 0o777
+                ));
+            }
+            let mut t = String::new();
+            f.read_to_string(&mut t)?;
+            let t = t.trim();
+            if t.chars().count() < MIN_TOKEN_CHARS || t.chars().any(char::is_whitespace) {
+                return refuse(format!(
+                    "the token is {} characters; it must be one word of at least {MIN_TOKEN_CHARS} \
+                     (delete the file and sluiced makes a good one)",
+                    t.chars().count()
+                ));
+            }
+            return Ok(t.to_string());
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return refuse(
+                "it is a symbolic link; sluiced does not follow one for its token".into(),
+            );
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     let t = new_token()?;
+    // O_EXCL: never through a link or over a file planted meanwhile.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(path)?;
     f.write_all(t.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
-    crate::state::set_mode(path, 0o600)?;
     Ok(t)
+}
+
+/// This process's effective uid (from /proc: no unsafe call needed).
+pub fn effective_uid() -> std::io::Result<u32> {
+    let s = std::fs::read_to_string("/proc/self/status")?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no effective uid in /proc/self/status"))
 }
 
 /// A simulated host served on loopback: the real control plane, workers
@@ -81,7 +229,7 @@ pub struct SimHost {
     pub devices: Arc<SimDevices>,
     /// The uplink's far side (the underlay).
     pub uplink: Wire,
-    server: Option<HttpServer<Arc<Ctx>>>,
+    server: Option<Server>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -144,11 +292,12 @@ impl SimHost {
         let log = logger(level, "sluiced-sim").map_err(|e| e.to_string())?;
         let auth = Auth {
             token: Some(token.clone()),
-            open_loopback_reads: true,
+            read_token: None,
+            require_token_for_reads: false,
         };
         let server = {
             let _g = rt.enter();
-            serve(Arc::clone(&sluice), auth, listen, log)?
+            serve(Arc::clone(&sluice), auth, ServeOptions::on(listen), log)?
         };
         Ok(SimHost {
             addr: server.local_addr(),
@@ -159,6 +308,11 @@ impl SimHost {
             server: Some(server),
             rt: Some(rt),
         })
+    }
+
+    /// See [`Server::internal_addr`].
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(Server::internal_addr)
     }
 
     pub fn url(&self) -> String {

@@ -79,7 +79,7 @@ impl StateStore {
         };
         let bytes = serde_json::to_vec(doc).map_err(|e| werr(io::Error::other(e)))?;
         {
-            let mut f = File::create(&tmp).map_err(werr)?;
+            let mut f = create_tmp(&tmp).map_err(werr)?;
             f.write_all(&bytes).map_err(werr)?;
             f.sync_all().map_err(werr)?;
         }
@@ -112,6 +112,25 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<StateDoc, StateError> {
         path: path.to_path_buf(),
         err,
     })
+}
+
+/// A fresh temporary file at `path`: whatever is there (a file a crash
+/// left, or a planted link) is removed, not followed, and the new file
+/// is made with O_EXCL|O_NOFOLLOW, mode 0600, so nothing outside the
+/// state directory is ever written or truncated through it.
+fn create_tmp(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
 }
 
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {

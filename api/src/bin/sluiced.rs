@@ -137,11 +137,7 @@ fn demo(args: &Args) -> Result<ExitCode, String> {
     for l in &lines {
         println!("{l}");
     }
-    let dir = std::env::temp_dir().join("sluice-demo");
-    let token_path = dir.join("token");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(&token_path, format!("{}\n", h.token));
-    let _ = api::state::set_mode(&token_path, 0o600);
+    let token_path = api::demo::write_token(&h.token)?;
     println!(
         "\nThe API is up. Try (from the repository):
   cargo run -q -p api --bin sluiceadm -- --url {url} list-ports
@@ -154,6 +150,7 @@ Stop with Ctrl-C.",
         tok = token_path.display()
     );
     if args.demo_exit {
+        api::demo::remove_token(&token_path);
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -165,6 +162,7 @@ Stop with Ctrl-C.",
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(until_signal());
+    api::demo::remove_token(&token_path);
     println!("sluiced demo: stopping");
     Ok(ExitCode::SUCCESS)
 }
@@ -294,6 +292,13 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     let store = StateStore::open(&c.state_dir).map_err(|e| e.to_string())?;
     let token = serve::token_file(&c.token_path())
         .map_err(|e| format!("token file {}: {e}", c.token_path().display()))?;
+    let read_token = match &c.api.read_token_file {
+        Some(p) => Some(
+            serve::token_file(p)
+                .map_err(|e| format!("api.read_token_file {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let queues = uplinks(&c)?;
     let workers =
         Workers::start_with(host.underlay_ip, queues, worker_hook()).map_err(|e| e.to_string())?;
@@ -313,10 +318,12 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let auth = Auth {
         token: Some(token),
-        open_loopback_reads: true,
+        read_token,
+        require_token_for_reads: c.api.require_token_for_reads,
     };
+    let opts = serve::ServeOptions::from_config(c.listen, &c.api);
     rt.block_on(async {
-        let server = serve::serve(Arc::clone(&sluice), auth, c.listen, log.clone())?;
+        let server = serve::serve(Arc::clone(&sluice), auth, opts, log.clone())?;
         until_signal().await;
         slog::info!(log, "sluiced stopping");
         server.close().await

@@ -3,8 +3,11 @@
 //! endpoint, every kind of refusal, auth, persistence across restarts,
 //! and the OpenAPI document's drift.
 
+mod access;
 mod client;
 mod daemon;
 mod endpoints;
+mod files;
+mod load;
 mod openapi;
 mod persistence;
