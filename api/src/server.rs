@@ -231,10 +231,11 @@ impl Sluice {
                     c.vni.get()
                 )));
             }
-            if o.guest != GuestSpec::None && o.guest == req.guest {
+            if crate::devices::same_device(&o.guest, &req.guest) {
                 return Err(ApiError::Conflict(format!(
-                    "port '{}' uses the same guest device",
-                    oc.name
+                    "port '{}' uses the same guest device ({})",
+                    oc.name,
+                    guest_text(&o.guest)
                 )));
             }
         }
@@ -805,13 +806,10 @@ fn vni_field(v: Option<u32>) -> Result<Vni, ApiError> {
 fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
     match g {
         GuestSpec::Tap { name, netns } => {
-            // IFNAMSIZ is 16 with the terminating NUL.
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+            if let Some(why) = crate::devices::tap_name_problem(name) {
                 return Err(ApiError::field(
                     "guest.name",
-                    format!(
-                        "'{name}' is not an interface name (1 to 15 characters, no '/' or spaces)"
-                    ),
+                    format!("TAP name {name:?} {why}"),
                 ));
             }
             if let Some(ns) = netns {
@@ -842,6 +840,20 @@ fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
         GuestSpec::None => {}
     }
     Ok(())
+}
+
+/// A guest device as an operator wrote it.
+fn guest_text(g: &GuestSpec) -> String {
+    match g {
+        GuestSpec::Tap { name, netns: None } => format!("TAP {name}"),
+        GuestSpec::Tap {
+            name,
+            netns: Some(ns),
+        } => format!("TAP {name} in {}", ns.display()),
+        GuestSpec::VhostUser { socket } => format!("vhost-user socket {}", socket.display()),
+        GuestSpec::Dpdk { port } => format!("DPDK port {port}"),
+        GuestSpec::None => "no device".into(),
+    }
 }
 
 fn no_port(name: &str) -> ApiError {

@@ -5,6 +5,7 @@
 
 mod client;
 mod daemon;
+mod devices;
 mod endpoints;
 mod openapi;
 mod persistence;

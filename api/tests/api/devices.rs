@@ -1,0 +1,201 @@
+//! Guest devices and names (issue 17): a device is identified by what it
+//! is, not by how its path is spelled; names that would be path segments
+//! with a meaning, and TAP names the kernel would rename or refuse, are
+//! refused with the reason; a guest device missing at start leaves its
+//! port failed (and retried), never the daemon down.
+
+use crate::endpoints::{setup, vm};
+use serde_json::{json, Value};
+use std::process::Command;
+
+/// Root, or `None` after saying why; a CI run must have it.
+fn root(test: &str) -> Option<()> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if root && std::path::Path::new("/dev/net/tun").exists() {
+        return Some(());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs root (network namespaces and TAPs) and CI is set"
+    );
+    eprintln!("skipped: needs root (network namespaces and TAPs): {test}");
+    None
+}
+
+/// A network namespace made for a test (`ip netns add`), deleted with it.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let n = format!("sluice-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &n])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &n])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {n}");
+        Netns(n)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Port `name` in VNI `vni` (its own MAC and address) on `guest`.
+fn port_on(name: &str, vni: u32, last: u8, guest: Value) -> Value {
+    let mut p = vm(name, last);
+    p["config"]["vni"] = json!(vni);
+    p["guest"] = guest;
+    p
+}
+
+#[test]
+fn one_tap_spelled_three_ways_is_one_device() {
+    let Some(()) = root("one_tap_spelled_three_ways_is_one_device") else {
+        return;
+    };
+    let Some(d) = crate::daemon::real_host("one_tap_spelled_three_ways") else {
+        return;
+    };
+    let ns = Netns::new("devid");
+    let c = &d.client;
+    let tap = |path: String| json!({ "kind": "tap", "name": "sl-shared", "netns": path });
+    c.ok(
+        "POST",
+        "/ports",
+        Some(port_on("a", 100, 5, tap(format!("/run/netns/{}", ns.0)))),
+    );
+    for (i, spelling) in [
+        format!("/var/run/netns/{}", ns.0),
+        format!("/run/netns/../netns/{}", ns.0),
+        format!("/run/netns/./{}", ns.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = c.post(
+            "/ports",
+            port_on(
+                &format!("b{i}"),
+                101 + i as u32,
+                6 + i as u8,
+                tap(spelling.clone()),
+            ),
+        );
+        assert_eq!(r.status, 409, "{spelling}: {}", r.body);
+        assert!(
+            r.message().contains("port 'a' uses the same guest device"),
+            "{spelling}: {}",
+            r.message()
+        );
+    }
+    // Another TAP in that namespace is another device.
+    let other =
+        json!({ "kind": "tap", "name": "sl-other", "netns": format!("/var/run/netns/{}", ns.0) });
+    c.ok("POST", "/ports", Some(port_on("c", 102, 9, other)));
+    assert_eq!(c.ok("GET", "/ports", None).as_array().unwrap().len(), 2);
+    // The ports go (and their TAPs) before the namespace does.
+    drop(d);
+}
+
+#[test]
+fn one_socket_spelled_two_ways_is_one_device() {
+    let (_h, c) = setup();
+    let dir = std::env::temp_dir().join(format!("sluice-sock-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let sock = |p: &str| json!({ "kind": "vhost_user", "socket": dir.join(p) });
+    c.ok(
+        "POST",
+        "/ports",
+        Some(port_on("a", 100, 5, sock("vm.sock"))),
+    );
+    let r = c.post("/ports", port_on("b", 101, 6, sock("sub/../vm.sock")));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.message().contains("same guest device"), "{}", r.message());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn port_names_that_are_path_segments_are_refused() {
+    let (_h, c) = setup();
+    for name in [".", ".."] {
+        let r = c.post("/ports", vm(name, 5));
+        assert_eq!(r.status, 400, "{name}: {}", r.body);
+        assert!(
+            r.message().contains("config.name") && r.message().contains("path segment"),
+            "{name}: {}",
+            r.message()
+        );
+    }
+    assert_eq!(c.ok("GET", "/ports", None).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn sluiceadm_clear_uft_dot_touches_no_other_port() {
+    let (h, c) = setup();
+    let dir = std::env::temp_dir().join(format!("sluice-adm-dot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, &h.token).unwrap();
+    // `/ports/./uft` is `/ports/uft` to a URL parser: the port "uft".
+    c.ok("POST", "/ports", Some(vm("uft", 5)));
+    for args in [
+        ["clear-uft", "."],
+        ["clear-uft", ".."],
+        ["delete-vnic", "."],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluiceadm"))
+            .arg("--url")
+            .arg(h.url())
+            .arg("--token-file")
+            .arg(&token)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} refused: {err}");
+        assert!(err.contains("path segment"), "{args:?}: {err}");
+    }
+    let ports = c.ok("GET", "/ports", None);
+    assert_eq!(ports[0]["name"], "uft", "the port 'uft' is still there");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tap_names_the_kernel_would_rename_or_refuse_are_refused() {
+    let (_h, c) = setup();
+    for (name, says) in [
+        ("x%d", "template"),
+        ("tap%", "template"),
+        ("a:b", "':'"),
+        ("a/b", "'/'"),
+        ("a b", "white space"),
+        ("a\nb", "white space"),
+        (".", "path segment"),
+        ("..", "path segment"),
+        ("", "1 to 15"),
+        ("tap-0123456789ab", "1 to 15"),
+    ] {
+        let mut p = vm("vm1", 5);
+        p["guest"] = json!({ "kind": "tap", "name": name });
+        let r = c.post("/ports", p);
+        assert_eq!(r.status, 400, "{name:?}: {}", r.body);
+        assert!(
+            r.message().contains("guest.name") && r.message().contains(says),
+            "{name:?}: {}",
+            r.message()
+        );
+    }
+    assert_eq!(c.ok("GET", "/ports", None).as_array().unwrap().len(), 0);
+}
