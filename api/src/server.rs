@@ -102,6 +102,10 @@ pub struct Sluice {
     /// The desired state of the ports, by name. Its lock serialises every
     /// change (and the save that follows it).
     ports: Mutex<BTreeMap<String, CreateVnic>>,
+    /// Ports whose guest device could not be opened at start, with the
+    /// reason: they run on a null device until a retry opens it. Taken
+    /// only with `ports` held.
+    failed: Mutex<BTreeMap<String, String>>,
 }
 
 impl Sluice {
@@ -121,6 +125,7 @@ impl Sluice {
             store,
             limits,
             ports: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
         };
         let saved = match &s.store {
             Some(st) => st.load().map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -243,10 +248,17 @@ impl Sluice {
             VnicPort::build(c, &self.host, Box::new(MonotonicClock::new())).map_err(build_error)?;
         let guest: Box<dyn Backend> = match req.guest {
             GuestSpec::None => Box::new(Null),
-            ref g => self
-                .devices
-                .open_guest(&c.name, g)
-                .map_err(|e| ApiError::field("guest", e))?,
+            ref g => match self.devices.open_guest(&c.name, g) {
+                Ok(b) => b,
+                // Restoring: one tenant's missing device (a deleted
+                // namespace, a missing socket directory) must not keep
+                // the others down. The port runs without it, marked.
+                Err(e) if !persist => {
+                    lock(&self.failed).insert(c.name.clone(), e);
+                    Box::new(Null)
+                }
+                Err(e) => return Err(ApiError::field("guest", e)),
+            },
         };
         let worker = self.workers.attach(vnic, guest).map_err(worker_error)?;
         let summary = self.summary(&req, worker)?;
@@ -265,12 +277,14 @@ impl Sluice {
         let guest = p.guest.clone();
         self.workers.detach(name).map_err(worker_error)?;
         self.devices.remove_guest(name, &guest);
+        lock(&self.failed).remove(name);
         ports.remove(name);
         self.save(&ports)
     }
 
     fn summary(&self, p: &CreateVnic, worker: usize) -> Result<PortSummary, ApiError> {
         let c = &p.config;
+        let guest_error = self.guest_error(&c.name);
         let (flows, flow_limit, epoch) = self
             .workers
             .with_port(&c.name, |v| {
@@ -293,7 +307,53 @@ impl Sluice {
             flow_limit,
             epoch,
             rate_limit: c.rate_limit,
+            state: if guest_error.is_some() {
+                PortState::GuestFailed
+            } else {
+                PortState::Up
+            },
+            guest_error,
         })
+    }
+
+    /// Why a port's guest device is not open, if it is not.
+    fn guest_error(&self, name: &str) -> Option<String> {
+        lock(&self.failed).get(name).cloned()
+    }
+
+    /// Tries again to open the guest device of every port whose device
+    /// failed at start; a port whose device opens now moves onto it (its
+    /// flows and counters kept). Returns how many are still failed.
+    pub fn retry_failed_guests(&self) -> usize {
+        let ports = lock(&self.ports);
+        let names: Vec<String> = lock(&self.failed).keys().cloned().collect();
+        for name in names {
+            let Some(p) = ports.get(&name) else {
+                lock(&self.failed).remove(&name);
+                continue;
+            };
+            match self.devices.open_guest(&name, &p.guest) {
+                Ok(guest) => {
+                    let moved = self
+                        .workers
+                        .detach(&name)
+                        .and_then(|vnic| self.workers.attach(vnic, guest));
+                    match moved {
+                        Ok(_) => {
+                            lock(&self.failed).remove(&name);
+                        }
+                        Err(e) => {
+                            lock(&self.failed)
+                                .insert(name, format!("moving the port onto its device: {e}"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    lock(&self.failed).insert(name, e);
+                }
+            }
+        }
+        lock(&self.failed).len()
     }
 
     pub fn list_ports(&self) -> Result<Vec<PortSummary>, ApiError> {
@@ -520,7 +580,9 @@ impl Sluice {
 
     pub fn port_stats(&self, name: &str) -> Result<PortStatsDoc, ApiError> {
         let n = name.to_string();
-        self.on_port(name, move |v| port_stats_doc(&n, v))
+        let mut doc = self.on_port(name, move |v| port_stats_doc(&n, v))?;
+        doc.guest_error = self.guest_error(name);
+        Ok(doc)
     }
 
     pub fn stats(&self) -> Result<HostStats, ApiError> {
@@ -781,7 +843,23 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
                 count: n,
             })
             .collect(),
+        guest_error: None,
     }
+}
+
+/// Retries the failed guest devices of `s` every `every` (see
+/// [`Sluice::retry_failed_guests`]) on a thread of its own, until `s` is
+/// dropped.
+pub fn spawn_guest_retry(s: &Arc<Sluice>, every: std::time::Duration) -> std::io::Result<()> {
+    let weak = Arc::downgrade(s);
+    std::thread::Builder::new()
+        .name("sluice-guest-retry".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(s) = weak.upgrade() else { return };
+            s.retry_failed_guests();
+        })
+        .map(drop)
 }
 
 fn number(rules: &[FirewallRule]) -> Vec<NumberedRule> {

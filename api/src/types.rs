@@ -74,6 +74,25 @@ pub struct PortSummary {
     /// The limit on what the guest sends, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// `up`, or `guest_failed` when the guest device could not be opened
+    /// at start (its network namespace or socket directory missing): the
+    /// port is programmed, frames for the guest are dropped, and sluiced
+    /// retries the device every few seconds.
+    #[serde(default)]
+    pub state: PortState,
+    /// Why the guest device could not be opened (with `guest_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_error: Option<String>,
+}
+
+/// Whether a port's guest device is open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PortState {
+    #[default]
+    Up,
+    /// The device could not be opened; retried.
+    GuestFailed,
 }
 
 /// `GET /ports/{name}`.
@@ -323,6 +342,10 @@ pub struct PortStatsDoc {
     pub layers: Vec<LayerStatsDoc>,
     /// Drop counts by reason (non-zero only).
     pub drops: Vec<DropCount>,
+    /// Why the guest device is not open, when it is not (see
+    /// [`PortState::GuestFailed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

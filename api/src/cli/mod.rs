@@ -80,6 +80,11 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the ports (vNICs) of this host.
+    ///
+    /// STATE is `up`, or `guest-failed` when the port's guest device could
+    /// not be opened at start (a deleted network namespace, a missing
+    /// socket directory): the reason follows the table, and sluiced
+    /// retries the device every 2 s.
     #[command(after_help = "Examples:\n  sluiceadm list-ports\n  sluiceadm list-ports --json")]
     ListPorts,
 

@@ -199,3 +199,100 @@ fn tap_names_the_kernel_would_rename_or_refuse_are_refused() {
     }
     assert_eq!(c.ok("GET", "/ports", None).as_array().unwrap().len(), 0);
 }
+
+/// `GET /ports`, the port named `name`.
+fn listed(c: &crate::client::Client, name: &str) -> Value {
+    let ports = c.ok("GET", "/ports", None);
+    ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no port {name} in {ports}"))
+}
+
+fn metrics(c: &crate::client::Client) -> String {
+    match c.get("/metrics").body {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn a_guest_namespace_missing_at_start_fails_that_port_only_until_it_is_back() {
+    let test = "a_guest_namespace_missing_at_start_fails_that_port_only_until_it_is_back";
+    let Some(()) = root(test) else { return };
+    let dir = crate::daemon::tmpdir("guest-failed");
+    let port = crate::daemon::free_port();
+    let ns = Netns::new("gone");
+    let ns_name = ns.0.clone();
+    let ns_path = format!("/run/netns/{ns_name}");
+    let d = crate::daemon::start(&dir, port);
+    let lost = json!({ "kind": "tap", "name": "sl-lost", "netns": ns_path });
+    d.client
+        .ok("POST", "/ports", Some(port_on("lost", 100, 5, lost)));
+    let kept = json!({ "kind": "tap", "name": "sl-kept" });
+    d.client
+        .ok("POST", "/ports", Some(port_on("kept", 101, 6, kept)));
+    // The daemon stops (SIGKILL), the namespace goes with its TAP.
+    drop(d);
+    drop(ns);
+    let d = crate::daemon::start(&dir, port);
+    let c = &d.client;
+    let p = listed(c, "lost");
+    assert_eq!(p["state"], "guest_failed", "{p}");
+    let why = p["guest_error"].as_str().unwrap_or_default();
+    assert!(why.contains("sl-lost") && why.contains(&ns_path), "{p}");
+    assert_eq!(listed(c, "kept")["state"], "up");
+    let m = metrics(c);
+    assert!(
+        m.contains("sluice_port_guest_failed{port=\"lost\"} 1")
+            && m.contains("sluice_port_guest_failed{port=\"kept\"} 0"),
+        "{m}"
+    );
+    let stats = c.ok("GET", "/stats", None);
+    let sp = stats["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "lost")
+        .cloned()
+        .unwrap();
+    assert!(sp["guest_error"].as_str().is_some(), "{sp}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluiceadm"))
+        .arg("--url")
+        .arg(&c.base)
+        .arg("list-ports")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("STATE") && text.contains("guest-failed") && text.contains(&ns_path),
+        "{text}"
+    );
+    // The namespace is back: the retry opens the TAP in it.
+    let ns = Netns::new("gone");
+    assert_eq!(ns.0, ns_name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while listed(c, "lost")["state"] != "up" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port did not recover: {}",
+            listed(c, "lost")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(metrics(c).contains("sluice_port_guest_failed{port=\"lost\"} 0"));
+    let link = Command::new("ip")
+        .args(["-n", &ns_name, "link", "show", "sl-lost"])
+        .output()
+        .unwrap();
+    assert!(link.status.success(), "the TAP is back in {ns_name}");
+    for n in ["lost", "kept"] {
+        c.ok("DELETE", &format!("/ports/{n}"), None);
+    }
+    drop(d);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
