@@ -236,18 +236,23 @@ impl Sluice {
                     c.vni.get()
                 )));
             }
-            if crate::devices::same_device(&o.guest, &req.guest) {
-                return Err(ApiError::Conflict(format!(
-                    "port '{}' uses the same guest device ({})",
-                    oc.name,
-                    guest_text(&o.guest)
-                )));
-            }
+        }
+        // A state saved before devices were compared by identity may hold
+        // two ports on one device: the first keeps it, the second starts
+        // without it (failed, with the reason) rather than the daemon not
+        // starting.
+        let shared = self.device_conflict(&ports, &c.name, &req.guest, persist);
+        if let (Some(e), true) = (&shared, persist) {
+            return Err(ApiError::Conflict(e.clone()));
         }
         let vnic =
             VnicPort::build(c, &self.host, Box::new(MonotonicClock::new())).map_err(build_error)?;
         let guest: Box<dyn Backend> = match req.guest {
             GuestSpec::None => Box::new(Null),
+            _ if shared.is_some() => {
+                lock(&self.failed).insert(c.name.clone(), shared.unwrap_or_default());
+                Box::new(Null)
+            }
             ref g => match self.devices.open_guest(&c.name, g) {
                 Ok(b) => b,
                 // Restoring: one tenant's missing device (a deleted
@@ -316,6 +321,33 @@ impl Sluice {
         })
     }
 
+    /// Which other port uses `guest`'s device, however its path is
+    /// spelled, as a refusal's message. Ports whose device failed count
+    /// only with `with_failed` (a new port may not take the device a
+    /// failed port waits for; a retry may take one nobody holds).
+    fn device_conflict(
+        &self,
+        ports: &BTreeMap<String, CreateVnic>,
+        name: &str,
+        guest: &GuestSpec,
+        with_failed: bool,
+    ) -> Option<String> {
+        let failed = lock(&self.failed);
+        ports
+            .values()
+            .filter(|o| {
+                o.config.name != name && (with_failed || !failed.contains_key(&o.config.name))
+            })
+            .find(|o| crate::devices::same_device(&o.guest, guest))
+            .map(|o| {
+                format!(
+                    "port '{}' uses the same guest device ({})",
+                    o.config.name,
+                    guest_text(&o.guest)
+                )
+            })
+    }
+
     /// Why a port's guest device is not open, if it is not.
     fn guest_error(&self, name: &str) -> Option<String> {
         lock(&self.failed).get(name).cloned()
@@ -332,6 +364,10 @@ impl Sluice {
                 lock(&self.failed).remove(&name);
                 continue;
             };
+            if let Some(e) = self.device_conflict(&ports, &name, &p.guest, false) {
+                lock(&self.failed).insert(name, e);
+                continue;
+            }
             match self.devices.open_guest(&name, &p.guest) {
                 Ok(guest) => {
                     let moved = self

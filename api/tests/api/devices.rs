@@ -296,3 +296,48 @@ fn a_guest_namespace_missing_at_start_fails_that_port_only_until_it_is_back() {
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_saved_state_with_two_ports_on_one_device_starts_with_the_second_failed() {
+    // What a sluiced that compared paths as text could have saved.
+    let dir = std::env::temp_dir().join(format!("sluice-shared-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let sock = |p: &str| json!({ "kind": "vhost_user", "socket": dir.join(p) });
+    let mut state = {
+        let h = api::serve::SimHost::start(Some(&dir.join("state")), 1).unwrap();
+        let c = crate::client::Client::new(h.url(), &h.token);
+        c.ok(
+            "POST",
+            "/ports",
+            Some(port_on("a", 100, 5, sock("vm.sock"))),
+        );
+        c.ok("GET", "/state", None)
+    };
+    state["ports"]
+        .as_array_mut()
+        .unwrap()
+        .push(port_on("b", 101, 6, sock("sub/../vm.sock")));
+    std::fs::write(dir.join("state/state.json"), state.to_string()).unwrap();
+    let h = api::serve::SimHost::start(Some(&dir.join("state")), 1).expect("starts");
+    let c = crate::client::Client::new(h.url(), &h.token);
+    assert_eq!(listed(&c, "a")["state"], "up");
+    let b = listed(&c, "b");
+    assert_eq!(b["state"], "guest_failed", "{b}");
+    assert!(
+        b["guest_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("port 'a' uses the same guest device"),
+        "{b}"
+    );
+    // Retrying does not hand it the device either.
+    h.sluice.retry_failed_guests();
+    assert_eq!(listed(&c, "b")["state"], "guest_failed");
+    // Once 'a' is gone, it is b's.
+    c.ok("DELETE", "/ports/a", None);
+    assert_eq!(h.sluice.retry_failed_guests(), 0);
+    assert_eq!(listed(&c, "b")["state"], "up");
+    drop(h);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
