@@ -13,6 +13,7 @@ pub mod devices;
 pub mod dpdk;
 pub mod error;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod replay;
 pub mod serve;

@@ -8,6 +8,7 @@
 //! state the host actually had.
 
 use crate::error::ApiError;
+use crate::journal::Change;
 use crate::state::{StateStore, STATE_VERSION};
 use crate::types::*;
 use dataplane::{Direction, MonotonicClock, Vni};
@@ -166,6 +167,11 @@ impl Sluice {
         &self.workers
     }
 
+    /// Where the state is persisted, if it is.
+    pub fn store(&self) -> Option<&StateStore> {
+        self.store.as_ref()
+    }
+
     /// The whole persisted state.
     pub fn state(&self) -> StateDoc {
         self.doc(&lock(&self.ports))
@@ -179,6 +185,30 @@ impl Sluice {
             v2p: self.dump_v2p(None),
             v2b: self.dump_v2b(None),
         }
+    }
+
+    /// Persists one change before its call returns: `change()` is
+    /// appended to the state's journal (and fsynced); when the journal has
+    /// grown past its limit, the whole state is written as a new snapshot
+    /// and the journal emptied. The work is the size of the change, not
+    /// of the state (see [`crate::journal`]).
+    fn record(
+        &self,
+        ports: &BTreeMap<String, CreateVnic>,
+        change: impl FnOnce() -> Change,
+    ) -> Result<(), ApiError> {
+        let Some(st) = &self.store else {
+            return Ok(());
+        };
+        let compact = st.append(&change()).map_err(|e| {
+            ApiError::Internal(format!("the change is live but was not saved: {e}"))
+        })?;
+        if compact {
+            // The change is durable in the journal already: a failed
+            // compaction loses nothing, and the next change tries again.
+            let _ = self.save(ports);
+        }
+        Ok(())
     }
 
     fn save(&self, ports: &BTreeMap<String, CreateVnic>) -> Result<(), ApiError> {
@@ -267,9 +297,12 @@ impl Sluice {
         };
         let worker = self.workers.attach(vnic, guest).map_err(worker_error)?;
         let summary = self.summary(&req, worker)?;
-        ports.insert(c.name.clone(), req);
+        let name = c.name.clone();
+        ports.insert(name.clone(), req);
         if persist {
-            self.save(&ports)?;
+            self.record(&ports, || Change::Port {
+                port: Box::new(ports[&name].clone()),
+            })?;
         }
         Ok(summary)
     }
@@ -284,7 +317,9 @@ impl Sluice {
         self.devices.remove_guest(name, &guest);
         lock(&self.failed).remove(name);
         ports.remove(name);
-        self.save(&ports)
+        self.record(&ports, || Change::DeletePort {
+            name: name.to_string(),
+        })
     }
 
     fn summary(&self, p: &CreateVnic, worker: usize) -> Result<PortSummary, ApiError> {
@@ -437,7 +472,9 @@ impl Sluice {
         if let Some(p) = ports.get_mut(name) {
             p.config = c.clone();
         }
-        self.save(&ports)?;
+        self.record(&ports, || Change::Port {
+            port: Box::new(ports[name].clone()),
+        })?;
         Ok(c)
     }
 
@@ -740,6 +777,7 @@ impl Sluice {
                 ));
             }
         }
+        let journaled = (persist && self.store.is_some()).then(|| req.mappings.clone());
         let n = self
             .host
             .v2p
@@ -754,8 +792,8 @@ impl Sluice {
                 )
             }))
             .map_err(|e| ApiError::Conflict(e.to_string()))?;
-        if persist {
-            self.save(&ports)?;
+        if let Some(mappings) = journaled {
+            self.record(&ports, || Change::SetV2p { mappings })?;
         }
         Ok(n)
     }
@@ -767,7 +805,7 @@ impl Sluice {
             Some(ip) => usize::from(self.host.v2p.clear(vni, ip)),
             None => self.host.v2p.clear_vni(vni),
         };
-        self.save(&ports)?;
+        self.record(&ports, || Change::ClearV2p { vni, ip: sel.ip })?;
         Ok(n)
     }
 
@@ -787,6 +825,7 @@ impl Sluice {
 
     pub fn set_v2b(&self, req: V2bSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
+        let journaled = (persist && self.store.is_some()).then(|| req.routes.clone());
         let n = self
             .host
             .v2b
@@ -799,8 +838,8 @@ impl Sluice {
                 overlay::v2b::V2bError::Full { .. } => ApiError::Conflict(e.to_string()),
                 e => ApiError::field(format!("routes[{i}].endpoints"), e.to_string()),
             })?;
-        if persist {
-            self.save(&ports)?;
+        if let Some(routes) = journaled {
+            self.record(&ports, || Change::SetV2b { routes })?;
         }
         Ok(n)
     }
@@ -812,7 +851,10 @@ impl Sluice {
             Some(p) => usize::from(self.host.v2b.clear(vni, p)),
             None => self.host.v2b.clear_vni(vni),
         };
-        self.save(&ports)?;
+        self.record(&ports, || Change::ClearV2b {
+            vni,
+            prefix: sel.prefix,
+        })?;
         Ok(n)
     }
 

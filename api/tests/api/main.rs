@@ -7,5 +7,6 @@ mod client;
 mod daemon;
 mod devices;
 mod endpoints;
+mod journal;
 mod openapi;
 mod persistence;
