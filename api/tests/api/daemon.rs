@@ -56,6 +56,13 @@ impl Drop for Daemon {
     }
 }
 
+impl Daemon {
+    /// The daemon's process id.
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 static REAL_HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A real `sluiced` (TAP guest devices, real workers; uplink `none`) for
