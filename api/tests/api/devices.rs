@@ -341,3 +341,51 @@ fn a_saved_state_with_two_ports_on_one_device_starts_with_the_second_failed() {
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_socket_directory_missing_at_start_fails_that_port_only_until_it_is_back() {
+    // vhost-user needs no root: this runs everywhere.
+    let dir = crate::daemon::tmpdir("sock-failed");
+    let socks = dir.join("vms");
+    std::fs::create_dir_all(&socks).unwrap();
+    let port = crate::daemon::free_port();
+    let d = crate::daemon::start(&dir, port);
+    let sock = json!({ "kind": "vhost_user", "socket": socks.join("vm1.sock") });
+    d.client
+        .ok("POST", "/ports", Some(port_on("lost", 100, 5, sock)));
+    let mut kept = vm("kept", 6);
+    kept["config"]["vni"] = json!(101);
+    kept["guest"] = json!({ "kind": "none" });
+    d.client.ok("POST", "/ports", Some(kept));
+    drop(d);
+    std::fs::remove_dir_all(&socks).unwrap();
+    let d = crate::daemon::start(&dir, port);
+    let c = &d.client;
+    let p = listed(c, "lost");
+    assert_eq!(p["state"], "guest_failed", "{p}");
+    assert!(
+        p["guest_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&*socks.to_string_lossy()),
+        "{p}"
+    );
+    assert_eq!(listed(c, "kept")["state"], "up");
+    assert!(metrics(c).contains("sluice_port_guest_failed{port=\"lost\"} 1"));
+    std::fs::create_dir_all(&socks).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while listed(c, "lost")["state"] != "up" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port did not recover: {}",
+            listed(c, "lost")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(metrics(c).contains("sluice_port_guest_failed{port=\"lost\"} 0"));
+    use std::os::unix::fs::FileTypeExt;
+    let m = std::fs::symlink_metadata(socks.join("vm1.sock")).unwrap();
+    assert!(m.file_type().is_socket(), "sluiced listens on it again");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
