@@ -19,6 +19,9 @@ pub enum GuestSpec {
     /// A TAP interface (created if missing, made persistent so a guest
     /// network namespace keeps it across daemon restarts).
     Tap {
+        /// The interface name: 1-15 printable ASCII characters, not `.` or
+        /// `..`, without `/`, `:` or `%` (the kernel would refuse it or
+        /// take it as a name template and make `x0`, `x1`, ...).
         name: String,
         /// The network namespace the TAP lives in: a path such as
         /// `/run/netns/NAME` (`ip netns add NAME`) or `/proc/PID/ns/net`.

@@ -323,7 +323,9 @@ pub struct CreateVnicArgs {
     /// The vNIC's configuration as JSON ('-': stdin).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// The guest is a TAP interface (created if missing).
+    /// The guest is a TAP interface (created if missing): 1-15 printable
+    /// ASCII characters, not '.' or '..', without '/', ':' or '%' (a
+    /// kernel name template such as 'x%d' is refused).
     #[arg(long, value_name = "IFNAME")]
     pub tap: Option<String>,
     /// With --tap: the network namespace the TAP lives in (a path such as
