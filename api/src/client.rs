@@ -38,6 +38,12 @@ pub enum ClientError {
     /// No answer: the daemon is not running, or not at that address.
     #[error("cannot reach sluiced at {url}: {detail}")]
     Transport { url: String, detail: String },
+    /// A name that cannot be a segment of a request's path (`.`, `..`,
+    /// empty): refused before anything is sent.
+    #[error(
+        "{name:?} cannot be a name here: it is empty or a path segment with a meaning ('.', '..')"
+    )]
+    BadName { name: String },
     /// An answer this client does not understand (another version?).
     #[error("unexpected answer from {url}: {detail}")]
     Decode { url: String, detail: String },
@@ -204,39 +210,39 @@ impl Client {
     }
 
     pub fn get_port(&self, name: &str) -> Result<PortDetail, ClientError> {
-        self.get(&port_path(name, ""))
+        self.get(&port_path(name, "")?)
     }
 
     pub fn delete_vnic(&self, name: &str) -> Result<(), ClientError> {
-        self.delete_no_content(&port_path(name, ""))
+        self.delete_no_content(&port_path(name, "")?)
     }
 
     // ---- tables of a port (the engine's own documents) ----
 
     pub fn list_layers(&self, name: &str) -> Result<serde_json::Value, ClientError> {
-        self.get(&port_path(name, "/layers"))
+        self.get(&port_path(name, "/layers")?)
     }
 
     pub fn dump_layer(&self, name: &str, layer: &str) -> Result<serde_json::Value, ClientError> {
-        self.get(&port_path(name, &format!("/layers/{}", segment(layer))))
+        self.get(&port_path(name, &format!("/layers/{}", segment(layer)?))?)
     }
 
     pub fn dump_uft(&self, name: &str) -> Result<serde_json::Value, ClientError> {
-        self.get(&port_path(name, "/uft"))
+        self.get(&port_path(name, "/uft")?)
     }
 
     pub fn clear_uft(&self, name: &str) -> Result<(), ClientError> {
-        self.delete_no_content(&port_path(name, "/uft"))
+        self.delete_no_content(&port_path(name, "/uft")?)
     }
 
     pub fn dump_tcp_flows(&self, name: &str) -> Result<serde_json::Value, ClientError> {
-        self.get(&port_path(name, "/tcp-flows"))
+        self.get(&port_path(name, "/tcp-flows")?)
     }
 
     // ---- firewall ----
 
     pub fn list_fw_rules(&self, name: &str) -> Result<Vec<NumberedRule>, ClientError> {
-        self.get(&port_path(name, "/firewall"))
+        self.get(&port_path(name, "/firewall")?)
     }
 
     pub fn add_fw_rule(
@@ -244,7 +250,7 @@ impl Client {
         name: &str,
         rule: &FirewallRule,
     ) -> Result<Vec<NumberedRule>, ClientError> {
-        self.with_body("POST", &port_path(name, "/firewall"), rule)
+        self.with_body("POST", &port_path(name, "/firewall")?, rule)
     }
 
     pub fn set_fw_rules(
@@ -252,13 +258,13 @@ impl Client {
         name: &str,
         rules: &FirewallRules,
     ) -> Result<Vec<NumberedRule>, ClientError> {
-        self.with_body("PUT", &port_path(name, "/firewall"), rules)
+        self.with_body("PUT", &port_path(name, "/firewall")?, rules)
     }
 
     pub fn rm_fw_rule(&self, name: &str, id: usize) -> Result<Vec<NumberedRule>, ClientError> {
         self.call(
             "DELETE",
-            &port_path(name, &format!("/firewall/{id}")),
+            &port_path(name, &format!("/firewall/{id}"))?,
             &[],
             None,
         )
@@ -267,17 +273,17 @@ impl Client {
     // ---- router ----
 
     pub fn list_routes(&self, name: &str) -> Result<Routes, ClientError> {
-        self.get(&port_path(name, "/routes"))
+        self.get(&port_path(name, "/routes")?)
     }
 
     pub fn add_router_entry(&self, name: &str, r: &RouteEntry) -> Result<Routes, ClientError> {
-        self.with_body("POST", &port_path(name, "/routes"), r)
+        self.with_body("POST", &port_path(name, "/routes")?, r)
     }
 
     pub fn del_router_entry(&self, name: &str, dest: &IpCidr) -> Result<Routes, ClientError> {
         self.call(
             "DELETE",
-            &port_path(name, "/routes"),
+            &port_path(name, "/routes")?,
             &[("dest", dest.to_string())],
             None,
         )
@@ -290,17 +296,17 @@ impl Client {
         name: &str,
         e: &SetExternalIps,
     ) -> Result<VnicConfig, ClientError> {
-        self.with_body("PUT", &port_path(name, "/external-ips"), e)
+        self.with_body("PUT", &port_path(name, "/external-ips")?, e)
     }
 
     pub fn set_rate_limit(&self, name: &str, r: &SetRateLimit) -> Result<VnicConfig, ClientError> {
-        self.with_body("PUT", &port_path(name, "/rate-limit"), r)
+        self.with_body("PUT", &port_path(name, "/rate-limit")?, r)
     }
 
     // ---- observability ----
 
     pub fn port_stats(&self, name: &str) -> Result<PortStatsDoc, ClientError> {
-        self.get(&port_path(name, "/stats"))
+        self.get(&port_path(name, "/stats")?)
     }
 
     pub fn stats(&self) -> Result<HostStats, ClientError> {
@@ -308,7 +314,7 @@ impl Client {
     }
 
     pub fn trace(&self, name: &str, req: &TraceRequest) -> Result<TraceResponse, ClientError> {
-        self.with_body("POST", &port_path(name, "/trace"), req)
+        self.with_body("POST", &port_path(name, "/trace")?, req)
     }
 
     pub fn capture(
@@ -316,7 +322,7 @@ impl Client {
         name: &str,
         req: &CaptureRequest,
     ) -> Result<CaptureResponse, ClientError> {
-        self.with_body("POST", &port_path(name, "/capture"), req)
+        self.with_body("POST", &port_path(name, "/capture")?, req)
     }
 
     pub fn dump_state(&self) -> Result<StateDoc, ClientError> {
@@ -362,13 +368,20 @@ impl Client {
 }
 
 /// `/ports/{name}{rest}`, the name percent-encoded.
-fn port_path(name: &str, rest: &str) -> String {
-    format!("/ports/{}{rest}", segment(name))
+fn port_path(name: &str, rest: &str) -> Result<String, ClientError> {
+    Ok(format!("/ports/{}{rest}", segment(name)?))
 }
 
 /// A path segment, percent-encoded (a name with a '/' or '?' stays one
-/// segment and reaches the server as the 404 it deserves).
-fn segment(s: &str) -> String {
+/// segment and reaches the server as the 404 it deserves). `.` and `..`
+/// are refused: URL parsers resolve them, encoded or not, so
+/// `/ports/./uft` would become `/ports/uft`, another port's path.
+fn segment(s: &str) -> Result<String, ClientError> {
+    if s.is_empty() || s == "." || s == ".." {
+        return Err(ClientError::BadName {
+            name: s.to_string(),
+        });
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -377,7 +390,7 @@ fn segment(s: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -386,8 +399,16 @@ mod tests {
 
     #[test]
     fn names_are_one_path_segment() {
-        assert_eq!(port_path("vm1", "/uft"), "/ports/vm1/uft");
-        assert_eq!(port_path("a/b?c", ""), "/ports/a%2Fb%3Fc");
+        assert_eq!(port_path("vm1", "/uft").unwrap(), "/ports/vm1/uft");
+        assert_eq!(port_path("a/b?c", "").unwrap(), "/ports/a%2Fb%3Fc");
+        assert_eq!(port_path("a.b", "").unwrap(), "/ports/a.b");
+        assert_eq!(port_path("...", "").unwrap(), "/ports/...");
+        for bad in [".", "..", ""] {
+            assert!(
+                matches!(port_path(bad, "/uft"), Err(ClientError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod dpdk;
 pub mod error;
 pub mod front;
 pub mod http;
+pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod replay;

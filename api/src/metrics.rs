@@ -42,6 +42,20 @@ pub fn render(s: &HostStats) -> String {
     }
     family(
         &mut o,
+        "sluice_port_guest_failed",
+        "gauge",
+        "1 when the port's guest device could not be opened (retried), else 0.",
+    );
+    for p in &s.ports {
+        let _ = writeln!(
+            o,
+            "sluice_port_guest_failed{{port=\"{}\"}} {}",
+            esc(&p.name),
+            u8::from(p.guest_error.is_some())
+        );
+    }
+    family(
+        &mut o,
         "sluice_port_bytes_total",
         "counter",
         "Bytes a port processed, by direction.",

@@ -8,6 +8,7 @@
 //! state the host actually had.
 
 use crate::error::ApiError;
+use crate::journal::Change;
 use crate::state::{StateStore, STATE_VERSION};
 use crate::types::*;
 use dataplane::{Direction, MonotonicClock, Vni};
@@ -102,6 +103,10 @@ pub struct Sluice {
     /// The desired state of the ports, by name. Its lock serialises every
     /// change (and the save that follows it).
     ports: Mutex<BTreeMap<String, CreateVnic>>,
+    /// Ports whose guest device could not be opened at start, with the
+    /// reason: they run on a null device until a retry opens it. Taken
+    /// only with `ports` held.
+    failed: Mutex<BTreeMap<String, String>>,
 }
 
 impl Sluice {
@@ -121,6 +126,7 @@ impl Sluice {
             store,
             limits,
             ports: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
         };
         let saved = match &s.store {
             Some(st) => st.load().map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -161,6 +167,11 @@ impl Sluice {
         &self.workers
     }
 
+    /// Where the state is persisted, if it is.
+    pub fn store(&self) -> Option<&StateStore> {
+        self.store.as_ref()
+    }
+
     /// The whole persisted state.
     pub fn state(&self) -> StateDoc {
         self.doc(&lock(&self.ports))
@@ -174,6 +185,30 @@ impl Sluice {
             v2p: self.dump_v2p(None),
             v2b: self.dump_v2b(None),
         }
+    }
+
+    /// Persists one change before its call returns: `change()` is
+    /// appended to the state's journal (and fsynced); when the journal has
+    /// grown past its limit, the whole state is written as a new snapshot
+    /// and the journal emptied. The work is the size of the change, not
+    /// of the state (see [`crate::journal`]).
+    fn record(
+        &self,
+        ports: &BTreeMap<String, CreateVnic>,
+        change: impl FnOnce() -> Change,
+    ) -> Result<(), ApiError> {
+        let Some(st) = &self.store else {
+            return Ok(());
+        };
+        let compact = st.append(&change()).map_err(|e| {
+            ApiError::Internal(format!("the change is live but was not saved: {e}"))
+        })?;
+        if compact {
+            // The change is durable in the journal already: a failed
+            // compaction loses nothing, and the next change tries again.
+            let _ = self.save(ports);
+        }
+        Ok(())
     }
 
     fn save(&self, ports: &BTreeMap<String, CreateVnic>) -> Result<(), ApiError> {
@@ -231,27 +266,43 @@ impl Sluice {
                     c.vni.get()
                 )));
             }
-            if o.guest != GuestSpec::None && o.guest == req.guest {
-                return Err(ApiError::Conflict(format!(
-                    "port '{}' uses the same guest device",
-                    oc.name
-                )));
-            }
+        }
+        // A state saved before devices were compared by identity may hold
+        // two ports on one device: the first keeps it, the second starts
+        // without it (failed, with the reason) rather than the daemon not
+        // starting.
+        let shared = self.device_conflict(&ports, &c.name, &req.guest, persist);
+        if let (Some(e), true) = (&shared, persist) {
+            return Err(ApiError::Conflict(e.clone()));
         }
         let vnic =
             VnicPort::build(c, &self.host, Box::new(MonotonicClock::new())).map_err(build_error)?;
         let guest: Box<dyn Backend> = match req.guest {
             GuestSpec::None => Box::new(Null),
-            ref g => self
-                .devices
-                .open_guest(&c.name, g)
-                .map_err(|e| ApiError::field("guest", e))?,
+            _ if shared.is_some() => {
+                lock(&self.failed).insert(c.name.clone(), shared.unwrap_or_default());
+                Box::new(Null)
+            }
+            ref g => match self.devices.open_guest(&c.name, g) {
+                Ok(b) => b,
+                // Restoring: one tenant's missing device (a deleted
+                // namespace, a missing socket directory) must not keep
+                // the others down. The port runs without it, marked.
+                Err(e) if !persist => {
+                    lock(&self.failed).insert(c.name.clone(), e);
+                    Box::new(Null)
+                }
+                Err(e) => return Err(ApiError::field("guest", e)),
+            },
         };
         let worker = self.workers.attach(vnic, guest).map_err(worker_error)?;
         let summary = self.summary(&req, worker)?;
-        ports.insert(c.name.clone(), req);
+        let name = c.name.clone();
+        ports.insert(name.clone(), req);
         if persist {
-            self.save(&ports)?;
+            self.record(&ports, || Change::Port {
+                port: Box::new(ports[&name].clone()),
+            })?;
         }
         Ok(summary)
     }
@@ -264,12 +315,16 @@ impl Sluice {
         let guest = p.guest.clone();
         self.workers.detach(name).map_err(worker_error)?;
         self.devices.remove_guest(name, &guest);
+        lock(&self.failed).remove(name);
         ports.remove(name);
-        self.save(&ports)
+        self.record(&ports, || Change::DeletePort {
+            name: name.to_string(),
+        })
     }
 
     fn summary(&self, p: &CreateVnic, worker: usize) -> Result<PortSummary, ApiError> {
         let c = &p.config;
+        let guest_error = self.guest_error(&c.name);
         let (flows, flow_limit, epoch) = self
             .workers
             .with_port(&c.name, |v| {
@@ -292,7 +347,84 @@ impl Sluice {
             flow_limit,
             epoch,
             rate_limit: c.rate_limit,
+            state: if guest_error.is_some() {
+                PortState::GuestFailed
+            } else {
+                PortState::Up
+            },
+            guest_error,
         })
+    }
+
+    /// Which other port uses `guest`'s device, however its path is
+    /// spelled, as a refusal's message. Ports whose device failed count
+    /// only with `with_failed` (a new port may not take the device a
+    /// failed port waits for; a retry may take one nobody holds).
+    fn device_conflict(
+        &self,
+        ports: &BTreeMap<String, CreateVnic>,
+        name: &str,
+        guest: &GuestSpec,
+        with_failed: bool,
+    ) -> Option<String> {
+        let failed = lock(&self.failed);
+        ports
+            .values()
+            .filter(|o| {
+                o.config.name != name && (with_failed || !failed.contains_key(&o.config.name))
+            })
+            .find(|o| crate::devices::same_device(&o.guest, guest))
+            .map(|o| {
+                format!(
+                    "port '{}' uses the same guest device ({})",
+                    o.config.name,
+                    guest_text(&o.guest)
+                )
+            })
+    }
+
+    /// Why a port's guest device is not open, if it is not.
+    fn guest_error(&self, name: &str) -> Option<String> {
+        lock(&self.failed).get(name).cloned()
+    }
+
+    /// Tries again to open the guest device of every port whose device
+    /// failed at start; a port whose device opens now moves onto it (its
+    /// flows and counters kept). Returns how many are still failed.
+    pub fn retry_failed_guests(&self) -> usize {
+        let ports = lock(&self.ports);
+        let names: Vec<String> = lock(&self.failed).keys().cloned().collect();
+        for name in names {
+            let Some(p) = ports.get(&name) else {
+                lock(&self.failed).remove(&name);
+                continue;
+            };
+            if let Some(e) = self.device_conflict(&ports, &name, &p.guest, false) {
+                lock(&self.failed).insert(name, e);
+                continue;
+            }
+            match self.devices.open_guest(&name, &p.guest) {
+                Ok(guest) => {
+                    let moved = self
+                        .workers
+                        .detach(&name)
+                        .and_then(|vnic| self.workers.attach(vnic, guest));
+                    match moved {
+                        Ok(_) => {
+                            lock(&self.failed).remove(&name);
+                        }
+                        Err(e) => {
+                            lock(&self.failed)
+                                .insert(name, format!("moving the port onto its device: {e}"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    lock(&self.failed).insert(name, e);
+                }
+            }
+        }
+        lock(&self.failed).len()
     }
 
     pub fn list_ports(&self) -> Result<Vec<PortSummary>, ApiError> {
@@ -340,7 +472,9 @@ impl Sluice {
         if let Some(p) = ports.get_mut(name) {
             p.config = c.clone();
         }
-        self.save(&ports)?;
+        self.record(&ports, || Change::Port {
+            port: Box::new(ports[name].clone()),
+        })?;
         Ok(c)
     }
 
@@ -519,7 +653,9 @@ impl Sluice {
 
     pub fn port_stats(&self, name: &str) -> Result<PortStatsDoc, ApiError> {
         let n = name.to_string();
-        self.on_port(name, move |v| port_stats_doc(&n, v))
+        let mut doc = self.on_port(name, move |v| port_stats_doc(&n, v))?;
+        doc.guest_error = self.guest_error(name);
+        Ok(doc)
     }
 
     pub fn stats(&self) -> Result<HostStats, ApiError> {
@@ -641,6 +777,7 @@ impl Sluice {
                 ));
             }
         }
+        let journaled = (persist && self.store.is_some()).then(|| req.mappings.clone());
         let n = self
             .host
             .v2p
@@ -655,8 +792,8 @@ impl Sluice {
                 )
             }))
             .map_err(|e| ApiError::Conflict(e.to_string()))?;
-        if persist {
-            self.save(&ports)?;
+        if let Some(mappings) = journaled {
+            self.record(&ports, || Change::SetV2p { mappings })?;
         }
         Ok(n)
     }
@@ -668,7 +805,7 @@ impl Sluice {
             Some(ip) => usize::from(self.host.v2p.clear(vni, ip)),
             None => self.host.v2p.clear_vni(vni),
         };
-        self.save(&ports)?;
+        self.record(&ports, || Change::ClearV2p { vni, ip: sel.ip })?;
         Ok(n)
     }
 
@@ -688,6 +825,7 @@ impl Sluice {
 
     pub fn set_v2b(&self, req: V2bSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
+        let journaled = (persist && self.store.is_some()).then(|| req.routes.clone());
         let n = self
             .host
             .v2b
@@ -700,8 +838,8 @@ impl Sluice {
                 overlay::v2b::V2bError::Full { .. } => ApiError::Conflict(e.to_string()),
                 e => ApiError::field(format!("routes[{i}].endpoints"), e.to_string()),
             })?;
-        if persist {
-            self.save(&ports)?;
+        if let Some(routes) = journaled {
+            self.record(&ports, || Change::SetV2b { routes })?;
         }
         Ok(n)
     }
@@ -713,7 +851,10 @@ impl Sluice {
             Some(p) => usize::from(self.host.v2b.clear(vni, p)),
             None => self.host.v2b.clear_vni(vni),
         };
-        self.save(&ports)?;
+        self.record(&ports, || Change::ClearV2b {
+            vni,
+            prefix: sel.prefix,
+        })?;
         Ok(n)
     }
 
@@ -780,7 +921,23 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
                 count: n,
             })
             .collect(),
+        guest_error: None,
     }
+}
+
+/// Retries the failed guest devices of `s` every `every` (see
+/// [`Sluice::retry_failed_guests`]) on a thread of its own, until `s` is
+/// dropped.
+pub fn spawn_guest_retry(s: &Arc<Sluice>, every: std::time::Duration) -> std::io::Result<()> {
+    let weak = Arc::downgrade(s);
+    std::thread::Builder::new()
+        .name("sluice-guest-retry".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(s) = weak.upgrade() else { return };
+            s.retry_failed_guests();
+        })
+        .map(drop)
 }
 
 fn number(rules: &[FirewallRule]) -> Vec<NumberedRule> {
@@ -805,13 +962,10 @@ fn vni_field(v: Option<u32>) -> Result<Vni, ApiError> {
 fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
     match g {
         GuestSpec::Tap { name, netns } => {
-            // IFNAMSIZ is 16 with the terminating NUL.
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+            if let Some(why) = crate::devices::tap_name_problem(name) {
                 return Err(ApiError::field(
                     "guest.name",
-                    format!(
-                        "'{name}' is not an interface name (1 to 15 characters, no '/' or spaces)"
-                    ),
+                    format!("TAP name {name:?} {why}"),
                 ));
             }
             if let Some(ns) = netns {
@@ -842,6 +996,20 @@ fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
         GuestSpec::None => {}
     }
     Ok(())
+}
+
+/// A guest device as an operator wrote it.
+fn guest_text(g: &GuestSpec) -> String {
+    match g {
+        GuestSpec::Tap { name, netns: None } => format!("TAP {name}"),
+        GuestSpec::Tap {
+            name,
+            netns: Some(ns),
+        } => format!("TAP {name} in {}", ns.display()),
+        GuestSpec::VhostUser { socket } => format!("vhost-user socket {}", socket.display()),
+        GuestSpec::Dpdk { port } => format!("DPDK port {port}"),
+        GuestSpec::None => "no device".into(),
+    }
 }
 
 fn no_port(name: &str) -> ApiError {

@@ -1,5 +1,9 @@
 //! Persisted state: one JSON document ([`StateDoc`]) in the state
-//! directory, rewritten whole on every change.
+//! directory, the snapshot, and a journal of the changes made since
+//! (`journal.jsonl`, see [`crate::journal`]): a change appends one record;
+//! the snapshot is rewritten whole only when the journal grows past
+//! [`crate::journal::COMPACT_AT`], and at start the journal is replayed
+//! over it.
 //!
 //! A crash never leaves a torn file: the document is written to a
 //! temporary file, fsynced, renamed over the old one, and the directory
@@ -7,6 +11,7 @@
 //! complete new one. The document carries its format version; a file from
 //! another version is refused with a message saying so, never misread.
 
+use crate::journal::{Change, Journal, JournalError};
 use crate::types::StateDoc;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -33,11 +38,17 @@ pub enum StateError {
          (move the file away to start empty, or run the sluiced that wrote it)"
     )]
     Version { path: PathBuf, found: u32 },
+    #[error("{0}")]
+    Journal(#[from] JournalError),
 }
 
 /// The state file of a state directory.
 pub struct StateStore {
     dir: PathBuf,
+    journal: std::sync::Mutex<Journal>,
+    /// The journal size that makes [`StateStore::append`] ask for a
+    /// compaction.
+    compact_at: std::sync::atomic::AtomicU64,
 }
 
 impl StateStore {
@@ -51,15 +62,61 @@ impl StateStore {
         set_mode(dir, 0o700).map_err(werr)?;
         Ok(StateStore {
             dir: dir.to_path_buf(),
+            journal: std::sync::Mutex::new(Journal::new(dir)),
+            compact_at: crate::journal::COMPACT_AT.into(),
         })
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The saved state: the snapshot with the journal replayed over it,
+    /// or `None` if nothing was ever saved.
+    pub fn load(&self) -> Result<Option<StateDoc>, StateError> {
+        let snapshot = self.load_snapshot()?;
+        let mut doc = snapshot.clone().unwrap_or(StateDoc {
+            version: STATE_VERSION,
+            ..Default::default()
+        });
+        let r = self.journal().replay(&mut doc)?;
+        Ok(if snapshot.is_none() && r.records == 0 {
+            None
+        } else {
+            Some(doc)
+        })
+    }
+
+    /// Records one change durably (appended and fsynced). `Ok(true)`
+    /// when the journal has grown past its limit: the caller should
+    /// [`save`](StateStore::save) the whole state, which empties it.
+    pub fn append(&self, c: &Change) -> Result<bool, StateError> {
+        let mut j = self.journal();
+        let len = j.append(c).map_err(|err| StateError::Write {
+            path: j.path().to_path_buf(),
+            err,
+        })?;
+        Ok(len >= self.compact_at.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Sets the journal size that asks for a compaction (tests make it
+    /// small to see compactions happen).
+    pub fn set_compact_at(&self, bytes: u64) {
+        self.compact_at
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The journal's size in bytes.
+    pub fn journal_len(&self) -> u64 {
+        self.journal().len()
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
-    /// The saved state, or `None` if nothing was ever saved.
-    pub fn load(&self) -> Result<Option<StateDoc>, StateError> {
+    /// The snapshot alone, or `None` if none was written.
+    fn load_snapshot(&self) -> Result<Option<StateDoc>, StateError> {
         let path = self.path();
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -69,8 +126,21 @@ impl StateStore {
         parse(&path, &bytes).map(Some)
     }
 
-    /// Saves `doc` atomically (write, fsync, rename, fsync the directory).
+    /// Saves `doc` as the snapshot, atomically, and empties the journal
+    /// (whose changes `doc` holds). A crash between the two replays the
+    /// journal over a snapshot that has its changes already, which
+    /// changes nothing (see [`crate::journal`]).
     pub fn save(&self, doc: &StateDoc) -> Result<(), StateError> {
+        let mut j = self.journal();
+        self.save_snapshot(doc)?;
+        j.reset().map_err(|err| StateError::Write {
+            path: j.path().to_path_buf(),
+            err,
+        })
+    }
+
+    /// Saves `doc` atomically (write, fsync, rename, fsync the directory).
+    fn save_snapshot(&self, doc: &StateDoc) -> Result<(), StateError> {
         let path = self.path();
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let werr = |err| StateError::Write {

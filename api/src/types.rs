@@ -19,6 +19,9 @@ pub enum GuestSpec {
     /// A TAP interface (created if missing, made persistent so a guest
     /// network namespace keeps it across daemon restarts).
     Tap {
+        /// The interface name: 1-15 printable ASCII characters, not `.` or
+        /// `..`, without `/`, `:` or `%` (the kernel would refuse it or
+        /// take it as a name template and make `x0`, `x1`, ...).
         name: String,
         /// The network namespace the TAP lives in: a path such as
         /// `/run/netns/NAME` (`ip netns add NAME`) or `/proc/PID/ns/net`.
@@ -74,6 +77,25 @@ pub struct PortSummary {
     /// The limit on what the guest sends, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// `up`, or `guest_failed` when the guest device could not be opened
+    /// at start (its network namespace or socket directory missing): the
+    /// port is programmed, frames for the guest are dropped, and sluiced
+    /// retries the device every few seconds.
+    #[serde(default)]
+    pub state: PortState,
+    /// Why the guest device could not be opened (with `guest_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_error: Option<String>,
+}
+
+/// Whether a port's guest device is open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PortState {
+    #[default]
+    Up,
+    /// The device could not be opened; retried.
+    GuestFailed,
 }
 
 /// `GET /ports/{name}`.
@@ -323,6 +345,10 @@ pub struct PortStatsDoc {
     pub layers: Vec<LayerStatsDoc>,
     /// Drop counts by reason (non-zero only).
     pub drops: Vec<DropCount>,
+    /// Why the guest device is not open, when it is not (see
+    /// [`PortState::GuestFailed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -261,6 +261,17 @@ impl VnicConfig {
                 format!("'{c}' is not allowed (letters, digits, '-', '_', '.')"),
             ));
         }
+        // The name is a segment of the API's paths (`/ports/{name}/uft`),
+        // where these two mean "here" and "up one".
+        if self.name == "." || self.name == ".." {
+            return Err(bad(
+                "name",
+                format!(
+                    "'{}' is a path segment with a meaning; name the port otherwise",
+                    self.name
+                ),
+            ));
+        }
         for (f, m) in [
             ("guest_mac", self.guest_mac),
             ("gateway_mac", self.gateway_mac),
@@ -522,6 +533,8 @@ mod tests {
         let cases: Vec<(&str, Breaker)> = vec![
             ("name", Box::new(|c| c.name = "bad name".into())),
             ("name", Box::new(|c| c.name = String::new())),
+            ("name", Box::new(|c| c.name = ".".into())),
+            ("name", Box::new(|c| c.name = "..".into())),
             (
                 "guest_mac",
                 Box::new(|c| c.guest_mac = MacAddr([1, 0, 0, 0, 0, 1])),

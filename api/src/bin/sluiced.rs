@@ -22,6 +22,9 @@ use std::sync::Arc;
 use vmm_net::backend::Backend;
 use vmm_net::worker::Workers;
 
+/// How often a guest device that failed at start is tried again.
+const GUEST_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluiced",
@@ -306,7 +309,13 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         Sluice::new(host, workers, Box::new(HostDevices), Some(store), limits)
             .map_err(|e| e.to_string())?,
     );
-    let ports = sluice.list_ports().map(|p| p.len()).unwrap_or(0);
+    let listed = sluice.list_ports().unwrap_or_default();
+    let ports = listed.len();
+    for p in listed.iter().filter(|p| p.guest_error.is_some()) {
+        slog::warn!(log, "port started without its guest device (retried every 2 s)";
+            "port" => &p.name, "error" => p.guest_error.as_deref().unwrap_or_default());
+    }
+    api::server::spawn_guest_retry(&sluice, GUEST_RETRY).map_err(|e| e.to_string())?;
     slog::info!(log, "sluiced started";
         "underlay" => %c.underlay.address, "interface" => &c.underlay.interface,
         "workers" => c.workers, "ports_restored" => ports, "listen" => %c.listen,

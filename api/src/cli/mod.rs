@@ -80,6 +80,11 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the ports (vNICs) of this host.
+    ///
+    /// STATE is `up`, or `guest-failed` when the port's guest device could
+    /// not be opened at start (a deleted network namespace, a missing
+    /// socket directory): the reason follows the table, and sluiced
+    /// retries the device every 2 s.
     #[command(after_help = "Examples:\n  sluiceadm list-ports\n  sluiceadm list-ports --json")]
     ListPorts,
 
@@ -318,7 +323,9 @@ pub struct CreateVnicArgs {
     /// The vNIC's configuration as JSON ('-': stdin).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// The guest is a TAP interface (created if missing).
+    /// The guest is a TAP interface (created if missing): 1-15 printable
+    /// ASCII characters, not '.' or '..', without '/', ':' or '%' (a
+    /// kernel name template such as 'x%d' is refused).
     #[arg(long, value_name = "IFNAME")]
     pub tap: Option<String>,
     /// With --tap: the network namespace the TAP lives in (a path such as

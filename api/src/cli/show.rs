@@ -50,6 +50,7 @@ pub fn ports(ps: &[PortSummary]) -> String {
         "IPv4",
         "IPv6",
         "GUEST",
+        "STATE",
         "WORKER",
         "FLOWS",
         "EPOCH",
@@ -63,13 +64,34 @@ pub fn ports(ps: &[PortSummary]) -> String {
             opt(p.ipv4),
             opt(p.ipv6),
             guest(&p.guest),
+            state(p.state).into(),
             p.worker.to_string(),
             format!("{}/{}", p.flows, p.flow_limit),
             p.epoch.to_string(),
             rate_short(p.rate_limit.as_ref()),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    out += &guest_failures(ps.iter().map(|p| (&p.name, p.guest_error.as_deref())));
+    out
+}
+
+fn state(s: PortState) -> &'static str {
+    match s {
+        PortState::Up => "up",
+        PortState::GuestFailed => "guest-failed",
+    }
+}
+
+/// A line for each port whose guest device is not open, with the reason.
+fn guest_failures<'a>(ps: impl Iterator<Item = (&'a String, Option<&'a str>)>) -> String {
+    let mut out = String::new();
+    for (name, e) in ps {
+        if let Some(e) = e {
+            out += &format!("port {name}: guest device failed (retried every 2 s): {e}\n");
+        }
+    }
+    out
 }
 
 /// A flow key document: `TCP 10.0.0.5:40000 > 1.1.1.1:443 vni 7777`.
@@ -443,7 +465,9 @@ fn ports_counters(ports: &[&PortStatsDoc]) -> String {
             drops.to_string(),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    out += &guest_failures(ports.iter().map(|p| (&p.name, p.guest_error.as_deref())));
+    out
 }
 
 pub fn port_stats(p: &PortStatsDoc) -> String {
@@ -458,6 +482,7 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
         s(&p.stats["flows_expired"]),
         s(&p.stats["flows_evicted"]),
     );
+    out += &guest_failures(std::iter::once((&p.name, p.guest_error.as_deref())));
     let mut t = Table::new(&[
         "DIR",
         "PACKETS",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 const SLUICED: &str = env!("CARGO_BIN_EXE_sluiced");
 
-fn tmpdir(tag: &str) -> PathBuf {
+pub fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sluiced-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -20,7 +20,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound then released).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -53,6 +53,13 @@ impl Drop for Daemon {
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+}
+
+impl Daemon {
+    /// The daemon's process id.
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -94,7 +101,7 @@ fn config(dir: &Path, port: u16) -> PathBuf {
     p
 }
 
-fn start(dir: &Path, port: u16) -> Daemon {
+pub fn start(dir: &Path, port: u16) -> Daemon {
     let child = Command::new(SLUICED)
         .arg("--config")
         .arg(config(dir, port))

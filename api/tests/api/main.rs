@@ -6,8 +6,10 @@
 mod access;
 mod client;
 mod daemon;
+mod devices;
 mod endpoints;
 mod files;
 mod load;
+mod journal;
 mod openapi;
 mod persistence;

@@ -20,6 +20,7 @@ fn ports_are_created_from_a_file_or_stdin_listed_and_deleted() {
             "IPv4",
             "IPv6",
             "GUEST",
+            "STATE",
             "WORKER",
             "FLOWS",
             "EPOCH",
@@ -53,7 +54,7 @@ fn ports_are_created_from_a_file_or_stdin_listed_and_deleted() {
     let r = rows(&out, "NAME");
     assert_eq!(r.len(), 3, "{out}");
     assert_eq!(
-        r[0][..8],
+        r[0][..9],
         [
             "vm1",
             "7777",
@@ -61,7 +62,8 @@ fn ports_are_created_from_a_file_or_stdin_listed_and_deleted() {
             "10.0.0.5",
             "-",
             "tap:tap-vm1",
-            r[0][6].as_str(),
+            "up",
+            r[0][7].as_str(),
             "0/4096"
         ]
     );
