@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -257,6 +258,7 @@ impl Journal {
         if torn_bytes > 0 {
             let f = OpenOptions::new()
                 .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&self.path)
                 .map_err(|e| self.io(e))?;
             f.set_len(good as u64).map_err(|e| self.io(e))?;
@@ -287,11 +289,15 @@ impl Journal {
         line.push(b'\n');
         if self.file.is_none() {
             let existed = self.path.exists();
+            // Never through a link: root appending to a planted link would
+            // write wherever it points.
             let f = OpenOptions::new()
                 .append(true)
                 .create(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
                 .open(&self.path)?;
-            crate::state::set_mode(&self.path, 0o600)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             if !existed {
                 // The new file's name must survive a crash too.
                 if let Some(dir) = self.path.parent() {
@@ -314,7 +320,11 @@ impl Journal {
 
     /// Empties the journal (its records are in a snapshot now).
     pub fn reset(&mut self) -> Result<(), io::Error> {
-        match OpenOptions::new().write(true).open(&self.path) {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+        {
             Ok(f) => {
                 f.set_len(0)?;
                 f.sync_all()?;

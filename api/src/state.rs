@@ -219,6 +219,21 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_is_never_written_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("planted");
+        let s = StateStore::open(&d).unwrap();
+        let victim = d.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, d.join(format!("{STATE_FILE}.tmp"))).unwrap();
+        s.save(&StateDoc::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        let mode = fs::metadata(s.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the snapshot is private");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn saves_and_loads_and_refuses_other_versions() {
         let d = tmpdir("v");
         let s = StateStore::open(&d).unwrap();

@@ -100,21 +100,29 @@ fn the_demo_token_is_private_and_never_behind_a_planted_link() {
 }
 
 #[test]
-fn the_state_file_is_never_written_through_a_planted_link() {
+fn the_state_files_are_never_written_through_a_planted_link() {
     let dir = tmpdir("state-tmp");
     let d = start(&dir, "");
     let victim = dir.join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
-    symlink(&victim, dir.join("state/state.json.tmp")).unwrap();
+    // A change goes to the journal; a link planted there is refused, not
+    // followed, and the change is reported unsaved.
+    let journal = dir.join("state/journal.jsonl");
+    let _ = std::fs::remove_file(&journal);
+    symlink(&victim, &journal).unwrap();
     let mut vm = crate::endpoints::vm("vm1", 5);
     vm["guest"] = serde_json::json!({ "kind": "none" });
-    d.client.ok("POST", "/ports", Some(vm));
+    let r = d.client.call("POST", "/ports", Some(&vm));
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
-    let state = std::fs::read_to_string(dir.join("state/state.json")).unwrap();
-    assert!(state.contains("vm1"), "the change was saved");
-    let mode = std::fs::metadata(dir.join("state/state.json"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o077, 0, "the state file is private");
+    std::fs::remove_file(&journal).unwrap();
+    // With the link gone the journal is made afresh, private.
+    let mut vm = crate::endpoints::vm("vm2", 6);
+    vm["guest"] = serde_json::json!({ "kind": "none" });
+    d.client.ok("POST", "/ports", Some(vm));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.contains("vm2"), "the change was saved: {text}");
+    let mode = std::fs::metadata(&journal).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the journal is private");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }

@@ -9,7 +9,7 @@ mod daemon;
 mod devices;
 mod endpoints;
 mod files;
-mod load;
 mod journal;
+mod load;
 mod openapi;
 mod persistence;
