@@ -62,6 +62,9 @@ pub struct ReplayOptions {
     pub out_dir: PathBuf,
     /// Overrides the document's `underlay_ip` (required if it has none).
     pub underlay_ip: Option<Ipv6Addr>,
+    /// The underlay's MTU; overrides the document's `underlay_mtu`
+    /// (neither: not checked).
+    pub underlay_mtu: Option<u16>,
     pub underlay_mac: [u8; 6],
     pub next_hop_mac: [u8; 6],
 }
@@ -73,6 +76,7 @@ impl ReplayOptions {
             inputs,
             out_dir,
             underlay_ip: None,
+            underlay_mtu: None,
             underlay_mac: UNDERLAY_MAC,
             next_hop_mac: NEXT_HOP_MAC,
         }
@@ -109,6 +113,12 @@ pub enum ReplayError {
         path: PathBuf,
         link: u32,
     },
+    /// The document is one the API would refuse (the same checks, the
+    /// same message).
+    #[error("{state} is not a valid desired state: {problem}")]
+    Invalid { state: PathBuf, problem: String },
+    #[error("--out-dir {path}: {problem}")]
+    OutDir { path: PathBuf, problem: String },
     #[error("building the host from {state}: {problem}")]
     Build { state: PathBuf, problem: String },
     #[error("{path}: {err}")]
@@ -318,6 +328,38 @@ fn open_input(name: &str, path: &Path, clock: &ManualClock) -> Result<Pcap, Repl
     Pcap::open(Some(path), None, Box::new(clock.clone()), Duration::ZERO).map_err(ierr)
 }
 
+/// `--out-dir` is a directory, or nothing yet (it is made).
+fn check_out_dir(dir: &Path) -> Result<(), ReplayError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() && dir.is_dir() => Ok(()),
+        Ok(_) => Err(ReplayError::OutDir {
+            path: dir.to_path_buf(),
+            problem: "exists and is not a directory".into(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ReplayError::OutDir {
+            path: dir.to_path_buf(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+/// The output capture of an endpoint: a file directly in `dir`, never
+/// anywhere else whatever the name (validated names cannot hold a `/`;
+/// this holds even if that check changes).
+fn out_file(dir: &Path, name: &str) -> Result<PathBuf, ReplayError> {
+    let file = format!("{name}.out.pcap");
+    let mut parts = Path::new(&file).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Ok(dir.join(file)),
+        _ => Err(ReplayError::OutDir {
+            path: dir.to_path_buf(),
+            problem: format!("'{name}' would name a file outside it"),
+        }),
+    }
+}
+
 /// Runs a replay (see the module documentation).
 pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let bytes = std::fs::read(&o.state).map_err(|err| ReplayError::ReadState {
@@ -325,6 +367,14 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         err,
     })?;
     let doc = state::parse(&o.state, &bytes)?;
+    // Before anything is built, written or removed: the document must be
+    // one the API would have taken (port names among them, which name
+    // the output files).
+    crate::validate::check_state(&doc, o.underlay_mtu).map_err(|e| ReplayError::Invalid {
+        state: o.state.clone(),
+        problem: e.to_string(),
+    })?;
+    check_out_dir(&o.out_dir)?;
     let underlay_ip = o
         .underlay_ip
         .or(doc.underlay_ip)
@@ -404,7 +454,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             Some(p) => Some(open_input(name, p, &clock)?),
             None => None,
         };
-        let out_path = o.out_dir.join(format!("{name}.out.pcap"));
+        let out_path = out_file(&o.out_dir, name)?;
         // A previous run's output would pass for this one's.
         match std::fs::remove_file(&out_path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(oerr(&out_path, e)),

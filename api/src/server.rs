@@ -14,7 +14,7 @@ use dataplane::{Direction, MonotonicClock, Vni};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use vmm_net::backend::{Backend, Null};
 use vmm_net::switch::Capture;
@@ -78,6 +78,10 @@ pub struct HostLimits {
     pub v2b: usize,
     /// Ports on this host.
     pub ports: usize,
+    /// The underlay's MTU (the uplink's): a port whose frames, tunnelled,
+    /// would not fit is refused. `None`: not known (simulated hosts), not
+    /// checked.
+    pub underlay_mtu: Option<u16>,
 }
 
 impl Default for HostLimits {
@@ -88,6 +92,7 @@ impl Default for HostLimits {
             v2p: 1_000_000,
             v2b: 65_536,
             ports: 1024,
+            underlay_mtu: None,
         }
     }
 }
@@ -102,6 +107,22 @@ pub struct Sluice {
     /// The desired state of the ports, by name. Its lock serialises every
     /// change (and the save that follows it).
     ports: Mutex<BTreeMap<String, CreateVnic>>,
+    /// Tests only: the step of a mutating call that fails next.
+    fail_at: Mutex<Option<Step>>,
+}
+
+/// The steps of a mutating call that can fail after something changed;
+/// tests make one fail ([`Sluice::fail_next`]) to check that the call
+/// undoes what it did before it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `create_vnic`: after the guest device is opened.
+    OpenGuest,
+    /// `create_vnic`: after the port is attached to its worker.
+    Attach,
+    /// Any call: saving the state.
+    Save,
 }
 
 impl Sluice {
@@ -121,6 +142,7 @@ impl Sluice {
             store,
             limits,
             ports: Mutex::new(BTreeMap::new()),
+            fail_at: Mutex::new(None),
         };
         let saved = match &s.store {
             Some(st) => st.load().map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -142,6 +164,14 @@ impl Sluice {
                 )));
             }
         }
+        // The same checks as the API's (and replay's), on the whole
+        // document before anything is built.
+        crate::validate::check_state(&doc, self.limits.underlay_mtu).map_err(|e| {
+            ApiError::Internal(format!(
+                "the saved state is not valid for this host: {e}; \
+                 fix the configuration or the state file"
+            ))
+        })?;
         self.set_v2p(V2pSet { mappings: doc.v2p }, false)?;
         self.set_v2b(V2bSet { routes: doc.v2b }, false)?;
         for p in doc.ports {
@@ -170,19 +200,42 @@ impl Sluice {
         StateDoc {
             version: STATE_VERSION,
             underlay_ip: Some(self.host.underlay_ip),
+            underlay_mtu: self.limits.underlay_mtu,
             ports: ports.values().cloned().collect(),
             v2p: self.dump_v2p(None),
             v2b: self.dump_v2b(None),
         }
     }
 
+    /// Saves the state. On failure the caller undoes its live change and
+    /// returns the error: the host stays as it was saved, and a retry
+    /// does the whole change again.
     fn save(&self, ports: &BTreeMap<String, CreateVnic>) -> Result<(), ApiError> {
+        let not_saved =
+            |e: String| ApiError::NotSaved(format!("the change was undone: saving it failed: {e}"));
+        if self.failing(Step::Save) {
+            return Err(not_saved("injected failure".into()));
+        }
         if let Some(st) = &self.store {
-            st.save(&self.doc(ports)).map_err(|e| {
-                ApiError::Internal(format!("the change is live but was not saved: {e}"))
-            })?;
+            st.save(&self.doc(ports))
+                .map_err(|e| not_saved(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Tests only: makes the next mutating call fail at `step` (once).
+    #[doc(hidden)]
+    pub fn fail_next(&self, step: Step) {
+        *lock(&self.fail_at) = Some(step);
+    }
+
+    fn failing(&self, step: Step) -> bool {
+        let mut f = lock(&self.fail_at);
+        if *f == Some(step) {
+            *f = None;
+            return true;
+        }
+        false
     }
 
     // ---- ports ----
@@ -190,15 +243,9 @@ impl Sluice {
     pub fn create_vnic(&self, req: CreateVnic, persist: bool) -> Result<PortSummary, ApiError> {
         let mut ports = lock(&self.ports);
         let c = &req.config;
-        c.validate()
-            .map_err(|e| ApiError::field(format!("config.{}", e.field), e.problem))?;
+        crate::validate::check_port(c, self.limits.underlay_mtu)?;
         check_guest(&req.guest)?;
-        if ports.contains_key(&c.name) {
-            return Err(ApiError::Conflict(format!(
-                "a port named '{}' exists already",
-                c.name
-            )));
-        }
+        crate::validate::check_port_among(c, ports.values().map(|o| &o.config))?;
         if ports.len() >= self.limits.ports {
             return Err(ApiError::Conflict(format!(
                 "this host has {} ports, its limit",
@@ -206,40 +253,17 @@ impl Sluice {
             )));
         }
         for o in ports.values() {
-            let oc = &o.config;
-            if oc.vni == c.vni && oc.guest_mac == c.guest_mac {
-                return Err(ApiError::Conflict(format!(
-                    "port '{}' has MAC {} in VNI {} already",
-                    oc.name,
-                    c.guest_mac,
-                    c.vni.get()
-                )));
-            }
-            let same_ip = |a: Option<IpAddr>, b: Option<IpAddr>| a.is_some() && a == b;
-            if oc.vni == c.vni
-                && (same_ip(
-                    oc.ipv4.as_ref().map(|v| v.addr.into()),
-                    c.ipv4.as_ref().map(|v| v.addr.into()),
-                ) || same_ip(
-                    oc.ipv6.as_ref().map(|v| v.addr.into()),
-                    c.ipv6.as_ref().map(|v| v.addr.into()),
-                ))
-            {
-                return Err(ApiError::Conflict(format!(
-                    "port '{}' has the same address in VNI {}",
-                    oc.name,
-                    c.vni.get()
-                )));
-            }
             if o.guest != GuestSpec::None && o.guest == req.guest {
                 return Err(ApiError::Conflict(format!(
                     "port '{}' uses the same guest device",
-                    oc.name
+                    o.config.name
                 )));
             }
         }
         let vnic =
             VnicPort::build(c, &self.host, Box::new(MonotonicClock::new())).map_err(build_error)?;
+        // From here on each step undoes the ones before it if it fails:
+        // a failed call leaves no device, no attached port, no record.
         let guest: Box<dyn Backend> = match req.guest {
             GuestSpec::None => Box::new(Null),
             ref g => self
@@ -247,25 +271,64 @@ impl Sluice {
                 .open_guest(&c.name, g)
                 .map_err(|e| ApiError::field("guest", e))?,
         };
-        let worker = self.workers.attach(vnic, guest).map_err(worker_error)?;
-        let summary = self.summary(&req, worker)?;
-        ports.insert(c.name.clone(), req);
+        let undo_guest = || self.devices.remove_guest(&c.name, &req.guest);
+        if self.failing(Step::OpenGuest) {
+            undo_guest();
+            return Err(ApiError::Internal(
+                "injected failure after opening the guest".into(),
+            ));
+        }
+        let worker = match self.workers.attach(vnic, guest) {
+            Ok(w) => w,
+            Err(e) => {
+                undo_guest();
+                return Err(worker_error(e));
+            }
+        };
+        let undo_attach = || {
+            let _ = self.workers.detach(&c.name);
+            undo_guest();
+        };
+        if self.failing(Step::Attach) {
+            undo_attach();
+            return Err(ApiError::Internal(
+                "injected failure after attaching the port".into(),
+            ));
+        }
+        let summary = match self.summary(&req, worker) {
+            Ok(s) => s,
+            Err(e) => {
+                undo_attach();
+                return Err(e);
+            }
+        };
+        let name = c.name.clone();
+        ports.insert(name.clone(), req);
         if persist {
-            self.save(&ports)?;
+            if let Err(e) = self.save(&ports) {
+                if let Some(req) = ports.remove(&name) {
+                    let _ = self.workers.detach(&name);
+                    self.devices.remove_guest(&name, &req.guest);
+                }
+                return Err(e);
+            }
         }
         Ok(summary)
     }
 
     pub fn delete_vnic(&self, name: &str) -> Result<(), ApiError> {
         let mut ports = lock(&self.ports);
-        let Some(p) = ports.get(name) else {
+        let Some(p) = ports.remove(name) else {
             return Err(no_port(name));
         };
-        let guest = p.guest.clone();
+        // Saved first: if that fails the port is still there, untouched.
+        if let Err(e) = self.save(&ports) {
+            ports.insert(name.to_string(), p);
+            return Err(e);
+        }
         self.workers.detach(name).map_err(worker_error)?;
-        self.devices.remove_guest(name, &guest);
-        ports.remove(name);
-        self.save(&ports)
+        self.devices.remove_guest(name, &p.guest);
+        Ok(())
     }
 
     fn summary(&self, p: &CreateVnic, worker: usize) -> Result<PortSummary, ApiError> {
@@ -328,10 +391,14 @@ impl Sluice {
     ) -> Result<VnicConfig, ApiError> {
         let mut ports = lock(&self.ports);
         let p = ports.get(name).ok_or_else(|| no_port(name))?;
-        let mut c = p.config.clone();
+        let old = p.config.clone();
+        let mut c = old.clone();
         f(&mut c)?;
-        c.validate()
-            .map_err(|e| ApiError::field(e.field, e.problem))?;
+        crate::validate::check_port(&c, self.limits.underlay_mtu).map_err(|e| strip_config(e))?;
+        crate::validate::check_port_among(
+            &c,
+            ports.values().map(|o| &o.config).filter(|o| o.name != name),
+        )?;
         let live = c.clone();
         self.workers
             .with_port(name, move |v| v.reconfigure(&live))
@@ -340,7 +407,15 @@ impl Sluice {
         if let Some(p) = ports.get_mut(name) {
             p.config = c.clone();
         }
-        self.save(&ports)?;
+        if let Err(e) = self.save(&ports) {
+            // Back to the saved configuration, live and recorded.
+            let back = old.clone();
+            let _ = self.workers.with_port(name, move |v| v.reconfigure(&back));
+            if let Some(p) = ports.get_mut(name) {
+                p.config = old;
+            }
+            return Err(e);
+        }
         Ok(c)
     }
 
@@ -627,20 +702,16 @@ impl Sluice {
 
     pub fn set_v2p(&self, req: V2pSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
-        for (i, m) in req.mappings.iter().enumerate() {
-            if m.guest_mac.is_multicast() || m.guest_mac.is_zero() {
-                return Err(ApiError::field(
-                    format!("mappings[{i}].guest_mac"),
-                    format!("{} is not a unicast MAC", m.guest_mac),
-                ));
-            }
-            if m.host.is_unspecified() || m.host.is_multicast() {
-                return Err(ApiError::field(
-                    format!("mappings[{i}].host"),
-                    format!("{} is not a unicast underlay address", m.host),
-                ));
-            }
-        }
+        crate::validate::check_v2p(&req.mappings)?;
+        // What the change replaces, to put back if it cannot be saved.
+        let before: Vec<(Vni, IpAddr, Option<PhysDest>)> = if persist {
+            req.mappings
+                .iter()
+                .map(|m| (m.vni, m.ip, self.host.v2p.get(m.vni, m.ip).map(|(d, _)| d)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let n = self
             .host
             .v2p
@@ -656,19 +727,52 @@ impl Sluice {
             }))
             .map_err(|e| ApiError::Conflict(e.to_string()))?;
         if persist {
-            self.save(&ports)?;
+            if let Err(e) = self.save(&ports) {
+                self.restore_v2p(before);
+                return Err(e);
+            }
         }
         Ok(n)
+    }
+
+    fn restore_v2p(&self, before: Vec<(Vni, IpAddr, Option<PhysDest>)>) {
+        for (vni, ip, d) in before {
+            match d {
+                Some(d) => {
+                    let _ = self.host.v2p.set(vni, ip, d);
+                }
+                None => {
+                    self.host.v2p.clear(vni, ip);
+                }
+            }
+        }
     }
 
     pub fn clear_v2p(&self, sel: V2pSelector) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
         let vni = vni_field(sel.vni)?;
+        let before: Vec<(Vni, IpAddr, Option<PhysDest>)> = self
+            .host
+            .v2p
+            .dump(Some(vni))
+            .into_iter()
+            .filter(|e| sel.ip.is_none_or(|ip| ip == e.ip))
+            .map(|e| {
+                let d = PhysDest {
+                    guest_mac: e.guest_mac,
+                    host: e.host,
+                };
+                (e.vni, e.ip, Some(d))
+            })
+            .collect();
         let n = match sel.ip {
             Some(ip) => usize::from(self.host.v2p.clear(vni, ip)),
             None => self.host.v2p.clear_vni(vni),
         };
-        self.save(&ports)?;
+        if let Err(e) = self.save(&ports) {
+            self.restore_v2p(before);
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -688,6 +792,8 @@ impl Sluice {
 
     pub fn set_v2b(&self, req: V2bSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
+        crate::validate::check_v2b(&req.routes)?;
+        let before = self.v2b_before(req.routes.iter().map(|r| (r.vni, r.prefix)));
         let n = self
             .host
             .v2b
@@ -701,19 +807,65 @@ impl Sluice {
                 e => ApiError::field(format!("routes[{i}].endpoints"), e.to_string()),
             })?;
         if persist {
-            self.save(&ports)?;
+            if let Err(e) = self.save(&ports) {
+                self.restore_v2b(before);
+                return Err(e);
+            }
         }
         Ok(n)
+    }
+
+    /// The routes at these (VNI, prefix) keys now (`None`: no route).
+    fn v2b_before(
+        &self,
+        keys: impl Iterator<Item = (Vni, dataplane::IpCidr)>,
+    ) -> Vec<(Vni, dataplane::IpCidr, Option<Vec<Ipv6Addr>>)> {
+        let mut by_vni: BTreeMap<u32, Vec<overlay::v2b::V2bEntry>> = BTreeMap::new();
+        keys.map(|(vni, prefix)| {
+            let entries = by_vni
+                .entry(vni.get())
+                .or_insert_with(|| self.host.v2b.dump(Some(vni)));
+            let old = entries
+                .iter()
+                .find(|e| e.prefix == prefix)
+                .map(|e| e.endpoints.clone());
+            (vni, prefix, old)
+        })
+        .collect()
+    }
+
+    fn restore_v2b(&self, before: Vec<(Vni, dataplane::IpCidr, Option<Vec<Ipv6Addr>>)>) {
+        for (vni, prefix, old) in before {
+            match old {
+                Some(eps) => {
+                    let _ = self.host.v2b.set(vni, prefix, eps);
+                }
+                None => {
+                    self.host.v2b.clear(vni, prefix);
+                }
+            }
+        }
     }
 
     pub fn clear_v2b(&self, sel: V2bSelector) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
         let vni = vni_field(sel.vni)?;
+        let before: Vec<_> = self
+            .host
+            .v2b
+            .dump(Some(vni))
+            .into_iter()
+            .filter(|e| sel.prefix.is_none_or(|p| p == e.prefix))
+            .map(|e| (e.vni, e.prefix, Some(e.endpoints)))
+            .collect();
         let n = match sel.prefix {
             Some(p) => usize::from(self.host.v2b.clear(vni, p)),
             None => self.host.v2b.clear_vni(vni),
         };
-        self.save(&ports)?;
+        if let Err(e) = self.save(&ports) {
+            self.restore_v2b(before);
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -842,6 +994,18 @@ fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
         GuestSpec::None => {}
     }
     Ok(())
+}
+
+/// A port's checks name `config.` fields; a reconfiguration names the
+/// field of the port's configuration as its body gives it.
+fn strip_config(e: ApiError) -> ApiError {
+    match e {
+        ApiError::BadField { field, problem } => ApiError::BadField {
+            field: field.strip_prefix("config.").unwrap_or(&field).to_string(),
+            problem,
+        },
+        other => other,
+    }
 }
 
 fn no_port(name: &str) -> ApiError {

@@ -13,7 +13,7 @@ use vnic::firewall::FirewallRule;
 use vnic::router::RouteEntry;
 
 /// The guest device a port serves.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GuestSpec {
     /// A TAP interface (created if missing, made persistent so a guest
@@ -44,6 +44,7 @@ pub enum GuestSpec {
     },
     /// No device: the port is programmed but frames for the guest are
     /// dropped and counted (control-plane testing, staging).
+    #[default]
     None,
 }
 
@@ -52,6 +53,8 @@ pub enum GuestSpec {
 #[serde(deny_unknown_fields)]
 pub struct CreateVnic {
     pub config: VnicConfig,
+    /// Default: `none` (what a replay's state document needs).
+    #[serde(default)]
     pub guest: GuestSpec,
 }
 
@@ -111,10 +114,24 @@ pub struct RouteDest {
 }
 
 /// `PUT /ports/{name}/rate-limit`: the new limit, or `null` for none.
+/// The field is required: `{}` is refused rather than read as "remove
+/// the limit" (removing one takes an explicit `null`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRateLimit {
+    #[serde(deserialize_with = "present")]
+    #[schemars(required)]
     pub rate_limit: Option<RateLimit>,
+}
+
+/// An `Option` field that must be present (`null` allowed): serde takes a
+/// missing `Option` field as `None` unless it has its own deserializer.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
 }
 
 /// `PUT /ports/{name}/external-ips`.
@@ -289,9 +306,17 @@ pub struct StateDoc {
     /// The state format's version (see [`crate::state::STATE_VERSION`]).
     pub version: u32,
     /// This host's underlay address (the replay's host).
+    #[serde(default)]
     pub underlay_ip: Option<Ipv6Addr>,
+    /// The underlay's MTU (the uplink's): every port's MTU, tunnelled,
+    /// fits it. Absent: not known (a simulated host), not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_mtu: Option<u16>,
+    #[serde(default)]
     pub ports: Vec<CreateVnic>,
+    #[serde(default)]
     pub v2p: Vec<V2pMapping>,
+    #[serde(default)]
     pub v2b: Vec<V2bRoute>,
 }
 

@@ -300,7 +300,9 @@ vnic() {
   fi
   if [ -n "$inet" ]; then
     routes='[{"dest":"0.0.0.0/0","target":"internet_gateway","class":"system"}]'
-    external='{"snat":[{"ip":"203.0.113.10","first_port":2048,"last_port":4095}]}'
+    # Each port its own SNAT ports: a host refuses two ports sharing some.
+    local first=$((4096 + last * 128))
+    external="{\"snat\":[{\"ip\":\"203.0.113.10\",\"first_port\":$first,\"last_port\":$((first + 127))}]}"
   fi
   jq -nc --arg name "$name" --argjson vni "$vni" --arg ip "10.0.0.$last" --arg mac "$mac" \
     --argjson guest "$guest" --argjson routes "$routes" --argjson external "$external" '{

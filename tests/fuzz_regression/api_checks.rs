@@ -64,6 +64,7 @@ fn start() -> Sluice {
         v2p: 16,
         v2b: 8,
         ports: 4,
+        underlay_mtu: None,
     };
     let host = HostOverlay {
         underlay_ip: UNDERLAY,

@@ -491,6 +491,11 @@ pub struct ReplayArgs {
     /// The host's underlay address, if the state has none (or to override it).
     #[arg(long, value_name = "IPV6")]
     pub underlay_ip: Option<Ipv6Addr>,
+    /// The underlay's MTU: ports whose MTU does not fit it with the tunnel
+    /// are refused, as sluiced refuses them [default: the state's
+    /// underlay_mtu, else unchecked].
+    #[arg(long, value_name = "BYTES")]
+    pub underlay_mtu: Option<u16>,
     /// The host NIC's MAC (outer source of tunnels) [default: 02:00:00:00:00:10].
     #[arg(long, value_parser = args::mac, value_name = "MAC")]
     pub underlay_mac: Option<MacAddr>,
