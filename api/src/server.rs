@@ -394,7 +394,7 @@ impl Sluice {
         let old = p.config.clone();
         let mut c = old.clone();
         f(&mut c)?;
-        crate::validate::check_port(&c, self.limits.underlay_mtu).map_err(|e| strip_config(e))?;
+        crate::validate::check_port(&c, self.limits.underlay_mtu).map_err(strip_config)?;
         crate::validate::check_port_among(
             &c,
             ports.values().map(|o| &o.config).filter(|o| o.name != name),

@@ -8,3 +8,5 @@ mod daemon;
 mod endpoints;
 mod openapi;
 mod persistence;
+mod rollback;
+mod validation;
