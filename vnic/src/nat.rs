@@ -859,7 +859,7 @@ mod tests {
         clock.set(NANOS_PER_SEC);
         let mut port = Port::with_clock(PortConfig::new("vm1"), Box::new(clock.clone()));
         port.add_layer(router::layer_config()).unwrap();
-        router::install(&mut port, &routes()).unwrap();
+        router::install(&mut port, &routes(), None).unwrap();
         port.add_layer(layer_config()).unwrap();
         let nat = Nat::new(&ext, GUEST4.parse().ok(), GUEST6.parse().ok());
         nat.install(&mut port).unwrap();
