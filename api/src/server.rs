@@ -107,6 +107,8 @@ pub struct Sluice {
     /// The desired state of the ports, by name. Its lock serialises every
     /// change (and the save that follows it).
     ports: Mutex<BTreeMap<String, CreateVnic>>,
+    /// Captures running now (each holds an API thread for its duration).
+    captures: std::sync::atomic::AtomicUsize,
     /// Tests only: the step of a mutating call that fails next.
     fail_at: Mutex<Option<Step>>,
 }
@@ -143,6 +145,7 @@ impl Sluice {
             limits,
             ports: Mutex::new(BTreeMap::new()),
             fail_at: Mutex::new(None),
+            captures: std::sync::atomic::AtomicUsize::new(0),
         };
         let saved = match &s.store {
             Some(st) => st.load().map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -655,6 +658,11 @@ impl Sluice {
         })
     }
 
+    /// Captures running now (at most [`MAX_CAPTURES`]).
+    pub fn captures_running(&self) -> usize {
+        self.captures.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn capture(&self, name: &str, req: CaptureRequest) -> Result<CaptureResponse, ApiError> {
         let max = req.packets.unwrap_or(100);
         let secs = req.seconds.unwrap_or(5);
@@ -670,6 +678,7 @@ impl Sluice {
                 format!("{secs} is out of range 1..=60"),
             ));
         }
+        let _slot = CaptureSlot::take(&self.captures)?;
         let cap = Arc::new(Mutex::new(Capture {
             frames: Vec::new(),
             max: max as usize,
@@ -886,6 +895,34 @@ impl Sluice {
     /// stay for the next start).
     pub fn shutdown(self) {
         self.workers.shutdown();
+    }
+}
+
+/// Captures at once, host-wide: each holds an API thread for up to a
+/// minute, and 520 at once starved every other call.
+pub const MAX_CAPTURES: usize = 8;
+
+/// One of the [`MAX_CAPTURES`] capture slots, given back when dropped.
+struct CaptureSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> CaptureSlot<'a> {
+    fn take(n: &'a std::sync::atomic::AtomicUsize) -> Result<CaptureSlot<'a>, ApiError> {
+        use std::sync::atomic::Ordering;
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            (c < MAX_CAPTURES).then_some(c + 1)
+        })
+        .map_err(|_| {
+            ApiError::Conflict(format!(
+                "{MAX_CAPTURES} captures are running, the limit: retry when one ends"
+            ))
+        })?;
+        Ok(CaptureSlot(n))
+    }
+}
+
+impl Drop for CaptureSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -14,7 +14,12 @@ use vnic::router::RouteEntry;
 
 /// The guest device a port serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    from = "GuestWire"
+)]
 pub enum GuestSpec {
     /// A TAP interface (created if missing, made persistent so a guest
     /// network namespace keeps it across daemon restarts).
@@ -46,6 +51,37 @@ pub enum GuestSpec {
     /// dropped and counted (control-plane testing, staging).
     #[default]
     None,
+}
+
+/// How a [`GuestSpec`] is read: serde ignores unknown fields beside the
+/// tag of a unit variant (`{"kind": "none", "socket": "/x"}` was taken),
+/// so `none` is read as an empty struct, which refuses them.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum GuestWire {
+    Tap {
+        name: String,
+        #[serde(default)]
+        netns: Option<PathBuf>,
+    },
+    VhostUser {
+        socket: PathBuf,
+    },
+    Dpdk {
+        port: String,
+    },
+    None {},
+}
+
+impl From<GuestWire> for GuestSpec {
+    fn from(w: GuestWire) -> GuestSpec {
+        match w {
+            GuestWire::Tap { name, netns } => GuestSpec::Tap { name, netns },
+            GuestWire::VhostUser { socket } => GuestSpec::VhostUser { socket },
+            GuestWire::Dpdk { port } => GuestSpec::Dpdk { port },
+            GuestWire::None {} => GuestSpec::None,
+        }
+    }
 }
 
 /// `POST /ports`.
@@ -389,4 +425,26 @@ pub struct LayerPath {
 pub struct RulePath {
     pub name: String,
     pub id: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_guest_kind_refuses_unknown_fields() {
+        for body in [
+            r#"{"kind":"none","socket":"/x"}"#,
+            r#"{"kind":"tap","name":"t","colour":"blue"}"#,
+            r#"{"kind":"vhost_user","socket":"/x","name":"t"}"#,
+        ] {
+            let e = serde_json::from_str::<GuestSpec>(body)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("unknown field"), "{body}: {e}");
+        }
+        let g: GuestSpec = serde_json::from_str(r#"{"kind":"none"}"#).unwrap();
+        assert_eq!(g, GuestSpec::None);
+        assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"kind":"none"}"#);
+    }
 }

@@ -384,3 +384,48 @@ fn a_reconfiguration_is_checked_against_the_other_ports_too() {
         Some(json!({ "rate_limit": null })),
     );
 }
+
+#[test]
+fn captures_at_once_are_limited() {
+    let (h, c) = crate::endpoints::setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    let long = || api::types::CaptureRequest {
+        packets: Some(100_000),
+        seconds: Some(3),
+    };
+    let running: Vec<_> = (0..api::server::MAX_CAPTURES)
+        .map(|_| {
+            let s = std::sync::Arc::clone(&h.sluice);
+            std::thread::spawn(move || s.capture("vm1", long()).map(|r| r.packets))
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while h.sluice.captures_running() < api::server::MAX_CAPTURES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the captures did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let refused = h
+        .sluice
+        .capture(
+            "vm1",
+            api::types::CaptureRequest {
+                packets: Some(1),
+                seconds: Some(1),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        refused,
+        "8 captures are running, the limit: retry when one ends"
+    );
+    for t in running {
+        t.join().unwrap().unwrap();
+    }
+    // The slots are given back.
+    let r = c.post("/ports/vm1/capture", json!({ "packets": 1, "seconds": 1 }));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
