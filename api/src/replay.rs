@@ -89,6 +89,13 @@ pub enum ReplayError {
     ReadState { path: PathBuf, err: io::Error },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "{path} is {kind} in JSON, not a state document (an object: \
+         {{\"version\": 1, \"underlay_ip\": ..., \"ports\": [...], \"v2p\": [...], \"v2b\": [...]}})"
+    )]
+    NotADocument { path: PathBuf, kind: &'static str },
+    #[error("{path} has no \"version\": a state document starts {{\"version\": 1, ...}}")]
+    NoVersion { path: PathBuf },
     #[error("{path} has no underlay_ip: give the host's address with --underlay-ip")]
     NoUnderlay { path: PathBuf },
     #[error("'{name}' is neither '{UPLINK}' nor a port of {state} (its ports: {ports})")]
@@ -310,13 +317,32 @@ fn open_input(name: &str, path: &Path, clock: &ManualClock) -> Result<Pcap, Repl
         path: path.to_path_buf(),
         err,
     };
-    let f = std::fs::File::open(path).map_err(ierr)?;
-    let r = pcap_file::pcap::PcapReader::new(io::BufReader::new(f)).map_err(|e| {
-        ierr(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not a pcap capture ({e})"),
-        ))
-    })?;
+    let bad = |m: String| ierr(io::Error::new(io::ErrorKind::InvalidData, m));
+    let meta = std::fs::metadata(path).map_err(ierr)?;
+    if meta.is_dir() {
+        return Err(bad("is a directory, not a capture file".into()));
+    }
+    if meta.len() == 0 {
+        return Err(bad(
+            "is empty (a pcap capture starts with a 24-byte header)".into(),
+        ));
+    }
+    let mut f = std::fs::File::open(path).map_err(ierr)?;
+    let mut magic = [0u8; 4];
+    {
+        use std::io::{Read, Seek};
+        let n = f.read(&mut magic).map_err(ierr)?;
+        f.seek(io::SeekFrom::Start(0)).map_err(ierr)?;
+        // The pcapng Section Header Block's type (RFC draft-ietf-opsawg-pcapng §4.1).
+        if n == 4 && magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+            return Err(bad(format!(
+                "is pcapng; replay reads pcap: convert it with `editcap -F pcap {} OUT.pcap`",
+                path.display()
+            )));
+        }
+    }
+    let r = pcap_file::pcap::PcapReader::new(io::BufReader::new(f))
+        .map_err(|e| bad(format!("not a pcap capture ({e})")))?;
     let link = r.header().datalink;
     if link != pcap_file::DataLink::ETHERNET {
         return Err(ReplayError::LinkType {
@@ -366,6 +392,29 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         path: o.state.clone(),
         err,
     })?;
+    // A document of the wrong JSON type is named as such (serde would
+    // name an internal type).
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        let kind = match &v {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Array(_) => Some("an array"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Null => Some("null"),
+        };
+        if let Some(kind) = kind {
+            return Err(ReplayError::NotADocument {
+                path: o.state.clone(),
+                kind,
+            });
+        }
+        if v.get("version").is_none() {
+            return Err(ReplayError::NoVersion {
+                path: o.state.clone(),
+            });
+        }
+    }
     let doc = state::parse(&o.state, &bytes)?;
     // Before anything is built, written or removed: the document must be
     // one the API would have taken (port names among them, which name

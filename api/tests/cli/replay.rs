@@ -509,3 +509,67 @@ fn replay_refuses_what_it_cannot_replay() {
         format!("sluiceadm: error: input vm1={cut}: frame 3: a truncated or malformed record");
     assert!(r.stderr.starts_with(&want), "{r:?}");
 }
+
+#[test]
+fn replay_says_what_is_wrong_with_a_capture_an_out_dir_or_a_document() {
+    let tmp = TempDir::new("replay-msgs");
+    let state = world_state(&tmp);
+    let (vm1, _) = inputs(&tmp);
+    let od = tmp.path().join("out").display().to_string();
+    let replay = |state: &str, input: &str, od: &str| {
+        let r = sluiceadm(
+            &["replay", "--state", state, "--in", input, "--out-dir", od],
+            None,
+        );
+        assert_eq!(r.code, 1, "{r:?}");
+        r.stderr
+    };
+    let dir = tmp.path().join("a-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.display().to_string();
+    assert_eq!(
+        replay(&state, &format!("vm1={dir}"), &od),
+        format!("sluiceadm: error: input vm1={dir}: is a directory, not a capture file\n")
+    );
+    let empty = tmp.file("empty.pcap", b"");
+    assert_eq!(
+        replay(&state, &format!("vm1={empty}"), &od),
+        format!(
+            "sluiceadm: error: input vm1={empty}: is empty (a pcap capture starts with a 24-byte header)\n"
+        )
+    );
+    // A pcapng Section Header Block, as tshark writes by default.
+    let mut shb = vec![
+        0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+    ];
+    shb.extend_from_slice(&[0xff; 8]);
+    shb.extend_from_slice(&[28, 0, 0, 0]);
+    let ng = tmp.file("ng.pcapng", &shb);
+    assert_eq!(
+        replay(&state, &format!("vm1={ng}"), &od),
+        format!(
+            "sluiceadm: error: input vm1={ng}: is pcapng; replay reads pcap: convert it with `editcap -F pcap {ng} OUT.pcap`\n"
+        )
+    );
+    let file_od = tmp.file("not-a-dir", b"x");
+    assert_eq!(
+        replay(&state, &format!("vm1={vm1}"), &file_od),
+        format!("sluiceadm: error: --out-dir {file_od}: exists and is not a directory\n")
+    );
+    let arr = tmp.file("array.json", b"[1, 2]");
+    let e = replay(&arr, &format!("vm1={vm1}"), &od);
+    assert!(
+        e.starts_with(&format!(
+            "sluiceadm: error: {arr} is an array in JSON, not a state document"
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("VersionOnly"), "{e}");
+    let nov = tmp.file("noversion.json", b"{\"ports\": []}");
+    assert_eq!(
+        replay(&nov, &format!("vm1={vm1}"), &od),
+        format!(
+            "sluiceadm: error: {nov} has no \"version\": a state document starts {{\"version\": 1, ...}}\n"
+        )
+    );
+}
