@@ -72,7 +72,9 @@ pub struct Underlay {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Uplink {
-    /// AF_PACKET (TPACKET_V3) on the underlay interface: works everywhere.
+    /// AF_PACKET on the underlay interface (`recvmmsg` batches; see
+    /// `vmm_net::afpacket` for the TPACKET_V3 ring): works everywhere,
+    /// and the default.
     #[default]
     AfPacket,
     /// Frames from and to capture files (debugging, offline runs).
