@@ -67,6 +67,9 @@ pub struct ReplayOptions {
     pub underlay_mtu: Option<u16>,
     pub underlay_mac: [u8; 6],
     pub next_hop_mac: [u8; 6],
+    /// Report each input frame's fate ([`ReplayReport::frames_fate`]):
+    /// frames go through the switch one at a time.
+    pub verbose: bool,
 }
 
 impl ReplayOptions {
@@ -79,6 +82,7 @@ impl ReplayOptions {
             underlay_mtu: None,
             underlay_mac: UNDERLAY_MAC,
             next_hop_mac: NEXT_HOP_MAC,
+            verbose: false,
         }
     }
 }
@@ -156,6 +160,160 @@ pub struct ReplayReport {
     pub endpoints: Vec<EndpointReport>,
     pub ports: Vec<PortStatsDoc>,
     pub switch: SwitchStats,
+    /// With `verbose`: what became of each input frame, in replay order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frames_fate: Vec<FrameFate>,
+}
+
+/// What became of one input frame.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameFate {
+    /// The endpoint whose capture held it, and its place there (from 1).
+    pub endpoint: String,
+    pub frame: u64,
+    /// Seconds since the first input frame.
+    pub at_secs: f64,
+    /// `forwarded`, `hairpinned`, `dropped` or `consumed` (taken by the
+    /// port, nothing sent, no drop: e.g. a reply it answered in place).
+    pub fate: &'static str,
+    /// Endpoints sent something because of it (a hairpin: its own).
+    pub to: Vec<String>,
+    /// Drops it caused: where, why, and by which layer.
+    pub drops: Vec<FrameDrop>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameDrop {
+    /// A port, or `switch` (before any port: not for this host, unknown
+    /// port, bad options).
+    pub at: String,
+    pub reason: String,
+    /// The layer that dropped it, and in which direction (`out`: from
+    /// the guest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+}
+
+/// Counters a frame may move, to tell its fate by difference.
+#[derive(Default)]
+struct Snapshot {
+    received: Vec<u64>,
+    sent: Vec<u64>,
+    /// Per port: drop counts by reason, and per (layer, dir) the layer's
+    /// dropped and hairpinned counts.
+    drops: Vec<BTreeMap<String, u64>>,
+    layers: Vec<BTreeMap<String, (u64, u64)>>,
+    switch: BTreeMap<String, u64>,
+}
+
+fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for e in eps {
+        let t = lock(&e.tally);
+        s.received.push(t.received);
+        s.sent.push(t.sent);
+    }
+    for n in names {
+        let (mut d, mut l) = (BTreeMap::new(), BTreeMap::new());
+        if let Some(v) = switch.port(n) {
+            for (r, c) in v.port.stats().drop_counts() {
+                d.insert(r.to_string(), c);
+            }
+            for layer in v.port.layers() {
+                for (dir, tag) in [
+                    (dataplane::Direction::Out, "out"),
+                    (dataplane::Direction::In, "in"),
+                ] {
+                    if let Ok(st) = v.port.layer_stats(layer.name(), dir) {
+                        l.insert(
+                            format!("{} ({tag})", layer.name()),
+                            (st.dropped, st.hairpins),
+                        );
+                    }
+                }
+            }
+        }
+        s.drops.push(d);
+        s.layers.push(l);
+    }
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(switch.stats()) {
+        for (k, v) in m {
+            s.switch.insert(k, v.as_u64().unwrap_or(0));
+        }
+    }
+    s
+}
+
+/// Switch counters that mean a drop (the others count traffic).
+const SWITCH_DROPS: [&str; 7] = [
+    "not_geneve",
+    "not_ours",
+    "bad_options",
+    "unknown_port",
+    "tx_dropped",
+    "handoff_dropped",
+    "gso_dropped",
+];
+
+fn fate(
+    eps: &[Endpoint],
+    names: &[String],
+    before: &Snapshot,
+    after: &Snapshot,
+    at_secs: f64,
+) -> Option<FrameFate> {
+    let src = (0..eps.len()).find(|&i| after.received[i] > before.received[i])?;
+    let to: Vec<String> = (0..eps.len())
+        .filter(|&i| after.sent[i] > before.sent[i])
+        .map(|i| eps[i].name.clone())
+        .collect();
+    let mut drops = Vec::new();
+    let mut hairpin = false;
+    for (i, n) in names.iter().enumerate() {
+        let layer = after.layers[i]
+            .iter()
+            .find(|(k, v)| before.layers[i].get(*k).map_or(0, |b| b.0) < v.0)
+            .map(|(k, _)| k.clone());
+        hairpin |= after.layers[i]
+            .iter()
+            .any(|(k, v)| before.layers[i].get(k).map_or(0, |b| b.1) < v.1);
+        for (r, c) in &after.drops[i] {
+            if before.drops[i].get(r).copied().unwrap_or(0) < *c {
+                drops.push(FrameDrop {
+                    at: n.clone(),
+                    reason: r.clone(),
+                    layer: layer.clone(),
+                });
+            }
+        }
+    }
+    for k in SWITCH_DROPS {
+        if before.switch.get(k) < after.switch.get(k) {
+            drops.push(FrameDrop {
+                at: "switch".into(),
+                reason: k.to_string(),
+                layer: None,
+            });
+        }
+    }
+    let own = &eps[src].name;
+    let fate = if !drops.is_empty() && to.is_empty() {
+        "dropped"
+    } else if hairpin || to.contains(own) {
+        "hairpinned"
+    } else if !to.is_empty() {
+        "forwarded"
+    } else {
+        "consumed"
+    };
+    Some(FrameFate {
+        endpoint: own.clone(),
+        frame: after.received[src],
+        at_secs,
+        fate,
+        to,
+        drops,
+    })
 }
 
 /// What the driver sees of one paced backend once the switch owns it.
@@ -189,6 +347,9 @@ struct Paced {
     output: Option<Pcap>,
     clock: ManualClock,
     tally: Arc<Mutex<Tally>>,
+    /// Frames all paced backends together may still release (verbose
+    /// replays: one per round); `None`: no limit.
+    budget: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Paced {
@@ -206,6 +367,7 @@ impl Paced {
             output: None,
             clock,
             tally: Arc::clone(&tally),
+            budget: None,
         };
         p.read_ahead();
         (p, tally)
@@ -247,6 +409,14 @@ impl Backend for Paced {
         let now = self.clock.now();
         let mut n = 0;
         while n < max {
+            if let Some(b) = &self.budget {
+                use std::sync::atomic::Ordering;
+                if b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+                    .is_err()
+                {
+                    break;
+                }
+            }
             match self.pending.take() {
                 Some((ts, f)) if nanos(ts) <= now => {
                     bufs.push(f);
@@ -255,6 +425,10 @@ impl Backend for Paced {
                 }
                 other => {
                     self.pending = other;
+                    // Not used: give it back.
+                    if let Some(b) = &self.budget {
+                        b.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    }
                     break;
                 }
             }
@@ -494,6 +668,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
 
     // Every endpoint, paced by one clock: the uplink, then the ports.
     let clock = ManualClock::new();
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
     let names = std::iter::once(UPLINK).chain(ports.iter().copied());
     let mut endpoints = Vec::new();
     let mut backends = Vec::new();
@@ -509,7 +684,10 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(oerr(&out_path, e)),
             _ => {}
         }
-        let (paced, tally) = Paced::new(pcap, out_path.clone(), clock.clone());
+        let (mut paced, tally) = Paced::new(pcap, out_path.clone(), clock.clone());
+        if o.verbose {
+            paced.budget = Some(Arc::clone(&budget));
+        }
         if let Some(Failure::Read(err) | Failure::Write(err)) = lock(&tally).error.take() {
             return Err(ReplayError::Input {
                 name: name.to_string(),
@@ -567,16 +745,45 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         }
         Ok(())
     };
+    let port_names: Vec<String> = doc.ports.iter().map(|p| p.config.name.clone()).collect();
+    let mut fates = Vec::new();
+    let t0 = first.map_or(0, nanos);
     loop {
-        loop {
-            let moved = switch.poll();
-            check(&endpoints)?;
-            match moved {
-                Ok(0) => break,
-                Ok(_) => {}
-                // Counted by the switch; a backend of ours would have said
-                // what failed (checked above).
-                Err(e) => return Err(build(format!("the switch: {e}"))),
+        if o.verbose {
+            // One frame per round, then the polls its consequences take;
+            // its fate is what the counters moved by.
+            use std::sync::atomic::Ordering;
+            loop {
+                let before = snapshot(&endpoints, &switch, &port_names);
+                budget.store(1, Ordering::Release);
+                let moved = switch.poll();
+                check(&endpoints)?;
+                budget.store(0, Ordering::Release);
+                for _ in 0..SETTLE_POLLS {
+                    let _ = switch.poll();
+                    check(&endpoints)?;
+                }
+                if let Err(e) = moved {
+                    return Err(build(format!("the switch: {e}")));
+                }
+                let after = snapshot(&endpoints, &switch, &port_names);
+                let at = Duration::from_nanos(clock.now().saturating_sub(t0)).as_secs_f64();
+                match fate(&endpoints, &port_names, &before, &after, at) {
+                    Some(f) => fates.push(f),
+                    None => break,
+                }
+            }
+        } else {
+            loop {
+                let moved = switch.poll();
+                check(&endpoints)?;
+                match moved {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    // Counted by the switch; a backend of ours would have
+                    // said what failed (checked above).
+                    Err(e) => return Err(build(format!("the switch: {e}"))),
+                }
             }
         }
         for _ in 0..SETTLE_POLLS {
@@ -625,5 +832,6 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         endpoints,
         ports: port_docs,
         switch: switch_stats,
+        frames_fate: fates,
     })
 }

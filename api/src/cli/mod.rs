@@ -307,7 +307,8 @@ pub enum Command {
         ports' clock. DIR gets NAME.out.pcap for every endpoint sent anything.\n\n\
         Example:\n  \
         sluiceadm dump-state > state.json\n  \
-        sluiceadm replay --state state.json --in vm1=vm1.pcap --in uplink=underlay.pcap --out-dir out/"
+        sluiceadm replay --state state.json --in vm1=vm1.pcap --in uplink=underlay.pcap --out-dir out/\n  \
+        sluiceadm replay --verbose --state pcaps/vpc_tcp.state.json --in vm1=pcaps/vpc_tcp.guest.in.pcap --out-dir out/"
     )]
     Replay(ReplayArgs),
 }
@@ -496,6 +497,10 @@ pub struct ReplayArgs {
     /// underlay_mtu, else unchecked].
     #[arg(long, value_name = "BYTES")]
     pub underlay_mtu: Option<u16>,
+    /// Report each input frame's fate: forwarded to where, hairpinned, or
+    /// dropped (where, why, by which layer). With --json: `frames_fate`.
+    #[arg(long)]
+    pub verbose: bool,
     /// The host NIC's MAC (outer source of tunnels) [default: 02:00:00:00:00:10].
     #[arg(long, value_parser = args::mac, value_name = "MAC")]
     pub underlay_mac: Option<MacAddr>,

@@ -573,3 +573,100 @@ fn replay_says_what_is_wrong_with_a_capture_an_out_dir_or_a_document() {
         )
     );
 }
+
+#[test]
+fn replay_verbose_tells_each_frames_fate() {
+    let tmp = TempDir::new("replay-verbose");
+    let state = world_state(&tmp);
+    let (vm1, uplink) = inputs(&tmp);
+    let od = tmp.path().join("out").display().to_string();
+    let args = |json: bool| {
+        let mut a = vec![];
+        if json {
+            a.push("--json".to_string());
+        }
+        a.extend(
+            [
+                "replay",
+                "--verbose",
+                "--state",
+                &state,
+                "--in",
+                &format!("vm1={vm1}"),
+                "--in",
+                &format!("uplink={uplink}"),
+                "--out-dir",
+                &od,
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let a = args(true);
+    let r = sluiceadm(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    let fates: Vec<(String, u64, String, String, String)> = j["frames_fate"]
+        .as_array()
+        .expect("frames_fate")
+        .iter()
+        .map(|f| {
+            let drops: Vec<String> = f["drops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| format!("{} {} {}", d["at"], d["reason"], d["layer"]))
+                .collect();
+            (
+                f["endpoint"].as_str().unwrap().to_string(),
+                f["frame"].as_u64().unwrap(),
+                f["fate"].as_str().unwrap().to_string(),
+                f["to"].to_string(),
+                drops.join(";"),
+            )
+        })
+        .collect();
+    let row = |e: &str, n: u64, fate: &str, to: &str, drops: &str| {
+        (
+            e.to_string(),
+            n,
+            fate.to_string(),
+            to.to_string(),
+            drops.to_string(),
+        )
+    };
+    assert_eq!(
+        fates,
+        vec![
+            // ARP for the gateway: answered by the gateway.
+            row("vm1", 1, "hairpinned", r#"["vm1"]"#, ""),
+            // SYN to vm3 on host B: into a tunnel.
+            row("vm1", 2, "forwarded", r#"["uplink"]"#, ""),
+            // vm3's SYN-ACK: to vm1.
+            row("uplink", 1, "forwarded", r#"["vm1"]"#, ""),
+            // A SYN to vm1's closed port 80: its firewall drops it.
+            row(
+                "uplink",
+                2,
+                "dropped",
+                "[]",
+                r#""vm1" "default_denied" "firewall (in)""#
+            ),
+            // SYN to vm2 on this host: delivered without the wire.
+            row("vm1", 3, "forwarded", r#"["vm2"]"#, ""),
+        ],
+        "{}",
+        j["frames_fate"]
+    );
+    let a = args(false);
+    let r = sluiceadm(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = rows(&r.stdout, "FROM");
+    assert_eq!(t.len(), 5, "{}", r.stdout);
+    assert_eq!(t[3][3], "dropped", "{}", r.stdout);
+    assert!(
+        r.stdout.contains("default_denied at vm1 firewall (in)"),
+        "{}",
+        r.stdout
+    );
+}
