@@ -670,3 +670,66 @@ fn replay_verbose_tells_each_frames_fate() {
         r.stdout
     );
 }
+
+/// The README's walkthrough: the example state `pcaps/vpc.state.json`
+/// (vm1 of the replay captures, on host A) replays the SSH capture pair.
+#[test]
+fn the_example_state_replays_the_vpc_tcp_captures() {
+    let tmp = TempDir::new("replay-example");
+    let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps");
+    let p = |f: &str| pcaps.join(f).display().to_string();
+    let od = tmp.path().join("out").display().to_string();
+    let r = sluiceadm(
+        &[
+            "--json",
+            "replay",
+            "--verbose",
+            "--state",
+            &p("vpc.state.json"),
+            "--in",
+            &format!("vm1={}", p("vpc_tcp.guest.in.pcap")),
+            "--in",
+            &format!("uplink={}", p("vpc_tcp.uplink.in.pcap")),
+            "--out-dir",
+            &od,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    let ep = |n: &str| {
+        j["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            ep("vm1")["frames_in"].as_u64(),
+            ep("uplink")["frames_out"].as_u64()
+        ),
+        (Some(5), Some(5))
+    );
+    assert_eq!(
+        (
+            ep("uplink")["frames_in"].as_u64(),
+            ep("vm1")["frames_out"].as_u64()
+        ),
+        (Some(4), Some(4))
+    );
+    let fates = j["frames_fate"].as_array().unwrap();
+    assert_eq!(fates.len(), 9);
+    assert!(
+        fates.iter().all(|f| f["fate"] == "forwarded"),
+        "{}",
+        j["frames_fate"]
+    );
+    // What went to vm1 is what host B's vm2 sent it, decapsulated.
+    let out = read_pcap(&tmp.path().join("out/vm1.out.pcap"));
+    let (src, dst, sport, dport, _, _) = ipv4_tcp(&out[0].1);
+    assert_eq!((src, dst, sport), ([10, 0, 0, 6], [10, 0, 0, 5], 22));
+    assert!(dport > 1024);
+}
