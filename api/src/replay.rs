@@ -245,7 +245,7 @@ fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
 }
 
 /// Switch counters that mean a drop (the others count traffic).
-const SWITCH_DROPS: [&str; 7] = [
+const SWITCH_DROPS: [&str; 8] = [
     "not_geneve",
     "not_ours",
     "bad_options",
@@ -253,6 +253,7 @@ const SWITCH_DROPS: [&str; 7] = [
     "tx_dropped",
     "handoff_dropped",
     "gso_dropped",
+    "underlay_mtu_exceeded",
 ];
 
 fn fate(
@@ -713,6 +714,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         .next()
         .ok_or_else(|| build("no uplink".to_string()))?;
     let mut switch = Switch::new(underlay_ip, Box::new(uplink));
+    switch.set_uplink_mtu(o.underlay_mtu.or(doc.underlay_mtu));
     for (p, guest) in doc.ports.iter().zip(backends) {
         let name = &p.config.name;
         let vnic = VnicPort::build(&p.config, &host, Box::new(clock.clone()))

@@ -147,6 +147,14 @@ impl Sluice {
             fail_at: Mutex::new(None),
             captures: std::sync::atomic::AtomicUsize::new(0),
         };
+        // Frames the uplink cannot carry are counted where they are made.
+        if let Some(mtu) = s.limits.underlay_mtu {
+            for w in 0..s.workers.len() {
+                s.workers
+                    .run_on(w, move |sw| sw.set_uplink_mtu(Some(mtu)))
+                    .map_err(worker_error)?;
+            }
+        }
         let saved = match &s.store {
             Some(st) => st.load().map_err(|e| ApiError::Internal(e.to_string()))?,
             None => None,
