@@ -5,6 +5,7 @@
 
 mod client;
 mod daemon;
+mod daemon_config;
 mod endpoints;
 mod openapi;
 mod persistence;
