@@ -680,11 +680,6 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             None => None,
         };
         let out_path = out_file(&o.out_dir, name)?;
-        // A previous run's output would pass for this one's.
-        match std::fs::remove_file(&out_path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(oerr(&out_path, e)),
-            _ => {}
-        }
         let (mut paced, tally) = Paced::new(pcap, out_path.clone(), clock.clone());
         if o.verbose {
             paced.budget = Some(Arc::clone(&budget));
@@ -703,6 +698,17 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             tally,
         });
         backends.push(paced);
+    }
+
+    // Every input opened and read ahead: only now are a previous run's
+    // outputs removed (they would pass for this one's).
+    for e in &endpoints {
+        match std::fs::remove_file(&e.out_path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(oerr(&e.out_path, err))
+            }
+            _ => {}
+        }
     }
 
     let next = |eps: &[Endpoint]| eps.iter().filter_map(|e| lock(&e.tally).next).min();

@@ -288,6 +288,22 @@ fn replay_validates_before_it_touches_any_file_and_stays_in_its_out_dir() {
         );
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me", "{name}");
     }
+    // A bad capture is refused before a previous output is removed.
+    // (The uplink comes first: its output was removed before vm1's input
+    // was opened.)
+    let kept = out.join("uplink.out.pcap");
+    std::fs::write(&kept, b"an earlier run's").unwrap();
+    let state = dir.join("ok.json");
+    std::fs::write(
+        &state,
+        doc(&[vm("vm1", 5)], json!([]), json!([])).to_string(),
+    )
+    .unwrap();
+    let bad = dir.join("bad.pcap");
+    std::fs::write(&bad, b"not a capture").unwrap();
+    let o = ReplayOptions::new(state, vec![("vm1".into(), bad)], out.clone());
+    assert!(replay::run(&o).is_err());
+    assert_eq!(std::fs::read(&kept).unwrap(), b"an earlier run's");
     // A bad document is refused before the out-dir is made.
     let fresh = dir.join("not-made");
     let mut p = vm("vm1", 5);
