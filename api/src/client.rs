@@ -92,11 +92,6 @@ impl Client {
         &self.base
     }
 
-    /// Whether a token will be sent.
-    pub fn has_token(&self) -> bool {
-        self.token.is_some()
-    }
-
     /// One call: `body` as JSON if given; the answer's body (empty for a
     /// 204) or the server's error.
     fn send(

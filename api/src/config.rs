@@ -54,8 +54,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     #[serde(default = "one")]
     pub workers: usize,
-    #[serde(default = "default_level")]
-    pub log_level: String,
+    #[serde(default)]
+    pub log_level: LogLevel,
     pub underlay: Underlay,
     #[serde(default)]
     pub uplink: Uplink,
@@ -112,7 +112,9 @@ pub struct Underlay {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Uplink {
-    /// AF_PACKET (TPACKET_V3) on the underlay interface: works everywhere.
+    /// AF_PACKET on the underlay interface (`recvmmsg` batches; see
+    /// `vmm_net::afpacket` for the TPACKET_V3 ring): works everywhere,
+    /// and the default.
     #[default]
     AfPacket,
     /// Frames from and to capture files (debugging, offline runs).
@@ -166,8 +168,32 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_STATE_DIR)
 }
 
-fn default_level() -> String {
-    "info".into()
+/// The log's threshold. An unknown value is refused with the accepted
+/// ones (a typo must not silently become `info`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    pub fn dropshot(self) -> dropshot::ConfigLoggingLevel {
+        use dropshot::ConfigLoggingLevel as L;
+        match self {
+            LogLevel::Trace => L::Trace,
+            LogLevel::Debug => L::Debug,
+            LogLevel::Info => L::Info,
+            LogLevel::Warn => L::Warn,
+            LogLevel::Error => L::Error,
+            LogLevel::Critical => L::Critical,
+        }
+    }
 }
 
 fn one() -> usize {
@@ -210,6 +236,48 @@ impl Config {
                 "underlay.address: {} is not a unicast address",
                 self.underlay.address
             )));
+        }
+        let ifname = &self.underlay.interface;
+        if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', '\0', '%']) {
+            return Err(ConfigError::Invalid(format!(
+                "underlay.interface: '{ifname}' is not an interface name \
+                 (1 to 15 characters, no '/', '%' or spaces)"
+            )));
+        }
+        for (what, n, max) in [
+            ("limits.v2p", self.limits.v2p, 16 << 20),
+            ("limits.v2b", self.limits.v2b, 1 << 20),
+            ("limits.ports", self.limits.ports, 65_536),
+        ] {
+            if !(1..=max).contains(&n) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: {n} is out of range 1..={max}"
+                )));
+            }
+        }
+        if let Uplink::Dpdk {
+            mbufs,
+            mbuf_data_room,
+            ..
+        } = &self.uplink
+        {
+            // A pool smaller than a few bursts stalls the ports at once;
+            // a data room below headroom + a 1518-byte frame cannot hold one.
+            if let Some(n) = mbufs {
+                if !(1023..=16 << 20).contains(n) {
+                    return Err(ConfigError::Invalid(format!(
+                        "uplink.mbufs: {n} is out of range 1023..={}",
+                        16 << 20
+                    )));
+                }
+            }
+            if let Some(n) = mbuf_data_room {
+                if *n < 128 + 1518 {
+                    return Err(ConfigError::Invalid(format!(
+                        "uplink.mbuf_data_room: {n} is below 1646 (128 bytes of headroom and a 1518-byte frame)"
+                    )));
+                }
+            }
         }
         if let Some(m) = self.underlay.mtu {
             if !(1280..=9216).contains(&m) {
@@ -304,5 +372,65 @@ mod tests {
         let mut c2 = c.clone();
         c2.workers = 0;
         assert!(c2.check().unwrap_err().to_string().starts_with("workers"));
+    }
+
+    const UNDERLAY: &str =
+        "[underlay]\ninterface = \"eth1\"\naddress = \"fd00:99::a\"\nnext_hop_mac = \"02:00:00:00:00:20\"\n";
+
+    #[test]
+    fn a_log_level_typo_is_refused_naming_the_accepted_ones() {
+        let c: Config = toml::from_str(&format!("log_level = \"warn\"\n{UNDERLAY}")).unwrap();
+        assert_eq!(c.log_level, LogLevel::Warn);
+        let c: Config = toml::from_str(UNDERLAY).unwrap();
+        assert_eq!(c.log_level, LogLevel::Info);
+        let e = toml::from_str::<Config>(&format!("log_level = \"inof\"\n{UNDERLAY}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inof"), "{e}");
+        for l in ["trace", "debug", "info", "warn", "error", "critical"] {
+            assert!(e.contains(l), "{e} does not name {l}");
+        }
+    }
+
+    #[test]
+    fn limits_interface_and_dpdk_pools_out_of_range_are_refused() {
+        let base: Config = toml::from_str(UNDERLAY).unwrap();
+        base.check().unwrap();
+        let refused = |edit: &dyn Fn(&mut Config), field: &str| {
+            let mut c = base.clone();
+            edit(&mut c);
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.starts_with(field), "{e} should name {field}");
+        };
+        refused(&|c| c.limits.v2p = 0, "limits.v2p: 0 is out of range");
+        refused(&|c| c.limits.ports = 0, "limits.ports: 0 is out of range");
+        refused(&|c| c.limits.v2b = 0, "limits.v2b: 0 is out of range");
+        refused(
+            &|c| c.underlay.interface = String::new(),
+            "underlay.interface",
+        );
+        refused(
+            &|c| c.underlay.interface = "eth%d".into(),
+            "underlay.interface: 'eth%d'",
+        );
+        refused(
+            &|c| c.underlay.interface = "a-very-long-interface".into(),
+            "underlay.interface",
+        );
+        let dpdk = |mbufs, room| {
+            move |c: &mut Config| {
+                c.uplink = Uplink::Dpdk {
+                    eal_args: vec![],
+                    port: None,
+                    mbufs,
+                    mbuf_data_room: room,
+                }
+            }
+        };
+        refused(&dpdk(Some(0), None), "uplink.mbufs: 0");
+        refused(&dpdk(None, Some(512)), "uplink.mbuf_data_room: 512");
+        let mut c = base.clone();
+        dpdk(Some(8191), Some(2176))(&mut c);
+        c.check().unwrap();
     }
 }

@@ -22,6 +22,7 @@ fn mac(last: u8) -> [u8; 6] {
 }
 
 fn vnic(name: &str, last: u8) -> CreateVnic {
+    let first = 2048 + u16::from(last).saturating_sub(5) * 2048;
     let c = json!({
         "name": name,
         "guest_mac": vnic::config::MacAddr(mac(last)).to_string(),
@@ -29,7 +30,8 @@ fn vnic(name: &str, last: u8) -> CreateVnic {
         "vni": VNI,
         "ipv4": { "addr": format!("10.0.0.{last}"), "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
         "dhcp": { "dns4": ["10.0.0.2"], "domain": "demo.internal", "hostname": name },
-        "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
+        // Ports of one host never share SNAT ports: vm1 2048-4095, vm2 4096-6143.
+        "external": { "snat": [{ "ip": "203.0.113.10", "first_port": first, "last_port": first + 2047 }] },
         "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
         "firewall": [{ "direction": "in", "priority": 10, "action": "allow", "protocol": "icmp",
                        "hosts": { "subnet": "10.0.0.0/24" } }],

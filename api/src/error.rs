@@ -18,6 +18,10 @@ pub enum ApiError {
     /// 401: a mutating call without the right token.
     #[error("{0}")]
     Unauthorized(String),
+    /// 503: the change could not be saved, so it was undone: nothing
+    /// changed, and the same call may be retried.
+    #[error("{0}")]
+    NotSaved(String),
     /// 500: the server failed; the caller did nothing wrong.
     #[error("{0}")]
     Internal(String),
@@ -54,6 +58,15 @@ impl From<ApiError> for HttpError {
                 ClientErrorStatusCode::UNAUTHORIZED,
                 msg,
             ),
+            // Not `for_unavail`: it hides the message, and the caller needs
+            // to know that nothing changed.
+            ApiError::NotSaved(_) => HttpError {
+                status_code: dropshot::ErrorStatusCode::SERVICE_UNAVAILABLE,
+                error_code: Some("NotSaved".into()),
+                external_message: msg.clone(),
+                internal_message: msg,
+                headers: None,
+            },
             ApiError::Internal(m) => HttpError::for_internal_error(m),
         }
     }

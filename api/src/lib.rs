@@ -24,3 +24,4 @@ pub mod server;
 pub mod state;
 pub mod trace;
 pub mod types;
+pub mod validate;

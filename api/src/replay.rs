@@ -62,8 +62,14 @@ pub struct ReplayOptions {
     pub out_dir: PathBuf,
     /// Overrides the document's `underlay_ip` (required if it has none).
     pub underlay_ip: Option<Ipv6Addr>,
+    /// The underlay's MTU; overrides the document's `underlay_mtu`
+    /// (neither: not checked).
+    pub underlay_mtu: Option<u16>,
     pub underlay_mac: [u8; 6],
     pub next_hop_mac: [u8; 6],
+    /// Report each input frame's fate ([`ReplayReport::frames_fate`]):
+    /// frames go through the switch one at a time.
+    pub verbose: bool,
 }
 
 impl ReplayOptions {
@@ -73,8 +79,10 @@ impl ReplayOptions {
             inputs,
             out_dir,
             underlay_ip: None,
+            underlay_mtu: None,
             underlay_mac: UNDERLAY_MAC,
             next_hop_mac: NEXT_HOP_MAC,
+            verbose: false,
         }
     }
 }
@@ -85,6 +93,13 @@ pub enum ReplayError {
     ReadState { path: PathBuf, err: io::Error },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "{path} is {kind} in JSON, not a state document (an object: \
+         {{\"version\": 1, \"underlay_ip\": ..., \"ports\": [...], \"v2p\": [...], \"v2b\": [...]}})"
+    )]
+    NotADocument { path: PathBuf, kind: &'static str },
+    #[error("{path} has no \"version\": a state document starts {{\"version\": 1, ...}}")]
+    NoVersion { path: PathBuf },
     #[error("{path} has no underlay_ip: give the host's address with --underlay-ip")]
     NoUnderlay { path: PathBuf },
     #[error("'{name}' is neither '{UPLINK}' nor a port of {state} (its ports: {ports})")]
@@ -109,6 +124,12 @@ pub enum ReplayError {
         path: PathBuf,
         link: u32,
     },
+    /// The document is one the API would refuse (the same checks, the
+    /// same message).
+    #[error("{state} is not a valid desired state: {problem}")]
+    Invalid { state: PathBuf, problem: String },
+    #[error("--out-dir {path}: {problem}")]
+    OutDir { path: PathBuf, problem: String },
     #[error("building the host from {state}: {problem}")]
     Build { state: PathBuf, problem: String },
     #[error("{path}: {err}")]
@@ -139,6 +160,161 @@ pub struct ReplayReport {
     pub endpoints: Vec<EndpointReport>,
     pub ports: Vec<PortStatsDoc>,
     pub switch: SwitchStats,
+    /// With `verbose`: what became of each input frame, in replay order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frames_fate: Vec<FrameFate>,
+}
+
+/// What became of one input frame.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameFate {
+    /// The endpoint whose capture held it, and its place there (from 1).
+    pub endpoint: String,
+    pub frame: u64,
+    /// Seconds since the first input frame.
+    pub at_secs: f64,
+    /// `forwarded`, `hairpinned`, `dropped` or `consumed` (taken by the
+    /// port, nothing sent, no drop: e.g. a reply it answered in place).
+    pub fate: &'static str,
+    /// Endpoints sent something because of it (a hairpin: its own).
+    pub to: Vec<String>,
+    /// Drops it caused: where, why, and by which layer.
+    pub drops: Vec<FrameDrop>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameDrop {
+    /// A port, or `switch` (before any port: not for this host, unknown
+    /// port, bad options).
+    pub at: String,
+    pub reason: String,
+    /// The layer that dropped it, and in which direction (`out`: from
+    /// the guest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+}
+
+/// Counters a frame may move, to tell its fate by difference.
+#[derive(Default)]
+struct Snapshot {
+    received: Vec<u64>,
+    sent: Vec<u64>,
+    /// Per port: drop counts by reason, and per (layer, dir) the layer's
+    /// dropped and hairpinned counts.
+    drops: Vec<BTreeMap<String, u64>>,
+    layers: Vec<BTreeMap<String, (u64, u64)>>,
+    switch: BTreeMap<String, u64>,
+}
+
+fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for e in eps {
+        let t = lock(&e.tally);
+        s.received.push(t.received);
+        s.sent.push(t.sent);
+    }
+    for n in names {
+        let (mut d, mut l) = (BTreeMap::new(), BTreeMap::new());
+        if let Some(v) = switch.port(n) {
+            for (r, c) in v.port.stats().drop_counts() {
+                d.insert(r.to_string(), c);
+            }
+            for layer in v.port.layers() {
+                for (dir, tag) in [
+                    (dataplane::Direction::Out, "out"),
+                    (dataplane::Direction::In, "in"),
+                ] {
+                    if let Ok(st) = v.port.layer_stats(layer.name(), dir) {
+                        l.insert(
+                            format!("{} ({tag})", layer.name()),
+                            (st.dropped, st.hairpins),
+                        );
+                    }
+                }
+            }
+        }
+        s.drops.push(d);
+        s.layers.push(l);
+    }
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(switch.stats()) {
+        for (k, v) in m {
+            s.switch.insert(k, v.as_u64().unwrap_or(0));
+        }
+    }
+    s
+}
+
+/// Switch counters that mean a drop (the others count traffic).
+const SWITCH_DROPS: [&str; 8] = [
+    "not_geneve",
+    "not_ours",
+    "bad_options",
+    "unknown_port",
+    "tx_dropped",
+    "handoff_dropped",
+    "gso_dropped",
+    "underlay_mtu_exceeded",
+];
+
+fn fate(
+    eps: &[Endpoint],
+    names: &[String],
+    before: &Snapshot,
+    after: &Snapshot,
+    at_secs: f64,
+) -> Option<FrameFate> {
+    let src = (0..eps.len()).find(|&i| after.received[i] > before.received[i])?;
+    let to: Vec<String> = (0..eps.len())
+        .filter(|&i| after.sent[i] > before.sent[i])
+        .map(|i| eps[i].name.clone())
+        .collect();
+    let mut drops = Vec::new();
+    let mut hairpin = false;
+    for (i, n) in names.iter().enumerate() {
+        let layer = after.layers[i]
+            .iter()
+            .find(|(k, v)| before.layers[i].get(*k).map_or(0, |b| b.0) < v.0)
+            .map(|(k, _)| k.clone());
+        hairpin |= after.layers[i]
+            .iter()
+            .any(|(k, v)| before.layers[i].get(k).map_or(0, |b| b.1) < v.1);
+        for (r, c) in &after.drops[i] {
+            if before.drops[i].get(r).copied().unwrap_or(0) < *c {
+                drops.push(FrameDrop {
+                    at: n.clone(),
+                    reason: r.clone(),
+                    layer: layer.clone(),
+                });
+            }
+        }
+    }
+    for k in SWITCH_DROPS {
+        if before.switch.get(k) < after.switch.get(k) {
+            drops.push(FrameDrop {
+                at: "switch".into(),
+                reason: k.to_string(),
+                layer: None,
+            });
+        }
+    }
+    let own = &eps[src].name;
+    let fate = if !drops.is_empty() && to.is_empty() {
+        "dropped"
+    } else if hairpin || to.contains(own) {
+        "hairpinned"
+    } else if !to.is_empty() {
+        "forwarded"
+    } else {
+        "consumed"
+    };
+    Some(FrameFate {
+        endpoint: own.clone(),
+        frame: after.received[src],
+        at_secs,
+        fate,
+        to,
+        drops,
+    })
 }
 
 /// What the driver sees of one paced backend once the switch owns it.
@@ -172,6 +348,9 @@ struct Paced {
     output: Option<Pcap>,
     clock: ManualClock,
     tally: Arc<Mutex<Tally>>,
+    /// Frames all paced backends together may still release (verbose
+    /// replays: one per round); `None`: no limit.
+    budget: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Paced {
@@ -189,6 +368,7 @@ impl Paced {
             output: None,
             clock,
             tally: Arc::clone(&tally),
+            budget: None,
         };
         p.read_ahead();
         (p, tally)
@@ -230,6 +410,14 @@ impl Backend for Paced {
         let now = self.clock.now();
         let mut n = 0;
         while n < max {
+            if let Some(b) = &self.budget {
+                use std::sync::atomic::Ordering;
+                if b.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+                    .is_err()
+                {
+                    break;
+                }
+            }
             match self.pending.take() {
                 Some((ts, f)) if nanos(ts) <= now => {
                     bufs.push(f);
@@ -238,6 +426,10 @@ impl Backend for Paced {
                 }
                 other => {
                     self.pending = other;
+                    // Not used: give it back.
+                    if let Some(b) = &self.budget {
+                        b.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    }
                     break;
                 }
             }
@@ -300,13 +492,32 @@ fn open_input(name: &str, path: &Path, clock: &ManualClock) -> Result<Pcap, Repl
         path: path.to_path_buf(),
         err,
     };
-    let f = std::fs::File::open(path).map_err(ierr)?;
-    let r = pcap_file::pcap::PcapReader::new(io::BufReader::new(f)).map_err(|e| {
-        ierr(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not a pcap capture ({e})"),
-        ))
-    })?;
+    let bad = |m: String| ierr(io::Error::new(io::ErrorKind::InvalidData, m));
+    let meta = std::fs::metadata(path).map_err(ierr)?;
+    if meta.is_dir() {
+        return Err(bad("is a directory, not a capture file".into()));
+    }
+    if meta.len() == 0 {
+        return Err(bad(
+            "is empty (a pcap capture starts with a 24-byte header)".into(),
+        ));
+    }
+    let mut f = std::fs::File::open(path).map_err(ierr)?;
+    let mut magic = [0u8; 4];
+    {
+        use std::io::{Read, Seek};
+        let n = f.read(&mut magic).map_err(ierr)?;
+        f.seek(io::SeekFrom::Start(0)).map_err(ierr)?;
+        // The pcapng Section Header Block's type (RFC draft-ietf-opsawg-pcapng §4.1).
+        if n == 4 && magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+            return Err(bad(format!(
+                "is pcapng; replay reads pcap: convert it with `editcap -F pcap {} OUT.pcap`",
+                path.display()
+            )));
+        }
+    }
+    let r = pcap_file::pcap::PcapReader::new(io::BufReader::new(f))
+        .map_err(|e| bad(format!("not a pcap capture ({e})")))?;
     let link = r.header().datalink;
     if link != pcap_file::DataLink::ETHERNET {
         return Err(ReplayError::LinkType {
@@ -318,13 +529,76 @@ fn open_input(name: &str, path: &Path, clock: &ManualClock) -> Result<Pcap, Repl
     Pcap::open(Some(path), None, Box::new(clock.clone()), Duration::ZERO).map_err(ierr)
 }
 
+/// `--out-dir` is a directory, or nothing yet (it is made).
+fn check_out_dir(dir: &Path) -> Result<(), ReplayError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() && dir.is_dir() => Ok(()),
+        Ok(_) => Err(ReplayError::OutDir {
+            path: dir.to_path_buf(),
+            problem: "exists and is not a directory".into(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ReplayError::OutDir {
+            path: dir.to_path_buf(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+/// The output capture of an endpoint: a file directly in `dir`, never
+/// anywhere else whatever the name (validated names cannot hold a `/`;
+/// this holds even if that check changes).
+fn out_file(dir: &Path, name: &str) -> Result<PathBuf, ReplayError> {
+    let file = format!("{name}.out.pcap");
+    let mut parts = Path::new(&file).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Ok(dir.join(file)),
+        _ => Err(ReplayError::OutDir {
+            path: dir.to_path_buf(),
+            problem: format!("'{name}' would name a file outside it"),
+        }),
+    }
+}
+
 /// Runs a replay (see the module documentation).
 pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     let bytes = std::fs::read(&o.state).map_err(|err| ReplayError::ReadState {
         path: o.state.clone(),
         err,
     })?;
+    // A document of the wrong JSON type is named as such (serde would
+    // name an internal type).
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        let kind = match &v {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Array(_) => Some("an array"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Null => Some("null"),
+        };
+        if let Some(kind) = kind {
+            return Err(ReplayError::NotADocument {
+                path: o.state.clone(),
+                kind,
+            });
+        }
+        if v.get("version").is_none() {
+            return Err(ReplayError::NoVersion {
+                path: o.state.clone(),
+            });
+        }
+    }
     let doc = state::parse(&o.state, &bytes)?;
+    // Before anything is built, written or removed: the document must be
+    // one the API would have taken (port names among them, which name
+    // the output files).
+    crate::validate::check_state(&doc, o.underlay_mtu).map_err(|e| ReplayError::Invalid {
+        state: o.state.clone(),
+        problem: e.to_string(),
+    })?;
+    check_out_dir(&o.out_dir)?;
     let underlay_ip = o
         .underlay_ip
         .or(doc.underlay_ip)
@@ -395,6 +669,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
 
     // Every endpoint, paced by one clock: the uplink, then the ports.
     let clock = ManualClock::new();
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
     let names = std::iter::once(UPLINK).chain(ports.iter().copied());
     let mut endpoints = Vec::new();
     let mut backends = Vec::new();
@@ -404,13 +679,11 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             Some(p) => Some(open_input(name, p, &clock)?),
             None => None,
         };
-        let out_path = o.out_dir.join(format!("{name}.out.pcap"));
-        // A previous run's output would pass for this one's.
-        match std::fs::remove_file(&out_path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(oerr(&out_path, e)),
-            _ => {}
+        let out_path = out_file(&o.out_dir, name)?;
+        let (mut paced, tally) = Paced::new(pcap, out_path.clone(), clock.clone());
+        if o.verbose {
+            paced.budget = Some(Arc::clone(&budget));
         }
-        let (paced, tally) = Paced::new(pcap, out_path.clone(), clock.clone());
         if let Some(Failure::Read(err) | Failure::Write(err)) = lock(&tally).error.take() {
             return Err(ReplayError::Input {
                 name: name.to_string(),
@@ -427,6 +700,17 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         backends.push(paced);
     }
 
+    // Every input opened and read ahead: only now are a previous run's
+    // outputs removed (they would pass for this one's).
+    for e in &endpoints {
+        match std::fs::remove_file(&e.out_path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(oerr(&e.out_path, err))
+            }
+            _ => {}
+        }
+    }
+
     let next = |eps: &[Endpoint]| eps.iter().filter_map(|e| lock(&e.tally).next).min();
     let first = next(&endpoints);
     clock.set(first.map_or(0, nanos));
@@ -436,6 +720,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         .next()
         .ok_or_else(|| build("no uplink".to_string()))?;
     let mut switch = Switch::new(underlay_ip, Box::new(uplink));
+    switch.set_uplink_mtu(o.underlay_mtu.or(doc.underlay_mtu));
     for (p, guest) in doc.ports.iter().zip(backends) {
         let name = &p.config.name;
         let vnic = VnicPort::build(&p.config, &host, Box::new(clock.clone()))
@@ -468,16 +753,45 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         }
         Ok(())
     };
+    let port_names: Vec<String> = doc.ports.iter().map(|p| p.config.name.clone()).collect();
+    let mut fates = Vec::new();
+    let t0 = first.map_or(0, nanos);
     loop {
-        loop {
-            let moved = switch.poll();
-            check(&endpoints)?;
-            match moved {
-                Ok(0) => break,
-                Ok(_) => {}
-                // Counted by the switch; a backend of ours would have said
-                // what failed (checked above).
-                Err(e) => return Err(build(format!("the switch: {e}"))),
+        if o.verbose {
+            // One frame per round, then the polls its consequences take;
+            // its fate is what the counters moved by.
+            use std::sync::atomic::Ordering;
+            loop {
+                let before = snapshot(&endpoints, &switch, &port_names);
+                budget.store(1, Ordering::Release);
+                let moved = switch.poll();
+                check(&endpoints)?;
+                budget.store(0, Ordering::Release);
+                for _ in 0..SETTLE_POLLS {
+                    let _ = switch.poll();
+                    check(&endpoints)?;
+                }
+                if let Err(e) = moved {
+                    return Err(build(format!("the switch: {e}")));
+                }
+                let after = snapshot(&endpoints, &switch, &port_names);
+                let at = Duration::from_nanos(clock.now().saturating_sub(t0)).as_secs_f64();
+                match fate(&endpoints, &port_names, &before, &after, at) {
+                    Some(f) => fates.push(f),
+                    None => break,
+                }
+            }
+        } else {
+            loop {
+                let moved = switch.poll();
+                check(&endpoints)?;
+                match moved {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    // Counted by the switch; a backend of ours would have
+                    // said what failed (checked above).
+                    Err(e) => return Err(build(format!("the switch: {e}"))),
+                }
             }
         }
         for _ in 0..SETTLE_POLLS {
@@ -526,5 +840,6 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         endpoints,
         ports: port_docs,
         switch: switch_stats,
+        frames_fate: fates,
     })
 }

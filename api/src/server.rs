@@ -15,7 +15,7 @@ use dataplane::{Direction, MonotonicClock, Vni};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use vmm_net::backend::{Backend, Null};
 use vmm_net::switch::Capture;
@@ -79,6 +79,10 @@ pub struct HostLimits {
     pub v2b: usize,
     /// Ports on this host.
     pub ports: usize,
+    /// The underlay's MTU (the uplink's): a port whose frames, tunnelled,
+    /// would not fit is refused. `None`: not known (simulated hosts), not
+    /// checked.
+    pub underlay_mtu: Option<u16>,
 }
 
 impl Default for HostLimits {
@@ -89,6 +93,7 @@ impl Default for HostLimits {
             v2p: 1_000_000,
             v2b: 65_536,
             ports: 1024,
+            underlay_mtu: None,
         }
     }
 }
@@ -107,6 +112,24 @@ pub struct Sluice {
     /// reason: they run on a null device until a retry opens it. Taken
     /// only with `ports` held.
     failed: Mutex<BTreeMap<String, String>>,
+    /// Captures running now (each holds an API thread for its duration).
+    captures: std::sync::atomic::AtomicUsize,
+    /// Tests only: the step of a mutating call that fails next.
+    fail_at: Mutex<Option<Step>>,
+}
+
+/// The steps of a mutating call that can fail after something changed;
+/// tests make one fail ([`Sluice::fail_next`]) to check that the call
+/// undoes what it did before it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `create_vnic`: after the guest device is opened.
+    OpenGuest,
+    /// `create_vnic`: after the port is attached to its worker.
+    Attach,
+    /// Any call: saving the state.
+    Save,
 }
 
 impl Sluice {
@@ -127,7 +150,17 @@ impl Sluice {
             limits,
             ports: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(BTreeMap::new()),
+            fail_at: Mutex::new(None),
+            captures: std::sync::atomic::AtomicUsize::new(0),
         };
+        // Frames the uplink cannot carry are counted where they are made.
+        if let Some(mtu) = s.limits.underlay_mtu {
+            for w in 0..s.workers.len() {
+                s.workers
+                    .run_on(w, move |sw| sw.set_uplink_mtu(Some(mtu)))
+                    .map_err(worker_error)?;
+            }
+        }
         let saved = match &s.store {
             Some(st) => st.load().map_err(|e| ApiError::Internal(e.to_string()))?,
             None => None,
@@ -148,6 +181,14 @@ impl Sluice {
                 )));
             }
         }
+        // The same checks as the API's (and replay's), on the whole
+        // document before anything is built.
+        crate::validate::check_state(&doc, self.limits.underlay_mtu).map_err(|e| {
+            ApiError::Internal(format!(
+                "the saved state is not valid for this host: {e}; \
+                 fix the configuration or the state file"
+            ))
+        })?;
         self.set_v2p(V2pSet { mappings: doc.v2p }, false)?;
         self.set_v2b(V2bSet { routes: doc.v2b }, false)?;
         for p in doc.ports {
@@ -181,6 +222,7 @@ impl Sluice {
         StateDoc {
             version: STATE_VERSION,
             underlay_ip: Some(self.host.underlay_ip),
+            underlay_mtu: self.limits.underlay_mtu,
             ports: ports.values().cloned().collect(),
             v2p: self.dump_v2p(None),
             v2b: self.dump_v2b(None),
@@ -191,18 +233,21 @@ impl Sluice {
     /// appended to the state's journal (and fsynced); when the journal has
     /// grown past its limit, the whole state is written as a new snapshot
     /// and the journal emptied. The work is the size of the change, not
-    /// of the state (see [`crate::journal`]).
+    /// of the state (see [`crate::journal`]). On failure the caller undoes
+    /// its live change and returns the error (503 `NotSaved`): the host
+    /// stays as it was saved, and a retry does the whole change again.
     fn record(
         &self,
         ports: &BTreeMap<String, CreateVnic>,
         change: impl FnOnce() -> Change,
     ) -> Result<(), ApiError> {
+        if self.failing(Step::Save) {
+            return Err(not_saved("injected failure".into()));
+        }
         let Some(st) = &self.store else {
             return Ok(());
         };
-        let compact = st.append(&change()).map_err(|e| {
-            ApiError::Internal(format!("the change is live but was not saved: {e}"))
-        })?;
+        let compact = st.append(&change()).map_err(|e| not_saved(e.to_string()))?;
         if compact {
             // The change is durable in the journal already: a failed
             // compaction loses nothing, and the next change tries again.
@@ -211,13 +256,31 @@ impl Sluice {
         Ok(())
     }
 
+    /// Writes the whole state as a new snapshot and empties the journal.
     fn save(&self, ports: &BTreeMap<String, CreateVnic>) -> Result<(), ApiError> {
+        if self.failing(Step::Save) {
+            return Err(not_saved("injected failure".into()));
+        }
         if let Some(st) = &self.store {
-            st.save(&self.doc(ports)).map_err(|e| {
-                ApiError::Internal(format!("the change is live but was not saved: {e}"))
-            })?;
+            st.save(&self.doc(ports))
+                .map_err(|e| not_saved(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Tests only: makes the next mutating call fail at `step` (once).
+    #[doc(hidden)]
+    pub fn fail_next(&self, step: Step) {
+        *lock(&self.fail_at) = Some(step);
+    }
+
+    fn failing(&self, step: Step) -> bool {
+        let mut f = lock(&self.fail_at);
+        if *f == Some(step) {
+            *f = None;
+            return true;
+        }
+        false
     }
 
     // ---- ports ----
@@ -225,47 +288,14 @@ impl Sluice {
     pub fn create_vnic(&self, req: CreateVnic, persist: bool) -> Result<PortSummary, ApiError> {
         let mut ports = lock(&self.ports);
         let c = &req.config;
-        c.validate()
-            .map_err(|e| ApiError::field(format!("config.{}", e.field), e.problem))?;
+        crate::validate::check_port(c, self.limits.underlay_mtu)?;
         check_guest(&req.guest)?;
-        if ports.contains_key(&c.name) {
-            return Err(ApiError::Conflict(format!(
-                "a port named '{}' exists already",
-                c.name
-            )));
-        }
+        crate::validate::check_port_among(c, ports.values().map(|o| &o.config))?;
         if ports.len() >= self.limits.ports {
             return Err(ApiError::Conflict(format!(
                 "this host has {} ports, its limit",
                 self.limits.ports
             )));
-        }
-        for o in ports.values() {
-            let oc = &o.config;
-            if oc.vni == c.vni && oc.guest_mac == c.guest_mac {
-                return Err(ApiError::Conflict(format!(
-                    "port '{}' has MAC {} in VNI {} already",
-                    oc.name,
-                    c.guest_mac,
-                    c.vni.get()
-                )));
-            }
-            let same_ip = |a: Option<IpAddr>, b: Option<IpAddr>| a.is_some() && a == b;
-            if oc.vni == c.vni
-                && (same_ip(
-                    oc.ipv4.as_ref().map(|v| v.addr.into()),
-                    c.ipv4.as_ref().map(|v| v.addr.into()),
-                ) || same_ip(
-                    oc.ipv6.as_ref().map(|v| v.addr.into()),
-                    c.ipv6.as_ref().map(|v| v.addr.into()),
-                ))
-            {
-                return Err(ApiError::Conflict(format!(
-                    "port '{}' has the same address in VNI {}",
-                    oc.name,
-                    c.vni.get()
-                )));
-            }
         }
         // A state saved before devices were compared by identity may hold
         // two ports on one device: the first keeps it, the second starts
@@ -277,6 +307,8 @@ impl Sluice {
         }
         let vnic =
             VnicPort::build(c, &self.host, Box::new(MonotonicClock::new())).map_err(build_error)?;
+        // From here on each step undoes the ones before it if it fails:
+        // a failed call leaves no device, no attached port, no record.
         let guest: Box<dyn Backend> = match req.guest {
             GuestSpec::None => Box::new(Null),
             _ if shared.is_some() => {
@@ -295,31 +327,82 @@ impl Sluice {
                 Err(e) => return Err(ApiError::field("guest", e)),
             },
         };
-        let worker = self.workers.attach(vnic, guest).map_err(worker_error)?;
-        let summary = self.summary(&req, worker)?;
+        // Only a device this call opened is removed on undo: a port that
+        // starts failed (its device shared or missing) owns none.
+        let undo_guest = || {
+            if lock(&self.failed).remove(&c.name).is_none() {
+                self.devices.remove_guest(&c.name, &req.guest);
+            }
+        };
+        if self.failing(Step::OpenGuest) {
+            undo_guest();
+            return Err(ApiError::Internal(
+                "injected failure after opening the guest".into(),
+            ));
+        }
+        let worker = match self.workers.attach(vnic, guest) {
+            Ok(w) => w,
+            Err(e) => {
+                undo_guest();
+                return Err(worker_error(e));
+            }
+        };
+        let undo_attach = || {
+            let _ = self.workers.detach(&c.name);
+            undo_guest();
+        };
+        if self.failing(Step::Attach) {
+            undo_attach();
+            return Err(ApiError::Internal(
+                "injected failure after attaching the port".into(),
+            ));
+        }
+        let summary = match self.summary(&req, worker) {
+            Ok(s) => s,
+            Err(e) => {
+                undo_attach();
+                return Err(e);
+            }
+        };
         let name = c.name.clone();
         ports.insert(name.clone(), req);
         if persist {
-            self.record(&ports, || Change::Port {
+            let saved = self.record(&ports, || Change::Port {
                 port: Box::new(ports[&name].clone()),
-            })?;
+            });
+            if let Err(e) = saved {
+                if let Some(req) = ports.remove(&name) {
+                    let _ = self.workers.detach(&name);
+                    if lock(&self.failed).remove(&name).is_none() {
+                        self.devices.remove_guest(&name, &req.guest);
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(summary)
     }
 
     pub fn delete_vnic(&self, name: &str) -> Result<(), ApiError> {
         let mut ports = lock(&self.ports);
-        let Some(p) = ports.get(name) else {
+        let Some(p) = ports.remove(name) else {
             return Err(no_port(name));
         };
-        let guest = p.guest.clone();
-        self.workers.detach(name).map_err(worker_error)?;
-        self.devices.remove_guest(name, &guest);
-        lock(&self.failed).remove(name);
-        ports.remove(name);
-        self.record(&ports, || Change::DeletePort {
+        // Saved first: if that fails the port is still there, untouched.
+        let saved = self.record(&ports, || Change::DeletePort {
             name: name.to_string(),
-        })
+        });
+        if let Err(e) = saved {
+            ports.insert(name.to_string(), p);
+            return Err(e);
+        }
+        self.workers.detach(name).map_err(worker_error)?;
+        // A failed port never opened its device (it may be another
+        // port's: see `device_conflict`), so there is nothing to remove.
+        if lock(&self.failed).remove(name).is_none() {
+            self.devices.remove_guest(name, &p.guest);
+        }
+        Ok(())
     }
 
     fn summary(&self, p: &CreateVnic, worker: usize) -> Result<PortSummary, ApiError> {
@@ -460,10 +543,14 @@ impl Sluice {
     ) -> Result<VnicConfig, ApiError> {
         let mut ports = lock(&self.ports);
         let p = ports.get(name).ok_or_else(|| no_port(name))?;
-        let mut c = p.config.clone();
+        let old = p.config.clone();
+        let mut c = old.clone();
         f(&mut c)?;
-        c.validate()
-            .map_err(|e| ApiError::field(e.field, e.problem))?;
+        crate::validate::check_port(&c, self.limits.underlay_mtu).map_err(strip_config)?;
+        crate::validate::check_port_among(
+            &c,
+            ports.values().map(|o| &o.config).filter(|o| o.name != name),
+        )?;
         let live = c.clone();
         self.workers
             .with_port(name, move |v| v.reconfigure(&live))
@@ -472,9 +559,18 @@ impl Sluice {
         if let Some(p) = ports.get_mut(name) {
             p.config = c.clone();
         }
-        self.record(&ports, || Change::Port {
+        let saved = self.record(&ports, || Change::Port {
             port: Box::new(ports[name].clone()),
-        })?;
+        });
+        if let Err(e) = saved {
+            // Back to the saved configuration, live and recorded.
+            let back = old.clone();
+            let _ = self.workers.with_port(name, move |v| v.reconfigure(&back));
+            if let Some(p) = ports.get_mut(name) {
+                p.config = old;
+            }
+            return Err(e);
+        }
         Ok(c)
     }
 
@@ -716,6 +812,11 @@ impl Sluice {
         })
     }
 
+    /// Captures running now (at most [`MAX_CAPTURES`]).
+    pub fn captures_running(&self) -> usize {
+        self.captures.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn capture(&self, name: &str, req: CaptureRequest) -> Result<CaptureResponse, ApiError> {
         let max = req.packets.unwrap_or(100);
         let secs = req.seconds.unwrap_or(5);
@@ -731,6 +832,7 @@ impl Sluice {
                 format!("{secs} is out of range 1..=60"),
             ));
         }
+        let _slot = CaptureSlot::take(&self.captures)?;
         let cap = Arc::new(Mutex::new(Capture {
             frames: Vec::new(),
             max: max as usize,
@@ -763,20 +865,16 @@ impl Sluice {
 
     pub fn set_v2p(&self, req: V2pSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
-        for (i, m) in req.mappings.iter().enumerate() {
-            if m.guest_mac.is_multicast() || m.guest_mac.is_zero() {
-                return Err(ApiError::field(
-                    format!("mappings[{i}].guest_mac"),
-                    format!("{} is not a unicast MAC", m.guest_mac),
-                ));
-            }
-            if m.host.is_unspecified() || m.host.is_multicast() {
-                return Err(ApiError::field(
-                    format!("mappings[{i}].host"),
-                    format!("{} is not a unicast underlay address", m.host),
-                ));
-            }
-        }
+        crate::validate::check_v2p(&req.mappings)?;
+        // What the change replaces, to put back if it cannot be saved.
+        let before: Vec<(Vni, IpAddr, Option<PhysDest>)> = if persist {
+            req.mappings
+                .iter()
+                .map(|m| (m.vni, m.ip, self.host.v2p.get(m.vni, m.ip).map(|(d, _)| d)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let journaled = (persist && self.store.is_some()).then(|| req.mappings.clone());
         let n = self
             .host
@@ -792,20 +890,56 @@ impl Sluice {
                 )
             }))
             .map_err(|e| ApiError::Conflict(e.to_string()))?;
-        if let Some(mappings) = journaled {
-            self.record(&ports, || Change::SetV2p { mappings })?;
+        if persist {
+            // Without a store there is nothing to journal (and no copy).
+            let mappings = journaled.unwrap_or_default();
+            let saved = self.record(&ports, || Change::SetV2p { mappings });
+            if let Err(e) = saved {
+                self.restore_v2p(before);
+                return Err(e);
+            }
         }
         Ok(n)
+    }
+
+    fn restore_v2p(&self, before: Vec<(Vni, IpAddr, Option<PhysDest>)>) {
+        for (vni, ip, d) in before {
+            match d {
+                Some(d) => {
+                    let _ = self.host.v2p.set(vni, ip, d);
+                }
+                None => {
+                    self.host.v2p.clear(vni, ip);
+                }
+            }
+        }
     }
 
     pub fn clear_v2p(&self, sel: V2pSelector) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
         let vni = vni_field(sel.vni)?;
+        let before: Vec<(Vni, IpAddr, Option<PhysDest>)> = self
+            .host
+            .v2p
+            .dump(Some(vni))
+            .into_iter()
+            .filter(|e| sel.ip.is_none_or(|ip| ip == e.ip))
+            .map(|e| {
+                let d = PhysDest {
+                    guest_mac: e.guest_mac,
+                    host: e.host,
+                };
+                (e.vni, e.ip, Some(d))
+            })
+            .collect();
         let n = match sel.ip {
             Some(ip) => usize::from(self.host.v2p.clear(vni, ip)),
             None => self.host.v2p.clear_vni(vni),
         };
-        self.record(&ports, || Change::ClearV2p { vni, ip: sel.ip })?;
+        if let Err(e) = self.record(&ports, || Change::ClearV2p { vni, ip: sel.ip }) {
+            self.restore_v2p(before);
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -825,6 +959,8 @@ impl Sluice {
 
     pub fn set_v2b(&self, req: V2bSet, persist: bool) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
+        crate::validate::check_v2b(&req.routes)?;
+        let before = self.v2b_before(req.routes.iter().map(|r| (r.vni, r.prefix)));
         let journaled = (persist && self.store.is_some()).then(|| req.routes.clone());
         let n = self
             .host
@@ -838,23 +974,73 @@ impl Sluice {
                 overlay::v2b::V2bError::Full { .. } => ApiError::Conflict(e.to_string()),
                 e => ApiError::field(format!("routes[{i}].endpoints"), e.to_string()),
             })?;
-        if let Some(routes) = journaled {
-            self.record(&ports, || Change::SetV2b { routes })?;
+        if persist {
+            // Without a store there is nothing to journal (and no copy).
+            let routes = journaled.unwrap_or_default();
+            let saved = self.record(&ports, || Change::SetV2b { routes });
+            if let Err(e) = saved {
+                self.restore_v2b(before);
+                return Err(e);
+            }
         }
         Ok(n)
+    }
+
+    /// The routes at these (VNI, prefix) keys now (`None`: no route).
+    fn v2b_before(
+        &self,
+        keys: impl Iterator<Item = (Vni, dataplane::IpCidr)>,
+    ) -> Vec<(Vni, dataplane::IpCidr, Option<Vec<Ipv6Addr>>)> {
+        let mut by_vni: BTreeMap<u32, Vec<overlay::v2b::V2bEntry>> = BTreeMap::new();
+        keys.map(|(vni, prefix)| {
+            let entries = by_vni
+                .entry(vni.get())
+                .or_insert_with(|| self.host.v2b.dump(Some(vni)));
+            let old = entries
+                .iter()
+                .find(|e| e.prefix == prefix)
+                .map(|e| e.endpoints.clone());
+            (vni, prefix, old)
+        })
+        .collect()
+    }
+
+    fn restore_v2b(&self, before: Vec<(Vni, dataplane::IpCidr, Option<Vec<Ipv6Addr>>)>) {
+        for (vni, prefix, old) in before {
+            match old {
+                Some(eps) => {
+                    let _ = self.host.v2b.set(vni, prefix, eps);
+                }
+                None => {
+                    self.host.v2b.clear(vni, prefix);
+                }
+            }
+        }
     }
 
     pub fn clear_v2b(&self, sel: V2bSelector) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
         let vni = vni_field(sel.vni)?;
+        let before: Vec<_> = self
+            .host
+            .v2b
+            .dump(Some(vni))
+            .into_iter()
+            .filter(|e| sel.prefix.is_none_or(|p| p == e.prefix))
+            .map(|e| (e.vni, e.prefix, Some(e.endpoints)))
+            .collect();
         let n = match sel.prefix {
             Some(p) => usize::from(self.host.v2b.clear(vni, p)),
             None => self.host.v2b.clear_vni(vni),
         };
-        self.record(&ports, || Change::ClearV2b {
+        let saved = self.record(&ports, || Change::ClearV2b {
             vni,
             prefix: sel.prefix,
-        })?;
+        });
+        if let Err(e) = saved {
+            self.restore_v2b(before);
+            return Err(e);
+        }
         Ok(n)
     }
 
@@ -875,6 +1061,34 @@ impl Sluice {
     /// stay for the next start).
     pub fn shutdown(self) {
         self.workers.shutdown();
+    }
+}
+
+/// Captures at once, host-wide: each holds an API thread for up to a
+/// minute, and 520 at once starved every other call.
+pub const MAX_CAPTURES: usize = 8;
+
+/// One of the [`MAX_CAPTURES`] capture slots, given back when dropped.
+struct CaptureSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> CaptureSlot<'a> {
+    fn take(n: &'a std::sync::atomic::AtomicUsize) -> Result<CaptureSlot<'a>, ApiError> {
+        use std::sync::atomic::Ordering;
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            (c < MAX_CAPTURES).then_some(c + 1)
+        })
+        .map_err(|_| {
+            ApiError::Conflict(format!(
+                "{MAX_CAPTURES} captures are running, the limit: retry when one ends"
+            ))
+        })?;
+        Ok(CaptureSlot(n))
+    }
+}
+
+impl Drop for CaptureSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -1009,6 +1223,23 @@ fn guest_text(g: &GuestSpec) -> String {
         GuestSpec::VhostUser { socket } => format!("vhost-user socket {}", socket.display()),
         GuestSpec::Dpdk { port } => format!("DPDK port {port}"),
         GuestSpec::None => "no device".into(),
+    }
+}
+
+/// The error of a change that could not be saved (and was undone).
+fn not_saved(e: String) -> ApiError {
+    ApiError::NotSaved(format!("the change was undone: saving it failed: {e}"))
+}
+
+/// A port's checks name `config.` fields; a reconfiguration names the
+/// field of the port's configuration as its body gives it.
+fn strip_config(e: ApiError) -> ApiError {
+    match e {
+        ApiError::BadField { field, problem } => ApiError::BadField {
+            field: field.strip_prefix("config.").unwrap_or(&field).to_string(),
+            problem,
+        },
+        other => other,
     }
 }
 

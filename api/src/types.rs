@@ -13,8 +13,13 @@ use vnic::firewall::FirewallRule;
 use vnic::router::RouteEntry;
 
 /// The guest device a port serves.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    from = "GuestWire"
+)]
 pub enum GuestSpec {
     /// A TAP interface (created if missing, made persistent so a guest
     /// network namespace keeps it across daemon restarts).
@@ -47,7 +52,39 @@ pub enum GuestSpec {
     },
     /// No device: the port is programmed but frames for the guest are
     /// dropped and counted (control-plane testing, staging).
+    #[default]
     None,
+}
+
+/// How a [`GuestSpec`] is read: serde ignores unknown fields beside the
+/// tag of a unit variant (`{"kind": "none", "socket": "/x"}` was taken),
+/// so `none` is read as an empty struct, which refuses them.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum GuestWire {
+    Tap {
+        name: String,
+        #[serde(default)]
+        netns: Option<PathBuf>,
+    },
+    VhostUser {
+        socket: PathBuf,
+    },
+    Dpdk {
+        port: String,
+    },
+    None {},
+}
+
+impl From<GuestWire> for GuestSpec {
+    fn from(w: GuestWire) -> GuestSpec {
+        match w {
+            GuestWire::Tap { name, netns } => GuestSpec::Tap { name, netns },
+            GuestWire::VhostUser { socket } => GuestSpec::VhostUser { socket },
+            GuestWire::Dpdk { port } => GuestSpec::Dpdk { port },
+            GuestWire::None {} => GuestSpec::None,
+        }
+    }
 }
 
 /// `POST /ports`.
@@ -55,6 +92,8 @@ pub enum GuestSpec {
 #[serde(deny_unknown_fields)]
 pub struct CreateVnic {
     pub config: VnicConfig,
+    /// Default: `none` (what a replay's state document needs).
+    #[serde(default)]
     pub guest: GuestSpec,
 }
 
@@ -133,10 +172,24 @@ pub struct RouteDest {
 }
 
 /// `PUT /ports/{name}/rate-limit`: the new limit, or `null` for none.
+/// The field is required: `{}` is refused rather than read as "remove
+/// the limit" (removing one takes an explicit `null`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRateLimit {
+    #[serde(deserialize_with = "present")]
+    #[schemars(required)]
     pub rate_limit: Option<RateLimit>,
+}
+
+/// An `Option` field that must be present (`null` allowed): serde takes a
+/// missing `Option` field as `None` unless it has its own deserializer.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
 }
 
 /// `PUT /ports/{name}/external-ips`.
@@ -311,9 +364,17 @@ pub struct StateDoc {
     /// The state format's version (see [`crate::state::STATE_VERSION`]).
     pub version: u32,
     /// This host's underlay address (the replay's host).
+    #[serde(default)]
     pub underlay_ip: Option<Ipv6Addr>,
+    /// The underlay's MTU (the uplink's): every port's MTU, tunnelled,
+    /// fits it. Absent: not known (a simulated host), not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_mtu: Option<u16>,
+    #[serde(default)]
     pub ports: Vec<CreateVnic>,
+    #[serde(default)]
     pub v2p: Vec<V2pMapping>,
+    #[serde(default)]
     pub v2b: Vec<V2bRoute>,
 }
 
@@ -390,4 +451,26 @@ pub struct LayerPath {
 pub struct RulePath {
     pub name: String,
     pub id: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_guest_kind_refuses_unknown_fields() {
+        for body in [
+            r#"{"kind":"none","socket":"/x"}"#,
+            r#"{"kind":"tap","name":"t","colour":"blue"}"#,
+            r#"{"kind":"vhost_user","socket":"/x","name":"t"}"#,
+        ] {
+            let e = serde_json::from_str::<GuestSpec>(body)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("unknown field"), "{body}: {e}");
+        }
+        let g: GuestSpec = serde_json::from_str(r#"{"kind":"none"}"#).unwrap();
+        assert_eq!(g, GuestSpec::None);
+        assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"kind":"none"}"#);
+    }
 }

@@ -16,11 +16,6 @@ impl Csum {
         Csum(0)
     }
 
-    /// Starts from an existing checksum field value (as read from a header).
-    pub fn from_checksum(field: u16) -> Self {
-        Csum(u64::from(!field))
-    }
-
     /// Adds bytes as big-endian 16-bit words; an odd trailing byte is
     /// padded with zero, as RFC 1071 says. Callers that sum a message in
     /// several pieces must give every piece but the last an even length.
@@ -62,10 +57,6 @@ impl Csum {
         if let [last] = words.remainder() {
             self.0 += u64::from(!(u16::from(*last) << 8));
         }
-    }
-
-    pub fn sub_u16(&mut self, v: u16) {
-        self.0 += u64::from(!v);
     }
 
     pub fn add(&mut self, other: Csum) {

@@ -106,10 +106,6 @@ impl Layer {
         self.rules[dir.index()].len()
     }
 
-    pub fn lft_len(&self, dir: Direction) -> usize {
-        self.lft[dir.index()].len()
-    }
-
     pub fn stats(&self, dir: Direction) -> LayerDirStats {
         self.stats[dir.index()]
     }

@@ -3,14 +3,16 @@
 //! A frame sits somewhere inside a larger allocation so that an
 //! encapsulation can be pushed in front of it (and popped off) by moving
 //! the start index: the payload is never copied. Buffers are allocated once
-//! by the I/O layer and reused; nothing here allocates after `new`.
+//! by the I/O layer and reused: only `new` and `from_frame` allocate, and a
+//! buffer never grows (what does not fit is refused: `NoHeadroom`,
+//! `NoTailroom`).
 
 /// Room left in front of a received frame: an IPv6 Geneve encapsulation is
 /// 70 bytes plus options, and 128 keeps the frame start cache-line aligned.
 pub const DEFAULT_HEADROOM: usize = 128;
 
-/// Room for the largest frame the engine handles (a 9216-byte jumbo MTU
-/// plus Ethernet, VLAN and encapsulation), so TX never needs to grow it.
+/// Room for the largest single frame (a 9216-byte jumbo MTU plus Ethernet,
+/// VLAN and encapsulation); TCP super-frames get [`GSO_CAPACITY`].
 pub const DEFAULT_CAPACITY: usize = 9216 + 18 + 128;
 
 /// The largest frame carried whole as a TCP super-frame (see [`Gso`]):

@@ -93,15 +93,6 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-impl Verdict {
-    pub fn drop_reason(&self) -> Option<DropReason> {
-        match self {
-            Verdict::Drop(r) => Some(*r),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DirStats {
     pub packets: u64,

@@ -861,10 +861,6 @@ impl Compiled {
         }
     }
 
-    pub fn pushes_encap(&self) -> bool {
-        self.encap.is_some()
-    }
-
     /// Applies the compiled transform to a packet of its flow, parsed with
     /// offsets `off`. Allocation-free; the only error is missing headroom.
     #[inline]

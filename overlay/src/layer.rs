@@ -55,17 +55,6 @@ pub enum RouteKind {
     NextHop = 3,
 }
 
-impl RouteKind {
-    pub fn from_meta(m: &Meta) -> Option<RouteKind> {
-        match m.get(meta::ROUTE_KIND)? {
-            1 => Some(RouteKind::Internet),
-            2 => Some(RouteKind::VpcSubnet),
-            3 => Some(RouteKind::NextHop),
-            _ => None,
-        }
-    }
-}
-
 pub const LAYER: &str = "overlay";
 
 /// Policy drop reasons this layer gives.

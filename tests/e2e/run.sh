@@ -54,6 +54,8 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# ns, nx, pass, fail, need, bg, wait_for, stop_pid, start_sluiced, hosts_netns
+. "$repo/tests/lib/hosts.sh"
 
 # ---------- prerequisites ----------
 
@@ -70,27 +72,6 @@ if [ ! -c /dev/net/tun ]; then
   exit 0
 fi
 
-# command -> Debian package
-need() {
-  local missing=() c p
-  while [ $# -gt 0 ]; do
-    c=$1 p=$2
-    shift 2
-    command -v "$c" >/dev/null 2>&1 || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "SKIP: missing ${missing[*]} and no apt-get to install them"
-    exit 0
-  fi
-  echo "installing ${missing[*]} (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true
-  if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-    echo "SKIP: could not install ${missing[*]}"
-    exit 0
-  fi
-}
 need busybox busybox iperf3 iperf3 tshark tshark curl curl ethtool ethtool \
   ping iputils-ping jq jq python3 python3 timeout coreutils
 
@@ -108,31 +89,7 @@ fi
 
 P="sl$$"
 T=$(mktemp -d "/tmp/sluice-e2e.XXXXXX")
-NSES=()
-PIDS=()
-declare -A SPID # sluiced pid by host
-fails=0
-passes=0
 t0=$(date +%s)
-
-ns() { echo "$P-$1"; }
-nx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
-
-pass() { passes=$((passes + 1)); echo "PASS: $*"; }
-fail() { fails=$((fails + 1)); echo "FAIL: $*"; }
-
-stop_pid() {
-  # Kills one process we started: TERM, up to 5 s, then KILL.
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 diagnostics() {
   local h f
@@ -150,11 +107,10 @@ diagnostics() {
 }
 
 cleanup() {
-  local rc=$? p n
+  local rc=$?
   trap - EXIT INT TERM
   if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ]; then diagnostics; fi
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  for n in "${NSES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  hosts_cleanup
   if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
     echo "logs kept in $T"
   else
@@ -165,36 +121,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
-# Background processes: every one is bounded by `timeout` as well as
-# killed by the cleanup.
-bg() { # bg NS LOG CMD...  -> sets BGPID
-  local n=$1 log=$2
-  shift 2
-  ip netns exec "$(ns "$n")" timeout -s TERM 300 "$@" >"$log" 2>&1 &
-  BGPID=$!
-  PIDS+=("$BGPID")
-}
-
-wait_for() { # wait_for TRIES SLEEP CMD...: true once CMD succeeds
-  local tries=$1 s=$2 i
-  shift 2
-  for i in $(seq "$tries"); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep "$s"
-  done
-  return 1
-}
-
 # ---------- topology ----------
 
 # Any failure while building it ends the run (the cleanup still runs).
 trap 'echo "FAIL: building the topology, line $LINENO"' ERR
 set -e
 
+hosts_netns router hostA hostB boundary internet gA1 gA2 gB1 gB2 d1 d2 || exit 1
 for n in router hostA hostB boundary internet gA1 gA2 gB1 gB2 d1 d2; do
-  ip netns add "$(ns $n)" || { echo "FAIL: ip netns add $(ns $n)"; exit 1; }
-  NSES+=("$(ns $n)")
-  nx $n ip link set lo up
   nx $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
     net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
 done
@@ -249,31 +183,6 @@ trap - ERR
 
 # ---------- sluiced ----------
 
-start_sluiced() { # host address router-mac
-  local h=$1 addr=$2 nh=$3
-  mkdir -p "$T/$h"
-  cat >"$T/$h/sluiced.toml" <<EOF
-listen = "127.0.0.1:7480"
-state_dir = "$T/$h/state"
-workers = 1
-log_level = "info"
-
-[underlay]
-interface = "ul0"
-address = "$addr"
-next_hop_mac = "$nh"
-
-[uplink]
-kind = "af_packet"
-EOF
-  bg "$h" "$T/sluiced-$h.log" "$SLUICED" --config "$T/$h/sluiced.toml"
-  SPID[$h]=$BGPID
-  if ! wait_for 100 0.1 nx "$h" curl -sf -m 1 http://127.0.0.1:7480/health; then
-    fail "sluiced on $h did not come up in 10 s"
-    return 1
-  fi
-}
-
 api() { # api HOST METHOD PATH [JSON]: prints the body, fails on non-2xx
   local h=$1 m=$2 path=$3 body=${4:-}
   local tok
@@ -300,7 +209,9 @@ vnic() {
   fi
   if [ -n "$inet" ]; then
     routes='[{"dest":"0.0.0.0/0","target":"internet_gateway","class":"system"}]'
-    external='{"snat":[{"ip":"203.0.113.10","first_port":2048,"last_port":4095}]}'
+    # Each port its own SNAT ports: a host refuses two ports sharing some.
+    local first=$((4096 + last * 128))
+    external="{\"snat\":[{\"ip\":\"203.0.113.10\",\"first_port\":$first,\"last_port\":$((first + 127))}]}"
   fi
   jq -nc --arg name "$name" --argjson vni "$vni" --arg ip "10.0.0.$last" --arg mac "$mac" \
     --argjson guest "$guest" --argjson routes "$routes" --argjson external "$external" '{

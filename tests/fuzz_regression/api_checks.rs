@@ -64,6 +64,7 @@ fn start() -> Sluice {
         v2p: 16,
         v2b: 8,
         ports: 4,
+        underlay_mtu: None,
     };
     let host = HostOverlay {
         underlay_ip: UNDERLAY,
@@ -202,7 +203,7 @@ pub fn api_bodies(data: &[u8]) -> &'static str {
                     }
                     ApiError::NotFound(_) => "404",
                     ApiError::Conflict(_) => "409",
-                    ApiError::Unauthorized(_) | ApiError::Internal(_) => {
+                    ApiError::Unauthorized(_) | ApiError::Internal(_) | ApiError::NotSaved(_) => {
                         panic!("{which}: a client's body made a server error: {e}")
                     }
                 };
@@ -231,6 +232,11 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     vm2["config"]["ipv4"]["addr"] = "10.0.0.6".into();
     vm2["config"]["ipv6"]["addr"] = "fd00:7777::6".into();
     vm2["guest"] = serde_json::json!({ "kind": "tap", "name": "tap-vm2" });
+    // Its own external addresses: a host refuses two ports sharing them.
+    vm2["config"]["external"] = serde_json::json!({
+        "snat": [{ "ip": "203.0.113.10", "first_port": 2112, "last_port": 2175 }],
+        "floating": ["2001:db8:f::11"]
+    });
     let rule = serde_json::json!({ "direction": "in", "priority": 10, "action": "allow",
         "protocol": "tcp", "ports": { "list": [22, 80] } });
     let bodies = [

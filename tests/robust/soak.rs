@@ -66,9 +66,14 @@ fn soak_mixed_traffic_with_rules_changing_every_second() {
     let h = SimHost::start(None, 2).expect("simulated host");
     let c = Client::new(&h.url(), Some(h.token.clone()));
     let guests = [("vm1", 5, VPC_A), ("vm2", 6, VPC_A), ("vm3", 5, VPC_B)];
-    for (name, last, vni) in guests {
+    for (i, (name, last, vni)) in guests.into_iter().enumerate() {
         let mut cfg = vnic(name, last, vni, 4096);
         cfg.rate_limit = None;
+        // A host refuses two ports sharing SNAT ports: 2048 each.
+        for s in &mut cfg.external.snat {
+            s.first_port = 2048 + 2048 * i as u16;
+            s.last_port = s.first_port + 2047;
+        }
         c.create_vnic(&CreateVnic {
             config: cfg,
             guest: GuestSpec::Tap {

@@ -29,6 +29,10 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 TIMEOUT=${TIMEOUT:-150}
+# Background processes live as long as the whole run at most.
+HOSTS_LIFETIME=$TIMEOUT
+# ns, nx, pass, fail, need, bg, wait_for, stop_pid, start_sluiced, hosts_netns
+. "$repo/tests/lib/hosts.sh"
 
 if [ "$(id -u)" != 0 ]; then
   echo "skipped: needs root (network namespaces, veth, TAP)"
@@ -41,26 +45,6 @@ for c in ip curl; do
   fi
 done
 
-need() { # command -> Debian package; in CI a failed install fails
-  local missing=() c p
-  while [ $# -gt 0 ]; do
-    c=$1 p=$2
-    shift 2
-    command -v "$c" >/dev/null 2>&1 || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "installing ${missing[*]} (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1 || true
-  if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-    if [ -n "${CI:-}" ]; then
-      echo "FAIL: could not install ${missing[*]}"
-      exit 1
-    fi
-    echo "skipped: could not install ${missing[*]}"
-    exit 0
-  fi
-}
 need qemu-system-x86_64 qemu-system-x86 jq jq cpio cpio modinfo kmod \
   dpkg-deb dpkg timeout coreutils
 
@@ -90,30 +74,10 @@ guest=$("$here/build-guest.sh" | tail -n 1) || {
 
 P="slvm$$"
 T=$(mktemp -d "/tmp/sluice-vm.XXXXXX")
-NSES=()
-PIDS=()
-fails=0
 t0=$(date +%s)
 
-ns() { echo "$P-$1"; }
-nx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
-pass() { echo "PASS: $*"; }
-fail() { fails=$((fails + 1)); echo "FAIL: $*"; }
-
-stop_pid() {
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
-  local rc=$? p n f
+  local rc=$? f
   trap - EXIT INT TERM
   [ "$fails" -gt 0 ] && rc=1
   if [ "$rc" -ne 0 ]; then
@@ -123,8 +87,7 @@ cleanup() {
       tail -n 30 "$f"
     done
   fi
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  for n in "${NSES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  hosts_cleanup
   if [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
     echo "logs kept in $T"
   else
@@ -145,37 +108,11 @@ trap 'echo "interrupted"; exit 130' INT TERM
 ) &
 PIDS+=($!)
 
-bg() { # bg NS|- LOG CMD...: a background process with a lifetime
-  local n=$1 log=$2
-  shift 2
-  if [ "$n" = - ]; then
-    timeout -s TERM "$TIMEOUT" "$@" >"$log" 2>&1 &
-  else
-    ip netns exec "$(ns "$n")" timeout -s TERM "$TIMEOUT" "$@" >"$log" 2>&1 &
-  fi
-  BGPID=$!
-  PIDS+=("$BGPID")
-}
-
-wait_for() { # wait_for TRIES SLEEP CMD...
-  local tries=$1 s=$2
-  shift 2
-  for _ in $(seq "$tries"); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep "$s"
-  done
-  return 1
-}
-
 # ---------- topology ----------
 
 trap 'echo "FAIL: building the topology, line $LINENO"' ERR
 set -e
-for n in hostA hostB gB; do
-  ip netns add "$(ns $n)"
-  NSES+=("$(ns $n)")
-  nx $n ip link set lo up
-done
+hosts_netns hostA hostB gB
 nx gB sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 MAC_A=02:00:00:98:0a:01
 MAC_B=02:00:00:98:0b:01
@@ -188,31 +125,8 @@ done
 set +e
 trap - ERR
 
-start_sluiced() { # host address next-hop-mac
-  local h=$1 addr=$2 nh=$3
-  mkdir -p "$T/$h"
-  cat >"$T/$h/sluiced.toml" <<EOF
-listen = "127.0.0.1:7480"
-state_dir = "$T/$h/state"
-workers = 1
-log_level = "info"
-
-[underlay]
-interface = "ul0"
-address = "$addr"
-next_hop_mac = "$nh"
-
-[uplink]
-kind = "af_packet"
-EOF
-  bg "$h" "$T/sluiced-$h.log" "$SLUICED" --config "$T/$h/sluiced.toml"
-  wait_for 100 0.1 nx "$h" curl -sf -m 1 http://127.0.0.1:7480/health || {
-    fail "sluiced on $h did not come up in 10 s"
-    exit 1
-  }
-}
-start_sluiced hostA fd00:99::a $MAC_B
-start_sluiced hostB fd00:99::b $MAC_A
+start_sluiced hostA fd00:99::a $MAC_B || exit 1
+start_sluiced hostB fd00:99::b $MAC_A || exit 1
 
 adm() { # adm HOST ARGS...
   local h=$1

@@ -305,6 +305,7 @@ impl DpdkPort {
             0
         };
         let cfg = sys::DeviceConfig {
+            stats_while_running: sys::stats_safe_while_running(&info.driver),
             rx_queues: opts.rx_queues,
             tx_queues: opts.tx_queues,
             rx_desc: opts.ring_size,
@@ -389,7 +390,13 @@ impl DpdkPort {
         let s = self.dev.stats().map_err(|e| DpdkError::Port {
             port: self.name.clone(),
             op: "rte_eth_stats_get",
-            reason: sys::strerror(e),
+            reason: if e == sys::ENOTSUP {
+                "not read: the driver is not known to allow it while its queues run \
+                 (sluice's own queue counters remain)"
+                    .to_string()
+            } else {
+                sys::strerror(e)
+            },
         })?;
         let mut queues = DpdkQueueCounters::default();
         for c in &self.counters {

@@ -63,6 +63,9 @@ pub struct SwitchStats {
     /// take them whole, and super-frames it could not cut (dropped).
     pub gso_segments: u64,
     pub gso_dropped: u64,
+    /// Frames for the uplink larger than the underlay's MTU (dropped
+    /// here, where they are known, rather than lost silently on the way).
+    pub underlay_mtu_exceeded: u64,
 }
 
 /// Which worker owns the port of each (VNI, guest MAC): shared by every
@@ -152,6 +155,8 @@ pub struct Switch {
     stats: SwitchStats,
     rx: Vec<PacketBuf>,
     to_uplink: Vec<PacketBuf>,
+    /// The underlay's MTU, if known ([`Switch::set_uplink_mtu`]).
+    uplink_mtu: Option<u16>,
     /// Local tunnels produced while delivering, for the next poll.
     loopback: Vec<PacketBuf>,
     handoff: Option<Handoff>,
@@ -199,6 +204,7 @@ impl Switch {
             stats: SwitchStats::default(),
             rx: Vec::with_capacity(BURST),
             to_uplink: Vec::with_capacity(BURST * 2),
+            uplink_mtu: None,
             loopback: Vec::new(),
             handoff: None,
             cutter: Cutter {
@@ -211,6 +217,13 @@ impl Switch {
     /// Connects this switch to the other workers' (see [`Handoff`]).
     pub fn set_handoff(&mut self, h: Handoff) {
         self.handoff = Some(h);
+    }
+
+    /// Sets the underlay's MTU: frames for the uplink that do not fit are
+    /// dropped and counted (`underlay_mtu_exceeded`). The control plane
+    /// refuses vNICs whose frames would not fit; this catches the rest.
+    pub fn set_uplink_mtu(&mut self, mtu: Option<u16>) {
+        self.uplink_mtu = mtu;
     }
 
     pub fn stats(&self) -> SwitchStats {
@@ -513,6 +526,15 @@ impl Switch {
         let mut first_err = None;
         self.cutter
             .cut_for(&*self.uplink, &mut self.to_uplink, &mut self.stats);
+        if let Some(mtu) = self.uplink_mtu {
+            // An Ethernet frame carries MTU bytes of IP; a super-frame the
+            // uplink takes whole is cut by its device.
+            let max = usize::from(mtu) + 14;
+            let before = self.to_uplink.len();
+            self.to_uplink
+                .retain(|p| p.gso().is_some() || p.len() <= max);
+            self.stats.underlay_mtu_exceeded += (before - self.to_uplink.len()) as u64;
+        }
         let want = self.to_uplink.len();
         let sent = if want == 0 {
             0

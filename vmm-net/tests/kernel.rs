@@ -4,7 +4,9 @@
 //! the kernel's own UDP and TCP on the far side.
 //!
 //! These tests need root (network namespaces, TAP, AF_PACKET). Without it
-//! each prints `skipped: needs root (...)` on stderr and passes.
+//! each prints `skipped: needs root (...)` on stderr and passes, except
+//! in CI (`CI` set, and not `0` or `false`), where a skip would hide a
+//! tier that never ran: there each fails, saying why.
 
 use etherparse::{
     IpHeaders, NetSlice, PacketBuilder, PacketBuilderStep, SlicedPacket, TcpOptionElement,
@@ -60,13 +62,21 @@ fn skip_reason(tun: bool) -> Option<String> {
     None
 }
 
-/// Returns from the test, saying why on stderr, when it cannot run here.
-/// The line goes straight to stderr, not through the test's captured
-/// output, so a plain `cargo test` shows it.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Returns from the test, saying why on stderr, when it cannot run here
+/// (in CI: fails instead). The line goes straight to stderr, not through
+/// the test's captured output, so a plain `cargo test` shows it.
 macro_rules! require_root {
     ($($tun:ident)?) => {
         if let Some(why) = skip_reason(false $(|| stringify!($tun) == "tun")?) {
             let test = std::thread::current().name().unwrap_or("?").to_string();
+            assert!(
+                !in_ci(),
+                "{test} needs root ({why}) and CI is set: run the kernel tier as root"
+            );
             // One write, so the line is not interleaved with libtest's.
             let line = format!("skipped: needs root ({why}): {test}\n");
             let _ = std::io::stderr().write_all(line.as_bytes());

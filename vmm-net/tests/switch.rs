@@ -423,3 +423,30 @@ fn workers_refuse_a_second_port_with_the_same_name_or_mac() {
         "{err}"
     );
 }
+
+/// A frame for the uplink larger than the underlay's MTU is dropped and
+/// counted at the switch, not lost without a trace on the wire.
+#[test]
+fn frames_over_the_underlay_mtu_are_counted() {
+    let cloud = Cloud::new();
+    let up = Wire::new();
+    let mut a = Switch::new(host_ip('a'), Box::new(up.backend()));
+    a.set_uplink_mtu(Some(1280));
+    let vm1 = cloud.guest(&mut a, 'a', 1);
+    cloud.guest_port('b', 2);
+    let big = |payload: usize| {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2(mac(1), GW_MAC)
+            .ipv4([10, 0, 0, 11], [10, 0, 0, 12], 64)
+            .udp(5000, 5001)
+            .write(&mut v, &vec![0u8; payload])
+            .unwrap();
+        v
+    };
+    // 1400 bytes of IP fit the guest's 1500 but not, tunnelled, 1280.
+    vm1.send(&big(1372));
+    vm1.send(&big(100));
+    a.poll().unwrap();
+    assert_eq!(up.take().len(), 1, "only the small one on the wire");
+    assert_eq!(a.stats().underlay_mtu_exceeded, 1, "{:?}", a.stats());
+}

@@ -49,12 +49,15 @@
 //!   untranslated, with the guest's private source, and what happens to
 //!   it is for the router's routes and the overlay to decide.
 //!
-//! Not handled: ICMP errors about a translated flow (their inner header is
-//! not rewritten, and inbound ones addressed to a SNAT or ephemeral address
-//! are dropped, so path MTU discovery through NAT needs PLPMTUD), SNAT of
-//! protocols without ports (refused, reason `snat_no_port`), and traffic
-//! from addresses other than the guest's own (attached subnets), which is
-//! not translated.
+//! ICMP errors about a translated flow (RFC 792, RFC 4443: unreachable,
+//! packet too big) are not this layer's: the engine finds the flow the
+//! quoted packet belongs to and rewrites the error as that flow's packets
+//! are rewritten, quoted header included (`Port::related`), so path MTU
+//! discovery works through NAT.
+//!
+//! Not handled: SNAT of protocols without ports (refused, reason
+//! `snat_no_port`), and traffic from addresses other than the guest's own
+//! (attached subnets), which is not translated.
 //!
 //! The port pools are shared by the SNAT action and the per-flow
 //! descriptors that hold ports, behind a mutex: it is taken only on the
@@ -860,7 +863,7 @@ mod tests {
         clock.set(NANOS_PER_SEC);
         let mut port = Port::with_clock(PortConfig::new("vm1"), Box::new(clock.clone()));
         port.add_layer(router::layer_config()).unwrap();
-        router::install(&mut port, &routes()).unwrap();
+        router::install(&mut port, &routes(), None).unwrap();
         port.add_layer(layer_config()).unwrap();
         let nat = Nat::new(&ext, GUEST4.parse().ok(), GUEST6.parse().ok());
         nat.install(&mut port).unwrap();

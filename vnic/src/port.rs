@@ -125,7 +125,11 @@ impl VnicPort {
         firewall::install(port, &c.firewall)?;
         let mut routes = system_routes(c);
         routes.extend(c.routes.iter().cloned());
-        let next_hops = router::install(port, &routes)?;
+        let gateway_ll = c
+            .ipv6
+            .is_some()
+            .then(|| gateway::link_local_from_mac(c.gateway_mac.0));
+        let next_hops = router::install(port, &routes, gateway_ll)?;
         self.nat.install(port)?;
         overlay_layer::install(port, c.vni, c.gateway_mac.0, &self.host, next_hops)?;
         Ok(())

@@ -9,6 +9,13 @@
 //! overlay layers, which act on it. A packet no route covers is dropped
 //! (the layer's outbound default is deny). Inbound packets pass: their
 //! path was decided by the sender.
+//!
+//! Above every route, martian destinations are dropped (`martian_destination`)
+//! as a router drops them (RFC 1812 §5.3.7, RFC 4291 §2.5.3 and §2.5.6):
+//! loopback (127.0.0.0/8, ::1), "this network" (0.0.0.0/8, ::) and
+//! link-local (169.254.0.0/16, fe80::/10) other than the gateway's own
+//! link-local address. Without this, a default route would carry them
+//! to the boundary.
 
 use crate::meta;
 use core::fmt;
@@ -21,6 +28,25 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub const LAYER: &str = "router";
+
+/// The drop reason of a martian destination.
+pub const MARTIAN: &str = "martian_destination";
+
+/// The martian rule's priority: before every route ([`RouteEntry::priority`]
+/// starts at 1).
+const MARTIAN_PRIORITY: u16 = 0;
+
+/// Destinations no router forwards.
+const MARTIANS: [&str; 7] = [
+    "127.0.0.0/8",
+    "0.0.0.0/8",
+    "169.254.0.0/16",
+    "::1/128",
+    "::/128",
+    "fe80::/10",
+    // IPv4-mapped loopback: the same host as 127.0.0.1 to a dual stack.
+    "::ffff:127.0.0.0/104",
+];
 
 /// Where a route sends packets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +122,7 @@ impl RouteEntry {
         } else {
             len
         };
-        (128 - len) * 2 + u16::from(self.class == RouteClass::Custom)
+        (128 - len) * 2 + u16::from(self.class == RouteClass::Custom) + 1
     }
 }
 
@@ -137,9 +163,27 @@ pub struct Compiled {
     pub next_hops: Vec<IpAddr>,
 }
 
-pub fn compile(routes: &[RouteEntry]) -> Compiled {
+/// The rule dropping martian destinations; `gateway_ll` (the gateway's
+/// IPv6 link-local address) is exempt.
+pub fn martian_rule(gateway_ll: Option<core::net::Ipv6Addr>) -> Rule {
+    let cidrs = MARTIANS
+        .iter()
+        .filter_map(|c| c.parse::<IpCidr>().ok())
+        .collect();
+    let r = Rule::new(MARTIAN_PRIORITY, Action::DenyWith(MARTIAN)).with(Predicate::DstIp(cidrs));
+    match gateway_ll {
+        Some(ll) => r.with(Predicate::Not(Box::new(Predicate::DstIp(vec![
+            IpCidr::host(IpAddr::V6(ll)),
+        ])))),
+        None => r,
+    }
+}
+
+/// Compiles `routes`, after the martian rule (see the module docs).
+pub fn compile(routes: &[RouteEntry], gateway_ll: Option<core::net::Ipv6Addr>) -> Compiled {
     let mut next_hops = Vec::new();
-    let mut rules = Vec::with_capacity(routes.len());
+    let mut rules = Vec::with_capacity(routes.len() + 1);
+    rules.push(martian_rule(gateway_ll));
     for r in routes {
         let action = match &r.target {
             RouteTarget::Drop => Action::Deny,
@@ -167,8 +211,9 @@ fn set(kind: RouteKind, arg: u64, r: &RouteEntry) -> Action {
 pub fn install(
     port: &mut Port,
     routes: &[RouteEntry],
+    gateway_ll: Option<core::net::Ipv6Addr>,
 ) -> Result<Vec<IpAddr>, dataplane::port::PortError> {
-    let c = compile(routes);
+    let c = compile(routes, gateway_ll);
     port.set_rules(LAYER, Vec::new(), c.rules)?;
     Ok(c.next_hops)
 }
@@ -186,6 +231,22 @@ mod tests {
         }
     }
 
+    const GW_LL: core::net::Ipv6Addr = core::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+    fn udp6_to(dst: core::net::Ipv6Addr) -> PacketBuf {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
+                dst.octets(),
+                64,
+            )
+            .udp(1, 2)
+            .write(&mut v, b"x")
+            .unwrap();
+        PacketBuf::from_frame(&v)
+    }
+
     fn udp_to(dst: [u8; 4]) -> PacketBuf {
         let mut v = Vec::new();
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -201,7 +262,7 @@ mod tests {
     fn port(routes: &[RouteEntry]) -> Port {
         let mut p = Port::new(PortConfig::new("r"));
         p.add_layer(layer_config()).unwrap();
-        install(&mut p, routes).unwrap();
+        install(&mut p, routes, Some(GW_LL)).unwrap();
         p
     }
 
@@ -250,6 +311,60 @@ mod tests {
             "meta(next-hop 10.0.0.9)"
         );
         assert_eq!(route_of(&mut p, [10, 0, 6, 1]).unwrap(), "drop: denied");
+    }
+
+    /// RFC 1812 §5.3.7: a router does not forward to loopback, "this
+    /// network" or link-local destinations; with a default route to the
+    /// internet they would otherwise go to the boundary.
+    #[test]
+    fn martian_destinations_are_dropped_above_every_route() {
+        let routes = vec![
+            route(
+                "0.0.0.0/0",
+                RouteTarget::InternetGateway,
+                RouteClass::System,
+            ),
+            route("::/0", RouteTarget::InternetGateway, RouteClass::System),
+            // Even a tenant's /32 to loopback does not win.
+            route(
+                "127.0.0.1/32",
+                RouteTarget::Ip("10.0.0.9".parse().unwrap()),
+                RouteClass::Custom,
+            ),
+        ];
+        let mut p = port(&routes);
+        for dst in [
+            [127, 0, 0, 1],
+            [127, 9, 9, 9],
+            [0, 1, 2, 3],
+            [169, 254, 169, 254],
+        ] {
+            let mut pkt = udp_to(dst);
+            assert!(
+                matches!(
+                    p.process(Direction::Out, &mut pkt),
+                    Verdict::Drop(dataplane::DropReason::Policy(MARTIAN))
+                ),
+                "{dst:?}"
+            );
+        }
+        for dst in ["::1", "fe80::99", "::ffff:127.0.0.1"] {
+            let mut pkt = udp6_to(dst.parse().unwrap());
+            assert!(
+                matches!(
+                    p.process(Direction::Out, &mut pkt),
+                    Verdict::Drop(dataplane::DropReason::Policy(MARTIAN))
+                ),
+                "{dst}"
+            );
+        }
+        // Not martian: the internet, and the gateway's own link-local.
+        assert_eq!(
+            route_of(&mut p, [8, 8, 8, 8]).unwrap(),
+            "meta(internet-gateway)"
+        );
+        let t = p.trace(Direction::Out, udp6_to(GW_LL).as_slice()).unwrap();
+        assert_eq!(t.steps[0].action, "meta(internet-gateway)", "{t:?}");
     }
 
     #[test]

@@ -62,16 +62,6 @@ struct Args {
     openapi: bool,
 }
 
-fn level(s: &str) -> ConfigLoggingLevel {
-    match s {
-        "trace" => ConfigLoggingLevel::Trace,
-        "debug" => ConfigLoggingLevel::Debug,
-        "warn" => ConfigLoggingLevel::Warn,
-        "error" => ConfigLoggingLevel::Error,
-        _ => ConfigLoggingLevel::Info,
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.openapi {
@@ -273,17 +263,22 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         c.workers = w;
     }
     c.check().map_err(|e| e.to_string())?;
-    let log = serve::logger(level(&c.log_level), "sluiced").map_err(|e| e.to_string())?;
-    let (if_mac, _if_mtu) = match &c.uplink {
+    let log = serve::logger(c.log_level.dropshot(), "sluiced").map_err(|e| e.to_string())?;
+    // The underlay's MTU: `[underlay] mtu`, else the interface's; an
+    // uplink with no interface (pcap, DPDK, none) has only the former.
+    let (if_mac, if_mtu) = match &c.uplink {
         Uplink::AfPacket => {
-            config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?
+            let (mac, mtu) =
+                config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?;
+            (mac, Some(mtu))
         }
-        _ => (vnic::config::MacAddr([2, 0, 0, 0, 0, 1]), 1500),
+        _ => (vnic::config::MacAddr([2, 0, 0, 0, 0, 1]), None),
     };
     let limits = HostLimits {
         v2p: c.limits.v2p,
         v2b: c.limits.v2b,
         ports: c.limits.ports,
+        underlay_mtu: c.underlay.mtu.or(if_mtu),
     };
     let host = HostOverlay {
         underlay_ip: c.underlay.address,

@@ -162,6 +162,8 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
     if let Command::Replay(a) = &cli.command {
         let mut o = ReplayOptions::new(a.state.clone(), a.inputs.clone(), a.out_dir.clone());
         o.underlay_ip = a.underlay_ip;
+        o.underlay_mtu = a.underlay_mtu;
+        o.verbose = a.verbose;
         if let Some(m) = a.underlay_mac {
             o.underlay_mac = m.0;
         }

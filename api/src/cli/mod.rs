@@ -312,7 +312,8 @@ pub enum Command {
         ports' clock. DIR gets NAME.out.pcap for every endpoint sent anything.\n\n\
         Example:\n  \
         sluiceadm dump-state > state.json\n  \
-        sluiceadm replay --state state.json --in vm1=vm1.pcap --in uplink=underlay.pcap --out-dir out/"
+        sluiceadm replay --state state.json --in vm1=vm1.pcap --in uplink=underlay.pcap --out-dir out/\n  \
+        sluiceadm replay --verbose --state pcaps/vpc_tcp.state.json --in vm1=pcaps/vpc_tcp.guest.in.pcap --out-dir out/"
     )]
     Replay(ReplayArgs),
 }
@@ -498,6 +499,15 @@ pub struct ReplayArgs {
     /// The host's underlay address, if the state has none (or to override it).
     #[arg(long, value_name = "IPV6")]
     pub underlay_ip: Option<Ipv6Addr>,
+    /// The underlay's MTU: ports whose MTU does not fit it with the tunnel
+    /// are refused, as sluiced refuses them [default: the state's
+    /// underlay_mtu, else unchecked].
+    #[arg(long, value_name = "BYTES")]
+    pub underlay_mtu: Option<u16>,
+    /// Report each input frame's fate: forwarded to where, hairpinned, or
+    /// dropped (where, why, by which layer). With --json: `frames_fate`.
+    #[arg(long)]
+    pub verbose: bool,
     /// The host NIC's MAC (outer source of tunnels) [default: 02:00:00:00:00:10].
     #[arg(long, value_parser = args::mac, value_name = "MAC")]
     pub underlay_mac: Option<MacAddr>,

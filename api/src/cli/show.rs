@@ -682,5 +682,36 @@ pub fn replay(r: &ReplayReport) -> String {
     out += &drops_table(&ports);
     let sw = serde_json::to_value(r.switch).unwrap_or_default();
     out += &format!("\nSwitch: {}\n", switch_counters(&sw));
+    if !r.frames_fate.is_empty() {
+        let mut t = Table::new(&["FROM", "FRAME", "AT(s)", "FATE", "TO", "DROPS"]);
+        for f in &r.frames_fate {
+            let drops: Vec<String> = f
+                .drops
+                .iter()
+                .map(|d| match &d.layer {
+                    Some(l) => format!("{} at {} {l}", d.reason, d.at),
+                    None => format!("{} at {}", d.reason, d.at),
+                })
+                .collect();
+            t.row(vec![
+                f.endpoint.clone(),
+                f.frame.to_string(),
+                format!("{:.6}", f.at_secs),
+                f.fate.to_string(),
+                if f.to.is_empty() {
+                    "-".into()
+                } else {
+                    f.to.join(",")
+                },
+                if drops.is_empty() {
+                    "-".into()
+                } else {
+                    drops.join("; ")
+                },
+            ]);
+        }
+        out += "\n";
+        out += &t.render();
+    }
     out
 }

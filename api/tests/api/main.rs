@@ -6,6 +6,7 @@
 mod access;
 mod client;
 mod daemon;
+mod daemon_config;
 mod devices;
 mod endpoints;
 mod files;
@@ -13,3 +14,5 @@ mod journal;
 mod load;
 mod openapi;
 mod persistence;
+mod rollback;
+mod validation;

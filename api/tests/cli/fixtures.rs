@@ -125,7 +125,7 @@ pub fn vm_config(name: &str, last: u8) -> Value {
         "gateway_mac": "a8:40:25:ff:ff:01",
         "vni": 7777,
         "ipv4": { "addr": format!("10.0.0.{last}"), "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
-        "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
+        "external": { "snat": [snat_range(last)] },
         "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
         "limits": { "flows": 4096 }
     })
@@ -195,4 +195,16 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "timed out: {what}");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// A port's SNAT ports on 203.0.113.10: vm1's (`last` 5) 2048-4095, the
+/// others 128 each above it (two ports of one host never share one).
+pub fn snat_range(last: u8) -> Value {
+    let (first, end) = if last == 5 {
+        (2048, 4095)
+    } else {
+        let f = 4096 + u16::from(last) * 128;
+        (f, f + 127)
+    };
+    json!({ "ip": "203.0.113.10", "first_port": first, "last_port": end })
 }

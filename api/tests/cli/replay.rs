@@ -509,3 +509,227 @@ fn replay_refuses_what_it_cannot_replay() {
         format!("sluiceadm: error: input vm1={cut}: frame 3: a truncated or malformed record");
     assert!(r.stderr.starts_with(&want), "{r:?}");
 }
+
+#[test]
+fn replay_says_what_is_wrong_with_a_capture_an_out_dir_or_a_document() {
+    let tmp = TempDir::new("replay-msgs");
+    let state = world_state(&tmp);
+    let (vm1, _) = inputs(&tmp);
+    let od = tmp.path().join("out").display().to_string();
+    let replay = |state: &str, input: &str, od: &str| {
+        let r = sluiceadm(
+            &["replay", "--state", state, "--in", input, "--out-dir", od],
+            None,
+        );
+        assert_eq!(r.code, 1, "{r:?}");
+        r.stderr
+    };
+    let dir = tmp.path().join("a-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.display().to_string();
+    assert_eq!(
+        replay(&state, &format!("vm1={dir}"), &od),
+        format!("sluiceadm: error: input vm1={dir}: is a directory, not a capture file\n")
+    );
+    let empty = tmp.file("empty.pcap", b"");
+    assert_eq!(
+        replay(&state, &format!("vm1={empty}"), &od),
+        format!(
+            "sluiceadm: error: input vm1={empty}: is empty (a pcap capture starts with a 24-byte header)\n"
+        )
+    );
+    // A pcapng Section Header Block, as tshark writes by default.
+    let mut shb = vec![
+        0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0,
+    ];
+    shb.extend_from_slice(&[0xff; 8]);
+    shb.extend_from_slice(&[28, 0, 0, 0]);
+    let ng = tmp.file("ng.pcapng", &shb);
+    assert_eq!(
+        replay(&state, &format!("vm1={ng}"), &od),
+        format!(
+            "sluiceadm: error: input vm1={ng}: is pcapng; replay reads pcap: convert it with `editcap -F pcap {ng} OUT.pcap`\n"
+        )
+    );
+    let file_od = tmp.file("not-a-dir", b"x");
+    assert_eq!(
+        replay(&state, &format!("vm1={vm1}"), &file_od),
+        format!("sluiceadm: error: --out-dir {file_od}: exists and is not a directory\n")
+    );
+    let arr = tmp.file("array.json", b"[1, 2]");
+    let e = replay(&arr, &format!("vm1={vm1}"), &od);
+    assert!(
+        e.starts_with(&format!(
+            "sluiceadm: error: {arr} is an array in JSON, not a state document"
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("VersionOnly"), "{e}");
+    let nov = tmp.file("noversion.json", b"{\"ports\": []}");
+    assert_eq!(
+        replay(&nov, &format!("vm1={vm1}"), &od),
+        format!(
+            "sluiceadm: error: {nov} has no \"version\": a state document starts {{\"version\": 1, ...}}\n"
+        )
+    );
+}
+
+#[test]
+fn replay_verbose_tells_each_frames_fate() {
+    let tmp = TempDir::new("replay-verbose");
+    let state = world_state(&tmp);
+    let (vm1, uplink) = inputs(&tmp);
+    let od = tmp.path().join("out").display().to_string();
+    let args = |json: bool| {
+        let mut a = vec![];
+        if json {
+            a.push("--json".to_string());
+        }
+        a.extend(
+            [
+                "replay",
+                "--verbose",
+                "--state",
+                &state,
+                "--in",
+                &format!("vm1={vm1}"),
+                "--in",
+                &format!("uplink={uplink}"),
+                "--out-dir",
+                &od,
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let a = args(true);
+    let r = sluiceadm(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    let fates: Vec<(String, u64, String, String, String)> = j["frames_fate"]
+        .as_array()
+        .expect("frames_fate")
+        .iter()
+        .map(|f| {
+            let drops: Vec<String> = f["drops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| format!("{} {} {}", d["at"], d["reason"], d["layer"]))
+                .collect();
+            (
+                f["endpoint"].as_str().unwrap().to_string(),
+                f["frame"].as_u64().unwrap(),
+                f["fate"].as_str().unwrap().to_string(),
+                f["to"].to_string(),
+                drops.join(";"),
+            )
+        })
+        .collect();
+    let row = |e: &str, n: u64, fate: &str, to: &str, drops: &str| {
+        (
+            e.to_string(),
+            n,
+            fate.to_string(),
+            to.to_string(),
+            drops.to_string(),
+        )
+    };
+    assert_eq!(
+        fates,
+        vec![
+            // ARP for the gateway: answered by the gateway.
+            row("vm1", 1, "hairpinned", r#"["vm1"]"#, ""),
+            // SYN to vm3 on host B: into a tunnel.
+            row("vm1", 2, "forwarded", r#"["uplink"]"#, ""),
+            // vm3's SYN-ACK: to vm1.
+            row("uplink", 1, "forwarded", r#"["vm1"]"#, ""),
+            // A SYN to vm1's closed port 80: its firewall drops it.
+            row(
+                "uplink",
+                2,
+                "dropped",
+                "[]",
+                r#""vm1" "default_denied" "firewall (in)""#
+            ),
+            // SYN to vm2 on this host: delivered without the wire.
+            row("vm1", 3, "forwarded", r#"["vm2"]"#, ""),
+        ],
+        "{}",
+        j["frames_fate"]
+    );
+    let a = args(false);
+    let r = sluiceadm(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = rows(&r.stdout, "FROM");
+    assert_eq!(t.len(), 5, "{}", r.stdout);
+    assert_eq!(t[3][3], "dropped", "{}", r.stdout);
+    assert!(
+        r.stdout.contains("default_denied at vm1 firewall (in)"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// The README's walkthrough: the example state `pcaps/vpc.state.json`
+/// (vm1 of the replay captures, on host A) replays the SSH capture pair.
+#[test]
+fn the_example_state_replays_the_vpc_tcp_captures() {
+    let tmp = TempDir::new("replay-example");
+    let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps");
+    let p = |f: &str| pcaps.join(f).display().to_string();
+    let od = tmp.path().join("out").display().to_string();
+    let r = sluiceadm(
+        &[
+            "--json",
+            "replay",
+            "--verbose",
+            "--state",
+            &p("vpc.state.json"),
+            "--in",
+            &format!("vm1={}", p("vpc_tcp.guest.in.pcap")),
+            "--in",
+            &format!("uplink={}", p("vpc_tcp.uplink.in.pcap")),
+            "--out-dir",
+            &od,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let j = r.json();
+    let ep = |n: &str| {
+        j["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            ep("vm1")["frames_in"].as_u64(),
+            ep("uplink")["frames_out"].as_u64()
+        ),
+        (Some(5), Some(5))
+    );
+    assert_eq!(
+        (
+            ep("uplink")["frames_in"].as_u64(),
+            ep("vm1")["frames_out"].as_u64()
+        ),
+        (Some(4), Some(4))
+    );
+    let fates = j["frames_fate"].as_array().unwrap();
+    assert_eq!(fates.len(), 9);
+    assert!(
+        fates.iter().all(|f| f["fate"] == "forwarded"),
+        "{}",
+        j["frames_fate"]
+    );
+    // What went to vm1 is what host B's vm2 sent it, decapsulated.
+    let out = read_pcap(&tmp.path().join("out/vm1.out.pcap"));
+    let (src, dst, sport, dport, _, _) = ipv4_tcp(&out[0].1);
+    assert_eq!((src, dst, sport), ([10, 0, 0, 6], [10, 0, 0, 5], 22));
+    assert!(dport > 1024);
+}

@@ -33,6 +33,8 @@ pub(super) const BURST: usize = 64;
 const E2BIG: c_int = 7;
 const EBUSY: c_int = 16;
 const ENODEV: c_int = 19;
+/// Operation not supported (Linux errno 95).
+pub(super) const ENOTSUP: c_int = 95;
 const EINVAL: c_int = 22;
 
 /// Largest frame sent as an mbuf chain (an mbuf's `pkt_len` is 32 bits,
@@ -228,6 +230,8 @@ pub(super) fn dev_info(eal: &EalHandle, port: u16) -> Result<DevInfo, c_int> {
 
 /// How to set a device up; the caller has checked it against [`DevInfo`].
 pub(super) struct DeviceConfig {
+    /// See [`stats_safe_while_running`].
+    pub(super) stats_while_running: bool,
     pub(super) rx_queues: u16,
     pub(super) tx_queues: u16,
     /// Descriptors per ring, before the driver's limits are applied.
@@ -286,14 +290,37 @@ pub(super) struct Device {
     /// Serialises `rte_eth_stats_get`: some drivers accumulate hardware
     /// counters into a shared struct when read.
     stats_lock: Mutex<()>,
+    /// The driver's counters may be read while other threads run its
+    /// queues ([`stats_safe_while_running`]); if not, they are not read.
+    stats_while_running: bool,
+}
+
+/// Drivers whose `stats_get` only reads counters each queue's thread
+/// keeps for itself (plain aligned 64-bit loads: a stale value, never a
+/// torn one or a write), checked in their DPDK 22.11 sources: `net_null`
+/// (`eth_stats_get` sums `rx_pkts`/`tx_pkts` of each queue), `net_ring`
+/// (per-queue atomics), `net_pcap` (per-queue `rx_stat`/`tx_stat`),
+/// `net_af_packet` and `net_tap` (per-queue counters). DPDK does not
+/// promise this for every driver (ethdev calls are not thread-safe
+/// against the data path unless the driver says so), so on any other
+/// driver sluice does not read the device's counters while it runs:
+/// its own per-queue counters remain.
+pub(super) fn stats_safe_while_running(driver: &str) -> bool {
+    matches!(
+        driver,
+        "net_null" | "net_ring" | "net_pcap" | "net_af_packet" | "net_tap"
+    )
 }
 
 // SAFETY: a Device's raw pointer is its mempool, which DPDK makes safe to
 // use from any thread (the default "ring_mp_mc" ops); the port's control
 // functions run only in open and drop, which have the device to themselves.
 unsafe impl Send for Device {}
-// SAFETY: the shared operations (&self: stats, pool allocation) are
-// thread-safe in DPDK; queue operations need a Queue, owned by one thread.
+// SAFETY: the shared operations (&self) are thread-safe: pool allocation
+// (the mempool's multi-producer/multi-consumer ring), and stats, which are
+// read only for drivers checked to allow it while their queues run
+// (`stats_safe_while_running`), one reader at a time (`stats_lock`).
+// Queue operations need a Queue, owned by one thread.
 unsafe impl Sync for Device {}
 
 impl Device {
@@ -326,6 +353,7 @@ impl Device {
             max_tx_frame: 0,
             mac: [0; 6],
             stats_lock: Mutex::new(()),
+            stats_while_running: cfg.stats_while_running,
         };
         // SAFETY: port was checked by the caller (dev_info) and is ours
         // alone (OPEN_PORTS).
@@ -459,6 +487,9 @@ impl Device {
 
     /// The device's own counters.
     pub(super) fn stats(&self) -> Result<DevStats, c_int> {
+        if !self.stats_while_running {
+            return Err(ENOTSUP);
+        }
         let mut s = ffi::rte_eth_stats::default();
         let _one_reader = self.stats_lock.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: s is a valid, writable rte_eth_stats; the port is

@@ -167,9 +167,14 @@ impl PacketSocket {
                 iov_base: f.as_ptr().cast_mut().cast(),
                 iov_len: f.len(),
             };
-            let first = 2 * i + 2 - parts;
-            msgs[i].msg_hdr.msg_iov = iov[first..].as_mut_ptr();
-            msgs[i].msg_hdr.msg_iovlen = parts as _;
+        }
+        // One base pointer, taken after the last write to `iov`: a pointer
+        // taken earlier would be invalidated by the later writes (each
+        // `iov[k] = ...` reborrows the whole array mutably).
+        let base = iov.as_mut_ptr();
+        for (i, m) in msgs[..n].iter_mut().enumerate() {
+            m.msg_hdr.msg_iov = base.wrapping_add(2 * i + 2 - parts);
+            m.msg_hdr.msg_iovlen = parts as _;
         }
         // SAFETY: `msgs[..n]` point at iovecs in `iov`, which point at
         // `prefix` and the frames: all borrowed for the whole call, and
@@ -241,8 +246,10 @@ impl PacketSocket {
         // SAFETY: `mmsghdr` is integers and pointers; all-zero is a valid
         // value (null pointers, zero lengths).
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        // One base pointer for all messages (see `send_batch`).
+        let base = iov.as_mut_ptr();
         for (i, m) in msgs[..n].iter_mut().enumerate() {
-            m.msg_hdr.msg_iov = iov[3 * i..].as_mut_ptr();
+            m.msg_hdr.msg_iov = base.wrapping_add(3 * i);
             m.msg_hdr.msg_iovlen = 3;
         }
         // SAFETY: `msgs[..n]` point at iovecs in `iov`, which point into

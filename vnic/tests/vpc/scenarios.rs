@@ -869,3 +869,26 @@ fn port_unreachable_from_a_vpc_peer_reaches_the_sender() {
         (ip("10.0.0.5"), 5353, ip("10.0.0.6"), 9999)
     );
 }
+
+/// RFC 1812 §5.3.7: a guest with a default route to the internet sends to
+/// loopback, "this network" and link-local addresses; a router would not
+/// forward them, and neither does the port (before this they went to the
+/// boundary as internet traffic).
+#[test]
+fn martian_destinations_go_nowhere_even_with_a_default_route() {
+    let (_cloud, mut vm1, _) = two_hosts();
+    for dst in ["127.0.0.1", "0.0.0.7", "169.254.169.254"] {
+        let f = vm1.tcp((dst, 80), 40000, "S");
+        assert_eq!(vm1.out(&f).unwrap_err(), "martian_destination", "{dst}");
+    }
+    // The internet still goes out.
+    vm1.out(&vm1.tcp(("198.51.100.7", 80), 40001, "S"))
+        .expect("leaves for the internet");
+    let counts = vm1.vnic.port.stats().drop_counts();
+    assert!(
+        counts
+            .iter()
+            .any(|(n, c)| *n == "martian_destination" && *c == 3),
+        "{counts:?}"
+    );
+}
