@@ -613,8 +613,8 @@ impl Port {
         // full `Headers`. What it cannot read (or what an oversized frame
         // needs answered) goes through the full parse below.
         let mut fast_tried = None;
-        if mode == ParseMode::Plain && !self.oversized(dir, pkt) {
-            if let Some(f) = headers::parse_fast(pkt.as_slice()) {
+        if !self.oversized(dir, pkt) {
+            if let Some(f) = headers::parse_fast(pkt.as_slice(), mode) {
                 match self.try_hit(dir, &f.key, pkt, &f.off, f.tcp_flags, len, now) {
                     Hit::Done(v) => {
                         self.stats.dir[d].uft_hits += 1;
