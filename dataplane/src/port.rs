@@ -1,9 +1,16 @@
 //! The port: one vNIC's layers, flow tables and counters, and the two
 //! packet paths through them.
 //!
-//! Fast path: parse, look the flow up in the unified flow table (UFT) of
-//! the packet's direction, and apply the flow's compiled transform. No
-//! layer runs, nothing is allocated, no lock is taken.
+//! Fast path: read the flow key and offsets straight from the frame
+//! ([`headers::parse_fast`]; the full parse only for frames it leaves
+//! alone), look the flow up in the unified flow table (UFT) of the
+//! packet's direction, and apply the flow's compiled transform. No layer
+//! runs, nothing is allocated, no lock is taken.
+//!
+//! Idle timeouts hold at every lookup: a flow found idle past its timeout
+//! (in the UFT, a layer's flow table, or as the flow an ICMP error quotes)
+//! is removed there and then and the packet treated as a miss, whether or
+//! not the periodic sweep ([`Port::expire_step`]) has reached it.
 //!
 //! Slow path (a UFT miss): walk the layers (outbound in order, inbound in
 //! reverse order). Each layer first looks in its own flow table (LFT) for
@@ -16,8 +23,9 @@
 //! Rule changes bump the port's epoch. A UFT entry made under an older
 //! epoch is never applied blindly: its flow is re-checked by walking the
 //! layers again with the packet that opened it, keeping what stateful
-//! actions allocated when the same action still decides; a flow the new
-//! rules refuse is removed and its packets dropped.
+//! actions allocated when the same action (by its [`ActionId`], never its
+//! address) still decides; a flow the new rules refuse is removed and its
+//! packets dropped.
 
 use crate::action::{Action, ActionId, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
