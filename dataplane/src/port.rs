@@ -1,9 +1,16 @@
 //! The port: one vNIC's layers, flow tables and counters, and the two
 //! packet paths through them.
 //!
-//! Fast path: parse, look the flow up in the unified flow table (UFT) of
-//! the packet's direction, and apply the flow's compiled transform. No
-//! layer runs, nothing is allocated, no lock is taken.
+//! Fast path: read the flow key and offsets straight from the frame
+//! ([`headers::parse_fast`]; the full parse only for frames it leaves
+//! alone), look the flow up in the unified flow table (UFT) of the
+//! packet's direction, and apply the flow's compiled transform. No layer
+//! runs, nothing is allocated, no lock is taken.
+//!
+//! Idle timeouts hold at every lookup: a flow found idle past its timeout
+//! (in the UFT, a layer's flow table, or as the flow an ICMP error quotes)
+//! is removed there and then and the packet treated as a miss, whether or
+//! not the periodic sweep ([`Port::expire_step`]) has reached it.
 //!
 //! Slow path (a UFT miss): walk the layers (outbound in order, inbound in
 //! reverse order). Each layer first looks in its own flow table (LFT) for
@@ -16,14 +23,15 @@
 //! Rule changes bump the port's epoch. A UFT entry made under an older
 //! epoch is never applied blindly: its flow is re-checked by walking the
 //! layers again with the packet that opened it, keeping what stateful
-//! actions allocated when the same action still decides; a flow the new
-//! rules refuse is removed and its packets dropped.
+//! actions allocated when the same action (by its [`ActionId`], never its
+//! address) still decides; a flow the new rules refuse is removed and its
+//! packets dropped.
 
 use crate::action::{Action, ActionId, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
 use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
-use crate::headers::{self, Frag, Headers, ParseMode, Parsed, L3, L4};
+use crate::headers::{self, Frag, Headers, Offsets, ParseMode, Parsed, L3, L4};
 use crate::layer::{DefaultAction, Layer, LayerConfig, LayerDirStats, LftEntry, LftState};
 use crate::meta::Meta;
 use crate::packet::PacketBuf;
@@ -599,16 +607,29 @@ impl Port {
         } else {
             ParseMode::Plain
         };
+        // The hit path first: for the commonest frames the flow key and
+        // offsets come straight from the bytes, and a hit never builds the
+        // full `Headers`. What it cannot read (or what an oversized frame
+        // needs answered) goes through the full parse below.
+        let mut fast_tried = None;
+        if !self.oversized(dir, pkt) {
+            if let Some(f) = headers::parse_fast(pkt.as_slice(), mode) {
+                match self.try_hit(dir, &f.key, pkt, &f.off, f.tcp_flags, len, now) {
+                    Hit::Done(v) => {
+                        self.stats.dir[d].uft_hits += 1;
+                        return v;
+                    }
+                    Hit::Stale => fast_tried = Some(true),
+                    Hit::Miss => fast_tried = Some(false),
+                }
+            }
+        }
         let parsed = match headers::parse(pkt.as_slice(), mode) {
             Ok(p) => p,
             Err(e) => return self.dropped(dir, DropReason::Malformed(e)),
         };
         if dir == Direction::Out {
-            // A super-frame is as big as the segments it will be cut into.
-            let frame_len = pkt
-                .gso()
-                .map_or(pkt.len(), |g| usize::from(g.hdr_len) + usize::from(g.mss));
-            if let Some(m) = self.cfg.mtu.as_ref().filter(|m| frame_len > m.max_frame) {
+            if let Some(m) = self.cfg.mtu.as_ref().filter(|_| self.oversized(dir, pkt)) {
                 let too_big = m.too_big.clone();
                 return match too_big.reply(&parsed.hdrs, pkt.as_slice(), &Meta::default()) {
                     Ok(reply) => {
@@ -631,10 +652,13 @@ impl Port {
             }
         }
         let key = FlowKey::of(&parsed.hdrs);
-        // Whether an entry exists that could not be used (stale epoch).
-        let mut stale = false;
-        if let Some(k) = &key {
-            match self.try_hit(dir, k, pkt, &parsed, len, now) {
+        // Whether an entry exists that could not be used (stale epoch). A
+        // frame the fast parse read has been looked up already, with the
+        // same key (its contract): not again.
+        let mut stale = fast_tried.unwrap_or(false);
+        if let Some(k) = key.as_ref().filter(|_| fast_tried.is_none()) {
+            let flags = tcp_flags(&parsed.hdrs);
+            match self.try_hit(dir, k, pkt, &parsed.off, flags, len, now) {
                 Hit::Done(v) => {
                     self.stats.dir[d].uft_hits += 1;
                     return v;
@@ -647,14 +671,30 @@ impl Port {
         self.slow_path(dir, pkt, &parsed, key, stale, now)
     }
 
+    /// Whether an outbound frame is over the port's MTU (a super-frame
+    /// counts as the segments it will be cut into).
+    #[inline]
+    fn oversized(&self, dir: Direction, pkt: &PacketBuf) -> bool {
+        let Some(m) = self.cfg.mtu.as_ref().filter(|_| dir == Direction::Out) else {
+            return false;
+        };
+        let frame_len = pkt
+            .gso()
+            .map_or(pkt.len(), |g| usize::from(g.hdr_len) + usize::from(g.mss));
+        frame_len > m.max_frame
+    }
+
     /// Applies the flow's compiled transform if `k` has a usable UFT entry.
+    /// `off` and `tcp_flags` are the packet's, from either parse.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn try_hit(
         &mut self,
         dir: Direction,
         k: &FlowKey,
         pkt: &mut PacketBuf,
-        parsed: &Parsed,
+        off: &Offsets,
+        tcp_flags: Option<u8>,
         len: u64,
         now: Moment,
     ) -> Hit {
@@ -676,24 +716,24 @@ impl Port {
         let Some(x) = f.xform[d].as_ref().filter(usable) else {
             return Hit::Stale;
         };
-        if !x.outer_matches(pkt.as_slice(), &parsed.off) {
+        if !x.outer_matches(pkt.as_slice(), off) {
             // Another underlay sender than the flow's: this packet goes
             // through the layers, which decide about it; the flow stays.
             return Hit::Miss;
         }
-        if let Err(e) = x.apply(pkt, &parsed.off) {
+        if let Err(e) = x.apply(pkt, off) {
             return Hit::Done(self.dropped(dir, transform_drop(e)));
         }
         f.last_hit = now;
         f.packets[d] += 1;
         f.bytes[d] += len;
-        if let (Some(st), L4::Tcp(t)) = (f.tcp, parsed.hdrs.inner.l4) {
+        if let (Some(st), Some(flags)) = (f.tcp, tcp_flags) {
             let side = if dir == f.origin {
                 Side::Originator
             } else {
                 Side::Responder
             };
-            let next = st.next(side, t.flags);
+            let next = st.next(side, flags);
             if next != st {
                 f.tcp = Some(next);
                 f.class = next.class();
@@ -773,7 +813,8 @@ impl Port {
                     self.uft[d].remove(k);
                 }
                 let len = pkt.len() as u64;
-                if let Hit::Done(v) = self.try_hit(dir, k, pkt, parsed, len, now) {
+                let flags = tcp_flags(&parsed.hdrs);
+                if let Hit::Done(v) = self.try_hit(dir, k, pkt, &parsed.off, flags, len, now) {
                     return v;
                 }
             }
@@ -1512,6 +1553,14 @@ fn take_kept(
         usize::from(*l) == li && *d == dir && kk == k && e.action_id == aid
     })?;
     Some(kept.swap_remove(i).3.state)
+}
+
+/// The TCP flags of a parsed packet, for TCP segments.
+fn tcp_flags(h: &Headers) -> Option<u8> {
+    match h.inner.l4 {
+        L4::Tcp(t) => Some(t.flags),
+        _ => None,
+    }
 }
 
 fn gen_drop(e: GenError) -> DropReason {

@@ -14,7 +14,8 @@
 use dataplane::checksum::checksum;
 use dataplane::headers::quoted::{self, Quoted};
 use dataplane::headers::{
-    geneve_options, parse, Frag, ParseMode, Parsed, GENEVE_MAX_OPT_LEN, GENEVE_PORT, L3, L4,
+    geneve_options, parse, parse_fast, Frag, ParseMode, Parsed, GENEVE_MAX_OPT_LEN, GENEVE_PORT,
+    L3, L4,
 };
 use dataplane::{Direction, IpCidr, ManualClock, PacketBuf, Verdict, Vni};
 use overlay::layer::HostOverlay;
@@ -377,14 +378,40 @@ pub fn check_offsets(f: &[u8], p: &Parsed) {
     }
 }
 
+/// `parse_fast`'s contract: a frame it reads, the full parse reads too,
+/// with the same flow key, offsets and TCP flags.
+fn check_fast(data: &[u8], mode: ParseMode, full: Option<&Parsed>) {
+    let Some(f) = parse_fast(data, mode) else {
+        return;
+    };
+    let Some(p) = full else {
+        panic!("parse_fast reads a frame the full parse refuses");
+    };
+    assert_eq!(
+        Some(f.key),
+        dataplane::FlowKey::of(&p.hdrs),
+        "flow keys differ"
+    );
+    assert_eq!(f.off, p.off, "offsets differ");
+    let flags = match p.hdrs.inner.l4 {
+        L4::Tcp(t) => Some(t.flags),
+        _ => None,
+    };
+    assert_eq!(f.tcp_flags, flags, "TCP flags differ");
+}
+
 pub fn parse_plain(data: &[u8]) -> Option<Parsed> {
-    let p = parse(data, ParseMode::Plain).ok()?;
+    let r = parse(data, ParseMode::Plain).ok();
+    check_fast(data, ParseMode::Plain, r.as_ref());
+    let p = r?;
     check_offsets(data, &p);
     Some(p)
 }
 
 pub fn parse_geneve(data: &[u8]) -> Option<Parsed> {
-    let p = parse(data, ParseMode::Geneve).ok()?;
+    let r = parse(data, ParseMode::Geneve).ok();
+    check_fast(data, ParseMode::Geneve, r.as_ref());
+    let p = r?;
     check_offsets(data, &p);
     // The guest frame parses the same on its own as in its tunnel.
     let (l2, end) = (usize::from(p.off.inner_l2), usize::from(p.off.inner_end));

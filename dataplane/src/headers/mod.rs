@@ -31,6 +31,7 @@
 
 mod arp;
 mod ethernet;
+mod fast;
 mod geneve;
 mod icmp;
 mod ip;
@@ -47,6 +48,7 @@ pub use ethernet::{
     ETH_DST, ETH_HDR_LEN, ETH_SRC, ETH_TYPE, ETH_VLAN_HDR_LEN, VLAN_ETH_TYPE, VLAN_TAG_LEN,
     VLAN_TCI,
 };
+pub use fast::{parse_fast, FastParsed};
 pub use geneve::{
     options as geneve_options, GeneveOptView, GeneveOpts, GENEVE_FLAGS, GENEVE_FLAG_CRITICAL,
     GENEVE_FLAG_OAM, GENEVE_HDR_LEN, GENEVE_MAX_OPT_LEN, GENEVE_OPT_CRITICAL, GENEVE_OPT_HDR_LEN,
