@@ -18,7 +18,9 @@
 //!   alive) is reported in [`WorkerStats`].
 
 use crate::backend::Backend;
-use crate::switch::{Handed, Handoff, Owners, Peer, Switch, SwitchError, SwitchStats};
+use crate::switch::{
+    Handed, Handoff, Owners, Peer, Switch, SwitchError, SwitchOptions, SwitchStats,
+};
 use arc_swap::ArcSwap;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use serde::Serialize;
@@ -174,6 +176,16 @@ impl Workers {
         uplinks: Vec<Box<dyn Backend>>,
         on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
     ) -> Result<Workers, WorkerError> {
+        Self::start_configured(underlay_ip, SwitchOptions::default(), uplinks, on_start)
+    }
+
+    /// The same, every worker's switch checking with `options`.
+    pub fn start_configured(
+        underlay_ip: Ipv6Addr,
+        options: SwitchOptions,
+        uplinks: Vec<Box<dyn Backend>>,
+        on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    ) -> Result<Workers, WorkerError> {
         let n = uplinks.len();
         let owners: Owners = Arc::new(ArcSwap::from_pointee(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -202,6 +214,7 @@ impl Workers {
         let mut handles = Vec::with_capacity(n);
         for (i, (uplink, inbox)) in uplinks.into_iter().zip(inboxes).enumerate() {
             let mut switch = Switch::new(underlay_ip, uplink);
+            switch.set_options(options);
             switch.set_handoff(Handoff {
                 me: i,
                 owners: Arc::clone(&owners),
