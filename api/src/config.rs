@@ -15,6 +15,8 @@
 //! next_hop_mac = "02:00:00:00:00:20"
 //! # mac = "..."                    # default: the interface's
 //! # mtu = 1500                     # default: the interface's
+//! # accept_zero_udp6_checksum = false  # take tunnels without an outer
+//! #                                # UDP checksum (RFC 6936); default: refuse
 //!
 //! [uplink]
 //! kind = "af_packet"               # af_packet | pcap | dpdk | none
@@ -67,6 +69,12 @@ pub struct Underlay {
     pub mac: Option<MacAddr>,
     #[serde(default)]
     pub mtu: Option<u16>,
+    /// Take tunnels whose outer UDP checksum over IPv6 is zero: only for
+    /// an underlay whose other endpoints send them (RFC 6936 §5). Off,
+    /// they are dropped as `zero_udp6_checksum`. sluice's own tunnels
+    /// always carry a checksum.
+    #[serde(default)]
+    pub accept_zero_udp6_checksum: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

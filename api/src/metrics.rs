@@ -97,8 +97,18 @@ pub fn render(s: &HostStats) -> String {
         &mut o,
         "sluice_drops_total",
         "counter",
-        "Packets dropped, by port and reason.",
+        "Packets dropped, by reason: by a port (port label), or by a worker's switch before any port (layer=\"switch\", worker label).",
     );
+    for w in &s.workers {
+        for crate::types::DropCount { reason, count } in &w.drops {
+            let _ = writeln!(
+                o,
+                "sluice_drops_total{{layer=\"switch\",worker=\"{}\",reason=\"{}\"}} {count}",
+                w.worker,
+                esc(reason)
+            );
+        }
+    }
     for p in &s.ports {
         for crate::types::DropCount {
             reason: r,

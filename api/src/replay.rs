@@ -24,7 +24,7 @@
 
 use crate::server::{port_stats_doc, HostLimits};
 use crate::state::{self, StateError};
-use crate::types::PortStatsDoc;
+use crate::types::{DropCount, PortStatsDoc};
 use dataplane::{Clock, ManualClock, PacketBuf};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
@@ -64,6 +64,8 @@ pub struct ReplayOptions {
     pub underlay_ip: Option<Ipv6Addr>,
     pub underlay_mac: [u8; 6],
     pub next_hop_mac: [u8; 6],
+    /// The host's `[underlay] accept_zero_udp6_checksum`.
+    pub accept_zero_udp6_checksum: bool,
 }
 
 impl ReplayOptions {
@@ -75,6 +77,7 @@ impl ReplayOptions {
             underlay_ip: None,
             underlay_mac: UNDERLAY_MAC,
             next_hop_mac: NEXT_HOP_MAC,
+            accept_zero_udp6_checksum: false,
         }
     }
 }
@@ -139,6 +142,8 @@ pub struct ReplayReport {
     pub endpoints: Vec<EndpointReport>,
     pub ports: Vec<PortStatsDoc>,
     pub switch: SwitchStats,
+    /// Frames the switch dropped before any port saw them, by reason.
+    pub switch_drops: Vec<DropCount>,
 }
 
 /// What the driver sees of one paced backend once the switch owns it.
@@ -436,6 +441,9 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         .next()
         .ok_or_else(|| build("no uplink".to_string()))?;
     let mut switch = Switch::new(underlay_ip, Box::new(uplink));
+    switch.set_options(vmm_net::switch::SwitchOptions {
+        accept_zero_udp6_checksum: o.accept_zero_udp6_checksum,
+    });
     for (p, guest) in doc.ports.iter().zip(backends) {
         let name = &p.config.name;
         let vnic = VnicPort::build(&p.config, &host, Box::new(clock.clone()))
@@ -525,6 +533,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         }),
         endpoints,
         ports: port_docs,
+        switch_drops: DropCount::list(&switch_stats.drops.counts()),
         switch: switch_stats,
     })
 }

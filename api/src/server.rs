@@ -545,6 +545,7 @@ impl Sluice {
                 rounds: w.rounds,
                 sleeps: w.sleeps,
                 switch: serde_json::to_value(w.switch).unwrap_or_default(),
+                drops: DropCount::list(&w.switch.drops.counts()),
             })
             .collect();
         Ok(HostStats {

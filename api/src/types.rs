@@ -331,6 +331,20 @@ pub struct DropCount {
     pub count: u64,
 }
 
+impl DropCount {
+    /// The non-zero counts of an engine or switch tally, in its order.
+    pub fn list(counts: &[(&'static str, u64)]) -> Vec<DropCount> {
+        counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|&(r, n)| DropCount {
+                reason: r.to_string(),
+                count: n,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct LayerStatsDoc {
     pub layer: String,
@@ -346,6 +360,11 @@ pub struct WorkerStatsDoc {
     pub rounds: u64,
     pub sleeps: u64,
     pub switch: serde_json::Value,
+    /// Frames this worker's switch dropped before any port saw them
+    /// (the outer checks and the demultiplexing), by reason, non-zero
+    /// only: layer `switch` in the drop table and in metrics.
+    #[serde(default)]
+    pub drops: Vec<DropCount>,
 }
 
 /// A port name in a path.

@@ -94,6 +94,21 @@ const TPACKET_V3: libc::c_int = 2;
 /// Without it, a super-frame seen without a virtio-net header is caught
 /// only when it is longer than a packet buffer (`oversize`).
 const TP_STATUS_GSO_TCP: u32 = 1 << 8;
+
+/// `tp_status`: the kernel (or the NIC) verified the frame's outermost
+/// L4 checksum (`CHECKSUM_UNNECESSARY`); the switch need not redo it.
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
+
+/// Whether the kernel vouches for a received frame's outermost L4
+/// checksum: it verified it (`TP_STATUS_CSUM_VALID`, or virtio-net's
+/// `DATA_VALID` in the header), or the frame is partial and sluice just
+/// completed it over the bytes it has (`csum_completed` of a frame whose
+/// only partial checksum is the outermost, `TP_STATUS_CSUMNOTREADY`).
+fn vouched(status: Option<u32>, hdr: Option<&VirtioNetHdr>, completed_outer: bool) -> bool {
+    completed_outer
+        || status.is_some_and(|s| s & TP_STATUS_CSUM_VALID != 0)
+        || hdr.is_some_and(|h| h.flags & offload::VIRTIO_NET_HDR_F_DATA_VALID != 0)
+}
 /// Slot size the kernel checks V3 requests against (V3 does not use it
 /// for the layout); 2 KiB divides every page-multiple block.
 const FRAME_SIZE: usize = 2048;
@@ -534,6 +549,8 @@ impl AfPacket {
         };
         match done.and_then(|c| restore_vlan(&mut pkt, vlan, &mut self.stats).map(|()| c)) {
             Ok(completed) => {
+                let outer = completed && hdr.is_none();
+                pkt.set_l4_csum_valid(vouched(Some(status), hdr.as_ref(), outer));
                 self.stats.csum_completed += u64::from(completed);
                 self.stats.rx_frames += 1;
                 self.stats.rx_bytes += pkt.len() as u64;
@@ -715,6 +732,9 @@ impl AfPacket {
         };
         match done {
             Ok(completed) => {
+                // No `tp_status` in this mode (it needs PACKET_AUXDATA):
+                // only the virtio-net header can vouch.
+                pkt.set_l4_csum_valid(vouched(None, hdr.as_ref(), false));
                 self.stats.csum_completed += u64::from(completed);
                 self.stats.rx_frames += 1;
                 self.stats.rx_bytes += pkt.len() as u64;

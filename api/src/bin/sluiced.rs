@@ -295,8 +295,11 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     let token = serve::token_file(&c.token_path())
         .map_err(|e| format!("token file {}: {e}", c.token_path().display()))?;
     let queues = uplinks(&c)?;
-    let workers =
-        Workers::start_with(host.underlay_ip, queues, worker_hook()).map_err(|e| e.to_string())?;
+    let switch = vmm_net::switch::SwitchOptions {
+        accept_zero_udp6_checksum: c.underlay.accept_zero_udp6_checksum,
+    };
+    let workers = Workers::start_configured(host.underlay_ip, switch, queues, worker_hook())
+        .map_err(|e| e.to_string())?;
     let sluice = Arc::new(
         Sluice::new(host, workers, Box::new(HostDevices), Some(store), limits)
             .map_err(|e| e.to_string())?,

@@ -162,6 +162,7 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
     if let Command::Replay(a) = &cli.command {
         let mut o = ReplayOptions::new(a.state.clone(), a.inputs.clone(), a.out_dir.clone());
         o.underlay_ip = a.underlay_ip;
+        o.accept_zero_udp6_checksum = a.accept_zero_udp6_checksum;
         if let Some(m) = a.underlay_mac {
             o.underlay_mac = m.0;
         }

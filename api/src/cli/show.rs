@@ -401,8 +401,16 @@ pub fn v2b(rs: &[V2bRoute]) -> String {
     t.render()
 }
 
-fn drops_table(ports: &[&PortStatsDoc]) -> String {
+fn drops_table(ports: &[&PortStatsDoc], switch: &[DropCount]) -> String {
     let mut t = Table::new(&["PORT", "REASON", "COUNT"]);
+    // The switch's drops happen before any port: no port to name.
+    for d in switch {
+        t.row(vec![
+            "(switch)".into(),
+            d.reason.clone(),
+            d.count.to_string(),
+        ]);
+    }
     for p in ports {
         for d in &p.drops {
             t.row(vec![p.name.clone(), d.reason.clone(), d.count.to_string()]);
@@ -413,6 +421,18 @@ fn drops_table(ports: &[&PortStatsDoc]) -> String {
     } else {
         format!("Drops by reason\n{}", t.render())
     }
+}
+
+/// Every worker's switch drops added up, by reason (first seen first).
+fn switch_drops(workers: &[WorkerStatsDoc]) -> Vec<DropCount> {
+    let mut all: Vec<DropCount> = Vec::new();
+    for d in workers.iter().flat_map(|w| &w.drops) {
+        match all.iter_mut().find(|a| a.reason == d.reason) {
+            Some(a) => a.count += d.count,
+            None => all.push(d.clone()),
+        }
+    }
+    all
 }
 
 /// One row per port: packets, bytes, flows, drops.
@@ -483,7 +503,7 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
     }
     out += &t.render();
     out += "\n";
-    out += &drops_table(&[p]);
+    out += &drops_table(&[p], &[]);
     out += "\nLayers (slow path)\n";
     let mut t = Table::new(&[
         "LAYER",
@@ -534,7 +554,7 @@ pub fn host_stats(h: &HostStats) -> String {
     let ports: Vec<&PortStatsDoc> = h.ports.iter().collect();
     let mut out = ports_counters(&ports);
     out += "\n";
-    out += &drops_table(&ports);
+    out += &drops_table(&ports, &switch_drops(&h.workers));
     out += "\n";
     let mut t = Table::new(&["WORKER", "PORTS", "BUSY", "ROUNDS", "SLEEPS", "SWITCH"]);
     for w in &h.workers {
@@ -654,7 +674,7 @@ pub fn replay(r: &ReplayReport) -> String {
     let ports: Vec<&PortStatsDoc> = r.ports.iter().collect();
     out += &ports_counters(&ports);
     out += "\n";
-    out += &drops_table(&ports);
+    out += &drops_table(&ports, &r.switch_drops);
     let sw = serde_json::to_value(r.switch).unwrap_or_default();
     out += &format!("\nSwitch: {}\n", switch_counters(&sw));
     out
