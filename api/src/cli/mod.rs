@@ -14,7 +14,7 @@
 
 pub mod args;
 mod commands;
-mod show;
+pub mod show;
 pub mod summary;
 pub mod table;
 
