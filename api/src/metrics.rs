@@ -110,17 +110,26 @@ pub fn render(s: &HostStats) -> String {
         }
     }
     for p in &s.ports {
-        for crate::types::DropCount {
-            reason: r,
-            count: n,
-        } in &p.drops
-        {
-            let _ = writeln!(
-                o,
-                "sluice_drops_total{{port=\"{}\",reason=\"{}\"}} {n}",
-                esc(&p.name),
-                esc(r)
-            );
+        for (layer, r, n) in p.drops_by_layer() {
+            match layer {
+                Some(l) => {
+                    let _ = writeln!(
+                        o,
+                        "sluice_drops_total{{port=\"{}\",layer=\"{}\",reason=\"{}\"}} {n}",
+                        esc(&p.name),
+                        esc(&l),
+                        esc(&r)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "sluice_drops_total{{port=\"{}\",reason=\"{}\"}} {n}",
+                        esc(&p.name),
+                        esc(&r)
+                    );
+                }
+            }
         }
     }
     family(&mut o, "sluice_flows", "gauge", "Live flows of a port.");

@@ -402,18 +402,24 @@ pub fn v2b(rs: &[V2bRoute]) -> String {
 }
 
 fn drops_table(ports: &[&PortStatsDoc], switch: &[DropCount]) -> String {
-    let mut t = Table::new(&["PORT", "REASON", "COUNT"]);
+    let mut t = Table::new(&["PORT", "LAYER", "REASON", "COUNT"]);
     // The switch's drops happen before any port: no port to name.
     for d in switch {
         t.row(vec![
             "(switch)".into(),
+            "switch".into(),
             d.reason.clone(),
             d.count.to_string(),
         ]);
     }
     for p in ports {
-        for d in &p.drops {
-            t.row(vec![p.name.clone(), d.reason.clone(), d.count.to_string()]);
+        for (layer, reason, n) in p.drops_by_layer() {
+            t.row(vec![
+                p.name.clone(),
+                layer.unwrap_or_else(|| "-".into()),
+                reason,
+                n.to_string(),
+            ]);
         }
     }
     if t.is_empty() {

@@ -886,4 +886,47 @@ fn switch_drops_are_in_stats_and_metrics_by_name() {
             "{text}"
         );
     }
+
+    // A well-formed tunnel from a vouched host passes the switch; vm1's
+    // firewall (inbound denied by default) drops it, and says so.
+    c.ok(
+        "PUT",
+        "/v2p",
+        Some(json!({ "mappings": [{ "vni": 7777, "ip": "10.0.0.6", "guest_mac": "a8:40:25:00:00:06", "host": "fd00:99::b" }] })),
+    );
+    h.uplink.send(&tunnel_to_vm1(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = c.get("/metrics").body.as_str().unwrap().to_string();
+        if text.contains("reason=\"default_denied\"") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no default_denied: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(
+        text.contains(
+            "sluice_drops_total{port=\"vm1\",layer=\"firewall\",reason=\"default_denied\"} 1"
+        ),
+        "{text}"
+    );
+    let stats: api::types::HostStats = serde_json::from_value(c.ok("GET", "/stats", None)).unwrap();
+    let table = api::cli::show::host_stats(&stats);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for want in [
+        ["vm1", "firewall", "default_denied", "1"],
+        ["(switch)", "switch", "geneve_control", "1"],
+        ["(switch)", "switch", "outer_udp_checksum", "1"],
+    ] {
+        assert!(
+            rows.iter().any(|r| r[..] == want[..]),
+            "{want:?} in\n{table}"
+        );
+    }
 }
