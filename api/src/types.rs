@@ -407,6 +407,33 @@ pub struct WorkerStatsDoc {
     /// only: layer `switch` in the drop table and in metrics.
     #[serde(default)]
     pub drops: Vec<DropCount>,
+    /// This worker's devices' own drop counters (every counter, zeros
+    /// included): what a device lost that the switch never saw.
+    #[serde(default)]
+    pub devices: Vec<DeviceDrops>,
+}
+
+/// One device's own drop counters.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceDrops {
+    /// `uplink`, or the name of the port whose guest the device is.
+    pub device: String,
+    pub drops: Vec<DropCount>,
+}
+
+impl DeviceDrops {
+    pub fn from_counts(device: &str, counts: &[(&'static str, u64)]) -> DeviceDrops {
+        DeviceDrops {
+            device: device.to_string(),
+            drops: counts
+                .iter()
+                .map(|&(r, n)| DropCount {
+                    reason: r.to_string(),
+                    count: n,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A port name in a path.

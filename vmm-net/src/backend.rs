@@ -27,6 +27,14 @@ pub trait Backend: Send {
     fn takes_super_frames(&self) -> bool {
         false
     }
+    /// The device's own drop counters, cumulative, by stable name: what
+    /// it lost or refused that the switch never saw (a socket's full
+    /// ring, a guest that posted no buffers, a NIC's missed frames). Read
+    /// by the control plane between bursts, never per packet; a backend
+    /// may make a system call here.
+    fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A frame offered to sluice by a device's far side, and its

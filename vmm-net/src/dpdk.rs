@@ -604,6 +604,35 @@ fn new_buf(len: usize) -> PacketBuf {
 }
 
 impl Backend for DpdkQueue {
+    /// This queue's refusals and the device's own (`rte_eth_stats`, the
+    /// reported by its queue 0 only): `imissed` (no RX descriptor free:
+    /// sluice did not poll fast enough), `rx_nombuf` (the mbuf pool ran
+    /// dry), `ierrors`, `oerrors`.
+    fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
+        let c = self.counters.snapshot();
+        let mut v = vec![
+            ("tx_ring_full", c.tx_ring_full),
+            ("tx_no_mbuf", c.tx_no_mbuf),
+            ("tx_bad_size", c.tx_bad_size),
+            ("tx_no_queue", c.tx_no_queue),
+            ("rx_oversize", c.rx_oversize),
+        ];
+        // The device's counters once, on its first queue (every queue
+        // would report the same numbers).
+        if let Some(s) = (self.q.id() == 0)
+            .then(|| self.q.device().stats().ok())
+            .flatten()
+        {
+            v.extend([
+                ("imissed", s.imissed),
+                ("rx_nombuf", s.rx_nombuf),
+                ("ierrors", s.ierrors),
+                ("oerrors", s.oerrors),
+            ]);
+        }
+        v
+    }
+
     /// Receives up to `max` frames, copying each out of its mbuf(s) into
     /// a reused [`PacketBuf`] (with the engine's headroom).
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {

@@ -337,6 +337,17 @@ impl Switch {
         all && self.loopback.is_empty()
     }
 
+    /// Every device's own drop counters (see [`Backend::device_drops`]):
+    /// the uplink's as `uplink`, each guest's by its port's name. Reads
+    /// the devices (a system call for some): call it between bursts.
+    pub fn device_drops(&mut self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        let mut v = vec![("uplink".to_string(), self.uplink.device_drops())];
+        for a in self.ports.iter_mut().flatten() {
+            v.push((a.vnic.config().name.clone(), a.guest.device_drops()));
+        }
+        v
+    }
+
     /// How many ports are attached.
     pub fn port_count(&self) -> usize {
         self.by_name.len()

@@ -69,7 +69,7 @@ pub enum WorkerError {
 }
 
 /// What a worker reports about itself.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct WorkerStats {
     pub worker: usize,
     pub ports: usize,
@@ -82,6 +82,9 @@ pub struct WorkerStats {
     pub sleeps: u64,
     pub jobs: u64,
     pub switch: SwitchStats,
+    /// Its devices' own drop counters: (device, [(reason, count)]), the
+    /// uplink's as `uplink`, guests' by port name.
+    pub devices: Vec<(String, Vec<(&'static str, u64)>)>,
 }
 
 impl WorkerStats {
@@ -366,7 +369,8 @@ impl Workers {
     pub fn stats(&self) -> Result<Vec<WorkerStats>, WorkerError> {
         (0..self.handles.len())
             .map(|w| {
-                let (switch, ports) = self.run_on(w, |s| (s.stats(), s.port_count()))?;
+                let (switch, ports, devices) =
+                    self.run_on(w, |s| (s.stats(), s.port_count(), s.device_drops()))?;
                 let c = &self.handles[w].counters;
                 Ok(WorkerStats {
                     worker: w,
@@ -377,6 +381,7 @@ impl Workers {
                     sleeps: c.sleeps.load(Ordering::Relaxed),
                     jobs: c.jobs.load(Ordering::Relaxed),
                     switch,
+                    devices,
                 })
             })
             .collect()

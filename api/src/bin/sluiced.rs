@@ -172,7 +172,8 @@ Stop with Ctrl-C.",
 fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
     let n = c.workers;
     match &c.uplink {
-        Uplink::AfPacket => {
+        Uplink::AfPacket { rcvbuf, sndbuf } => {
+            let d = vmm_net::afpacket::DEFAULT_SOCKET_BUFFER;
             // One socket per worker, in one fanout group (the kernel
             // spreads flows; the switch hands mis-steered tunnels over).
             let group = (std::process::id() & 0xffff) as u16;
@@ -180,6 +181,8 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
                 .map(|_| {
                     let opts = vmm_net::afpacket::AfPacketOptions {
                         fanout: (n > 1).then_some(group),
+                        rcvbuf: rcvbuf.unwrap_or(d),
+                        sndbuf: sndbuf.unwrap_or(d),
                         ..Default::default()
                     };
                     vmm_net::afpacket::AfPacket::open(&c.underlay.interface, opts)
@@ -274,7 +277,7 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     c.check().map_err(|e| e.to_string())?;
     let log = serve::logger(level(&c.log_level), "sluiced").map_err(|e| e.to_string())?;
     let (if_mac, _if_mtu) = match &c.uplink {
-        Uplink::AfPacket => {
+        Uplink::AfPacket { .. } => {
             config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?
         }
         _ => (vnic::config::MacAddr([2, 0, 0, 0, 0, 1]), 1500),

@@ -429,6 +429,28 @@ fn drops_table(ports: &[&PortStatsDoc], switch: &[DropCount]) -> String {
     }
 }
 
+/// The devices' own drops (non-zero only), per worker and device.
+fn devices_table(workers: &[WorkerStatsDoc]) -> String {
+    let mut t = Table::new(&["WORKER", "DEVICE", "REASON", "COUNT"]);
+    for w in workers {
+        for d in &w.devices {
+            for c in d.drops.iter().filter(|c| c.count > 0) {
+                t.row(vec![
+                    w.worker.to_string(),
+                    d.device.clone(),
+                    c.reason.clone(),
+                    c.count.to_string(),
+                ]);
+            }
+        }
+    }
+    if t.is_empty() {
+        "Devices: no drops\n".into()
+    } else {
+        format!("Devices\n{}", t.render())
+    }
+}
+
 /// Every worker's switch drops added up, by reason (first seen first).
 fn switch_drops(workers: &[WorkerStatsDoc]) -> Vec<DropCount> {
     let mut all: Vec<DropCount> = Vec::new();
@@ -574,6 +596,8 @@ pub fn host_stats(h: &HostStats) -> String {
         ]);
     }
     out += &t.render();
+    out += "\n";
+    out += &devices_table(&h.workers);
     out += &format!(
         "\nV2P {}/{} mappings, V2B {}/{} routes\n",
         h.v2p.entries, h.v2p.limit, h.v2b.entries, h.v2b.limit
