@@ -109,6 +109,16 @@ fn vouched(status: Option<u32>, hdr: Option<&VirtioNetHdr>, completed_outer: boo
         || status.is_some_and(|s| s & TP_STATUS_CSUM_VALID != 0)
         || hdr.is_some_and(|h| h.flags & offload::VIRTIO_NET_HDR_F_DATA_VALID != 0)
 }
+
+/// Whether the partial checksum the virtio-net header announced, now
+/// completed, is the frame's outermost L4 checksum (a tunnel's outer UDP
+/// one), not an inner one: only then does completing it vouch for the
+/// outer checksum.
+fn completed_outermost(frame: &[u8], hdr: &VirtioNetHdr) -> bool {
+    hdr.flags & offload::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+        && offload::Layout::parse(frame).is_ok_and(|l| l.l4 == usize::from(hdr.csum_start))
+}
+
 /// Slot size the kernel checks V3 requests against (V3 does not use it
 /// for the layout); 2 KiB divides every page-multiple block.
 const FRAME_SIZE: usize = 2048;
@@ -576,7 +586,10 @@ impl AfPacket {
         };
         match done.and_then(|c| restore_vlan(&mut pkt, vlan, &mut self.stats).map(|()| c)) {
             Ok(completed) => {
-                let outer = completed && hdr.is_none();
+                let outer = completed
+                    && hdr
+                        .as_ref()
+                        .is_none_or(|h| completed_outermost(pkt.as_slice(), h));
                 pkt.set_l4_csum_valid(vouched(Some(status), hdr.as_ref(), outer));
                 self.stats.csum_completed += u64::from(completed);
                 self.stats.rx_frames += 1;
@@ -761,7 +774,11 @@ impl AfPacket {
             Ok(completed) => {
                 // No `tp_status` in this mode (it needs PACKET_AUXDATA):
                 // only the virtio-net header can vouch.
-                pkt.set_l4_csum_valid(vouched(None, hdr.as_ref(), false));
+                let outer = completed
+                    && hdr
+                        .as_ref()
+                        .is_some_and(|h| completed_outermost(pkt.as_slice(), h));
+                pkt.set_l4_csum_valid(vouched(None, hdr.as_ref(), outer));
                 self.stats.csum_completed += u64::from(completed);
                 self.stats.rx_frames += 1;
                 self.stats.rx_bytes += pkt.len() as u64;
