@@ -10,7 +10,7 @@
 #   KEEP_LOGS=1 tests/ovs/run.sh     keep the log directory even on success
 #
 # Checks (each prints PASS: or FAIL: with what it saw; the exit status is
-# non-zero if any failed): ping both ways; TCP and UDP both ways with the
+# non-zero if any failed): ping both ways, IPv4 and IPv6; TCP and UDP both ways with the
 # content's SHA-256 compared; OVS sending Geneve control packets (the O
 # bit, `set_field:oam->tun_flags`) that the guest must not see, counted
 # as `geneve_control` (RFC 8926 §3.4); OVS's outer UDP checksums verified
@@ -197,8 +197,9 @@ for n in hostA hostB gA1 gB1; do
   nx $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
     net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
 done
+# The guests speak IPv6 too, without router solicitations.
 for n in gA1 gB1; do
-  nx $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  nx $n sysctl -qw net.ipv6.conf.all.router_solicitations=0 net.ipv6.conf.default.router_solicitations=0
 done
 
 MAC_A=02:00:00:99:0a:01   # hostA ul0 (sluice's underlay NIC)
@@ -222,6 +223,8 @@ nx gB1 ip link set eth0 mtu 1400 up
 nx gB1 ethtool -K eth0 tx off >/dev/null 2>&1 || true
 nx gB1 ip addr add 10.0.0.6/24 dev eth0
 nx gB1 ip neigh replace 10.0.0.5 lladdr $MAC_GA1 dev eth0 nud permanent
+nx gB1 ip -6 addr add fd00:10::6/64 dev eth0 nodad
+nx gB1 ip -6 neigh replace fd00:10::5 lladdr $MAC_GA1 dev eth0 nud permanent
 
 set +e
 trap - ERR
@@ -308,9 +311,11 @@ VNIC=$(jq -nc --arg mac "$MAC_GA1" --arg gw "$GW_MAC" '{
   config: {
     name: "gA1", guest_mac: $mac, gateway_mac: $gw, vni: 7777,
     ipv4: {addr: "10.0.0.5", subnet: "10.0.0.0/24", gateway: "10.0.0.1"},
+    ipv6: {addr: "fd00:10::5", subnet: "fd00:10::/64", gateway: "fd00:10::1"},
     mtu: 1400,
     firewall: [
       {direction: "in", priority: 10, action: "allow", protocol: "icmp", hosts: {subnet: "10.0.0.0/24"}},
+      {direction: "in", priority: 13, action: "allow", protocol: "icmp6", hosts: {subnet: "fd00:10::/64"}},
       {direction: "in", priority: 11, action: "allow", protocol: "tcp", hosts: {subnet: "10.0.0.0/24"}},
       {direction: "in", priority: 12, action: "allow", protocol: "udp", hosts: {subnet: "10.0.0.0/24"}}
     ],
@@ -319,13 +324,18 @@ VNIC=$(jq -nc --arg mac "$MAC_GA1" --arg gw "$GW_MAC" '{
   guest: {kind: "tap", name: "tapA1"} }')
 V2P=$(jq -nc --arg a "$MAC_GA1" --arg b "$MAC_GB1" '{mappings: [
   {vni: 7777, ip: "10.0.0.5", guest_mac: $a, host: "fd00:99::a"},
-  {vni: 7777, ip: "10.0.0.6", guest_mac: $b, host: "fd00:99::b"}]}')
+  {vni: 7777, ip: "10.0.0.6", guest_mac: $b, host: "fd00:99::b"},
+  {vni: 7777, ip: "fd00:10::5", guest_mac: $a, host: "fd00:99::a"},
+  {vni: 7777, ip: "fd00:10::6", guest_mac: $b, host: "fd00:99::b"}]}')
 if api POST /ports "$VNIC" >/dev/null && api PUT /v2p "$V2P" >/dev/null &&
   nx hostA ip link set tapA1 netns "$(ns gA1)"; then
   nx gA1 ip link set tapA1 address $MAC_GA1 mtu 1400 up
   nx gA1 ip addr add 10.0.0.5/24 dev tapA1
   nx gA1 ip route add default via 10.0.0.1
-  pass "sluiced: port gA1 (VNI 7777, 10.0.0.5) and V2P for 10.0.0.6 on fd00:99::b"
+  nx gA1 ip -6 addr add fd00:10::5/64 dev tapA1 nodad
+  # Off-host VPC neighbours are reached through the virtual gateway.
+  nx gA1 ip -6 neigh replace fd00:10::6 lladdr $GW_MAC dev tapA1 nud permanent
+  pass "sluiced: port gA1 (VNI 7777, 10.0.0.5, fd00:10::5) and V2P for gB1 (10.0.0.6, fd00:10::6) on fd00:99::b"
 else
   fail "sluiced: programming host A"
   exit 1
@@ -343,7 +353,7 @@ switch_counter() {
 
 # The first packets also settle OVS's and sluice's flow caches.
 nx gB1 ping -c 1 -W 2 10.0.0.5 >/dev/null 2>&1
-for dir in "gB1 10.0.0.5" "gA1 10.0.0.6"; do
+for dir in "gB1 10.0.0.5" "gA1 10.0.0.6" "gB1 fd00:10::5" "gA1 fd00:10::6"; do
   set -- $dir
   out=$(nx "$1" ping -c 3 -i 0.2 -W 2 "$2" 2>&1)
   if echo "$out" | grep -q ' 0% packet loss'; then
