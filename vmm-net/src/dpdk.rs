@@ -299,6 +299,9 @@ impl DpdkPort {
                 rx_offloads |= flags.rx_scatter;
             }
         }
+        // The device's checksum verdict where it can give one: the switch
+        // then need not verify the outer UDP checksum itself.
+        rx_offloads |= info.rx_offload_capa & flags.rx_udp_cksum;
         let rss_hf = if opts.rx_queues > 1 {
             info.flow_type_rss_offloads & flags.rss_ip_tcp_udp
         } else {
@@ -651,6 +654,7 @@ impl Backend for DpdkQueue {
                     Err(_) => None,
                 };
                 if copied == Some(len) {
+                    b.set_l4_csum_valid(burst.outer_l4_csum_good(i));
                     bytes += len as u64;
                     bufs.push(b);
                     got += 1;
