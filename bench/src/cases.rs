@@ -40,6 +40,8 @@ pub const CASES: &[&str] = &[
     "vpc-out-tcp4",
     "vpc-in-tcp4",
     "vpc-in-tcp4-csum",
+    "vpc-in-tcp4-1400",
+    "vpc-in-tcp4-1400-csum",
     "vpc-snat-out-tcp4",
 ];
 
@@ -426,13 +428,18 @@ fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
 
 /// vm2's reply as host B's tunnel delivers it to host A.
 fn vpc_wire_reply() -> Vec<u8> {
+    vpc_wire_reply_len(6)
+}
+
+/// The same segment with `payload` bytes of TCP payload.
+fn vpc_wire_reply_len(payload: usize) -> Vec<u8> {
     let mut inner = Vec::new();
     PacketBuilder::ethernet2(VPC_GW_MAC, VM1_MAC)
         .ipv4([10, 0, 0, 6], [10, 0, 0, 5], 64)
         .tcp(22, 40000, 1, 64240)
         .syn()
         .ack(2)
-        .write(&mut inner, &[0u8; 6])
+        .write(&mut inner, &vec![0u8; payload])
         .unwrap();
     let mut g = vec![0u8, 0, 0x65, 0x58];
     g.extend_from_slice(&7777u32.to_be_bytes()[1..]);
@@ -539,7 +546,11 @@ impl Case {
                     outer_csum: false,
                 }
             }
-            "vpc-out-tcp4" | "vpc-in-tcp4" | "vpc-in-tcp4-csum" => {
+            "vpc-out-tcp4"
+            | "vpc-in-tcp4"
+            | "vpc-in-tcp4-csum"
+            | "vpc-in-tcp4-1400"
+            | "vpc-in-tcp4-1400-csum" => {
                 let mut port = vpc_port();
                 // Establish vm1 (10.0.0.5) -> vm2 (10.0.0.6):22 both ways.
                 let mut p = PacketBuf::from_frame(&vpc_guest_tcp(true));
@@ -553,7 +564,8 @@ impl Case {
                     dataplane::Verdict::Forward
                 ));
                 let out = name == "vpc-out-tcp4";
-                let outer_csum = name == "vpc-in-tcp4-csum";
+                let outer_csum = name.ends_with("-csum");
+                let payload = if name.contains("-1400") { 1400 } else { 6 };
                 Case {
                     name,
                     port,
@@ -561,7 +573,7 @@ impl Case {
                     frames: vec![if out {
                         vpc_guest_tcp(false)
                     } else {
-                        vpc_wire_reply()
+                        vpc_wire_reply_len(payload)
                     }],
                     parse_only: None,
                     vary: false,
