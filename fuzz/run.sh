@@ -27,7 +27,7 @@ case $duration in
     ;;
 esac
 
-all_targets=(parse_plain parse_geneve quoted geneve_options gateway vpc_port_out vpc_port_in vnic_config api_bodies)
+all_targets=(parse_plain parse_geneve quoted geneve_options gateway vpc_port_out vpc_port_in switch_uplink vnic_config api_bodies)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
@@ -42,7 +42,7 @@ mkdir -p "$logs"
 seeds_of() {
     case $1 in
     parse_plain | gateway | vpc_port_out) echo frames ;;
-    parse_geneve | vpc_port_in) echo geneve frames ;;
+    parse_geneve | vpc_port_in | switch_uplink) echo geneve frames ;;
     quoted) echo icmp ;;
     geneve_options) echo options ;;
     vnic_config) echo config ;;
@@ -56,7 +56,7 @@ seeds_of() {
 # dictionary for the configuration.
 flags_of() {
     case $1 in
-    parse_plain | parse_geneve | gateway | vpc_port_out | vpc_port_in) echo -max_len=2048 ;;
+    parse_plain | parse_geneve | gateway | vpc_port_out | vpc_port_in | switch_uplink) echo -max_len=2048 ;;
     vnic_config) echo "-dict=$here/dicts/vnic_config.dict -max_len=4096" ;;
     api_bodies) echo "-dict=$here/dicts/api_bodies.dict -max_len=4096" ;;
     esac

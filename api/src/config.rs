@@ -15,9 +15,12 @@
 //! next_hop_mac = "02:00:00:00:00:20"
 //! # mac = "..."                    # default: the interface's
 //! # mtu = 1500                     # default: the interface's
+//! # accept_zero_udp6_checksum = false  # take tunnels without an outer
+//! #                                # UDP checksum (RFC 6936); default: refuse
 //!
 //! [uplink]
 //! kind = "af_packet"               # af_packet | pcap | dpdk | none
+//! # af_packet: rcvbuf = 4194304, sndbuf = 4194304  # socket buffers, bytes
 //! # pcap: input = "in.pcap", output = "out.pcap"
 //! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
 //! #       port = "net_null0", mbufs = 8191, mbuf_data_room = 2176
@@ -107,16 +110,31 @@ pub struct Underlay {
     pub mac: Option<MacAddr>,
     #[serde(default)]
     pub mtu: Option<u16>,
+    /// Take tunnels whose outer UDP checksum over IPv6 is zero: only for
+    /// an underlay whose other endpoints send them (RFC 6936 §5). Off,
+    /// they are dropped as `zero_udp6_checksum`. sluice's own tunnels
+    /// always carry a checksum.
+    #[serde(default)]
+    pub accept_zero_udp6_checksum: bool,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Uplink {
     /// AF_PACKET on the underlay interface (`recvmmsg` batches; see
     /// `vmm_net::afpacket` for the TPACKET_V3 ring): works everywhere,
     /// and the default.
-    #[default]
-    AfPacket,
+    AfPacket {
+        /// The socket's receive buffer in bytes: what holds a burst while
+        /// the worker is busy (what does not fit is lost, counted as the
+        /// device drop `socket_drops`). Set past `net.core.rmem_max` when
+        /// sluiced has CAP_NET_ADMIN. Default 4 MiB.
+        #[serde(default)]
+        rcvbuf: Option<usize>,
+        /// The send buffer likewise. Default 4 MiB.
+        #[serde(default)]
+        sndbuf: Option<usize>,
+    },
     /// Frames from and to capture files (debugging, offline runs).
     Pcap {
         input: Option<PathBuf>,
@@ -138,6 +156,19 @@ pub enum Uplink {
     /// No uplink: only same-host traffic moves.
     None,
 }
+
+impl Default for Uplink {
+    fn default() -> Self {
+        Uplink::AfPacket {
+            rcvbuf: None,
+            sndbuf: None,
+        }
+    }
+}
+
+/// Socket buffers above this are surely a typo (a size in bits, an extra
+/// zero): 1 GiB.
+const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -279,6 +310,17 @@ impl Config {
                 }
             }
         }
+        if let Uplink::AfPacket { rcvbuf, sndbuf } = &self.uplink {
+            for (name, v) in [("rcvbuf", rcvbuf), ("sndbuf", sndbuf)] {
+                if let Some(v) = *v {
+                    if !(4096..=MAX_SOCKET_BUFFER).contains(&v) {
+                        return Err(ConfigError::Invalid(format!(
+                            "uplink.{name}: {v} is out of range 4096..={MAX_SOCKET_BUFFER} (bytes)"
+                        )));
+                    }
+                }
+            }
+        }
         if let Some(m) = self.underlay.mtu {
             if !(1280..=9216).contains(&m) {
                 return Err(ConfigError::Invalid(format!(
@@ -335,6 +377,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn underlay_checks_and_socket_buffers_are_read_and_checked() {
+        let parse = |extra: &str| {
+            toml::from_str::<Config>(&format!(
+                "[underlay]\ninterface = \"eth1\"\naddress = \"fd00:99::a\"\n\
+                 next_hop_mac = \"02:00:00:00:00:20\"\naccept_zero_udp6_checksum = true\n{extra}"
+            ))
+        };
+        let c = parse("[uplink]\nkind = \"af_packet\"\nrcvbuf = 8388608\n").unwrap();
+        assert!(c.underlay.accept_zero_udp6_checksum);
+        assert!(matches!(
+            c.uplink,
+            Uplink::AfPacket {
+                rcvbuf: Some(8388608),
+                sndbuf: None
+            }
+        ));
+        c.check().unwrap();
+        let e = parse("[uplink]\nkind = \"af_packet\"\nsndbuf = 12\n")
+            .unwrap()
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uplink.sndbuf: 12 is out of range"), "{e}");
+        let e = parse("[uplink]\nkind = \"af_packet\"\nrcvbuff = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rcvbuff"), "{e}");
+    }
+
+    #[test]
     fn a_minimal_file_gets_defaults_and_bad_fields_are_named() {
         let c: Config = toml::from_str(
             r#"
@@ -347,7 +419,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.workers, 1);
-        assert!(matches!(c.uplink, Uplink::AfPacket));
+        assert!(matches!(
+            c.uplink,
+            Uplink::AfPacket {
+                rcvbuf: None,
+                sndbuf: None
+            }
+        ));
+        assert!(!c.underlay.accept_zero_udp6_checksum);
         assert_eq!(c.token_path(), Path::new("/var/lib/sluice/token"));
         c.check().unwrap();
 

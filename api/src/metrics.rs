@@ -111,20 +111,59 @@ pub fn render(s: &HostStats) -> String {
         &mut o,
         "sluice_drops_total",
         "counter",
-        "Packets dropped, by port and reason.",
+        "Packets dropped, by reason: by a port (port label), or by a worker's switch before any port (layer=\"switch\", worker label).",
     );
-    for p in &s.ports {
-        for crate::types::DropCount {
-            reason: r,
-            count: n,
-        } in &p.drops
-        {
+    for w in &s.workers {
+        for crate::types::DropCount { reason, count } in &w.drops {
             let _ = writeln!(
                 o,
-                "sluice_drops_total{{port=\"{}\",reason=\"{}\"}} {n}",
-                esc(&p.name),
-                esc(r)
+                "sluice_drops_total{{layer=\"switch\",worker=\"{}\",reason=\"{}\"}} {count}",
+                w.worker,
+                esc(reason)
             );
+        }
+    }
+    for p in &s.ports {
+        for (layer, r, n) in p.drops_by_layer() {
+            match layer {
+                Some(l) => {
+                    let _ = writeln!(
+                        o,
+                        "sluice_drops_total{{port=\"{}\",layer=\"{}\",reason=\"{}\"}} {n}",
+                        esc(&p.name),
+                        esc(&l),
+                        esc(&r)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "sluice_drops_total{{port=\"{}\",reason=\"{}\"}} {n}",
+                        esc(&p.name),
+                        esc(&r)
+                    );
+                }
+            }
+        }
+    }
+    family(
+        &mut o,
+        "sluice_device_drops_total",
+        "counter",
+        "Frames a device lost or refused before the switch saw them (a full socket ring, a guest without buffers, a NIC's missed frames), by worker, device and reason.",
+    );
+    for w in &s.workers {
+        for d in &w.devices {
+            for c in &d.drops {
+                let _ = writeln!(
+                    o,
+                    "sluice_device_drops_total{{worker=\"{}\",device=\"{}\",reason=\"{}\"}} {}",
+                    w.worker,
+                    esc(&d.device),
+                    esc(&c.reason),
+                    c.count
+                );
+            }
         }
     }
     family(&mut o, "sluice_flows", "gauge", "Live flows of a port.");
@@ -194,4 +233,60 @@ pub fn render(s: &HostStats) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{DeviceDrops, DropCount, TableSize, WorkerStatsDoc};
+
+    #[test]
+    fn device_and_switch_drops_are_exported_by_worker_device_and_reason() {
+        let s = HostStats {
+            ports: Vec::new(),
+            workers: vec![WorkerStatsDoc {
+                worker: 1,
+                ports: 0,
+                busy_ratio: 0.0,
+                rounds: 0,
+                sleeps: 0,
+                switch: serde_json::json!({}),
+                drops: DropCount::list(&[("geneve_control", 3), ("wrong_vni", 0)]),
+                devices: vec![DeviceDrops::from_counts(
+                    "uplink",
+                    &[("socket_drops", 28046), ("tx_errors", 0)],
+                )],
+            }],
+            v2p: TableSize {
+                entries: 0,
+                limit: 1,
+            },
+            v2b: TableSize {
+                entries: 0,
+                limit: 1,
+            },
+        };
+        let text = render(&s);
+        for line in [
+            "sluice_drops_total{layer=\"switch\",worker=\"1\",reason=\"geneve_control\"} 3",
+            "sluice_device_drops_total{worker=\"1\",device=\"uplink\",reason=\"socket_drops\"} 28046",
+            // A device's counters are exported from zero, so a rate works
+            // from the first scrape.
+            "sluice_device_drops_total{worker=\"1\",device=\"uplink\",reason=\"tx_errors\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("wrong_vni"),
+            "zero switch drops are not listed"
+        );
+        let table = crate::cli::show::host_stats(&s);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == ["1", "uplink", "socket_drops", "28046"]),
+            "{table}"
+        );
+    }
 }

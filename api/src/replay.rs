@@ -24,7 +24,7 @@
 
 use crate::server::{port_stats_doc, HostLimits};
 use crate::state::{self, StateError};
-use crate::types::PortStatsDoc;
+use crate::types::{DropCount, PortStatsDoc};
 use dataplane::{Clock, ManualClock, PacketBuf};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
@@ -70,6 +70,8 @@ pub struct ReplayOptions {
     /// Report each input frame's fate ([`ReplayReport::frames_fate`]):
     /// frames go through the switch one at a time.
     pub verbose: bool,
+    /// The host's `[underlay] accept_zero_udp6_checksum`.
+    pub accept_zero_udp6_checksum: bool,
 }
 
 impl ReplayOptions {
@@ -83,6 +85,7 @@ impl ReplayOptions {
             underlay_mac: UNDERLAY_MAC,
             next_hop_mac: NEXT_HOP_MAC,
             verbose: false,
+            accept_zero_udp6_checksum: false,
         }
     }
 }
@@ -163,6 +166,8 @@ pub struct ReplayReport {
     /// With `verbose`: what became of each input frame, in replay order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub frames_fate: Vec<FrameFate>,
+    /// Frames the switch dropped before any port saw them, by reason.
+    pub switch_drops: Vec<DropCount>,
 }
 
 /// What became of one input frame.
@@ -236,25 +241,23 @@ fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
         s.drops.push(d);
         s.layers.push(l);
     }
-    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(switch.stats()) {
-        for (k, v) in m {
-            s.switch.insert(k, v.as_u64().unwrap_or(0));
+    let stats = switch.stats();
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&stats) {
+        for k in SWITCH_DROPS {
+            if let Some(v) = m.get(k) {
+                s.switch.insert(k.to_string(), v.as_u64().unwrap_or(0));
+            }
         }
+    }
+    // The outer checks' and the demultiplexing's drops, by reason.
+    for (k, v) in stats.drops.counts() {
+        s.switch.insert(k.to_string(), v);
     }
     s
 }
 
-/// Switch counters that mean a drop (the others count traffic).
-const SWITCH_DROPS: [&str; 8] = [
-    "not_geneve",
-    "not_ours",
-    "bad_options",
-    "unknown_port",
-    "tx_dropped",
-    "handoff_dropped",
-    "gso_dropped",
-    "underlay_mtu_exceeded",
-];
+/// Switch counters (beside its drops by reason) that mean a frame lost.
+const SWITCH_DROPS: [&str; 3] = ["tx_dropped", "handoff_dropped", "gso_dropped"];
 
 fn fate(
     eps: &[Endpoint],
@@ -288,11 +291,11 @@ fn fate(
             }
         }
     }
-    for k in SWITCH_DROPS {
-        if before.switch.get(k) < after.switch.get(k) {
+    for (k, n) in &after.switch {
+        if before.switch.get(k).copied().unwrap_or(0) < *n {
             drops.push(FrameDrop {
                 at: "switch".into(),
-                reason: k.to_string(),
+                reason: k.clone(),
                 layer: None,
             });
         }
@@ -721,6 +724,9 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         .ok_or_else(|| build("no uplink".to_string()))?;
     let mut switch = Switch::new(underlay_ip, Box::new(uplink));
     switch.set_uplink_mtu(o.underlay_mtu.or(doc.underlay_mtu));
+    switch.set_options(vmm_net::switch::SwitchOptions {
+        accept_zero_udp6_checksum: o.accept_zero_udp6_checksum,
+    });
     for (p, guest) in doc.ports.iter().zip(backends) {
         let name = &p.config.name;
         let vnic = VnicPort::build(&p.config, &host, Box::new(clock.clone()))
@@ -839,6 +845,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         }),
         endpoints,
         ports: port_docs,
+        switch_drops: DropCount::list(&switch_stats.drops.counts()),
         switch: switch_stats,
         frames_fate: fates,
     })

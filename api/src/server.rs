@@ -777,6 +777,12 @@ impl Sluice {
                 rounds: w.rounds,
                 sleeps: w.sleeps,
                 switch: serde_json::to_value(w.switch).unwrap_or_default(),
+                drops: DropCount::list(&w.switch.drops.counts()),
+                devices: w
+                    .devices
+                    .iter()
+                    .map(|(d, c)| DeviceDrops::from_counts(d, c))
+                    .collect(),
             })
             .collect();
         Ok(HostStats {

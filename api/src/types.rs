@@ -418,6 +418,62 @@ pub struct DropCount {
     pub count: u64,
 }
 
+impl PortStatsDoc {
+    /// The port's drops with the layer that decided each where the
+    /// engine knows it: `denied` and `default_denied` split by the layer
+    /// whose rule or default denied (from the layers' counters); every
+    /// other reason, and any part of those the layers do not account for
+    /// (a re-check of a flow), with no layer.
+    pub fn drops_by_layer(&self) -> Vec<(Option<String>, String, u64)> {
+        let mut out = Vec::new();
+        for d in &self.drops {
+            let key = match d.reason.as_str() {
+                "denied" => "denied",
+                "default_denied" => "default_denied",
+                _ => {
+                    out.push((None, d.reason.clone(), d.count));
+                    continue;
+                }
+            };
+            let mut by_layer: Vec<(String, u64)> = Vec::new();
+            for l in &self.layers {
+                let n = l.stats[key].as_u64().unwrap_or(0);
+                if n == 0 {
+                    continue;
+                }
+                match by_layer.iter_mut().find(|(name, _)| *name == l.layer) {
+                    Some((_, c)) => *c += n,
+                    None => by_layer.push((l.layer.clone(), n)),
+                }
+            }
+            let mut left = d.count;
+            for (layer, n) in by_layer {
+                let n = n.min(left);
+                left -= n;
+                out.push((Some(layer), d.reason.clone(), n));
+            }
+            if left > 0 {
+                out.push((None, d.reason.clone(), left));
+            }
+        }
+        out
+    }
+}
+
+impl DropCount {
+    /// The non-zero counts of an engine or switch tally, in its order.
+    pub fn list(counts: &[(&'static str, u64)]) -> Vec<DropCount> {
+        counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|&(r, n)| DropCount {
+                reason: r.to_string(),
+                count: n,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct LayerStatsDoc {
     pub layer: String,
@@ -433,6 +489,38 @@ pub struct WorkerStatsDoc {
     pub rounds: u64,
     pub sleeps: u64,
     pub switch: serde_json::Value,
+    /// Frames this worker's switch dropped before any port saw them
+    /// (the outer checks and the demultiplexing), by reason, non-zero
+    /// only: layer `switch` in the drop table and in metrics.
+    #[serde(default)]
+    pub drops: Vec<DropCount>,
+    /// This worker's devices' own drop counters (every counter, zeros
+    /// included): what a device lost that the switch never saw.
+    #[serde(default)]
+    pub devices: Vec<DeviceDrops>,
+}
+
+/// One device's own drop counters.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceDrops {
+    /// `uplink`, or the name of the port whose guest the device is.
+    pub device: String,
+    pub drops: Vec<DropCount>,
+}
+
+impl DeviceDrops {
+    pub fn from_counts(device: &str, counts: &[(&'static str, u64)]) -> DeviceDrops {
+        DeviceDrops {
+            device: device.to_string(),
+            drops: counts
+                .iter()
+                .map(|&(r, n)| DropCount {
+                    reason: r.to_string(),
+                    count: n,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A port name in a path.

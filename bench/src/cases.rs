@@ -39,6 +39,9 @@ pub const CASES: &[&str] = &[
     "new-flow-out-udp6",
     "vpc-out-tcp4",
     "vpc-in-tcp4",
+    "vpc-in-tcp4-csum",
+    "vpc-in-tcp4-1400",
+    "vpc-in-tcp4-1400-csum",
     "vpc-snat-out-tcp4",
 ];
 
@@ -425,13 +428,18 @@ fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
 
 /// vm2's reply as host B's tunnel delivers it to host A.
 fn vpc_wire_reply() -> Vec<u8> {
+    vpc_wire_reply_len(6)
+}
+
+/// The same segment with `payload` bytes of TCP payload.
+fn vpc_wire_reply_len(payload: usize) -> Vec<u8> {
     let mut inner = Vec::new();
     PacketBuilder::ethernet2(VPC_GW_MAC, VM1_MAC)
         .ipv4([10, 0, 0, 6], [10, 0, 0, 5], 64)
         .tcp(22, 40000, 1, 64240)
         .syn()
         .ack(2)
-        .write(&mut inner, &[0u8; 6])
+        .write(&mut inner, &vec![0u8; payload])
         .unwrap();
     let mut g = vec![0u8, 0, 0x65, 0x58];
     g.extend_from_slice(&7777u32.to_be_bytes()[1..]);
@@ -463,6 +471,10 @@ pub struct Case {
     pub noop: bool,
     /// With `vary`: flow numbers cycle over this many (0: no cycle).
     pub cycle: u32,
+    /// Verify each frame's outer UDP checksum in software first, as the
+    /// switch does for a tunnel no device vouched for (`vpc-in-tcp4-csum`:
+    /// `vpc-in-tcp4` plus that check, so the difference is its cost).
+    pub outer_csum: bool,
 }
 
 impl Case {
@@ -491,6 +503,7 @@ impl Case {
                 vary: false,
                 noop: false,
                 cycle: 0,
+                outer_csum: false,
             },
             "noop" => Case {
                 name,
@@ -501,6 +514,7 @@ impl Case {
                 vary: false,
                 noop: true,
                 cycle: 0,
+                outer_csum: false,
             },
             "uft-out-tcp4" | "uft-out-tcp6" | "uft-in-tcp4" | "uft-in-tcp6" => {
                 let mut port = engine_port(1024, 1);
@@ -529,9 +543,14 @@ impl Case {
                     vary: false,
                     noop: false,
                     cycle: 0,
+                    outer_csum: false,
                 }
             }
-            "vpc-out-tcp4" | "vpc-in-tcp4" => {
+            "vpc-out-tcp4"
+            | "vpc-in-tcp4"
+            | "vpc-in-tcp4-csum"
+            | "vpc-in-tcp4-1400"
+            | "vpc-in-tcp4-1400-csum" => {
                 let mut port = vpc_port();
                 // Establish vm1 (10.0.0.5) -> vm2 (10.0.0.6):22 both ways.
                 let mut p = PacketBuf::from_frame(&vpc_guest_tcp(true));
@@ -545,6 +564,8 @@ impl Case {
                     dataplane::Verdict::Forward
                 ));
                 let out = name == "vpc-out-tcp4";
+                let outer_csum = name.ends_with("-csum");
+                let payload = if name.contains("-1400") { 1400 } else { 6 };
                 Case {
                     name,
                     port,
@@ -552,12 +573,13 @@ impl Case {
                     frames: vec![if out {
                         vpc_guest_tcp(false)
                     } else {
-                        vpc_wire_reply()
+                        vpc_wire_reply_len(payload)
                     }],
                     parse_only: None,
                     vary: false,
                     noop: false,
                     cycle: 0,
+                    outer_csum,
                 }
             }
             "vpc-snat-out-tcp4" => {
@@ -577,6 +599,7 @@ impl Case {
                     vary: false,
                     noop: false,
                     cycle: 0,
+                    outer_csum: false,
                 }
             }
             "new-flow-out-udp4" | "new-flow-out-udp6" => {
@@ -590,6 +613,7 @@ impl Case {
                     vary: true,
                     noop: false,
                     cycle: 0,
+                    outer_csum: false,
                 }
             }
             _ => return None,
@@ -609,6 +633,7 @@ impl Case {
                 vary: true,
                 noop: false,
                 cycle: 0,
+                outer_csum: false,
             };
         }
         let flows = scale.flows.clamp(1, 4 << 20);
@@ -621,6 +646,7 @@ impl Case {
             vary: true,
             noop: false,
             cycle: flows,
+            outer_csum: false,
         };
         // Establish every flow before timing.
         let mut bufs = batch_bufs();
@@ -660,6 +686,12 @@ impl Case {
         if self.noop {
             return std::hint::black_box(bufs).len();
         }
+        if self.outer_csum {
+            let ok = bufs.iter().filter(|b| outer_udp_ok(b.as_slice())).count();
+            if ok != bufs.len() {
+                return 0;
+            }
+        }
         if let Some(mode) = self.parse_only {
             return bufs
                 .iter()
@@ -672,6 +704,22 @@ impl Case {
             .filter(|v| matches!(v, Verdict::Forward))
             .count()
     }
+}
+
+/// The switch's software check of a tunnel's outer UDP checksum (IPv6 at
+/// 14, UDP at 54), as `vmm_net::switch` runs it.
+#[inline]
+fn outer_udp_ok(f: &[u8]) -> bool {
+    let (Some(src), Some(dst), Some(len)) = (f.get(22..38), f.get(38..54), f.get(58..60)) else {
+        return false;
+    };
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let (Ok(src), Ok(dst)) = (<[u8; 16]>::try_from(src), <[u8; 16]>::try_from(dst)) else {
+        return false;
+    };
+    f.get(54..54 + len).is_some_and(|udp| {
+        dataplane::checksum::verify_udp6(&src, &dst, udp) == dataplane::checksum::UdpCheck::Good
+    })
 }
 
 /// Packets per batch in the harness: a typical RX burst size.

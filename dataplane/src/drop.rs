@@ -29,6 +29,16 @@ pub enum DropReason {
     HairpinFailed,
     /// The guest sent above its port's rate limit (`rate`).
     RateLimited,
+    /// A Geneve control packet (the O bit set): RFC 8926 §3.4 says its
+    /// payload must never reach a tenant. sluice has no control handler.
+    GeneveControl,
+    /// The outer UDP checksum does not match the frame (RFC 8200 §8.1).
+    OuterUdpChecksum,
+    /// A zero outer UDP checksum over IPv6, refused unless the underlay
+    /// is configured to accept them (RFC 6936 §5).
+    ZeroUdp6Checksum,
+    /// A tunnel for no port on this host (its VNI and inner MAC name none).
+    UnknownPort,
     /// A policy built on the engine refused the packet, for the reason
     /// named: a rule's `DenyWith`, or an action's `GenError::Refused`
     /// (e.g. `spoofed_source`, `no_v2p_mapping`). Counted per name.
@@ -37,7 +47,7 @@ pub enum DropReason {
 
 /// Number of fixed counters: one per parse error plus the others.
 /// (`Policy` reasons are counted apart, by name.)
-pub const DROP_REASONS: usize = ParseError::ALL.len() + 10;
+pub const DROP_REASONS: usize = ParseError::ALL.len() + 14;
 
 impl DropReason {
     /// Every fixed reason, in counter order.
@@ -56,6 +66,10 @@ impl DropReason {
                 DropReason::NoHeadroom,
                 DropReason::HairpinFailed,
                 DropReason::RateLimited,
+                DropReason::GeneveControl,
+                DropReason::OuterUdpChecksum,
+                DropReason::ZeroUdp6Checksum,
+                DropReason::UnknownPort,
             ])
     }
 
@@ -76,6 +90,10 @@ impl DropReason {
             DropReason::NoHeadroom => Some(base + 7),
             DropReason::HairpinFailed => Some(base + 8),
             DropReason::RateLimited => Some(base + 9),
+            DropReason::GeneveControl => Some(base + 10),
+            DropReason::OuterUdpChecksum => Some(base + 11),
+            DropReason::ZeroUdp6Checksum => Some(base + 12),
+            DropReason::UnknownPort => Some(base + 13),
             DropReason::Policy(_) => None,
         }
     }
@@ -95,6 +113,10 @@ impl DropReason {
             DropReason::NoHeadroom => "no_headroom",
             DropReason::HairpinFailed => "hairpin_failed",
             DropReason::RateLimited => "rate_limited",
+            DropReason::GeneveControl => "geneve_control",
+            DropReason::OuterUdpChecksum => "outer_udp_checksum",
+            DropReason::ZeroUdp6Checksum => "zero_udp6_checksum",
+            DropReason::UnknownPort => "unknown_port",
             DropReason::Policy(name) => name,
         }
     }

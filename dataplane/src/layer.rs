@@ -61,6 +61,11 @@ pub struct LayerDirStats {
     pub default_hits: u64,
     /// How many this layer dropped.
     pub dropped: u64,
+    /// Of those, how many a deny rule dropped (`denied`) and how many its
+    /// default did (`default_denied`): which layer a port's `denied` and
+    /// `default_denied` drops come from.
+    pub denied: u64,
+    pub default_denied: u64,
     /// How many this layer answered with a hairpin.
     pub hairpins: u64,
 }

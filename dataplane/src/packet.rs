@@ -57,6 +57,10 @@ pub struct PacketBuf {
     start: usize,
     end: usize,
     gso: Option<Gso>,
+    /// The device vouched for the outermost L4 checksum (AF_PACKET's
+    /// `TP_STATUS_CSUM_VALID`, virtio-net's `DATA_VALID`, DPDK's
+    /// `RTE_MBUF_F_RX_L4_CKSUM_GOOD`): the switch need not verify it.
+    l4_csum_valid: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +82,7 @@ impl PacketBuf {
             start: headroom,
             end: headroom,
             gso: None,
+            l4_csum_valid: false,
         }
     }
 
@@ -95,6 +100,7 @@ impl PacketBuf {
         self.start = headroom.min(self.buf.len());
         self.end = self.start;
         self.gso = None;
+        self.l4_csum_valid = false;
     }
 
     /// The bytes the buffer can hold in all (headroom, frame and tailroom).
@@ -113,6 +119,20 @@ impl PacketBuf {
         self.gso = gso;
     }
 
+    /// Whether the device that received the frame verified its outermost
+    /// TCP/UDP checksum (false when it did not say: then it is unknown).
+    #[inline]
+    pub fn l4_csum_valid(&self) -> bool {
+        self.l4_csum_valid
+    }
+
+    /// Records the device's verdict on the outermost L4 checksum. Only a
+    /// receiving device sets it; a rewrite that keeps the checksum
+    /// correct (RFC 1624) may keep it.
+    pub fn set_l4_csum_valid(&mut self, valid: bool) {
+        self.l4_csum_valid = valid;
+    }
+
     /// Replaces the frame with a copy of `frame`, keeping the headroom.
     pub fn set_frame(&mut self, frame: &[u8]) -> Result<(), BufError> {
         let have = self.buf.len() - self.start;
@@ -125,6 +145,7 @@ impl PacketBuf {
         self.end = self.start + frame.len();
         self.buf[self.start..self.end].copy_from_slice(frame);
         self.gso = None;
+        self.l4_csum_valid = false;
         Ok(())
     }
 
@@ -204,6 +225,7 @@ impl core::fmt::Debug for PacketBuf {
             .field("len", &self.len())
             .field("headroom", &self.start)
             .field("gso", &self.gso)
+            .field("l4_csum_valid", &self.l4_csum_valid)
             .finish()
     }
 }

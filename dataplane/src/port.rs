@@ -1179,10 +1179,13 @@ impl Port {
                 Action::Allow => w.note_s(&self.layers[li].name, matched, &action, None),
                 Action::Deny => {
                     w.note_s(&self.layers[li].name, matched, &action, None);
-                    self.layers[li].stats[d].dropped += 1;
+                    let s = &mut self.layers[li].stats[d];
+                    s.dropped += 1;
                     return WalkEnd::Drop(if matched.is_some() {
+                        s.denied += 1;
                         DropReason::Denied
                     } else {
+                        s.default_denied += 1;
                         DropReason::DefaultDenied
                     });
                 }

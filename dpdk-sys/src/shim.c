@@ -174,6 +174,26 @@ uint64_t sluice_eth_rx_offload_scatter(void)
 	return RTE_ETH_RX_OFFLOAD_SCATTER;
 }
 
+uint64_t sluice_eth_rx_offload_udp_cksum(void)
+{
+	return RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_OUTER_UDP_CKSUM;
+}
+
+int sluice_pktmbuf_outer_l4_csum_good(const struct rte_mbuf *m)
+{
+	/* A device that parsed the tunnel reports the outer UDP checksum
+	 * apart from the inner L4 one. */
+	if ((m->ol_flags & RTE_MBUF_F_RX_OUTER_L4_CKSUM_MASK) ==
+	    RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD)
+		return 1;
+	/* One that did not: its L4 verdict is the outer UDP's, when it says
+	 * it saw no tunnel and a UDP header (an unknown type vouches for
+	 * nothing). */
+	return (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD &&
+	       (m->packet_type & RTE_PTYPE_TUNNEL_MASK) == 0 &&
+	       (m->packet_type & RTE_PTYPE_L4_MASK) == RTE_PTYPE_L4_UDP;
+}
+
 uint64_t sluice_eth_rss_ip_tcp_udp(void)
 {
 	return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;

@@ -66,6 +66,10 @@ unsigned int sluice_lcore_id(void);
  * evaluate; these return them. */
 uint64_t sluice_eth_tx_offload_multi_segs(void);
 uint64_t sluice_eth_rx_offload_scatter(void);
+/* RX checksum offloads for UDP (inner and outer), and whether a received
+ * mbuf's outermost UDP checksum was verified good by the device. */
+uint64_t sluice_eth_rx_offload_udp_cksum(void);
+int sluice_pktmbuf_outer_l4_csum_good(const struct rte_mbuf *m);
 uint64_t sluice_eth_rss_ip_tcp_udp(void);
 
 #endif

@@ -6,8 +6,8 @@
 //!
 //! Each `pub fn TARGET(data)` is one target: it must not panic whatever
 //! `data` is, and it asserts the contracts the code under test documents.
-//! Only `dataplane`, `overlay`, `vnic` and `serde_json` are used: both
-//! crates that include this file depend on them.
+//! Only `dataplane`, `overlay`, `vnic`, `vmm-net` and `serde_json` are
+//! used: both crates that include this file depend on them.
 
 #![allow(dead_code)]
 
@@ -37,6 +37,7 @@ pub const TARGETS: &[&str] = &[
     "gateway",
     "vpc_port_out",
     "vpc_port_in",
+    "switch_uplink",
     "vnic_config",
 ];
 
@@ -45,7 +46,7 @@ pub const TARGETS: &[&str] = &[
 pub fn seed_dirs(target: &str) -> &'static [&'static str] {
     match target {
         "parse_plain" | "gateway" | "vpc_port_out" => &["frames"],
-        "parse_geneve" | "vpc_port_in" => &["geneve", "frames"],
+        "parse_geneve" | "vpc_port_in" | "switch_uplink" => &["geneve", "frames"],
         "quoted" => &["icmp"],
         "geneve_options" => &["options"],
         "vnic_config" => &["config"],
@@ -63,6 +64,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "gateway" => _ = gateway(data),
         "vpc_port_out" => _ = vpc_port_out(data),
         "vpc_port_in" => _ = vpc_port_in(data),
+        "switch_uplink" => _ = switch_uplink(data),
         "vnic_config" => _ = vnic_config(data),
         _ => return false,
     }
@@ -757,6 +759,112 @@ pub fn vpc_port_in(data: &[u8]) -> [&'static str; 2] {
             check_in(&vpc.ctx, frame, &v, &p);
         }
         names
+    })
+}
+
+// ---------------------------------------------------------------------
+// Host A's switch: the outer checks before any port.
+
+struct SwitchHost {
+    switch: vmm_net::switch::Switch,
+    uplink: vmm_net::backend::Wire,
+    guest: vmm_net::backend::Wire,
+}
+
+thread_local! {
+    static SWITCH: RefCell<Option<SwitchHost>> = const { RefCell::new(None) };
+}
+
+/// Fills in the outer UDP checksum of a tunnel `geneve_wrap` made.
+fn fill_outer_udp(f: &mut [u8]) {
+    let Some(len) = f
+        .get(58..60)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return;
+    };
+    if f.len() < 54 + len {
+        return;
+    }
+    f[60..62].copy_from_slice(&[0, 0]);
+    let mut c = dataplane::checksum::pseudo_header(&f[22..38], &f[38..54], 17, len as u32);
+    c.add_bytes(&f[54..54 + len]);
+    let sum = match c.finish() {
+        0 => 0xffff,
+        v => v,
+    };
+    f[60..62].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// `data` from the underlay through host A's switch to vm1's port: as
+/// it is, wrapped in a tunnel from the host its source lives on with the
+/// outer checksum filled in, the same with the Geneve O bit, and with a
+/// zero checksum. Each frame is delivered to the guest, answered, or
+/// counted as a drop by the switch or the port: never lost unseen. A
+/// control packet (O bit) and a zero-checksum tunnel (refused by
+/// default, RFC 6936) are never delivered. Returns how many of the four
+/// reached the guest.
+pub fn switch_uplink(data: &[u8]) -> usize {
+    SWITCH.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let h = slot.get_or_insert_with(|| {
+            let host = host_a();
+            let uplink = vmm_net::backend::Wire::new();
+            let guest = vmm_net::backend::Wire::new();
+            let mut switch = vmm_net::switch::Switch::new(HOST_A, Box::new(uplink.backend()));
+            let vnic = VnicPort::build(&vpc_config(), &host, clock()).expect("vm1's port builds");
+            switch
+                .attach(vnic, Box::new(guest.backend()))
+                .expect("vm1 attaches");
+            SwitchHost {
+                switch,
+                uplink,
+                guest,
+            }
+        });
+        let vni = Vni::new(VNI).expect("VNI");
+        let from = sender(&host_a(), vni, data);
+        let mut frames = vec![(data.to_vec(), true)];
+        if let Some(mut t) = geneve_wrap(data, from, HOST_A, VNI) {
+            fill_outer_udp(&mut t);
+            let mut oam = t.clone();
+            oam[63] |= 0x80;
+            fill_outer_udp(&mut oam);
+            let mut zero = t.clone();
+            zero[60..62].copy_from_slice(&[0, 0]);
+            frames.extend([(t, true), (oam, false), (zero, false)]);
+        }
+        let mut delivered = 0;
+        for (frame, may_deliver) in frames {
+            if let Some(v) = h.switch.port_mut("vm1") {
+                v.port.clear_flows();
+            }
+            let drops = |h: &SwitchHost| {
+                let port: u64 = h.switch.port("vm1").map_or(0, |v| {
+                    v.port.stats().drop_counts().iter().map(|(_, n)| n).sum()
+                });
+                h.switch.stats().drops.total() + port
+            };
+            let before = drops(h);
+            h.uplink.send(&frame);
+            let _ = h.switch.poll();
+            let to_guest = h.guest.take().len();
+            let answered = h.uplink.take().len();
+            let dropped = drops(h) - before;
+            assert_eq!(
+                to_guest as u64 + answered as u64 + dropped,
+                1,
+                "one frame: {to_guest} to the guest, {answered} answered, {dropped} counted as \
+                 dropped ({:?})",
+                h.switch.stats().drops.counts()
+            );
+            assert!(
+                may_deliver || to_guest == 0,
+                "a control packet or a zero-checksum tunnel reached the guest"
+            );
+            delivered += to_guest;
+        }
+        delivered
     })
 }
 

@@ -63,6 +63,7 @@ pub fn captures() -> Vec<Capture> {
                 "floating_in" => floating_in(&mut t),
                 "firewall_deny" => firewall_deny(&mut t),
                 "spoof" => spoof(&mut t),
+                "outer_checks" => outer_checks(&mut t),
                 other => unreachable!("scenario {other} has no generator"),
             }
             t.into_captures(s)
@@ -354,6 +355,61 @@ fn spoof(t: &mut Timeline) {
     t.guest(10_000, syn((VM1_MAC, GW_MAC), vm1, vm2_ssh, 0x0105));
 }
 
+/// What host A's switch must check on every tunnel before any port sees
+/// it (replayed through the real switch: `tests/replay/outer.rs`): vm2's
+/// SSH SYNs from host B, each from its own source port, as a control
+/// packet (the Geneve O bit, RFC 8926 §3.4), with a damaged outer UDP
+/// checksum (RFC 8200 §8.1), with none (zero, RFC 6936), and well formed.
+fn outer_checks(t: &mut Timeline) {
+    let syn = |sport| {
+        tcp4(
+            (GW_MAC, VM1_MAC),
+            SocketAddrV4::new(VM2_IP, sport),
+            SocketAddrV4::new(VM1_IP, 22),
+            0x0300 + (sport & 0xff),
+            0x1c0f_fee0,
+            None,
+            "S",
+            &[],
+        )
+    };
+    let tunnel = |sport, flags| {
+        geneve_flags(
+            &syn(sport),
+            HOST_B,
+            HOST_A,
+            VPC,
+            &[],
+            45_000 + sport % 1000,
+            flags,
+        )
+    };
+    t.uplink(0, tunnel(OUTER_OAM_SPORT, GENEVE_FLAG_OAM));
+    let mut damaged = tunnel(OUTER_DAMAGED_SPORT, 0);
+    // Any non-zero value but the right one: the sum is off by one.
+    let at = OUTER_UDP_CSUM;
+    let bad = match u16::from_be_bytes([damaged[at], damaged[at + 1]]) {
+        0xffff => 0xfffe,
+        v => v + 1,
+    };
+    damaged[at..at + 2].copy_from_slice(&bad.to_be_bytes());
+    t.uplink(1_000, damaged);
+    let mut zero = tunnel(OUTER_ZERO_SPORT, 0);
+    zero[OUTER_UDP_CSUM..OUTER_UDP_CSUM + 2].copy_from_slice(&[0, 0]);
+    t.uplink(2_000, zero);
+    t.uplink(3_000, tunnel(OUTER_GOOD_SPORT, 0));
+}
+
+/// The inner source ports of the `outer_checks` frames, in order.
+pub const OUTER_OAM_SPORT: u16 = 51_001;
+pub const OUTER_DAMAGED_SPORT: u16 = 51_002;
+pub const OUTER_ZERO_SPORT: u16 = 51_003;
+pub const OUTER_GOOD_SPORT: u16 = 51_004;
+/// The Geneve O bit (flags byte).
+const GENEVE_FLAG_OAM: u8 = 0x80;
+/// Where a tunnel's outer UDP checksum is: Ethernet 14 + IPv6 40 + 6.
+const OUTER_UDP_CSUM: usize = 60;
+
 pub const SSDP_SEARCH: &[u8] = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n";
 
 // ------------------------------------------------------------- builders
@@ -507,8 +563,21 @@ pub fn geneve(
     options: &[u8],
     sport: u16,
 ) -> Vec<u8> {
+    geneve_flags(inner, src, dst, vni, options, sport, 0)
+}
+
+/// The same with the Geneve flags byte `flags` (O: 0x80, C: 0x40).
+pub fn geneve_flags(
+    inner: &[u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    vni: u32,
+    options: &[u8],
+    sport: u16,
+    flags: u8,
+) -> Vec<u8> {
     assert_eq!(options.len() % 4, 0);
-    let mut g = vec![(options.len() / 4) as u8, 0, 0x65, 0x58];
+    let mut g = vec![(options.len() / 4) as u8, flags, 0x65, 0x58];
     g.extend_from_slice(&vni.to_be_bytes()[1..]);
     g.push(0);
     g.extend_from_slice(options);

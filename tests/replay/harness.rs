@@ -54,6 +54,12 @@ pub fn config(scenario: &str) -> VnicConfig {
                 "protocol": "tcp", "ports": { "list": [80] }
             }]);
         }
+        "outer_checks" => {
+            c["firewall"] = serde_json::json!([{
+                "direction": "in", "priority": 10, "action": "allow",
+                "protocol": "tcp", "ports": { "list": [22] }
+            }]);
+        }
         "firewall_deny" => {
             c["external"]["floating"] = serde_json::json!([FLOATING_IP]);
             c["firewall"] = serde_json::json!([{

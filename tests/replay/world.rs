@@ -54,7 +54,7 @@ pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 pub const WEB_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 77);
 
 /// Every scenario, by name: the captures `pcaps/NAME.*.in.pcap`.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     "dhcp",
     "arp_ping",
     "vpc_tcp",
@@ -62,6 +62,7 @@ pub const SCENARIOS: [&str; 7] = [
     "floating_in",
     "firewall_deny",
     "spoof",
+    "outer_checks",
 ];
 
 /// Which side of the port a frame comes from or goes to.

@@ -27,6 +27,14 @@ pub trait Backend: Send {
     fn takes_super_frames(&self) -> bool {
         false
     }
+    /// The device's own drop counters, cumulative, by stable name: what
+    /// it lost or refused that the switch never saw (a socket's full
+    /// ring, a guest that posted no buffers, a NIC's missed frames). Read
+    /// by the control plane between bursts, never per packet; a backend
+    /// may make a system call here.
+    fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A frame offered to sluice by a device's far side, and its
@@ -41,6 +49,10 @@ pub struct Wire {
     /// Frames for sluice, each maybe a super-frame (see [`Wire::send_super_frame`]).
     pub to_sluice: Arc<Mutex<VecDeque<Offered>>>,
     pub from_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
+    /// The device vouches for the outer L4 checksum of what it hands
+    /// over (as a NIC that verified it does; see
+    /// [`PacketBuf::l4_csum_valid`]).
+    pub vouches: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Wire {
@@ -57,6 +69,12 @@ impl Wire {
     /// segmentation offload would.
     pub fn send_super_frame(&self, frame: &[u8], gso: dataplane::Gso) {
         lock(&self.to_sluice).push_back((frame.to_vec(), Some(gso)));
+    }
+
+    /// From now on the device says it verified the checksums (or not).
+    pub fn vouch_checksums(&self, yes: bool) {
+        self.vouches
+            .store(yes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Everything sluice has sent so far, oldest first.
@@ -84,9 +102,11 @@ impl Backend for Memory {
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
         let mut q = lock(&self.wire.to_sluice);
         let n = q.len().min(max);
+        let vouched = self.wire.vouches.load(std::sync::atomic::Ordering::Relaxed);
         for (f, gso) in q.drain(..n) {
             let mut p = PacketBuf::from_frame(&f);
             p.set_gso(gso);
+            p.set_l4_csum_valid(vouched);
             bufs.push(p);
         }
         Ok(n)

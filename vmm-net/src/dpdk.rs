@@ -299,6 +299,9 @@ impl DpdkPort {
                 rx_offloads |= flags.rx_scatter;
             }
         }
+        // The device's checksum verdict where it can give one: the switch
+        // then need not verify the outer UDP checksum itself.
+        rx_offloads |= info.rx_offload_capa & flags.rx_udp_cksum;
         let rss_hf = if opts.rx_queues > 1 {
             info.flow_type_rss_offloads & flags.rss_ip_tcp_udp
         } else {
@@ -611,6 +614,35 @@ fn new_buf(len: usize) -> PacketBuf {
 }
 
 impl Backend for DpdkQueue {
+    /// This queue's refusals and the device's own (`rte_eth_stats`, the
+    /// reported by its queue 0 only): `imissed` (no RX descriptor free:
+    /// sluice did not poll fast enough), `rx_nombuf` (the mbuf pool ran
+    /// dry), `ierrors`, `oerrors`.
+    fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
+        let c = self.counters.snapshot();
+        let mut v = vec![
+            ("tx_ring_full", c.tx_ring_full),
+            ("tx_no_mbuf", c.tx_no_mbuf),
+            ("tx_bad_size", c.tx_bad_size),
+            ("tx_no_queue", c.tx_no_queue),
+            ("rx_oversize", c.rx_oversize),
+        ];
+        // The device's counters once, on its first queue (every queue
+        // would report the same numbers).
+        if let Some(s) = (self.q.id() == 0)
+            .then(|| self.q.device().stats().ok())
+            .flatten()
+        {
+            v.extend([
+                ("imissed", s.imissed),
+                ("rx_nombuf", s.rx_nombuf),
+                ("ierrors", s.ierrors),
+                ("oerrors", s.oerrors),
+            ]);
+        }
+        v
+    }
+
     /// Receives up to `max` frames, copying each out of its mbuf(s) into
     /// a reused [`PacketBuf`] (with the engine's headroom).
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
@@ -629,6 +661,7 @@ impl Backend for DpdkQueue {
                     Err(_) => None,
                 };
                 if copied == Some(len) {
+                    b.set_l4_csum_valid(burst.outer_l4_csum_good(i));
                     bytes += len as u64;
                     bufs.push(b);
                     got += 1;

@@ -1,23 +1,35 @@
 //! The switch: moves frames between a host's uplink, its vNIC ports and
 //! their guests.
 //!
-//! - Uplink → guest: every frame first passes the outer checks (a Geneve
-//!   packet to this host's underlay address, every Geneve option known or
-//!   non-critical: RFC 8926 fail-closed), then is demultiplexed by (VNI,
-//!   inner destination MAC) to the port that owns that guest, whose
-//!   inbound path decides the rest.
+//! - Uplink → guest: every frame first passes the outer checks, then is
+//!   demultiplexed by (VNI, inner destination MAC) to the port that owns
+//!   that guest, whose inbound path decides the rest. The outer checks,
+//!   in order: a Geneve packet (`malformed.*`) to this host's underlay
+//!   address (`not_our_underlay_address`); its outer UDP checksum right
+//!   (`outer_udp_checksum`: RFC 8200 §8.1; sluice reads the wire itself,
+//!   so no kernel checked it) and not zero unless the underlay accepts
+//!   zero checksums (`zero_udp6_checksum`: RFC 6936 §5); not a control
+//!   packet (`geneve_control`: RFC 8926 §3.4, a control packet's payload
+//!   never reaches a tenant); every Geneve option known or non-critical
+//!   (`geneve_unknown_critical_option`: RFC 8926 §3.5, fail closed); and
+//!   a port for its VNI and MAC (`wrong_vni` when the MAC is a guest's on
+//!   another VNI, else `unknown_port`).
 //! - Guest → uplink: the port's outbound path tunnels the frame; a tunnel
 //!   addressed to this very host is delivered to the local port it names
 //!   without touching the wire (same-host VPC traffic).
 //! - Hairpin replies go back where the packet came from.
 //!
-//! Every frame the switch itself refuses is counted in [`SwitchStats`];
-//! the ports count their own drops.
+//! Every frame the switch itself refuses is counted by [`DropReason`] in
+//! [`SwitchDrops`] (the names ports use for the same faults), its other
+//! counters are in [`SwitchStats`]; the ports count their own drops.
 
 use crate::backend::Backend;
 use arc_swap::ArcSwap;
+use dataplane::checksum::{verify_udp6, UdpCheck};
+use dataplane::drop::DROP_REASONS;
 use dataplane::headers::{self, Mac, ParseMode};
-use dataplane::{Direction, PacketBuf, Verdict};
+use dataplane::{Direction, DropReason, PacketBuf, Verdict};
+use overlay::layer::reason;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
@@ -34,21 +46,106 @@ pub const BURST: usize = 32;
 /// a busy port without ever stalling a burst.
 const EXPIRE_BUDGET: usize = 64;
 
+/// How the switch checks what arrives from the underlay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwitchOptions {
+    /// Take tunnels whose outer UDP checksum over IPv6 is zero (RFC 6936
+    /// allows it only for tunnels configured so; sluice's own sender
+    /// always fills it in). Off: they are dropped, `zero_udp6_checksum`.
+    pub accept_zero_udp6_checksum: bool,
+}
+
+/// The policy-named reasons the switch gives (the overlay layer's names
+/// for the same faults, so one fault reads the same wherever it is caught).
+const NAMED: [&str; 4] = [
+    reason::NOT_OUR_HOST,
+    reason::CRITICAL_OPTION,
+    reason::WRONG_VNI,
+    UNDERLAY_MTU_EXCEEDED,
+];
+
+/// A frame for the uplink larger than the underlay's MTU: dropped here,
+/// where it is known, rather than lost without a count on the way.
+pub const UNDERLAY_MTU_EXCEEDED: &str = "underlay_mtu_exceeded";
+
+/// Frames the switch itself dropped, by reason. Fixed-size: counting
+/// never allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchDrops {
+    fixed: [u64; DROP_REASONS],
+    named: [u64; NAMED.len()],
+}
+
+impl Default for SwitchDrops {
+    fn default() -> Self {
+        SwitchDrops {
+            fixed: [0; DROP_REASONS],
+            named: [0; NAMED.len()],
+        }
+    }
+}
+
+impl SwitchDrops {
+    #[inline]
+    fn count(&mut self, r: DropReason) {
+        match (r.index(), r) {
+            (Some(i), _) => self.fixed[i] += 1,
+            (None, DropReason::Policy(name)) => {
+                if let Some(i) = NAMED.iter().position(|n| *n == name) {
+                    self.named[i] += 1;
+                }
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// The count of one reason.
+    pub fn get(&self, r: DropReason) -> u64 {
+        match (r.index(), r) {
+            (Some(i), _) => self.fixed[i],
+            (None, DropReason::Policy(name)) => NAMED
+                .iter()
+                .position(|n| *n == name)
+                .map_or(0, |i| self.named[i]),
+            (None, _) => 0,
+        }
+    }
+
+    /// Every reason with a non-zero count, by name.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        DropReason::all()
+            .map(|r| (r.name(), self.get(r)))
+            .chain(NAMED.iter().copied().zip(self.named))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.fixed.iter().chain(&self.named).sum()
+    }
+
+    /// Adds another switch's counts (a host's workers summed).
+    pub fn add(&mut self, o: &SwitchDrops) {
+        for (a, b) in self.fixed.iter_mut().zip(o.fixed) {
+            *a += b;
+        }
+        for (a, b) in self.named.iter_mut().zip(o.named) {
+            *a += b;
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SwitchStats {
     /// Frames received from the uplink.
     pub uplink_rx: u64,
     /// Frames sent to the uplink.
     pub uplink_tx: u64,
-    /// Uplink frames that are not Geneve over IPv6/UDP 6081 (or malformed).
-    pub not_geneve: u64,
-    /// Uplink frames to another underlay address than this host's.
-    pub not_ours: u64,
-    /// Uplink frames with a critical Geneve option sluice does not know,
-    /// or malformed options.
-    pub bad_options: u64,
-    /// Tunnelled frames for no port here (unknown VNI and MAC).
-    pub unknown_port: u64,
+    /// Outer UDP checksums verified in software (the device did not
+    /// vouch for them): what the check costs is paid this many times.
+    pub csum_verified_sw: u64,
+    /// Outer UDP checksums the receiving device had verified.
+    pub csum_verified_hw: u64,
     /// Frames delivered from one local port to another without the wire.
     pub local: u64,
     /// Frames a backend did not take (full queue).
@@ -63,9 +160,10 @@ pub struct SwitchStats {
     /// take them whole, and super-frames it could not cut (dropped).
     pub gso_segments: u64,
     pub gso_dropped: u64,
-    /// Frames for the uplink larger than the underlay's MTU (dropped
-    /// here, where they are known, rather than lost silently on the way).
-    pub underlay_mtu_exceeded: u64,
+    /// Frames the outer checks and the demultiplexing refused, by reason
+    /// (reported apart, as drops, not among these counters).
+    #[serde(skip)]
+    pub drops: SwitchDrops,
 }
 
 /// Which worker owns the port of each (VNI, guest MAC): shared by every
@@ -161,6 +259,7 @@ pub struct Switch {
     loopback: Vec<PacketBuf>,
     handoff: Option<Handoff>,
     cutter: Cutter,
+    options: SwitchOptions,
 }
 
 /// Cuts super-frames for a device that cannot take them whole (see
@@ -211,7 +310,13 @@ impl Switch {
                 pool: crate::backend::BufPool::new(BURST * 2),
                 ..Cutter::default()
             },
+            options: SwitchOptions::default(),
         }
+    }
+
+    /// Sets how the outer checks treat what arrives (see [`SwitchOptions`]).
+    pub fn set_options(&mut self, o: SwitchOptions) {
+        self.options = o;
     }
 
     /// Connects this switch to the other workers' (see [`Handoff`]).
@@ -245,6 +350,17 @@ impl Switch {
             }
         }
         all && self.loopback.is_empty()
+    }
+
+    /// Every device's own drop counters (see [`Backend::device_drops`]):
+    /// the uplink's as `uplink`, each guest's by its port's name. Reads
+    /// the devices (a system call for some): call it between bursts.
+    pub fn device_drops(&mut self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        let mut v = vec![("uplink".to_string(), self.uplink.device_drops())];
+        for a in self.ports.iter_mut().flatten() {
+            v.push((a.vnic.config().name.clone(), a.guest.device_drops()));
+        }
+        v
     }
 
     /// How many ports are attached.
@@ -403,7 +519,7 @@ impl Switch {
     /// Hands a frame to the worker that owns its port.
     fn hand_off(&mut self, w: usize, pkt: PacketBuf, local: bool) {
         let Some(peer) = self.handoff.as_ref().and_then(|h| h.peers.get(w)) else {
-            self.stats.unknown_port += 1;
+            self.stats.drops.count(DropReason::UnknownPort);
             return;
         };
         match peer.queue.try_send(Handed { pkt, local }) {
@@ -439,37 +555,106 @@ impl Switch {
     /// (`from_wire`: the frame came from the uplink, so its destination
     /// must be this host).
     fn tunnel_target(&mut self, pkt: &PacketBuf, from_wire: bool) -> Option<Target> {
+        match self.outer_checks(pkt, from_wire) {
+            Ok(t) => Some(t),
+            Err(r) => {
+                self.stats.drops.count(r);
+                None
+            }
+        }
+    }
+
+    /// The outer checks of the module documentation, in that order.
+    fn outer_checks(&mut self, pkt: &PacketBuf, from_wire: bool) -> Result<Target, DropReason> {
         let frame = pkt.as_slice();
-        let Ok(p) = headers::parse(frame, ParseMode::Geneve) else {
-            self.stats.not_geneve += 1;
-            return None;
-        };
-        let outer = p.hdrs.outer?;
-        if from_wire && outer.ip_dst != self.underlay_ip {
-            self.stats.not_ours += 1;
-            return None;
+        let p = headers::parse(frame, ParseMode::Geneve).map_err(DropReason::Malformed)?;
+        let outer = p
+            .hdrs
+            .outer
+            .ok_or(DropReason::Malformed(headers::ParseError::NotGeneve))?;
+        if from_wire {
+            if outer.ip_dst != self.underlay_ip {
+                return Err(DropReason::Policy(reason::NOT_OUR_HOST));
+            }
+            self.check_outer_udp(pkt, &outer, usize::from(p.off.outer_l4))?;
+        }
+        if outer.geneve.oam {
+            return Err(DropReason::GeneveControl);
         }
         let g = usize::from(p.off.geneve) + headers::GENEVE_HDR_LEN;
         let opts = frame
             .get(g..g + usize::from(outer.geneve.opt_len))
             .unwrap_or(&[]);
-        if overlay::check_options(opts).is_err() {
-            self.stats.bad_options += 1;
-            return None;
-        }
-        let key = (outer.geneve.vni.get(), p.hdrs.inner.eth_dst);
-        if let Some(&i) = self.demux.get(&key) {
-            return Some(Target::Here(i));
-        }
-        if let Some(h) = &self.handoff {
-            if let Some(&w) = h.owners.load().get(&key) {
-                if w != h.me {
-                    return Some(Target::Worker(w));
-                }
+        match overlay::check_options(opts) {
+            Ok(_) => {}
+            Err(overlay::geneve::OptionError::UnknownCritical { .. }) => {
+                return Err(DropReason::Policy(reason::CRITICAL_OPTION))
+            }
+            Err(overlay::geneve::OptionError::Malformed) => {
+                return Err(DropReason::Malformed(headers::ParseError::BadGeneveOption))
             }
         }
-        self.stats.unknown_port += 1;
-        None
+        let mac = p.hdrs.inner.eth_dst;
+        let key = (outer.geneve.vni.get(), mac);
+        if let Some(&i) = self.demux.get(&key) {
+            return Ok(Target::Here(i));
+        }
+        if let Some(h) = &self.handoff {
+            let owners = h.owners.load();
+            if let Some(&w) = owners.get(&key) {
+                if w != h.me {
+                    return Ok(Target::Worker(w));
+                }
+            }
+            if owners.keys().any(|(_, m)| *m == mac) {
+                return Err(DropReason::Policy(reason::WRONG_VNI));
+            }
+        }
+        // A scan, on the drop path only: a guest's MAC on another VNI
+        // than the tunnel's says the sender has the wrong VPC.
+        if self.demux.keys().any(|(_, m)| *m == mac) {
+            return Err(DropReason::Policy(reason::WRONG_VNI));
+        }
+        Err(DropReason::UnknownPort)
+    }
+
+    /// The outer UDP checksum of a tunnel from the wire: the device's
+    /// verdict when it gave one, else verified here. A super-frame the
+    /// device put together (GRO) had every segment's checksum verified
+    /// before it was merged, and its own field is not meaningful.
+    #[inline]
+    fn check_outer_udp(
+        &mut self,
+        pkt: &PacketBuf,
+        outer: &headers::Outer,
+        l4: usize,
+    ) -> Result<(), DropReason> {
+        if pkt.gso().is_some() {
+            self.stats.csum_verified_hw += 1;
+            return Ok(());
+        }
+        let frame = pkt.as_slice();
+        let udp_len = frame
+            .get(l4 + 4..l4 + 6)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        let udp = frame.get(l4..l4 + udp_len).unwrap_or(&[]);
+        // A zero checksum is the sender's choice, whatever the device says.
+        if udp.get(6..8) == Some(&[0, 0]) {
+            return if self.options.accept_zero_udp6_checksum {
+                Ok(())
+            } else {
+                Err(DropReason::ZeroUdp6Checksum)
+            };
+        }
+        if pkt.l4_csum_valid() {
+            self.stats.csum_verified_hw += 1;
+            return Ok(());
+        }
+        self.stats.csum_verified_sw += 1;
+        match verify_udp6(&outer.ip_src.octets(), &outer.ip_dst.octets(), udp) {
+            UdpCheck::Good => Ok(()),
+            UdpCheck::Bad | UdpCheck::Zero => Err(DropReason::OuterUdpChecksum),
+        }
     }
 
     fn handle_guest(&mut self, i: usize, mut pkt: PacketBuf) {
@@ -533,7 +718,11 @@ impl Switch {
             let before = self.to_uplink.len();
             self.to_uplink
                 .retain(|p| p.gso().is_some() || p.len() <= max);
-            self.stats.underlay_mtu_exceeded += (before - self.to_uplink.len()) as u64;
+            for _ in self.to_uplink.len()..before {
+                self.stats
+                    .drops
+                    .count(DropReason::Policy(UNDERLAY_MTU_EXCEEDED));
+            }
         }
         let want = self.to_uplink.len();
         let sent = if want == 0 {

@@ -420,6 +420,17 @@ impl TapQueue {
 }
 
 impl Backend for TapQueue {
+    /// `rx_refused`/`tx_refused`: frames refused for their virtio-net
+    /// header or size; `tx_errors`: writes the TAP refused.
+    fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
+        let s = self.stats;
+        vec![
+            ("rx_refused", s.rx_drops.total()),
+            ("tx_refused", s.tx_drops.total()),
+            ("tx_errors", s.tx_errors),
+        ]
+    }
+
     /// Reads until `max` frames are appended or the TAP has no more
     /// (segments of one super-frame may continue into the next burst).
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {

@@ -1006,6 +1006,21 @@ fn try_device(shared: &Shared) -> Option<MutexGuard<'_, Device>> {
 }
 
 impl Backend for VhostUser {
+    /// `tx_no_buffers`: frames for the guest that found its receive ring
+    /// empty (the guest did not post buffers fast enough: an overrun);
+    /// `tx_oversize`: larger than the buffers it posted; `ring_errors`:
+    /// descriptors pointing outside guest memory; `rx_refused`: frames
+    /// from the guest refused for their virtio-net header.
+    fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
+        let s = self.stats;
+        vec![
+            ("tx_no_buffers", s.tx_no_buffers),
+            ("tx_oversize", s.tx_oversize),
+            ("ring_errors", s.ring_errors),
+            ("rx_refused", s.rx_drops.total()),
+        ]
+    }
+
     /// Pops frames the guest sent, queue pairs in turn, until `max` are
     /// appended or every transmit queue is empty. A queue found empty
     /// [`ARM_AFTER`] times in a row re-arms the guest's kick (EVENT_IDX:

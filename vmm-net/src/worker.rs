@@ -18,7 +18,9 @@
 //!   alive) is reported in [`WorkerStats`].
 
 use crate::backend::Backend;
-use crate::switch::{Handed, Handoff, Owners, Peer, Switch, SwitchError, SwitchStats};
+use crate::switch::{
+    Handed, Handoff, Owners, Peer, Switch, SwitchError, SwitchOptions, SwitchStats,
+};
 use arc_swap::ArcSwap;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use serde::Serialize;
@@ -67,7 +69,7 @@ pub enum WorkerError {
 }
 
 /// What a worker reports about itself.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct WorkerStats {
     pub worker: usize,
     pub ports: usize,
@@ -80,6 +82,9 @@ pub struct WorkerStats {
     pub sleeps: u64,
     pub jobs: u64,
     pub switch: SwitchStats,
+    /// Its devices' own drop counters: (device, [(reason, count)]), the
+    /// uplink's as `uplink`, guests' by port name.
+    pub devices: Vec<(String, Vec<(&'static str, u64)>)>,
 }
 
 impl WorkerStats {
@@ -174,6 +179,16 @@ impl Workers {
         uplinks: Vec<Box<dyn Backend>>,
         on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
     ) -> Result<Workers, WorkerError> {
+        Self::start_configured(underlay_ip, SwitchOptions::default(), uplinks, on_start)
+    }
+
+    /// The same, every worker's switch checking with `options`.
+    pub fn start_configured(
+        underlay_ip: Ipv6Addr,
+        options: SwitchOptions,
+        uplinks: Vec<Box<dyn Backend>>,
+        on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    ) -> Result<Workers, WorkerError> {
         let n = uplinks.len();
         let owners: Owners = Arc::new(ArcSwap::from_pointee(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -202,6 +217,7 @@ impl Workers {
         let mut handles = Vec::with_capacity(n);
         for (i, (uplink, inbox)) in uplinks.into_iter().zip(inboxes).enumerate() {
             let mut switch = Switch::new(underlay_ip, uplink);
+            switch.set_options(options);
             switch.set_handoff(Handoff {
                 me: i,
                 owners: Arc::clone(&owners),
@@ -353,7 +369,8 @@ impl Workers {
     pub fn stats(&self) -> Result<Vec<WorkerStats>, WorkerError> {
         (0..self.handles.len())
             .map(|w| {
-                let (switch, ports) = self.run_on(w, |s| (s.stats(), s.port_count()))?;
+                let (switch, ports, devices) =
+                    self.run_on(w, |s| (s.stats(), s.port_count(), s.device_drops()))?;
                 let c = &self.handles[w].counters;
                 Ok(WorkerStats {
                     worker: w,
@@ -364,6 +381,7 @@ impl Workers {
                     sleeps: c.sleeps.load(Ordering::Relaxed),
                     jobs: c.jobs.load(Ordering::Relaxed),
                     switch,
+                    devices,
                 })
             })
             .collect()

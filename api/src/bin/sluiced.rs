@@ -163,7 +163,8 @@ Stop with Ctrl-C.",
 fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
     let n = c.workers;
     match &c.uplink {
-        Uplink::AfPacket => {
+        Uplink::AfPacket { rcvbuf, sndbuf } => {
+            let d = vmm_net::afpacket::DEFAULT_SOCKET_BUFFER;
             // One socket per worker, in one fanout group (the kernel
             // spreads flows; the switch hands mis-steered tunnels over).
             let group = (std::process::id() & 0xffff) as u16;
@@ -171,6 +172,8 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
                 .map(|_| {
                     let opts = vmm_net::afpacket::AfPacketOptions {
                         fanout: (n > 1).then_some(group),
+                        rcvbuf: rcvbuf.unwrap_or(d),
+                        sndbuf: sndbuf.unwrap_or(d),
                         ..Default::default()
                     };
                     vmm_net::afpacket::AfPacket::open(&c.underlay.interface, opts)
@@ -267,7 +270,7 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     // The underlay's MTU: `[underlay] mtu`, else the interface's; an
     // uplink with no interface (pcap, DPDK, none) has only the former.
     let (if_mac, if_mtu) = match &c.uplink {
-        Uplink::AfPacket => {
+        Uplink::AfPacket { .. } => {
             let (mac, mtu) =
                 config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?;
             (mac, Some(mtu))
@@ -298,8 +301,11 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         None => None,
     };
     let queues = uplinks(&c)?;
-    let workers =
-        Workers::start_with(host.underlay_ip, queues, worker_hook()).map_err(|e| e.to_string())?;
+    let switch = vmm_net::switch::SwitchOptions {
+        accept_zero_udp6_checksum: c.underlay.accept_zero_udp6_checksum,
+    };
+    let workers = Workers::start_configured(host.underlay_ip, switch, queues, worker_hook())
+        .map_err(|e| e.to_string())?;
     let sluice = Arc::new(
         Sluice::new(host, workers, Box::new(HostDevices), Some(store), limits)
             .map_err(|e| e.to_string())?,

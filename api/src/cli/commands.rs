@@ -164,6 +164,7 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         o.underlay_ip = a.underlay_ip;
         o.underlay_mtu = a.underlay_mtu;
         o.verbose = a.verbose;
+        o.accept_zero_udp6_checksum = a.accept_zero_udp6_checksum;
         if let Some(m) = a.underlay_mac {
             o.underlay_mac = m.0;
         }

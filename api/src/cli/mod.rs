@@ -14,7 +14,7 @@
 
 pub mod args;
 mod commands;
-mod show;
+pub mod show;
 pub mod summary;
 pub mod table;
 
@@ -313,7 +313,8 @@ pub enum Command {
         Example:\n  \
         sluiceadm dump-state > state.json\n  \
         sluiceadm replay --state state.json --in vm1=vm1.pcap --in uplink=underlay.pcap --out-dir out/\n  \
-        sluiceadm replay --verbose --state pcaps/vpc_tcp.state.json --in vm1=pcaps/vpc_tcp.guest.in.pcap --out-dir out/"
+        sluiceadm replay --verbose --state pcaps/vpc_tcp.state.json --in vm1=pcaps/vpc_tcp.guest.in.pcap --out-dir out/\n  \
+        sluiceadm replay --state state.json --in uplink=underlay.pcap --out-dir out/ --accept-zero-udp6-checksum"
     )]
     Replay(ReplayArgs),
 }
@@ -514,6 +515,11 @@ pub struct ReplayArgs {
     /// The underlay next hop's MAC [default: 02:00:00:00:00:20].
     #[arg(long, value_parser = args::mac, value_name = "MAC")]
     pub next_hop_mac: Option<MacAddr>,
+    /// Take tunnels with a zero outer UDP checksum, as a host with
+    /// `[underlay] accept_zero_udp6_checksum = true` does [default: drop
+    /// them as zero_udp6_checksum].
+    #[arg(long)]
+    pub accept_zero_udp6_checksum: bool,
 }
 
 /// The program: parses the command line, runs the verb, prints the

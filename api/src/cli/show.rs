@@ -423,11 +423,25 @@ pub fn v2b(rs: &[V2bRoute]) -> String {
     t.render()
 }
 
-fn drops_table(ports: &[&PortStatsDoc]) -> String {
-    let mut t = Table::new(&["PORT", "REASON", "COUNT"]);
+fn drops_table(ports: &[&PortStatsDoc], switch: &[DropCount]) -> String {
+    let mut t = Table::new(&["PORT", "LAYER", "REASON", "COUNT"]);
+    // The switch's drops happen before any port: no port to name.
+    for d in switch {
+        t.row(vec![
+            "(switch)".into(),
+            "switch".into(),
+            d.reason.clone(),
+            d.count.to_string(),
+        ]);
+    }
     for p in ports {
-        for d in &p.drops {
-            t.row(vec![p.name.clone(), d.reason.clone(), d.count.to_string()]);
+        for (layer, reason, n) in p.drops_by_layer() {
+            t.row(vec![
+                p.name.clone(),
+                layer.unwrap_or_else(|| "-".into()),
+                reason,
+                n.to_string(),
+            ]);
         }
     }
     if t.is_empty() {
@@ -435,6 +449,40 @@ fn drops_table(ports: &[&PortStatsDoc]) -> String {
     } else {
         format!("Drops by reason\n{}", t.render())
     }
+}
+
+/// The devices' own drops (non-zero only), per worker and device.
+fn devices_table(workers: &[WorkerStatsDoc]) -> String {
+    let mut t = Table::new(&["WORKER", "DEVICE", "REASON", "COUNT"]);
+    for w in workers {
+        for d in &w.devices {
+            for c in d.drops.iter().filter(|c| c.count > 0) {
+                t.row(vec![
+                    w.worker.to_string(),
+                    d.device.clone(),
+                    c.reason.clone(),
+                    c.count.to_string(),
+                ]);
+            }
+        }
+    }
+    if t.is_empty() {
+        "Devices: no drops\n".into()
+    } else {
+        format!("Devices\n{}", t.render())
+    }
+}
+
+/// Every worker's switch drops added up, by reason (first seen first).
+fn switch_drops(workers: &[WorkerStatsDoc]) -> Vec<DropCount> {
+    let mut all: Vec<DropCount> = Vec::new();
+    for d in workers.iter().flat_map(|w| &w.drops) {
+        match all.iter_mut().find(|a| a.reason == d.reason) {
+            Some(a) => a.count += d.count,
+            None => all.push(d.clone()),
+        }
+    }
+    all
 }
 
 /// One row per port: packets, bytes, flows, drops.
@@ -508,7 +556,7 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
     }
     out += &t.render();
     out += "\n";
-    out += &drops_table(&[p]);
+    out += &drops_table(&[p], &[]);
     out += "\nLayers (slow path)\n";
     let mut t = Table::new(&[
         "LAYER",
@@ -559,7 +607,7 @@ pub fn host_stats(h: &HostStats) -> String {
     let ports: Vec<&PortStatsDoc> = h.ports.iter().collect();
     let mut out = ports_counters(&ports);
     out += "\n";
-    out += &drops_table(&ports);
+    out += &drops_table(&ports, &switch_drops(&h.workers));
     out += "\n";
     let mut t = Table::new(&["WORKER", "PORTS", "BUSY", "ROUNDS", "SLEEPS", "SWITCH"]);
     for w in &h.workers {
@@ -573,6 +621,8 @@ pub fn host_stats(h: &HostStats) -> String {
         ]);
     }
     out += &t.render();
+    out += "\n";
+    out += &devices_table(&h.workers);
     out += &format!(
         "\nV2P {}/{} mappings, V2B {}/{} routes\n",
         h.v2p.entries, h.v2p.limit, h.v2b.entries, h.v2b.limit
@@ -679,7 +729,7 @@ pub fn replay(r: &ReplayReport) -> String {
     let ports: Vec<&PortStatsDoc> = r.ports.iter().collect();
     out += &ports_counters(&ports);
     out += "\n";
-    out += &drops_table(&ports);
+    out += &drops_table(&ports, &r.switch_drops);
     let sw = serde_json::to_value(r.switch).unwrap_or_default();
     out += &format!("\nSwitch: {}\n", switch_counters(&sw));
     if !r.frames_fate.is_empty() {

@@ -814,3 +814,132 @@ pub fn snat_range(last: u8) -> Value {
     };
     json!({ "ip": "203.0.113.10", "first_port": first, "last_port": end })
 }
+
+/// A tunnel from host B (fd00:99::b) to the simulated host, Geneve
+/// `flags` (0x80: the O bit), VNI 7777, carrying a SYN to vm1 (10.0.0.5).
+fn tunnel_to_vm1(flags: u8) -> Vec<u8> {
+    let mut inner = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+        [0xa8, 0x40, 0x25, 0, 0, 5],
+    )
+    .ipv4([10, 0, 0, 6], [10, 0, 0, 5], 64)
+    .tcp(40000, 22, 1, 64240)
+    .syn()
+    .write(&mut inner, &[])
+    .unwrap();
+    let mut g = vec![0, flags, 0x65, 0x58, 0, 0x1e, 0x61, 0];
+    g.extend_from_slice(&inner);
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 0x10])
+        .ipv6(
+            "fd00:99::b".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            api::serve::SIM_UNDERLAY.octets(),
+            63,
+        )
+        .udp(40001, 6081)
+        .write(&mut v, &g)
+        .unwrap();
+    v
+}
+
+#[test]
+fn switch_drops_are_in_stats_and_metrics_by_name() {
+    let (h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    // RFC 8926 §3.4: a control packet never reaches the guest.
+    h.uplink.send(&tunnel_to_vm1(0x80));
+    // Damaged on the way: the outer UDP checksum no longer matches.
+    let mut damaged = tunnel_to_vm1(0);
+    *damaged.last_mut().unwrap() ^= 0x10;
+    h.uplink.send(&damaged);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let drops = loop {
+        let stats = c.ok("GET", "/stats", None);
+        let mut drops: Vec<(String, u64)> = stats["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|w| w["drops"].as_array().unwrap().clone())
+            .map(|d| {
+                (
+                    d["reason"].as_str().unwrap().to_string(),
+                    d["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        drops.sort();
+        if drops.len() >= 2 {
+            break drops;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switch's drops never showed: {stats}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(
+        drops,
+        [
+            ("geneve_control".to_string(), 1),
+            ("outer_udp_checksum".to_string(), 1)
+        ]
+    );
+    assert!(
+        h.devices.wire("vm1").unwrap().take().is_empty(),
+        "vm1 got neither"
+    );
+    let text = c.get("/metrics").body.as_str().unwrap().to_string();
+    for reason in ["geneve_control", "outer_udp_checksum"] {
+        assert!(
+            text.lines().any(
+                |l| l.starts_with("sluice_drops_total{layer=\"switch\",worker=")
+                    && l.ends_with(&format!(",reason=\"{reason}\"}} 1"))
+            ),
+            "{text}"
+        );
+    }
+
+    // A well-formed tunnel from a vouched host passes the switch; vm1's
+    // firewall (inbound denied by default) drops it, and says so.
+    c.ok(
+        "PUT",
+        "/v2p",
+        Some(json!({ "mappings": [{ "vni": 7777, "ip": "10.0.0.6", "guest_mac": "a8:40:25:00:00:06", "host": "fd00:99::b" }] })),
+    );
+    h.uplink.send(&tunnel_to_vm1(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = c.get("/metrics").body.as_str().unwrap().to_string();
+        if text.contains("reason=\"default_denied\"") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no default_denied: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(
+        text.contains(
+            "sluice_drops_total{port=\"vm1\",layer=\"firewall\",reason=\"default_denied\"} 1"
+        ),
+        "{text}"
+    );
+    let stats: api::types::HostStats = serde_json::from_value(c.ok("GET", "/stats", None)).unwrap();
+    let table = api::cli::show::host_stats(&stats);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for want in [
+        ["vm1", "firewall", "default_denied", "1"],
+        ["(switch)", "switch", "geneve_control", "1"],
+        ["(switch)", "switch", "outer_udp_checksum", "1"],
+    ] {
+        assert!(
+            rows.iter().any(|r| r[..] == want[..]),
+            "{want:?} in\n{table}"
+        );
+    }
+}

@@ -520,8 +520,8 @@ fn tables_stats_trace_and_capture_show_traffic() {
     let drops = rows(&out, "PORT");
     assert_eq!(drops.len(), 1, "{out}");
     assert_eq!(drops[0][0], "vm1");
-    assert_eq!(drops[0][2], "1");
-    let reason = drops[0][1].clone();
+    assert_eq!(drops[0][3], "1");
+    let reason = drops[0][2].clone();
     assert!(
         header(&out, "LAYER").contains(&"LFT-HITS".to_string()),
         "{out}"

@@ -185,15 +185,17 @@ pub(super) struct Flags {
     pub(super) tx_multi_segs: u64,
     pub(super) rx_scatter: u64,
     pub(super) rss_ip_tcp_udp: u64,
+    pub(super) rx_udp_cksum: u64,
 }
 
 pub(super) fn flags() -> Flags {
-    // SAFETY: the three shim functions only return constants.
+    // SAFETY: these shim functions only return constants.
     unsafe {
         Flags {
             tx_multi_segs: ffi::sluice_eth_tx_offload_multi_segs(),
             rx_scatter: ffi::sluice_eth_rx_offload_scatter(),
             rss_ip_tcp_udp: ffi::sluice_eth_rss_ip_tcp_udp(),
+            rx_udp_cksum: ffi::sluice_eth_rx_offload_udp_cksum(),
         }
     }
 }
@@ -706,6 +708,17 @@ impl RxBurst<'_> {
         };
         // SAFETY: m is a received mbuf we own.
         unsafe { ffi::sluice_pktmbuf_pkt_len(m) as usize }
+    }
+
+    /// Whether the device verified frame `i`'s outermost UDP checksum
+    /// good (see the shim: an outer verdict, or an L4 one with no tunnel
+    /// seen).
+    pub(super) fn outer_l4_csum_good(&self, i: usize) -> bool {
+        let Some(&m) = self.mbufs[..self.len].get(i) else {
+            return false;
+        };
+        // SAFETY: m is a received mbuf we own; the shim only reads it.
+        unsafe { ffi::sluice_pktmbuf_outer_l4_csum_good(m) != 0 }
     }
 
     /// Copies frame `i` (every segment) to the front of `dst`; `None` if

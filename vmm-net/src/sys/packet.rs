@@ -70,6 +70,48 @@ impl PacketSocket {
         Ok(())
     }
 
+    /// Sets a socket buffer's size (`SO_RCVBUF`/`SO_SNDBUF`), past
+    /// `net.core.rmem_max`/`wmem_max` when allowed (`SO_RCVBUFFORCE`/
+    /// `SO_SNDBUFFORCE`, which need CAP_NET_ADMIN). Returns the size the
+    /// kernel reports (twice what was asked: it counts its bookkeeping).
+    pub(crate) fn set_buffer(&self, receive: bool, bytes: usize) -> io::Result<usize> {
+        let (force, plain) = if receive {
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
+        } else {
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+        };
+        let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        let set = |opt| {
+            // SAFETY: the kernel reads an `int` from `val`, a live local.
+            cvt(unsafe {
+                libc::setsockopt(
+                    self.fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&val as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })
+        };
+        if set(force).is_err() {
+            set(plain)?;
+        }
+        let mut got: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `got`, a
+        // live local of that size, and the new length into `len`.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                plain,
+                (&mut got as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(usize::try_from(got).unwrap_or(0))
+    }
+
     /// A `SOL_PACKET` option whose value is an `int`.
     pub(crate) fn set_int(&self, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
         self.setsockopt(opt, &val)
