@@ -242,7 +242,7 @@ fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
         s.layers.push(l);
     }
     let stats = switch.stats();
-    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&stats) {
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(stats) {
         for k in SWITCH_DROPS {
             if let Some(v) = m.get(k) {
                 s.switch.insert(k.to_string(), v.as_u64().unwrap_or(0));
