@@ -26,6 +26,7 @@
 //!   building and sending large dumps is bounded per client (429 beyond).
 
 use crate::logging::Every;
+use crate::private_net::PrivateNet;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
@@ -43,6 +44,28 @@ use tokio::sync::{watch, Notify};
 pub struct FrontLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+}
+
+/// Where dropshot listens, and the namespace to connect from.
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Dropshot's private namespace, if it is in one.
+    pub net: Option<Arc<PrivateNet>>,
+}
+
+impl Backend {
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        match &self.net {
+            Some(n) => {
+                n.tcp_socket(self.addr.is_ipv6())
+                    .await?
+                    .connect(self.addr)
+                    .await
+            }
+            None => TcpStream::connect(self.addr).await,
+        }
+    }
 }
 
 /// Relay connection (its address as dropshot sees the peer) → the client.
@@ -214,7 +237,7 @@ type RespBody = BoxBody<Bytes, hyper::Error>;
 /// The front door, running until `stop` says so.
 pub async fn run(
     listener: TcpListener,
-    backend: SocketAddr,
+    backend: Backend,
     limits: FrontLimits,
     peers: Arc<Peers>,
     log: slog::Logger,
@@ -256,6 +279,7 @@ pub async fn run(
         }
         let _ = sock.set_nodelay(true);
         let (conns, peers, reads) = (Arc::clone(&conns), Arc::clone(&peers), Arc::clone(&reads));
+        let backend = backend.clone();
         tokio::spawn(async move {
             serve_connection(sock, client, backend, limits, &slot, peers, reads).await;
             conns.leave(id);
@@ -273,7 +297,7 @@ pub async fn run(
 async fn serve_connection(
     sock: TcpStream,
     client: SocketAddr,
-    backend: SocketAddr,
+    backend: Backend,
     limits: FrontLimits,
     slot: &Arc<Slot>,
     peers: Arc<Peers>,
@@ -288,6 +312,7 @@ async fn serve_connection(
             Arc::clone(&svc_slot),
         );
         let reads = Arc::clone(&reads);
+        let backend = backend.clone();
         async move {
             let _busy = Busy::new(&slot);
             // Reads without a token: counted per client until sent.
@@ -302,7 +327,7 @@ async fn serve_connection(
             } else {
                 None
             };
-            let resp = forward(&relay, &peers, backend, client, req).await;
+            let resp = forward(&relay, &peers, &backend, client, req).await;
             Ok::<_, std::convert::Infallible>(match permit {
                 Some(p) => resp.map(|inner| Held { inner, _permit: p }.boxed()),
                 None => resp,
@@ -327,7 +352,7 @@ struct Relay {
 async fn forward(
     relay: &tokio::sync::Mutex<Option<Relay>>,
     peers: &Arc<Peers>,
-    backend: SocketAddr,
+    backend: &Backend,
     client: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<RespBody> {
@@ -352,12 +377,10 @@ async fn forward(
 
 async fn connect(
     peers: &Arc<Peers>,
-    backend: SocketAddr,
+    backend: &Backend,
     client: SocketAddr,
 ) -> Result<Relay, String> {
-    let tcp = TcpStream::connect(backend)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = backend.connect().await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     // Before the first request can reach dropshot.
