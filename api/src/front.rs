@@ -20,6 +20,22 @@
 //!   relay connection back to the client's address, which auth and the
 //!   per-client limits use; a request that reached dropshot's listener
 //!   any other way has no entry and is refused (403).
+//! - No other process can reach dropshot's listener when sluiced may
+//!   make a network namespace (CAP_SYS_ADMIN, as sluiced has when it
+//!   runs TAPs): the listener is bound in a namespace of sluiced's own
+//!   ([`crate::private_net`]) and the relay sockets are made there too.
+//!   Refusing such connections with 403 is not enough, because dropshot
+//!   has no idle timeout: a local process could hold idle connections
+//!   to it until sluiced ran out of descriptors. Without the privilege
+//!   the listener stays on the host's loopback, with that gap, and
+//!   sluiced says so in a warning at start.
+//!
+//! Why a namespace: dropshot 0.18 binds its listener itself (from
+//! `ConfigDropshot::bind_address`, in `build_starter`) and serves only a
+//! TCP listener, so it cannot be handed a socket pair, a unix socket or
+//! an already-bound listener; but it binds on the thread that builds it,
+//! and a socket keeps the namespace it was made in, so building it on a
+//! thread inside the private namespace is enough.
 //! - A client address has at most [`OPEN_READS_PER_CLIENT`] reads without
 //!   an `Authorization` header in progress, counted until the response's
 //!   last byte is sent (or the connection drops), so the memory of
