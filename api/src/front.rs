@@ -36,8 +36,8 @@
 //! an already-bound listener; but it binds on the thread that builds it,
 //! and a socket keeps the namespace it was made in, so building it on a
 //! thread inside the private namespace is enough.
-//! - A client address has at most [`OPEN_READS_PER_CLIENT`] reads without
-//!   an `Authorization` header in progress, counted until the response's
+//! - A client address has at most `max_open_reads_per_client` reads
+//!   without an `Authorization` header in progress, counted until the response's
 //!   last byte is sent (or the connection drops), so the memory of
 //!   building and sending large dumps is bounded per client (429 beyond).
 
@@ -55,11 +55,13 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
-/// The front door's limits (`[api] max_connections`, `header_timeout_secs`).
+/// The front door's limits (`[api] max_connections`, `header_timeout_secs`,
+/// `max_open_reads_per_client`).
 #[derive(Clone, Copy, Debug)]
 pub struct FrontLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub max_open_reads_per_client: usize,
 }
 
 /// Where dropshot listens, and the namespace to connect from.
@@ -110,15 +112,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Reads without a token from one client address at a time: a dump of
-/// a large V2P costs ~100 bytes an entry while it is built and sent, so 4
-/// keep a client under half a GB at 1 M entries. Reads with a token are
-/// not limited (the operator's own tools).
+/// The default of `[api] max_open_reads_per_client`, reads without a
+/// token from one client address at a time: a dump of a large V2P costs
+/// ~100 bytes an entry while it is built and sent, so 4 keep a client
+/// under half a GB at 1 M entries. Reads with a token are not limited
+/// (the operator's own tools).
 pub const OPEN_READS_PER_CLIENT: usize = 4;
 
 /// Counts the reads without a token in progress per client address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadLimiter {
+    max: usize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -129,10 +133,18 @@ pub struct ReadPermit {
 }
 
 impl ReadLimiter {
+    /// At most `max` reads at a time per client address.
+    pub fn new(max: usize) -> ReadLimiter {
+        ReadLimiter {
+            max,
+            per_client: Mutex::default(),
+        }
+    }
+
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ReadPermit> {
         let mut m = lock(&self.per_client);
         let n = m.entry(ip).or_default();
-        if *n >= OPEN_READS_PER_CLIENT {
+        if *n >= self.max {
             return None;
         }
         *n += 1;
@@ -260,7 +272,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Conns::default());
-    let reads = Arc::new(ReadLimiter::default());
+    let reads = Arc::new(ReadLimiter::new(limits.max_open_reads_per_client));
     // A flood of refusals or accept errors logs one line a second.
     let full_log = Every::new(Duration::from_secs(1));
     let err_log = Every::new(Duration::from_secs(1));
@@ -338,7 +350,7 @@ async fn serve_connection(
             let permit = if open_read {
                 match reads.acquire(client.ip()) {
                     Some(p) => Some(p),
-                    None => return Ok(too_many_reads(client.ip())),
+                    None => return Ok(too_many_reads(client.ip(), reads.max)),
                 }
             } else {
                 None
@@ -424,13 +436,13 @@ fn bad_gateway(why: &str) -> hyper::Response<RespBody> {
     )
 }
 
-fn too_many_reads(ip: IpAddr) -> hyper::Response<RespBody> {
+fn too_many_reads(ip: IpAddr, max: usize) -> hyper::Response<RespBody> {
     error(
         http::StatusCode::TOO_MANY_REQUESTS,
         "TooManyRequests",
         format!(
-            "{ip} has {OPEN_READS_PER_CLIENT} reads without a token in progress, the most \
-             allowed; wait for them or pass the token"
+            "{ip} has {max} reads without a token in progress, the most allowed \
+             ([api] max_open_reads_per_client); wait for them or pass the token"
         ),
     )
 }
@@ -459,7 +471,7 @@ mod tests {
 
     #[test]
     fn open_reads_are_limited_per_client_address() {
-        let l = Arc::new(ReadLimiter::default());
+        let l = Arc::new(ReadLimiter::new(OPEN_READS_PER_CLIENT));
         let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "::1".parse().unwrap());
         let held: Vec<_> = (0..OPEN_READS_PER_CLIENT)
             .map(|_| l.acquire(a).unwrap())

@@ -49,6 +49,7 @@ impl ServeOptions {
             front: FrontLimits {
                 max_connections: a.max_connections,
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
+                max_open_reads_per_client: a.max_open_reads_per_client,
             },
             request: RequestLimits {
                 body_timeout: Duration::from_secs(a.body_timeout_secs),

@@ -370,6 +370,10 @@ fn the_api_keys_are_checked() {
             "[api]\nbody_timeout_secs = 99999\n",
             "api.body_timeout_secs",
         ),
+        (
+            "[api]\nmax_open_reads_per_client = 0\n",
+            "api.max_open_reads_per_client",
+        ),
         ("[api]\ncolour = 1\n", "colour"),
     ] {
         let cfg = write_config(&dir, "127.0.0.1:0", extra);
@@ -444,6 +448,51 @@ fn reads_without_a_token_are_limited_per_client_until_their_response_is_sent() {
     assert_eq!(anon.get("/health").status, 204);
     // A client that goes away frees its place.
     stuck.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while anon.get("/ports").status != 200 {
+        assert!(Instant::now() < deadline, "the place was not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn max_open_reads_per_client_is_the_configured_number() {
+    use api::types::{V2pMapping, V2pSet};
+    let dir = tmpdir("openreads");
+    let d = start(&dir, "[api]\nmax_open_reads_per_client = 1\n");
+    // A dump of ~20 MB, more than the sockets on the way buffer (see
+    // the test above): a client that does not read holds its read open.
+    let mappings = (0..200_000u32)
+        .map(|i| V2pMapping {
+            vni: api::serve::SimHost::vni(),
+            ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+            guest_mac: vnic::config::MacAddr([0xa8, 0x40, 0x25, 0, 0x10, 1]),
+            host: "fd00:99::b".parse().unwrap(),
+        })
+        .collect();
+    let set = serde_json::to_value(V2pSet { mappings }).unwrap();
+    assert_eq!(d.client.put("/v2p", set).status, 200);
+    let mut stuck = TcpStream::connect(d.addr).unwrap();
+    stuck
+        .write_all(b"GET /v2p HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut b = [0u8; 12];
+    stuck.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"HTTP/1.1 200");
+    // One read held: with the default of 4 the next would be served.
+    let anon = d.client.anonymous();
+    let r = anon.get("/ports");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.message().contains("1 reads without a token")
+            && r.message().contains("max_open_reads_per_client"),
+        "{}",
+        r.message()
+    );
+    drop(stuck);
     let deadline = Instant::now() + Duration::from_secs(10);
     while anon.get("/ports").status != 200 {
         assert!(Instant::now() < deadline, "the place was not freed");
