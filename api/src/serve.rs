@@ -63,7 +63,6 @@ impl ServeOptions {
 /// behind it on loopback (a private namespace's if permitted).
 pub struct Server {
     dropshot: HttpServer<Arc<Ctx>>,
-    private: bool,
     front: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
     addr: SocketAddr,
@@ -80,12 +79,6 @@ impl Server {
     /// refused.
     pub fn internal_addr(&self) -> SocketAddr {
         self.dropshot.local_addr()
-    }
-
-    /// Whether that listener is in sluiced's private network namespace
-    /// (unreachable to other processes) rather than the host's loopback.
-    pub fn internal_is_private(&self) -> bool {
-        self.private
     }
 
     /// Stops accepting, then stops dropshot (waiting for its handlers).
@@ -171,7 +164,6 @@ pub fn serve(
     ));
     Ok(Server {
         dropshot,
-        private,
         front,
         stop,
         addr,
