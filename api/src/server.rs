@@ -45,6 +45,8 @@ pub trait Devices: Send + Sync {
 #[derive(Default)]
 pub struct SimDevices {
     wires: Mutex<BTreeMap<String, vmm_net::backend::Wire>>,
+    /// Ports whose device a test took away: lost, and not openable.
+    gone: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl SimDevices {
@@ -52,10 +54,23 @@ impl SimDevices {
     pub fn wire(&self, port: &str) -> Option<vmm_net::backend::Wire> {
         lock(&self.wires).get(port).cloned()
     }
+
+    /// Takes a port's device away (as deleting a TAP's namespace does),
+    /// or with `false` brings it back.
+    pub fn set_gone(&self, port: &str, gone: bool) {
+        if gone {
+            lock(&self.gone).insert(port.to_string());
+        } else {
+            lock(&self.gone).remove(port);
+        }
+    }
 }
 
 impl Devices for SimDevices {
     fn open_guest(&self, port: &str, _spec: &GuestSpec) -> Result<Box<dyn Backend>, String> {
+        if lock(&self.gone).contains(port) {
+            return Err(format!("the simulated device of {port} is gone"));
+        }
         let w = vmm_net::backend::Wire::new();
         let b = w.backend();
         lock(&self.wires).insert(port.to_string(), w);
@@ -64,6 +79,12 @@ impl Devices for SimDevices {
 
     fn remove_guest(&self, port: &str, _spec: &GuestSpec) {
         lock(&self.wires).remove(port);
+    }
+
+    fn guest_lost(&self, port: &str, _spec: &GuestSpec) -> Option<String> {
+        lock(&self.gone)
+            .contains(port)
+            .then(|| format!("the simulated device of {port} is gone"))
     }
 }
 
@@ -75,6 +96,10 @@ impl<D: Devices> Devices for Arc<D> {
 
     fn remove_guest(&self, port: &str, spec: &GuestSpec) {
         (**self).remove_guest(port, spec)
+    }
+
+    fn guest_lost(&self, port: &str, spec: &GuestSpec) -> Option<String> {
+        (**self).guest_lost(port, spec)
     }
 }
 

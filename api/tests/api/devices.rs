@@ -448,3 +448,35 @@ fn a_guest_namespace_deleted_while_running_fails_that_port_until_it_is_back() {
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_guest_device_lost_while_running_fails_that_port_until_it_is_back() {
+    let (h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    c.ok("POST", "/ports", Some(vm("vm2", 6)));
+    assert!(h.sluice.check_guests().is_empty(), "nothing is lost yet");
+    h.devices.set_gone("vm1", true);
+    assert_eq!(h.sluice.check_guests(), vec!["vm1".to_string()]);
+    let p = listed(&c, "vm1");
+    assert_eq!(p["state"], "guest_failed", "{p}");
+    assert!(
+        p["guest_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lost while running"),
+        "{p}"
+    );
+    assert_eq!(listed(&c, "vm2")["state"], "up");
+    assert!(metrics(&c).contains("sluice_port_guest_failed{port=\"vm1\"} 1"));
+    // Marked once; retried while gone, it stays failed.
+    assert!(h.sluice.check_guests().is_empty());
+    assert_eq!(h.sluice.retry_failed_guests(), 1);
+    assert_eq!(listed(&c, "vm1")["state"], "guest_failed");
+    // Back: the retry moves the port onto it.
+    h.devices.set_gone("vm1", false);
+    assert_eq!(h.sluice.retry_failed_guests(), 0);
+    assert_eq!(listed(&c, "vm1")["state"], "up");
+    // Deleting a port lost and back removes it as usual.
+    c.ok("DELETE", "/ports/vm1", None);
+    assert!(h.devices.wire("vm1").is_none());
+}
