@@ -1,9 +1,10 @@
 //! A network namespace of sluiced's own, holding nothing but `lo`: a
 //! socket made inside it can only ever talk to other sockets made inside
 //! it, because a socket keeps the namespace it was created in whichever
-//! thread later uses it. No other process can enter the namespace (it
-//! has no name under `/run/netns`, and `/proc/PID/task/TID/ns/net`
-//! needs the privileges that could already take sluiced apart).
+//! thread later uses it. Another process reaches the namespace only by
+//! entering it through `/proc/PID/task/TID/ns/net` (it has no name under
+//! `/run/netns`), which needs CAP_SYS_ADMIN and ptrace rights over
+//! sluiced: privileges that could take sluiced apart anyway.
 //!
 //! One thread lives in the namespace for the life of the [`PrivateNet`]
 //! and makes sockets there on request; the rest of the process never
