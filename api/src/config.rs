@@ -31,6 +31,7 @@
 //! max_connections = 256            # open API connections; the longest idle goes first
 //! header_timeout_secs = 10         # a request's head must arrive within this (also the idle timeout)
 //! body_timeout_secs = 30           # a request's body must arrive within this
+//! max_open_reads_per_client = 4    # reads without a token in progress per client address
 //!
 //! [limits]
 //! v2p = 1000000
@@ -77,6 +78,7 @@ pub struct ApiSection {
     pub max_connections: usize,
     pub header_timeout_secs: u64,
     pub body_timeout_secs: u64,
+    pub max_open_reads_per_client: usize,
 }
 
 impl Default for ApiSection {
@@ -95,6 +97,7 @@ impl Default for ApiSection {
             header_timeout_secs: 10,
             // A 32 MB body at ~1 MB/s.
             body_timeout_secs: 30,
+            max_open_reads_per_client: crate::front::OPEN_READS_PER_CLIENT,
         }
     }
 }
@@ -333,6 +336,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "api.max_connections: {} is out of range 1..=100000",
                 a.max_connections
+            )));
+        }
+        if !(1..=10_000).contains(&a.max_open_reads_per_client) {
+            return Err(ConfigError::Invalid(format!(
+                "api.max_open_reads_per_client: {} is out of range 1..=10000",
+                a.max_open_reads_per_client
             )));
         }
         for (k, v) in [

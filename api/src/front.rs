@@ -20,12 +20,29 @@
 //!   relay connection back to the client's address, which auth and the
 //!   per-client limits use; a request that reached dropshot's listener
 //!   any other way has no entry and is refused (403).
-//! - A client address has at most [`OPEN_READS_PER_CLIENT`] reads without
-//!   an `Authorization` header in progress, counted until the response's
+//! - No other process can reach dropshot's listener when sluiced may
+//!   make a network namespace (CAP_SYS_ADMIN, as sluiced has when it
+//!   runs TAPs): the listener is bound in a namespace of sluiced's own
+//!   ([`crate::private_net`]) and the relay sockets are made there too.
+//!   Refusing such connections with 403 is not enough, because dropshot
+//!   has no idle timeout: a local process could hold idle connections
+//!   to it until sluiced ran out of descriptors. Without the privilege
+//!   the listener stays on the host's loopback, with that gap, and
+//!   sluiced says so in a warning at start.
+//!
+//! Why a namespace: dropshot 0.18 binds its listener itself (from
+//! `ConfigDropshot::bind_address`, in `build_starter`) and serves only a
+//! TCP listener, so it cannot be handed a socket pair, a unix socket or
+//! an already-bound listener; but it binds on the thread that builds it,
+//! and a socket keeps the namespace it was made in, so building it on a
+//! thread inside the private namespace is enough.
+//! - A client address has at most `max_open_reads_per_client` reads
+//!   without an `Authorization` header in progress, counted until the response's
 //!   last byte is sent (or the connection drops), so the memory of
 //!   building and sending large dumps is bounded per client (429 beyond).
 
 use crate::logging::Every;
+use crate::private_net::PrivateNet;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
@@ -38,11 +55,35 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
-/// The front door's limits (`[api] max_connections`, `header_timeout_secs`).
+/// The front door's limits (`[api] max_connections`, `header_timeout_secs`,
+/// `max_open_reads_per_client`).
 #[derive(Clone, Copy, Debug)]
 pub struct FrontLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub max_open_reads_per_client: usize,
+}
+
+/// Where dropshot listens, and the namespace to connect from.
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Dropshot's private namespace, if it is in one.
+    pub net: Option<Arc<PrivateNet>>,
+}
+
+impl Backend {
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        match &self.net {
+            Some(n) => {
+                n.tcp_socket(self.addr.is_ipv6())
+                    .await?
+                    .connect(self.addr)
+                    .await
+            }
+            None => TcpStream::connect(self.addr).await,
+        }
+    }
 }
 
 /// Relay connection (its address as dropshot sees the peer) → the client.
@@ -71,15 +112,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Reads without a token from one client address at a time: a dump of
-/// a large V2P costs ~100 bytes an entry while it is built and sent, so 4
-/// keep a client under half a GB at 1 M entries. Reads with a token are
-/// not limited (the operator's own tools).
+/// The default of `[api] max_open_reads_per_client`, reads without a
+/// token from one client address at a time: a dump of a large V2P costs
+/// ~100 bytes an entry while it is built and sent, so 4 keep a client
+/// under half a GB at 1 M entries. Reads with a token are not limited
+/// (the operator's own tools).
 pub const OPEN_READS_PER_CLIENT: usize = 4;
 
 /// Counts the reads without a token in progress per client address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadLimiter {
+    max: usize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -90,10 +133,18 @@ pub struct ReadPermit {
 }
 
 impl ReadLimiter {
+    /// At most `max` reads at a time per client address.
+    pub fn new(max: usize) -> ReadLimiter {
+        ReadLimiter {
+            max,
+            per_client: Mutex::default(),
+        }
+    }
+
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ReadPermit> {
         let mut m = lock(&self.per_client);
         let n = m.entry(ip).or_default();
-        if *n >= OPEN_READS_PER_CLIENT {
+        if *n >= self.max {
             return None;
         }
         *n += 1;
@@ -214,14 +265,14 @@ type RespBody = BoxBody<Bytes, hyper::Error>;
 /// The front door, running until `stop` says so.
 pub async fn run(
     listener: TcpListener,
-    backend: SocketAddr,
+    backend: Backend,
     limits: FrontLimits,
     peers: Arc<Peers>,
     log: slog::Logger,
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Conns::default());
-    let reads = Arc::new(ReadLimiter::default());
+    let reads = Arc::new(ReadLimiter::new(limits.max_open_reads_per_client));
     // A flood of refusals or accept errors logs one line a second.
     let full_log = Every::new(Duration::from_secs(1));
     let err_log = Every::new(Duration::from_secs(1));
@@ -256,6 +307,7 @@ pub async fn run(
         }
         let _ = sock.set_nodelay(true);
         let (conns, peers, reads) = (Arc::clone(&conns), Arc::clone(&peers), Arc::clone(&reads));
+        let backend = backend.clone();
         tokio::spawn(async move {
             serve_connection(sock, client, backend, limits, &slot, peers, reads).await;
             conns.leave(id);
@@ -273,7 +325,7 @@ pub async fn run(
 async fn serve_connection(
     sock: TcpStream,
     client: SocketAddr,
-    backend: SocketAddr,
+    backend: Backend,
     limits: FrontLimits,
     slot: &Arc<Slot>,
     peers: Arc<Peers>,
@@ -288,6 +340,7 @@ async fn serve_connection(
             Arc::clone(&svc_slot),
         );
         let reads = Arc::clone(&reads);
+        let backend = backend.clone();
         async move {
             let _busy = Busy::new(&slot);
             // Reads without a token: counted per client until sent.
@@ -297,12 +350,12 @@ async fn serve_connection(
             let permit = if open_read {
                 match reads.acquire(client.ip()) {
                     Some(p) => Some(p),
-                    None => return Ok(too_many_reads(client.ip())),
+                    None => return Ok(too_many_reads(client.ip(), reads.max)),
                 }
             } else {
                 None
             };
-            let resp = forward(&relay, &peers, backend, client, req).await;
+            let resp = forward(&relay, &peers, &backend, client, req).await;
             Ok::<_, std::convert::Infallible>(match permit {
                 Some(p) => resp.map(|inner| Held { inner, _permit: p }.boxed()),
                 None => resp,
@@ -327,7 +380,7 @@ struct Relay {
 async fn forward(
     relay: &tokio::sync::Mutex<Option<Relay>>,
     peers: &Arc<Peers>,
-    backend: SocketAddr,
+    backend: &Backend,
     client: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<RespBody> {
@@ -352,12 +405,10 @@ async fn forward(
 
 async fn connect(
     peers: &Arc<Peers>,
-    backend: SocketAddr,
+    backend: &Backend,
     client: SocketAddr,
 ) -> Result<Relay, String> {
-    let tcp = TcpStream::connect(backend)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = backend.connect().await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     // Before the first request can reach dropshot.
@@ -385,13 +436,13 @@ fn bad_gateway(why: &str) -> hyper::Response<RespBody> {
     )
 }
 
-fn too_many_reads(ip: IpAddr) -> hyper::Response<RespBody> {
+fn too_many_reads(ip: IpAddr, max: usize) -> hyper::Response<RespBody> {
     error(
         http::StatusCode::TOO_MANY_REQUESTS,
         "TooManyRequests",
         format!(
-            "{ip} has {OPEN_READS_PER_CLIENT} reads without a token in progress, the most \
-             allowed; wait for them or pass the token"
+            "{ip} has {max} reads without a token in progress, the most allowed \
+             ([api] max_open_reads_per_client); wait for them or pass the token"
         ),
     )
 }
@@ -420,7 +471,7 @@ mod tests {
 
     #[test]
     fn open_reads_are_limited_per_client_address() {
-        let l = Arc::new(ReadLimiter::default());
+        let l = Arc::new(ReadLimiter::new(OPEN_READS_PER_CLIENT));
         let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "::1".parse().unwrap());
         let held: Vec<_> = (0..OPEN_READS_PER_CLIENT)
             .map(|_| l.acquire(a).unwrap())

@@ -1,8 +1,9 @@
 //! Serving the API, and an in-process simulated host for tests: the real
 //! control plane and engine over in-memory devices, on loopback.
 
-use crate::front::{FrontLimits, Peers};
+use crate::front::{Backend, FrontLimits, Peers};
 use crate::http::{Auth, Ctx, RequestLimits};
+use crate::private_net::PrivateNet;
 use crate::server::{HostLimits, SimDevices, Sluice};
 use crate::state::StateStore;
 use dataplane::Vni;
@@ -30,6 +31,10 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub front: FrontLimits,
     pub request: RequestLimits,
+    /// Put dropshot's listener in a network namespace of its own when
+    /// permitted (see crate::front); sluiced always asks, the simulated
+    /// host does not (its tests reach the internal port directly).
+    pub private_internal: bool,
 }
 
 impl ServeOptions {
@@ -44,16 +49,18 @@ impl ServeOptions {
             front: FrontLimits {
                 max_connections: a.max_connections,
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
+                max_open_reads_per_client: a.max_open_reads_per_client,
             },
             request: RequestLimits {
                 body_timeout: Duration::from_secs(a.body_timeout_secs),
             },
+            private_internal: true,
         }
     }
 }
 
 /// The running API: the front door on the listen address, dropshot
-/// behind it on loopback.
+/// behind it on loopback (a private namespace's if permitted).
 pub struct Server {
     dropshot: HttpServer<Arc<Ctx>>,
     front: tokio::task::JoinHandle<()>,
@@ -111,14 +118,45 @@ pub fn serve(
         limits: opts.request,
         peers: Arc::clone(&peers),
     };
-    let dropshot = ServerBuilder::new(crate::http::api(), Arc::new(ctx), log.clone())
-        .config(config)
-        .start()
-        .map_err(|e| format!("starting the API server: {e}"))?;
+    let builder = ServerBuilder::new(crate::http::api(), Arc::new(ctx), log.clone()).config(config);
+    let net = if opts.private_internal {
+        match PrivateNet::new() {
+            Ok(n) => Some(Arc::new(n)),
+            Err(e) => {
+                slog::warn!(log, "no private network namespace for the internal API listener \
+                    (needs CAP_SYS_ADMIN): it listens on the host's loopback, where local \
+                    processes can open connections to it"; "error" => %e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let starter = match &net {
+        Some(n) => {
+            // Bound inside the namespace; registered with this runtime.
+            let rt = tokio::runtime::Handle::current();
+            n.run(move || {
+                let _g = rt.enter();
+                builder.build_starter()
+            })
+            .map_err(|e| format!("starting the API server: {e}"))?
+        }
+        None => builder.build_starter(),
+    }
+    .map_err(|e| format!("starting the API server: {e}"))?;
+    let dropshot = starter.start();
+    let private = net.is_some();
+    slog::info!(log, "API serving"; "listen" => %addr,
+        "internal_listen" => %dropshot.local_addr(),
+        "internal_namespace" => if private { "private" } else { "host" });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let front = tokio::spawn(crate::front::run(
         front,
-        dropshot.local_addr(),
+        Backend {
+            addr: dropshot.local_addr(),
+            net,
+        },
         opts.front,
         peers,
         log,
@@ -297,7 +335,11 @@ impl SimHost {
         };
         let server = {
             let _g = rt.enter();
-            serve(Arc::clone(&sluice), auth, ServeOptions::on(listen), log)?
+            let opts = ServeOptions {
+                private_internal: false,
+                ..ServeOptions::on(listen)
+            };
+            serve(Arc::clone(&sluice), auth, opts, log)?
         };
         Ok(SimHost {
             addr: server.local_addr(),

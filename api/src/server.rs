@@ -32,6 +32,12 @@ pub trait Devices: Send + Sync {
     fn open_guest(&self, port: &str, spec: &GuestSpec) -> Result<Box<dyn Backend>, String>;
     /// The port is gone for good: remove what `open_guest` made.
     fn remove_guest(&self, _port: &str, _spec: &GuestSpec) {}
+    /// Why the device `open_guest` opened for a running port is gone
+    /// (its namespace deleted, its TAP removed), or `None` while it is
+    /// there or when that cannot be told.
+    fn guest_lost(&self, _port: &str, _spec: &GuestSpec) -> Option<String> {
+        None
+    }
 }
 
 /// The simulated devices: every guest is an in-memory wire that tests
@@ -39,6 +45,8 @@ pub trait Devices: Send + Sync {
 #[derive(Default)]
 pub struct SimDevices {
     wires: Mutex<BTreeMap<String, vmm_net::backend::Wire>>,
+    /// Ports whose device a test took away: lost, and not openable.
+    gone: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl SimDevices {
@@ -46,10 +54,23 @@ impl SimDevices {
     pub fn wire(&self, port: &str) -> Option<vmm_net::backend::Wire> {
         lock(&self.wires).get(port).cloned()
     }
+
+    /// Takes a port's device away (as deleting a TAP's namespace does),
+    /// or with `false` brings it back.
+    pub fn set_gone(&self, port: &str, gone: bool) {
+        if gone {
+            lock(&self.gone).insert(port.to_string());
+        } else {
+            lock(&self.gone).remove(port);
+        }
+    }
 }
 
 impl Devices for SimDevices {
     fn open_guest(&self, port: &str, _spec: &GuestSpec) -> Result<Box<dyn Backend>, String> {
+        if lock(&self.gone).contains(port) {
+            return Err(format!("the simulated device of {port} is gone"));
+        }
         let w = vmm_net::backend::Wire::new();
         let b = w.backend();
         lock(&self.wires).insert(port.to_string(), w);
@@ -58,6 +79,12 @@ impl Devices for SimDevices {
 
     fn remove_guest(&self, port: &str, _spec: &GuestSpec) {
         lock(&self.wires).remove(port);
+    }
+
+    fn guest_lost(&self, port: &str, _spec: &GuestSpec) -> Option<String> {
+        lock(&self.gone)
+            .contains(port)
+            .then(|| format!("the simulated device of {port} is gone"))
     }
 }
 
@@ -69,6 +96,10 @@ impl<D: Devices> Devices for Arc<D> {
 
     fn remove_guest(&self, port: &str, spec: &GuestSpec) {
         (**self).remove_guest(port, spec)
+    }
+
+    fn guest_lost(&self, port: &str, spec: &GuestSpec) -> Option<String> {
+        (**self).guest_lost(port, spec)
     }
 }
 
@@ -471,8 +502,57 @@ impl Sluice {
         lock(&self.failed).get(name).cloned()
     }
 
+    /// Marks failed every port whose open guest device is gone (a TAP's
+    /// namespace deleted, the TAP removed): the port moves onto a null
+    /// device, its flows and counters kept, and the retry reopens the
+    /// device when it is back, as for one missing at start. Without this
+    /// the port would look up while its frames went nowhere (a TAP whose
+    /// namespace is deleted lives on, unreachable, while sluiced holds
+    /// it). Returns the ports newly marked.
+    pub fn check_guests(&self) -> Vec<String> {
+        // Checked without the lock (a check may enter a namespace), then
+        // marked under it if the port is still the one checked.
+        let candidates: Vec<(String, GuestSpec)> = {
+            let ports = lock(&self.ports);
+            let failed = lock(&self.failed);
+            ports
+                .iter()
+                .filter(|(n, p)| !matches!(p.guest, GuestSpec::None) && !failed.contains_key(*n))
+                .map(|(n, p)| (n.clone(), p.guest.clone()))
+                .collect()
+        };
+        let lost: Vec<(String, GuestSpec, String)> = candidates
+            .into_iter()
+            .filter_map(|(n, g)| {
+                let why = self.devices.guest_lost(&n, &g)?;
+                Some((n, g, why))
+            })
+            .collect();
+        let ports = lock(&self.ports);
+        let mut marked = Vec::new();
+        for (name, guest, why) in lost {
+            let same = ports.get(&name).is_some_and(|p| p.guest == guest);
+            if !same || lock(&self.failed).contains_key(&name) {
+                continue;
+            }
+            let moved = self
+                .workers
+                .detach(&name)
+                .and_then(|vnic| self.workers.attach(vnic, Box::new(Null)));
+            let why = match moved {
+                Ok(_) => format!("the guest device was lost while running: {why}"),
+                Err(e) => format!(
+                    "the guest device was lost while running: {why}; moving the port off it: {e}"
+                ),
+            };
+            lock(&self.failed).insert(name.clone(), why);
+            marked.push(name);
+        }
+        marked
+    }
+
     /// Tries again to open the guest device of every port whose device
-    /// failed at start; a port whose device opens now moves onto it (its
+    /// failed at start or was lost since; a port whose device opens now moves onto it (its
     /// flows and counters kept). Returns how many are still failed.
     pub fn retry_failed_guests(&self) -> usize {
         let ports = lock(&self.ports);
@@ -1145,7 +1225,8 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
     }
 }
 
-/// Retries the failed guest devices of `s` every `every` (see
+/// Marks ports whose guest device was lost and retries the failed ones
+/// every `every` (see [`Sluice::check_guests`],
 /// [`Sluice::retry_failed_guests`]) on a thread of its own, until `s` is
 /// dropped.
 pub fn spawn_guest_retry(s: &Arc<Sluice>, every: std::time::Duration) -> std::io::Result<()> {
@@ -1155,6 +1236,7 @@ pub fn spawn_guest_retry(s: &Arc<Sluice>, every: std::time::Duration) -> std::io
         .spawn(move || loop {
             std::thread::sleep(every);
             let Some(s) = weak.upgrade() else { return };
+            s.check_guests();
             s.retry_failed_guests();
         })
         .map(drop)

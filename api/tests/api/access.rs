@@ -370,6 +370,10 @@ fn the_api_keys_are_checked() {
             "[api]\nbody_timeout_secs = 99999\n",
             "api.body_timeout_secs",
         ),
+        (
+            "[api]\nmax_open_reads_per_client = 0\n",
+            "api.max_open_reads_per_client",
+        ),
         ("[api]\ncolour = 1\n", "colour"),
     ] {
         let cfg = write_config(&dir, "127.0.0.1:0", extra);
@@ -449,4 +453,151 @@ fn reads_without_a_token_are_limited_per_client_until_their_response_is_sent() {
         assert!(Instant::now() < deadline, "the place was not freed");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn max_open_reads_per_client_is_the_configured_number() {
+    use api::types::{V2pMapping, V2pSet};
+    let dir = tmpdir("openreads");
+    let d = start(&dir, "[api]\nmax_open_reads_per_client = 1\n");
+    // A dump of ~20 MB, more than the sockets on the way buffer (see
+    // the test above): a client that does not read holds its read open.
+    let mappings = (0..200_000u32)
+        .map(|i| V2pMapping {
+            vni: api::serve::SimHost::vni(),
+            ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+            guest_mac: vnic::config::MacAddr([0xa8, 0x40, 0x25, 0, 0x10, 1]),
+            host: "fd00:99::b".parse().unwrap(),
+        })
+        .collect();
+    let set = serde_json::to_value(V2pSet { mappings }).unwrap();
+    assert_eq!(d.client.put("/v2p", set).status, 200);
+    let mut stuck = TcpStream::connect(d.addr).unwrap();
+    stuck
+        .write_all(b"GET /v2p HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut b = [0u8; 12];
+    stuck.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"HTTP/1.1 200");
+    // One read held: with the default of 4 the next would be served.
+    let anon = d.client.anonymous();
+    let r = anon.get("/ports");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.message().contains("1 reads without a token")
+            && r.message().contains("max_open_reads_per_client"),
+        "{}",
+        r.message()
+    );
+    drop(stuck);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while anon.get("/ports").status != 200 {
+        assert!(Instant::now() < deadline, "the place was not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The TCP ports sluiced `pid` listens on, as seen from each of its
+/// threads' network namespaces (`/proc/PID/task/TID/net/tcp*`), matched
+/// to its own sockets by inode: `(port, in the test's namespace?)`.
+fn listening_ports(pid: u32) -> Vec<(u16, bool)> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let Ok(ns) = std::fs::read_link(task.join("ns/net")) else {
+            continue;
+        };
+        for table in ["net/tcp", "net/tcp6"] {
+            let text = std::fs::read_to_string(task.join(table)).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // local_address, st (0A: LISTEN), inode.
+                if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                    let port = f[1].rsplit(':').next().unwrap();
+                    let entry = (u16::from_str_radix(port, 16).unwrap(), ns == ours);
+                    if !found.contains(&entry) {
+                        found.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Issue 17 item 5: a local process holding idle connections to
+/// dropshot's internal port (which has no idle timeout) could use up
+/// sluiced's descriptors and take the API down. As root, that port is
+/// in a network namespace of sluiced's own: connections to it from here
+/// are refused, and the API stays up. Needs root (CAP_SYS_ADMIN).
+#[test]
+fn idle_connections_to_the_internal_port_cannot_take_the_api_down() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs root (a private network namespace) and CI is set"
+        );
+        eprintln!("skipped: needs root (a private network namespace)");
+        return;
+    }
+    let dir = tmpdir("internal");
+    let listen = format!("127.0.0.1:{}", free_port());
+    // 200 descriptors: 300 held connections would be more than sluiced has.
+    let d = start_wrapped(&dir, &listen, "", &["prlimit", "--nofile=200"]);
+    let pid = d.child.id();
+    let ports = listening_ports(pid);
+    let internal: Vec<u16> = ports
+        .iter()
+        .filter(|(p, _)| *p != d.addr.port())
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(internal.len(), 1, "sluiced's listeners: {ports:?}");
+    let internal = SocketAddr::from(([127, 0, 0, 1], internal[0]));
+    assert!(
+        ports.contains(&(d.addr.port(), true)),
+        "the API address is in the host's namespace: {ports:?}"
+    );
+    // A local process tries to hold 300 idle connections to it.
+    let held: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect_timeout(&internal, Duration::from_millis(50)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // An authenticated client is still served, every time.
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(3))
+        .build();
+    let token = std::fs::read_to_string(dir.join("state/token")).unwrap();
+    for i in 0..20 {
+        let r = agent
+            .get(&format!("http://{}/ports", d.addr))
+            .set("Authorization", &format!("Bearer {}", token.trim()))
+            .call();
+        assert!(
+            matches!(&r, Ok(resp) if resp.status() == 200),
+            "request {i} with {} idle connections to {internal} held: {r:?}",
+            held.len()
+        );
+    }
+    assert!(
+        held.is_empty(),
+        "{} connections to the internal port {internal} made from outside sluiced",
+        held.len()
+    );
+    assert!(fds(pid) < 100, "{} descriptors open", fds(pid));
 }

@@ -389,3 +389,94 @@ fn a_socket_directory_missing_at_start_fails_that_port_only_until_it_is_back() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_guest_namespace_deleted_while_running_fails_that_port_until_it_is_back() {
+    let test = "a_guest_namespace_deleted_while_running_fails_that_port_until_it_is_back";
+    let Some(()) = root(test) else { return };
+    let dir = crate::daemon::tmpdir("guest-lost");
+    let port = crate::daemon::free_port();
+    let ns = Netns::new("lost");
+    let ns_name = ns.0.clone();
+    let ns_path = format!("/run/netns/{ns_name}");
+    let d = crate::daemon::start(&dir, port);
+    let c = &d.client;
+    let lost = json!({ "kind": "tap", "name": "sl-gone", "netns": ns_path });
+    c.ok("POST", "/ports", Some(port_on("lost", 100, 5, lost)));
+    let kept = json!({ "kind": "tap", "name": "sl-stay" });
+    c.ok("POST", "/ports", Some(port_on("kept", 101, 6, kept)));
+    assert_eq!(listed(c, "lost")["state"], "up");
+    // The guest's namespace goes while sluiced runs (and holds its TAP).
+    drop(ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while listed(c, "lost")["state"] != "guest_failed" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port still looks up: {}",
+            listed(c, "lost")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let p = listed(c, "lost");
+    let why = p["guest_error"].as_str().unwrap_or_default();
+    assert!(why.contains("sl-gone") && why.contains(&ns_path), "{p}");
+    assert_eq!(listed(c, "kept")["state"], "up");
+    assert!(metrics(c).contains("sluice_port_guest_failed{port=\"lost\"} 1"));
+    // The namespace is back: the retry makes the TAP in it again.
+    let ns = Netns::new("lost");
+    assert_eq!(ns.0, ns_name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while listed(c, "lost")["state"] != "up" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port did not recover: {}",
+            listed(c, "lost")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let link = Command::new("ip")
+        .args(["-n", &ns_name, "link", "show", "sl-gone"])
+        .output()
+        .unwrap();
+    assert!(link.status.success(), "the TAP is back in {ns_name}");
+    // The TAP in sluiced's own namespace was never touched.
+    assert_eq!(listed(c, "kept")["state"], "up");
+    for n in ["lost", "kept"] {
+        c.ok("DELETE", &format!("/ports/{n}"), None);
+    }
+    drop(d);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_guest_device_lost_while_running_fails_that_port_until_it_is_back() {
+    let (h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    c.ok("POST", "/ports", Some(vm("vm2", 6)));
+    assert!(h.sluice.check_guests().is_empty(), "nothing is lost yet");
+    h.devices.set_gone("vm1", true);
+    assert_eq!(h.sluice.check_guests(), vec!["vm1".to_string()]);
+    let p = listed(&c, "vm1");
+    assert_eq!(p["state"], "guest_failed", "{p}");
+    assert!(
+        p["guest_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lost while running"),
+        "{p}"
+    );
+    assert_eq!(listed(&c, "vm2")["state"], "up");
+    assert!(metrics(&c).contains("sluice_port_guest_failed{port=\"vm1\"} 1"));
+    // Marked once; retried while gone, it stays failed.
+    assert!(h.sluice.check_guests().is_empty());
+    assert_eq!(h.sluice.retry_failed_guests(), 1);
+    assert_eq!(listed(&c, "vm1")["state"], "guest_failed");
+    // Back: the retry moves the port onto it.
+    h.devices.set_gone("vm1", false);
+    assert_eq!(h.sluice.retry_failed_guests(), 0);
+    assert_eq!(listed(&c, "vm1")["state"], "up");
+    // Deleting a port lost and back removes it as usual.
+    c.ok("DELETE", "/ports/vm1", None);
+    assert!(h.devices.wire("vm1").is_none());
+}

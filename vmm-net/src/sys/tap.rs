@@ -10,10 +10,10 @@ use std::os::unix::fs::OpenOptionsExt;
 /// `struct ifreq` as TUNSETIFF reads it: the name and the flags member of
 /// the union, padded to the full 40 bytes of the kernel's struct.
 #[repr(C)]
-struct IfReqFlags {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 40 - libc::IFNAMSIZ - 2],
+pub(crate) struct IfReqFlags {
+    pub(crate) name: [u8; libc::IFNAMSIZ],
+    pub(crate) flags: libc::c_short,
+    pub(crate) _pad: [u8; 40 - libc::IFNAMSIZ - 2],
 }
 
 const _: () = assert!(std::mem::size_of::<IfReqFlags>() == std::mem::size_of::<libc::ifreq>());
