@@ -53,8 +53,9 @@ pub struct Checked {
 /// Verifies every checksum of an Ethernet frame (optionally one 802.1Q
 /// tag): the IPv4 header's, then the TCP, UDP, ICMPv4 or ICMPv6
 /// checksum, each over the length the IP header states (trailing padding
-/// is ignored). Extension headers of IPv6 are not walked: their transport
-/// is not checked.
+/// is ignored). IPv6 extension headers are walked; a fragment's
+/// transport is not checked (its checksum covers the reassembled
+/// datagram).
 pub fn check_checksums(frame: &[u8]) -> Result<Checked, Bad> {
     let mut at = 12;
     let mut ty = be16(frame, at).ok_or(Bad::Truncated("Ethernet header"))?;
@@ -90,10 +91,37 @@ pub fn check_checksums(frame: &[u8]) -> Result<Checked, Bad> {
                 .get(at..at + 40)
                 .ok_or(Bad::Truncated("IPv6 header"))?;
             let len = usize::from(be16(ip, 4).unwrap_or(0));
-            let l4 = frame
+            let mut payload = frame
                 .get(at + 40..at + 40 + len)
                 .ok_or(Bad::Truncated("IPv6 payload"))?;
-            check_l4(ip[6], &ip[8..24], &ip[24..40], l4, true, &mut out)?;
+            let mut next = ip[6];
+            // Hop-by-hop, routing, fragment, destination options (RFC 8200
+            // section 4): walked to the upper layer.
+            while matches!(next, 0 | 43 | 44 | 60) {
+                let (&nh, rest) = payload
+                    .split_first()
+                    .ok_or(Bad::Truncated("IPv6 extension header"))?;
+                let ext_len = if next == 44 {
+                    let off = be16(payload, 2).ok_or(Bad::Truncated("IPv6 fragment header"))?;
+                    if off & 0xfff9 != 0 {
+                        // Not a whole datagram: nothing to check here.
+                        return Ok(out);
+                    }
+                    8
+                } else {
+                    (usize::from(
+                        *rest
+                            .first()
+                            .ok_or(Bad::Truncated("IPv6 extension header"))?,
+                    ) + 1)
+                        * 8
+                };
+                payload = payload
+                    .get(ext_len..)
+                    .ok_or(Bad::Truncated("IPv6 extension header"))?;
+                next = nh;
+            }
+            check_l4(next, &ip[8..24], &ip[24..40], payload, true, &mut out)?;
         }
         _ => {}
     }
@@ -151,6 +179,21 @@ fn check_l4(
     }
     out.l4 = Some(proto);
     Ok(())
+}
+
+/// [`check_checksums`] for tests that want every checksum present and
+/// right: panics naming the wrong one, and on a UDP checksum of 0 over
+/// IPv4 (legal, but never what sluice writes), or on no transport
+/// checksum found.
+#[track_caller]
+pub fn assert_checksums(frame: &[u8]) -> Checked {
+    let c = match check_checksums(frame) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}: {frame:02x?}"),
+    };
+    assert!(!c.udp_zero, "UDP checksum 0 (none written): {frame:02x?}");
+    assert!(c.l4.is_some(), "no transport checksum found: {frame:02x?}");
+    c
 }
 
 /// Recomputes the outer UDP checksum of a Geneve tunnel over IPv6 (IPv6

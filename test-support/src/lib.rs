@@ -18,4 +18,4 @@ pub mod checksum;
 pub mod inspect;
 
 pub use build::{arp_request, tcp_syn, udp, Geneve, BROADCAST_MAC, GENEVE_PORT, TEB};
-pub use inspect::{check_checksums, fill_outer_udp, Bad, Checked};
+pub use inspect::{assert_checksums, check_checksums, fill_outer_udp, Bad, Checked};

@@ -4,7 +4,8 @@
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use sluice_test_support::{
-    arp_request, build::Tcp, check_checksums, fill_outer_udp, tcp_syn, udp, Bad, Geneve,
+    arp_request, assert_checksums, build::Tcp, check_checksums, fill_outer_udp, tcp_syn, udp, Bad,
+    Geneve,
 };
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -231,4 +232,41 @@ fn geneve_tunnels_carry_their_fields_and_a_right_outer_checksum() {
     assert!(Geneve::new(src, dst, 1)
         .try_wrap(&vec![0; 70_000])
         .is_none());
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_the_transport() {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MACS.0, MACS.1)
+        .ip(etherparse::IpHeaders::Ipv6(
+            etherparse::Ipv6Header {
+                source: [0xfd; 16],
+                destination: [0xfe; 16],
+                hop_limit: 64,
+                ..Default::default()
+            },
+            etherparse::Ipv6Extensions {
+                hop_by_hop_options: Some(
+                    etherparse::Ipv6RawExtHeader::new_raw(0.into(), &[0; 6]).unwrap(),
+                ),
+                ..Default::default()
+            },
+        ))
+        .udp(1, 2)
+        .write(&mut f, b"after options")
+        .unwrap();
+    assert!(etherparse_l4_ok(&f));
+    assert_eq!(f[20], 0, "hop-by-hop first");
+    assert_eq!(assert_checksums(&f).l4, Some(17));
+    let n = f.len();
+    f[n - 1] ^= 1;
+    assert_eq!(check_checksums(&f), Err(Bad::Udp));
+}
+
+#[test]
+#[should_panic(expected = "UDP checksum 0 (none written)")]
+fn assert_checksums_wants_a_udp_checksum_written() {
+    let mut f = udp(MACS, sa("10.0.0.5:53"), sa("10.0.0.1:53"), b"query");
+    f[40..42].copy_from_slice(&[0, 0]);
+    assert_checksums(&f);
 }
