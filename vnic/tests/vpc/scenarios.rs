@@ -64,23 +64,7 @@ fn guest_gets_its_address_resolves_and_pings_the_gateway() {
 }
 
 fn arp_request(smac: [u8; 6], spa: &str, tpa: &str) -> Vec<u8> {
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2(smac, [0xff; 6])
-        .arp(
-            etherparse::ArpPacket::new(
-                etherparse::ArpHardwareId::ETHERNET,
-                etherparse::EtherType::IPV4,
-                etherparse::ArpOperation::REQUEST,
-                &smac,
-                &v4(spa),
-                &[0; 6],
-                &v4(tpa),
-            )
-            .unwrap(),
-        )
-        .write(&mut v)
-        .unwrap();
-    v
+    sluice_test_support::arp_request(smac, spa.parse().unwrap(), tpa.parse().unwrap())
 }
 
 #[test]
@@ -529,9 +513,7 @@ fn icmp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ty: u8, body:
         (src.parse().unwrap(), dst.parse().unwrap());
     let mut msg = vec![ty, 0, 0, 0];
     msg.extend_from_slice(body);
-    let mut c = dataplane::checksum::pseudo_header(&s.octets(), &d.octets(), 58, msg.len() as u32);
-    c.add_bytes(&msg);
-    let sum = c.finish();
+    let sum = sluice_test_support::checksum::transport(&s.octets(), &d.octets(), 58, &msg, None);
     msg[2..4].copy_from_slice(&sum.to_be_bytes());
     let mut v = Vec::new();
     v.extend_from_slice(&dst_mac);
@@ -777,8 +759,8 @@ fn quote(frame: &[u8]) -> Vec<u8> {
 fn quoted_of(frame: &[u8]) -> (std::net::IpAddr, u16, std::net::IpAddr, u16) {
     let q = &frame[14 + 20 + 8..];
     assert_eq!(
-        dataplane::checksum::checksum(&q[..20]),
-        0,
+        sluice_test_support::checksum::sum(&q[..20]),
+        0xffff,
         "quoted IPv4 header checksum"
     );
     let a = |o: usize| ip(&std::net::Ipv4Addr::new(q[o], q[o + 1], q[o + 2], q[o + 3]).to_string());
