@@ -7,6 +7,7 @@ use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
+use sluice_test_support::Geneve;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use vmm_net::backend::Wire;
@@ -185,17 +186,9 @@ pub fn tcp4_from_peer(vni: u32, to_last: u8, sport: u16, dport: u16, synack: boo
 /// Encapsulates an inner frame as host `src` sends it to `dst`
 /// (RFC 8926, no options).
 pub fn wrap(inner: &[u8], src: &str, dst: &str, vni: u32) -> Vec<u8> {
-    let mut g = vec![0u8, 0, 0x65, 0x58];
-    g.extend_from_slice(&vni.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 0x10])
-        .ipv6(ip6(src).octets(), ip6(dst).octets(), 64)
-        .udp(51000, 6081)
-        .write(&mut v, &g)
-        .unwrap();
-    v
+    Geneve::new(ip6(src), ip6(dst), vni)
+        .sport(51000)
+        .wrap(inner)
 }
 
 /// A Geneve frame on the underlay, taken apart.
