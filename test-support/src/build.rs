@@ -50,7 +50,8 @@ pub struct Tcp<'a> {
     pub ack: Option<u32>,
     pub window: u16,
     pub ttl: u8,
-    /// Letters: S(YN), F(IN), R(ST), P(SH); ACK comes from `ack`.
+    /// Letters: S(YN), F(IN), R(ST), P(SH); ACK comes from `ack` (see
+    /// [`Tcp::flags_acking`]).
     pub flags: &'a str,
     pub payload: &'a [u8],
 }
@@ -90,6 +91,16 @@ impl<'a> Tcp<'a> {
         self
     }
 
+    /// Flags from letters where `A` stands for ACK of `ack`: "SA" is a
+    /// SYN-ACK acknowledging `ack`, "S" a SYN (`ack` unused).
+    pub fn flags_acking(mut self, flags: &'a str, ack: u32) -> Self {
+        if flags.contains('A') {
+            self.ack = Some(ack);
+        }
+        self.flags = flags;
+        self
+    }
+
     pub fn payload(mut self, payload: &'a [u8]) -> Self {
         self.payload = payload;
         self
@@ -114,6 +125,10 @@ impl<'a> Tcp<'a> {
             ),
             (s, d) => panic!("TCP from {s} to {d}: mixed address families"),
         };
+        assert!(
+            !self.flags.contains('A') || self.ack.is_some(),
+            "TCP flag A without an acknowledgment number"
+        );
         let mut step = with_flags(step, self.flags);
         if let Some(a) = self.ack {
             step = step.ack(a);
@@ -131,7 +146,9 @@ fn with_flags(mut t: PacketBuilderStep<TcpHeader>, flags: &str) -> PacketBuilder
             'F' => t.fin(),
             'R' => t.rst(),
             'P' => t.psh(),
-            _ => panic!("TCP flag {c:?}: use S, F, R, P (ACK: set `ack`)"),
+            // ACK is set with its number, by `ack`.
+            'A' => t,
+            _ => panic!("TCP flag {c:?}: use S, A, F, R, P"),
         };
     }
     t

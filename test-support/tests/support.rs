@@ -270,3 +270,39 @@ fn assert_checksums_wants_a_udp_checksum_written() {
     f[40..42].copy_from_slice(&[0, 0]);
     assert_checksums(&f);
 }
+
+#[test]
+fn flag_letters_set_the_flags_and_a_acks_the_number_given() {
+    let t = |f: &[u8]| {
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(TransportSlice::Tcp(t)) = p.transport else {
+            panic!()
+        };
+        (
+            t.syn(),
+            t.ack(),
+            t.fin(),
+            t.rst(),
+            t.psh(),
+            t.acknowledgment_number(),
+        )
+    };
+    let m = |flags| {
+        Tcp::new(MACS, sa("10.0.0.5:1"), sa("10.0.0.6:2"))
+            .flags_acking(flags, 77)
+            .build()
+    };
+    assert_eq!(t(&m("S")), (true, false, false, false, false, 0));
+    assert_eq!(t(&m("SA")), (true, true, false, false, false, 77));
+    assert_eq!(t(&m("FA")), (false, true, true, false, false, 77));
+    assert_eq!(t(&m("R")), (false, false, false, true, false, 0));
+    assert_eq!(t(&m("PA")), (false, true, false, false, true, 77));
+}
+
+#[test]
+#[should_panic(expected = "TCP flag A without an acknowledgment number")]
+fn an_ack_flag_needs_its_number() {
+    Tcp::new(MACS, sa("10.0.0.5:1"), sa("10.0.0.6:2"))
+        .flags("A")
+        .build();
+}

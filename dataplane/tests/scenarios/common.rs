@@ -12,9 +12,10 @@ use dataplane::{
     ParseMode, Port, PortConfig, Transform, Vni,
 };
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+use sluice_test_support::build::Tcp;
 use sluice_test_support::{assert_checksums, Geneve};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -45,39 +46,22 @@ pub fn tcp4(src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
 }
 
 pub fn tcp4_macs(smac: Mac, dmac: Mac, src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(v4(src.0), v4(dst.0), 64);
-    let mut v = Vec::new();
-    with_flags(b.tcp(src.1, dst.1, 1000, 64240), flags)
-        .write(&mut v, b"hello sluice")
-        .unwrap();
-    v
+    Tcp::new((smac, dmac), sock(src), sock(dst))
+        .window(64240)
+        .flags_acking(flags, 5000)
+        .payload(b"hello sluice")
+        .build()
 }
 
 pub fn tcp6(src: (&str, u16), dst: (&str, u16), flags: &str) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(GUEST_MAC, GW_MAC).ipv6(v6(src.0), v6(dst.0), 64);
-    let mut v = Vec::new();
-    with_flags(b.tcp(src.1, dst.1, 1000, 64240), flags)
-        .write(&mut v, b"hello sluice v6")
-        .unwrap();
-    v
+    Tcp::new((GUEST_MAC, GW_MAC), sock(src), sock(dst))
+        .flags_acking(flags, 5000)
+        .payload(b"hello sluice v6")
+        .build()
 }
 
-/// Sets TCP flags from letters: S(YN), A(CK), F(IN), R(ST), P(SH).
-fn with_flags(
-    mut t: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
-    flags: &str,
-) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
-    for c in flags.chars() {
-        t = match c {
-            'S' => t.syn(),
-            'A' => t.ack(5000),
-            'F' => t.fin(),
-            'R' => t.rst(),
-            'P' => t.psh(),
-            _ => panic!("flag {c}"),
-        };
-    }
-    t
+fn sock((addr, port): (&str, u16)) -> SocketAddr {
+    SocketAddr::new(ip(addr), port)
 }
 
 pub fn udp4(src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {

@@ -5,6 +5,7 @@ use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
+use sluice_test_support::build::Tcp;
 use sluice_test_support::{assert_checksums, Geneve};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -150,21 +151,12 @@ pub fn tcp(
     dst: (&str, u16),
     flags: &str,
 ) -> Vec<u8> {
-    let mut t = PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(v4(src.0), v4(dst.0), 64)
-        .tcp(src.1, dst.1, 1, 64240);
-    for c in flags.chars() {
-        t = match c {
-            'S' => t.syn(),
-            'A' => t.ack(1),
-            'F' => t.fin(),
-            'R' => t.rst(),
-            _ => panic!("{c}"),
-        };
-    }
-    let mut v = Vec::new();
-    t.write(&mut v, b"payload").unwrap();
-    v
+    let sock = |(a, p): (&str, u16)| std::net::SocketAddr::new(ip(a), p);
+    Tcp::new((smac, dmac), sock(src), sock(dst))
+        .seq(1)
+        .flags_acking(flags, 1)
+        .payload(b"payload")
+        .build()
 }
 
 /// The fields of a frame etherparse reads, checksums checked.
