@@ -3,10 +3,11 @@
 //! same addresses, a simulated clock, and packet builders.
 
 use dataplane::{ManualClock, Vni};
-use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
+use sluice_test_support::build::Tcp;
 use sluice_test_support::Geneve;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -150,36 +151,39 @@ pub fn guest_ips(c: &VnicConfig) -> Vec<IpAddr> {
 
 /// A UDP/IPv4 frame from guest `last` to `dst`.
 pub fn udp4(last: u8, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(mac(last), GW_MAC)
-        .ipv4(v4(last).octets(), dst.octets(), 64)
-        .udp(sport, dport)
-        .write(&mut v, b"payload")
-        .unwrap();
-    v
+    sluice_test_support::udp(
+        (mac(last), GW_MAC),
+        (v4(last), sport).into(),
+        (dst, dport).into(),
+        b"payload",
+    )
 }
 
 /// A TCP/IPv4 segment from guest `last` to `dst`: `S` (SYN) or `A` (ACK).
 pub fn tcp4(last: u8, sport: u16, dst: Ipv4Addr, dport: u16, flags: &str) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac(last), GW_MAC)
-        .ipv4(v4(last).octets(), dst.octets(), 64)
-        .tcp(sport, dport, 1000, 64_000);
-    let b = if flags == "S" { b.syn() } else { b.ack(1) };
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
-    v
+    let flags = if flags == "S" { "S" } else { "A" };
+    Tcp::new(
+        (mac(last), GW_MAC),
+        (v4(last), sport).into(),
+        (dst, dport).into(),
+    )
+    .window(64_000)
+    .flags_acking(flags, 1)
+    .build()
 }
 
 /// The reply of the peer to a TCP segment (`SA` or `A`), tunnelled from
 /// the peer host to this one.
 pub fn tcp4_from_peer(vni: u32, to_last: u8, sport: u16, dport: u16, synack: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac(PEER_LAST), mac(to_last))
-        .ipv4(v4(PEER_LAST).octets(), v4(to_last).octets(), 64)
-        .tcp(sport, dport, 5000, 64_000)
-        .ack(1001);
-    let b = if synack { b.syn() } else { b };
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
+    let v = Tcp::new(
+        (mac(PEER_LAST), mac(to_last)),
+        (v4(PEER_LAST), sport).into(),
+        (v4(to_last), dport).into(),
+    )
+    .seq(5000)
+    .window(64_000)
+    .flags_acking(if synack { "SA" } else { "A" }, 1001)
+    .build();
     wrap(&v, PEER_HOST, HOST, vni)
 }
 
