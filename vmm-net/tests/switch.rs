@@ -7,8 +7,9 @@ use dataplane::{ManualClock, Vni};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
+use sluice_test_support::build::Tcp;
 use sluice_test_support::{assert_checksums, fill_outer_udp};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use vmm_net::backend::Wire;
 use vmm_net::switch::{Switch, SwitchError, SwitchOptions};
@@ -85,13 +86,16 @@ impl Cloud {
 }
 
 fn tcp(src_last: u8, dst_last: u8, flags_syn: bool) -> Vec<u8> {
-    let t = etherparse::PacketBuilder::ethernet2(mac(src_last), GW_MAC)
-        .ipv4([10, 0, 0, 10 + src_last], [10, 0, 0, 10 + dst_last], 64)
-        .tcp(40000, 22, 1, 1000);
-    let t = if flags_syn { t.syn() } else { t.ack(1) };
-    let mut v = Vec::new();
-    t.write(&mut v, b"x").unwrap();
-    v
+    Tcp::new(
+        (mac(src_last), GW_MAC),
+        (Ipv4Addr::new(10, 0, 0, 10 + src_last), 40000).into(),
+        (Ipv4Addr::new(10, 0, 0, 10 + dst_last), 22).into(),
+    )
+    .seq(1)
+    .window(1000)
+    .flags_acking(if flags_syn { "S" } else { "A" }, 1)
+    .payload(b"x")
+    .build()
 }
 
 /// Moves what one host's uplink sent to the other's (the underlay).
