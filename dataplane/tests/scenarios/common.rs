@@ -13,7 +13,7 @@ use dataplane::{
 };
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use sluice_test_support::build::Tcp;
-use sluice_test_support::{assert_checksums, Geneve};
+use sluice_test_support::{assert_checksums, udp, Geneve};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
@@ -65,23 +65,11 @@ fn sock((addr, port): (&str, u16)) -> SocketAddr {
 }
 
 pub fn udp4(src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(GUEST_MAC, GW_MAC)
-        .ipv4(v4(src.0), v4(dst.0), 64)
-        .udp(src.1, dst.1)
-        .write(&mut v, b"datagram")
-        .unwrap();
-    v
+    udp((GUEST_MAC, GW_MAC), sock(src), sock(dst), b"datagram")
 }
 
 pub fn udp6(src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(GUEST_MAC, GW_MAC)
-        .ipv6(v6(src.0), v6(dst.0), 64)
-        .udp(src.1, dst.1)
-        .write(&mut v, b"datagram6")
-        .unwrap();
-    v
+    udp((GUEST_MAC, GW_MAC), sock(src), sock(dst), b"datagram6")
 }
 
 pub fn ping4(src: &str, dst: &str, id: u16) -> Vec<u8> {

@@ -740,13 +740,8 @@ fn icmp_error(ty: etherparse::Icmpv4Type, router: &str, to: &str, quoted: &[u8])
 }
 
 fn udp(smac: [u8; 6], src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2(smac, GW_MAC)
-        .ipv4(v4(src.0), v4(dst.0), 64)
-        .udp(src.1, dst.1)
-        .write(&mut v, b"query")
-        .unwrap();
-    v
+    let sock = |(a, p): (&str, u16)| std::net::SocketAddr::new(ip(a), p);
+    sluice_test_support::udp((smac, GW_MAC), sock(src), sock(dst), b"query")
 }
 
 /// The IP header and first 8 payload bytes of a frame (RFC 792 quoting).
