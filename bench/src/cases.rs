@@ -16,6 +16,7 @@ use dataplane::{
     PortRange, Predicate, Rule, Transform, Verdict, Vni,
 };
 use etherparse::PacketBuilder;
+use sluice_test_support::Geneve;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -310,17 +311,9 @@ pub fn wire_tcp_reply(v6: bool, dport: u16) -> Vec<u8> {
         .ack(2)
         .write(&mut inner, &[0u8; 6])
         .unwrap();
-    let mut g = vec![0u8, 0, 0x65, 0x58];
-    g.extend_from_slice(&VNI.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(&inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(ROUTER_MAC, HOST_MAC)
-        .ipv6(peer_host_ip().octets(), host_ip().octets(), 64)
-        .udp(50000, 6081)
-        .write(&mut v, &g)
-        .unwrap();
-    v
+    Geneve::new(peer_host_ip(), host_ip(), VNI)
+        .macs(ROUTER_MAC, HOST_MAC)
+        .wrap(&inner)
 }
 
 /// A guest UDP datagram of flow number `i` (distinct 5-tuples).
@@ -441,18 +434,10 @@ fn vpc_wire_reply_len(payload: usize) -> Vec<u8> {
         .ack(2)
         .write(&mut inner, &vec![0u8; payload])
         .unwrap();
-    let mut g = vec![0u8, 0, 0x65, 0x58];
-    g.extend_from_slice(&7777u32.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(&inner);
-    let host = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(ROUTER_MAC, HOST_MAC)
-        .ipv6(host(VPC_HOST_B), host(VPC_HOST_A), 64)
-        .udp(50000, 6081)
-        .write(&mut v, &g)
-        .unwrap();
-    v
+    let host = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    Geneve::new(host(VPC_HOST_B), host(VPC_HOST_A), 7777)
+        .macs(ROUTER_MAC, HOST_MAC)
+        .wrap(&inner)
 }
 
 /// A ready-to-run case: a port with its flows set up, and the template

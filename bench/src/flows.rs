@@ -19,6 +19,7 @@
 
 use api::types::{CreateVnic, GuestSpec, V2bRoute, V2bSet, V2pMapping, V2pSet};
 use etherparse::PacketBuilder;
+use sluice_test_support::Geneve;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -104,20 +105,13 @@ pub fn ingress_frame(i: u32) -> Vec<u8> {
         .udp(sport, INBOUND_PORT)
         .write(&mut inner, &UDP_PAYLOAD)
         .expect("writing to a Vec");
-    // Geneve: no options, Ethernet payload, the VNI.
-    let mut g = vec![0u8, 0, 0x65, 0x58];
-    g.extend_from_slice(&VNI.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(&inner);
     // The outer source port carries the inner flow's entropy, as senders do.
     let entropy = 49152 + (i.wrapping_mul(2_654_435_761) >> 18) as u16;
-    let mut v = Vec::with_capacity(140);
-    PacketBuilder::ethernet2(ROUTER_MAC, HOST_MAC)
-        .ipv6(PEER_HOST.octets(), HOST.octets(), 64)
-        .udp(entropy, 6081)
-        .write(&mut v, &g)
-        .expect("writing to a Vec");
-    v
+    // Geneve: no options, Ethernet payload, the VNI.
+    Geneve::new(PEER_HOST, HOST, VNI)
+        .macs(ROUTER_MAC, HOST_MAC)
+        .sport(entropy)
+        .wrap(&inner)
 }
 
 /// Writes a pcap file (microsecond timestamps, Ethernet) of `flows`
@@ -279,11 +273,7 @@ mod tests {
             };
             assert_eq!(u.destination_port(), 6081);
             // The outer UDP checksum is right (IPv6 requires one).
-            let want = u
-                .to_header()
-                .calc_checksum_ipv6(&ip.header().to_header(), u.payload())
-                .unwrap();
-            assert_eq!(u.checksum(), want);
+            sluice_test_support::assert_checksums(&f);
             let g = u.payload();
             assert_eq!(&g[..4], &[0, 0, 0x65, 0x58], "Geneve, Ethernet payload");
             assert_eq!(u32::from_be_bytes([0, g[4], g[5], g[6]]), VNI);

@@ -6,8 +6,9 @@
 //!
 //! Each `pub fn TARGET(data)` is one target: it must not panic whatever
 //! `data` is, and it asserts the contracts the code under test documents.
-//! Only `dataplane`, `overlay`, `vnic`, `vmm-net` and `serde_json` are
-//! used: both crates that include this file depend on them.
+//! Only `dataplane`, `overlay`, `vnic`, `vmm-net`, `serde_json` and
+//! `sluice-test-support` are used: both crates that include this file
+//! depend on them.
 
 #![allow(dead_code)]
 
@@ -21,6 +22,7 @@ use dataplane::{Direction, IpCidr, ManualClock, PacketBuf, Verdict, Vni};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
+use sluice_test_support::{fill_outer_udp, Geneve};
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -242,22 +244,11 @@ fn eth(dst: [u8; 6], src: [u8; 6], ether_type: u16) -> Vec<u8> {
 /// UDP to 6081 / Geneve on `vni` (no options). `None` if it cannot fit
 /// an IPv6 payload length.
 pub fn geneve_wrap(inner: &[u8], src: Ipv6Addr, dst: Ipv6Addr, vni: u32) -> Option<Vec<u8>> {
-    let udp_len = u16::try_from(8 + 8 + inner.len()).ok()?;
-    let mut v = eth(HOST_MAC, ROUTER_MAC, 0x86dd);
-    v.extend_from_slice(&[0x60, 0, 0, 0]);
-    v.extend_from_slice(&udp_len.to_be_bytes());
-    v.extend_from_slice(&[17, 64]);
-    v.extend_from_slice(&src.octets());
-    v.extend_from_slice(&dst.octets());
-    v.extend_from_slice(&50000u16.to_be_bytes());
-    v.extend_from_slice(&GENEVE_PORT.to_be_bytes());
-    v.extend_from_slice(&udp_len.to_be_bytes());
-    v.extend_from_slice(&[0, 0]); // checksum: none (RFC 6935 tunnels)
-    v.extend_from_slice(&[0, 0, 0x65, 0x58]);
-    v.extend_from_slice(&vni.to_be_bytes()[1..]);
-    v.push(0);
-    v.extend_from_slice(inner);
-    Some(v)
+    Geneve::new(src, dst, vni)
+        .macs(ROUTER_MAC, HOST_MAC)
+        .sport(50000)
+        .udp_checksum(false) // none (RFC 6935 tunnels)
+        .try_wrap(inner)
 }
 
 /// A TCP segment with `flags` and no payload, IPv4 or IPv6 (by `src`);
@@ -773,27 +764,6 @@ struct SwitchHost {
 
 thread_local! {
     static SWITCH: RefCell<Option<SwitchHost>> = const { RefCell::new(None) };
-}
-
-/// Fills in the outer UDP checksum of a tunnel `geneve_wrap` made.
-fn fill_outer_udp(f: &mut [u8]) {
-    let Some(len) = f
-        .get(58..60)
-        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-    else {
-        return;
-    };
-    if f.len() < 54 + len {
-        return;
-    }
-    f[60..62].copy_from_slice(&[0, 0]);
-    let mut c = dataplane::checksum::pseudo_header(&f[22..38], &f[38..54], 17, len as u32);
-    c.add_bytes(&f[54..54 + len]);
-    let sum = match c.finish() {
-        0 => 0xffff,
-        v => v,
-    };
-    f[60..62].copy_from_slice(&sum.to_be_bytes());
 }
 
 /// `data` from the underlay through host A's switch to vm1's port: as

@@ -10,8 +10,9 @@ use crate::checks::{
     self, BOUNDARY, GUEST_MAC, GW_MAC, HOST_A, HOST_B, HOST_MAC, REMOTE_IP4, REMOTE_IP6,
     ROUTER_MAC, VM1_IP4, VM1_IP6, VM2_IP4, VNI,
 };
-use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
-use std::net::Ipv6Addr;
+use etherparse::{Icmpv6Type, PacketBuilder};
+use sluice_test_support::Geneve;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The guest's IPv6 link-local address (EUI-64 of its MAC).
 fn guest_ll6() -> Ipv6Addr {
@@ -85,22 +86,7 @@ fn ndp_rs() -> Vec<u8> {
 }
 
 fn arp_request() -> Vec<u8> {
-    let a = ArpPacket::new(
-        ArpHardwareId::ETHERNET,
-        EtherType::IPV4,
-        ArpOperation::REQUEST,
-        &GUEST_MAC,
-        &VM1_IP4.octets(),
-        &[0; 6],
-        &[10, 0, 0, 1],
-    )
-    .expect("ARP");
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(GUEST_MAC, [0xff; 6])
-        .arp(a)
-        .write(&mut v)
-        .expect("ARP frame");
-    v
+    sluice_test_support::arp_request(GUEST_MAC, VM1_IP4, Ipv4Addr::new(10, 0, 0, 1))
 }
 
 /// ICMP port unreachable quoting a UDP datagram 10.0.0.5:5353 -> 10.0.0.6:53.
@@ -142,15 +128,11 @@ fn tcp6_from_internet() -> Vec<u8> {
             .syn(),
         &[],
     );
-    let mut g = vec![1u8, 0, 0x65, 0x58]; // 1 word of options
-    g.extend_from_slice(&VNI.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(overlay::external_option().as_bytes());
-    g.extend_from_slice(&inner);
-    let b = PacketBuilder::ethernet2(ROUTER_MAC, HOST_MAC)
-        .ipv6(BOUNDARY.octets(), HOST_A.octets(), 64)
-        .udp(50001, 6081);
-    frame!(b, &g)
+    Geneve::new(BOUNDARY, HOST_A, VNI)
+        .macs(ROUTER_MAC, HOST_MAC)
+        .sport(50001)
+        .options(overlay::external_option().as_bytes())
+        .wrap(&inner)
 }
 
 /// vm2's TCP SYN to vm1:22 as host B tunnels it.

@@ -16,9 +16,9 @@
 use crate::pcapio::{self, Packet};
 use crate::world::*;
 use etherparse::{
-    ip_number, ArpHardwareId, ArpOperation, ArpPacket, EtherType, IpHeaders, Ipv4Header,
-    Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpOptionElement,
+    ip_number, IpHeaders, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpOptionElement,
 };
+use sluice_test_support::Geneve;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -576,13 +576,13 @@ pub fn geneve_flags(
     sport: u16,
     flags: u8,
 ) -> Vec<u8> {
-    assert_eq!(options.len() % 4, 0);
-    let mut g = vec![(options.len() / 4) as u8, flags, 0x65, 0x58];
-    g.extend_from_slice(&vni.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(options);
-    g.extend_from_slice(inner);
-    underlay_udp(src, dst, sport, GENEVE_PORT, &g)
+    Geneve::new(src, dst, vni)
+        .macs(UNDERLAY_ROUTER_MAC, HOST_A_NIC_MAC)
+        .hop_limit(63)
+        .sport(sport)
+        .flags(flags)
+        .options(options)
+        .wrap(inner)
 }
 
 /// `inner` in VXLAN (RFC 7348): not what sluice's underlay speaks.
@@ -611,24 +611,7 @@ fn underlay_udp(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &
     v
 }
 
-pub fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-    let arp = ArpPacket::new(
-        ArpHardwareId::ETHERNET,
-        EtherType::IPV4,
-        ArpOperation::REQUEST,
-        &sha,
-        &spa.octets(),
-        &[0; 6],
-        &tpa.octets(),
-    )
-    .expect("ARP packet");
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(sha, BROADCAST_MAC)
-        .arp(arp)
-        .write(&mut v)
-        .expect("ARP frame");
-    v
-}
+pub use sluice_test_support::arp_request;
 
 /// A ping as Linux `ping` sends it: 56 bytes of data, a timeval (sent at
 /// `us` after the start) then 0x10, 0x11, ...

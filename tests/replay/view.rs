@@ -4,6 +4,7 @@
 use etherparse::{
     ArpEthIpv4Packet, Icmpv4Type, NetHeaders, PacketHeaders, TcpHeader, TransportHeader,
 };
+use sluice_test_support::{assert_checksums, check_checksums, Bad};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Clone, Debug)]
@@ -115,9 +116,9 @@ pub fn frame(bytes: &[u8]) -> Frame {
             return f;
         }
         Some(NetHeaders::Ipv4(h, _)) => {
-            assert_eq!(
-                h.header_checksum,
-                h.calc_header_checksum(),
+            assert_ne!(
+                check_checksums(bytes),
+                Err(Bad::Ipv4Header),
                 "IPv4 header checksum"
             );
             f.ip = Some(Ip {
@@ -135,25 +136,14 @@ pub fn frame(bytes: &[u8]) -> Frame {
         }
         None => panic!("neither ARP nor IP"),
     }
-    let net = p.net.as_ref().expect("IP");
     f.l4 = match &p.transport {
         Some(TransportHeader::Tcp(t)) => {
-            let sum = match net {
-                NetHeaders::Ipv4(ip, _) => t.calc_checksum_ipv4(ip, &payload),
-                NetHeaders::Ipv6(ip, _) => t.calc_checksum_ipv6(ip, &payload),
-                NetHeaders::Arp(_) => unreachable!(),
-            };
-            assert_eq!(t.checksum, sum.expect("TCP length"), "TCP checksum");
+            assert_checksums(bytes);
             L4::Tcp(t.clone())
         }
         Some(TransportHeader::Udp(u)) => {
-            let sum = match net {
-                NetHeaders::Ipv4(ip, _) => u.calc_checksum_ipv4(ip, &payload),
-                NetHeaders::Ipv6(ip, _) => u.calc_checksum_ipv6(ip, &payload),
-                NetHeaders::Arp(_) => unreachable!(),
-            };
-            assert_ne!(u.checksum, 0, "UDP checksum present");
-            assert_eq!(u.checksum, sum.expect("UDP length"), "UDP checksum");
+            // A UDP checksum present and right.
+            assert_checksums(bytes);
             assert_eq!(usize::from(u.length), 8 + payload.len(), "UDP length field");
             L4::Udp {
                 sport: u.source_port,
@@ -161,9 +151,7 @@ pub fn frame(bytes: &[u8]) -> Frame {
             }
         }
         Some(TransportHeader::Icmpv4(i)) => {
-            let mut c = i.clone();
-            c.update_checksum(&payload);
-            assert_eq!(c.checksum, i.checksum, "ICMP checksum");
+            assert_checksums(bytes);
             match i.icmp_type {
                 Icmpv4Type::EchoRequest(e) => L4::Echo {
                     ty: 8,

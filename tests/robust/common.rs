@@ -3,10 +3,12 @@
 //! same addresses, a simulated clock, and packet builders.
 
 use dataplane::{ManualClock, Vni};
-use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
+use sluice_test_support::build::Tcp;
+use sluice_test_support::Geneve;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use vmm_net::backend::Wire;
@@ -149,53 +151,48 @@ pub fn guest_ips(c: &VnicConfig) -> Vec<IpAddr> {
 
 /// A UDP/IPv4 frame from guest `last` to `dst`.
 pub fn udp4(last: u8, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(mac(last), GW_MAC)
-        .ipv4(v4(last).octets(), dst.octets(), 64)
-        .udp(sport, dport)
-        .write(&mut v, b"payload")
-        .unwrap();
-    v
+    sluice_test_support::udp(
+        (mac(last), GW_MAC),
+        (v4(last), sport).into(),
+        (dst, dport).into(),
+        b"payload",
+    )
 }
 
 /// A TCP/IPv4 segment from guest `last` to `dst`: `S` (SYN) or `A` (ACK).
 pub fn tcp4(last: u8, sport: u16, dst: Ipv4Addr, dport: u16, flags: &str) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac(last), GW_MAC)
-        .ipv4(v4(last).octets(), dst.octets(), 64)
-        .tcp(sport, dport, 1000, 64_000);
-    let b = if flags == "S" { b.syn() } else { b.ack(1) };
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
-    v
+    let flags = if flags == "S" { "S" } else { "A" };
+    Tcp::new(
+        (mac(last), GW_MAC),
+        (v4(last), sport).into(),
+        (dst, dport).into(),
+    )
+    .window(64_000)
+    .flags_acking(flags, 1)
+    .build()
 }
 
 /// The reply of the peer to a TCP segment (`SA` or `A`), tunnelled from
 /// the peer host to this one.
 pub fn tcp4_from_peer(vni: u32, to_last: u8, sport: u16, dport: u16, synack: bool) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(mac(PEER_LAST), mac(to_last))
-        .ipv4(v4(PEER_LAST).octets(), v4(to_last).octets(), 64)
-        .tcp(sport, dport, 5000, 64_000)
-        .ack(1001);
-    let b = if synack { b.syn() } else { b };
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
+    let v = Tcp::new(
+        (mac(PEER_LAST), mac(to_last)),
+        (v4(PEER_LAST), sport).into(),
+        (v4(to_last), dport).into(),
+    )
+    .seq(5000)
+    .window(64_000)
+    .flags_acking(if synack { "SA" } else { "A" }, 1001)
+    .build();
     wrap(&v, PEER_HOST, HOST, vni)
 }
 
 /// Encapsulates an inner frame as host `src` sends it to `dst`
 /// (RFC 8926, no options).
 pub fn wrap(inner: &[u8], src: &str, dst: &str, vni: u32) -> Vec<u8> {
-    let mut g = vec![0u8, 0, 0x65, 0x58];
-    g.extend_from_slice(&vni.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 0x10])
-        .ipv6(ip6(src).octets(), ip6(dst).octets(), 64)
-        .udp(51000, 6081)
-        .write(&mut v, &g)
-        .unwrap();
-    v
+    Geneve::new(ip6(src), ip6(dst), vni)
+        .sport(51000)
+        .wrap(inner)
 }
 
 /// A Geneve frame on the underlay, taken apart.

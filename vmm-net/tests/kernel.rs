@@ -12,6 +12,7 @@ use etherparse::{
     IpHeaders, NetSlice, PacketBuilder, PacketBuilderStep, SlicedPacket, TcpOptionElement,
     TransportSlice,
 };
+use sluice_test_support::{assert_checksums, check_checksums, Bad};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -200,12 +201,11 @@ fn inspect(f: &[u8]) -> Seen {
         return Seen::Other;
     };
     let l2 = 14 + 4 * p.link_exts.len();
-    let (src, dst) = match &p.net {
+    match &p.net {
         Some(NetSlice::Ipv4(ip)) => {
             let h = ip.header().to_header();
-            assert_eq!(h.calc_header_checksum(), h.header_checksum, "IPv4 checksum");
             assert_eq!(usize::from(h.total_len), f.len() - l2, "IPv4 total length");
-            (IpAddr::from(h.source), IpAddr::from(h.destination))
+            assert_ne!(check_checksums(f), Err(Bad::Ipv4Header), "IPv4 checksum");
         }
         Some(NetSlice::Ipv6(ip)) => {
             let h = ip.header().to_header();
@@ -214,37 +214,19 @@ fn inspect(f: &[u8]) -> Seen {
                 f.len() - l2 - 40,
                 "IPv6 length"
             );
-            (IpAddr::from(h.source), IpAddr::from(h.destination))
         }
         _ => return Seen::Other,
-    };
+    }
     match p.transport {
         Some(TransportSlice::Udp(u)) => {
-            let h = u.to_header();
-            let want = match (src, dst) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => {
-                    h.calc_checksum_ipv4_raw(s.octets(), d.octets(), u.payload())
-                }
-                (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    h.calc_checksum_ipv6_raw(s.octets(), d.octets(), u.payload())
-                }
-                _ => unreachable!(),
-            }
-            .unwrap();
-            assert_eq!(h.checksum, want, "UDP checksum of {f:02x?}");
+            assert_checksums(f);
             Seen::Udp {
                 dport: u.destination_port(),
                 payload: u.payload().to_vec(),
             }
         }
         Some(TransportSlice::Tcp(t)) => {
-            let want = match (src, dst) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => t.calc_checksum_ipv4(s.octets(), d.octets()),
-                (IpAddr::V6(s), IpAddr::V6(d)) => t.calc_checksum_ipv6(s.octets(), d.octets()),
-                _ => unreachable!(),
-            }
-            .unwrap();
-            assert_eq!(t.checksum(), want, "TCP checksum");
+            assert_checksums(f);
             Seen::Tcp {
                 sport: t.source_port(),
                 dport: t.destination_port(),

@@ -7,7 +7,9 @@ use dataplane::{ManualClock, Vni};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
-use std::net::{IpAddr, Ipv6Addr};
+use sluice_test_support::build::Tcp;
+use sluice_test_support::{assert_checksums, fill_outer_udp};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use vmm_net::backend::Wire;
 use vmm_net::switch::{Switch, SwitchError, SwitchOptions};
@@ -84,13 +86,16 @@ impl Cloud {
 }
 
 fn tcp(src_last: u8, dst_last: u8, flags_syn: bool) -> Vec<u8> {
-    let t = etherparse::PacketBuilder::ethernet2(mac(src_last), GW_MAC)
-        .ipv4([10, 0, 0, 10 + src_last], [10, 0, 0, 10 + dst_last], 64)
-        .tcp(40000, 22, 1, 1000);
-    let t = if flags_syn { t.syn() } else { t.ack(1) };
-    let mut v = Vec::new();
-    t.write(&mut v, b"x").unwrap();
-    v
+    Tcp::new(
+        (mac(src_last), GW_MAC),
+        (Ipv4Addr::new(10, 0, 0, 10 + src_last), 40000).into(),
+        (Ipv4Addr::new(10, 0, 0, 10 + dst_last), 22).into(),
+    )
+    .seq(1)
+    .window(1000)
+    .flags_acking(if flags_syn { "S" } else { "A" }, 1)
+    .payload(b"x")
+    .build()
 }
 
 /// Moves what one host's uplink sent to the other's (the underlay).
@@ -168,19 +173,13 @@ fn payloads(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut data = Vec::new();
     for f in frames {
         let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+        let Some(etherparse::NetSlice::Ipv4(_)) = p.net else {
             panic!("IPv4")
         };
-        let h = ip.header().to_header();
-        assert_eq!(h.calc_header_checksum(), h.header_checksum);
         let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
             panic!("TCP")
         };
-        assert_eq!(
-            t.calc_checksum_ipv4(h.source, h.destination).unwrap(),
-            t.checksum(),
-            "TCP checksum"
-        );
+        assert_checksums(f);
         data.extend_from_slice(t.payload());
     }
     data
@@ -270,7 +269,7 @@ fn the_uplink_checks_come_first() {
     // Addressed to host C.
     let mut to_c = tunnel.clone();
     to_c[38..54].copy_from_slice(&host_ip('c').octets());
-    fix_outer_udp(&mut to_c);
+    fill_outer_udp(&mut to_c);
     up_b.send(&to_c);
     // A critical option sluice does not know.
     let mut crit = tunnel.clone();
@@ -279,22 +278,22 @@ fn the_uplink_checks_come_first() {
     let plen = u16::from_be_bytes([crit[18], crit[19]]) + 4;
     crit[18..20].copy_from_slice(&plen.to_be_bytes());
     crit[58..60].copy_from_slice(&plen.to_be_bytes());
-    fix_outer_udp(&mut crit);
+    fill_outer_udp(&mut crit);
     up_b.send(&crit);
     // For a MAC nobody here has.
     let mut stranger = tunnel.clone();
     stranger[70..76].copy_from_slice(&mac(9));
-    fix_outer_udp(&mut stranger);
+    fill_outer_udp(&mut stranger);
     up_b.send(&stranger);
     // For vm2's MAC, on another VNI.
     let mut other_vni = tunnel.clone();
     other_vni[66..69].copy_from_slice(&[0, 0x22, 0xb8]);
-    fix_outer_udp(&mut other_vni);
+    fill_outer_udp(&mut other_vni);
     up_b.send(&other_vni);
     // A control packet (RFC 8926 §3.4: O bit).
     let mut oam = tunnel.clone();
     oam[63] |= 0x80;
-    fix_outer_udp(&mut oam);
+    fill_outer_udp(&mut oam);
     up_b.send(&oam);
     // Damaged on the way: one payload bit flipped, the checksum kept.
     let mut damaged = tunnel.clone();
@@ -327,20 +326,6 @@ fn the_uplink_checks_come_first() {
     // software (the in-memory device vouches for nothing): six of them.
     assert_eq!((s.csum_verified_sw, s.csum_verified_hw), (6, 0), "{s:?}");
     assert_eq!(vm2.take().len(), 1, "only the real one reaches vm2");
-}
-
-/// Recomputes the outer UDP checksum of a tunnel (IPv6 at 14, UDP at 54)
-/// after a test changed it.
-fn fix_outer_udp(f: &mut [u8]) {
-    let len = usize::from(u16::from_be_bytes([f[58], f[59]]));
-    f[60..62].copy_from_slice(&[0, 0]);
-    let mut c = dataplane::checksum::pseudo_header(&f[22..38], &f[38..54], 17, len as u32);
-    c.add_bytes(&f[54..54 + len]);
-    let sum = match c.finish() {
-        0 => 0xffff,
-        v => v,
-    };
-    f[60..62].copy_from_slice(&sum.to_be_bytes());
 }
 
 #[test]

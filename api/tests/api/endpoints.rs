@@ -441,17 +441,17 @@ fn syn(src_last: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
 
 /// A SYN from guest MAC `mac_last` with source address 10.0.0.`ip_last`.
 fn syn_from(mac_last: u8, ip_last: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2(
-        [0xa8, 0x40, 0x25, 0, 0, mac_last],
-        [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+    sluice_test_support::build::Tcp::new(
+        (
+            [0xa8, 0x40, 0x25, 0, 0, mac_last],
+            [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+        ),
+        (std::net::Ipv4Addr::new(10, 0, 0, ip_last), 40000).into(),
+        (std::net::Ipv4Addr::from(dst), dport).into(),
     )
-    .ipv4([10, 0, 0, ip_last], dst, 64)
-    .tcp(40000, dport, 1, 64240)
-    .syn()
-    .write(&mut v, &[])
-    .unwrap();
-    v
+    .seq(1)
+    .flags("S")
+    .build()
 }
 
 #[test]
@@ -828,19 +828,16 @@ fn tunnel_to_vm1(flags: u8) -> Vec<u8> {
     .syn()
     .write(&mut inner, &[])
     .unwrap();
-    let mut g = vec![0, flags, 0x65, 0x58, 0, 0x1e, 0x61, 0];
-    g.extend_from_slice(&inner);
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 0x10])
-        .ipv6(
-            "fd00:99::b".parse::<std::net::Ipv6Addr>().unwrap().octets(),
-            api::serve::SIM_UNDERLAY.octets(),
-            63,
-        )
-        .udp(40001, 6081)
-        .write(&mut v, &g)
-        .unwrap();
-    v
+    // VNI 7777 (0x1e61).
+    sluice_test_support::Geneve::new(
+        "fd00:99::b".parse().unwrap(),
+        api::serve::SIM_UNDERLAY,
+        7777,
+    )
+    .hop_limit(63)
+    .sport(40001)
+    .flags(flags)
+    .wrap(&inner)
 }
 
 #[test]

@@ -175,17 +175,14 @@ pub fn syn(last: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
 
 /// A TCP SYN from the MAC of vm `mac_last` with source 10.0.0.`ip_last`.
 pub fn syn_from(mac_last: u8, ip_last: u8, dst: [u8; 4], dport: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2(
-        [0xa8, 0x40, 0x25, 0, 0, mac_last],
-        [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+    sluice_test_support::tcp_syn(
+        (
+            [0xa8, 0x40, 0x25, 0, 0, mac_last],
+            [0xa8, 0x40, 0x25, 0xff, 0xff, 1],
+        ),
+        (std::net::Ipv4Addr::new(10, 0, 0, ip_last), 40000).into(),
+        (std::net::Ipv4Addr::from(dst), dport).into(),
     )
-    .ipv4([10, 0, 0, ip_last], dst, 64)
-    .tcp(40000, dport, 1000, 64240)
-    .syn()
-    .write(&mut v, &[])
-    .expect("a SYN");
-    v
 }
 
 /// Waits (bounded) until `cond` holds.

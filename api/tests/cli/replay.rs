@@ -44,24 +44,7 @@ fn read_pcap(path: &Path) -> Vec<(Duration, Vec<u8>)> {
     out
 }
 
-fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-    let arp = etherparse::ArpPacket::new(
-        etherparse::ArpHardwareId::ETHERNET,
-        etherparse::EtherType::IPV4,
-        etherparse::ArpOperation::REQUEST,
-        &sha,
-        &spa.octets(),
-        &[0; 6],
-        &tpa.octets(),
-    )
-    .unwrap();
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(sha, [0xff; 6])
-        .arp(arp)
-        .write(&mut v)
-        .unwrap();
-    v
-}
+use sluice_test_support::arp_request;
 
 /// A TCP segment between two guests' inner addresses.
 fn tcp(
@@ -85,17 +68,9 @@ fn tcp(
 
 /// `inner` in Geneve (VNI, no options) from `src` to `dst` on the underlay.
 fn geneve(inner: &[u8], src: Ipv6Addr, dst: Ipv6Addr, vni: u32) -> Vec<u8> {
-    let mut g = vec![0, 0, 0x65, 0x58];
-    g.extend_from_slice(&vni.to_be_bytes()[1..]);
-    g.push(0);
-    g.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], [2, 0, 0, 0, 0, 0x10])
-        .ipv6(src.octets(), dst.octets(), 64)
-        .udp(51000, 6081)
-        .write(&mut v, &g)
-        .unwrap();
-    v
+    sluice_test_support::Geneve::new(src, dst, vni)
+        .sport(51000)
+        .wrap(inner)
 }
 
 /// The world's state, made through the CLI and dumped to `state.json`.

@@ -1,9 +1,11 @@
 //! Shared test fixtures: a configuration, robustness loops, and checks of
-//! reply frames with etherparse (independent of smoltcp, which builds them).
+//! reply frames with etherparse and sluice-test-support (independent of
+//! smoltcp, which builds them).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use sluice_test_support::assert_checksums;
 
 use super::{GatewayConfig, Reply};
 
@@ -121,29 +123,17 @@ pub fn random_flips(
 }
 
 /// Parses an IPv4 reply with etherparse, asserting that the IPv4 header
-/// checksum and the UDP or ICMP checksum are valid.
+/// checksum and the UDP or ICMP checksum are valid (checked by
+/// sluice-test-support's inspector).
 pub fn check_ipv4(reply: &[u8]) -> SlicedPacket<'_> {
     let sliced = SlicedPacket::from_ethernet(reply).expect("etherparse parses the reply");
     let Some(NetSlice::Ipv4(ip)) = &sliced.net else {
         panic!("not IPv4")
     };
-    let header = ip.header().to_header();
-    assert_eq!(header.header_checksum, header.calc_header_checksum());
-    assert_eq!(header.time_to_live, 64);
+    assert_eq!(ip.header().ttl(), 64);
     match &sliced.transport {
-        Some(TransportSlice::Udp(udp)) => {
-            let want = udp
-                .to_header()
-                .calc_checksum_ipv4_raw(header.source, header.destination, udp.payload())
-                .unwrap();
-            assert_eq!(udp.checksum(), want, "UDP checksum");
-        }
-        Some(TransportSlice::Icmpv4(icmp)) => {
-            assert_eq!(
-                icmp.checksum(),
-                icmp.icmp_type().calc_checksum(icmp.payload()),
-                "ICMP checksum"
-            );
+        Some(TransportSlice::Udp(_)) | Some(TransportSlice::Icmpv4(_)) => {
+            assert_checksums(reply);
         }
         other => panic!("unexpected transport {other:?}"),
     }
@@ -151,28 +141,17 @@ pub fn check_ipv4(reply: &[u8]) -> SlicedPacket<'_> {
 }
 
 /// Parses an IPv6 reply with etherparse, asserting that the UDP or ICMPv6
-/// checksum is valid and the hop limit is `hop_limit`.
+/// checksum is valid (UDP's is mandatory over IPv6) and the hop limit is
+/// `hop_limit`.
 pub fn check_ipv6(reply: &[u8], hop_limit: u8) -> SlicedPacket<'_> {
     let sliced = SlicedPacket::from_ethernet(reply).expect("etherparse parses the reply");
     let Some(NetSlice::Ipv6(ip)) = &sliced.net else {
         panic!("not IPv6")
     };
-    let header = ip.header().to_header();
-    assert_eq!(header.hop_limit, hop_limit);
+    assert_eq!(ip.header().hop_limit(), hop_limit);
     match &sliced.transport {
-        Some(TransportSlice::Udp(udp)) => {
-            let want = udp
-                .to_header()
-                .calc_checksum_ipv6_raw(header.source, header.destination, udp.payload())
-                .unwrap();
-            assert_eq!(udp.checksum(), want, "UDP checksum");
-            assert_ne!(udp.checksum(), 0, "UDP checksum is mandatory over IPv6");
-        }
-        Some(TransportSlice::Icmpv6(icmp)) => {
-            assert!(
-                icmp.is_checksum_valid(header.source, header.destination),
-                "ICMPv6 checksum"
-            );
+        Some(TransportSlice::Udp(_)) | Some(TransportSlice::Icmpv6(_)) => {
+            assert_checksums(reply);
         }
         other => panic!("unexpected transport {other:?}"),
     }

@@ -64,23 +64,7 @@ fn guest_gets_its_address_resolves_and_pings_the_gateway() {
 }
 
 fn arp_request(smac: [u8; 6], spa: &str, tpa: &str) -> Vec<u8> {
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2(smac, [0xff; 6])
-        .arp(
-            etherparse::ArpPacket::new(
-                etherparse::ArpHardwareId::ETHERNET,
-                etherparse::EtherType::IPV4,
-                etherparse::ArpOperation::REQUEST,
-                &smac,
-                &v4(spa),
-                &[0; 6],
-                &v4(tpa),
-            )
-            .unwrap(),
-        )
-        .write(&mut v)
-        .unwrap();
-    v
+    sluice_test_support::arp_request(smac, spa.parse().unwrap(), tpa.parse().unwrap())
 }
 
 #[test]
@@ -529,9 +513,7 @@ fn icmp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ty: u8, body:
         (src.parse().unwrap(), dst.parse().unwrap());
     let mut msg = vec![ty, 0, 0, 0];
     msg.extend_from_slice(body);
-    let mut c = dataplane::checksum::pseudo_header(&s.octets(), &d.octets(), 58, msg.len() as u32);
-    c.add_bytes(&msg);
-    let sum = c.finish();
+    let sum = sluice_test_support::checksum::transport(&s.octets(), &d.octets(), 58, &msg, None);
     msg[2..4].copy_from_slice(&sum.to_be_bytes());
     let mut v = Vec::new();
     v.extend_from_slice(&dst_mac);
@@ -758,13 +740,8 @@ fn icmp_error(ty: etherparse::Icmpv4Type, router: &str, to: &str, quoted: &[u8])
 }
 
 fn udp(smac: [u8; 6], src: (&str, u16), dst: (&str, u16)) -> Vec<u8> {
-    let mut v = Vec::new();
-    etherparse::PacketBuilder::ethernet2(smac, GW_MAC)
-        .ipv4(v4(src.0), v4(dst.0), 64)
-        .udp(src.1, dst.1)
-        .write(&mut v, b"query")
-        .unwrap();
-    v
+    let sock = |(a, p): (&str, u16)| std::net::SocketAddr::new(ip(a), p);
+    sluice_test_support::udp((smac, GW_MAC), sock(src), sock(dst), b"query")
 }
 
 /// The IP header and first 8 payload bytes of a frame (RFC 792 quoting).
@@ -777,8 +754,8 @@ fn quote(frame: &[u8]) -> Vec<u8> {
 fn quoted_of(frame: &[u8]) -> (std::net::IpAddr, u16, std::net::IpAddr, u16) {
     let q = &frame[14 + 20 + 8..];
     assert_eq!(
-        dataplane::checksum::checksum(&q[..20]),
-        0,
+        sluice_test_support::checksum::sum(&q[..20]),
+        0xffff,
         "quoted IPv4 header checksum"
     );
     let a = |o: usize| ip(&std::net::Ipv4Addr::new(q[o], q[o + 1], q[o + 2], q[o + 3]).to_string());
