@@ -776,7 +776,7 @@ impl Sluice {
                 busy_ratio: w.busy_ratio(),
                 rounds: w.rounds,
                 sleeps: w.sleeps,
-                switch: serde_json::to_value(w.switch).unwrap_or_default(),
+                switch: w.switch,
                 drops: DropCount::list(&w.switch.drops.counts()),
                 devices: w
                     .devices
@@ -1107,7 +1107,7 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
                 layers.push(LayerStatsDoc {
                     layer: l.name().to_string(),
                     dir,
-                    stats: serde_json::to_value(s).unwrap_or_default(),
+                    stats: s,
                 });
             }
         }
@@ -1118,29 +1118,9 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
         flow_limit: p.config().flow_limit,
         uft_in: p.uft_len(Direction::In),
         uft_out: p.uft_len(Direction::Out),
-        stats: {
-            let st = p.stats();
-            serde_json::json!({
-                "in": st.dir(Direction::In),
-                "out": st.dir(Direction::Out),
-                "flows_created": st.flows_created,
-                "flows_expired": st.flows_expired,
-                "flows_evicted": st.flows_evicted,
-                "revalidations": st.revalidations,
-                "related": st.related,
-            })
-        },
+        stats: PortCounters::from_engine(p.stats()),
         layers,
-        drops: p
-            .stats()
-            .drop_counts()
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| DropCount {
-                reason: r.to_string(),
-                count: n,
-            })
-            .collect(),
+        drops: DropCount::list(&p.stats().drop_counts()),
         guest_error: None,
     }
 }

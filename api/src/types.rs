@@ -3,11 +3,14 @@
 //! table dumps and traces are the engine's own documents, passed through
 //! as JSON.
 
-use dataplane::{IpCidr, RateLimit, Vni};
+use dataplane::layer::LayerDirStats;
+use dataplane::port::{DirStats, PortStats};
+use dataplane::{Direction, IpCidr, RateLimit, Vni};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+use vmm_net::switch::SwitchStats;
 use vnic::config::{ExternalIps, MacAddr, VnicConfig};
 use vnic::firewall::FirewallRule;
 use vnic::router::RouteEntry;
@@ -400,9 +403,9 @@ pub struct PortStatsDoc {
     pub flow_limit: u32,
     pub uft_in: usize,
     pub uft_out: usize,
-    /// Packets/bytes per direction, UFT hits and misses, drops by reason,
-    /// per layer: the engine's counters.
-    pub stats: serde_json::Value,
+    /// Packets/bytes per direction, UFT hits and misses, and the flow
+    /// table's events: the engine's counters.
+    pub stats: PortCounters,
     pub layers: Vec<LayerStatsDoc>,
     /// Drop counts by reason (non-zero only).
     pub drops: Vec<DropCount>,
@@ -437,7 +440,10 @@ impl PortStatsDoc {
             };
             let mut by_layer: Vec<(String, u64)> = Vec::new();
             for l in &self.layers {
-                let n = l.stats[key].as_u64().unwrap_or(0);
+                let n = match key {
+                    "denied" => l.stats.denied,
+                    _ => l.stats.default_denied,
+                };
                 if n == 0 {
                     continue;
                 }
@@ -478,7 +484,81 @@ impl DropCount {
 pub struct LayerStatsDoc {
     pub layer: String,
     pub dir: Dir,
-    pub stats: serde_json::Value,
+    pub stats: LayerDirStats,
+}
+
+/// A port's own counters (`stats` of a port's statistics): per
+/// direction (`in`, `out`), and what happened to its flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PortCounters {
+    #[serde(rename = "in")]
+    pub inbound: DirStats,
+    #[serde(rename = "out")]
+    pub outbound: DirStats,
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    /// Half-open flows evicted to make room for a new flow.
+    pub flows_evicted: u64,
+    /// Flows re-checked after a rule change.
+    pub revalidations: u64,
+    /// ICMP errors passed as part of the flow they are about.
+    pub related: u64,
+}
+
+impl PortCounters {
+    /// The engine's counters of a port. The drops are reported apart
+    /// ([`PortStatsDoc::drops`]). Destructured whole, so a counter added
+    /// to the engine fails the build until it is reported here.
+    pub fn from_engine(st: &PortStats) -> PortCounters {
+        let PortStats {
+            dir: _,
+            drops: _,
+            policy_drops: _,
+            flows_created,
+            flows_expired,
+            flows_evicted,
+            revalidations,
+            related,
+        } = st;
+        PortCounters {
+            inbound: *st.dir(Direction::In),
+            outbound: *st.dir(Direction::Out),
+            flows_created: *flows_created,
+            flows_expired: *flows_expired,
+            flows_evicted: *flows_evicted,
+            revalidations: *revalidations,
+            related: *related,
+        }
+    }
+
+    /// The per-port (not per-direction) counters by their serialized
+    /// names: what metrics export. Destructured whole, like the engine's.
+    pub fn flow_counters(&self) -> [(&'static str, u64); 5] {
+        let PortCounters {
+            inbound: _,
+            outbound: _,
+            flows_created,
+            flows_expired,
+            flows_evicted,
+            revalidations,
+            related,
+        } = *self;
+        [
+            ("flows_created", flows_created),
+            ("flows_expired", flows_expired),
+            ("flows_evicted", flows_evicted),
+            ("revalidations", revalidations),
+            ("related", related),
+        ]
+    }
+
+    /// The counters of one direction.
+    pub fn dir(&self, d: Dir) -> &DirStats {
+        match d {
+            Dir::In => &self.inbound,
+            Dir::Out => &self.outbound,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -488,7 +568,8 @@ pub struct WorkerStatsDoc {
     pub busy_ratio: f64,
     pub rounds: u64,
     pub sleeps: u64,
-    pub switch: serde_json::Value,
+    /// The switch's frame counters (its drops are `drops`).
+    pub switch: SwitchStats,
     /// Frames this worker's switch dropped before any port saw them
     /// (the outer checks and the demultiplexing), by reason, non-zero
     /// only: layer `switch` in the drop table and in metrics.

@@ -39,7 +39,7 @@ use crate::rate::{RateLimit, RateLimiter};
 use crate::rule::{Rule, RuleId};
 use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
 use crate::transform::{Compiled, EncapCache, Transform, TransformError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -101,7 +101,8 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DirStats {
     pub packets: u64,
     pub bytes: u64,
@@ -110,6 +111,32 @@ pub struct DirStats {
     pub forwarded: u64,
     pub hairpins: u64,
     pub dropped: u64,
+}
+
+impl DirStats {
+    /// Every counter by its (serialized) name: what metrics and the CLI
+    /// export. Destructured whole, so a counter added or renamed here
+    /// fails the build until it is listed.
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
+        let DirStats {
+            packets,
+            bytes,
+            uft_hits,
+            uft_misses,
+            forwarded,
+            hairpins,
+            dropped,
+        } = *self;
+        [
+            ("packets", packets),
+            ("bytes", bytes),
+            ("uft_hits", uft_hits),
+            ("uft_misses", uft_misses),
+            ("forwarded", forwarded),
+            ("hairpins", hairpins),
+            ("dropped", dropped),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

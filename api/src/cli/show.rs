@@ -9,6 +9,7 @@ use crate::replay::ReplayReport;
 use crate::types::*;
 use dataplane::RateLimit;
 use serde_json::Value;
+use vmm_net::switch::SwitchStats;
 use vnic::config::ExternalIps;
 use vnic::firewall::{FirewallRule, HostFilter, PortFilter, ProtoFilter};
 use vnic::router::{RouteClass, RouteTarget};
@@ -499,14 +500,14 @@ fn ports_counters(ports: &[&PortStatsDoc]) -> String {
         "DROPS",
     ]);
     for p in ports {
-        let d = |dir: &str, k: &str| s(&p.stats[dir][k]);
+        let (i, o) = (&p.stats.inbound, &p.stats.outbound);
         let drops: u64 = p.drops.iter().map(|d| d.count).sum();
         t.row(vec![
             p.name.clone(),
-            d("out", "packets"),
-            d("in", "packets"),
-            d("out", "bytes"),
-            d("in", "bytes"),
+            o.packets.to_string(),
+            i.packets.to_string(),
+            o.bytes.to_string(),
+            i.bytes.to_string(),
             format!("{}/{}", p.flows, p.flow_limit),
             p.uft_out.to_string(),
             p.uft_in.to_string(),
@@ -526,9 +527,9 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
         p.flow_limit,
         p.uft_out,
         p.uft_in,
-        s(&p.stats["flows_created"]),
-        s(&p.stats["flows_expired"]),
-        s(&p.stats["flows_evicted"]),
+        p.stats.flows_created,
+        p.stats.flows_expired,
+        p.stats.flows_evicted,
     );
     out += &guest_failures(std::iter::once((&p.name, p.guest_error.as_deref())));
     let mut t = Table::new(&[
@@ -541,17 +542,16 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
         "HAIRPINS",
         "DROPPED",
     ]);
-    for dir in ["out", "in"] {
-        let d = &p.stats[dir];
+    for (dir, d) in [("out", &p.stats.outbound), ("in", &p.stats.inbound)] {
         t.row(vec![
             dir.into(),
-            s(&d["packets"]),
-            s(&d["bytes"]),
-            s(&d["uft_hits"]),
-            s(&d["uft_misses"]),
-            s(&d["forwarded"]),
-            s(&d["hairpins"]),
-            s(&d["dropped"]),
+            d.packets.to_string(),
+            d.bytes.to_string(),
+            d.uft_hits.to_string(),
+            d.uft_misses.to_string(),
+            d.forwarded.to_string(),
+            d.hairpins.to_string(),
+            d.dropped.to_string(),
         ]);
     }
     out += &t.render();
@@ -574,11 +574,11 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
                 Dir::Out => "out".into(),
                 Dir::In => "in".into(),
             },
-            s(&l.stats["packets"]),
-            s(&l.stats["lft_hits"]),
-            s(&l.stats["default_hits"]),
-            s(&l.stats["dropped"]),
-            s(&l.stats["hairpins"]),
+            l.stats.packets.to_string(),
+            l.stats.lft_hits.to_string(),
+            l.stats.default_hits.to_string(),
+            l.stats.dropped.to_string(),
+            l.stats.hairpins.to_string(),
         ]);
     }
     out += &t.render();
@@ -586,16 +586,13 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
 }
 
 /// The switch counters that are not zero, `name value` pairs.
-fn switch_counters(v: &Value) -> String {
+fn switch_counters(v: &SwitchStats) -> String {
     let parts: Vec<String> = v
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(_, x)| n(x) != 0)
-                .map(|(k, x)| format!("{k} {}", s(x)))
-                .collect()
-        })
-        .unwrap_or_default();
+        .counters()
+        .iter()
+        .filter(|(_, x)| *x != 0)
+        .map(|(k, x)| format!("{k} {x}"))
+        .collect();
     if parts.is_empty() {
         "-".into()
     } else {
@@ -730,8 +727,7 @@ pub fn replay(r: &ReplayReport) -> String {
     out += &ports_counters(&ports);
     out += "\n";
     out += &drops_table(&ports, &r.switch_drops);
-    let sw = serde_json::to_value(r.switch).unwrap_or_default();
-    out += &format!("\nSwitch: {}\n", switch_counters(&sw));
+    out += &format!("\nSwitch: {}\n", switch_counters(&r.switch));
     if !r.frames_fate.is_empty() {
         let mut t = Table::new(&["FROM", "FRAME", "AT(s)", "FATE", "TO", "DROPS"]);
         for f in &r.frames_fate {
