@@ -1,11 +1,16 @@
 //! The bodies the API takes and returns. Configuration types come from
 //! `vnic` (one definition for the API, the state file and the engine);
-//! table dumps and traces are the engine's own documents, passed through
-//! as JSON.
+//! counters are the engine's own structs (`DirStats`, `LayerDirStats`,
+//! `SwitchStats`); table dumps and traces are typed documents built from
+//! the engine's by destructuring them whole, so no answer is untyped
+//! JSON and a field changed in the engine fails the build, not a reader.
 
 use dataplane::layer::LayerDirStats;
-use dataplane::port::{DirStats, PortStats};
-use dataplane::{Direction, IpCidr, RateLimit, Vni};
+use dataplane::port::{
+    DirStats, LayerDump, LftDump, PortStats, RuleDump, TcpFlowDump, Trace, TraceStep, UftDump,
+    UftEntryDump,
+};
+use dataplane::{DefaultAction, Direction, Encap, FlowKey, IpCidr, RateLimit, Transform, Vni};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -335,7 +340,7 @@ pub struct PacketDesc {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TraceResponse {
     pub input_hex: String,
-    pub trace: serde_json::Value,
+    pub trace: TraceDoc,
 }
 
 /// `POST /ports/{name}/capture`: record the port's traffic to pcap.
@@ -641,5 +646,433 @@ mod tests {
         let g: GuestSpec = serde_json::from_str(r#"{"kind":"none"}"#).unwrap();
         assert_eq!(g, GuestSpec::None);
         assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"kind":"none"}"#);
+    }
+}
+
+// ---- a port's tables: the wire form of the engine's dumps ----
+//
+// Each is built from the engine's dump by destructuring it whole, so a
+// field added to or renamed in the engine fails the build here rather
+// than vanishing from the API.
+
+/// A flow's 5-tuple and VNI (0: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowKeyDoc {
+    /// The IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub proto: u8,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub vni: u32,
+}
+
+impl From<&FlowKey> for FlowKeyDoc {
+    fn from(k: &FlowKey) -> Self {
+        FlowKeyDoc {
+            proto: k.proto,
+            src: k.src_ip(),
+            src_port: k.src_port,
+            dst: k.dst_ip(),
+            dst_port: k.dst_port,
+            vni: k.vni,
+        }
+    }
+}
+
+/// `GET /ports/{name}/layers/{layer}`: one layer, whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LayerDoc {
+    pub name: String,
+    pub default_in: DefaultAction,
+    pub default_out: DefaultAction,
+    pub rules_in: Vec<RuleDoc>,
+    pub rules_out: Vec<RuleDoc>,
+    pub lft_in: Vec<LftEntryDoc>,
+    pub lft_out: Vec<LftEntryDoc>,
+    pub stats_in: LayerDirStats,
+    pub stats_out: LayerDirStats,
+}
+
+/// `GET /ports/{name}/layers`: one layer's entry, its rules and flows
+/// counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LayerSummary {
+    pub name: String,
+    pub default_in: DefaultAction,
+    pub default_out: DefaultAction,
+    /// How many inbound rules.
+    pub rules_in: usize,
+    pub rules_out: usize,
+    /// How many inbound flows the layer's flow table holds.
+    pub lft_in: usize,
+    pub lft_out: usize,
+    pub stats_in: LayerDirStats,
+    pub stats_out: LayerDirStats,
+}
+
+/// One rule of a layer, with its hit count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleDoc {
+    pub id: u64,
+    pub priority: u16,
+    /// What the rule matches, one predicate each (`ip.dst=10.0.0.0/24`).
+    pub predicates: Vec<String>,
+    pub action: String,
+    pub hits: u64,
+}
+
+/// One entry of a layer's flow table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LftEntryDoc {
+    pub key: FlowKeyDoc,
+    pub flow: u32,
+    pub state: String,
+}
+
+impl From<&LayerDump> for LayerDoc {
+    fn from(d: &LayerDump) -> Self {
+        let LayerDump {
+            name,
+            default_in,
+            default_out,
+            rules_in,
+            rules_out,
+            lft_in,
+            lft_out,
+            stats_in,
+            stats_out,
+        } = d;
+        let rules = |rs: &[RuleDump]| {
+            rs.iter()
+                .map(|r| {
+                    let RuleDump {
+                        id,
+                        priority,
+                        predicates,
+                        action,
+                        hits,
+                    } = r;
+                    RuleDoc {
+                        id: *id,
+                        priority: *priority,
+                        predicates: predicates.clone(),
+                        action: action.clone(),
+                        hits: *hits,
+                    }
+                })
+                .collect()
+        };
+        let lft = |es: &[LftDump]| {
+            es.iter()
+                .map(|e| {
+                    let LftDump { key, flow, state } = e;
+                    LftEntryDoc {
+                        key: key.into(),
+                        flow: *flow,
+                        state: state.clone(),
+                    }
+                })
+                .collect()
+        };
+        LayerDoc {
+            name: name.clone(),
+            default_in: *default_in,
+            default_out: *default_out,
+            rules_in: rules(rules_in),
+            rules_out: rules(rules_out),
+            lft_in: lft(lft_in),
+            lft_out: lft(lft_out),
+            stats_in: *stats_in,
+            stats_out: *stats_out,
+        }
+    }
+}
+
+impl From<&LayerDoc> for LayerSummary {
+    fn from(d: &LayerDoc) -> Self {
+        LayerSummary {
+            name: d.name.clone(),
+            default_in: d.default_in,
+            default_out: d.default_out,
+            rules_in: d.rules_in.len(),
+            rules_out: d.rules_out.len(),
+            lft_in: d.lft_in.len(),
+            lft_out: d.lft_out.len(),
+            stats_in: d.stats_in,
+            stats_out: d.stats_out,
+        }
+    }
+}
+
+/// `GET /ports/{name}/uft`: the unified flow table, both directions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UftDoc {
+    /// The port's rule epoch now.
+    pub epoch: u64,
+    pub inbound: Vec<UftEntryDoc>,
+    pub outbound: Vec<UftEntryDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UftEntryDoc {
+    pub key: FlowKeyDoc,
+    pub flow: u32,
+    /// The epoch the entry was made under.
+    pub epoch: u64,
+    /// Made under older rules or tables: re-checked at its next packet.
+    pub stale: bool,
+    /// The compiled transform, in one line.
+    pub transform: String,
+}
+
+impl From<&UftDump> for UftDoc {
+    fn from(d: &UftDump) -> Self {
+        let UftDump {
+            epoch,
+            inbound,
+            outbound,
+        } = d;
+        let entries = |es: &[UftEntryDump]| {
+            es.iter()
+                .map(|e| {
+                    let UftEntryDump {
+                        key,
+                        flow,
+                        epoch,
+                        stale,
+                        transform,
+                    } = e;
+                    UftEntryDoc {
+                        key: key.into(),
+                        flow: *flow,
+                        epoch: *epoch,
+                        stale: *stale,
+                        transform: transform.clone(),
+                    }
+                })
+                .collect()
+        };
+        UftDoc {
+            epoch: *epoch,
+            inbound: entries(inbound),
+            outbound: entries(outbound),
+        }
+    }
+}
+
+/// `GET /ports/{name}/tcp-flows`: one TCP connection the port tracks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TcpFlowDoc {
+    pub flow: u32,
+    pub key: FlowKeyDoc,
+    /// Which side opened it: `out` the guest, `in` the network.
+    pub origin: Dir,
+    /// `UNVERIFIED`, `SYN_SENT`, `SYN_RCVD`, `ESTABLISHED`, `FIN_WAIT`,
+    /// `LAST_ACK`, `TIME_WAIT` or `CLOSED`.
+    pub state: String,
+    pub age_ms: u64,
+    pub idle_ms: u64,
+    pub packets_out: u64,
+    pub packets_in: u64,
+}
+
+impl From<&TcpFlowDump> for TcpFlowDoc {
+    fn from(d: &TcpFlowDump) -> Self {
+        let TcpFlowDump {
+            flow,
+            key,
+            origin,
+            state,
+            age_ms,
+            idle_ms,
+            packets_out,
+            packets_in,
+        } = d;
+        TcpFlowDoc {
+            flow: *flow,
+            key: key.into(),
+            origin: Dir::from(*origin),
+            state: state.to_string(),
+            age_ms: *age_ms,
+            idle_ms: *idle_ms,
+            packets_out: *packets_out,
+            packets_in: *packets_in,
+        }
+    }
+}
+
+impl From<Direction> for Dir {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::In => Dir::In,
+            Direction::Out => Dir::Out,
+        }
+    }
+}
+
+/// The engine's account of a trace: per layer what matched and what it
+/// did, the composed transform, the verdict and the packet that leaves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceDoc {
+    pub steps: Vec<TraceStepDoc>,
+    /// The composed transform of every layer (absent when the frame was
+    /// refused before any layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformDoc>,
+    /// `forward`, `hairpin`, `drop: REASON`, or `stale state: ...`.
+    pub verdict: String,
+    /// The packet that would leave (forwarded, or the hairpin reply), as
+    /// hex.
+    #[serde(default)]
+    pub output: Option<String>,
+}
+
+/// One layer's decision in a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceStepDoc {
+    pub layer: String,
+    /// `lft`, `rule N` or `default`.
+    pub matched: String,
+    pub action: String,
+    #[serde(default)]
+    pub transform: Option<TransformDoc>,
+}
+
+/// The header changes of a layer or of a whole flow; absent fields are
+/// left as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TransformDoc {
+    /// Pop the Geneve encapsulation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decap: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eth_src: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eth_dst: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_dst: Option<IpAddr>,
+    /// TCP/UDP source port; for ICMP echo, the identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4_src: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4_dst: Option<u16>,
+    /// Push a Geneve encapsulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<EncapDoc>,
+    /// For ICMP echo: the identifier a composed chain leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_ident: Option<u16>,
+    /// Applies only to packets from this underlay sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_outer_src: Option<Ipv6Addr>,
+}
+
+/// A Geneve-over-IPv6 encapsulation (RFC 8926).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EncapDoc {
+    pub eth_src: MacAddr,
+    pub eth_dst: MacAddr,
+    pub ip_src: Ipv6Addr,
+    pub ip_dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// Outer UDP source port; 0: derived from the inner flow.
+    pub udp_src: u16,
+    pub vni: Vni,
+    /// The Geneve options, encoded, as hex.
+    pub options: String,
+    pub udp_csum: bool,
+}
+
+impl From<&Transform> for TransformDoc {
+    fn from(t: &Transform) -> Self {
+        let Transform {
+            decap,
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            l4_src,
+            l4_dst,
+            encap,
+            deps: _,
+            icmp_ident,
+            expect_outer_src,
+        } = t;
+        TransformDoc {
+            decap: *decap,
+            eth_src: eth_src.map(MacAddr),
+            eth_dst: eth_dst.map(MacAddr),
+            ip_src: *ip_src,
+            ip_dst: *ip_dst,
+            l4_src: *l4_src,
+            l4_dst: *l4_dst,
+            encap: encap.as_ref().map(EncapDoc::from),
+            icmp_ident: *icmp_ident,
+            expect_outer_src: *expect_outer_src,
+        }
+    }
+}
+
+impl From<&Encap> for EncapDoc {
+    fn from(e: &Encap) -> Self {
+        let Encap {
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            hop_limit,
+            udp_src,
+            vni,
+            options,
+            udp_csum,
+        } = e;
+        EncapDoc {
+            eth_src: MacAddr(*eth_src),
+            eth_dst: MacAddr(*eth_dst),
+            ip_src: *ip_src,
+            ip_dst: *ip_dst,
+            hop_limit: *hop_limit,
+            udp_src: *udp_src,
+            vni: *vni,
+            options: crate::trace::hex(options.as_bytes()),
+            udp_csum: *udp_csum,
+        }
+    }
+}
+
+impl From<&Trace> for TraceDoc {
+    fn from(t: &Trace) -> Self {
+        let Trace {
+            steps,
+            transform,
+            verdict,
+            output,
+        } = t;
+        TraceDoc {
+            steps: steps
+                .iter()
+                .map(|s| {
+                    let TraceStep {
+                        layer,
+                        matched,
+                        action,
+                        transform,
+                        after: _,
+                    } = s;
+                    TraceStepDoc {
+                        layer: layer.clone(),
+                        matched: matched.clone(),
+                        action: action.clone(),
+                        transform: transform.as_ref().map(TransformDoc::from),
+                    }
+                })
+                .collect(),
+            transform: Some(TransformDoc::from(transform)),
+            verdict: verdict.clone(),
+            output: output.as_deref().map(crate::trace::hex),
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 /// What a layer does with a packet no rule matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAction {
     Allow,
