@@ -10,6 +10,7 @@ use dataplane::port::{
     DirStats, LayerDump, LftDump, PortStats, RuleDump, TcpFlowDump, Trace, TraceStep, UftDump,
     UftEntryDump,
 };
+use dataplane::tcp::TcpState;
 use dataplane::{DefaultAction, Direction, Encap, FlowKey, IpCidr, RateLimit, Transform, Vni};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -434,20 +435,25 @@ impl PortStatsDoc {
     /// (a re-check of a flow), with no layer.
     pub fn drops_by_layer(&self) -> Vec<(Option<String>, String, u64)> {
         let mut out = Vec::new();
+        // The layers count these two by layer (`LayerDirStats::denied`,
+        // `default_denied`); the reasons' names come from the engine's.
+        let denied = dataplane::DropReason::Denied.name();
+        let default_denied = dataplane::DropReason::DefaultDenied.name();
         for d in &self.drops {
-            let key = match d.reason.as_str() {
-                "denied" => "denied",
-                "default_denied" => "default_denied",
-                _ => {
-                    out.push((None, d.reason.clone(), d.count));
-                    continue;
-                }
+            let by_rule = if d.reason == denied {
+                true
+            } else if d.reason == default_denied {
+                false
+            } else {
+                out.push((None, d.reason.clone(), d.count));
+                continue;
             };
             let mut by_layer: Vec<(String, u64)> = Vec::new();
             for l in &self.layers {
-                let n = match key {
-                    "denied" => l.stats.denied,
-                    _ => l.stats.default_denied,
+                let n = if by_rule {
+                    l.stats.denied
+                } else {
+                    l.stats.default_denied
                 };
                 if n == 0 {
                     continue;
@@ -630,6 +636,33 @@ pub struct RulePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The API's TCP state reads, and is written, as the engine names
+    /// it, for every state the engine has.
+    #[test]
+    fn tcp_states_keep_the_engines_names() {
+        use dataplane::tcp::SideBit;
+        for st in [
+            TcpState::Unverified,
+            TcpState::SynSent,
+            TcpState::SynReceived,
+            TcpState::Established,
+            TcpState::FinWait {
+                first: SideBit::Originator,
+            },
+            TcpState::LastAck {
+                second: SideBit::Responder,
+            },
+            TcpState::TimeWait,
+            TcpState::Closed,
+        ] {
+            let doc = TcpStateDoc::from(st);
+            assert_eq!(doc.name(), st.name(), "{st:?}");
+            let wire = serde_json::to_value(doc).unwrap();
+            assert_eq!(wire, serde_json::json!(st.name()), "{st:?}");
+            assert_eq!(serde_json::from_value::<TcpStateDoc>(wire).unwrap(), doc);
+        }
+    }
 
     #[test]
     fn every_guest_kind_refuses_unknown_fields() {
@@ -868,9 +901,7 @@ pub struct TcpFlowDoc {
     pub key: FlowKeyDoc,
     /// Which side opened it: `out` the guest, `in` the network.
     pub origin: Dir,
-    /// `UNVERIFIED`, `SYN_SENT`, `SYN_RCVD`, `ESTABLISHED`, `FIN_WAIT`,
-    /// `LAST_ACK`, `TIME_WAIT` or `CLOSED`.
-    pub state: String,
+    pub state: TcpStateDoc,
     pub age_ms: u64,
     pub idle_ms: u64,
     pub packets_out: u64,
@@ -893,11 +924,68 @@ impl From<&TcpFlowDump> for TcpFlowDoc {
             flow: *flow,
             key: key.into(),
             origin: Dir::from(*origin),
-            state: state.to_string(),
+            state: TcpStateDoc::from(*state),
             age_ms: *age_ms,
             idle_ms: *idle_ms,
             packets_out: *packets_out,
             packets_in: *packets_in,
+        }
+    }
+}
+
+/// Where a tracked TCP connection is (the engine's [`TcpState`], by its
+/// name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TcpStateDoc {
+    /// First segment was not a SYN (the flow predates the port, or its
+    /// entry was evicted); established once the other end answers.
+    #[serde(rename = "UNVERIFIED")]
+    Unverified,
+    #[serde(rename = "SYN_SENT")]
+    SynSent,
+    #[serde(rename = "SYN_RCVD")]
+    SynReceived,
+    #[serde(rename = "ESTABLISHED")]
+    Established,
+    /// One end sent a FIN.
+    #[serde(rename = "FIN_WAIT")]
+    FinWait,
+    /// Both ends sent a FIN; waiting for the ACK of the second.
+    #[serde(rename = "LAST_ACK")]
+    LastAck,
+    #[serde(rename = "TIME_WAIT")]
+    TimeWait,
+    #[serde(rename = "CLOSED")]
+    Closed,
+}
+
+impl From<TcpState> for TcpStateDoc {
+    fn from(s: TcpState) -> Self {
+        match s {
+            TcpState::Unverified => TcpStateDoc::Unverified,
+            TcpState::SynSent => TcpStateDoc::SynSent,
+            TcpState::SynReceived => TcpStateDoc::SynReceived,
+            TcpState::Established => TcpStateDoc::Established,
+            TcpState::FinWait { .. } => TcpStateDoc::FinWait,
+            TcpState::LastAck { .. } => TcpStateDoc::LastAck,
+            TcpState::TimeWait => TcpStateDoc::TimeWait,
+            TcpState::Closed => TcpStateDoc::Closed,
+        }
+    }
+}
+
+impl TcpStateDoc {
+    /// The name on the wire (the engine's [`TcpState::name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpStateDoc::Unverified => "UNVERIFIED",
+            TcpStateDoc::SynSent => "SYN_SENT",
+            TcpStateDoc::SynReceived => "SYN_RCVD",
+            TcpStateDoc::Established => "ESTABLISHED",
+            TcpStateDoc::FinWait => "FIN_WAIT",
+            TcpStateDoc::LastAck => "LAST_ACK",
+            TcpStateDoc::TimeWait => "TIME_WAIT",
+            TcpStateDoc::Closed => "CLOSED",
         }
     }
 }

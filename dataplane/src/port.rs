@@ -1547,7 +1547,7 @@ impl Port {
                     flow: id as u32,
                     key: FlowKey::of(&f.origin_hdrs)?,
                     origin: f.origin,
-                    state: st.name(),
+                    state: st,
                     age_ms: now.saturating_sub(f.created) / 1_000_000,
                     idle_ms: now.saturating_sub(f.last_hit) / 1_000_000,
                     packets_out: f.packets[Direction::Out.index()],
@@ -1766,12 +1766,18 @@ pub struct LftDump {
     pub state: String,
 }
 
+fn tcp_state_name<S: serde::Serializer>(st: &TcpState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(st.name())
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct TcpFlowDump {
     pub flow: u32,
     pub key: FlowKey,
     pub origin: Direction,
-    pub state: &'static str,
+    /// Written as [`TcpState::name`] (`ESTABLISHED`, ...).
+    #[serde(serialize_with = "tcp_state_name")]
+    pub state: TcpState,
     pub age_ms: u64,
     pub idle_ms: u64,
     pub packets_out: u64,

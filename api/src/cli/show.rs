@@ -232,7 +232,7 @@ pub fn tcp_flows(v: &[TcpFlowDoc]) -> String {
                 Dir::Out => "out".into(),
                 Dir::In => "in".into(),
             },
-            f.state.clone(),
+            f.state.name().into(),
             millis(f.age_ms),
             millis(f.idle_ms),
             f.packets_out.to_string(),
