@@ -799,12 +799,7 @@ impl Sluice {
         let result = self.on_port(name, move |v| v.port.trace(dir, &input))?;
         let trace = match result {
             Ok(t) => TraceDoc::from(&t),
-            Err(r) => TraceDoc {
-                steps: Vec::new(),
-                transform: None,
-                verdict: format!("drop: {r}"),
-                output: None,
-            },
+            Err(r) => TraceDoc::refused(r),
         };
         Ok(TraceResponse {
             input_hex: crate::trace::hex(&frame),

@@ -7,11 +7,13 @@
 
 use dataplane::layer::LayerDirStats;
 use dataplane::port::{
-    DirStats, LayerDump, LftDump, PortStats, RuleDump, TcpFlowDump, Trace, TraceStep, UftDump,
-    UftEntryDump,
+    DirStats, LayerDump, LftDump, PortStats, RuleDump, TcpFlowDump, Trace, TraceFate, TraceStep,
+    UftDump, UftEntryDump,
 };
 use dataplane::tcp::TcpState;
-use dataplane::{DefaultAction, Direction, Encap, FlowKey, IpCidr, RateLimit, Transform, Vni};
+use dataplane::{
+    DefaultAction, Direction, DropReason, Encap, FlowKey, IpCidr, RateLimit, Transform, Vni,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -1010,10 +1012,45 @@ pub struct TraceDoc {
     pub transform: Option<TransformDoc>,
     /// `forward`, `hairpin`, `drop: REASON`, or `stale state: ...`.
     pub verdict: String,
+    /// The verdict as a value, for scripts.
+    pub fate: TraceFateDoc,
+    /// When `fate` is `drop`: the drop reason's name (as in the drop
+    /// table and `sluice_drops_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
     /// The packet that would leave (forwarded, or the hairpin reply), as
     /// hex.
     #[serde(default)]
     pub output: Option<String>,
+}
+
+/// What a traced packet's walk ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceFateDoc {
+    /// Sent on, transformed (`output` is the packet that leaves).
+    Forward,
+    /// Answered by the port (`output` is the reply).
+    Hairpin,
+    /// Dropped, for `drop_reason`.
+    Drop,
+    /// A layer held state made under older rules: the flow's next packet
+    /// is checked again.
+    Stale,
+}
+
+impl TraceDoc {
+    /// The trace of a frame refused before any layer saw it.
+    pub fn refused(r: DropReason) -> TraceDoc {
+        TraceDoc {
+            steps: Vec::new(),
+            transform: None,
+            verdict: format!("drop: {r}"),
+            fate: TraceFateDoc::Drop,
+            drop_reason: Some(r.name().to_string()),
+            output: None,
+        }
+    }
 }
 
 /// One layer's decision in a trace.
@@ -1137,8 +1174,15 @@ impl From<&Trace> for TraceDoc {
             steps,
             transform,
             verdict,
+            fate,
             output,
         } = t;
+        let (fate, drop_reason) = match *fate {
+            TraceFate::Forward => (TraceFateDoc::Forward, None),
+            TraceFate::Hairpin => (TraceFateDoc::Hairpin, None),
+            TraceFate::Drop(r) => (TraceFateDoc::Drop, Some(r.name().to_string())),
+            TraceFate::Stale => (TraceFateDoc::Stale, None),
+        };
         TraceDoc {
             steps: steps
                 .iter()
@@ -1160,6 +1204,8 @@ impl From<&Trace> for TraceDoc {
                 .collect(),
             transform: Some(TransformDoc::from(transform)),
             verdict: verdict.clone(),
+            fate,
+            drop_reason,
             output: output.as_deref().map(crate::trace::hex),
         }
     }

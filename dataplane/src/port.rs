@@ -1428,7 +1428,7 @@ impl Port {
         let before_flow = self.flows.live;
         let now = self.clock.now();
         let end = self.walk(&mut w, Mode::Packet(frame), now);
-        let (verdict, output) = match end {
+        let (verdict, fate, output) = match end {
             WalkEnd::Pass => {
                 // The packet as it would leave: the composed transform,
                 // compiled as the fast path would, applied to a copy.
@@ -1439,12 +1439,17 @@ impl Port {
                         c.apply(&mut p, &parsed.off).ok()?;
                         Some(p.as_slice().to_vec())
                     });
-                ("forward".to_string(), out)
+                ("forward".to_string(), TraceFate::Forward, out)
             }
-            WalkEnd::Drop(r) => (format!("drop: {r}"), None),
-            WalkEnd::Hairpin(reply) => ("hairpin".to_string(), Some(reply.as_slice().to_vec())),
+            WalkEnd::Drop(r) => (format!("drop: {r}"), TraceFate::Drop(r), None),
+            WalkEnd::Hairpin(reply) => (
+                "hairpin".to_string(),
+                TraceFate::Hairpin,
+                Some(reply.as_slice().to_vec()),
+            ),
             WalkEnd::Stale(..) => (
                 "stale state: re-checked on the next packet".to_string(),
+                TraceFate::Stale,
                 None,
             ),
         };
@@ -1455,6 +1460,7 @@ impl Port {
             steps: w.trace.take().unwrap_or_default(),
             transform: w.transform,
             verdict,
+            fate,
             output,
         })
     }
@@ -1701,10 +1707,26 @@ pub struct Trace {
     /// The composed transform of every layer.
     pub transform: Transform,
     pub verdict: String,
+    /// The verdict as a value (what `verdict` says in words).
+    #[serde(skip)]
+    pub fate: TraceFate,
     /// The packet that would leave (forwarded, or the hairpin reply),
     /// as hex.
     #[serde(serialize_with = "hex_bytes")]
     pub output: Option<Vec<u8>>,
+}
+
+/// What a traced packet's walk ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFate {
+    /// Sent on, transformed.
+    Forward,
+    /// Answered by the port (the reply is the output).
+    Hairpin,
+    Drop(DropReason),
+    /// A layer held state made under older rules: the next packet of the
+    /// flow is checked again.
+    Stale,
 }
 
 fn hex_bytes<S: serde::Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
