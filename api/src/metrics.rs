@@ -262,26 +262,21 @@ mod tests {
     /// through serde, so the names are the wire's, not the ones the
     /// exporter lists.
     fn numbered<T: Default + Serialize + DeserializeOwned>(base: u64) -> (T, Vec<(String, u64)>) {
-        let keys: Vec<String> = match serde_json::to_value(T::default()) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            other => panic!("counters serialize as an object, not {other:?}"),
+        let mut doc = serde_json::to_value(T::default()).unwrap();
+        let serde_json::Value::Object(fields) = &mut doc else {
+            panic!("counters serialize as an object, not {doc}");
         };
-        let mut obj = serde_json::Map::new();
         let mut want = Vec::new();
-        for (i, k) in keys.into_iter().enumerate() {
-            let v = base + i as u64;
-            if let serde_json::Value::Object(_) = serde_json::to_value(T::default()).unwrap()[&k] {
+        for (i, (k, v)) in fields.iter_mut().enumerate() {
+            // Nested per-direction counters are filled by their own type.
+            if v.is_object() {
                 continue;
             }
-            obj.insert(k.clone(), v.into());
-            want.push((k, v));
+            let n = base + i as u64;
+            *v = n.into();
+            want.push((k.clone(), n));
         }
-        // Nested per-direction counters are filled by their own type.
-        let mut full = serde_json::to_value(T::default()).unwrap();
-        for (k, v) in obj {
-            full[&k] = v;
-        }
-        (serde_json::from_value(full).unwrap(), want)
+        (serde_json::from_value(doc).unwrap(), want)
     }
 
     /// Every counter the engine keeps (a port's per direction and per
