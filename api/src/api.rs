@@ -63,21 +63,21 @@ pub trait SluiceApi {
     async fn list_layers(
         rqctx: RequestContext<Self::Context>,
         path: Path<PortPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError>;
+    ) -> Result<HttpResponseOk<Vec<LayerSummary>>, HttpError>;
 
     /// One layer: its rules (with hit counts), defaults and flow table.
     #[endpoint { method = GET, path = "/ports/{name}/layers/{layer}", tags = ["tables"] }]
     async fn dump_layer(
         rqctx: RequestContext<Self::Context>,
         path: Path<LayerPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError>;
+    ) -> Result<HttpResponseOk<LayerDoc>, HttpError>;
 
     /// The port's unified flow table, both directions.
     #[endpoint { method = GET, path = "/ports/{name}/uft", tags = ["tables"] }]
     async fn dump_uft(
         rqctx: RequestContext<Self::Context>,
         path: Path<PortPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError>;
+    ) -> Result<HttpResponseOk<UftDoc>, HttpError>;
 
     /// Clear the port's flow tables (UFT, every LFT, TCP state): every
     /// flow is decided again by the layers at its next packet.
@@ -92,7 +92,7 @@ pub trait SluiceApi {
     async fn dump_tcp_flows(
         rqctx: RequestContext<Self::Context>,
         path: Path<PortPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError>;
+    ) -> Result<HttpResponseOk<Vec<TcpFlowDoc>>, HttpError>;
 
     /// The port's firewall rules, numbered.
     #[endpoint { method = GET, path = "/ports/{name}/firewall", tags = ["firewall"] }]

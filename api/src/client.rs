@@ -214,15 +214,15 @@ impl Client {
 
     // ---- tables of a port (the engine's own documents) ----
 
-    pub fn list_layers(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+    pub fn list_layers(&self, name: &str) -> Result<Vec<LayerSummary>, ClientError> {
         self.get(&port_path(name, "/layers")?)
     }
 
-    pub fn dump_layer(&self, name: &str, layer: &str) -> Result<serde_json::Value, ClientError> {
+    pub fn dump_layer(&self, name: &str, layer: &str) -> Result<LayerDoc, ClientError> {
         self.get(&port_path(name, &format!("/layers/{}", segment(layer)?))?)
     }
 
-    pub fn dump_uft(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+    pub fn dump_uft(&self, name: &str) -> Result<UftDoc, ClientError> {
         self.get(&port_path(name, "/uft")?)
     }
 
@@ -230,7 +230,7 @@ impl Client {
         self.delete_no_content(&port_path(name, "/uft")?)
     }
 
-    pub fn dump_tcp_flows(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+    pub fn dump_tcp_flows(&self, name: &str) -> Result<Vec<TcpFlowDoc>, ClientError> {
         self.get(&port_path(name, "/tcp-flows")?)
     }
 

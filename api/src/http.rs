@@ -238,7 +238,7 @@ impl SluiceApi for SluiceImpl {
     async fn list_layers(
         rq: Rq,
         path: Path<PortPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
+    ) -> Result<HttpResponseOk<Vec<LayerSummary>>, HttpError> {
         let n = path.into_inner().name;
         call(&rq, false, move |s| s.list_layers(&n))
             .await
@@ -248,17 +248,14 @@ impl SluiceApi for SluiceImpl {
     async fn dump_layer(
         rq: Rq,
         path: Path<LayerPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
+    ) -> Result<HttpResponseOk<LayerDoc>, HttpError> {
         let p = path.into_inner();
         call(&rq, false, move |s| s.dump_layer(&p.name, &p.layer))
             .await
             .map(HttpResponseOk)
     }
 
-    async fn dump_uft(
-        rq: Rq,
-        path: Path<PortPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
+    async fn dump_uft(rq: Rq, path: Path<PortPath>) -> Result<HttpResponseOk<UftDoc>, HttpError> {
         let n = path.into_inner().name;
         call(&rq, false, move |s| s.dump_uft(&n))
             .await
@@ -275,7 +272,7 @@ impl SluiceApi for SluiceImpl {
     async fn dump_tcp_flows(
         rq: Rq,
         path: Path<PortPath>,
-    ) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
+    ) -> Result<HttpResponseOk<Vec<TcpFlowDoc>>, HttpError> {
         let n = path.into_inner().name;
         call(&rq, false, move |s| s.dump_tcp_flows(&n))
             .await

@@ -2,7 +2,9 @@
 //! direction packets and bytes, per layer hits, per drop reason, flow
 //! table occupancy and limits, V2P/V2B occupancy, per worker busy ratio.
 
-use crate::types::HostStats;
+use crate::types::{Dir, HostStats, PortCounters};
+use dataplane::layer::LayerDirStats;
+use dataplane::port::DirStats;
 use std::fmt::Write;
 
 fn esc(v: &str) -> String {
@@ -11,12 +13,50 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut v = v;
-    for p in path {
-        v = &v[*p];
-    }
-    v.as_u64().unwrap_or(0)
+/// The name and help of the family each per-direction port counter
+/// ([`dataplane::port::DirStats`]) is exported as.
+fn port_dir_family(counter: &str) -> (String, String) {
+    let help = match counter {
+        "packets" => "Packets a port processed, by direction.",
+        "bytes" => "Bytes a port processed, by direction.",
+        "uft_hits" => "Packets that hit the unified flow table.",
+        "uft_misses" => "Packets that missed the unified flow table (the layers decided them).",
+        "forwarded" => "Packets a port forwarded, by direction.",
+        "hairpins" => "Packets a port answered itself (a hairpin reply), by direction.",
+        "dropped" => "Packets a port dropped, by direction (by reason: sluice_drops_total).",
+        _ => "A port counter, by direction.",
+    };
+    (format!("sluice_port_{counter}_total"), help.to_string())
+}
+
+/// The family each per-port flow counter ([`PortCounters::flow_counters`])
+/// is exported as.
+fn port_flow_family(counter: &str) -> (String, String) {
+    let help = match counter {
+        "flows_created" => "Flows a port created.",
+        "flows_expired" => "Flows that expired.",
+        "flows_evicted" => "Half-open flows evicted to make room for a new flow.",
+        "revalidations" => "Flows re-checked after a rule change.",
+        "related" => "ICMP errors passed as part of the flow they are about.",
+        _ => "A port's flow counter.",
+    };
+    (format!("sluice_port_{counter}_total"), help.to_string())
+}
+
+/// The family each per-layer counter ([`dataplane::layer::LayerDirStats`])
+/// is exported as.
+fn layer_family(counter: &str) -> (String, String) {
+    let help = match counter {
+        "packets" => "Packets a layer decided (slow path), by direction.",
+        "lft_hits" => "Packets that found state in the layer's flow table.",
+        "default_hits" => "Packets no rule of the layer matched.",
+        "dropped" => "Packets the layer dropped.",
+        "denied" => "Packets a deny rule of the layer dropped.",
+        "default_denied" => "Packets the layer's default dropped.",
+        "hairpins" => "Packets the layer answered with a hairpin.",
+        _ => "A layer counter, by direction.",
+    };
+    (format!("sluice_layer_{counter}_total"), help.to_string())
 }
 
 pub fn render(s: &HostStats) -> String {
@@ -24,20 +64,27 @@ pub fn render(s: &HostStats) -> String {
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    family(
-        &mut o,
-        "sluice_port_packets_total",
-        "counter",
-        "Packets a port processed, by direction.",
-    );
-    for p in &s.ports {
-        for d in ["in", "out"] {
-            let _ = writeln!(
-                o,
-                "sluice_port_packets_total{{port=\"{}\",dir=\"{d}\"}} {}",
-                esc(&p.name),
-                u(&p.stats, &[d, "packets"])
-            );
+    // Every engine counter of a port, by its own name: the list comes
+    // from the typed counters, so a new or renamed one is exported under
+    // its name rather than missed.
+    let dir_names = DirStats::default().counters().map(|(k, _)| k);
+    for (i, name) in dir_names.iter().enumerate() {
+        let (fam, help) = port_dir_family(name);
+        family(&mut o, &fam, "counter", &help);
+        for p in &s.ports {
+            for (d, label) in [(Dir::In, "in"), (Dir::Out, "out")] {
+                let (_, v) = p.stats.dir(d).counters()[i];
+                let _ = writeln!(o, "{fam}{{port=\"{}\",dir=\"{label}\"}} {v}", esc(&p.name));
+            }
+        }
+    }
+    let flow_names = PortCounters::default().flow_counters().map(|(k, _)| k);
+    for (i, name) in flow_names.iter().enumerate() {
+        let (fam, help) = port_flow_family(name);
+        family(&mut o, &fam, "counter", &help);
+        for p in &s.ports {
+            let (_, v) = p.stats.flow_counters()[i];
+            let _ = writeln!(o, "{fam}{{port=\"{}\"}} {v}", esc(&p.name));
         }
     }
     family(
@@ -54,57 +101,24 @@ pub fn render(s: &HostStats) -> String {
             u8::from(p.guest_error.is_some())
         );
     }
-    family(
-        &mut o,
-        "sluice_port_bytes_total",
-        "counter",
-        "Bytes a port processed, by direction.",
-    );
-    for p in &s.ports {
-        for d in ["in", "out"] {
-            let _ = writeln!(
-                o,
-                "sluice_port_bytes_total{{port=\"{}\",dir=\"{d}\"}} {}",
-                esc(&p.name),
-                u(&p.stats, &[d, "bytes"])
-            );
-        }
-    }
-    family(
-        &mut o,
-        "sluice_port_uft_hits_total",
-        "counter",
-        "Packets that hit the unified flow table.",
-    );
-    for p in &s.ports {
-        for d in ["in", "out"] {
-            let _ = writeln!(
-                o,
-                "sluice_port_uft_hits_total{{port=\"{}\",dir=\"{d}\"}} {}",
-                esc(&p.name),
-                u(&p.stats, &[d, "uft_hits"])
-            );
-        }
-    }
-    family(
-        &mut o,
-        "sluice_layer_packets_total",
-        "counter",
-        "Packets a layer decided (slow path), by direction.",
-    );
-    for p in &s.ports {
-        for l in &p.layers {
-            let d = match l.dir {
-                crate::types::Dir::In => "in",
-                crate::types::Dir::Out => "out",
-            };
-            let _ = writeln!(
-                o,
-                "sluice_layer_packets_total{{port=\"{}\",layer=\"{}\",dir=\"{d}\"}} {}",
-                esc(&p.name),
-                esc(&l.layer),
-                u(&l.stats, &["packets"])
-            );
+    let layer_names = LayerDirStats::default().counters().map(|(k, _)| k);
+    for (i, name) in layer_names.iter().enumerate() {
+        let (fam, help) = layer_family(name);
+        family(&mut o, &fam, "counter", &help);
+        for p in &s.ports {
+            for l in &p.layers {
+                let d = match l.dir {
+                    Dir::In => "in",
+                    Dir::Out => "out",
+                };
+                let (_, v) = l.stats.counters()[i];
+                let _ = writeln!(
+                    o,
+                    "{fam}{{port=\"{}\",layer=\"{}\",dir=\"{d}\"}} {v}",
+                    esc(&p.name),
+                    esc(&l.layer)
+                );
+            }
         }
     }
     family(
@@ -220,16 +234,12 @@ pub fn render(s: &HostStats) -> String {
         "Frames the switch handled or refused, by worker and kind.",
     );
     for w in &s.workers {
-        if let Some(m) = w.switch.as_object() {
-            for (k, v) in m {
-                let _ = writeln!(
-                    o,
-                    "sluice_switch_frames_total{{worker=\"{}\",kind=\"{}\"}} {}",
-                    w.worker,
-                    esc(k),
-                    v.as_u64().unwrap_or(0)
-                );
-            }
+        for (k, v) in w.switch.counters() {
+            let _ = writeln!(
+                o,
+                "sluice_switch_frames_total{{worker=\"{}\",kind=\"{k}\"}} {v}",
+                w.worker
+            );
         }
     }
     o
@@ -238,7 +248,137 @@ pub fn render(s: &HostStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{DeviceDrops, DropCount, TableSize, WorkerStatsDoc};
+    use crate::types::{
+        DeviceDrops, DropCount, LayerStatsDoc, PortStatsDoc, TableSize, WorkerStatsDoc,
+    };
+    use dataplane::port::PortStats;
+    use dataplane::DropReason;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use vmm_net::switch::SwitchStats;
+
+    /// A counters struct whose every field (by its serialized name) holds
+    /// a distinct value from `base`, and those names and values: built
+    /// through serde, so the names are the wire's, not the ones the
+    /// exporter lists.
+    fn numbered<T: Default + Serialize + DeserializeOwned>(base: u64) -> (T, Vec<(String, u64)>) {
+        let mut doc = serde_json::to_value(T::default()).unwrap();
+        let serde_json::Value::Object(fields) = &mut doc else {
+            panic!("counters serialize as an object, not {doc}");
+        };
+        let mut want = Vec::new();
+        for (i, (k, v)) in fields.iter_mut().enumerate() {
+            // Nested per-direction counters are filled by their own type.
+            if v.is_object() {
+                continue;
+            }
+            let n = base + i as u64;
+            *v = n.into();
+            want.push((k.clone(), n));
+        }
+        (serde_json::from_value(doc).unwrap(), want)
+    }
+
+    /// Every counter the engine keeps (a port's per direction and per
+    /// flow table, a layer's, the switch's, every drop reason) is in
+    /// `/metrics` under its own name and with its value: a counter
+    /// renamed or added in the engine is exported, never silently 0.
+    #[test]
+    fn every_engine_counter_is_exported_under_its_name() {
+        let (inbound, dir_in) = numbered::<DirStats>(100);
+        let (outbound, dir_out) = numbered::<DirStats>(200);
+        let (mut counters, flows) = numbered::<PortCounters>(300);
+        counters.inbound = inbound;
+        counters.outbound = outbound;
+        let (layer, layer_want) = numbered::<LayerDirStats>(400);
+        let (switch, switch_want) = numbered::<SwitchStats>(500);
+        let mut engine = PortStats::default();
+        for (i, d) in engine.drops.iter_mut().enumerate() {
+            *d = 600 + i as u64;
+        }
+        let port = PortStatsDoc {
+            name: "p".into(),
+            flows: 0,
+            flow_limit: 1,
+            uft_in: 0,
+            uft_out: 0,
+            stats: counters,
+            layers: vec![LayerStatsDoc {
+                layer: "firewall".into(),
+                dir: Dir::Out,
+                stats: layer,
+            }],
+            drops: DropCount::list(&engine.drop_counts()),
+            guest_error: None,
+        };
+        let s = HostStats {
+            ports: vec![port],
+            workers: vec![WorkerStatsDoc {
+                worker: 0,
+                ports: 1,
+                busy_ratio: 0.0,
+                rounds: 0,
+                sleeps: 0,
+                switch,
+                drops: Vec::new(),
+                devices: Vec::new(),
+            }],
+            v2p: TableSize {
+                entries: 0,
+                limit: 1,
+            },
+            v2b: TableSize {
+                entries: 0,
+                limit: 1,
+            },
+        };
+        let text = render(&s);
+        let has = |line: String| {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        };
+        assert_eq!(dir_in.len(), 7, "{dir_in:?}");
+        for (k, v) in dir_in {
+            has(format!(
+                "sluice_port_{k}_total{{port=\"p\",dir=\"in\"}} {v}"
+            ));
+        }
+        for (k, v) in dir_out {
+            has(format!(
+                "sluice_port_{k}_total{{port=\"p\",dir=\"out\"}} {v}"
+            ));
+        }
+        assert_eq!(flows.len(), 5, "{flows:?}");
+        for (k, v) in flows {
+            has(format!("sluice_port_{k}_total{{port=\"p\"}} {v}"));
+        }
+        for (k, v) in layer_want {
+            has(format!(
+                "sluice_layer_{k}_total{{port=\"p\",layer=\"firewall\",dir=\"out\"}} {v}"
+            ));
+        }
+        assert_eq!(switch_want.len(), 11, "{switch_want:?}");
+        for (k, v) in switch_want {
+            has(format!(
+                "sluice_switch_frames_total{{worker=\"0\",kind=\"{k}\"}} {v}"
+            ));
+        }
+        // A reason may be split by the layer that decided it (`denied`,
+        // `default_denied`): its lines add up to its count.
+        let mut reasons = 0;
+        for (i, r) in DropReason::all().enumerate() {
+            reasons += 1;
+            let tail = format!("reason=\"{}\"}}", r.name());
+            let sum: u64 = text
+                .lines()
+                .filter(|l| l.starts_with("sluice_drops_total{port=\"p\","))
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(labels, _)| labels.ends_with(&tail))
+                .map(|(_, v)| v.parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(sum, 600 + i as u64, "{} in\n{text}", r.name());
+        }
+        assert!(reasons > 10, "{reasons} drop reasons");
+    }
 
     #[test]
     fn device_and_switch_drops_are_exported_by_worker_device_and_reason() {
@@ -250,7 +390,7 @@ mod tests {
                 busy_ratio: 0.0,
                 rounds: 0,
                 sleeps: 0,
-                switch: serde_json::json!({}),
+                switch: Default::default(),
                 drops: DropCount::list(&[("geneve_control", 3), ("wrong_vni", 0)]),
                 devices: vec![DeviceDrops::from_counts(
                     "uplink",

@@ -242,12 +242,13 @@ fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
         s.layers.push(l);
     }
     let stats = switch.stats();
-    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(stats) {
-        for k in SWITCH_DROPS {
-            if let Some(v) = m.get(k) {
-                s.switch.insert(k.to_string(), v.as_u64().unwrap_or(0));
-            }
-        }
+    // Switch counters (beside its drops by reason) that mean a frame lost.
+    for (k, v) in [
+        ("tx_dropped", stats.tx_dropped),
+        ("handoff_dropped", stats.handoff_dropped),
+        ("gso_dropped", stats.gso_dropped),
+    ] {
+        s.switch.insert(k.to_string(), v);
     }
     // The outer checks' and the demultiplexing's drops, by reason.
     for (k, v) in stats.drops.counts() {
@@ -255,9 +256,6 @@ fn snapshot(eps: &[Endpoint], switch: &Switch, names: &[String]) -> Snapshot {
     }
     s
 }
-
-/// Switch counters (beside its drops by reason) that mean a frame lost.
-const SWITCH_DROPS: [&str; 3] = ["tx_dropped", "handoff_dropped", "gso_dropped"];
 
 fn fate(
     eps: &[Endpoint],

@@ -772,37 +772,24 @@ impl Sluice {
         self.workers.with_port(name, f).map_err(worker_error)
     }
 
-    pub fn list_layers(&self, name: &str) -> Result<serde_json::Value, ApiError> {
+    pub fn list_layers(&self, name: &str) -> Result<Vec<LayerSummary>, ApiError> {
         self.on_port(name, |v| {
-            let layers: Vec<serde_json::Value> = v
-                .port
+            v.port
                 .dump_layers()
-                .into_iter()
-                .map(|l| {
-                    let mut j = serde_json::to_value(&l).unwrap_or_default();
-                    // A listing: no rules or flows, just counts.
-                    if let Some(o) = j.as_object_mut() {
-                        for key in ["rules_in", "rules_out", "lft_in", "lft_out"] {
-                            if let Some(a) = o.get(key).and_then(|x| x.as_array()).map(Vec::len) {
-                                o.insert(key.to_string(), a.into());
-                            }
-                        }
-                    }
-                    j
-                })
-                .collect();
-            serde_json::Value::Array(layers)
+                .iter()
+                .map(|l| LayerSummary::from(&LayerDoc::from(l)))
+                .collect()
         })
     }
 
-    pub fn dump_layer(&self, name: &str, layer: &str) -> Result<serde_json::Value, ApiError> {
+    pub fn dump_layer(&self, name: &str, layer: &str) -> Result<LayerDoc, ApiError> {
         let l = layer.to_string();
         let found = self.on_port(name, move |v| {
             v.port
                 .dump_layers()
                 .into_iter()
                 .find(|d| d.name == l)
-                .map(|d| serde_json::to_value(&d).unwrap_or_default())
+                .map(|d| LayerDoc::from(&d))
         })?;
         found.ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -811,19 +798,21 @@ impl Sluice {
         })
     }
 
-    pub fn dump_uft(&self, name: &str) -> Result<serde_json::Value, ApiError> {
-        self.on_port(name, |v| {
-            serde_json::to_value(v.port.dump_uft()).unwrap_or_default()
-        })
+    pub fn dump_uft(&self, name: &str) -> Result<UftDoc, ApiError> {
+        self.on_port(name, |v| UftDoc::from(&v.port.dump_uft()))
     }
 
     pub fn clear_uft(&self, name: &str) -> Result<(), ApiError> {
         self.on_port(name, |v| v.port.clear_flows())
     }
 
-    pub fn dump_tcp_flows(&self, name: &str) -> Result<serde_json::Value, ApiError> {
+    pub fn dump_tcp_flows(&self, name: &str) -> Result<Vec<TcpFlowDoc>, ApiError> {
         self.on_port(name, |v| {
-            serde_json::to_value(v.port.dump_tcp_flows()).unwrap_or_default()
+            v.port
+                .dump_tcp_flows()
+                .iter()
+                .map(TcpFlowDoc::from)
+                .collect()
         })
     }
 
@@ -856,7 +845,7 @@ impl Sluice {
                 busy_ratio: w.busy_ratio(),
                 rounds: w.rounds,
                 sleeps: w.sleeps,
-                switch: serde_json::to_value(w.switch).unwrap_or_default(),
+                switch: w.switch,
                 drops: DropCount::list(&w.switch.drops.counts()),
                 devices: w
                     .devices
@@ -889,8 +878,8 @@ impl Sluice {
         let input = frame.clone();
         let result = self.on_port(name, move |v| v.port.trace(dir, &input))?;
         let trace = match result {
-            Ok(t) => serde_json::to_value(t).unwrap_or_default(),
-            Err(r) => serde_json::json!({ "verdict": format!("drop: {r}"), "steps": [] }),
+            Ok(t) => TraceDoc::from(&t),
+            Err(r) => TraceDoc::refused(r),
         };
         Ok(TraceResponse {
             input_hex: crate::trace::hex(&frame),
@@ -1187,7 +1176,7 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
                 layers.push(LayerStatsDoc {
                     layer: l.name().to_string(),
                     dir,
-                    stats: serde_json::to_value(s).unwrap_or_default(),
+                    stats: s,
                 });
             }
         }
@@ -1198,29 +1187,9 @@ pub fn port_stats_doc(name: &str, v: &VnicPort) -> PortStatsDoc {
         flow_limit: p.config().flow_limit,
         uft_in: p.uft_len(Direction::In),
         uft_out: p.uft_len(Direction::Out),
-        stats: {
-            let st = p.stats();
-            serde_json::json!({
-                "in": st.dir(Direction::In),
-                "out": st.dir(Direction::Out),
-                "flows_created": st.flows_created,
-                "flows_expired": st.flows_expired,
-                "flows_evicted": st.flows_evicted,
-                "revalidations": st.revalidations,
-                "related": st.related,
-            })
-        },
+        stats: PortCounters::from_engine(p.stats()),
         layers,
-        drops: p
-            .stats()
-            .drop_counts()
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| DropCount {
-                reason: r.to_string(),
-                count: n,
-            })
-            .collect(),
+        drops: DropCount::list(&p.stats().drop_counts()),
         guest_error: None,
     }
 }

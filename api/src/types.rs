@@ -1,13 +1,24 @@
 //! The bodies the API takes and returns. Configuration types come from
 //! `vnic` (one definition for the API, the state file and the engine);
-//! table dumps and traces are the engine's own documents, passed through
-//! as JSON.
+//! counters are the engine's own structs (`DirStats`, `LayerDirStats`,
+//! `SwitchStats`); table dumps and traces are typed documents built from
+//! the engine's by destructuring them whole, so no answer is untyped
+//! JSON and a field changed in the engine fails the build, not a reader.
 
-use dataplane::{IpCidr, RateLimit, Vni};
+use dataplane::layer::LayerDirStats;
+use dataplane::port::{
+    DirStats, LayerDump, LftDump, PortStats, RuleDump, TcpFlowDump, Trace, TraceFate, TraceStep,
+    UftDump, UftEntryDump,
+};
+use dataplane::tcp::TcpState;
+use dataplane::{
+    DefaultAction, Direction, DropReason, Encap, FlowKey, IpCidr, RateLimit, Transform, Vni,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+use vmm_net::switch::SwitchStats;
 use vnic::config::{ExternalIps, MacAddr, VnicConfig};
 use vnic::firewall::FirewallRule;
 use vnic::router::RouteEntry;
@@ -332,7 +343,7 @@ pub struct PacketDesc {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TraceResponse {
     pub input_hex: String,
-    pub trace: serde_json::Value,
+    pub trace: TraceDoc,
 }
 
 /// `POST /ports/{name}/capture`: record the port's traffic to pcap.
@@ -400,9 +411,9 @@ pub struct PortStatsDoc {
     pub flow_limit: u32,
     pub uft_in: usize,
     pub uft_out: usize,
-    /// Packets/bytes per direction, UFT hits and misses, drops by reason,
-    /// per layer: the engine's counters.
-    pub stats: serde_json::Value,
+    /// Packets/bytes per direction, UFT hits and misses, and the flow
+    /// table's events: the engine's counters.
+    pub stats: PortCounters,
     pub layers: Vec<LayerStatsDoc>,
     /// Drop counts by reason (non-zero only).
     pub drops: Vec<DropCount>,
@@ -426,18 +437,26 @@ impl PortStatsDoc {
     /// (a re-check of a flow), with no layer.
     pub fn drops_by_layer(&self) -> Vec<(Option<String>, String, u64)> {
         let mut out = Vec::new();
+        // The layers count these two by layer (`LayerDirStats::denied`,
+        // `default_denied`); the reasons' names come from the engine's.
+        let denied = dataplane::DropReason::Denied.name();
+        let default_denied = dataplane::DropReason::DefaultDenied.name();
         for d in &self.drops {
-            let key = match d.reason.as_str() {
-                "denied" => "denied",
-                "default_denied" => "default_denied",
-                _ => {
-                    out.push((None, d.reason.clone(), d.count));
-                    continue;
-                }
+            let by_rule = if d.reason == denied {
+                true
+            } else if d.reason == default_denied {
+                false
+            } else {
+                out.push((None, d.reason.clone(), d.count));
+                continue;
             };
             let mut by_layer: Vec<(String, u64)> = Vec::new();
             for l in &self.layers {
-                let n = l.stats[key].as_u64().unwrap_or(0);
+                let n = if by_rule {
+                    l.stats.denied
+                } else {
+                    l.stats.default_denied
+                };
                 if n == 0 {
                     continue;
                 }
@@ -478,7 +497,81 @@ impl DropCount {
 pub struct LayerStatsDoc {
     pub layer: String,
     pub dir: Dir,
-    pub stats: serde_json::Value,
+    pub stats: LayerDirStats,
+}
+
+/// A port's own counters (`stats` of a port's statistics): per
+/// direction (`in`, `out`), and what happened to its flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PortCounters {
+    #[serde(rename = "in")]
+    pub inbound: DirStats,
+    #[serde(rename = "out")]
+    pub outbound: DirStats,
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    /// Half-open flows evicted to make room for a new flow.
+    pub flows_evicted: u64,
+    /// Flows re-checked after a rule change.
+    pub revalidations: u64,
+    /// ICMP errors passed as part of the flow they are about.
+    pub related: u64,
+}
+
+impl PortCounters {
+    /// The engine's counters of a port. The drops are reported apart
+    /// ([`PortStatsDoc::drops`]). Destructured whole, so a counter added
+    /// to the engine fails the build until it is reported here.
+    pub fn from_engine(st: &PortStats) -> PortCounters {
+        let PortStats {
+            dir: _,
+            drops: _,
+            policy_drops: _,
+            flows_created,
+            flows_expired,
+            flows_evicted,
+            revalidations,
+            related,
+        } = st;
+        PortCounters {
+            inbound: *st.dir(Direction::In),
+            outbound: *st.dir(Direction::Out),
+            flows_created: *flows_created,
+            flows_expired: *flows_expired,
+            flows_evicted: *flows_evicted,
+            revalidations: *revalidations,
+            related: *related,
+        }
+    }
+
+    /// The per-port (not per-direction) counters by their serialized
+    /// names: what metrics export. Destructured whole, like the engine's.
+    pub fn flow_counters(&self) -> [(&'static str, u64); 5] {
+        let PortCounters {
+            inbound: _,
+            outbound: _,
+            flows_created,
+            flows_expired,
+            flows_evicted,
+            revalidations,
+            related,
+        } = *self;
+        [
+            ("flows_created", flows_created),
+            ("flows_expired", flows_expired),
+            ("flows_evicted", flows_evicted),
+            ("revalidations", revalidations),
+            ("related", related),
+        ]
+    }
+
+    /// The counters of one direction.
+    pub fn dir(&self, d: Dir) -> &DirStats {
+        match d {
+            Dir::In => &self.inbound,
+            Dir::Out => &self.outbound,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -488,7 +581,8 @@ pub struct WorkerStatsDoc {
     pub busy_ratio: f64,
     pub rounds: u64,
     pub sleeps: u64,
-    pub switch: serde_json::Value,
+    /// The switch's frame counters (its drops are `drops`).
+    pub switch: SwitchStats,
     /// Frames this worker's switch dropped before any port saw them
     /// (the outer checks and the demultiplexing), by reason, non-zero
     /// only: layer `switch` in the drop table and in metrics.
@@ -545,6 +639,33 @@ pub struct RulePath {
 mod tests {
     use super::*;
 
+    /// The API's TCP state reads, and is written, as the engine names
+    /// it, for every state the engine has.
+    #[test]
+    fn tcp_states_keep_the_engines_names() {
+        use dataplane::tcp::SideBit;
+        for st in [
+            TcpState::Unverified,
+            TcpState::SynSent,
+            TcpState::SynReceived,
+            TcpState::Established,
+            TcpState::FinWait {
+                first: SideBit::Originator,
+            },
+            TcpState::LastAck {
+                second: SideBit::Responder,
+            },
+            TcpState::TimeWait,
+            TcpState::Closed,
+        ] {
+            let doc = TcpStateDoc::from(st);
+            assert_eq!(doc.name(), st.name(), "{st:?}");
+            let wire = serde_json::to_value(doc).unwrap();
+            assert_eq!(wire, serde_json::json!(st.name()), "{st:?}");
+            assert_eq!(serde_json::from_value::<TcpStateDoc>(wire).unwrap(), doc);
+        }
+    }
+
     #[test]
     fn every_guest_kind_refuses_unknown_fields() {
         for body in [
@@ -560,5 +681,532 @@ mod tests {
         let g: GuestSpec = serde_json::from_str(r#"{"kind":"none"}"#).unwrap();
         assert_eq!(g, GuestSpec::None);
         assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"kind":"none"}"#);
+    }
+}
+
+// ---- a port's tables: the wire form of the engine's dumps ----
+//
+// Each is built from the engine's dump by destructuring it whole, so a
+// field added to or renamed in the engine fails the build here rather
+// than vanishing from the API.
+
+/// A flow's 5-tuple and VNI (0: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowKeyDoc {
+    /// The IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub proto: u8,
+    pub src: IpAddr,
+    pub src_port: u16,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub vni: u32,
+}
+
+impl From<&FlowKey> for FlowKeyDoc {
+    fn from(k: &FlowKey) -> Self {
+        FlowKeyDoc {
+            proto: k.proto,
+            src: k.src_ip(),
+            src_port: k.src_port,
+            dst: k.dst_ip(),
+            dst_port: k.dst_port,
+            vni: k.vni,
+        }
+    }
+}
+
+/// `GET /ports/{name}/layers/{layer}`: one layer, whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LayerDoc {
+    pub name: String,
+    pub default_in: DefaultAction,
+    pub default_out: DefaultAction,
+    pub rules_in: Vec<RuleDoc>,
+    pub rules_out: Vec<RuleDoc>,
+    pub lft_in: Vec<LftEntryDoc>,
+    pub lft_out: Vec<LftEntryDoc>,
+    pub stats_in: LayerDirStats,
+    pub stats_out: LayerDirStats,
+}
+
+/// `GET /ports/{name}/layers`: one layer's entry, its rules and flows
+/// counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LayerSummary {
+    pub name: String,
+    pub default_in: DefaultAction,
+    pub default_out: DefaultAction,
+    /// How many inbound rules.
+    pub rules_in: usize,
+    pub rules_out: usize,
+    /// How many inbound flows the layer's flow table holds.
+    pub lft_in: usize,
+    pub lft_out: usize,
+    pub stats_in: LayerDirStats,
+    pub stats_out: LayerDirStats,
+}
+
+/// One rule of a layer, with its hit count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RuleDoc {
+    pub id: u64,
+    pub priority: u16,
+    /// What the rule matches, one predicate each (`ip.dst=10.0.0.0/24`).
+    pub predicates: Vec<String>,
+    pub action: String,
+    pub hits: u64,
+}
+
+/// One entry of a layer's flow table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LftEntryDoc {
+    pub key: FlowKeyDoc,
+    pub flow: u32,
+    pub state: String,
+}
+
+impl From<&LayerDump> for LayerDoc {
+    fn from(d: &LayerDump) -> Self {
+        let LayerDump {
+            name,
+            default_in,
+            default_out,
+            rules_in,
+            rules_out,
+            lft_in,
+            lft_out,
+            stats_in,
+            stats_out,
+        } = d;
+        let rules = |rs: &[RuleDump]| {
+            rs.iter()
+                .map(|r| {
+                    let RuleDump {
+                        id,
+                        priority,
+                        predicates,
+                        action,
+                        hits,
+                    } = r;
+                    RuleDoc {
+                        id: *id,
+                        priority: *priority,
+                        predicates: predicates.clone(),
+                        action: action.clone(),
+                        hits: *hits,
+                    }
+                })
+                .collect()
+        };
+        let lft = |es: &[LftDump]| {
+            es.iter()
+                .map(|e| {
+                    let LftDump { key, flow, state } = e;
+                    LftEntryDoc {
+                        key: key.into(),
+                        flow: *flow,
+                        state: state.clone(),
+                    }
+                })
+                .collect()
+        };
+        LayerDoc {
+            name: name.clone(),
+            default_in: *default_in,
+            default_out: *default_out,
+            rules_in: rules(rules_in),
+            rules_out: rules(rules_out),
+            lft_in: lft(lft_in),
+            lft_out: lft(lft_out),
+            stats_in: *stats_in,
+            stats_out: *stats_out,
+        }
+    }
+}
+
+impl From<&LayerDoc> for LayerSummary {
+    fn from(d: &LayerDoc) -> Self {
+        LayerSummary {
+            name: d.name.clone(),
+            default_in: d.default_in,
+            default_out: d.default_out,
+            rules_in: d.rules_in.len(),
+            rules_out: d.rules_out.len(),
+            lft_in: d.lft_in.len(),
+            lft_out: d.lft_out.len(),
+            stats_in: d.stats_in,
+            stats_out: d.stats_out,
+        }
+    }
+}
+
+/// `GET /ports/{name}/uft`: the unified flow table, both directions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UftDoc {
+    /// The port's rule epoch now.
+    pub epoch: u64,
+    pub inbound: Vec<UftEntryDoc>,
+    pub outbound: Vec<UftEntryDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UftEntryDoc {
+    pub key: FlowKeyDoc,
+    pub flow: u32,
+    /// The epoch the entry was made under.
+    pub epoch: u64,
+    /// Made under older rules or tables: re-checked at its next packet.
+    pub stale: bool,
+    /// The compiled transform, in one line.
+    pub transform: String,
+}
+
+impl From<&UftDump> for UftDoc {
+    fn from(d: &UftDump) -> Self {
+        let UftDump {
+            epoch,
+            inbound,
+            outbound,
+        } = d;
+        let entries = |es: &[UftEntryDump]| {
+            es.iter()
+                .map(|e| {
+                    let UftEntryDump {
+                        key,
+                        flow,
+                        epoch,
+                        stale,
+                        transform,
+                    } = e;
+                    UftEntryDoc {
+                        key: key.into(),
+                        flow: *flow,
+                        epoch: *epoch,
+                        stale: *stale,
+                        transform: transform.clone(),
+                    }
+                })
+                .collect()
+        };
+        UftDoc {
+            epoch: *epoch,
+            inbound: entries(inbound),
+            outbound: entries(outbound),
+        }
+    }
+}
+
+/// `GET /ports/{name}/tcp-flows`: one TCP connection the port tracks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TcpFlowDoc {
+    pub flow: u32,
+    pub key: FlowKeyDoc,
+    /// Which side opened it: `out` the guest, `in` the network.
+    pub origin: Dir,
+    pub state: TcpStateDoc,
+    pub age_ms: u64,
+    pub idle_ms: u64,
+    pub packets_out: u64,
+    pub packets_in: u64,
+}
+
+impl From<&TcpFlowDump> for TcpFlowDoc {
+    fn from(d: &TcpFlowDump) -> Self {
+        let TcpFlowDump {
+            flow,
+            key,
+            origin,
+            state,
+            age_ms,
+            idle_ms,
+            packets_out,
+            packets_in,
+        } = d;
+        TcpFlowDoc {
+            flow: *flow,
+            key: key.into(),
+            origin: Dir::from(*origin),
+            state: TcpStateDoc::from(*state),
+            age_ms: *age_ms,
+            idle_ms: *idle_ms,
+            packets_out: *packets_out,
+            packets_in: *packets_in,
+        }
+    }
+}
+
+/// Where a tracked TCP connection is (the engine's [`TcpState`], by its
+/// name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TcpStateDoc {
+    /// First segment was not a SYN (the flow predates the port, or its
+    /// entry was evicted); established once the other end answers.
+    #[serde(rename = "UNVERIFIED")]
+    Unverified,
+    #[serde(rename = "SYN_SENT")]
+    SynSent,
+    #[serde(rename = "SYN_RCVD")]
+    SynReceived,
+    #[serde(rename = "ESTABLISHED")]
+    Established,
+    /// One end sent a FIN.
+    #[serde(rename = "FIN_WAIT")]
+    FinWait,
+    /// Both ends sent a FIN; waiting for the ACK of the second.
+    #[serde(rename = "LAST_ACK")]
+    LastAck,
+    #[serde(rename = "TIME_WAIT")]
+    TimeWait,
+    #[serde(rename = "CLOSED")]
+    Closed,
+}
+
+impl From<TcpState> for TcpStateDoc {
+    fn from(s: TcpState) -> Self {
+        match s {
+            TcpState::Unverified => TcpStateDoc::Unverified,
+            TcpState::SynSent => TcpStateDoc::SynSent,
+            TcpState::SynReceived => TcpStateDoc::SynReceived,
+            TcpState::Established => TcpStateDoc::Established,
+            TcpState::FinWait { .. } => TcpStateDoc::FinWait,
+            TcpState::LastAck { .. } => TcpStateDoc::LastAck,
+            TcpState::TimeWait => TcpStateDoc::TimeWait,
+            TcpState::Closed => TcpStateDoc::Closed,
+        }
+    }
+}
+
+impl TcpStateDoc {
+    /// The name on the wire (the engine's [`TcpState::name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpStateDoc::Unverified => "UNVERIFIED",
+            TcpStateDoc::SynSent => "SYN_SENT",
+            TcpStateDoc::SynReceived => "SYN_RCVD",
+            TcpStateDoc::Established => "ESTABLISHED",
+            TcpStateDoc::FinWait => "FIN_WAIT",
+            TcpStateDoc::LastAck => "LAST_ACK",
+            TcpStateDoc::TimeWait => "TIME_WAIT",
+            TcpStateDoc::Closed => "CLOSED",
+        }
+    }
+}
+
+impl From<Direction> for Dir {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::In => Dir::In,
+            Direction::Out => Dir::Out,
+        }
+    }
+}
+
+/// The engine's account of a trace: per layer what matched and what it
+/// did, the composed transform, the verdict and the packet that leaves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceDoc {
+    pub steps: Vec<TraceStepDoc>,
+    /// The composed transform of every layer (absent when the frame was
+    /// refused before any layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformDoc>,
+    /// `forward`, `hairpin`, `drop: REASON`, or `stale state: ...`.
+    pub verdict: String,
+    /// The verdict as a value, for scripts.
+    pub fate: TraceFateDoc,
+    /// When `fate` is `drop`: the drop reason's name (as in the drop
+    /// table and `sluice_drops_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
+    /// The packet that would leave (forwarded, or the hairpin reply), as
+    /// hex.
+    #[serde(default)]
+    pub output: Option<String>,
+}
+
+/// What a traced packet's walk ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceFateDoc {
+    /// Sent on, transformed (`output` is the packet that leaves).
+    Forward,
+    /// Answered by the port (`output` is the reply).
+    Hairpin,
+    /// Dropped, for `drop_reason`.
+    Drop,
+    /// A layer held state made under older rules: the flow's next packet
+    /// is checked again.
+    Stale,
+}
+
+impl TraceDoc {
+    /// The trace of a frame refused before any layer saw it.
+    pub fn refused(r: DropReason) -> TraceDoc {
+        TraceDoc {
+            steps: Vec::new(),
+            transform: None,
+            verdict: format!("drop: {r}"),
+            fate: TraceFateDoc::Drop,
+            drop_reason: Some(r.name().to_string()),
+            output: None,
+        }
+    }
+}
+
+/// One layer's decision in a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceStepDoc {
+    pub layer: String,
+    /// `lft`, `rule N` or `default`.
+    pub matched: String,
+    pub action: String,
+    #[serde(default)]
+    pub transform: Option<TransformDoc>,
+}
+
+/// The header changes of a layer or of a whole flow; absent fields are
+/// left as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TransformDoc {
+    /// Pop the Geneve encapsulation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decap: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eth_src: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eth_dst: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_dst: Option<IpAddr>,
+    /// TCP/UDP source port; for ICMP echo, the identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4_src: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4_dst: Option<u16>,
+    /// Push a Geneve encapsulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<EncapDoc>,
+    /// For ICMP echo: the identifier a composed chain leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_ident: Option<u16>,
+    /// Applies only to packets from this underlay sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_outer_src: Option<Ipv6Addr>,
+}
+
+/// A Geneve-over-IPv6 encapsulation (RFC 8926).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EncapDoc {
+    pub eth_src: MacAddr,
+    pub eth_dst: MacAddr,
+    pub ip_src: Ipv6Addr,
+    pub ip_dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// Outer UDP source port; 0: derived from the inner flow.
+    pub udp_src: u16,
+    pub vni: Vni,
+    /// The Geneve options, encoded, as hex.
+    pub options: String,
+    pub udp_csum: bool,
+}
+
+impl From<&Transform> for TransformDoc {
+    fn from(t: &Transform) -> Self {
+        let Transform {
+            decap,
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            l4_src,
+            l4_dst,
+            encap,
+            deps: _,
+            icmp_ident,
+            expect_outer_src,
+        } = t;
+        TransformDoc {
+            decap: *decap,
+            eth_src: eth_src.map(MacAddr),
+            eth_dst: eth_dst.map(MacAddr),
+            ip_src: *ip_src,
+            ip_dst: *ip_dst,
+            l4_src: *l4_src,
+            l4_dst: *l4_dst,
+            encap: encap.as_ref().map(EncapDoc::from),
+            icmp_ident: *icmp_ident,
+            expect_outer_src: *expect_outer_src,
+        }
+    }
+}
+
+impl From<&Encap> for EncapDoc {
+    fn from(e: &Encap) -> Self {
+        let Encap {
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            hop_limit,
+            udp_src,
+            vni,
+            options,
+            udp_csum,
+        } = e;
+        EncapDoc {
+            eth_src: MacAddr(*eth_src),
+            eth_dst: MacAddr(*eth_dst),
+            ip_src: *ip_src,
+            ip_dst: *ip_dst,
+            hop_limit: *hop_limit,
+            udp_src: *udp_src,
+            vni: *vni,
+            options: crate::trace::hex(options.as_bytes()),
+            udp_csum: *udp_csum,
+        }
+    }
+}
+
+impl From<&Trace> for TraceDoc {
+    fn from(t: &Trace) -> Self {
+        let Trace {
+            steps,
+            transform,
+            verdict,
+            fate,
+            output,
+        } = t;
+        let (fate, drop_reason) = match *fate {
+            TraceFate::Forward => (TraceFateDoc::Forward, None),
+            TraceFate::Hairpin => (TraceFateDoc::Hairpin, None),
+            TraceFate::Drop(r) => (TraceFateDoc::Drop, Some(r.name().to_string())),
+            TraceFate::Stale => (TraceFateDoc::Stale, None),
+        };
+        TraceDoc {
+            steps: steps
+                .iter()
+                .map(|s| {
+                    let TraceStep {
+                        layer,
+                        matched,
+                        action,
+                        transform,
+                        after: _,
+                    } = s;
+                    TraceStepDoc {
+                        layer: layer.clone(),
+                        matched: matched.clone(),
+                        action: action.clone(),
+                        transform: transform.as_ref().map(TransformDoc::from),
+                    }
+                })
+                .collect(),
+            transform: Some(TransformDoc::from(transform)),
+            verdict: verdict.clone(),
+            fate,
+            drop_reason,
+            output: output.as_deref().map(crate::trace::hex),
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 /// What a layer does with a packet no rule matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAction {
     Allow,
@@ -51,7 +52,8 @@ pub(crate) struct LftEntry {
     pub action_id: ActionId,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LayerDirStats {
     /// Packets that reached this layer on the slow path.
     pub packets: u64,
@@ -68,6 +70,32 @@ pub struct LayerDirStats {
     pub default_denied: u64,
     /// How many this layer answered with a hairpin.
     pub hairpins: u64,
+}
+
+impl LayerDirStats {
+    /// Every counter by its (serialized) name: what metrics and the CLI
+    /// export. Destructured whole, so a counter added or renamed here
+    /// fails the build until it is listed.
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
+        let LayerDirStats {
+            packets,
+            lft_hits,
+            default_hits,
+            dropped,
+            denied,
+            default_denied,
+            hairpins,
+        } = *self;
+        [
+            ("packets", packets),
+            ("lft_hits", lft_hits),
+            ("default_hits", default_hits),
+            ("dropped", dropped),
+            ("denied", denied),
+            ("default_denied", default_denied),
+            ("hairpins", hairpins),
+        ]
+    }
 }
 
 pub struct Layer {

@@ -39,7 +39,7 @@ use crate::rate::{RateLimit, RateLimiter};
 use crate::rule::{Rule, RuleId};
 use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
 use crate::transform::{Compiled, EncapCache, Transform, TransformError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -101,7 +101,8 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DirStats {
     pub packets: u64,
     pub bytes: u64,
@@ -110,6 +111,32 @@ pub struct DirStats {
     pub forwarded: u64,
     pub hairpins: u64,
     pub dropped: u64,
+}
+
+impl DirStats {
+    /// Every counter by its (serialized) name: what metrics and the CLI
+    /// export. Destructured whole, so a counter added or renamed here
+    /// fails the build until it is listed.
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
+        let DirStats {
+            packets,
+            bytes,
+            uft_hits,
+            uft_misses,
+            forwarded,
+            hairpins,
+            dropped,
+        } = *self;
+        [
+            ("packets", packets),
+            ("bytes", bytes),
+            ("uft_hits", uft_hits),
+            ("uft_misses", uft_misses),
+            ("forwarded", forwarded),
+            ("hairpins", hairpins),
+            ("dropped", dropped),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1401,7 +1428,7 @@ impl Port {
         let before_flow = self.flows.live;
         let now = self.clock.now();
         let end = self.walk(&mut w, Mode::Packet(frame), now);
-        let (verdict, output) = match end {
+        let (verdict, fate, output) = match end {
             WalkEnd::Pass => {
                 // The packet as it would leave: the composed transform,
                 // compiled as the fast path would, applied to a copy.
@@ -1412,12 +1439,17 @@ impl Port {
                         c.apply(&mut p, &parsed.off).ok()?;
                         Some(p.as_slice().to_vec())
                     });
-                ("forward".to_string(), out)
+                ("forward".to_string(), TraceFate::Forward, out)
             }
-            WalkEnd::Drop(r) => (format!("drop: {r}"), None),
-            WalkEnd::Hairpin(reply) => ("hairpin".to_string(), Some(reply.as_slice().to_vec())),
+            WalkEnd::Drop(r) => (format!("drop: {r}"), TraceFate::Drop(r), None),
+            WalkEnd::Hairpin(reply) => (
+                "hairpin".to_string(),
+                TraceFate::Hairpin,
+                Some(reply.as_slice().to_vec()),
+            ),
             WalkEnd::Stale(..) => (
                 "stale state: re-checked on the next packet".to_string(),
+                TraceFate::Stale,
                 None,
             ),
         };
@@ -1428,6 +1460,7 @@ impl Port {
             steps: w.trace.take().unwrap_or_default(),
             transform: w.transform,
             verdict,
+            fate,
             output,
         })
     }
@@ -1520,7 +1553,7 @@ impl Port {
                     flow: id as u32,
                     key: FlowKey::of(&f.origin_hdrs)?,
                     origin: f.origin,
-                    state: st.name(),
+                    state: st,
                     age_ms: now.saturating_sub(f.created) / 1_000_000,
                     idle_ms: now.saturating_sub(f.last_hit) / 1_000_000,
                     packets_out: f.packets[Direction::Out.index()],
@@ -1674,10 +1707,26 @@ pub struct Trace {
     /// The composed transform of every layer.
     pub transform: Transform,
     pub verdict: String,
+    /// The verdict as a value (what `verdict` says in words).
+    #[serde(skip)]
+    pub fate: TraceFate,
     /// The packet that would leave (forwarded, or the hairpin reply),
     /// as hex.
     #[serde(serialize_with = "hex_bytes")]
     pub output: Option<Vec<u8>>,
+}
+
+/// What a traced packet's walk ended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFate {
+    /// Sent on, transformed.
+    Forward,
+    /// Answered by the port (the reply is the output).
+    Hairpin,
+    Drop(DropReason),
+    /// A layer held state made under older rules: the next packet of the
+    /// flow is checked again.
+    Stale,
 }
 
 fn hex_bytes<S: serde::Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
@@ -1739,12 +1788,18 @@ pub struct LftDump {
     pub state: String,
 }
 
+fn tcp_state_name<S: serde::Serializer>(st: &TcpState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(st.name())
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct TcpFlowDump {
     pub flow: u32,
     pub key: FlowKey,
     pub origin: Direction,
-    pub state: &'static str,
+    /// Written as [`TcpState::name`] (`ESTABLISHED`, ...).
+    #[serde(serialize_with = "tcp_state_name")]
+    pub state: TcpState,
     pub age_ms: u64,
     pub idle_ms: u64,
     pub packets_out: u64,

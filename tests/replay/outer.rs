@@ -181,7 +181,7 @@ fn the_switch_refuses_control_damaged_and_zero_checksum_tunnels() {
     // vouches for nothing).
     assert_eq!(r.switch.csum_verified_sw, 3, "{r:?}");
     assert_eq!(r.ports[0].drops.len(), 0, "no port saw them: {r:?}");
-    assert_eq!(r.ports[0].stats["in"]["packets"], 1, "{r:?}");
+    assert_eq!(r.ports[0].stats.inbound.packets, 1, "{r:?}");
     assert_eq!(delivered(&dir), [OUTER_GOOD_SPORT]);
     // The report's text shows them in the drop table.
     let text = api::cli::show::replay(&r);

@@ -30,7 +30,7 @@ use dataplane::drop::DROP_REASONS;
 use dataplane::headers::{self, Mac, ParseMode};
 use dataplane::{Direction, DropReason, PacketBuf, Verdict};
 use overlay::layer::reason;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::os::fd::BorrowedFd;
@@ -135,7 +135,8 @@ impl SwitchDrops {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SwitchStats {
     /// Frames received from the uplink.
     pub uplink_rx: u64,
@@ -164,6 +165,42 @@ pub struct SwitchStats {
     /// (reported apart, as drops, not among these counters).
     #[serde(skip)]
     pub drops: SwitchDrops,
+}
+
+impl SwitchStats {
+    /// Every counter by its (serialized) name, the drops aside (see
+    /// [`SwitchDrops::counts`]): what metrics and the CLI export.
+    /// Destructured whole, so a counter added or renamed here fails the
+    /// build until it is listed.
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
+        let SwitchStats {
+            uplink_rx,
+            uplink_tx,
+            csum_verified_sw,
+            csum_verified_hw,
+            local,
+            tx_dropped,
+            handed_off,
+            handoff_dropped,
+            io_errors,
+            gso_segments,
+            gso_dropped,
+            drops: _,
+        } = *self;
+        [
+            ("uplink_rx", uplink_rx),
+            ("uplink_tx", uplink_tx),
+            ("csum_verified_sw", csum_verified_sw),
+            ("csum_verified_hw", csum_verified_hw),
+            ("local", local),
+            ("tx_dropped", tx_dropped),
+            ("handed_off", handed_off),
+            ("handoff_dropped", handoff_dropped),
+            ("io_errors", io_errors),
+            ("gso_segments", gso_segments),
+            ("gso_dropped", gso_dropped),
+        ]
+    }
 }
 
 /// Which worker owns the port of each (VNI, guest MAC): shared by every

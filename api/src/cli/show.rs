@@ -1,33 +1,17 @@
 //! The human-readable renderings: one function per kind of answer, each
-//! returning text that ends in a newline. Engine dumps arrive as JSON
-//! documents; a field missing from one (another version of sluiced) is
-//! shown as `-`, never a panic.
+//! returning text that ends in a newline. Every answer, the engine's
+//! counters, dumps and traces included, arrives as its typed document
+//! (`crate::types`): a field renamed in the API fails the build here.
 
 use super::summary;
 use super::table::{opt, Table};
 use crate::replay::ReplayReport;
 use crate::types::*;
 use dataplane::RateLimit;
-use serde_json::Value;
+use vmm_net::switch::SwitchStats;
 use vnic::config::ExternalIps;
 use vnic::firewall::{FirewallRule, HostFilter, PortFilter, ProtoFilter};
 use vnic::router::{RouteClass, RouteTarget};
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(x) => x.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
-fn arr(v: &Value) -> &[Value] {
-    v.as_array().map_or(&[], Vec::as_slice)
-}
 
 pub fn guest(g: &GuestSpec) -> String {
     match g {
@@ -95,35 +79,39 @@ fn guest_failures<'a>(ps: impl Iterator<Item = (&'a String, Option<&'a str>)>) -
 }
 
 /// A flow key document: `TCP 10.0.0.5:40000 > 1.1.1.1:443 vni 7777`.
-pub fn flow_key(k: &Value) -> String {
-    let proto = match k["proto"].as_u64() {
-        Some(1) => "ICMP".to_string(),
-        Some(6) => "TCP".to_string(),
-        Some(17) => "UDP".to_string(),
-        Some(58) => "ICMPv6".to_string(),
-        Some(p) => format!("proto {p}"),
-        None => "-".to_string(),
+pub fn flow_key(k: &FlowKeyDoc) -> String {
+    let proto = match k.proto {
+        1 => "ICMP".to_string(),
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        58 => "ICMPv6".to_string(),
+        p => format!("proto {p}"),
     };
-    let hp = |a: &Value, p: &Value| {
-        let a = s(a);
-        if a.contains(':') {
-            format!("[{a}]:{}", s(p))
-        } else {
-            format!("{a}:{}", s(p))
-        }
+    let hp = |a: std::net::IpAddr, p: u16| match a {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{p}"),
+        std::net::IpAddr::V4(a) => format!("{a}:{p}"),
     };
     let mut out = format!(
         "{proto} {} > {}",
-        hp(&k["src"], &k["src_port"]),
-        hp(&k["dst"], &k["dst_port"])
+        hp(k.src, k.src_port),
+        hp(k.dst, k.dst_port)
     );
-    if n(&k["vni"]) != 0 {
-        out += &format!(" vni {}", n(&k["vni"]));
+    if k.vni != 0 {
+        out += &format!(" vni {}", k.vni);
     }
     out
 }
 
-pub fn list_layers(v: &Value) -> String {
+/// The wire's name of a default, as `--json` shows it.
+fn default_action(a: dataplane::DefaultAction) -> String {
+    match a {
+        dataplane::DefaultAction::Allow => "allow",
+        dataplane::DefaultAction::Deny => "deny",
+    }
+    .into()
+}
+
+pub fn list_layers(v: &[LayerSummary]) -> String {
     let mut t = Table::new(&[
         "LAYER",
         "RULES-OUT",
@@ -133,68 +121,63 @@ pub fn list_layers(v: &Value) -> String {
         "DEFAULT-OUT",
         "DEFAULT-IN",
     ]);
-    for l in arr(v) {
+    for l in v {
         t.row(vec![
-            s(&l["name"]),
-            s(&l["rules_out"]),
-            s(&l["rules_in"]),
-            s(&l["lft_out"]),
-            s(&l["lft_in"]),
-            s(&l["default_out"]),
-            s(&l["default_in"]),
+            l.name.clone(),
+            l.rules_out.to_string(),
+            l.rules_in.to_string(),
+            l.lft_out.to_string(),
+            l.lft_in.to_string(),
+            default_action(l.default_out),
+            default_action(l.default_in),
         ]);
     }
     t.render()
 }
 
-fn layer_stats(v: &Value) -> String {
+fn layer_stats(v: &dataplane::layer::LayerDirStats) -> String {
     format!(
         "packets {}, lft hits {}, default hits {}, dropped {}, hairpins {}",
-        n(&v["packets"]),
-        n(&v["lft_hits"]),
-        n(&v["default_hits"]),
-        n(&v["dropped"]),
-        n(&v["hairpins"])
+        v.packets, v.lft_hits, v.default_hits, v.dropped, v.hairpins
     )
 }
 
-pub fn dump_layer(port: &str, v: &Value) -> String {
+pub fn dump_layer(port: &str, v: &LayerDoc) -> String {
     let mut out = format!(
         "Layer {} of port {port}: default out {}, in {}\n",
-        s(&v["name"]),
-        s(&v["default_out"]),
-        s(&v["default_in"])
+        v.name,
+        default_action(v.default_out),
+        default_action(v.default_in)
     );
-    out += &format!("  out: {}\n", layer_stats(&v["stats_out"]));
-    out += &format!("  in:  {}\n\nRules\n", layer_stats(&v["stats_in"]));
+    out += &format!("  out: {}\n", layer_stats(&v.stats_out));
+    out += &format!("  in:  {}\n\nRules\n", layer_stats(&v.stats_in));
     let mut t = Table::new(&["DIR", "ID", "PRIORITY", "PREDICATES", "ACTION", "HITS"]);
-    for (dir, key) in [("out", "rules_out"), ("in", "rules_in")] {
-        for r in arr(&v[key]) {
-            let preds: Vec<String> = arr(&r["predicates"]).iter().map(s).collect();
+    for (dir, rules) in [("out", &v.rules_out), ("in", &v.rules_in)] {
+        for r in rules {
             t.row(vec![
                 dir.into(),
-                s(&r["id"]),
-                s(&r["priority"]),
-                if preds.is_empty() {
+                r.id.to_string(),
+                r.priority.to_string(),
+                if r.predicates.is_empty() {
                     "*".into()
                 } else {
-                    preds.join(" ")
+                    r.predicates.join(" ")
                 },
-                s(&r["action"]),
-                s(&r["hits"]),
+                r.action.clone(),
+                r.hits.to_string(),
             ]);
         }
     }
     out += &t.render();
     out += "\nFlows (LFT)\n";
     let mut t = Table::new(&["DIR", "KEY", "FLOW", "STATE"]);
-    for (dir, key) in [("out", "lft_out"), ("in", "lft_in")] {
-        for e in arr(&v[key]) {
+    for (dir, lft) in [("out", &v.lft_out), ("in", &v.lft_in)] {
+        for e in lft {
             t.row(vec![
                 dir.into(),
-                flow_key(&e["key"]),
-                s(&e["flow"]),
-                s(&e["state"]),
+                flow_key(&e.key),
+                e.flow.to_string(),
+                e.state.clone(),
             ]);
         }
     }
@@ -202,23 +185,23 @@ pub fn dump_layer(port: &str, v: &Value) -> String {
     out
 }
 
-pub fn dump_uft(port: &str, v: &Value) -> String {
-    let mut out = format!("UFT of port {port} (port epoch {})\n", s(&v["epoch"]));
+pub fn dump_uft(port: &str, v: &UftDoc) -> String {
+    let mut out = format!("UFT of port {port} (port epoch {})\n", v.epoch);
     let mut t = Table::new(&["DIR", "KEY", "FLOW", "EPOCH", "TRANSFORM"]);
     let mut stale = false;
-    for (dir, key) in [("out", "outbound"), ("in", "inbound")] {
-        for e in arr(&v[key]) {
-            let mut epoch = s(&e["epoch"]);
-            if e["stale"].as_bool() == Some(true) {
+    for (dir, entries) in [("out", &v.outbound), ("in", &v.inbound)] {
+        for e in entries {
+            let mut epoch = e.epoch.to_string();
+            if e.stale {
                 epoch.push('*');
                 stale = true;
             }
             t.row(vec![
                 dir.into(),
-                flow_key(&e["key"]),
-                s(&e["flow"]),
+                flow_key(&e.key),
+                e.flow.to_string(),
                 epoch,
-                s(&e["transform"]),
+                e.transform.clone(),
             ]);
         }
     }
@@ -229,8 +212,7 @@ pub fn dump_uft(port: &str, v: &Value) -> String {
     out
 }
 
-fn millis(v: &Value) -> String {
-    let ms = n(v);
+fn millis(ms: u64) -> String {
     if ms >= 1000 {
         format!("{:.1}s", ms as f64 / 1000.0)
     } else {
@@ -238,20 +220,23 @@ fn millis(v: &Value) -> String {
     }
 }
 
-pub fn tcp_flows(v: &Value) -> String {
+pub fn tcp_flows(v: &[TcpFlowDoc]) -> String {
     let mut t = Table::new(&[
         "FLOW", "KEY", "ORIGIN", "STATE", "AGE", "IDLE", "PKTS-OUT", "PKTS-IN",
     ]);
-    for f in arr(v) {
+    for f in v {
         t.row(vec![
-            s(&f["flow"]),
-            flow_key(&f["key"]),
-            s(&f["origin"]),
-            s(&f["state"]),
-            millis(&f["age_ms"]),
-            millis(&f["idle_ms"]),
-            s(&f["packets_out"]),
-            s(&f["packets_in"]),
+            f.flow.to_string(),
+            flow_key(&f.key),
+            match f.origin {
+                Dir::Out => "out".into(),
+                Dir::In => "in".into(),
+            },
+            f.state.name().into(),
+            millis(f.age_ms),
+            millis(f.idle_ms),
+            f.packets_out.to_string(),
+            f.packets_in.to_string(),
         ]);
     }
     t.render()
@@ -499,14 +484,14 @@ fn ports_counters(ports: &[&PortStatsDoc]) -> String {
         "DROPS",
     ]);
     for p in ports {
-        let d = |dir: &str, k: &str| s(&p.stats[dir][k]);
+        let (i, o) = (&p.stats.inbound, &p.stats.outbound);
         let drops: u64 = p.drops.iter().map(|d| d.count).sum();
         t.row(vec![
             p.name.clone(),
-            d("out", "packets"),
-            d("in", "packets"),
-            d("out", "bytes"),
-            d("in", "bytes"),
+            o.packets.to_string(),
+            i.packets.to_string(),
+            o.bytes.to_string(),
+            i.bytes.to_string(),
             format!("{}/{}", p.flows, p.flow_limit),
             p.uft_out.to_string(),
             p.uft_in.to_string(),
@@ -526,9 +511,9 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
         p.flow_limit,
         p.uft_out,
         p.uft_in,
-        s(&p.stats["flows_created"]),
-        s(&p.stats["flows_expired"]),
-        s(&p.stats["flows_evicted"]),
+        p.stats.flows_created,
+        p.stats.flows_expired,
+        p.stats.flows_evicted,
     );
     out += &guest_failures(std::iter::once((&p.name, p.guest_error.as_deref())));
     let mut t = Table::new(&[
@@ -541,17 +526,16 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
         "HAIRPINS",
         "DROPPED",
     ]);
-    for dir in ["out", "in"] {
-        let d = &p.stats[dir];
+    for (dir, d) in [("out", &p.stats.outbound), ("in", &p.stats.inbound)] {
         t.row(vec![
             dir.into(),
-            s(&d["packets"]),
-            s(&d["bytes"]),
-            s(&d["uft_hits"]),
-            s(&d["uft_misses"]),
-            s(&d["forwarded"]),
-            s(&d["hairpins"]),
-            s(&d["dropped"]),
+            d.packets.to_string(),
+            d.bytes.to_string(),
+            d.uft_hits.to_string(),
+            d.uft_misses.to_string(),
+            d.forwarded.to_string(),
+            d.hairpins.to_string(),
+            d.dropped.to_string(),
         ]);
     }
     out += &t.render();
@@ -574,11 +558,11 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
                 Dir::Out => "out".into(),
                 Dir::In => "in".into(),
             },
-            s(&l.stats["packets"]),
-            s(&l.stats["lft_hits"]),
-            s(&l.stats["default_hits"]),
-            s(&l.stats["dropped"]),
-            s(&l.stats["hairpins"]),
+            l.stats.packets.to_string(),
+            l.stats.lft_hits.to_string(),
+            l.stats.default_hits.to_string(),
+            l.stats.dropped.to_string(),
+            l.stats.hairpins.to_string(),
         ]);
     }
     out += &t.render();
@@ -586,16 +570,13 @@ pub fn port_stats(p: &PortStatsDoc) -> String {
 }
 
 /// The switch counters that are not zero, `name value` pairs.
-fn switch_counters(v: &Value) -> String {
+fn switch_counters(v: &SwitchStats) -> String {
     let parts: Vec<String> = v
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(_, x)| n(x) != 0)
-                .map(|(k, x)| format!("{k} {}", s(x)))
-                .collect()
-        })
-        .unwrap_or_default();
+        .counters()
+        .iter()
+        .filter(|(_, x)| *x != 0)
+        .map(|(k, x)| format!("{k} {x}"))
+        .collect();
     if parts.is_empty() {
         "-".into()
     } else {
@@ -631,53 +612,48 @@ pub fn host_stats(h: &HostStats) -> String {
 }
 
 /// A transform document in one line: `ip.src=203.0.113.10 l4.src=2048
-/// encap(fd00:99::a>fd00:99::100 vni 7777 opts ff590100)`.
-pub fn transform(t: &Value) -> String {
-    let Some(o) = t.as_object() else {
+/// encap(fd00:99::a>fd00:99::100 vni 7777 opts ff590100)`: inner headers
+/// first, outer last, as the packet is built.
+pub fn transform(t: Option<&TransformDoc>) -> String {
+    let Some(t) = t else {
         return "-".into();
     };
-    // Inner headers first, outer last, as the packet is built.
-    const ORDER: [&str; 10] = [
-        "decap",
-        "eth_src",
-        "eth_dst",
-        "ip_src",
-        "ip_dst",
-        "l4_src",
-        "l4_dst",
-        "icmp_ident",
-        "expect_outer_src",
-        "encap",
-    ];
-    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
-    let mut fields: Vec<(&String, &Value)> = o.iter().collect();
-    fields.sort_by_key(|(k, _)| rank(k));
+    let TransformDoc {
+        decap,
+        eth_src,
+        eth_dst,
+        ip_src,
+        ip_dst,
+        l4_src,
+        l4_dst,
+        encap,
+        icmp_ident,
+        expect_outer_src,
+    } = t;
     let mut parts = Vec::new();
-    for (k, v) in fields {
-        match (k.as_str(), v) {
-            ("decap", Value::Bool(true)) => parts.push("decap".to_string()),
-            ("encap", e) if e.is_object() => {
-                let mut p = format!(
-                    "encap({}>{} vni {}",
-                    s(&e["ip_src"]),
-                    s(&e["ip_dst"]),
-                    s(&e["vni"])
-                );
-                if let Some(opts) = e["options"].as_str().filter(|o| !o.is_empty()) {
-                    p += &format!(" opts {opts}");
-                }
-                parts.push(p + ")");
-            }
-            (_, Value::Null) => {}
-            (k, v) => {
-                // eth_src reads eth.src, as the UFT's transforms do.
-                let name = match k.split_once('_') {
-                    Some((h @ ("eth" | "ip" | "l4"), f)) => format!("{h}.{f}"),
-                    _ => k.to_string(),
-                };
-                parts.push(format!("{name}={}", s(v)))
-            }
+    if *decap {
+        parts.push("decap".to_string());
+    }
+    let mut field = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{name}={v}"));
         }
+    };
+    // eth_src reads eth.src, as the UFT's transforms do.
+    field("eth.src", eth_src.map(|m| m.to_string()));
+    field("eth.dst", eth_dst.map(|m| m.to_string()));
+    field("ip.src", ip_src.map(|a| a.to_string()));
+    field("ip.dst", ip_dst.map(|a| a.to_string()));
+    field("l4.src", l4_src.map(|p| p.to_string()));
+    field("l4.dst", l4_dst.map(|p| p.to_string()));
+    field("icmp_ident", icmp_ident.map(|p| p.to_string()));
+    field("expect_outer_src", expect_outer_src.map(|a| a.to_string()));
+    if let Some(e) = encap {
+        let mut p = format!("encap({}>{} vni {}", e.ip_src, e.ip_dst, e.vni.get());
+        if !e.options.is_empty() {
+            p += &format!(" opts {}", e.options);
+        }
+        parts.push(p + ")");
     }
     if parts.is_empty() {
         "-".into()
@@ -688,20 +664,20 @@ pub fn transform(t: &Value) -> String {
 
 pub fn trace(r: &TraceResponse) -> String {
     let mut t = Table::new(&["LAYER", "MATCHED", "ACTION", "TRANSFORM"]);
-    for st in arr(&r.trace["steps"]) {
+    for st in &r.trace.steps {
         t.row(vec![
-            s(&st["layer"]),
-            s(&st["matched"]),
-            s(&st["action"]),
-            transform(&st["transform"]),
+            st.layer.clone(),
+            st.matched.clone(),
+            st.action.clone(),
+            transform(st.transform.as_ref()),
         ]);
     }
     let mut out = t.render();
-    out += &format!("\nverdict: {}\n", s(&r.trace["verdict"]));
+    out += &format!("\nverdict: {}\n", r.trace.verdict);
     if let Some(input) = crate::trace::unhex(&r.input_hex) {
         out += &format!("input:   {}\n", summary::frame(&input));
     }
-    match r.trace["output"].as_str().and_then(crate::trace::unhex) {
+    match r.trace.output.as_deref().and_then(crate::trace::unhex) {
         Some(o) => out += &format!("output:  {}\n", summary::frame(&o)),
         None => out += "output:  -\n",
     }
@@ -730,8 +706,7 @@ pub fn replay(r: &ReplayReport) -> String {
     out += &ports_counters(&ports);
     out += "\n";
     out += &drops_table(&ports, &r.switch_drops);
-    let sw = serde_json::to_value(r.switch).unwrap_or_default();
-    out += &format!("\nSwitch: {}\n", switch_counters(&sw));
+    out += &format!("\nSwitch: {}\n", switch_counters(&r.switch));
     if !r.frames_fate.is_empty() {
         let mut t = Table::new(&["FROM", "FRAME", "AT(s)", "FATE", "TO", "DROPS"]);
         for f in &r.frames_fate {

@@ -557,6 +557,8 @@ fn trace_shows_each_layer_and_the_packet_that_leaves(c: &Client) {
         "{t}"
     );
     assert_eq!(t["trace"]["verdict"], "forward");
+    assert_eq!(t["trace"]["fate"], "forward", "{t}");
+    assert!(t["trace"].get("drop_reason").is_none(), "{t}");
     let out = api::trace::unhex(t["trace"]["output"].as_str().unwrap()).unwrap();
     let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
     assert!(
@@ -575,6 +577,10 @@ fn trace_shows_each_layer_and_the_packet_that_leaves(c: &Client) {
         t["trace"]["verdict"].as_str().unwrap().starts_with("drop"),
         "{t}"
     );
+    // ... and says so as values, with the reason's name as the drop
+    // table and metrics print it.
+    assert_eq!(t["trace"]["fate"], "drop", "{t}");
+    assert_eq!(t["trace"]["drop_reason"], "default_denied", "{t}");
 
     let r = c.post("/ports/vm1/trace", json!({ "direction": "out", "packet": { "protocol": "tcp", "src": "10.0.0.5", "dst": "::1" } }));
     assert_eq!(r.status, 400);

@@ -150,11 +150,10 @@ fn sample(c: &Client, dir: Dir) -> Result<(u64, u32, u64), String> {
     let s = c
         .port_stats("vm1")
         .map_err(|e| format!("GET /ports/vm1/stats: {e}"))?;
-    let key = match dir {
-        Dir::Egress => "out",
-        Dir::Ingress => "in",
+    let fwd = match dir {
+        Dir::Egress => s.stats.outbound.forwarded,
+        Dir::Ingress => s.stats.inbound.forwarded,
     };
-    let fwd = s.stats[key]["forwarded"].as_u64().unwrap_or(0);
     let drops = s.drops.iter().map(|d| d.count).sum();
     Ok((fwd, s.flows, drops))
 }
