@@ -19,6 +19,10 @@
 //!   without touching the wire (same-host VPC traffic).
 //! - Hairpin replies go back where the packet came from.
 //!
+//! A round ([`Switch::poll`]) reads each port's clock once and hands each
+//! port its frames as bursts (`Port::process_burst`): a guest's RX burst
+//! whole, the uplink's frames collected per port after the outer checks.
+//!
 //! Every frame the switch itself refuses is counted by [`DropReason`] in
 //! [`SwitchDrops`] (the names ports use for the same faults), its other
 //! counters are in [`SwitchStats`]; the ports count their own drops.
@@ -615,7 +619,9 @@ impl Switch {
 
     /// The outer checks and the demultiplexing of a burst from the uplink
     /// (drained): each frame that passes joins its port's burst, then each
-    /// port processes its burst at once.
+    /// port processes its burst at once. Every frame keeps its order among
+    /// its port's frames; inbound hairpin answers go to the uplink port by
+    /// port, in the order the ports first appeared in the burst.
     fn handle_uplink_burst(&mut self, rx: &mut Vec<PacketBuf>) {
         for pkt in rx.drain(..) {
             match self.tunnel_target(&pkt, true) {
