@@ -31,6 +31,7 @@ use crate::backend::Backend;
 use arc_swap::ArcSwap;
 use dataplane::checksum::{verify_udp6, UdpCheck};
 use dataplane::drop::DROP_REASONS;
+use dataplane::flow::FlowHashBuilder;
 use dataplane::headers::{self, Mac, ParseMode};
 use dataplane::{Direction, DropReason, Moment, PacketBuf, Verdict};
 use overlay::layer::reason;
@@ -212,6 +213,34 @@ impl SwitchStats {
 /// detached, read without a lock.
 pub type Owners = Arc<ArcSwap<HashMap<(u32, Mac), usize>>>;
 
+/// A local port's (VNI, guest MAC), the switch's demultiplexing key:
+/// hashed as two words with the flow table's seeded hasher, not SipHash
+/// (the table holds only attached ports; a frame can look a key up, never
+/// add one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DemuxKey {
+    vni: u32,
+    mac: Mac,
+}
+
+impl From<(u32, Mac)> for DemuxKey {
+    #[inline]
+    fn from((vni, mac): (u32, Mac)) -> Self {
+        DemuxKey { vni, mac }
+    }
+}
+
+impl std::hash::Hash for DemuxKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let m = self.mac;
+        state.write_u64(u64::from_le_bytes([
+            m[0], m[1], m[2], m[3], m[4], m[5], 0, 0,
+        ]));
+        state.write_u64(u64::from(self.vni));
+    }
+}
+
 /// A frame handed from one worker to another.
 pub struct Handed {
     pub pkt: PacketBuf,
@@ -322,7 +351,7 @@ pub struct Switch {
     uplink: Box<dyn Backend>,
     ports: Vec<Option<Attached>>,
     by_name: HashMap<String, usize>,
-    demux: HashMap<(u32, Mac), usize>,
+    demux: HashMap<DemuxKey, usize, FlowHashBuilder>,
     stats: SwitchStats,
     rx: Vec<PacketBuf>,
     /// The ports that got frames from the uplink this round, in the order
@@ -375,7 +404,7 @@ impl Switch {
             uplink,
             ports: Vec::new(),
             by_name: HashMap::new(),
-            demux: HashMap::new(),
+            demux: HashMap::with_hasher(FlowHashBuilder::random()),
             stats: SwitchStats::default(),
             rx: Vec::with_capacity(BURST),
             rx_ports: Vec::with_capacity(BURST),
@@ -452,7 +481,7 @@ impl Switch {
         if self.by_name.contains_key(&c.name) {
             return Err(SwitchError::DuplicateName(c.name.clone()));
         }
-        if let Some(&i) = self.demux.get(&key) {
+        if let Some(&i) = self.demux.get(&DemuxKey::from(key)) {
             let other = self.ports[i]
                 .as_ref()
                 .map_or(String::new(), |a| a.vnic.config().name.clone());
@@ -470,7 +499,7 @@ impl Switch {
             }
         };
         self.by_name.insert(c.name.clone(), i);
-        self.demux.insert(key, i);
+        self.demux.insert(DemuxKey::from(key), i);
         let now = vnic.port.now();
         self.ports[i] = Some(Attached {
             vnic,
@@ -490,7 +519,8 @@ impl Switch {
         let i = self.by_name.remove(name)?;
         let a = self.ports[i].take()?;
         let c = a.vnic.config();
-        self.demux.remove(&(c.vni.get(), c.guest_mac.0));
+        self.demux
+            .remove(&DemuxKey::from((c.vni.get(), c.guest_mac.0)));
         Some(a.vnic)
     }
 
@@ -720,7 +750,7 @@ impl Switch {
         }
         let mac = p.hdrs.inner.eth_dst;
         let key = (outer.geneve.vni.get(), mac);
-        if let Some(&i) = self.demux.get(&key) {
+        if let Some(&i) = self.demux.get(&DemuxKey::from(key)) {
             return Ok(Target::Here(i));
         }
         if let Some(h) = &self.handoff {
@@ -736,7 +766,7 @@ impl Switch {
         }
         // A scan, on the drop path only: a guest's MAC on another VNI
         // than the tunnel's says the sender has the wrong VPC.
-        if self.demux.keys().any(|(_, m)| *m == mac) {
+        if self.demux.keys().any(|k| k.mac == mac) {
             return Err(DropReason::Policy(reason::WRONG_VNI));
         }
         Err(DropReason::UnknownPort)
