@@ -359,6 +359,11 @@ const VM2_MAC: Mac = [0xa8, 0x40, 0x25, 0, 0, 2];
 /// overlay; vm2 (10.0.0.6) lives on host B; the internet is behind a
 /// boundary (V2B 0.0.0.0/0) through SNAT.
 pub fn vpc_port() -> Port {
+    vpc_vnic().port
+}
+
+/// The same vm1, as the vNIC port a switch attaches (see [`vpc_port`]).
+pub fn vpc_vnic() -> vnic::port::VnicPort {
     let v2p = Arc::new(overlay::V2p::new(1024));
     let v2b = Arc::new(overlay::V2b::new(16));
     let vni = Vni::new(7777).unwrap();
@@ -392,9 +397,12 @@ pub fn vpc_port() -> Port {
         "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
     }))
     .unwrap();
-    vnic::port::VnicPort::build(&cfg, &host, Box::new(dataplane::MonotonicClock::new()))
-        .unwrap()
-        .port
+    vnic::port::VnicPort::build(&cfg, &host, Box::new(dataplane::MonotonicClock::new())).unwrap()
+}
+
+/// Host A, where vm1 lives (its switch's underlay address).
+pub fn vpc_host_a() -> Ipv6Addr {
+    VPC_HOST_A.parse().unwrap()
 }
 
 /// vm1's TCP segment to an internet server (SNAT, boundary tunnel).
@@ -409,7 +417,7 @@ fn vpc_internet_tcp(syn: bool) -> Vec<u8> {
 }
 
 /// vm1's TCP segment to vm2:22.
-fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
+pub fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
     let t = PacketBuilder::ethernet2(VM1_MAC, VPC_GW_MAC)
         .ipv4([10, 0, 0, 5], [10, 0, 0, 6], 64)
         .tcp(40000, 22, 1, 64240);
@@ -420,7 +428,7 @@ fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
 }
 
 /// vm2's reply as host B's tunnel delivers it to host A.
-fn vpc_wire_reply() -> Vec<u8> {
+pub fn vpc_wire_reply() -> Vec<u8> {
     vpc_wire_reply_len(6)
 }
 

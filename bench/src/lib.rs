@@ -7,3 +7,4 @@
 pub mod alloc;
 pub mod cases;
 pub mod flows;
+pub mod round;

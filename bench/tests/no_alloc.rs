@@ -4,6 +4,7 @@
 
 use bench::alloc::{thread_allocations as allocations, Counting};
 use bench::cases::{batch_bufs, Case, BATCH};
+use bench::round::{Round, ROUND_CASES};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -14,6 +15,23 @@ static ALLOC: Counting = Counting;
 fn allocation_counts() {
     uft_hits_allocate_nothing();
     new_flows_allocate_but_stay_bounded();
+    switch_rounds_allocate_nothing();
+}
+
+/// Whole `Switch::poll` rounds of UFT hits, guest to uplink and uplink to
+/// guest (the outer checks, the demultiplexing, the per-port bursts),
+/// over devices that recycle their buffers: nothing allocated.
+fn switch_rounds_allocate_nothing() {
+    for name in ROUND_CASES {
+        let mut r = Round::with(name).unwrap();
+        // Warm up outside the count.
+        r.run(BATCH as u64);
+        let before = allocations();
+        let fwd = r.run(100 * BATCH as u64);
+        let allocs = allocations() - before;
+        assert_eq!(fwd, 100 * BATCH as u64, "{name}: every packet forwarded");
+        assert_eq!(allocs, 0, "{name}: {allocs} allocations in switch rounds");
+    }
 }
 
 fn uft_hits_allocate_nothing() {

@@ -610,6 +610,21 @@ impl Port {
         verdicts: &mut Vec<Verdict>,
     ) {
         let now = self.clock.now();
+        self.process_burst(dir, pkts, now, verdicts);
+    }
+
+    /// Processes a burst at `now` (a moment of this port's clock,
+    /// [`Port::now`], read once by the caller for a whole round): what a
+    /// switch calls once per port per burst. `verdicts` is cleared and gets
+    /// one verdict per packet, in order; give it the capacity of the burst
+    /// and nothing is allocated on the fast path.
+    pub fn process_burst(
+        &mut self,
+        dir: Direction,
+        pkts: &mut [PacketBuf],
+        now: Moment,
+        verdicts: &mut Vec<Verdict>,
+    ) {
         verdicts.clear();
         for p in pkts.iter_mut() {
             verdicts.push(self.process_at(dir, p, now));

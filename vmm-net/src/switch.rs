@@ -19,6 +19,10 @@
 //!   without touching the wire (same-host VPC traffic).
 //! - Hairpin replies go back where the packet came from.
 //!
+//! A round ([`Switch::poll`]) reads each port's clock once and hands each
+//! port its frames as bursts (`Port::process_burst`): a guest's RX burst
+//! whole, the uplink's frames collected per port after the outer checks.
+//!
 //! Every frame the switch itself refuses is counted by [`DropReason`] in
 //! [`SwitchDrops`] (the names ports use for the same faults), its other
 //! counters are in [`SwitchStats`]; the ports count their own drops.
@@ -27,8 +31,9 @@ use crate::backend::Backend;
 use arc_swap::ArcSwap;
 use dataplane::checksum::{verify_udp6, UdpCheck};
 use dataplane::drop::DROP_REASONS;
+use dataplane::flow::FlowHashBuilder;
 use dataplane::headers::{self, Mac, ParseMode};
-use dataplane::{Direction, DropReason, PacketBuf, Verdict};
+use dataplane::{Direction, DropReason, Moment, PacketBuf, Verdict};
 use overlay::layer::reason;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -208,6 +213,34 @@ impl SwitchStats {
 /// detached, read without a lock.
 pub type Owners = Arc<ArcSwap<HashMap<(u32, Mac), usize>>>;
 
+/// A local port's (VNI, guest MAC), the switch's demultiplexing key:
+/// hashed as two words with the flow table's seeded hasher, not SipHash
+/// (the table holds only attached ports; a frame can look a key up, never
+/// add one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DemuxKey {
+    vni: u32,
+    mac: Mac,
+}
+
+impl From<(u32, Mac)> for DemuxKey {
+    #[inline]
+    fn from((vni, mac): (u32, Mac)) -> Self {
+        DemuxKey { vni, mac }
+    }
+}
+
+impl std::hash::Hash for DemuxKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let m = self.mac;
+        state.write_u64(u64::from_le_bytes([
+            m[0], m[1], m[2], m[3], m[4], m[5], 0, 0,
+        ]));
+        state.write_u64(u64::from(self.vni));
+    }
+}
+
 /// A frame handed from one worker to another.
 pub struct Handed {
     pub pkt: PacketBuf,
@@ -258,6 +291,38 @@ struct Attached {
     guest: Box<dyn Backend>,
     to_guest: Vec<PacketBuf>,
     capture: Option<Arc<Mutex<Capture>>>,
+    /// The port's clock, read once at the start of each round: every
+    /// frame of the round is processed at this moment.
+    now: Moment,
+    /// This round's frames from the uplink for this port, demultiplexed,
+    /// processed as one burst.
+    from_uplink: Vec<PacketBuf>,
+    /// The verdicts of the burst being processed (kept: no allocation).
+    verdicts: Vec<Verdict>,
+    /// The verdict of one frame processed alone ([`Attached::process_one`]),
+    /// apart from `verdicts`, which a burst's loop holds meanwhile.
+    one: Vec<Verdict>,
+}
+
+impl Attached {
+    /// Processes a burst through the port at the round's moment.
+    #[inline]
+    fn process_burst(&mut self, dir: Direction, pkts: &mut [PacketBuf]) {
+        self.vnic
+            .port
+            .process_burst(dir, pkts, self.now, &mut self.verdicts);
+    }
+
+    /// One frame at the round's moment (local deliveries, hand-offs).
+    fn process_one(&mut self, dir: Direction, pkt: &mut PacketBuf) -> Verdict {
+        self.vnic
+            .port
+            .process_burst(dir, std::slice::from_mut(pkt), self.now, &mut self.one);
+        // One frame in, one verdict out; fail closed all the same.
+        self.one
+            .pop()
+            .unwrap_or(Verdict::Drop(DropReason::UnknownPort))
+    }
 }
 
 /// Frames recorded from a port while an operator captures it: what the
@@ -286,9 +351,12 @@ pub struct Switch {
     uplink: Box<dyn Backend>,
     ports: Vec<Option<Attached>>,
     by_name: HashMap<String, usize>,
-    demux: HashMap<(u32, Mac), usize>,
+    demux: HashMap<DemuxKey, usize, FlowHashBuilder>,
     stats: SwitchStats,
     rx: Vec<PacketBuf>,
+    /// The ports that got frames from the uplink this round, in the order
+    /// of their first frame: each one's burst is processed in turn.
+    rx_ports: Vec<usize>,
     to_uplink: Vec<PacketBuf>,
     /// The underlay's MTU, if known ([`Switch::set_uplink_mtu`]).
     uplink_mtu: Option<u16>,
@@ -336,9 +404,10 @@ impl Switch {
             uplink,
             ports: Vec::new(),
             by_name: HashMap::new(),
-            demux: HashMap::new(),
+            demux: HashMap::with_hasher(FlowHashBuilder::random()),
             stats: SwitchStats::default(),
             rx: Vec::with_capacity(BURST),
+            rx_ports: Vec::with_capacity(BURST),
             to_uplink: Vec::with_capacity(BURST * 2),
             uplink_mtu: None,
             loopback: Vec::new(),
@@ -412,7 +481,7 @@ impl Switch {
         if self.by_name.contains_key(&c.name) {
             return Err(SwitchError::DuplicateName(c.name.clone()));
         }
-        if let Some(&i) = self.demux.get(&key) {
+        if let Some(&i) = self.demux.get(&DemuxKey::from(key)) {
             let other = self.ports[i]
                 .as_ref()
                 .map_or(String::new(), |a| a.vnic.config().name.clone());
@@ -430,12 +499,17 @@ impl Switch {
             }
         };
         self.by_name.insert(c.name.clone(), i);
-        self.demux.insert(key, i);
+        self.demux.insert(DemuxKey::from(key), i);
+        let now = vnic.port.now();
         self.ports[i] = Some(Attached {
             vnic,
             guest,
             to_guest: Vec::with_capacity(BURST * 2),
             capture: None,
+            now,
+            from_uplink: Vec::with_capacity(BURST),
+            verdicts: Vec::with_capacity(BURST),
+            one: Vec::with_capacity(1),
         });
         Ok(())
     }
@@ -445,7 +519,8 @@ impl Switch {
         let i = self.by_name.remove(name)?;
         let a = self.ports[i].take()?;
         let c = a.vnic.config();
-        self.demux.remove(&(c.vni.get(), c.guest_mac.0));
+        self.demux
+            .remove(&DemuxKey::from((c.vni.get(), c.guest_mac.0)));
         Some(a.vnic)
     }
 
@@ -484,12 +559,19 @@ impl Switch {
     /// One round: a burst from the uplink, a burst from every guest, and
     /// everything they produced sent on. Returns the frames received.
     ///
+    /// Each port's clock is read once, at the start of the round, and
+    /// every port gets its frames as bursts: the guest's RX burst whole,
+    /// and the uplink's frames demultiplexed into one burst per port.
+    ///
     /// A backend's error does not stop the round: every other backend is
     /// still served, the error is counted (`io_errors`) and the first one
     /// is returned at the end.
     pub fn poll(&mut self) -> std::io::Result<usize> {
         let mut moved = 0;
         let mut first_err = None;
+        for a in self.ports.iter_mut().flatten() {
+            a.now = a.vnic.port.now();
+        }
         // One RX vector, reused for the uplink and every guest: polling
         // allocates nothing of its own.
         let mut rx = std::mem::take(&mut self.rx);
@@ -501,9 +583,7 @@ impl Switch {
         });
         self.stats.uplink_rx += n as u64;
         moved += n;
-        for pkt in rx.drain(..) {
-            self.handle_uplink(pkt);
-        }
+        self.handle_uplink_burst(&mut rx);
         for pkt in std::mem::take(&mut self.loopback) {
             self.deliver_local(pkt);
         }
@@ -518,17 +598,14 @@ impl Switch {
                 0
             });
             moved += n;
-            for pkt in rx.drain(..) {
-                self.handle_guest(i, pkt);
-            }
+            self.handle_guest_burst(i, &mut rx);
         }
         self.rx = rx;
         if let Err(e) = self.flush() {
             first_err.get_or_insert(e);
         }
         for a in self.ports.iter_mut().flatten() {
-            let now = a.vnic.port.now();
-            a.vnic.port.expire_step(now, EXPIRE_BUDGET);
+            a.vnic.port.expire_step(a.now, EXPIRE_BUDGET);
         }
         match first_err {
             Some(e) => Err(e),
@@ -570,7 +647,47 @@ impl Switch {
         }
     }
 
-    /// The outer checks and the demultiplexing of a frame from the uplink.
+    /// The outer checks and the demultiplexing of a burst from the uplink
+    /// (drained): each frame that passes joins its port's burst, then each
+    /// port processes its burst at once. Every frame keeps its order among
+    /// its port's frames; inbound hairpin answers go to the uplink port by
+    /// port, in the order the ports first appeared in the burst.
+    fn handle_uplink_burst(&mut self, rx: &mut Vec<PacketBuf>) {
+        for pkt in rx.drain(..) {
+            match self.tunnel_target(&pkt, true) {
+                Some(Target::Here(i)) => {
+                    if let Some(a) = self.ports[i].as_mut() {
+                        if a.from_uplink.is_empty() {
+                            self.rx_ports.push(i);
+                        }
+                        a.from_uplink.push(pkt);
+                    }
+                }
+                Some(Target::Worker(w)) => self.hand_off(w, pkt, false),
+                None => {}
+            }
+        }
+        for &i in &self.rx_ports {
+            let Some(a) = self.ports[i].as_mut() else {
+                continue;
+            };
+            let mut burst = std::mem::take(&mut a.from_uplink);
+            a.process_burst(Direction::In, &mut burst);
+            for (pkt, v) in burst.drain(..).zip(a.verdicts.drain(..)) {
+                match v {
+                    Verdict::Forward => a.to_guest.push(pkt),
+                    // An inbound hairpin answers the sender, over the underlay.
+                    Verdict::Hairpin(reply) => self.to_uplink.push(reply),
+                    Verdict::Drop(_) => {}
+                }
+            }
+            a.from_uplink = burst;
+        }
+        self.rx_ports.clear();
+    }
+
+    /// The outer checks and the demultiplexing of one frame from the
+    /// uplink, handed over by another worker.
     fn handle_uplink(&mut self, mut pkt: PacketBuf) {
         let i = match self.tunnel_target(&pkt, true) {
             Some(Target::Here(i)) => i,
@@ -580,7 +697,7 @@ impl Switch {
         let Some(a) = self.ports[i].as_mut() else {
             return;
         };
-        match a.vnic.port.process(Direction::In, &mut pkt) {
+        match a.process_one(Direction::In, &mut pkt) {
             Verdict::Forward => a.to_guest.push(pkt),
             // An inbound hairpin answers the sender, over the underlay.
             Verdict::Hairpin(reply) => self.to_uplink.push(reply),
@@ -633,7 +750,7 @@ impl Switch {
         }
         let mac = p.hdrs.inner.eth_dst;
         let key = (outer.geneve.vni.get(), mac);
-        if let Some(&i) = self.demux.get(&key) {
+        if let Some(&i) = self.demux.get(&DemuxKey::from(key)) {
             return Ok(Target::Here(i));
         }
         if let Some(h) = &self.handoff {
@@ -649,7 +766,7 @@ impl Switch {
         }
         // A scan, on the drop path only: a guest's MAC on another VNI
         // than the tunnel's says the sender has the wrong VPC.
-        if self.demux.keys().any(|(_, m)| *m == mac) {
+        if self.demux.keys().any(|k| k.mac == mac) {
             return Err(DropReason::Policy(reason::WRONG_VNI));
         }
         Err(DropReason::UnknownPort)
@@ -694,24 +811,48 @@ impl Switch {
         }
     }
 
-    fn handle_guest(&mut self, i: usize, mut pkt: PacketBuf) {
+    /// A burst from guest `i` (drained) through its port's outbound path
+    /// at once, then each frame where its verdict sends it.
+    fn handle_guest_burst(&mut self, i: usize, rx: &mut Vec<PacketBuf>) {
+        if rx.is_empty() {
+            return;
+        }
         let Some(a) = self.ports[i].as_mut() else {
+            rx.clear();
             return;
         };
-        Capture::record(&a.capture, pkt.as_slice());
-        match a.vnic.port.process(Direction::Out, &mut pkt) {
-            Verdict::Forward => {
-                if self.is_local(&pkt) {
-                    // Same host: straight to the local port, as if it had
-                    // come from the wire (and through the same checks).
-                    self.stats.local += 1;
-                    self.deliver_local(pkt);
-                } else {
-                    self.to_uplink.push(pkt);
-                }
+        if a.capture.is_some() {
+            for p in rx.iter() {
+                Capture::record(&a.capture, p.as_slice());
             }
-            Verdict::Hairpin(reply) => a.to_guest.push(reply),
-            Verdict::Drop(_) => {}
+        }
+        a.process_burst(Direction::Out, rx);
+        // Taken for the loop (delivering locally borrows the switch), put
+        // back after: no allocation.
+        let mut verdicts = std::mem::take(&mut a.verdicts);
+        for (pkt, v) in rx.drain(..).zip(verdicts.drain(..)) {
+            match v {
+                Verdict::Forward => {
+                    if self.is_local(&pkt) {
+                        // Same host: straight to the local port, as if it
+                        // had come from the wire (and through the same
+                        // checks).
+                        self.stats.local += 1;
+                        self.deliver_local(pkt);
+                    } else {
+                        self.to_uplink.push(pkt);
+                    }
+                }
+                Verdict::Hairpin(reply) => {
+                    if let Some(a) = self.ports[i].as_mut() {
+                        a.to_guest.push(reply);
+                    }
+                }
+                Verdict::Drop(_) => {}
+            }
+        }
+        if let Some(a) = self.ports[i].as_mut() {
+            a.verdicts = verdicts;
         }
     }
 
@@ -725,7 +866,7 @@ impl Switch {
         let Some(b) = self.ports[j].as_mut() else {
             return;
         };
-        match b.vnic.port.process(Direction::In, &mut pkt) {
+        match b.process_one(Direction::In, &mut pkt) {
             Verdict::Forward => b.to_guest.push(pkt),
             // The answer to a local tunnel is a local tunnel too: it goes
             // round again next poll, through the same checks.

@@ -3,13 +3,14 @@
 //! the workers that run switches on threads, owning ports and handing
 //! frames to each other.
 
-use dataplane::{ManualClock, Vni};
+use dataplane::{Clock, ManualClock, Moment, Vni};
 use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use overlay::{V2b, V2p};
 use sluice_test_support::build::Tcp;
 use sluice_test_support::{assert_checksums, fill_outer_udp};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use vmm_net::backend::Wire;
 use vmm_net::switch::{Switch, SwitchError, SwitchOptions};
@@ -60,6 +61,11 @@ impl Cloud {
 
     /// The same guest's port, not attached yet.
     fn guest_port(&self, h: char, last: u8) -> (VnicPort, Wire) {
+        self.guest_port_clocked(h, last, Box::new(ManualClock::new()))
+    }
+
+    /// The same, its port on `clock`.
+    fn guest_port_clocked(&self, h: char, last: u8, clock: Box<dyn Clock>) -> (VnicPort, Wire) {
         let ip: IpAddr = format!("10.0.0.{}", 10 + last).parse().unwrap();
         self.v2p
             .set(
@@ -80,7 +86,7 @@ impl Cloud {
             "firewall": [{ "direction": "in", "priority": 1, "action": "allow" }],
         }))
         .unwrap();
-        let port = VnicPort::build(&c, &self.overlay(h), Box::new(ManualClock::new())).unwrap();
+        let port = VnicPort::build(&c, &self.overlay(h), clock).unwrap();
         (port, Wire::new())
     }
 }
@@ -227,6 +233,56 @@ fn a_guest_super_frame_is_processed_once_and_cut_at_the_wire() {
     assert_eq!(got.len(), 3);
     assert!(payloads(&got) == want[..2500]);
     assert_eq!(a.stats().gso_dropped, 0);
+}
+
+/// A clock that counts how often it is read (time stands still).
+struct ReadCount(Arc<AtomicU64>);
+
+impl Clock for ReadCount {
+    fn now(&self) -> Moment {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        1_000_000_000
+    }
+}
+
+#[test]
+fn a_round_reads_each_ports_clock_once_and_moves_whole_bursts() {
+    let cloud = Cloud::new();
+    let (up_a, up_b) = (Wire::new(), Wire::new());
+    let mut a = Switch::new(host_ip('a'), Box::new(up_a.backend()));
+    let mut b = Switch::new(host_ip('b'), Box::new(up_b.backend()));
+    let reads = Arc::new(AtomicU64::new(0));
+    let (port, vm1) = cloud.guest_port_clocked('a', 1, Box::new(ReadCount(reads.clone())));
+    a.attach(port, Box::new(vm1.backend())).unwrap();
+    let vm2 = cloud.guest(&mut b, 'b', 2);
+    // A burst out: one SYN, then segments of the same flow.
+    vm1.send(&tcp(1, 2, true));
+    for _ in 0..7 {
+        vm1.send(&tcp(1, 2, false));
+    }
+    let before = reads.load(Ordering::Relaxed);
+    assert_eq!(a.poll().unwrap(), 8);
+    assert_eq!(
+        reads.load(Ordering::Relaxed) - before,
+        1,
+        "one clock read for the round, not one per frame"
+    );
+    assert_eq!(underlay(&up_a, &up_b), 8);
+    b.poll().unwrap();
+    assert_eq!(vm2.take().len(), 8, "the whole burst reached vm2");
+    // A burst in: vm2's answers, demultiplexed from the uplink to vm1.
+    vm2.send(&tcp(2, 1, true));
+    for _ in 0..7 {
+        vm2.send(&tcp(2, 1, false));
+    }
+    b.poll().unwrap();
+    assert_eq!(underlay(&up_b, &up_a), 8);
+    let before = reads.load(Ordering::Relaxed);
+    assert_eq!(a.poll().unwrap(), 8);
+    assert_eq!(reads.load(Ordering::Relaxed) - before, 1);
+    assert_eq!(vm1.take().len(), 8, "the whole burst reached vm1");
+    assert_eq!(a.stats().uplink_rx, 8);
+    assert_eq!(a.stats().uplink_tx, 8);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 
 use bench::alloc::{allocations, live_bytes, Counting};
 use bench::cases::{batch_bufs, Case, Scale, BATCH, CASES, SCALING_CASES};
+use bench::round::{Round, ROUND_CASES};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -22,9 +23,10 @@ static ALLOC: Counting = Counting;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: engine-loop [--case CASE|all] [--packets N] [--flows N] [--rules N]\ncases: {}\nscaling cases: {} (--flows for the first, --rules for the second)",
+        "usage: engine-loop [--case CASE|all] [--packets N] [--flows N] [--rules N]\ncases: {}\nscaling cases: {} (--flows for the first, --rules for the second)\nworker-round cases (a real Switch::poll over in-memory devices): {}",
         CASES.join(", "),
-        SCALING_CASES.join(", ")
+        SCALING_CASES.join(", "),
+        ROUND_CASES.join(", ")
     );
     ExitCode::from(2)
 }
@@ -89,6 +91,9 @@ fn main() -> ExitCode {
 }
 
 fn run(name: &str, packets: u64, scale: Scale) -> bool {
+    if ROUND_CASES.contains(&name) {
+        return run_round(name, packets);
+    }
     let live_before = live_bytes();
     let Some(mut c) = Case::with(name, packets, scale) else {
         return false;
@@ -138,5 +143,29 @@ fn run(name: &str, packets: u64, scale: Scale) -> bool {
         println!("bytes_per_flow: {:.0}", grown / flows.max(1.0));
     }
     let _ = (live_before, templates);
+    true
+}
+
+/// A worker-round case: whole `Switch::poll` rounds over in-memory
+/// devices (see `bench::round`), a burst per round.
+fn run_round(name: &str, packets: u64) -> bool {
+    let Some(mut r) = Round::with(name) else {
+        return false;
+    };
+    // One warm-up burst outside the count (pools, lazily grown tables).
+    r.run(BATCH as u64);
+    let a0 = allocations();
+    let t0 = Instant::now();
+    let fwd = r.run(packets);
+    let dt = t0.elapsed();
+    let allocs = allocations() - a0;
+    println!("case: {name}");
+    println!("packets: {packets}");
+    println!("forwarded: {fwd}");
+    println!(
+        "ns_per_packet: {:.1}",
+        dt.as_nanos() as f64 / packets as f64
+    );
+    println!("allocs_per_packet: {:.3}", allocs as f64 / packets as f64);
     true
 }

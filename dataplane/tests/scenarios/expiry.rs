@@ -4,7 +4,9 @@
 use crate::common::*;
 use crate::{assert_drop, assert_forward};
 use dataplane::tcp::TcpState;
-use dataplane::{Action, DefaultAction, Direction, DropReason, FlowKey, ParseMode, Rule};
+use dataplane::{
+    Action, DefaultAction, Direction, DropReason, FlowKey, PacketBuf, ParseMode, Rule,
+};
 
 fn key(frame: &[u8]) -> FlowKey {
     FlowKey::of(
@@ -187,5 +189,43 @@ fn full_table_evicts_expired_then_half_open_never_established() {
     assert_eq!(
         fx.port.tcp_state(Direction::Out, &key(&est)),
         Some(TcpState::Established)
+    );
+}
+
+/// `process_burst` stamps flows with the moment its caller read (a
+/// switch reads each port's clock once per round), not the port's clock.
+#[test]
+fn a_burst_is_processed_at_the_moment_given() {
+    let mut fx = stateful_fw(64);
+    let t0 = fx.port.now();
+    let later = t0 + 6 * dataplane::clock::NANOS_PER_SEC;
+    let syns: Vec<Vec<u8>> = (0..4u16)
+        .map(|i| tcp4(("10.0.0.5", 1000 + i), ("10.0.0.9", 80), "S"))
+        .collect();
+    let mut burst: Vec<PacketBuf> = syns.iter().map(|f| PacketBuf::from_frame(f)).collect();
+    let mut verdicts = Vec::with_capacity(burst.len());
+    fx.port
+        .process_burst(Direction::Out, &mut burst, later, &mut verdicts);
+    assert_eq!(verdicts.len(), 4, "one verdict per frame");
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| matches!(v, dataplane::Verdict::Forward)),
+        "{verdicts:?}"
+    );
+    assert_eq!(fx.port.flow_count(), 4);
+    // Half-open flows live 5 s: seen at `later`, alive 1 s after it
+    // (stamped with the port's clock, t0, they would be 7 s old).
+    assert_eq!(
+        fx.port
+            .expire_step(later + dataplane::clock::NANOS_PER_SEC, 1024),
+        0
+    );
+    assert_eq!(fx.port.flow_count(), 4);
+    // And gone once 5 s have passed since that moment.
+    assert_eq!(
+        fx.port
+            .expire_step(later + 6 * dataplane::clock::NANOS_PER_SEC, 1024),
+        4
     );
 }
