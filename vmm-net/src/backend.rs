@@ -363,6 +363,54 @@ impl Backend for Null {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn readable(fd: BorrowedFd<'_>) -> bool {
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&zero)).unwrap() > 0
+    }
+
+    /// The wire's descriptor is readable exactly while frames wait: a
+    /// worker sleeping on it wakes for a frame and sleeps again once it
+    /// has taken them all.
+    #[test]
+    fn a_wire_is_readable_while_frames_wait() {
+        let w = Wire::new();
+        let mut b = w.backend();
+        let fd = b.poll_fd().expect("a wire has a descriptor");
+        assert!(!readable(fd), "nothing sent yet");
+        w.send(&[1; 60]);
+        w.send_super_frame(
+            &[2; 60],
+            dataplane::Gso {
+                mss: 1448,
+                hdr_len: 54,
+                v6: false,
+                ecn: false,
+            },
+        );
+        w.send(&[3; 60]);
+        assert!(readable(b.poll_fd().unwrap()));
+        let mut got = Vec::new();
+        assert_eq!(b.rx_burst(&mut got, 2).unwrap(), 2);
+        assert!(readable(b.poll_fd().unwrap()), "one frame still waits");
+        assert_eq!(b.rx_burst(&mut got, 8).unwrap(), 1);
+        assert!(!readable(b.poll_fd().unwrap()), "all taken");
+        // An empty poll of a quiet wire leaves it quiet; the next frame
+        // raises it again.
+        assert_eq!(b.rx_burst(&mut got, 8).unwrap(), 0);
+        assert!(!readable(b.poll_fd().unwrap()));
+        w.send(&[4; 60]);
+        assert!(readable(b.poll_fd().unwrap()));
+        assert!(!w.backend().never_receives());
+        assert!(Null.never_receives());
+    }
     use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
 
     #[test]
