@@ -3,8 +3,11 @@
 //! batches, and an in-memory backend that tests use in place of a device.
 
 use dataplane::PacketBuf;
+use rustix::event::{eventfd, EventfdFlags};
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A source and sink of Ethernet frames, used in batches.
@@ -19,6 +22,12 @@ pub trait Backend: Send {
     /// the backend cannot wake anyone (the worker polls it on a timer).
     fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
+    }
+    /// Whether the backend never has a frame to give (a port whose guest
+    /// is not attached): an idle worker need not wait on it, so it does
+    /// not need a [`poll_fd`](Backend::poll_fd) to sleep long.
+    fn never_receives(&self) -> bool {
+        false
     }
     /// Whether `tx_burst` takes TCP super-frames (frames carrying a
     /// [`Gso`](dataplane::Gso)): whole, for a device that segments, or
@@ -44,15 +53,48 @@ pub type Offered = (Vec<u8>, Option<dataplane::Gso>);
 /// Queues shared between a backend and the test that plays the device's
 /// far side: what the far side sends is `to_sluice`; what sluice sends
 /// lands in `from_sluice`.
-#[derive(Clone, Default)]
+///
+/// Like a device, the wire has a descriptor that is readable while frames
+/// wait for sluice (an eventfd), so a worker whose devices are all wires
+/// (tests, the demo) sleeps in `poll(2)` when idle instead of waking every
+/// millisecond.
+#[derive(Clone)]
 pub struct Wire {
     /// Frames for sluice, each maybe a super-frame (see [`Wire::send_super_frame`]).
-    pub to_sluice: Arc<Mutex<VecDeque<Offered>>>,
+    /// Private: every push goes through [`Wire::send`], which signals.
+    to_sluice: Arc<Mutex<VecDeque<Offered>>>,
     pub from_sluice: Arc<Mutex<VecDeque<Vec<u8>>>>,
     /// The device vouches for the outer L4 checksum of what it hands
     /// over (as a NIC that verified it does; see
     /// [`PacketBuf::l4_csum_valid`]).
     pub vouches: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<Ready>,
+}
+
+/// The wire's "frames wait" signal. `armed` (read and written only under
+/// the `to_sluice` lock) says the eventfd holds a count, so a steady
+/// stream writes it once, not once per frame, and the receiver reads it
+/// only to clear it.
+struct Ready {
+    /// `None` when no eventfd could be made: the worker then polls the
+    /// wire on its short timer, as for any backend without a descriptor.
+    fd: Option<OwnedFd>,
+    armed: AtomicBool,
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        let fd = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC).ok();
+        Wire {
+            to_sluice: Arc::default(),
+            from_sluice: Arc::default(),
+            vouches: Arc::default(),
+            ready: Arc::new(Ready {
+                fd,
+                armed: AtomicBool::new(false),
+            }),
+        }
+    }
 }
 
 impl Wire {
@@ -62,13 +104,27 @@ impl Wire {
 
     /// The far side sends a frame.
     pub fn send(&self, frame: &[u8]) {
-        lock(&self.to_sluice).push_back((frame.to_vec(), None));
+        self.offer((frame.to_vec(), None));
     }
 
     /// The far side hands over a TCP super-frame, as a device with
     /// segmentation offload would.
     pub fn send_super_frame(&self, frame: &[u8], gso: dataplane::Gso) {
-        lock(&self.to_sluice).push_back((frame.to_vec(), Some(gso)));
+        self.offer((frame.to_vec(), Some(gso)));
+    }
+
+    /// Queues a frame and, if the signal was clear, raises it. Both under
+    /// the queue's lock, so the receiver never clears a signal that
+    /// stands for a frame it has not taken.
+    fn offer(&self, o: Offered) {
+        let mut q = lock(&self.to_sluice);
+        q.push_back(o);
+        if !self.ready.armed.swap(true, Ordering::Relaxed) {
+            if let Some(fd) = &self.ready.fd {
+                // A full counter (EAGAIN) is still readable.
+                let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+            }
+        }
     }
 
     /// From now on the device says it verified the checksums (or not).
@@ -109,7 +165,19 @@ impl Backend for Memory {
             p.set_l4_csum_valid(vouched);
             bufs.push(p);
         }
+        let ready = &self.wire.ready;
+        if q.is_empty() && ready.armed.load(Ordering::Relaxed) {
+            if let Some(fd) = &ready.fd {
+                let mut b = [0u8; 8];
+                let _ = rustix::io::read(fd, &mut b);
+            }
+            ready.armed.store(false, Ordering::Relaxed);
+        }
         Ok(n)
+    }
+
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.wire.ready.fd.as_ref().map(|f| f.as_fd())
     }
 
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
@@ -286,11 +354,63 @@ impl Backend for Null {
     fn tx_burst(&mut self, _pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         Ok(0)
     }
+
+    fn never_receives(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn readable(fd: BorrowedFd<'_>) -> bool {
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&zero)).unwrap() > 0
+    }
+
+    /// The wire's descriptor is readable exactly while frames wait: a
+    /// worker sleeping on it wakes for a frame and sleeps again once it
+    /// has taken them all.
+    #[test]
+    fn a_wire_is_readable_while_frames_wait() {
+        let w = Wire::new();
+        let mut b = w.backend();
+        let fd = b.poll_fd().expect("a wire has a descriptor");
+        assert!(!readable(fd), "nothing sent yet");
+        w.send(&[1; 60]);
+        w.send_super_frame(
+            &[2; 60],
+            dataplane::Gso {
+                mss: 1448,
+                hdr_len: 54,
+                v6: false,
+                ecn: false,
+            },
+        );
+        w.send(&[3; 60]);
+        assert!(readable(b.poll_fd().unwrap()));
+        let mut got = Vec::new();
+        assert_eq!(b.rx_burst(&mut got, 2).unwrap(), 2);
+        assert!(readable(b.poll_fd().unwrap()), "one frame still waits");
+        assert_eq!(b.rx_burst(&mut got, 8).unwrap(), 1);
+        assert!(!readable(b.poll_fd().unwrap()), "all taken");
+        // An empty poll of a quiet wire leaves it quiet; the next frame
+        // raises it again.
+        assert_eq!(b.rx_burst(&mut got, 8).unwrap(), 0);
+        assert!(!readable(b.poll_fd().unwrap()));
+        w.send(&[4; 60]);
+        assert!(readable(b.poll_fd().unwrap()));
+        assert!(!w.backend().never_receives());
+        assert!(Null.never_receives());
+    }
     use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
 
     #[test]

@@ -443,13 +443,13 @@ impl Switch {
 
     /// The descriptors that become readable when a backend of this switch
     /// (or its handoff queue's waker, which the worker owns) has frames.
-    /// Returns whether every backend has one: if not, an idle worker must
-    /// wake on a timer to poll the others.
+    /// Returns whether every backend that can receive has one: if not, an
+    /// idle worker must wake on a timer to poll the others.
     pub fn poll_fds<'a>(&'a self, out: &mut Vec<BorrowedFd<'a>>) -> bool {
         let mut all = true;
         let backends =
             std::iter::once(&self.uplink).chain(self.ports.iter().flatten().map(|a| &a.guest));
-        for b in backends {
+        for b in backends.filter(|b| !b.never_receives()) {
             match b.poll_fd() {
                 Some(fd) => out.push(fd),
                 None => all = false,

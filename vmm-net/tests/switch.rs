@@ -651,3 +651,76 @@ fn every_uplink_frame_is_delivered_or_counted() {
         s.drops.counts()
     );
 }
+
+/// An idle worker whose devices can all wake it (in-memory wires; a port
+/// with no device at all) blocks in the kernel: over half a second its
+/// round counter barely moves, where a worker on a 1 ms timer runs
+/// hundreds of thousands of rounds. A frame from a guest, a frame from
+/// the underlay and a control command each still get through.
+#[test]
+fn an_idle_worker_blocks_and_wakes_for_frames_and_commands() {
+    use vmm_net::worker::Workers;
+    let cloud = Cloud::new();
+    let up = Wire::new();
+    let workers = Workers::start(host_ip('a'), vec![Box::new(up.backend())]).unwrap();
+    let (p1, vm1) = cloud.guest_port('a', 1);
+    let (p2, vm2) = cloud.guest_port('a', 2);
+    let (p3, _) = cloud.guest_port('a', 3);
+    workers.attach(p1, Box::new(vm1.backend())).unwrap();
+    workers.attach(p2, Box::new(vm2.backend())).unwrap();
+    // A port whose guest is not attached never receives: it must not
+    // keep the worker on a timer.
+    workers
+        .attach(p3, Box::new(vmm_net::backend::Null))
+        .unwrap();
+    let stats = || workers.stats().unwrap().remove(0);
+    eventually("the worker to fall asleep", || {
+        (stats().sleeps > 0).then_some(())
+    });
+
+    let before = stats();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = stats();
+    // What may run meanwhile: the busy rounds after the first stats
+    // job woke it (256), then a few timed-out sleeps (100 ms) of 16
+    // rounds each. A load that slows the machine only makes it fewer.
+    let rounds = after.rounds - before.rounds;
+    let sleeps = after.sleeps - before.sleeps;
+    assert!(
+        rounds < 2_000 && sleeps < 50,
+        "an idle worker ran {rounds} rounds and slept {sleeps} times in 500 ms"
+    );
+
+    // A guest's frame wakes it and is delivered.
+    vm1.send(&tcp(1, 2, true));
+    let got = eventually("vm2 to receive vm1's SYN", || frames_on(&vm2, 1));
+    assert_eq!(&got[0][0..6], &mac(2));
+
+    // So is a tunnelled frame from the underlay, once it sleeps again.
+    let asleep = stats().sleeps;
+    eventually("the worker to sleep again", || {
+        (stats().sleeps > asleep + 1).then_some(())
+    });
+    let up_b = Wire::new();
+    let mut b = Switch::new(host_ip('b'), Box::new(up_b.backend()));
+    let vm4 = cloud.guest(&mut b, 'b', 4);
+    vm4.send(&tcp(4, 2, true));
+    b.poll().unwrap();
+    up.send(&up_b.take().pop().expect("host b tunnels the SYN"));
+    eventually("vm2 to receive vm4's SYN from the underlay", || {
+        frames_on(&vm2, 1)
+    });
+
+    // And a command sent to a sleeping worker is answered.
+    let asleep = stats().sleeps;
+    eventually("the worker to sleep again", || {
+        (stats().sleeps > asleep + 1).then_some(())
+    });
+    let out = workers
+        .with_port("vm1", |p| {
+            p.port.stats().dir(dataplane::Direction::Out).packets
+        })
+        .unwrap();
+    assert_eq!(out, 1);
+    workers.shutdown();
+}
