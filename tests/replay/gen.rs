@@ -196,7 +196,7 @@ fn snat(t: &mut Timeline) {
     t.uplink(
         11_204,
         from_boundary(
-            &udp4((GW_MAC, GW_MAC), r, ext, 0x0d12, &dns_response()),
+            &udp4((GW_MAC, VM1_MAC), r, ext, 0x0d12, &dns_response()),
             49_870,
         ),
     );
@@ -206,7 +206,7 @@ fn snat(t: &mut Timeline) {
     let ext = SocketAddrV4::new(SNAT_IP, SNAT_FIRST_PORT + 1);
     let mut c = Conn::new(
         Side::new((VM1_MAC, GW_MAC), guest, web, 0x2ae8_944a, 0xa7f0),
-        Side::new((GW_MAC, GW_MAC), web, ext, 0x6a2f_d104, 0x0000),
+        Side::new((GW_MAC, VM1_MAC), web, ext, 0x6a2f_d104, 0x0000),
     );
     let u = |f: Vec<u8>| from_boundary(&f, 61_003);
     t.guest(11_650, c.a("S", b""));
@@ -233,7 +233,7 @@ fn floating_in(t: &mut Timeline) {
     let floating = SocketAddrV4::new(FLOATING_IP, 80);
     let server = SocketAddrV4::new(VM1_IP, 80);
     let mut c = Conn::new(
-        Side::new((GW_MAC, GW_MAC), client, floating, 0x0f3e_11d7, 0x5b09),
+        Side::new((GW_MAC, VM1_MAC), client, floating, 0x0f3e_11d7, 0x5b09),
         Side::new((VM1_MAC, GW_MAC), server, client, 0x7545_e146, 0x0000),
     );
     let u = |f: Vec<u8>| geneve(&f, BOUNDARY, HOST_A, VPC, &EXTERNAL_OPTION, 50_617);
@@ -270,7 +270,7 @@ fn firewall_deny(t: &mut Timeline) {
     };
     let from_internet = |port, dport, id, isn| {
         let inner = tcp4(
-            (GW_MAC, GW_MAC),
+            (GW_MAC, VM1_MAC),
             SocketAddrV4::new(WEB_CLIENT, port),
             SocketAddrV4::new(FLOATING_IP, dport),
             id,
