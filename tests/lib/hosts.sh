@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared helpers of the namespace tiers (tests/e2e/run.sh, tests/vm/run.sh;
-# tests/ovs/run.sh may source it too): namespaces as hosts, background
+# Shared helpers of the namespace tiers (tests/e2e/run.sh, tests/vm/run.sh,
+# tests/ovs/run.sh): namespaces as hosts, background
 # processes with a lifetime, bounded waits, and sluiced started on an
 # AF_PACKET uplink. Source it after setting:
 #
@@ -68,10 +68,12 @@ hosts_netns() {
   done
 }
 
-# stop_pid PID: stops one process we started: TERM, up to 5 s, then KILL.
+# stop_pid PID: stops one process we started: TERM, up to 5 s, then KILL
+# (CONT first: a tier may have stopped it with SIGSTOP).
 stop_pid() {
   local pid=$1
   kill -0 "$pid" 2>/dev/null || return 0
+  kill -CONT "$pid" 2>/dev/null
   kill -TERM "$pid" 2>/dev/null
   for _ in $(seq 50); do
     kill -0 "$pid" 2>/dev/null || break
