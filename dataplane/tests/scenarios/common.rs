@@ -9,7 +9,7 @@ use dataplane::port::PortStats;
 use dataplane::transform::Encap;
 use dataplane::{
     Action, DefaultAction, Direction, FlowKey, LayerConfig, ManualClock, Meta, PacketBuf,
-    ParseMode, Port, PortConfig, Transform, Vni,
+    ParseMode, Port, PortConfig, Rule, Transform, Vni,
 };
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use sluice_test_support::build::Tcp;
@@ -572,4 +572,24 @@ pub fn arc<T>(t: T) -> Arc<T> {
 /// The action, with an identity of its own (each call makes a new one).
 pub fn stateful(a: Arc<Snat>) -> Action {
     Action::Stateful(a.into())
+}
+
+/// The flow key of a frame, as the engine builds it.
+pub fn key(frame: &[u8]) -> FlowKey {
+    FlowKey::of(
+        &dataplane::headers::parse(frame, ParseMode::Plain)
+            .unwrap()
+            .hdrs,
+    )
+    .unwrap()
+}
+
+/// A port with one firewall layer, denying both ways by default:
+/// outbound allowed and remembered, inbound only as replies.
+pub fn stateful_fw(limit: u32) -> Fixture {
+    let mut fx = port_with(limit, &[("fw", DefaultAction::Deny, DefaultAction::Deny)]);
+    fx.port
+        .add_rule("fw", Direction::Out, Rule::new(1, Action::StatefulAllow))
+        .unwrap();
+    fx
 }

@@ -4,26 +4,7 @@
 use crate::common::*;
 use crate::{assert_drop, assert_forward};
 use dataplane::tcp::TcpState;
-use dataplane::{
-    Action, DefaultAction, Direction, DropReason, FlowKey, PacketBuf, ParseMode, Rule,
-};
-
-fn key(frame: &[u8]) -> FlowKey {
-    FlowKey::of(
-        &dataplane::headers::parse(frame, ParseMode::Plain)
-            .unwrap()
-            .hdrs,
-    )
-    .unwrap()
-}
-
-fn stateful_fw(limit: u32) -> Fixture {
-    let mut fx = port_with(limit, &[("fw", DefaultAction::Deny, DefaultAction::Deny)]);
-    fx.port
-        .add_rule("fw", Direction::Out, Rule::new(1, Action::StatefulAllow))
-        .unwrap();
-    fx
-}
+use dataplane::{Direction, DropReason, PacketBuf};
 
 /// Opens a TCP connection from the guest (RFC 9293 §3.5 handshake).
 fn handshake(fx: &mut Fixture, sport: u16) -> Vec<u8> {

@@ -8,26 +8,8 @@
 use crate::common::*;
 use crate::{assert_drop, assert_forward};
 use dataplane::tcp::TcpState;
-use dataplane::{Action, DefaultAction, Direction, DropReason, FlowKey, ParseMode, Rule};
+use dataplane::{DefaultAction, Direction, DropReason, Rule};
 use std::sync::atomic::Ordering;
-
-fn key(frame: &[u8]) -> FlowKey {
-    FlowKey::of(
-        &dataplane::headers::parse(frame, ParseMode::Plain)
-            .unwrap()
-            .hdrs,
-    )
-    .unwrap()
-}
-
-/// Outbound allowed and remembered; inbound only as replies.
-fn stateful_fw(limit: u32) -> Fixture {
-    let mut fx = port_with(limit, &[("fw", DefaultAction::Deny, DefaultAction::Deny)]);
-    fx.port
-        .add_rule("fw", Direction::Out, Rule::new(1, Action::StatefulAllow))
-        .unwrap();
-    fx
-}
 
 fn out_seg(sport: u16, flags: &str) -> Vec<u8> {
     tcp4(("10.0.0.5", sport), ("10.0.0.9", 80), flags)
