@@ -12,22 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SLUICED: &str = env!("CARGO_BIN_EXE_sluiced");
-
-pub fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sluiced-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::daemon::{free_port, tmpdir, SLUICED};
 
 /// A configured `sluiced` (uplink `none`, no root) with `extra` TOML
 /// lines (an `[api]` section, say), killed when dropped.

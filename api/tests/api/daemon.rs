@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SLUICED: &str = env!("CARGO_BIN_EXE_sluiced");
+pub const SLUICED: &str = env!("CARGO_BIN_EXE_sluiced");
 
 pub fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sluiced-{tag}-{}", std::process::id()));

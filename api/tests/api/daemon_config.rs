@@ -10,21 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SLUICED: &str = env!("CARGO_BIN_EXE_sluiced");
+use crate::daemon::{free_port, SLUICED};
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sluiced-cfg-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::daemon::tmpdir(&format!("cfg-{tag}"))
 }
 
 fn config(dir: &Path, port: u16, top: &str, underlay: &str) -> PathBuf {
