@@ -272,10 +272,10 @@ impl Config {
             )));
         }
         let ifname = &self.underlay.interface;
-        if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', '\0', '%']) {
+        // The kernel's rules for an interface name, as for a TAP's.
+        if let Some(problem) = crate::devices::tap_name_problem(ifname) {
             return Err(ConfigError::Invalid(format!(
-                "underlay.interface: '{ifname}' is not an interface name \
-                 (1 to 15 characters, no '/', '%' or spaces)"
+                "underlay.interface: '{ifname}' {problem}"
             )));
         }
         for (what, n, max) in [
