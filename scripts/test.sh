@@ -116,55 +116,39 @@ if [ "$fast" = 0 ]; then
     echo "skipped: fuzz smoke (no nightly toolchain: cargo-fuzz needs one; rustup toolchain install nightly)"
   fi
 
-  if [ -x tests/e2e/run.sh ]; then
-    step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
+  # root_tier LOG WHAT CMD...: a tier that needs root (network namespaces,
+  # TAP devices); its PASS/FAIL lines are counted with the other tests.
+  # Not root: it fails in CI and is skipped, saying so, elsewhere.
+  root_tier() {
+    local log=$1 what=$2
+    shift 2
     if [ "$(id -u)" = 0 ]; then
-      # The debug sluiced `cargo test` just built: correctness only (the
-      # throughput figure for bench/README.md comes from a release build).
-      SLUICED=target/debug/sluiced tests/e2e/run.sh 2>&1 | tee target/e2e.log || status=$?
-      # Counted with the other tests: one line per check.
+      "$@" 2>&1 | tee "$log" || status=$?
       printf 'test result: ok. %d passed; %d failed; 0 ignored\n' \
-        "$(grep -c '^PASS' target/e2e.log || true)" "$(grep -c '^FAIL' target/e2e.log || true)" >>target/cargo-test.log
+        "$(grep -c '^PASS' "$log" || true)" "$(grep -c '^FAIL' "$log" || true)" >>target/cargo-test.log
     elif [ -n "${CI:-}" ]; then
-      echo "FAIL: the end-to-end tier needs root in CI"
+      echo "FAIL: the $what needs root in CI"
       status=1
     else
-      echo "skipped: end-to-end tier (needs root for namespaces and TAP devices)"
+      echo "skipped: $what (needs root for network namespaces and TAP devices)"
     fi
-  fi
+  }
 
-  if [ -x tests/ovs/run.sh ]; then
-    step "OVS interop: Open vSwitch's userspace datapath as the peer host (tests/ovs/run.sh)"
-    if [ "$(id -u)" = 0 ]; then
-      # Installs openvswitch-switch when missing; in CI, not being able to
-      # run fails the tier (the script says why).
-      SLUICED=target/debug/sluiced tests/ovs/run.sh 2>&1 | tee target/ovs.log || status=$?
-      printf 'test result: ok. %d passed; %d failed; 0 ignored\n' \
-        "$(grep -c '^PASS' target/ovs.log || true)" "$(grep -c '^FAIL' target/ovs.log || true)" >>target/cargo-test.log
-    elif [ -n "${CI:-}" ]; then
-      echo "FAIL: the OVS interop tier needs root in CI"
-      status=1
-    else
-      echo "skipped: OVS interop tier (needs root for namespaces and TAP devices)"
-    fi
-  fi
+  # Each runs the debug sluiced `cargo test` just built: correctness only
+  # (the throughput figures for bench/README.md come from release builds).
+  step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
+  root_tier target/e2e.log "end-to-end tier" env SLUICED=target/debug/sluiced tests/e2e/run.sh
 
-  if [ -x tests/vm/run.sh ]; then
-    step "VM: a QEMU guest on a vhost-user port, DHCP and ping across hosts (tests/vm/run.sh)"
-    if [ "$(id -u)" = 0 ]; then
-      # Installs qemu-system-x86 when missing (in CI a failed install
-      # fails the tier); the guest is cached under target/vm/.
-      SLUICED=target/debug/sluiced SLUICEADM=target/debug/sluiceadm tests/vm/run.sh 2>&1 |
-        tee target/vm.log || status=$?
-      printf 'test result: ok. %d passed; %d failed; 0 ignored\n' \
-        "$(grep -c '^PASS' target/vm.log || true)" "$(grep -c '^FAIL' target/vm.log || true)" >>target/cargo-test.log
-    elif [ -n "${CI:-}" ]; then
-      echo "FAIL: the VM tier needs root in CI"
-      status=1
-    else
-      echo "skipped: needs root (VM tier: network namespaces, TAP, QEMU)"
-    fi
-  fi
+  # Installs openvswitch-switch when missing; in CI, not being able to run
+  # fails the tier (the script says why).
+  step "OVS interop: Open vSwitch's userspace datapath as the peer host (tests/ovs/run.sh)"
+  root_tier target/ovs.log "OVS interop tier" env SLUICED=target/debug/sluiced tests/ovs/run.sh
+
+  # Installs qemu-system-x86 when missing (in CI a failed install fails
+  # the tier); the guest is cached under target/vm/.
+  step "VM: a QEMU guest on a vhost-user port, DHCP and ping across hosts (tests/vm/run.sh)"
+  root_tier target/vm.log "VM tier" \
+    env SLUICED=target/debug/sluiced SLUICEADM=target/debug/sluiceadm tests/vm/run.sh
 fi
 summary
 exit "$status"
