@@ -229,6 +229,34 @@ pub fn render(s: &HostStats) -> String {
     }
     family(
         &mut o,
+        "sluice_worker_busy_seconds_total",
+        "counter",
+        "Time a worker spent in rounds that moved frames; with sluice_worker_idle_seconds_total, the busy ratio over any window.",
+    );
+    for w in &s.workers {
+        let _ = writeln!(
+            o,
+            "sluice_worker_busy_seconds_total{{worker=\"{}\"}} {:.6}",
+            w.worker,
+            w.busy_ns as f64 / 1e9
+        );
+    }
+    family(
+        &mut o,
+        "sluice_worker_idle_seconds_total",
+        "counter",
+        "Time a worker was alive and not busy (polling empty devices or asleep).",
+    );
+    for w in &s.workers {
+        let _ = writeln!(
+            o,
+            "sluice_worker_idle_seconds_total{{worker=\"{}\"}} {:.6}",
+            w.worker,
+            w.idle_ns as f64 / 1e9
+        );
+    }
+    family(
+        &mut o,
         "sluice_switch_frames_total",
         "counter",
         "Frames the switch handled or refused, by worker and kind.",
@@ -316,7 +344,9 @@ mod tests {
             workers: vec![WorkerStatsDoc {
                 worker: 0,
                 ports: 1,
-                busy_ratio: 0.0,
+                busy_ratio: 0.25,
+                busy_ns: 1_500_000_000,
+                idle_ns: 4_500_000_000,
                 rounds: 0,
                 sleeps: 0,
                 switch,
@@ -336,6 +366,8 @@ mod tests {
         let has = |line: String| {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         };
+        has("sluice_worker_busy_seconds_total{worker=\"0\"} 1.500000".into());
+        has("sluice_worker_idle_seconds_total{worker=\"0\"} 4.500000".into());
         assert_eq!(dir_in.len(), 7, "{dir_in:?}");
         for (k, v) in dir_in {
             has(format!(
@@ -388,6 +420,8 @@ mod tests {
                 worker: 1,
                 ports: 0,
                 busy_ratio: 0.0,
+                busy_ns: 0,
+                idle_ns: 0,
                 rounds: 0,
                 sleeps: 0,
                 switch: Default::default(),

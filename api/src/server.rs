@@ -843,6 +843,8 @@ impl Sluice {
                 worker: w.worker,
                 ports: w.ports,
                 busy_ratio: w.busy_ratio(),
+                busy_ns: w.busy_ns,
+                idle_ns: w.alive_ns.saturating_sub(w.busy_ns),
                 rounds: w.rounds,
                 sleeps: w.sleeps,
                 switch: w.switch,

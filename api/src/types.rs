@@ -578,7 +578,17 @@ impl PortCounters {
 pub struct WorkerStatsDoc {
     pub worker: usize,
     pub ports: usize,
+    /// Since the worker started: the share of its time spent in rounds
+    /// that moved frames (a ratio over a while is the change of
+    /// `busy_ns` over the change of `busy_ns + idle_ns`).
     pub busy_ratio: f64,
+    /// Nanoseconds spent in rounds that moved at least one frame.
+    #[serde(default)]
+    pub busy_ns: u64,
+    /// Nanoseconds the worker was alive and not busy (polling empty
+    /// devices, or asleep).
+    #[serde(default)]
+    pub idle_ns: u64,
     pub rounds: u64,
     pub sleeps: u64,
     /// The switch's frame counters (its drops are `drops`).
@@ -853,6 +863,12 @@ pub struct UftDoc {
 pub struct UftEntryDoc {
     pub key: FlowKeyDoc,
     pub flow: u32,
+    /// The flow's packets and bytes in this entry's direction, since the
+    /// flow was made.
+    #[serde(default)]
+    pub packets: u64,
+    #[serde(default)]
+    pub bytes: u64,
     /// The epoch the entry was made under.
     pub epoch: u64,
     /// Made under older rules or tables: re-checked at its next packet.
@@ -874,6 +890,8 @@ impl From<&UftDump> for UftDoc {
                     let UftEntryDump {
                         key,
                         flow,
+                        packets,
+                        bytes,
                         epoch,
                         stale,
                         transform,
@@ -881,6 +899,8 @@ impl From<&UftDump> for UftDoc {
                     UftEntryDoc {
                         key: key.into(),
                         flow: *flow,
+                        packets: *packets,
+                        bytes: *bytes,
                         epoch: *epoch,
                         stale: *stale,
                         transform: transform.clone(),

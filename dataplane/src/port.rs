@@ -1491,6 +1491,8 @@ impl Port {
                     UftEntryDump {
                         key: *k,
                         flow: e.flow,
+                        packets: f.map_or(0, |f| f.packets[d.index()]),
+                        bytes: f.map_or(0, |f| f.bytes[d.index()]),
                         epoch,
                         stale: epoch != self.epoch || !xform.is_some_and(Compiled::deps_current),
                         transform: xform.map_or_else(|| "none".to_string(), Compiled::describe),
@@ -1769,6 +1771,10 @@ pub struct UftDump {
 pub struct UftEntryDump {
     pub key: FlowKey,
     pub flow: u32,
+    /// The flow's packets and bytes in this entry's direction (what
+    /// `sluiceadm top` turns into rates between two dumps).
+    pub packets: u64,
+    pub bytes: u64,
     pub epoch: u64,
     pub stale: bool,
     pub transform: String,

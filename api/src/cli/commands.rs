@@ -35,6 +35,9 @@ pub enum CliError {
     Capture(String),
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// `top` could not use the terminal.
+    #[error("{0}")]
+    Top(String),
 }
 
 impl CliError {
@@ -331,6 +334,19 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         }
         Command::Stats { port: Some(p) } => show!(c.port_stats(p), show::port_stats),
         Command::Stats { port: None } => show!(c.stats(), show::host_stats),
+        Command::Top(a) => {
+            let o = super::top::TopOptions {
+                interval: std::time::Duration::from_secs_f64(a.interval),
+                once: a.once,
+                json: j,
+                flows: a.flows,
+                sort: a.sort,
+            };
+            return super::top::run(&c, &o, out).map_err(|e| match e {
+                CliError::Api { err, .. } => api(err),
+                e => e,
+            });
+        }
         Command::Capture {
             port,
             out: file,

@@ -17,6 +17,7 @@ mod commands;
 pub mod show;
 pub mod summary;
 pub mod table;
+pub mod top;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dataplane::IpCidr;
@@ -270,6 +271,20 @@ pub enum Command {
     )]
     Stats { port: Option<String> },
 
+    /// A live view: per port rates, drops, the busiest flows, workers.
+    ///
+    /// Rates are computed from two snapshots of the counters (`/stats` and
+    /// every port's UFT) taken --interval apart. Keys: n p b f c d sort by
+    /// name, packets, bytes, flows, new flows, drops; r reverses; q quits.
+    /// --once prints one view and exits; --json (implies --once) prints
+    /// it as JSON for scripts.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm top\n  \
+        sluiceadm top --interval 2 --sort drops\n  \
+        sluiceadm top --once\n  \
+        sluiceadm --json top --once --interval 1 | jq '.ports[] | {name, packets_in_per_s}'")]
+    Top(TopArgs),
+
     /// Record a port's guest-side frames for a while, to a pcap file.
     #[command(
         after_help = "Stops after --packets frames or --seconds, whichever comes first.\n\n\
@@ -484,6 +499,29 @@ pub struct TraceArgs {
     /// The whole frame as hex (Ethernet first), instead of the fields.
     #[arg(long, value_name = "HEX", conflicts_with_all = ["proto", "src", "dst", "sport", "dport", "flags", "len", "outer_src", "external"])]
     pub frame: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between two snapshots (0.1..=60).
+    #[arg(long, default_value_t = 1.0, value_parser = interval)]
+    pub interval: f64,
+    /// Print one view (rates over one interval) and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How many of the busiest flows to show.
+    #[arg(long, default_value_t = 10)]
+    pub flows: usize,
+    /// The port table's first sort column.
+    #[arg(long, value_enum, default_value = "bytes")]
+    pub sort: top::SortKey,
+}
+
+fn interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=60.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not an interval in seconds (0.1..=60)")),
+    }
 }
 
 #[derive(Debug, Args)]
