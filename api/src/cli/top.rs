@@ -373,7 +373,7 @@ fn help_line(sort: SortKey, reverse: bool) -> String {
     let mut s = String::from("sort:");
     for (k, label, c) in SortKey::KEYS {
         if k == sort {
-            s += &format!(" [{c}:{label}{}]", if reverse { "^" } else { "v" });
+            s += &format!(" [{c}:{label}{}]", if reverse { " reversed" } else { "" });
         } else {
             s += &format!(" {c}:{label}");
         }
