@@ -8,4 +8,5 @@
 mod errors;
 mod fixtures;
 mod replay;
+mod top;
 mod verbs;
