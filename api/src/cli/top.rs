@@ -61,6 +61,9 @@ impl SortKey {
 /// What one look at the host returned.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// When the host's counters were read: rates are over the time
+    /// between two of these, not between two calls' ends.
+    pub taken: Instant,
     pub stats: HostStats,
     /// Each port's UFT, by port name (a port deleted between the two
     /// calls is missing).
@@ -70,6 +73,7 @@ pub struct Snapshot {
 /// Takes a snapshot: the host's counters, then every port's UFT.
 pub fn snapshot(c: &Client) -> Result<Snapshot, crate::client::ClientError> {
     let stats = c.stats()?;
+    let taken = Instant::now();
     let mut ufts = Vec::with_capacity(stats.ports.len());
     for p in &stats.ports {
         match c.dump_uft(&p.name) {
@@ -79,7 +83,7 @@ pub fn snapshot(c: &Client) -> Result<Snapshot, crate::client::ClientError> {
             Err(e) => return Err(e),
         }
     }
-    Ok(Snapshot { stats, ufts })
+    Ok(Snapshot { taken, stats, ufts })
 }
 
 /// The rates between two snapshots: what `top` shows, and what
@@ -514,7 +518,8 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
     if o.once || o.json {
         std::thread::sleep(o.interval);
         let b = snapshot(c).map_err(api)?;
-        let v = rates(&a, &b, at.elapsed().as_secs_f64(), o.flows, o.sort);
+        let secs = b.taken.duration_since(a.taken).as_secs_f64();
+        let v = rates(&a, &b, secs, o.flows, o.sort);
         if o.json {
             *out += &(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n");
         } else {
@@ -566,7 +571,7 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
             None => {
                 match snapshot(c) {
                     Ok(b) => {
-                        let secs = at.elapsed().as_secs_f64();
+                        let secs = b.taken.duration_since(a.taken).as_secs_f64();
                         view = Some(rates(&a, &b, secs, o.flows, sort));
                         status.clear();
                         a = b;
@@ -739,6 +744,7 @@ mod tests {
 
     fn snap(ports: Vec<PortStatsDoc>, w: WorkerStatsDoc, out: Vec<UftEntryDoc>) -> Snapshot {
         Snapshot {
+            taken: Instant::now(),
             stats: HostStats {
                 ports,
                 workers: vec![w],

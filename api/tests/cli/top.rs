@@ -63,3 +63,18 @@ fn top_once_json_reports_rates_new_flows_drops_and_the_busiest_flow() {
     assert!(fpps > pps / 5.0 && fpps < pps / 2.0, "{fpps} of {pps}: {v}");
     assert_eq!(v["workers"].as_array().unwrap().len(), 2, "{v}");
 }
+
+#[test]
+fn top_without_a_terminal_says_to_use_once() {
+    let tmp = TempDir::new("top-tty");
+    let h = host_with_vm1(&tmp);
+    // stdin and stdout are not a terminal here: the live view refuses,
+    // before touching any terminal mode, and says what scripts use.
+    let r = adm(&h, &["top"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("top --once --json"), "{r:?}");
+    // A bad interval is a usage error.
+    let r = adm(&h, &["top", "--interval", "0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("0.1..=60"), "{r:?}");
+}
