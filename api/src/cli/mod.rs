@@ -509,7 +509,9 @@ pub struct TopArgs {
     /// Print one view (rates over one interval) and exit.
     #[arg(long)]
     pub once: bool,
-    /// How many of the busiest flows to show.
+    /// How many of the busiest flows to show; 0 shows none and skips the
+    /// ports' UFT dumps (each made by the port's worker, between bursts:
+    /// on ports with many thousands of flows, the part of top a worker feels).
     #[arg(long, default_value_t = 10)]
     pub flows: usize,
     /// The port table's first sort column.

@@ -70,12 +70,18 @@ pub struct Snapshot {
     pub ufts: Vec<(String, UftDoc)>,
 }
 
-/// Takes a snapshot: the host's counters, then every port's UFT.
-pub fn snapshot(c: &Client) -> Result<Snapshot, crate::client::ClientError> {
+/// Takes a snapshot: the host's counters, then (`with_flows`) every
+/// port's UFT.
+///
+/// A UFT dump is made by the worker that owns the port, between bursts,
+/// and describes every entry: on a port with thousands of flows it is
+/// the one part of `top` a worker feels, so `--flows 0` skips it.
+pub fn snapshot(c: &Client, with_flows: bool) -> Result<Snapshot, crate::client::ClientError> {
     let stats = c.stats()?;
     let taken = Instant::now();
     let mut ufts = Vec::with_capacity(stats.ports.len());
-    for p in &stats.ports {
+    let ports = if with_flows { &stats.ports[..] } else { &[] };
+    for p in ports {
         match c.dump_uft(&p.name) {
             Ok(u) => ufts.push((p.name.clone(), u)),
             // Deleted meanwhile: its flows are simply not shown.
@@ -513,11 +519,11 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
         err,
         no_token: None,
     };
-    let mut a = snapshot(c).map_err(api)?;
+    let mut a = snapshot(c, o.flows > 0).map_err(api)?;
     let mut at = Instant::now();
     if o.once || o.json {
         std::thread::sleep(o.interval);
-        let b = snapshot(c).map_err(api)?;
+        let b = snapshot(c, o.flows > 0).map_err(api)?;
         let secs = b.taken.duration_since(a.taken).as_secs_f64();
         let v = rates(&a, &b, secs, o.flows, o.sort);
         if o.json {
@@ -569,7 +575,7 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
                 }
             }
             None => {
-                match snapshot(c) {
+                match snapshot(c, o.flows > 0) {
                     Ok(b) => {
                         let secs = b.taken.duration_since(a.taken).as_secs_f64();
                         view = Some(rates(&a, &b, secs, o.flows, sort));

@@ -62,6 +62,10 @@ fn top_once_json_reports_rates_new_flows_drops_and_the_busiest_flow() {
     let fpps = f["packets_out_per_s"].as_f64().unwrap();
     assert!(fpps > pps / 5.0 && fpps < pps / 2.0, "{fpps} of {pps}: {v}");
     assert_eq!(v["workers"].as_array().unwrap().len(), 2, "{v}");
+    // --flows 0: no UFT dumps, no flows; the ports' rates all the same.
+    let v = ok_json(&h, &["top", "--once", "--interval", "0.2", "--flows", "0"]);
+    assert_eq!(v["flows"], serde_json::json!([]), "{v}");
+    assert_eq!(v["ports"][0]["name"], "vm1", "{v}");
 }
 
 #[test]
