@@ -185,6 +185,19 @@ impl Host {
             "3000",
         ]);
         self.traffic.push(Proc(client));
+        // And UDP to a port vm2's firewall does not open: 100 a second
+        // (at most `secs` seconds' worth), dropped inbound at vm2.
+        let n = (secs * 100).to_string();
+        let denied = self.ns[0].spawn(&[
+            "python3",
+            "-c",
+            "import socket, sys, time\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for _ in range(int(sys.argv[1])):\n    \
+                 s.sendto(b'x' * 64, ('10.0.0.6', 9999)); time.sleep(0.01)\n",
+            &n,
+        ]);
+        self.traffic.push(Proc(denied));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let uft = self.d.client.ok("GET", "/ports/vm1/uft", None);
@@ -269,6 +282,17 @@ fn top_once_json_reports_the_rates_of_real_traffic() {
     assert!(f["key"].as_str().unwrap().contains(":5201"), "{v}");
     let f_bps = f["bytes_out_per_s"].as_f64().unwrap() + f["bytes_in_per_s"].as_f64().unwrap();
     assert!(f_bps > out_bps * 0.8, "busiest flow {f_bps} B/s: {v}");
+    // The denied UDP: about 100 a second, by vm2's firewall (its
+    // inbound default).
+    let denied = v["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["at"] == "vm2" && d["layer"] == "firewall")
+        .unwrap_or_else(|| panic!("no firewall drops at vm2: {v}"));
+    assert_eq!(denied["reason"], "default_denied", "{v}");
+    let per_s = denied["per_s"].as_f64().unwrap();
+    assert!((20.0..=110.0).contains(&per_s), "{per_s} drops/s: {v}");
     // Two workers, one port each, doing some work.
     let workers = v["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2, "{v}");
@@ -375,6 +399,14 @@ fn port_rows(screen: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// vm2's firewall drops row: `vm2 firewall default_denied RATE`.
+fn drop_row(screen: &str) -> Option<Vec<String>> {
+    screen
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .find(|r| r.len() == 4 && r[0] == "vm2" && r[1] == "firewall" && r[2] == "default_denied")
+}
+
 fn order(screen: &str) -> Vec<String> {
     port_rows(screen)
         .into_iter()
@@ -409,6 +441,7 @@ fn top_under_tmux_shows_rates_sorts_on_keys_and_quits_on_q() {
             .iter()
             .any(|r| r[0] == "vm1" && r.len() > 2 && r[2] != "0")
             && order(s).len() == 2
+            && drop_row(s).is_some()
     });
     assert!(s.contains("sluiceadm top - "), "{s}");
     assert!(s.contains("q:quit"), "the help line: {s}");
@@ -418,6 +451,8 @@ fn top_under_tmux_shows_rates_sorts_on_keys_and_quits_on_q() {
         "the iperf3 flow among the busiest: {s}"
     );
     assert!(s.contains("WORKERS busy: w0"), "{s}");
+    let drops = drop_row(&s).unwrap();
+    assert_ne!(drops.last().map(String::as_str), Some("0"), "{s}");
     // Sort by name: vm1 then vm2, the help line says so.
     t.send(&["n"]);
     let s = t.wait_for("sorted by name", |s| s.contains("[n:name]"));
