@@ -13,8 +13,8 @@
 //! never as a huge wrapped rate.
 //!
 //! The terminal is put in non-canonical, no-echo mode on the alternate
-//! screen, and put back by a guard's `Drop`: on `q`, on an error and on a
-//! panic alike.
+//! screen, and put back by a guard's `Drop`: on `q` or Ctrl-C, on
+//! SIGTERM or SIGHUP, on an error and on a panic alike.
 
 use super::CliError;
 use crate::client::Client;
@@ -22,6 +22,8 @@ use crate::types::{HostStats, UftDoc, UftEntryDoc};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The columns the port table can be sorted by, with their keys.
@@ -536,18 +538,20 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
         }
         return Ok(());
     }
+    let stop = watch_signals()?;
     let term = Terminal::enter()?;
     let (mut sort, mut reverse) = (o.sort, false);
     let mut view: Option<TopView> = None;
     let mut status = String::from("first sample in progress");
+    let mut dirty = true;
     loop {
-        let (w, h) = term.size();
-        let lines = match &mut view {
-            Some(v) => {
-                sort_ports(&mut v.ports, sort, reverse);
-                render(v, sort, reverse, c.base(), &status, w, h)
-            }
-            None => {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if dirty {
+            let (w, h) = term.size();
+            let v = view.get_or_insert_with(|| {
+                // Until the second snapshot: the ports, no rates yet.
                 let mut empty = TopView {
                     interval_s: o.interval.as_secs_f64(),
                     ..TopView::default()
@@ -559,37 +563,84 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
                         ..PortRate::default()
                     });
                 }
-                sort_ports(&mut empty.ports, sort, reverse);
-                render(&empty, sort, reverse, c.base(), &status, w, h)
-            }
-        };
-        term.draw(&lines)?;
+                empty
+            });
+            sort_ports(&mut v.ports, sort, reverse);
+            term.draw(&render(v, sort, reverse, c.base(), &status, w, h))?;
+            dirty = false;
+        }
         let left = o.interval.saturating_sub(at.elapsed());
-        match term.key(left)? {
+        if left.is_zero() {
+            match snapshot(c, o.flows > 0) {
+                Ok(b) => {
+                    let secs = b.taken.duration_since(a.taken).as_secs_f64();
+                    view = Some(rates(&a, &b, secs, o.flows, sort));
+                    status.clear();
+                    a = b;
+                }
+                // Shown, and tried again next interval: a daemon
+                // restarting is no reason to lose the screen.
+                Err(e) => status = format!("error: {e}"),
+            }
+            at = Instant::now();
+            dirty = true;
+            continue;
+        }
+        match term.key(left.min(SIGNAL_CHECK))? {
             Some('q') | Some('\u{3}') => return Ok(()),
-            Some('r') => reverse = !reverse,
+            Some('r') => {
+                reverse = !reverse;
+                dirty = true;
+            }
             Some(k) => {
                 if let Some(s) = SortKey::from_key(k) {
                     sort = s;
                     reverse = false;
+                    dirty = true;
                 }
             }
-            None => {
-                match snapshot(c, o.flows > 0) {
-                    Ok(b) => {
-                        let secs = b.taken.duration_since(a.taken).as_secs_f64();
-                        view = Some(rates(&a, &b, secs, o.flows, sort));
-                        status.clear();
-                        a = b;
-                    }
-                    // Shown, and tried again next interval: a daemon
-                    // restarting is no reason to lose the screen.
-                    Err(e) => status = format!("error: {e}"),
-                }
-                at = Instant::now();
-            }
+            None => {}
         }
     }
+}
+
+/// How often the live view looks whether a signal asked it to stop: a
+/// tenth of a second is quick for a person and costs nothing.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// SIGTERM and SIGHUP set the flag returned instead of killing the
+/// process, so the live view stops through its usual path and the
+/// terminal is put back (Ctrl-C arrives as a key: the terminal's ISIG is
+/// off). A thread of its own waits for them, on a one-thread runtime.
+fn watch_signals() -> Result<Arc<AtomicBool>, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let err = |e: std::io::Error| CliError::Top(format!("watching for signals: {e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(err)?;
+    let (mut term, mut hup) = {
+        let _in_rt = rt.enter();
+        (
+            signal(SignalKind::terminate()).map_err(err)?,
+            signal(SignalKind::hangup()).map_err(err)?,
+        )
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("top-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+            });
+            flag.store(true, Ordering::Relaxed);
+        })
+        .map_err(err)?;
+    Ok(stop)
 }
 
 /// The terminal in `top`'s mode; put back as it was when dropped.
