@@ -20,6 +20,10 @@ step() { printf '\n== %s\n' "$*"; }
 # that need them say why they skip.
 need_pkgs=()
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+# `sluiceadm top`'s tests (api/tests/api/top.rs): traffic and a terminal.
+for t in iperf3 tmux python3; do
+  command -v "$t" >/dev/null 2>&1 || need_pkgs+=("$t")
+done
 if [ "$fast" = 0 ] && [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "installing ${need_pkgs[*]} (apt-get)"

@@ -6,7 +6,8 @@
 //! them, and `q` exits with the terminal put back (canonical mode, echo,
 //! the screen as it was).
 //!
-//! Needs root (TAPs, namespaces) and iperf3; the tmux test needs tmux.
+//! Needs root (TAPs, namespaces), iperf3 and python3 (the denied UDP);
+//! the tmux test needs tmux (`scripts/test.sh` installs all three).
 //! Each says "skipped: ..." without them, and fails instead when CI is set.
 
 use crate::daemon::{real_host, Daemon};
@@ -131,9 +132,11 @@ impl Host {
             skip(test, "needs root (TAP devices, network namespaces)");
             return None;
         }
-        if !have("iperf3") {
-            skip(test, "iperf3 missing");
-            return None;
+        for tool in ["iperf3", "python3"] {
+            if !have(tool) {
+                skip(test, &format!("{tool} missing"));
+                return None;
+            }
         }
         let d = real_host(test)?;
         let ns = [Netns::new("a"), Netns::new("b")];
