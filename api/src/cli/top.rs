@@ -522,9 +522,11 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
         no_token: None,
     };
     let mut a = snapshot(c, o.flows > 0).map_err(api)?;
-    let mut at = Instant::now();
+    // The next snapshot is due an interval after this one's counters
+    // were read, whatever its UFT dumps took.
+    let mut at = a.taken;
     if o.once || o.json {
-        std::thread::sleep(o.interval);
+        std::thread::sleep(o.interval.saturating_sub(at.elapsed()));
         let b = snapshot(c, o.flows > 0).map_err(api)?;
         let secs = b.taken.duration_since(a.taken).as_secs_f64();
         let v = rates(&a, &b, secs, o.flows, o.sort);
@@ -576,13 +578,16 @@ pub fn run(c: &Client, o: &TopOptions, out: &mut String) -> Result<(), CliError>
                     let secs = b.taken.duration_since(a.taken).as_secs_f64();
                     view = Some(rates(&a, &b, secs, o.flows, sort));
                     status.clear();
+                    at = b.taken;
                     a = b;
                 }
                 // Shown, and tried again next interval: a daemon
                 // restarting is no reason to lose the screen.
-                Err(e) => status = format!("error: {e}"),
+                Err(e) => {
+                    status = format!("error: {e}");
+                    at = Instant::now();
+                }
             }
-            at = Instant::now();
             dirty = true;
             continue;
         }
