@@ -44,7 +44,8 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/lib/sluice/token";
         sluiceadm create-vnic --config vm1.json --tap tap-vm1\n  \
         sluiceadm add-fw-rule vm1 --direction in --priority 10 --action allow --protocol tcp --ports 22\n  \
         sluiceadm trace vm1 --proto tcp --src 10.0.0.5 --dst 1.1.1.1 --dport 443\n  \
-        sluiceadm --json stats vm1\n\n\
+        sluiceadm --json stats vm1\n  \
+        sluiceadm top\n\n\
         Reads need no token from the daemon's own host; changes need the token\n\
         (read from --token-file, /var/lib/sluice/token by default)."
 )]
