@@ -130,7 +130,7 @@ impl VnicPort {
             .is_some()
             .then(|| gateway::link_local_from_mac(c.gateway_mac.0));
         let next_hops = router::install(port, &routes, gateway_ll)?;
-        self.nat.install(port)?;
+        self.nat.install_with(port, &c.external_subnets)?;
         overlay_layer::install(port, c.vni, c.gateway_mac.0, &self.host, next_hops)?;
         Ok(())
     }
