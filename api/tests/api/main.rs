@@ -15,4 +15,5 @@ mod load;
 mod openapi;
 mod persistence;
 mod rollback;
+mod transit;
 mod validation;
