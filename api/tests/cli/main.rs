@@ -8,4 +8,5 @@
 mod errors;
 mod fixtures;
 mod replay;
+mod transit;
 mod verbs;
