@@ -764,7 +764,11 @@ impl Sluice {
 
     /// Lets the guest send from (`out`) and receive for (`in`) a transit
     /// prefix; adds to what the prefix already allows.
-    pub fn allow_cidr(&self, name: &str, t: vnic::config::TransitIp) -> Result<VnicConfig, ApiError> {
+    pub fn allow_cidr(
+        &self,
+        name: &str,
+        t: vnic::config::TransitIp,
+    ) -> Result<VnicConfig, ApiError> {
         self.reconfigure(name, |c| {
             match c.transit_ips.iter_mut().find(|o| o.cidr == t.cidr) {
                 Some(o) => o.dir = o.dir.union(t.dir),
@@ -783,8 +787,9 @@ impl Sluice {
         dir: vnic::config::TransitDir,
     ) -> Result<VnicConfig, ApiError> {
         self.reconfigure(name, |c| {
-            let i = (c.transit_ips.iter().position(|o| o.cidr == cidr))
-                .ok_or_else(|| ApiError::NotFound(format!("port '{name}' has no transit prefix {cidr}")))?;
+            let i = (c.transit_ips.iter().position(|o| o.cidr == cidr)).ok_or_else(|| {
+                ApiError::NotFound(format!("port '{name}' has no transit prefix {cidr}"))
+            })?;
             let had = c.transit_ips[i].dir;
             if had.minus(dir) == Some(had) {
                 return Err(ApiError::NotFound(format!(
@@ -818,7 +823,11 @@ impl Sluice {
     }
 
     /// Detaches a subnet (private or external) from a live port.
-    pub fn detach_subnet(&self, name: &str, cidr: dataplane::IpCidr) -> Result<VnicConfig, ApiError> {
+    pub fn detach_subnet(
+        &self,
+        name: &str,
+        cidr: dataplane::IpCidr,
+    ) -> Result<VnicConfig, ApiError> {
         self.reconfigure(name, |c| {
             let before = c.attached_subnets.len() + c.external_subnets.len();
             c.attached_subnets.retain(|s| *s != cidr);

@@ -181,7 +181,8 @@ pub struct Ctx {
     pub gw_mac: [u8; 6],
     /// The guest's own addresses.
     pub guest_ips: Vec<IpAddr>,
-    /// What inbound traffic may be for: those and attached subnets.
+    /// What inbound traffic may be for: those, attached subnets (private
+    /// and external) and transit prefixes allowed in.
     pub guest_prefixes: Vec<IpCidr>,
     pub host: HostOverlay,
 }
@@ -196,7 +197,7 @@ impl Ctx {
             guest_mac: c.guest_mac.0,
             gw_mac: c.gateway_mac.0,
             guest_ips,
-            guest_prefixes: vnic::gateway::layer::guest_prefixes(c),
+            guest_prefixes: vnic::gateway::layer::inbound_prefixes(c),
             host: host.clone(),
         }
     }

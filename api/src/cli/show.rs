@@ -371,7 +371,11 @@ pub fn prefixes(c: &VnicConfig) -> String {
         t.row(vec!["external".into(), s.to_string(), "both".into()]);
     }
     for x in &c.transit_ips {
-        t.row(vec!["transit".into(), x.cidr.to_string(), x.dir.name().into()]);
+        t.row(vec![
+            "transit".into(),
+            x.cidr.to_string(),
+            x.dir.name().into(),
+        ]);
     }
     let mut out = t.render();
     if t.is_empty() {

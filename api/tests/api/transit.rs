@@ -23,21 +23,48 @@ fn transit_prefixes_are_allowed_merged_and_removed_by_direction() {
     let (_h, c) = setup();
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     let t = |cidr: &str, dir: &str| json!({ "cidr": cidr, "dir": dir });
-    c.ok("POST", "/ports/vm1/transit-ips", Some(t("172.16.0.0/24", "in")));
-    let cfg = c.ok("POST", "/ports/vm1/transit-ips", Some(t("172.16.0.0/24", "out")));
+    c.ok(
+        "POST",
+        "/ports/vm1/transit-ips",
+        Some(t("172.16.0.0/24", "in")),
+    );
+    let cfg = c.ok(
+        "POST",
+        "/ports/vm1/transit-ips",
+        Some(t("172.16.0.0/24", "out")),
+    );
     assert_eq!(
         prefixes(&cfg).2,
         json!([{ "cidr": "172.16.0.0/24", "dir": "both" }]),
         "in then out is both"
     );
-    let cfg = c.ok("DELETE", "/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=in", None);
-    assert_eq!(prefixes(&cfg).2, json!([{ "cidr": "172.16.0.0/24", "dir": "out" }]));
+    let cfg = c.ok(
+        "DELETE",
+        "/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=in",
+        None,
+    );
+    assert_eq!(
+        prefixes(&cfg).2,
+        json!([{ "cidr": "172.16.0.0/24", "dir": "out" }])
+    );
     let r = c.delete("/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=in");
     assert_eq!(r.status, 404, "nothing left to remove inbound: {}", r.body);
-    let cfg = c.ok("DELETE", "/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=both", None);
+    let cfg = c.ok(
+        "DELETE",
+        "/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=both",
+        None,
+    );
     assert_eq!(prefixes(&cfg).2, json!([]));
-    assert_eq!(c.delete("/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=out").status, 404);
-    assert_eq!(c.post("/ports/nope/transit-ips", t("172.16.0.0/24", "in")).status, 404);
+    assert_eq!(
+        c.delete("/ports/vm1/transit-ips?cidr=172.16.0.0/24&dir=out")
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post("/ports/nope/transit-ips", t("172.16.0.0/24", "in"))
+            .status,
+        404
+    );
     // The port's record is what the last call answered.
     assert_eq!(
         prefixes(&c.ok("GET", "/ports/vm1", None)["config"]).2,
@@ -50,22 +77,54 @@ fn attached_subnets_are_attached_moved_and_detached() {
     let (_h, c) = setup();
     c.ok("POST", "/ports", Some(vm("vm1", 5)));
     let a = |cidr: &str, external: bool| json!({ "cidr": cidr, "external": external });
-    c.ok("POST", "/ports/vm1/attached-subnets", Some(a("192.168.50.0/24", false)));
-    let cfg = c.ok("POST", "/ports/vm1/attached-subnets", Some(a("198.18.0.0/24", true)));
+    c.ok(
+        "POST",
+        "/ports/vm1/attached-subnets",
+        Some(a("192.168.50.0/24", false)),
+    );
+    let cfg = c.ok(
+        "POST",
+        "/ports/vm1/attached-subnets",
+        Some(a("198.18.0.0/24", true)),
+    );
     assert_eq!(
         prefixes(&cfg),
-        (json!(["192.168.50.0/24"]), json!(["198.18.0.0/24"]), json!([]))
+        (
+            json!(["192.168.50.0/24"]),
+            json!(["198.18.0.0/24"]),
+            json!([])
+        )
     );
     // Attached again as external: moved, not doubled.
-    let cfg = c.ok("POST", "/ports/vm1/attached-subnets", Some(a("192.168.50.0/24", true)));
+    let cfg = c.ok(
+        "POST",
+        "/ports/vm1/attached-subnets",
+        Some(a("192.168.50.0/24", true)),
+    );
     assert_eq!(
         prefixes(&cfg),
-        (json!([]), json!(["198.18.0.0/24", "192.168.50.0/24"]), json!([]))
+        (
+            json!([]),
+            json!(["198.18.0.0/24", "192.168.50.0/24"]),
+            json!([])
+        )
     );
-    let cfg = c.ok("DELETE", "/ports/vm1/attached-subnets?cidr=198.18.0.0/24", None);
+    let cfg = c.ok(
+        "DELETE",
+        "/ports/vm1/attached-subnets?cidr=198.18.0.0/24",
+        None,
+    );
     assert_eq!(prefixes(&cfg).1, json!(["192.168.50.0/24"]));
-    assert_eq!(c.delete("/ports/vm1/attached-subnets?cidr=198.18.0.0/24").status, 404);
-    assert_eq!(c.delete("/ports/nope/attached-subnets?cidr=198.18.0.0/24").status, 404);
+    assert_eq!(
+        c.delete("/ports/vm1/attached-subnets?cidr=198.18.0.0/24")
+            .status,
+        404
+    );
+    assert_eq!(
+        c.delete("/ports/nope/attached-subnets?cidr=198.18.0.0/24")
+            .status,
+        404
+    );
 }
 
 #[test]

@@ -32,7 +32,10 @@ fn transit_prefixes_and_attached_subnets_from_the_cli() {
         "172.16.0.0/24".into(),
         "out".into()
     ]));
-    let cfg = ok_json(&h, &["remove-cidr", "vm1", "172.16.0.0/24", "--dir", "both"]);
+    let cfg = ok_json(
+        &h,
+        &["remove-cidr", "vm1", "172.16.0.0/24", "--dir", "both"],
+    );
     assert!(cfg.get("transit_ips").is_none(), "{cfg}");
     let cfg = ok_json(&h, &["detach-subnet", "vm1", "198.18.0.0/24"]);
     assert!(cfg.get("external_subnets").is_none(), "{cfg}");
@@ -51,7 +54,10 @@ fn transit_prefixes_and_attached_subnets_from_the_cli() {
     let e = fails(&h, &["remove-cidr", "vm1", "10.9.0.0/16", "--dir", "in"]);
     assert!(e.contains("404 Not Found"), "{e}");
     let e = fails(&h, &["allow-cidr", "vm1", "2001:db8::/64", "--dir", "in"]);
-    assert!(e.contains("400") && e.contains("transit_ips[0].cidr"), "{e}");
+    assert!(
+        e.contains("400") && e.contains("transit_ips[0].cidr"),
+        "{e}"
+    );
     for args in [
         &["allow-cidr", "vm1", "172.16.0.0/24"][..],
         &["allow-cidr", "vm1", "172.16.0.0/24", "--dir", "up"][..],

@@ -44,7 +44,13 @@ fn policy_drops(g: &Guest, reason: &str) -> u64 {
 
 /// From the guest's LAN behind it (172.16.0.0/24) to the internet.
 fn lan_syn() -> Vec<u8> {
-    tcp(mac(1), GW_MAC, ("172.16.0.5", 40000), ("198.51.100.7", 443), "S")
+    tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.0.5", 40000),
+        ("198.51.100.7", 443),
+        "S",
+    )
 }
 
 #[test]
@@ -64,7 +70,13 @@ fn a_transit_prefix_out_lets_the_guest_send_for_it_untranslated() {
     );
 
     // Out only: nothing unsolicited comes in for the prefix.
-    let stray = tcp(GW_MAC, mac(1), ("198.51.100.9", 443), ("172.16.0.9", 80), "S");
+    let stray = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.9", 443),
+        ("172.16.0.9", 80),
+        "S",
+    );
     assert_eq!(
         vm1.inb(&from_internet(&stray)).unwrap_err(),
         "not_for_guest"
@@ -82,11 +94,24 @@ fn a_transit_prefix_in_lets_the_guest_receive_for_it() {
     c.transit_ips = vec![transit("172.16.1.0/24", TransitDir::In)];
     vm1.vnic.reconfigure(&c).unwrap();
     let s = seen(&vm1.inb(&wire).expect("delivered to the router guest"));
-    assert_eq!((s.src, s.dst, s.dport), (ip("10.0.0.6"), ip("172.16.1.9"), 80));
-    assert_eq!((s.src_mac, s.dst_mac), (GW_MAC, mac(1)), "as routed by the gateway");
+    assert_eq!(
+        (s.src, s.dst, s.dport),
+        (ip("10.0.0.6"), ip("172.16.1.9"), 80)
+    );
+    assert_eq!(
+        (s.src_mac, s.dst_mac),
+        (GW_MAC, mac(1)),
+        "as routed by the gateway"
+    );
 
     // In only: the guest may not send from it.
-    let from_lan = tcp(mac(1), GW_MAC, ("172.16.1.9", 80), ("198.51.100.7", 443), "S");
+    let from_lan = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.1.9", 80),
+        ("198.51.100.7", 443),
+        "S",
+    );
     assert_eq!(vm1.out(&from_lan).unwrap_err(), "spoofed_source_ip");
 }
 
@@ -101,20 +126,39 @@ fn removing_a_transit_prefix_stops_its_flows_and_no_other() {
     // Three flows: the guest's own to vm2, one from each transit prefix.
     let own = vm1.tcp(("10.0.0.6", 22), 41000, "S");
     let lan = lan_syn();
-    let other = tcp(mac(1), GW_MAC, ("172.16.9.1", 40001), ("198.51.100.7", 443), "S");
+    let other = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.9.1", 40001),
+        ("198.51.100.7", 443),
+        "S",
+    );
     for f in [&own, &lan, &other] {
         vm1.out(f).expect("established before the change");
     }
     let own_ack = vm1.tcp(("10.0.0.6", 22), 41000, "A");
-    let lan_ack = tcp(mac(1), GW_MAC, ("172.16.0.5", 40000), ("198.51.100.7", 443), "A");
-    let other_ack = tcp(mac(1), GW_MAC, ("172.16.9.1", 40001), ("198.51.100.7", 443), "A");
+    let lan_ack = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.0.5", 40000),
+        ("198.51.100.7", 443),
+        "A",
+    );
+    let other_ack = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.9.1", 40001),
+        ("198.51.100.7", 443),
+        "A",
+    );
     for f in [&own_ack, &lan_ack, &other_ack] {
         vm1.out(f).expect("a later packet of each flow");
     }
     let flows = vm1.vnic.port.flow_count();
 
     // Remove 172.16.0.0/24 (what `remove-cidr vm1 172.16.0.0/24 --dir both` does).
-    c.transit_ips.retain(|t| t.cidr != "172.16.0.0/24".parse().unwrap());
+    c.transit_ips
+        .retain(|t| t.cidr != "172.16.0.0/24".parse().unwrap());
     vm1.vnic.reconfigure(&c).unwrap();
     let before = policy_drops(&vm1, "spoofed_source_ip");
     assert_eq!(
@@ -122,13 +166,31 @@ fn removing_a_transit_prefix_stops_its_flows_and_no_other() {
         "spoofed_source_ip",
         "the removed prefix's flow stops at its next packet"
     );
-    assert_eq!(policy_drops(&vm1, "spoofed_source_ip"), before + 1, "counted");
-    vm1.out(&own_ack).expect("the guest's own flow keeps passing");
-    vm1.out(&other_ack).expect("the other prefix's flow keeps passing");
-    assert!(vm1.vnic.port.flow_count() >= flows - 1, "the others kept their state");
+    assert_eq!(
+        policy_drops(&vm1, "spoofed_source_ip"),
+        before + 1,
+        "counted"
+    );
+    vm1.out(&own_ack)
+        .expect("the guest's own flow keeps passing");
+    vm1.out(&other_ack)
+        .expect("the other prefix's flow keeps passing");
+    assert!(
+        vm1.vnic.port.flow_count() >= flows - 1,
+        "the others kept their state"
+    );
     // And a reply for the removed prefix is no longer delivered.
-    let reply = tcp(GW_MAC, mac(1), ("198.51.100.7", 443), ("172.16.0.5", 40000), "SA");
-    assert_eq!(vm1.inb(&from_internet(&reply)).unwrap_err(), "not_for_guest");
+    let reply = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.7", 443),
+        ("172.16.0.5", 40000),
+        "SA",
+    );
+    assert_eq!(
+        vm1.inb(&from_internet(&reply)).unwrap_err(),
+        "not_for_guest"
+    );
 }
 
 #[test]
@@ -136,28 +198,54 @@ fn attaching_and_detaching_a_subnet_on_a_live_port() {
     let (_cloud, mut vm1, mut c) = router_guest();
     let own = vm1.tcp(("10.0.0.6", 22), 42000, "S");
     vm1.out(&own).expect("the guest's own flow");
-    let to_sub = tcp(mac(2), mac(1), ("10.0.0.6", 50001), ("192.168.50.7", 80), "S");
+    let to_sub = tcp(
+        mac(2),
+        mac(1),
+        ("10.0.0.6", 50001),
+        ("192.168.50.7", 80),
+        "S",
+    );
     let wire = wrap(&to_sub, HOST_B, HOST_A, VPC);
     assert_eq!(vm1.inb(&wire).unwrap_err(), "not_for_guest");
 
     c.attached_subnets = vec!["192.168.50.0/24".parse().unwrap()];
     vm1.vnic.reconfigure(&c).unwrap();
-    vm1.inb(&wire).expect("the attached subnet is the guest's now");
-    let answer = tcp(mac(1), GW_MAC, ("192.168.50.7", 80), ("10.0.0.6", 50001), "SA");
+    vm1.inb(&wire)
+        .expect("the attached subnet is the guest's now");
+    let answer = tcp(
+        mac(1),
+        GW_MAC,
+        ("192.168.50.7", 80),
+        ("10.0.0.6", 50001),
+        "SA",
+    );
     let t = tunnel(&vm1.out(&answer).expect("and it answers from it"));
     assert_eq!(seen(&t.inner).src, ip("192.168.50.7"));
     let own_ack = vm1.tcp(("10.0.0.6", 22), 42000, "A");
-    vm1.out(&own_ack).expect("the attach did not disturb the other flow");
+    vm1.out(&own_ack)
+        .expect("the attach did not disturb the other flow");
 
     c.attached_subnets.clear();
     vm1.vnic.reconfigure(&c).unwrap();
-    let more = tcp(mac(2), mac(1), ("10.0.0.6", 50001), ("192.168.50.7", 80), "A");
+    let more = tcp(
+        mac(2),
+        mac(1),
+        ("10.0.0.6", 50001),
+        ("192.168.50.7", 80),
+        "A",
+    );
     assert_eq!(
         vm1.inb(&wrap(&more, HOST_B, HOST_A, VPC)).unwrap_err(),
         "not_for_guest",
         "the detached subnet's flow stops"
     );
-    let answer_ack = tcp(mac(1), GW_MAC, ("192.168.50.7", 80), ("10.0.0.6", 50001), "A");
+    let answer_ack = tcp(
+        mac(1),
+        GW_MAC,
+        ("192.168.50.7", 80),
+        ("10.0.0.6", 50001),
+        "A",
+    );
     assert_eq!(vm1.out(&answer_ack).unwrap_err(), "spoofed_source_ip");
     vm1.out(&own_ack).expect("the other flow still passes");
 }
@@ -166,27 +254,47 @@ fn attaching_and_detaching_a_subnet_on_a_live_port() {
 fn an_external_subnet_reaches_the_internet_untranslated_and_never_the_vpc() {
     let (_cloud, mut vm1, mut c) = router_guest();
     c.external_subnets = vec!["198.18.0.0/24".parse().unwrap()];
-    c.routes.push(serde_json::from_str(
-        r#"{"dest":"192.168.0.0/16","target":{"ip":"10.0.0.6"},"class":"custom"}"#,
-    )
-    .unwrap());
+    c.routes.push(
+        serde_json::from_str(
+            r#"{"dest":"192.168.0.0/16","target":{"ip":"10.0.0.6"},"class":"custom"}"#,
+        )
+        .unwrap(),
+    );
     vm1.vnic.reconfigure(&c).unwrap();
 
-    let out = tcp(mac(1), GW_MAC, ("198.18.0.4", 40000), ("198.51.100.7", 443), "S");
+    let out = tcp(
+        mac(1),
+        GW_MAC,
+        ("198.18.0.4", 40000),
+        ("198.51.100.7", 443),
+        "S",
+    );
     let t = tunnel(&vm1.out(&out).expect("to the internet"));
     assert_eq!(seen(&t.inner).src, ip("198.18.0.4"), "not translated");
-    let back = tcp(GW_MAC, mac(1), ("198.51.100.7", 443), ("198.18.0.4", 40000), "SA");
-    vm1.inb(&from_internet(&back)).expect("the reply comes back");
+    let back = tcp(
+        GW_MAC,
+        mac(1),
+        ("198.51.100.7", 443),
+        ("198.18.0.4", 40000),
+        "SA",
+    );
+    vm1.inb(&from_internet(&back))
+        .expect("the reply comes back");
 
     // Never to a private VPC recipient: not a VPC subnet, not a next hop.
     let before = policy_drops(&vm1, "external_subnet_to_vpc");
     for dst in [("10.0.0.6", 22), ("192.168.1.1", 80)] {
         let f = tcp(mac(1), GW_MAC, ("198.18.0.4", 40002), dst, "S");
-        assert_eq!(vm1.out(&f).unwrap_err(), "external_subnet_to_vpc", "{dst:?}");
+        assert_eq!(
+            vm1.out(&f).unwrap_err(),
+            "external_subnet_to_vpc",
+            "{dst:?}"
+        );
     }
     assert_eq!(policy_drops(&vm1, "external_subnet_to_vpc"), before + 2);
     // The guest's own address still reaches the VPC.
-    vm1.out(&vm1.tcp(("10.0.0.6", 22), 40003, "S")).expect("own address");
+    vm1.out(&vm1.tcp(("10.0.0.6", 22), 40003, "S"))
+        .expect("own address");
 }
 
 #[test]
@@ -195,7 +303,8 @@ fn an_attached_subnet_turned_external_stops_its_vpc_flows() {
     c.attached_subnets = vec!["198.18.0.0/24".parse().unwrap()];
     vm1.vnic.reconfigure(&c).unwrap();
     let syn = tcp(mac(1), GW_MAC, ("198.18.0.4", 40000), ("10.0.0.6", 22), "S");
-    vm1.out(&syn).expect("a private attached subnet may reach the VPC");
+    vm1.out(&syn)
+        .expect("a private attached subnet may reach the VPC");
     // `attach-subnet vm1 198.18.0.0/24 --external` on the live port.
     c.attached_subnets.clear();
     c.external_subnets = vec!["198.18.0.0/24".parse().unwrap()];
@@ -211,7 +320,11 @@ fn prefixes_are_validated() {
     let mut o = c.clone();
     o.attached_subnets = vec!["192.168.0.0/16".parse().unwrap()];
     o.transit_ips = vec![transit("192.168.4.0/24", TransitDir::In)];
-    assert_eq!(field(&o), "transit_ips[0].cidr", "overlaps an attached subnet");
+    assert_eq!(
+        field(&o),
+        "transit_ips[0].cidr",
+        "overlaps an attached subnet"
+    );
     let mut o = c.clone();
     o.external_subnets = vec!["2001:db8::/64".parse().unwrap()];
     assert_eq!(field(&o), "external_subnets[0]", "no IPv6 on this guest");
