@@ -131,7 +131,22 @@ impl VnicPort {
             .then(|| gateway::link_local_from_mac(c.gateway_mac.0));
         let next_hops = router::install(port, &routes, gateway_ll)?;
         self.nat.install_with(port, &c.external_subnets)?;
-        overlay_layer::install(port, c.vni, c.gateway_mac.0, &self.host, next_hops)?;
+        // What the router sends through a next hop may come back from it
+        // (the LAN behind a router guest's transit prefixes).
+        let return_paths = (routes.iter())
+            .filter_map(|r| match r.target {
+                RouteTarget::Ip(nh) => Some((r.dest, nh)),
+                _ => None,
+            })
+            .collect();
+        overlay_layer::install_with_return_paths(
+            port,
+            c.vni,
+            c.gateway_mac.0,
+            &self.host,
+            next_hops,
+            return_paths,
+        )?;
         Ok(())
     }
 }

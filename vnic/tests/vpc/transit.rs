@@ -335,3 +335,112 @@ fn prefixes_are_validated() {
     o.transit_ips = vec![transit("172.16.0.0/24", TransitDir::Both)];
     o.validate().unwrap();
 }
+
+/// The whole path of a transit prefix inside the VPC: vm2 routes
+/// 172.16.1.0/24 through vm1 (a next-hop route), the tunnel goes to vm1's
+/// host and MAC, and vm1's port delivers it once `allow-cidr --dir in`
+/// says so.
+#[test]
+fn a_vpc_peer_reaches_a_lan_behind_a_router_guest() {
+    let (cloud, mut vm1, mut c1) = router_guest();
+    let mut c2 = vnic_cfg("vm2", 2, "10.0.0.6", VPC);
+    c2.routes.push(
+        serde_json::from_str(
+            r#"{"dest":"172.16.1.0/24","target":{"ip":"10.0.0.5"},"class":"custom"}"#,
+        )
+        .unwrap(),
+    );
+    let mut vm2 = guest(&c2, &cloud.host(HOST_B), "10.0.0.6");
+    let wire = vm2
+        .out(&vm2.tcp(("172.16.1.9", 80), 50000, "S"))
+        .expect("vm2's packet leaves toward its next hop");
+    let t = tunnel(&wire);
+    assert_eq!(t.outer_dst, HOST_A.parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(seen(&t.inner).dst_mac, mac(1), "to the router guest's MAC");
+    assert_eq!(vm1.inb(&wire).unwrap_err(), "not_for_guest");
+
+    c1.transit_ips = vec![transit("172.16.1.0/24", TransitDir::In)];
+    vm1.vnic.reconfigure(&c1).unwrap();
+    let s = seen(&vm1.inb(&wire).expect("delivered to the router guest"));
+    assert_eq!((s.src, s.dst), (ip("10.0.0.6"), ip("172.16.1.9")));
+    // The LAN host's answer goes back out through vm1 from its own
+    // address space only if vm1 may send from it: `in` alone does not.
+    let answer = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.1.9", 80),
+        ("10.0.0.6", 50000),
+        "SA",
+    );
+    assert_eq!(vm1.out(&answer).unwrap_err(), "spoofed_source_ip");
+}
+
+/// The LAN behind a router guest answers a VPC peer, and calls it: the
+/// peer has no V2P entry for 172.16.1.9, but its route to 172.16.1.0/24
+/// names vm1 as next hop, and the tunnel comes from vm1's host (a
+/// reverse-path check). From any other host it is still a spoof.
+#[test]
+fn a_lan_behind_a_router_guest_answers_and_calls_a_vpc_peer() {
+    let (cloud, mut vm1, mut c1) = router_guest();
+    cloud.map(VPC, "10.0.0.7", 3, HOST_C);
+    let mut c2 = vnic_cfg("vm2", 2, "10.0.0.6", VPC);
+    c2.routes.push(
+        serde_json::from_str(
+            r#"{"dest":"172.16.1.0/24","target":{"ip":"10.0.0.5"},"class":"custom"}"#,
+        )
+        .unwrap(),
+    );
+    c2.firewall = vec![serde_json::from_str(
+        r#"{"direction":"in","priority":10,"action":"allow","protocol":"tcp","ports":{"list":[22]}}"#,
+    )
+    .unwrap()];
+    let mut vm2 = guest(&c2, &cloud.host(HOST_B), "10.0.0.6");
+    c1.transit_ips = vec![transit("172.16.1.0/24", TransitDir::Both)];
+    vm1.vnic.reconfigure(&c1).unwrap();
+
+    let wire = vm2.out(&vm2.tcp(("172.16.1.9", 80), 50000, "S")).unwrap();
+    vm1.inb(&wire).expect("to the LAN through vm1");
+    let answer = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.1.9", 80),
+        ("10.0.0.6", 50000),
+        "SA",
+    );
+    let back = vm1.out(&answer).expect("vm1 forwards the LAN's answer");
+    assert_eq!(
+        tunnel(&back).outer_dst,
+        HOST_B.parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let s = seen(
+        &vm2.inb(&back)
+            .expect("vm2 takes it: vm1 is its next hop for it"),
+    );
+    assert_eq!(
+        (s.src, s.dst, s.sport),
+        (ip("172.16.1.9"), ip("10.0.0.6"), 80)
+    );
+
+    // A LAN host calls vm2 (SSH, allowed by vm2's firewall).
+    let call = tcp(
+        mac(1),
+        GW_MAC,
+        ("172.16.1.20", 33000),
+        ("10.0.0.6", 22),
+        "S",
+    );
+    let wire = vm1.out(&call).expect("leaves vm1");
+    vm2.inb(&wire).expect("reaches vm2");
+    // The same source from a host that is not vm1's is refused.
+    let forged = tcp(
+        mac(3),
+        mac(2),
+        ("172.16.1.21", 33000),
+        ("10.0.0.6", 22),
+        "S",
+    );
+    assert_eq!(
+        vm2.inb(&wrap(&forged, HOST_C, HOST_B, VPC)).unwrap_err(),
+        "spoofed_overlay_source"
+    );
+}
