@@ -308,3 +308,47 @@ fn prefixes_survive_a_restart() {
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Through the daemon's path (the worker's reconfiguration job): a flow
+/// established before `attach-subnet` and `allow-cidr` keeps passing
+/// after them, as the same flow.
+#[test]
+fn a_live_change_keeps_the_ports_other_flows() {
+    let (h, c) = setup();
+    c.ok("POST", "/ports", Some(vm("vm1", 5)));
+    c.ok("PUT", "/v2p", Some(json!({ "mappings": [{ "vni": 7777, "ip": "10.0.0.6", "guest_mac": "a8:40:25:00:00:06", "host": "fd00:99::b" }] })));
+    let wire = h.devices.wire("vm1").unwrap();
+    let sent = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = c.ok("GET", "/ports/vm1/stats", None);
+            if s["stats"]["out"]["packets"].as_u64() == Some(n) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never counted: {s}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wire.send(&syn([10, 0, 0, 5], [10, 0, 0, 6], 22));
+    sent(1);
+    c.ok(
+        "POST",
+        "/ports/vm1/attached-subnets",
+        Some(json!({ "cidr": "192.168.50.0/24" })),
+    );
+    c.ok(
+        "POST",
+        "/ports/vm1/transit-ips",
+        Some(json!({ "cidr": "172.16.0.0/24", "dir": "both" })),
+    );
+    wire.send(&syn([10, 0, 0, 5], [10, 0, 0, 6], 22));
+    let s = sent(2);
+    assert_eq!(s["drops"], json!([]), "{s}");
+    let st = &s["stats"];
+    assert_eq!(st["out"]["forwarded"], 2, "{s}");
+    assert_eq!(st["flows_created"], 1, "the same flow, not a new one: {s}");
+    // Its UFT entry was made under the old epoch: re-checked against the
+    // new rules and kept (a miss that revalidates, not a new flow).
+    assert_eq!(st["revalidations"], 1, "{s}");
+    assert_eq!(s["flows"], 1, "{s}");
+}
