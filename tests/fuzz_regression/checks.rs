@@ -119,6 +119,11 @@ pub fn vpc_config() -> VnicConfig {
             "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 2111 }],
             "floating": ["2001:db8:f::10"]
         },
+        // One of each kind of extra prefix, so the port targets meet
+        // their rules and the API target can remove them.
+        "attached_subnets": ["192.168.50.0/24"],
+        "external_subnets": ["198.18.0.0/24"],
+        "transit_ips": [{ "cidr": "172.16.0.0/24", "dir": "both" }],
         "firewall": [
             { "direction": "in", "priority": 10, "action": "allow",
               "protocol": "tcp", "ports": { "list": [22, 80] } },
