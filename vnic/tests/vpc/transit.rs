@@ -444,3 +444,55 @@ fn a_lan_behind_a_router_guest_answers_and_calls_a_vpc_peer() {
         "spoofed_overlay_source"
     );
 }
+
+/// The same rules for IPv6: a transit prefix out, an external subnet
+/// kept from the VPC.
+#[test]
+fn ipv6_transit_and_external_prefixes() {
+    let cloud = Cloud::new();
+    cloud.map(VPC, "fd00:7777::6", 2, HOST_B);
+    let mut c: VnicConfig = serde_json::from_value(serde_json::json!({
+        "name": "vm1",
+        "guest_mac": vnic::config::MacAddr(mac(1)).to_string(),
+        "gateway_mac": vnic::config::MacAddr(GW_MAC).to_string(),
+        "vni": VPC,
+        "ipv6": { "addr": "fd00:7777::5", "subnet": "fd00:7777::/64", "gateway": "fd00:7777::1" },
+        "routes": [{ "dest": "::/0", "target": "internet_gateway", "class": "system" }],
+        "limits": { "flows": 1024 }
+    }))
+    .unwrap();
+    let mut vm1 = guest(&c, &cloud.host(HOST_A), "fd00:7777::5");
+    let from_lan = tcp(
+        mac(1),
+        GW_MAC,
+        ("fd00:1234::5", 40000),
+        ("fd00:7777::6", 22),
+        "S",
+    );
+    let from_ext = tcp(
+        mac(1),
+        GW_MAC,
+        ("2001:db8:e::5", 40000),
+        ("fd00:7777::6", 22),
+        "S",
+    );
+    assert_eq!(vm1.out(&from_lan).unwrap_err(), "spoofed_source_ip");
+    c.transit_ips = vec![transit("fd00:1234::/64", TransitDir::Out)];
+    c.external_subnets = vec!["2001:db8:e::/48".parse().unwrap()];
+    vm1.vnic.reconfigure(&c).unwrap();
+    let t = tunnel(
+        &vm1.out(&from_lan)
+            .expect("a transit source reaches the VPC"),
+    );
+    assert_eq!(t.outer_dst, HOST_B.parse::<std::net::Ipv6Addr>().unwrap());
+    let p = etherparse::PacketHeaders::from_ethernet_slice(&t.inner).expect("parses");
+    let Some(etherparse::NetHeaders::Ipv6(h, _)) = p.net else {
+        panic!("not IPv6: {:?}", p.net)
+    };
+    assert_eq!(
+        ip("fd00:1234::5"),
+        std::net::IpAddr::from(h.source),
+        "untranslated"
+    );
+    assert_eq!(vm1.out(&from_ext).unwrap_err(), "external_subnet_to_vpc");
+}
