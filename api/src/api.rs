@@ -156,6 +156,43 @@ pub trait SluiceApi {
         body: TypedBody<SetExternalIps>,
     ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
 
+    /// Allow a transit prefix: the guest may send from it (`out`) and/or
+    /// receive for it (`in`), untranslated (a router or VPN endpoint).
+    /// Adds to what the prefix allowed already.
+    #[endpoint { method = POST, path = "/ports/{name}/transit-ips", tags = ["ports"] }]
+    async fn allow_cidr(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        body: TypedBody<vnic::config::TransitIp>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
+
+    /// Stop allowing a direction of a transit prefix; its flows stop at
+    /// their next packet, the port's other flows are untouched.
+    #[endpoint { method = DELETE, path = "/ports/{name}/transit-ips", tags = ["ports"] }]
+    async fn remove_cidr(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        query: Query<TransitRemove>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
+
+    /// Attach a subnet to the port (routed to the guest, which may send
+    /// from it); `external` for an external address block, which is never
+    /// translated and never reaches a VPC recipient.
+    #[endpoint { method = POST, path = "/ports/{name}/attached-subnets", tags = ["ports"] }]
+    async fn attach_subnet(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        body: TypedBody<AttachSubnet>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
+
+    /// Detach a subnet from the port; its flows stop at their next packet.
+    #[endpoint { method = DELETE, path = "/ports/{name}/attached-subnets", tags = ["ports"] }]
+    async fn detach_subnet(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        query: Query<SubnetCidr>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError>;
+
     /// Set or remove the limit on what the port's guest sends (packets
     /// and bytes per second, token buckets). Packets over it are dropped
     /// and counted as `rate_limited`. Takes effect at once, buckets full.

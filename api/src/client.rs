@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::net::IpAddr;
 use std::time::Duration;
-use vnic::config::VnicConfig;
+use vnic::config::{TransitDir, TransitIp, VnicConfig};
 use vnic::firewall::FirewallRule;
 use vnic::router::RouteEntry;
 
@@ -292,6 +292,29 @@ impl Client {
         e: &SetExternalIps,
     ) -> Result<VnicConfig, ClientError> {
         self.with_body("PUT", &port_path(name, "/external-ips")?, e)
+    }
+
+    pub fn allow_cidr(&self, name: &str, t: &TransitIp) -> Result<VnicConfig, ClientError> {
+        self.with_body("POST", &port_path(name, "/transit-ips")?, t)
+    }
+
+    pub fn remove_cidr(
+        &self,
+        name: &str,
+        cidr: &IpCidr,
+        dir: TransitDir,
+    ) -> Result<VnicConfig, ClientError> {
+        let q = [("cidr", cidr.to_string()), ("dir", dir.name().to_string())];
+        self.call("DELETE", &port_path(name, "/transit-ips")?, &q, None)
+    }
+
+    pub fn attach_subnet(&self, name: &str, a: &AttachSubnet) -> Result<VnicConfig, ClientError> {
+        self.with_body("POST", &port_path(name, "/attached-subnets")?, a)
+    }
+
+    pub fn detach_subnet(&self, name: &str, cidr: &IpCidr) -> Result<VnicConfig, ClientError> {
+        let q = [("cidr", cidr.to_string())];
+        self.call("DELETE", &port_path(name, "/attached-subnets")?, &q, None)
     }
 
     pub fn set_rate_limit(&self, name: &str, r: &SetRateLimit) -> Result<VnicConfig, ClientError> {

@@ -364,6 +364,50 @@ impl SluiceApi for SluiceImpl {
             .map(HttpResponseOk)
     }
 
+    async fn allow_cidr(
+        rq: Rq,
+        path: Path<PortPath>,
+        body: TypedBody<vnic::config::TransitIp>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
+        let (n, t) = (path.into_inner().name, body.into_inner());
+        call(&rq, true, move |s| s.allow_cidr(&n, t))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn remove_cidr(
+        rq: Rq,
+        path: Path<PortPath>,
+        query: Query<TransitRemove>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
+        let (n, q) = (path.into_inner().name, query.into_inner());
+        call(&rq, true, move |s| s.remove_cidr(&n, q.cidr, q.dir))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn attach_subnet(
+        rq: Rq,
+        path: Path<PortPath>,
+        body: TypedBody<AttachSubnet>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
+        let (n, a) = (path.into_inner().name, body.into_inner());
+        call(&rq, true, move |s| s.attach_subnet(&n, a))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn detach_subnet(
+        rq: Rq,
+        path: Path<PortPath>,
+        query: Query<SubnetCidr>,
+    ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
+        let (n, q) = (path.into_inner().name, query.into_inner());
+        call(&rq, true, move |s| s.detach_subnet(&n, q.cidr))
+            .await
+            .map(HttpResponseOk)
+    }
+
     async fn set_rate_limit(
         rq: Rq,
         path: Path<PortPath>,

@@ -762,6 +762,85 @@ impl Sluice {
         })
     }
 
+    /// Lets the guest send from (`out`) and receive for (`in`) a transit
+    /// prefix; adds to what the prefix already allows.
+    pub fn allow_cidr(
+        &self,
+        name: &str,
+        t: vnic::config::TransitIp,
+    ) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |c| {
+            match c.transit_ips.iter_mut().find(|o| o.cidr == t.cidr) {
+                Some(o) => o.dir = o.dir.union(t.dir),
+                None => c.transit_ips.push(t),
+            }
+            Ok(())
+        })
+    }
+
+    /// Stops allowing `dir` for a transit prefix (the prefix goes when it
+    /// allows nothing more); its flows stop at their next packet.
+    pub fn remove_cidr(
+        &self,
+        name: &str,
+        cidr: dataplane::IpCidr,
+        dir: vnic::config::TransitDir,
+    ) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |c| {
+            let i = (c.transit_ips.iter().position(|o| o.cidr == cidr)).ok_or_else(|| {
+                ApiError::NotFound(format!("port '{name}' has no transit prefix {cidr}"))
+            })?;
+            let had = c.transit_ips[i].dir;
+            if had.minus(dir) == Some(had) {
+                return Err(ApiError::NotFound(format!(
+                    "transit prefix {cidr} of port '{name}' is allowed {} only",
+                    had.name()
+                )));
+            }
+            match had.minus(dir) {
+                Some(left) => c.transit_ips[i].dir = left,
+                None => {
+                    c.transit_ips.remove(i);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Attaches a subnet to a live port (or moves it between private and
+    /// external).
+    pub fn attach_subnet(&self, name: &str, a: AttachSubnet) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |c| {
+            c.attached_subnets.retain(|s| *s != a.cidr);
+            c.external_subnets.retain(|s| *s != a.cidr);
+            if a.external {
+                c.external_subnets.push(a.cidr);
+            } else {
+                c.attached_subnets.push(a.cidr);
+            }
+            Ok(())
+        })
+    }
+
+    /// Detaches a subnet (private or external) from a live port.
+    pub fn detach_subnet(
+        &self,
+        name: &str,
+        cidr: dataplane::IpCidr,
+    ) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |c| {
+            let before = c.attached_subnets.len() + c.external_subnets.len();
+            c.attached_subnets.retain(|s| *s != cidr);
+            c.external_subnets.retain(|s| *s != cidr);
+            if c.attached_subnets.len() + c.external_subnets.len() == before {
+                return Err(ApiError::NotFound(format!(
+                    "port '{name}' has no attached subnet {cidr}"
+                )));
+            }
+            Ok(())
+        })
+    }
+
     // ---- tables of a port ----
 
     fn on_port<R: Send + 'static>(

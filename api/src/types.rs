@@ -182,6 +182,32 @@ pub struct RouteDest {
     pub dest: IpCidr,
 }
 
+/// `POST /ports/{name}/attached-subnets`: a prefix routed to the guest;
+/// `external` marks an external address block (never translated, never
+/// to a VPC recipient). Attaching a prefix already attached replaces its
+/// `external` flag.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSubnet {
+    pub cidr: IpCidr,
+    #[serde(default)]
+    pub external: bool,
+}
+
+/// `DELETE /ports/{name}/attached-subnets?cidr=...`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SubnetCidr {
+    pub cidr: IpCidr,
+}
+
+/// `DELETE /ports/{name}/transit-ips?cidr=...&dir=in|out|both`: what
+/// to stop allowing for the prefix.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TransitRemove {
+    pub cidr: IpCidr,
+    pub dir: vnic::config::TransitDir,
+}
+
 /// `PUT /ports/{name}/rate-limit`: the new limit, or `null` for none.
 /// The field is required: `{}` is refused rather than read as "remove
 /// the limit" (removing one takes an explicit `null`).

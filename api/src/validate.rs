@@ -30,8 +30,11 @@ pub const MAX_FW_RULES: usize = 16_384;
 pub const MAX_ROUTES: usize = 4_096;
 /// External addresses of each kind (floating, ephemeral, SNAT) per port.
 pub const MAX_EXTERNAL_IPS: usize = 256;
-/// Attached subnets per port.
+/// Attached subnets per port (private and external each).
 pub const MAX_ATTACHED_SUBNETS: usize = 256;
+/// Transit prefixes per port: each is a gateway rule predicate entry and
+/// the overlap check is quadratic; a router guest has tens.
+pub const MAX_TRANSIT_IPS: usize = 256;
 
 /// Checks one port on its own: its configuration, the per-port limits,
 /// and, if `underlay_mtu` is known, that its frames fit the underlay.
@@ -57,6 +60,12 @@ pub fn check_port(c: &VnicConfig, underlay_mtu: Option<u16>) -> Result<(), ApiEr
             c.attached_subnets.len(),
             MAX_ATTACHED_SUBNETS,
         ),
+        (
+            "external_subnets",
+            c.external_subnets.len(),
+            MAX_ATTACHED_SUBNETS,
+        ),
+        ("transit_ips", c.transit_ips.len(), MAX_TRANSIT_IPS),
     ] {
         if n > max {
             return Err(field(

@@ -186,6 +186,23 @@ impl StaticAction for Encapsulate {
 struct Decapsulate {
     vni: Vni,
     host: HostOverlay,
+    /// The vNIC's next-hop routes, (prefix, next hop): a source no V2P
+    /// entry vouches for is still a peer's if the route this vNIC would
+    /// use toward it names a next hop on the sending host (a reverse-path
+    /// check, RFC 3704 §2.2 strict mode): the LAN behind a router or VPN
+    /// guest (its transit prefixes) answering, or calling in.
+    return_paths: Arc<Vec<(IpCidr, IpAddr)>>,
+}
+
+impl Decapsulate {
+    /// The V2P dependency of the next hop vouching for `src` from underlay
+    /// host `outer`, if one does (the longest next-hop route covering it).
+    fn via_next_hop(&self, src: IpAddr, outer: Ipv6Addr) -> Option<dataplane::Dep> {
+        let (_, nh) = (self.return_paths.iter())
+            .filter(|(p, _)| p.contains(src))
+            .max_by_key(|(p, _)| p.prefix_len())?;
+        self.host.v2p.source_dep(self.vni, *nh, outer)
+    }
 }
 
 impl fmt::Display for Decapsulate {
@@ -204,7 +221,9 @@ impl StaticAction for Decapsulate {
             return Err(GenError::Refused(reason::CRITICAL_OPTION));
         }
         let src = h.inner.ip().ok_or(GenError::Refused(reason::NOT_IP))?.src;
-        let dep = match self.host.v2p.source_dep(self.vni, src, outer.ip_src) {
+        let vouched = (self.host.v2p.source_dep(self.vni, src, outer.ip_src))
+            .or_else(|| self.via_next_hop(src, outer.ip_src));
+        let dep = match vouched {
             Some(dep) => dep,
             None => {
                 // Not a VPC peer: it must come from a boundary serving the
@@ -242,6 +261,20 @@ pub fn install(
     host: &HostOverlay,
     next_hops: Vec<IpAddr>,
 ) -> Result<(), dataplane::port::PortError> {
+    install_with_return_paths(port, vni, gateway_mac, host, next_hops, Vec::new())
+}
+
+/// [`install`], with the vNIC's next-hop routes as (prefix, next hop):
+/// inbound, a source inside one of those prefixes is accepted from the
+/// underlay host of its next hop (see `Decapsulate::return_paths`).
+pub fn install_with_return_paths(
+    port: &mut Port,
+    vni: Vni,
+    gateway_mac: [u8; 6],
+    host: &HostOverlay,
+    next_hops: Vec<IpAddr>,
+    return_paths: Vec<(IpCidr, IpAddr)>,
+) -> Result<(), dataplane::port::PortError> {
     let next_hops = Arc::new(next_hops);
     let encap = |toward| {
         Action::Static(Arc::new(Encapsulate {
@@ -262,6 +295,7 @@ pub fn install(
     let decap = Action::Static(Arc::new(Decapsulate {
         vni,
         host: host.clone(),
+        return_paths: Arc::new(return_paths),
     }));
     let inbound = vec![
         Rule::new(10, Action::DenyWith(reason::NOT_OUR_HOST)).with(Predicate::Not(Box::new(

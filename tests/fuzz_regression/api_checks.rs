@@ -47,6 +47,10 @@ pub const REQUESTS: &[&str] = &[
     "clear_v2b",
     "trace",
     "rm_fw_rule",
+    "allow_cidr",
+    "remove_cidr",
+    "attach_subnet",
+    "detach_subnet",
 ];
 
 const UNDERLAY: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0xa);
@@ -131,6 +135,17 @@ fn apply(s: &Sluice, which: &str, b: &[u8]) -> Option<Result<(), ApiError>> {
         "clear_v2b" => s.clear_v2b(body::<V2bSelector>(b)?).map(drop),
         "trace" => s.trace("vm1", body::<TraceRequest>(b)?).map(drop),
         "rm_fw_rule" => s.rm_fw_rule("vm1", body::<usize>(b)?).map(drop),
+        "allow_cidr" => s
+            .allow_cidr("vm1", body::<vnic::config::TransitIp>(b)?)
+            .map(drop),
+        "remove_cidr" => {
+            let q = body::<TransitRemove>(b)?;
+            s.remove_cidr("vm1", q.cidr, q.dir).map(drop)
+        }
+        "attach_subnet" => s.attach_subnet("vm1", body::<AttachSubnet>(b)?).map(drop),
+        "detach_subnet" => s
+            .detach_subnet("vm1", body::<SubnetCidr>(b)?.cidr)
+            .map(drop),
         _ => return None,
     };
     Some(r)
@@ -276,6 +291,22 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
                 "src": "10.0.0.5", "dst": "198.51.100.7", "dst_port": 443 } }),
         ),
         ("rm_fw_rule", serde_json::json!(0)),
+        (
+            "allow_cidr",
+            serde_json::json!({ "cidr": "172.17.0.0/16", "dir": "out" }),
+        ),
+        (
+            "remove_cidr",
+            serde_json::json!({ "cidr": "172.16.0.0/24", "dir": "in" }),
+        ),
+        (
+            "attach_subnet",
+            serde_json::json!({ "cidr": "192.168.60.0/24", "external": true }),
+        ),
+        (
+            "detach_subnet",
+            serde_json::json!({ "cidr": "192.168.50.0/24" }),
+        ),
     ];
     bodies
         .into_iter()

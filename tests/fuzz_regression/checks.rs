@@ -119,6 +119,11 @@ pub fn vpc_config() -> VnicConfig {
             "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 2111 }],
             "floating": ["2001:db8:f::10"]
         },
+        // One of each kind of extra prefix, so the port targets meet
+        // their rules and the API target can remove them.
+        "attached_subnets": ["192.168.50.0/24"],
+        "external_subnets": ["198.18.0.0/24"],
+        "transit_ips": [{ "cidr": "172.16.0.0/24", "dir": "both" }],
         "firewall": [
             { "direction": "in", "priority": 10, "action": "allow",
               "protocol": "tcp", "ports": { "list": [22, 80] } },
@@ -181,7 +186,8 @@ pub struct Ctx {
     pub gw_mac: [u8; 6],
     /// The guest's own addresses.
     pub guest_ips: Vec<IpAddr>,
-    /// What inbound traffic may be for: those and attached subnets.
+    /// What inbound traffic may be for: those, attached subnets (private
+    /// and external) and transit prefixes allowed in.
     pub guest_prefixes: Vec<IpCidr>,
     pub host: HostOverlay,
 }
@@ -196,7 +202,7 @@ impl Ctx {
             guest_mac: c.guest_mac.0,
             gw_mac: c.gateway_mac.0,
             guest_ips,
-            guest_prefixes: vnic::gateway::layer::guest_prefixes(c),
+            guest_prefixes: vnic::gateway::layer::inbound_prefixes(c),
             host: host.clone(),
         }
     }

@@ -163,6 +163,71 @@ pub struct ExternalIps {
     pub floating: Vec<IpAddr>,
 }
 
+/// Which way a transit prefix is allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TransitDir {
+    /// The guest may receive packets to the prefix.
+    In,
+    /// The guest may send packets from the prefix.
+    Out,
+    Both,
+}
+
+impl TransitDir {
+    pub fn allows_in(self) -> bool {
+        matches!(self, TransitDir::In | TransitDir::Both)
+    }
+
+    pub fn allows_out(self) -> bool {
+        matches!(self, TransitDir::Out | TransitDir::Both)
+    }
+
+    /// The direction allowing what both `self` and `other` allow.
+    pub fn union(self, other: TransitDir) -> TransitDir {
+        TransitDir::from_flags(
+            self.allows_in() || other.allows_in(),
+            self.allows_out() || other.allows_out(),
+        )
+        .unwrap_or(TransitDir::Both)
+    }
+
+    /// What `self` allows that `other` does not; `None` when nothing is left.
+    pub fn minus(self, other: TransitDir) -> Option<TransitDir> {
+        TransitDir::from_flags(
+            self.allows_in() && !other.allows_in(),
+            self.allows_out() && !other.allows_out(),
+        )
+    }
+
+    fn from_flags(i: bool, o: bool) -> Option<TransitDir> {
+        match (i, o) {
+            (true, true) => Some(TransitDir::Both),
+            (true, false) => Some(TransitDir::In),
+            (false, true) => Some(TransitDir::Out),
+            (false, false) => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TransitDir::In => "in",
+            TransitDir::Out => "out",
+            TransitDir::Both => "both",
+        }
+    }
+}
+
+/// A transit prefix: an exception to the gateway's address checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TransitIp {
+    pub cidr: IpCidr,
+    pub dir: TransitDir,
+}
+
 /// Per-port limits, fixed at creation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -204,6 +269,17 @@ pub struct VnicConfig {
     /// Extra prefixes routed to this guest (it may send from them too).
     #[serde(default)]
     pub attached_subnets: Vec<IpCidr>,
+    /// Attached subnets that are external address blocks (OPTE's
+    /// `is_external`): like `attached_subnets`, never translated, and
+    /// their traffic goes to the internet only, never to a VPC recipient
+    /// (dropped as `external_subnet_to_vpc`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_subnets: Vec<IpCidr>,
+    /// Exceptions to anti-spoofing for a guest acting as a router or VPN
+    /// endpoint: it may send from (`out`) and receive for (`in`) these
+    /// prefixes, untranslated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transit_ips: Vec<TransitIp>,
     #[serde(default)]
     pub firewall: Vec<FirewallRule>,
     #[serde(default)]
@@ -381,14 +457,7 @@ impl VnicConfig {
                 }
             }
         }
-        for (i, s) in self.attached_subnets.iter().enumerate() {
-            if !has(&s.addr()) {
-                return Err(bad(
-                    format!("attached_subnets[{i}]"),
-                    format!("{s} has no matching guest address family"),
-                ));
-            }
-        }
+        self.check_prefixes(&has)?;
         for (i, r) in self.firewall.iter().enumerate() {
             r.validate()
                 .map_err(|e| bad(format!("firewall[{i}].{}", e.field), e.problem))?;
@@ -409,6 +478,52 @@ impl VnicConfig {
         }
         Ok(())
     }
+}
+
+impl VnicConfig {
+    /// Attached subnets (private and external) and transit prefixes: of a
+    /// family the guest has, not the default route, and not overlapping
+    /// one another (one prefix, one meaning: an address in two would be
+    /// both translated-never and internet-only, or in and out at once).
+    fn check_prefixes(&self, has: &dyn Fn(&IpAddr) -> bool) -> Result<(), ConfigError> {
+        let all: Vec<(String, IpCidr)> = (self.attached_subnets.iter())
+            .enumerate()
+            .map(|(i, s)| (format!("attached_subnets[{i}]"), *s))
+            .chain(
+                (self.external_subnets.iter())
+                    .enumerate()
+                    .map(|(i, s)| (format!("external_subnets[{i}]"), *s)),
+            )
+            .chain(
+                (self.transit_ips.iter())
+                    .enumerate()
+                    .map(|(i, t)| (format!("transit_ips[{i}].cidr"), t.cidr)),
+            )
+            .collect();
+        for (i, (f, s)) in all.iter().enumerate() {
+            if !has(&s.addr()) {
+                return Err(bad(
+                    f.clone(),
+                    format!("{s} has no matching guest address family"),
+                ));
+            }
+            if s.prefix_len() == 0 {
+                return Err(bad(
+                    f.clone(),
+                    format!("{s} is every address; name a narrower prefix"),
+                ));
+            }
+            if let Some((g, o)) = all[..i].iter().find(|(_, o)| overlaps(s, o)) {
+                return Err(bad(f.clone(), format!("{s} overlaps {g} ({o})")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two prefixes share an address (one contains the other).
+pub fn overlaps(a: &IpCidr, b: &IpCidr) -> bool {
+    a.contains(b.addr()) || b.contains(a.addr())
 }
 
 impl VnicConfig {

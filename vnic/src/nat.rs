@@ -93,6 +93,10 @@ const DENY_PRIORITY: u16 = 200;
 /// external address.
 pub const UNSOLICITED: &str = "nat_unsolicited";
 
+/// The drop reason of a packet from an external attached subnet routed
+/// to a VPC recipient.
+pub const EXTERNAL_TO_VPC: &str = "external_subnet_to_vpc";
+
 /// The layer as a port is built with it: both defaults allow, so traffic
 /// the layer does not translate (VPC-internal, inbound to the guest's
 /// private address, a family without external addresses) passes untouched.
@@ -553,7 +557,28 @@ impl Nat {
 
     /// Replaces the layer's rules, both directions, in one step.
     pub fn install(&self, port: &mut Port) -> Result<(), PortError> {
-        let (inbound, outbound) = self.rules();
+        self.install_with(port, &[])
+    }
+
+    /// [`Nat::install`] for a vNIC with external attached subnets: their
+    /// traffic is never translated (no rule here matches a source but the
+    /// guest's own address) and goes to the internet only: routed anywhere
+    /// else (a VPC subnet, a next hop in the VPC) it is dropped as
+    /// [`EXTERNAL_TO_VPC`]. OPTE's rule: an external address block must
+    /// never reach a private VPC recipient, which would see a public
+    /// source it cannot tell from the internet's.
+    pub fn install_with(&self, port: &mut Port, external: &[IpCidr]) -> Result<(), PortError> {
+        let (inbound, mut outbound) = self.rules();
+        if !external.is_empty() {
+            outbound.push(
+                Rule::new(DENY_PRIORITY, Action::DenyWith(EXTERNAL_TO_VPC))
+                    .with(Predicate::SrcIp(external.to_vec()))
+                    .with(Predicate::Not(Box::new(Predicate::Meta(
+                        meta::ROUTE_KIND,
+                        RouteKind::Internet as u64,
+                    )))),
+            );
+        }
         port.set_rules(LAYER, inbound, outbound)?;
         Ok(())
     }

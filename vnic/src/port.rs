@@ -130,8 +130,23 @@ impl VnicPort {
             .is_some()
             .then(|| gateway::link_local_from_mac(c.gateway_mac.0));
         let next_hops = router::install(port, &routes, gateway_ll)?;
-        self.nat.install(port)?;
-        overlay_layer::install(port, c.vni, c.gateway_mac.0, &self.host, next_hops)?;
+        self.nat.install_with(port, &c.external_subnets)?;
+        // What the router sends through a next hop may come back from it
+        // (the LAN behind a router guest's transit prefixes).
+        let return_paths = (routes.iter())
+            .filter_map(|r| match r.target {
+                RouteTarget::Ip(nh) => Some((r.dest, nh)),
+                _ => None,
+            })
+            .collect();
+        overlay_layer::install_with_return_paths(
+            port,
+            c.vni,
+            c.gateway_mac.0,
+            &self.host,
+            next_hops,
+            return_paths,
+        )?;
         Ok(())
     }
 }

@@ -320,6 +320,30 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
                 |cfg: &VnicConfig| show::external(&cfg.external)
             )
         }
+        Command::AllowCidr { port, cidr, dir } => {
+            let t = vnic::config::TransitIp {
+                cidr: *cidr,
+                dir: (*dir).into(),
+            };
+            show!(c.allow_cidr(port, &t), show::prefixes)
+        }
+        Command::RemoveCidr { port, cidr, dir } => {
+            show!(c.remove_cidr(port, cidr, (*dir).into()), show::prefixes)
+        }
+        Command::AttachSubnet {
+            port,
+            cidr,
+            external,
+        } => {
+            let a = AttachSubnet {
+                cidr: *cidr,
+                external: *external,
+            };
+            show!(c.attach_subnet(port, &a), show::prefixes)
+        }
+        Command::DetachSubnet { port, cidr } => {
+            show!(c.detach_subnet(port, cidr), show::prefixes)
+        }
         Command::SetRateLimit(a) => {
             let rate_limit = (!a.none).then(|| dataplane::RateLimit {
                 packets_per_sec: a.pps.unwrap_or(0),

@@ -266,6 +266,61 @@ pub enum Command {
     )]
     SetRateLimit(SetRateLimitArgs),
 
+    /// Let a port's guest send from (out) and/or receive for (in) a prefix
+    /// that is not its own: a router or VPN endpoint. No anti-spoofing drop,
+    /// no NAT for it. Adds to what the prefix allowed already.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm allow-cidr vm1 172.16.0.0/24 --dir both\n  \
+        sluiceadm allow-cidr vm1 192.168.8.0/22 --dir in\n  \
+        sluiceadm --json allow-cidr vm1 fd00:1234::/64 --dir out")]
+    AllowCidr {
+        port: String,
+        #[arg(value_parser = args::cidr)]
+        cidr: IpCidr,
+        #[arg(long, value_enum)]
+        dir: TransitDirArg,
+    },
+
+    /// Stop allowing a direction of a port's transit prefix; the flows it
+    /// carried stop at their next packet, other flows are untouched.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm remove-cidr vm1 172.16.0.0/24 --dir both\n  \
+        sluiceadm remove-cidr vm1 172.16.0.0/24 --dir in   # keeps 'out'")]
+    RemoveCidr {
+        port: String,
+        #[arg(value_parser = args::cidr)]
+        cidr: IpCidr,
+        #[arg(long, value_enum)]
+        dir: TransitDirArg,
+    },
+
+    /// Attach a subnet to a running port: routed to the guest, which may
+    /// send from it, untranslated. --external marks an external address
+    /// block: its traffic reaches the internet only, never a VPC recipient
+    /// (dropped as external_subnet_to_vpc).
+    #[command(after_help = "Examples:\n  \
+        sluiceadm attach-subnet vm1 192.168.50.0/24\n  \
+        sluiceadm attach-subnet vm1 198.18.0.0/24 --external\n  \
+        sluiceadm --json attach-subnet vm1 192.168.50.0/24")]
+    AttachSubnet {
+        port: String,
+        #[arg(value_parser = args::cidr)]
+        cidr: IpCidr,
+        #[arg(long)]
+        external: bool,
+    },
+
+    /// Detach a subnet (private or external) from a running port; its flows
+    /// stop at their next packet, other flows are untouched.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm detach-subnet vm1 192.168.50.0/24\n  \
+        sluiceadm --json detach-subnet vm1 198.18.0.0/24")]
+    DetachSubnet {
+        port: String,
+        #[arg(value_parser = args::cidr)]
+        cidr: IpCidr,
+    },
+
     /// Counters: of one port, or every port and worker.
     #[command(
         after_help = "Examples:\n  sluiceadm stats\n  sluiceadm stats vm1\n  sluiceadm --json stats vm1"
@@ -362,6 +417,23 @@ pub struct CreateVnicArgs {
 pub enum DirArg {
     In,
     Out,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TransitDirArg {
+    In,
+    Out,
+    Both,
+}
+
+impl From<TransitDirArg> for vnic::config::TransitDir {
+    fn from(d: TransitDirArg) -> Self {
+        match d {
+            TransitDirArg::In => vnic::config::TransitDir::In,
+            TransitDirArg::Out => vnic::config::TransitDir::Out,
+            TransitDirArg::Both => vnic::config::TransitDir::Both,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

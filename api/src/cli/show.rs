@@ -9,7 +9,7 @@ use crate::replay::ReplayReport;
 use crate::types::*;
 use dataplane::RateLimit;
 use vmm_net::switch::SwitchStats;
-use vnic::config::ExternalIps;
+use vnic::config::{ExternalIps, VnicConfig};
 use vnic::firewall::{FirewallRule, HostFilter, PortFilter, ProtoFilter};
 use vnic::router::{RouteClass, RouteTarget};
 
@@ -358,6 +358,30 @@ fn rate_short(r: Option<&RateLimit>) -> String {
         parts.push(format!("{}B/s", r.bytes_per_sec));
     }
     parts.join(",")
+}
+
+/// A port's prefixes beyond its own addresses: attached subnets (private
+/// and external) and transit prefixes with their directions.
+pub fn prefixes(c: &VnicConfig) -> String {
+    let mut t = Table::new(&["KIND", "PREFIX", "DIR"]);
+    for s in &c.attached_subnets {
+        t.row(vec!["attached".into(), s.to_string(), "both".into()]);
+    }
+    for s in &c.external_subnets {
+        t.row(vec!["external".into(), s.to_string(), "both".into()]);
+    }
+    for x in &c.transit_ips {
+        t.row(vec![
+            "transit".into(),
+            x.cidr.to_string(),
+            x.dir.name().into(),
+        ]);
+    }
+    let mut out = t.render();
+    if t.is_empty() {
+        out += "(no attached subnets or transit prefixes)\n";
+    }
+    out
 }
 
 pub fn external(e: &ExternalIps) -> String {

@@ -16,4 +16,5 @@ mod openapi;
 mod persistence;
 mod rollback;
 mod top;
+mod transit;
 mod validation;

@@ -9,4 +9,5 @@ mod errors;
 mod fixtures;
 mod replay;
 mod top;
+mod transit;
 mod verbs;

@@ -3,10 +3,11 @@
 //! Outbound it answers what the guest asks of its virtual gateway (ARP,
 //! DHCPv4, DHCPv6, NDP, ping) with hairpin replies, and lets through only
 //! what the guest may send: frames from its own MAC and its own addresses
-//! (or attached subnets), not to multicast or broadcast. Everything else
+//! (or attached subnets and transit prefixes allowed out), not to
+//! multicast or broadcast. Everything else
 //! is dropped here, before any other layer sees it, with a reason naming
 //! what was wrong. Inbound it lets through only packets for the guest's
-//! addresses and makes them look routed by the gateway (source MAC the
+//! addresses (and attached subnets, transit prefixes allowed in) and makes them look routed by the gateway (source MAC the
 //! gateway's, destination the guest's).
 //!
 //! ARP: the gateway also answers for every other address of the guest's
@@ -233,6 +234,26 @@ pub fn guest_prefixes(c: &VnicConfig) -> Vec<IpCidr> {
     v
 }
 
+/// What the guest may send from: its addresses, attached subnets
+/// (private and external) and transit prefixes allowed outbound.
+pub fn outbound_prefixes(c: &VnicConfig) -> Vec<IpCidr> {
+    let mut v = guest_prefixes(c);
+    v.extend(c.external_subnets.iter().copied());
+    let out = c.transit_ips.iter().filter(|t| t.dir.allows_out());
+    v.extend(out.map(|t| t.cidr));
+    v
+}
+
+/// What inbound traffic may be for: the guest's addresses, attached
+/// subnets and transit prefixes allowed inbound.
+pub fn inbound_prefixes(c: &VnicConfig) -> Vec<IpCidr> {
+    let mut v = guest_prefixes(c);
+    v.extend(c.external_subnets.iter().copied());
+    let inb = c.transit_ips.iter().filter(|t| t.dir.allows_in());
+    v.extend(inb.map(|t| t.cidr));
+    v
+}
+
 /// Sets the gateway layer's rules for `c` (both directions, in one step).
 pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::PortError> {
     let cfg = Arc::new(GatewayConfig::from(c));
@@ -322,7 +343,7 @@ pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::P
         }
     }
     out.push(Rule::new(52, Action::DenyWith(reason::MULTICAST)).with(Predicate::DstIp(group)));
-    out.push(Rule::new(60, Action::Allow).with(Predicate::SrcIp(guest_prefixes(c))));
+    out.push(Rule::new(60, Action::Allow).with(Predicate::SrcIp(outbound_prefixes(c))));
     out.push(Rule::new(u16::MAX, Action::DenyWith(reason::SPOOFED_IP)));
 
     // Inbound: only to the guest, delivered as from the gateway.
@@ -331,7 +352,7 @@ pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::P
         guest_mac: c.guest_mac.0,
     });
     let inbound = vec![
-        Rule::new(10, Action::Static(to_guest)).with(Predicate::DstIp(guest_prefixes(c))),
+        Rule::new(10, Action::Static(to_guest)).with(Predicate::DstIp(inbound_prefixes(c))),
         Rule::new(u16::MAX, Action::DenyWith(reason::NOT_FOR_GUEST)),
     ];
     port.set_rules(LAYER, inbound, out).map(|_| ())
