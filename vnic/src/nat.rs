@@ -72,7 +72,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use dataplane::headers::L4;
 use dataplane::port::PortError;
 use dataplane::{
-    Action, ActionDesc, DefaultAction, Direction, FlowKey, GenError, Headers, IpCidr, LayerConfig,
+    Action, ActionDesc, DefaultAction, DescState, Direction, FlowKey, GenError, Headers, IpCidr, LayerConfig,
     Meta, Port, Predicate, Rule, StatefulAction, StatefulRef, Transform,
 };
 use serde::Serialize;
@@ -208,6 +208,29 @@ impl PortPool {
         }
     }
 
+    /// Takes `port` for a flow carried here by a migration: it must be in
+    /// this range and free (never handed out, or returned). Never-used
+    /// ports below it stay free (they join the free list, in order).
+    fn take(&self, port: u16) -> bool {
+        if !(self.first..=self.last).contains(&port) {
+            return false;
+        }
+        let mut s = self.state();
+        let p = u32::from(port);
+        if p >= s.fresh {
+            let skipped: Vec<u16> = (s.fresh..p).filter_map(|q| u16::try_from(q).ok()).collect();
+            s.free.extend(skipped);
+            s.fresh = p + 1;
+        } else if let Some(i) = s.free.iter().position(|&q| q == port) {
+            s.free.remove(i);
+        } else {
+            // Held by a flow of this host already.
+            return false;
+        }
+        s.in_use += 1;
+        true
+    }
+
     fn release(&self, port: u16) {
         let mut s = self.state();
         // Only ports of this range, and never more than were handed out:
@@ -292,6 +315,30 @@ impl StatefulAction for Snat {
             }
         }
         Err(GenError::Exhausted("snat ports"))
+    }
+
+    fn restore(
+        &self,
+        dir: Direction,
+        key: &FlowKey,
+        state: &DescState,
+    ) -> Option<Arc<dyn ActionDesc>> {
+        if dir != Direction::Out {
+            return None;
+        }
+        let (ip, port) = (state.out.ip_src?, state.out.l4_src?);
+        let pool = self
+            .pools
+            .iter()
+            .find(|p| p.ip == ip && (p.first..=p.last).contains(&port))?;
+        if !pool.take(port) {
+            return None;
+        }
+        Some(Arc::new(SnatDesc {
+            private: (key.src_ip(), key.src_port),
+            external: (ip, port),
+            pool: pool.clone(),
+        }))
     }
 }
 
