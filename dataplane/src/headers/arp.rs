@@ -54,6 +54,7 @@ const _: () = assert!(core::mem::size_of::<ArpEthWire>() == ARP_LEN);
 
 /// An ARP operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ArpOp {
     Request,
     Reply,

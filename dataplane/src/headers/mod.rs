@@ -185,6 +185,7 @@ pub struct Parsed {
 
 /// Every field the engine matches on, copied out of the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Headers {
     /// The encapsulation, when the frame came from the underlay.
     pub outer: Option<Outer>,
@@ -194,6 +195,7 @@ pub struct Headers {
 
 /// The underlay headers of a Geneve frame: Ethernet / IPv6 / UDP / Geneve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Outer {
     pub eth_src: Mac,
     pub eth_dst: Mac,
@@ -206,6 +208,7 @@ pub struct Outer {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GeneveInfo {
     pub vni: Vni,
     /// The O (control packet) bit.
@@ -217,6 +220,7 @@ pub struct GeneveInfo {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Inner {
     pub eth_src: Mac,
     pub eth_dst: Mac,
@@ -229,6 +233,7 @@ pub struct Inner {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum L3 {
     /// An EtherType the engine does not parse.
     None,
@@ -239,6 +244,7 @@ pub enum L3 {
 
 /// An ARP packet for IPv4 over Ethernet (the only kind parsed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Arp {
     pub op: ArpOp,
     pub sha: Mac,
@@ -248,6 +254,7 @@ pub struct Arp {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Ip {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -260,6 +267,7 @@ pub struct Ip {
 
 /// Where a packet stands in IP fragmentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Frag {
     /// Not a fragment.
     None,
@@ -270,6 +278,7 @@ pub enum Frag {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum L4 {
     /// No L4 header: not IP, or a later fragment.
     None,
@@ -295,6 +304,7 @@ pub enum L4 {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Tcp {
     pub src: u16,
     pub dst: u16,

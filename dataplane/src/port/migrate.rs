@@ -27,6 +27,7 @@ use core::net::IpAddr;
 /// A flow key as a migration document writes it (the same fields as the
 /// key's JSON in dumps).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyDoc {
     pub proto: u8,
     pub src: IpAddr,
@@ -59,6 +60,7 @@ impl KeyDoc {
 
 /// One layer's state for a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LftExport {
     pub layer: String,
     pub dir: Direction,
@@ -71,6 +73,7 @@ pub struct LftExport {
 
 /// One flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlowExport {
     /// The direction of its first packet.
     pub origin: Direction,
@@ -88,6 +91,7 @@ pub struct FlowExport {
 
 /// The port's own counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatsExport {
     /// Per direction (out, in).
     pub dir: [DirStats; 2],
@@ -102,6 +106,7 @@ pub struct StatsExport {
 
 /// Everything [`Port::export_state`] writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PortExport {
     pub flows: Vec<FlowExport>,
     pub stats: StatsExport,
