@@ -15,8 +15,8 @@ use crate::packet::PacketBuf;
 use crate::transform::Transform;
 use core::fmt;
 use core::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone)]

@@ -193,7 +193,10 @@ impl RateLimiter {
     /// migration carries them: `None` for a bucket the limit does not have.
     pub fn levels(&self) -> (Option<u64>, Option<u64>) {
         let whole = |b: &Bucket| u64::try_from(b.level.max(0) / UNIT).unwrap_or(u64::MAX);
-        (self.packets.as_ref().map(whole), self.bytes.as_ref().map(whole))
+        (
+            self.packets.as_ref().map(whole),
+            self.bytes.as_ref().map(whole),
+        )
     }
 
     /// Sets the buckets' levels (whole tokens, capped at their depth), as

@@ -72,8 +72,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use dataplane::headers::L4;
 use dataplane::port::PortError;
 use dataplane::{
-    Action, ActionDesc, DefaultAction, DescState, Direction, FlowKey, GenError, Headers, IpCidr, LayerConfig,
-    Meta, Port, Predicate, Rule, StatefulAction, StatefulRef, Transform,
+    Action, ActionDesc, DefaultAction, DescState, Direction, FlowKey, GenError, Headers, IpCidr,
+    LayerConfig, Meta, Port, Predicate, Rule, StatefulAction, StatefulRef, Transform,
 };
 use serde::Serialize;
 use std::collections::VecDeque;

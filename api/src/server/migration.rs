@@ -119,7 +119,9 @@ impl Sluice {
     fn resume(&self, name: &str, guest: &GuestSpec) {
         let n = name.to_string();
         if let Some(w) = self.workers.owner(name) {
-            let _ = self.workers.run_on(w, move |sw| sw.set_moved(&n, None, None));
+            let _ = self
+                .workers
+                .run_on(w, move |sw| sw.set_moved(&n, None, None));
         }
         if !matches!(guest, GuestSpec::None) {
             lock(&self.failed).insert(
@@ -169,7 +171,10 @@ impl Sluice {
         if doc.port.config.name != name {
             return Err(ApiError::field(
                 "document.port.config.name",
-                format!("'{}' is not the port named in the path ('{name}')", doc.port.config.name),
+                format!(
+                    "'{}' is not the port named in the path ('{name}')",
+                    doc.port.config.name
+                ),
             ));
         }
         let mut create = doc.port;
