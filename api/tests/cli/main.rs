@@ -7,5 +7,6 @@
 
 mod errors;
 mod fixtures;
+mod migrate;
 mod replay;
 mod verbs;
