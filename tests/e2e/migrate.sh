@@ -269,6 +269,17 @@ st=$(api hostA GET /ports/gA1/migration/status 2>/dev/null)
 if [ -n "$st" ]; then
   echo "hostA's cut-over: $(echo "$st" | jq -c '{forwarded, forward_dropped, guest_dropped}')"
 fi
+# The guest's traffic runs through hostB's port now: it counted more
+# outbound packets than the document brought from hostA.
+exported=$(echo "$mig" | jq -r '.flows_exported // 0')
+b_out=$(nx hostB curl -s -m 3 http://127.0.0.1:7480/ports/gA1/stats | jq -r '.stats.out.packets // 0')
+b_hits=$(nx hostB curl -s -m 3 http://127.0.0.1:7480/ports/gA1/stats | jq -r '.stats.out.uft_hits // 0')
+a_left=$(api hostA GET /ports/gA1/stats 2>/dev/null | jq -r '.stats.out.packets // 0')
+if [ "${b_out:-0}" -gt "${a_left:-0}" ] && [ "$exported" -gt 0 ]; then
+  pass "hostB's gA1 forwards the guest now: out packets $b_out (hostA's count at cut-over ${a_left}), UFT hits $b_hits"
+else
+  fail "hostB's gA1: out packets ${b_out:-?}, hostA's ${a_left:-?}"
+fi
 sgap=$(sed -n 's/.*max_gap_ms=\([0-9.]*\).*/\1/p' "$T/session-client.log")
 echo "FIGURE: migration gap: control plane $(echo "$mig" | jq -r '.gap_ms // "?"') ms (cut-over $(echo "$mig" | jq -r '.cut_over_ms // "?"'), import $(echo "$mig" | jq -r '.import_ms // "?"'), V2P $(echo "$mig" | jq -r '.v2p_ms // "?"')); SNAT'd session longest echo wait ${sgap:-?} ms; iperf3 seconds with < 1000 bytes: ${igap:-?}"
 
