@@ -362,7 +362,6 @@ impl Client {
     }
 }
 
-/// `/ports/{name}{rest}`, the name percent-encoded.
 // ---- live migration (api/src/migration.rs) ----
 
 impl Client {
@@ -391,6 +390,7 @@ impl Client {
     }
 }
 
+/// `/ports/{name}{rest}`, the name percent-encoded.
 fn port_path(name: &str, rest: &str) -> Result<String, ClientError> {
     Ok(format!("/ports/{}{rest}", segment(name)?))
 }
