@@ -758,6 +758,59 @@ mod tests {
         }
     }
 
+    /// A migrated flow's SNAT port is taken out of the target's pool
+    /// exactly: never handed to a new flow while the flow holds it, the
+    /// never-used ports below it still free, a port already held refused.
+    #[test]
+    fn a_migrated_snat_port_is_taken_from_the_pool_exactly() {
+        let pool = PortPool::new(&snat(SNAT4, 100, 103));
+        assert!(pool.take(102));
+        assert!(!pool.take(102), "held already");
+        assert!(!pool.take(99) && !pool.take(104), "outside the range");
+        let mut got: Vec<u16> = (0..3).filter_map(|_| pool.alloc()).collect();
+        got.sort();
+        assert_eq!(got, [100, 101, 103], "every other port, never 102");
+        assert_eq!(pool.alloc(), None);
+        pool.release(102);
+        assert_eq!(pool.alloc(), Some(102));
+        assert_eq!(pool.stats().in_use, 4);
+    }
+
+    #[test]
+    fn snat_restores_the_exported_translation_and_nothing_else() {
+        let pool = Arc::new(PortPool::new(&snat(SNAT4, 100, 103)));
+        let a = Snat {
+            pools: vec![pool.clone()],
+        };
+        let key = FlowKey::new(ip(GUEST4), ip(REMOTE4), 6, 40000, 443);
+        let state = DescState {
+            out: dataplane::Rewrite {
+                ip_src: Some(ip(SNAT4)),
+                l4_src: Some(101),
+                ..Default::default()
+            },
+            inbound: dataplane::Rewrite::default(),
+        };
+        let d = a.restore(Direction::Out, &key, &state).expect("restored");
+        assert_eq!(DescState::of(d.as_ref()).out, state.out);
+        assert_eq!(d.transform(Direction::In).l4_dst, Some(40000));
+        assert_eq!(pool.stats().in_use, 1);
+        drop(d);
+        assert_eq!(pool.stats().in_use, 0, "released with the flow");
+        let other = DescState {
+            out: dataplane::Rewrite {
+                ip_src: Some(ip(EPH4)),
+                l4_src: Some(101),
+                ..Default::default()
+            },
+            ..state
+        };
+        assert!(
+            a.restore(Direction::Out, &key, &other).is_none(),
+            "not this pool's"
+        );
+    }
+
     #[derive(Clone, Copy, Debug)]
     enum Kind {
         Syn,
