@@ -536,7 +536,10 @@ impl SluiceApi for SluiceImpl {
     }
 
     async fn metrics(rq: Rq) -> Result<Response<Body>, HttpError> {
-        let text = call(&rq, false, |s| Ok(crate::metrics::render(&s.stats()?))).await?;
+        let text = call(&rq, false, |s| {
+            Ok(crate::metrics::render(&s.stats()?) + &s.migration_metrics())
+        })
+        .await?;
         Ok(Response::builder()
             .status(http::StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")

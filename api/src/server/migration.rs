@@ -208,4 +208,43 @@ impl Sluice {
         }
         n
     }
+
+    /// The cut-over ports' counters, as Prometheus text (appended to
+    /// `/metrics`): `sluice_port_migration_{forwarded,forward_dropped,
+    /// guest_dropped}_total{port}`.
+    pub fn migration_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let names: Vec<String> = lock(&self.cutovers).keys().cloned().collect();
+        let rows: Vec<MigrationStatus> = names
+            .iter()
+            .filter_map(|n| self.migration_status(n).ok())
+            .collect();
+        let mut o = String::new();
+        let fams: [(&str, &str, fn(&MigrationStatus) -> u64); 3] = [
+            (
+                "forwarded",
+                "Tunnels for a cut-over port's guest sent on to the migration's target.",
+                |m| m.forwarded,
+            ),
+            (
+                "forward_dropped",
+                "Tunnels for a cut-over port's guest that could not be sent on.",
+                |m| m.forward_dropped,
+            ),
+            (
+                "guest_dropped",
+                "Frames a cut-over port's guest still sent on the source (dropped).",
+                |m| m.guest_dropped,
+            ),
+        ];
+        for (name, help, get) in fams {
+            let fam = format!("sluice_port_migration_{name}_total");
+            let _ = writeln!(o, "# HELP {fam} {help}\n# TYPE {fam} counter");
+            for m in &rows {
+                let port = m.port.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = writeln!(o, "{fam}{{port=\"{port}\"}} {}", get(m));
+            }
+        }
+        o
+    }
 }

@@ -233,6 +233,11 @@ fn a_cut_over_forwards_to_the_target_and_an_abort_resumes_the_source() {
     let st = ca.ok("GET", "/ports/vm1/migration/status", None);
     assert_eq!(st["forwarded"], 1, "{st}");
     assert_eq!(st["target_underlay"], "fd00:99::b");
+    let m = ca.get("/metrics").body.as_str().unwrap().to_string();
+    assert!(
+        m.contains("sluice_port_migration_forwarded_total{port=\"vm1\"} 1"),
+        "{m}"
+    );
     assert_eq!(
         ca.ok("GET", "/ports/vm1/stats", None)["stats"]["in"]["packets"],
         in_before,
