@@ -220,7 +220,8 @@ impl Sluice {
             .filter_map(|n| self.migration_status(n).ok())
             .collect();
         let mut o = String::new();
-        let fams: [(&str, &str, fn(&MigrationStatus) -> u64); 3] = [
+        type Counter = fn(&MigrationStatus) -> u64;
+        let fams: [(&str, &str, Counter); 3] = [
             (
                 "forwarded",
                 "Tunnels for a cut-over port's guest sent on to the migration's target.",
