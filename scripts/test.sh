@@ -143,6 +143,10 @@ if [ "$fast" = 0 ]; then
   step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
   root_tier target/e2e.log "end-to-end tier" env SLUICED=target/debug/sluiced tests/e2e/run.sh
 
+  step "live migration: a port moves between two hosts with iperf3 and a SNAT'd session running (tests/e2e/migrate.sh)"
+  root_tier target/migrate.log "migration tier" \
+    env SLUICED=target/debug/sluiced SLUICEADM=target/debug/sluiceadm tests/e2e/migrate.sh
+
   # Installs openvswitch-switch when missing; in CI, not being able to run
   # fails the tier (the script says why).
   step "OVS interop: Open vSwitch's userspace datapath as the peer host (tests/ovs/run.sh)"

@@ -229,6 +229,52 @@ pub trait SluiceApi {
         body: TypedBody<CaptureRequest>,
     ) -> Result<HttpResponseOk<CaptureResponse>, HttpError>;
 
+    /// Export the port's whole state for a live migration (configuration,
+    /// guest attachment, flows with TCP and NAT state, counters, rate
+    /// buckets) as one versioned document. Changes nothing.
+    #[endpoint { method = GET, path = "/ports/{name}/migration", tags = ["migration"] }]
+    async fn export_migration(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationDoc>, HttpError>;
+
+    /// Import a migration document: create the port (refused, naming the
+    /// conflict, if its name, VNI and MAC, or addresses clash with a port
+    /// here; refused if the document's version is not this host's) and
+    /// rebuild its flows so they work from their first packet.
+    #[endpoint { method = PUT, path = "/ports/{name}/migration", tags = ["migration"] }]
+    async fn import_migration(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        body: TypedBody<crate::migration::ImportMigration>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationImported>, HttpError>;
+
+    /// Cut the port over to the target host: it stops forwarding, lets go
+    /// of its guest device, and for the grace period tunnels what still
+    /// arrives for its guest to the target (then it is deleted). Returns
+    /// the migration document as of the cut-over.
+    #[endpoint { method = POST, path = "/ports/{name}/migration/cutover", tags = ["migration"] }]
+    async fn cut_over(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        body: TypedBody<crate::migration::CutOver>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationDoc>, HttpError>;
+
+    /// A port's cut-over: its target and what it forwarded there.
+    #[endpoint { method = GET, path = "/ports/{name}/migration/status", tags = ["migration"] }]
+    async fn migration_status(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationStatus>, HttpError>;
+
+    /// Abort a cut-over: the source port forwards again and reopens its
+    /// guest device. Returns the cut-over's counters.
+    #[endpoint { method = DELETE, path = "/ports/{name}/migration", tags = ["migration"] }]
+    async fn abort_migration(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationStatus>, HttpError>;
+
     /// V2P mappings, of one VPC (`vni`) or all.
     #[endpoint { method = GET, path = "/v2p", tags = ["overlay"] }]
     async fn dump_v2p(

@@ -385,6 +385,34 @@ impl Client {
     }
 }
 
+// ---- live migration (api/src/migration.rs) ----
+
+impl Client {
+    /// Cuts a port over to another host; its document as of the cut-over.
+    pub fn cut_over(
+        &self,
+        name: &str,
+        req: &crate::migration::CutOver,
+    ) -> Result<crate::migration::MigrationDoc, ClientError> {
+        self.with_body("POST", &port_path(name, "/migration/cutover")?, req)
+    }
+
+    pub fn import_migration(
+        &self,
+        name: &str,
+        req: &crate::migration::ImportMigration,
+    ) -> Result<crate::migration::MigrationImported, ClientError> {
+        self.with_body("PUT", &port_path(name, "/migration")?, req)
+    }
+
+    pub fn abort_migration(
+        &self,
+        name: &str,
+    ) -> Result<crate::migration::MigrationStatus, ClientError> {
+        self.call("DELETE", &port_path(name, "/migration")?, &[], None)
+    }
+}
+
 /// `/ports/{name}{rest}`, the name percent-encoded.
 fn port_path(name: &str, rest: &str) -> Result<String, ClientError> {
     Ok(format!("/ports/{}{rest}", segment(name)?))

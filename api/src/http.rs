@@ -419,6 +419,58 @@ impl SluiceApi for SluiceImpl {
             .map(HttpResponseOk)
     }
 
+    async fn export_migration(
+        rq: Rq,
+        path: Path<PortPath>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationDoc>, HttpError> {
+        let n = path.into_inner().name;
+        call(&rq, false, move |s| s.export_migration(&n, None))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn import_migration(
+        rq: Rq,
+        path: Path<PortPath>,
+        body: TypedBody<crate::migration::ImportMigration>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationImported>, HttpError> {
+        let (n, b) = (path.into_inner().name, body.into_inner());
+        call(&rq, true, move |s| s.import_migration(&n, b))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn cut_over(
+        rq: Rq,
+        path: Path<PortPath>,
+        body: TypedBody<crate::migration::CutOver>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationDoc>, HttpError> {
+        let (n, b) = (path.into_inner().name, body.into_inner());
+        call(&rq, true, move |s| s.export_migration(&n, Some(b)))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn migration_status(
+        rq: Rq,
+        path: Path<PortPath>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationStatus>, HttpError> {
+        let n = path.into_inner().name;
+        call(&rq, false, move |s| s.migration_status(&n))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn abort_migration(
+        rq: Rq,
+        path: Path<PortPath>,
+    ) -> Result<HttpResponseOk<crate::migration::MigrationStatus>, HttpError> {
+        let n = path.into_inner().name;
+        call(&rq, true, move |s| s.abort_migration(&n))
+            .await
+            .map(HttpResponseOk)
+    }
+
     async fn port_stats(
         rq: Rq,
         path: Path<PortPath>,
@@ -528,7 +580,10 @@ impl SluiceApi for SluiceImpl {
     }
 
     async fn metrics(rq: Rq) -> Result<Response<Body>, HttpError> {
-        let text = call(&rq, false, |s| Ok(crate::metrics::render(&s.stats()?))).await?;
+        let text = call(&rq, false, |s| {
+            Ok(crate::metrics::render(&s.stats()?) + &s.migration_metrics())
+        })
+        .await?;
         Ok(Response::builder()
             .status(http::StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")

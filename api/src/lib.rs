@@ -18,6 +18,7 @@ pub mod http;
 pub mod journal;
 pub mod logging;
 pub mod metrics;
+pub mod migration;
 pub mod private_net;
 pub mod replay;
 pub mod serve;

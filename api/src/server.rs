@@ -25,6 +25,8 @@ use vnic::firewall::FirewallRule;
 use vnic::port::{BuildError, VnicPort};
 use vnic::router::{RouteClass, RouteEntry};
 
+mod migration;
+
 /// Where guest devices come from: the real host's (TAP, vhost-user) or
 /// simulated ones (in-memory wires) for tests and the demo.
 pub trait Devices: Send + Sync {
@@ -147,6 +149,9 @@ pub struct Sluice {
     captures: std::sync::atomic::AtomicUsize,
     /// Tests only: the step of a mutating call that fails next.
     fail_at: Mutex<Option<Step>>,
+    /// Ports cut over to another host (`server/migration.rs`): when their
+    /// grace period ends, and the guest device they had.
+    cutovers: Mutex<BTreeMap<String, (std::time::Instant, GuestSpec)>>,
 }
 
 /// The steps of a mutating call that can fail after something changed;
@@ -182,6 +187,7 @@ impl Sluice {
             ports: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(BTreeMap::new()),
             fail_at: Mutex::new(None),
+            cutovers: Mutex::new(BTreeMap::new()),
             captures: std::sync::atomic::AtomicUsize::new(0),
         };
         // Frames the uplink cannot carry are counted where they are made.
@@ -1288,6 +1294,7 @@ pub fn spawn_guest_retry(s: &Arc<Sluice>, every: std::time::Duration) -> std::io
             let Some(s) = weak.upgrade() else { return };
             s.check_guests();
             s.retry_failed_guests();
+            s.end_grace_periods();
         })
         .map(drop)
 }

@@ -15,6 +15,7 @@ use crate::packet::PacketBuf;
 use crate::transform::Transform;
 use core::fmt;
 use core::ops::Deref;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -141,6 +142,61 @@ pub trait StatefulAction: Send + Sync + fmt::Display {
         hdrs: &Headers,
         meta: &Meta,
     ) -> Result<Arc<dyn ActionDesc>, GenError>;
+
+    /// Re-creates the per-flow state another host's port exported
+    /// ([`DescState`]) for a flow carried here by a migration, taking
+    /// exactly the resources it names (a SNAT port, say) so this host
+    /// hands them to no other flow. `None`: this action cannot restore
+    /// it (not its kind of state, or the resource is not this action's):
+    /// the flow's first walk here generates its state afresh.
+    fn restore(
+        &self,
+        _dir: Direction,
+        _key: &FlowKey,
+        _state: &DescState,
+    ) -> Option<Arc<dyn ActionDesc>> {
+        None
+    }
+}
+
+/// The address and port rewrites of one direction of a flow's stateful
+/// state: what a migration carries of an [`ActionDesc`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Rewrite {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_src: Option<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_dst: Option<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4_src: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4_dst: Option<u16>,
+}
+
+/// A flow's stateful state as a migration carries it: the rewrites of
+/// both directions (NAT's whole per-flow state is its rewrites).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DescState {
+    pub out: Rewrite,
+    #[serde(rename = "in")]
+    pub inbound: Rewrite,
+}
+
+impl DescState {
+    pub fn of(d: &dyn ActionDesc) -> DescState {
+        let r = |t: Transform| Rewrite {
+            ip_src: t.ip_src,
+            ip_dst: t.ip_dst,
+            l4_src: t.l4_src,
+            l4_dst: t.l4_dst,
+        };
+        DescState {
+            out: r(d.transform(Direction::Out)),
+            inbound: r(d.transform(Direction::In)),
+        }
+    }
 }
 
 /// The per-flow result of a stateful action. Held by the layer's flow

@@ -29,8 +29,8 @@ pub mod tcp;
 pub mod transform;
 
 pub use action::{
-    Action, ActionDesc, ActionId, GenError, HairpinAction, MetaAction, StatefulAction, StatefulRef,
-    StaticAction,
+    Action, ActionDesc, ActionId, DescState, GenError, HairpinAction, MetaAction, Rewrite,
+    StatefulAction, StatefulRef, StaticAction,
 };
 pub use addr::{IpCidr, PortRange};
 pub use clock::{Clock, ManualClock, Moment, MonotonicClock};
@@ -40,7 +40,9 @@ pub use headers::{Headers, ParseMode, Vni};
 pub use layer::{DefaultAction, LayerConfig};
 pub use meta::{Meta, MetaKey};
 pub use packet::{Gso, PacketBuf};
-pub use port::{Port, PortConfig, Verdict};
+pub use port::{
+    FlowExport, ImportCount, KeyDoc, LftExport, Port, PortConfig, PortExport, StatsExport, Verdict,
+};
 pub use rate::{RateLimit, RateLimiter};
 pub use rule::{Predicate, Rule, RuleId};
 pub use transform::{Compiled, Dep, Encap, GeneveOptions, Transform, Version};

@@ -43,6 +43,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+mod migrate;
+pub use migrate::{FlowExport, ImportCount, KeyDoc, LftExport, PortExport, StatsExport};
+
 /// The largest frame a guest may send, and what answers a larger one
 /// (typically ICMP "fragmentation needed" / "packet too big", so the
 /// guest's path MTU discovery works instead of the packet vanishing).

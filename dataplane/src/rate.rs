@@ -189,6 +189,29 @@ impl RateLimiter {
         &self.limit
     }
 
+    /// The buckets' levels in whole tokens (packets, bytes), as a
+    /// migration carries them: `None` for a bucket the limit does not have.
+    pub fn levels(&self) -> (Option<u64>, Option<u64>) {
+        let whole = |b: &Bucket| u64::try_from(b.level.max(0) / UNIT).unwrap_or(u64::MAX);
+        (
+            self.packets.as_ref().map(whole),
+            self.bytes.as_ref().map(whole),
+        )
+    }
+
+    /// Sets the buckets' levels (whole tokens, capped at their depth), as
+    /// another host's limiter had them; refilling starts at its next packet.
+    pub fn set_levels(&mut self, packets: Option<u64>, bytes: Option<u64>) {
+        let set = |b: &mut Bucket, v: u64| b.level = (i128::from(v) * UNIT).min(b.depth);
+        if let (Some(b), Some(v)) = (self.packets.as_mut(), packets) {
+            set(b, v);
+        }
+        if let (Some(b), Some(v)) = (self.bytes.as_mut(), bytes) {
+            set(b, v);
+        }
+        self.last = None;
+    }
+
     /// Whether a frame of `len` bytes may pass at `now`; if so, it is paid
     /// for. A clock that steps back refills nothing.
     #[inline]

@@ -110,14 +110,14 @@ wait_for() {
 }
 
 # start_sluiced HOST ADDRESS NEXT_HOP_MAC: sluiced ($SLUICED) in HOST's
-# namespace on its `ul0`, API on 127.0.0.1:7480, state in $T/HOST/state;
+# namespace on its `ul0`, API on 127.0.0.1:7480 (or $SLUICED_LISTEN), state in $T/HOST/state;
 # waits (10 s at most) for /health. Fails (returns 1, counted) if it does
 # not come up.
 start_sluiced() {
   local h=$1 addr=$2 nh=$3
   mkdir -p "$T/$h"
   cat >"$T/$h/sluiced.toml" <<EOF
-listen = "127.0.0.1:7480"
+listen = "${SLUICED_LISTEN:-127.0.0.1:7480}"
 state_dir = "$T/$h/state"
 workers = 1
 log_level = "info"

@@ -16,6 +16,7 @@ pub mod backend;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod gro;
+pub mod migrated;
 pub mod netns;
 pub mod offload;
 pub mod pcap;

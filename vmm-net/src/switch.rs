@@ -302,6 +302,8 @@ struct Attached {
     /// The verdict of one frame processed alone ([`Attached::process_one`]),
     /// apart from `verdicts`, which a burst's loop holds meanwhile.
     one: Vec<Verdict>,
+    /// Cut over to another host by a migration (see `migrated.rs`).
+    moved: Option<crate::migrated::Moved>,
 }
 
 impl Attached {
@@ -510,6 +512,7 @@ impl Switch {
             from_uplink: Vec::with_capacity(BURST),
             verdicts: Vec::with_capacity(BURST),
             one: Vec::with_capacity(1),
+            moved: None,
         });
         Ok(())
     }
@@ -548,6 +551,35 @@ impl Switch {
             }
             None => false,
         }
+    }
+
+    /// Cuts a port over to `to` (a migration: its frames from the
+    /// underlay and from local ports are tunnelled on to that host, what
+    /// its guest sends is dropped, counted) or, with `None`, resumes it.
+    /// `guest` replaces its guest device if given (the old one is closed:
+    /// a TAP's queue is let go so the target can take it). Returns the
+    /// cut-over's counters before the change; `None` if no such port.
+    pub fn set_moved(
+        &mut self,
+        name: &str,
+        to: Option<Ipv6Addr>,
+        guest: Option<Box<dyn Backend>>,
+    ) -> Option<crate::migrated::MovedStats> {
+        let i = *self.by_name.get(name)?;
+        let a = self.ports[i].as_mut()?;
+        let before = a.moved.as_ref().map(|m| m.stats()).unwrap_or_default();
+        a.moved = to.map(crate::migrated::Moved::new);
+        if let Some(g) = guest {
+            a.guest = g;
+        }
+        Some(before)
+    }
+
+    /// A port's cut-over counters; `None` if no such port, default if it
+    /// is not cut over.
+    pub fn moved_stats(&self, name: &str) -> Option<crate::migrated::MovedStats> {
+        let a = self.ports[*self.by_name.get(name)?].as_ref()?;
+        Some(a.moved.as_ref().map(|m| m.stats()).unwrap_or_default())
     }
 
     pub fn port_names(&self) -> Vec<String> {
@@ -657,6 +689,10 @@ impl Switch {
             match self.tunnel_target(&pkt, true) {
                 Some(Target::Here(i)) => {
                     if let Some(a) = self.ports[i].as_mut() {
+                        if let Some(m) = a.moved.as_mut() {
+                            m.forward(pkt, &mut self.to_uplink);
+                            continue;
+                        }
                         if a.from_uplink.is_empty() {
                             self.rx_ports.push(i);
                         }
@@ -697,6 +733,9 @@ impl Switch {
         let Some(a) = self.ports[i].as_mut() else {
             return;
         };
+        if let Some(m) = a.moved.as_mut() {
+            return m.forward(pkt, &mut self.to_uplink);
+        }
         match a.process_one(Direction::In, &mut pkt) {
             Verdict::Forward => a.to_guest.push(pkt),
             // An inbound hairpin answers the sender, over the underlay.
@@ -821,6 +860,12 @@ impl Switch {
             rx.clear();
             return;
         };
+        if let Some(m) = a.moved.as_mut() {
+            // The guest runs on the target now: the source forwards nothing.
+            m.guest_dropped += rx.len() as u64;
+            rx.clear();
+            return;
+        }
         if a.capture.is_some() {
             for p in rx.iter() {
                 Capture::record(&a.capture, p.as_slice());
@@ -866,6 +911,9 @@ impl Switch {
         let Some(b) = self.ports[j].as_mut() else {
             return;
         };
+        if let Some(m) = b.moved.as_mut() {
+            return m.forward(pkt, &mut self.to_uplink);
+        }
         match b.process_one(Direction::In, &mut pkt) {
             Verdict::Forward => b.to_guest.push(pkt),
             // The answer to a local tunnel is a local tunnel too: it goes

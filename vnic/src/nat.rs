@@ -72,8 +72,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use dataplane::headers::L4;
 use dataplane::port::PortError;
 use dataplane::{
-    Action, ActionDesc, DefaultAction, Direction, FlowKey, GenError, Headers, IpCidr, LayerConfig,
-    Meta, Port, Predicate, Rule, StatefulAction, StatefulRef, Transform,
+    Action, ActionDesc, DefaultAction, DescState, Direction, FlowKey, GenError, Headers, IpCidr,
+    LayerConfig, Meta, Port, Predicate, Rule, StatefulAction, StatefulRef, Transform,
 };
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -212,6 +212,29 @@ impl PortPool {
         }
     }
 
+    /// Takes `port` for a flow carried here by a migration: it must be in
+    /// this range and free (never handed out, or returned). Never-used
+    /// ports below it stay free (they join the free list, in order).
+    fn take(&self, port: u16) -> bool {
+        if !(self.first..=self.last).contains(&port) {
+            return false;
+        }
+        let mut s = self.state();
+        let p = u32::from(port);
+        if p >= s.fresh {
+            let skipped: Vec<u16> = (s.fresh..p).filter_map(|q| u16::try_from(q).ok()).collect();
+            s.free.extend(skipped);
+            s.fresh = p + 1;
+        } else if let Some(i) = s.free.iter().position(|&q| q == port) {
+            s.free.remove(i);
+        } else {
+            // Held by a flow of this host already.
+            return false;
+        }
+        s.in_use += 1;
+        true
+    }
+
     fn release(&self, port: u16) {
         let mut s = self.state();
         // Only ports of this range, and never more than were handed out:
@@ -296,6 +319,30 @@ impl StatefulAction for Snat {
             }
         }
         Err(GenError::Exhausted("snat ports"))
+    }
+
+    fn restore(
+        &self,
+        dir: Direction,
+        key: &FlowKey,
+        state: &DescState,
+    ) -> Option<Arc<dyn ActionDesc>> {
+        if dir != Direction::Out {
+            return None;
+        }
+        let (ip, port) = (state.out.ip_src?, state.out.l4_src?);
+        let pool = self
+            .pools
+            .iter()
+            .find(|p| p.ip == ip && (p.first..=p.last).contains(&port))?;
+        if !pool.take(port) {
+            return None;
+        }
+        Some(Arc::new(SnatDesc {
+            private: (key.src_ip(), key.src_port),
+            external: (ip, port),
+            pool: pool.clone(),
+        }))
     }
 }
 
@@ -734,6 +781,59 @@ mod tests {
             first_port: first,
             last_port: last,
         }
+    }
+
+    /// A migrated flow's SNAT port is taken out of the target's pool
+    /// exactly: never handed to a new flow while the flow holds it, the
+    /// never-used ports below it still free, a port already held refused.
+    #[test]
+    fn a_migrated_snat_port_is_taken_from_the_pool_exactly() {
+        let pool = PortPool::new(&snat(SNAT4, 100, 103));
+        assert!(pool.take(102));
+        assert!(!pool.take(102), "held already");
+        assert!(!pool.take(99) && !pool.take(104), "outside the range");
+        let mut got: Vec<u16> = (0..3).filter_map(|_| pool.alloc()).collect();
+        got.sort();
+        assert_eq!(got, [100, 101, 103], "every other port, never 102");
+        assert_eq!(pool.alloc(), None);
+        pool.release(102);
+        assert_eq!(pool.alloc(), Some(102));
+        assert_eq!(pool.stats().in_use, 4);
+    }
+
+    #[test]
+    fn snat_restores_the_exported_translation_and_nothing_else() {
+        let pool = Arc::new(PortPool::new(&snat(SNAT4, 100, 103)));
+        let a = Snat {
+            pools: vec![pool.clone()],
+        };
+        let key = FlowKey::new(ip(GUEST4), ip(REMOTE4), 6, 40000, 443);
+        let state = DescState {
+            out: dataplane::Rewrite {
+                ip_src: Some(ip(SNAT4)),
+                l4_src: Some(101),
+                ..Default::default()
+            },
+            inbound: dataplane::Rewrite::default(),
+        };
+        let d = a.restore(Direction::Out, &key, &state).expect("restored");
+        assert_eq!(DescState::of(d.as_ref()).out, state.out);
+        assert_eq!(d.transform(Direction::In).l4_dst, Some(40000));
+        assert_eq!(pool.stats().in_use, 1);
+        drop(d);
+        assert_eq!(pool.stats().in_use, 0, "released with the flow");
+        let other = DescState {
+            out: dataplane::Rewrite {
+                ip_src: Some(ip(EPH4)),
+                l4_src: Some(101),
+                ..Default::default()
+            },
+            ..state
+        };
+        assert!(
+            a.restore(Direction::Out, &key, &other).is_none(),
+            "not this pool's"
+        );
     }
 
     #[derive(Clone, Copy, Debug)]

@@ -107,6 +107,10 @@ fn read_list<T: DeserializeOwned>(path: &Path, key: &str) -> Result<Vec<T>, CliE
     })
 }
 
+pub(super) fn to_json(v: &impl Serialize) -> String {
+    json(v)
+}
+
 fn json(v: &impl Serialize) -> String {
     // Serialising the types of this crate cannot fail (no maps with
     // non-string keys); an empty document would say so.
@@ -402,6 +406,11 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         }
         Command::Trace(a) => show!(c.trace(&a.port, &trace_request(a)), show::trace),
         Command::DumpState => emit(json(&c.dump_state().map_err(api)?)),
+        Command::MigrateOut(a) => emit(super::migrate::migrate_out(&c, a, j).map_err(api)?),
+        Command::MigrateIn(a) => {
+            let doc: serde_json::Value = read_json(&a.file)?;
+            emit(super::migrate::migrate_in(&c, a, doc, j).map_err(api)?)
+        }
         Command::Replay(_) => {}
     }
     Ok(())

@@ -14,6 +14,7 @@
 
 pub mod args;
 mod commands;
+mod migrate;
 pub mod show;
 pub mod summary;
 pub mod table;
@@ -372,6 +373,35 @@ pub enum Command {
     )]
     Trace(TraceArgs),
 
+    /// Move a port to another host with its flows: cut over, import there, move its V2P.
+    #[command(
+        after_help = "Steps: cut the port over on this host (it stops forwarding, lets go of its\n\
+        guest device and, for --grace seconds, tunnels what still arrives for the guest\n\
+        to the target), import its document on the target (--to), then point the V2P\n\
+        mapping of its addresses at the target on both hosts. Reports the gap: the time\n\
+        from the cut-over to the V2P move. If the import is refused the cut-over is\n\
+        aborted and the port resumes here. The target's token: --to-token or\n\
+        --to-token-file. --tap/--netns/--vhost-user: the guest device as the target\n\
+        opens it (default: the source's).\n\n\
+        Examples:\n  \
+        sluiceadm migrate-out vm1 --to http://10.1.0.2:7480 --target-underlay fd00:99::b --to-token-file /etc/sluice/hostB.token\n  \
+        sluiceadm migrate-out vm1 --to http://127.0.0.1:7481 --target-underlay fd00:99::b --tap tap-vm1 --netns /run/netns/vm1\n  \
+        sluiceadm --json migrate-out vm1 --to http://10.1.0.2:7480 --target-underlay fd00:99::b --grace 10\n  \
+        sluiceadm migrate-out vm1 --abort"
+    )]
+    MigrateOut(MigrateOutArgs),
+
+    /// Import a port from a migration document (GET /ports/NAME/migration's output).
+    #[command(
+        after_help = "Refused, naming the conflict, if the port's name, VNI and MAC, or addresses\n\
+        clash with a port here; refused if the document's version is not this host's.\n\n\
+        Examples:\n  \
+        curl -s http://hostA:7480/ports/vm1/migration > vm1.migration.json\n  \
+        sluiceadm migrate-in --file vm1.migration.json --tap tap-vm1 --netns /run/netns/vm1\n  \
+        sluiceadm --json migrate-in --file - < vm1.migration.json"
+    )]
+    MigrateIn(MigrateInArgs),
+
     /// Print the whole persisted state as JSON (the input of replay).
     #[command(after_help = "Example:\n  sluiceadm dump-state > state.json")]
     DumpState,
@@ -508,6 +538,57 @@ pub struct SetExternalIpsArgs {
     /// A 1:1 address, reachable inbound.
     #[arg(long, value_name = "IP")]
     pub floating: Vec<IpAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateOutArgs {
+    pub port: String,
+    /// The target host's API.
+    #[arg(long, value_name = "URL", required_unless_present = "abort")]
+    pub to: Option<String>,
+    /// The target host's underlay address (where the source tunnels what still arrives).
+    #[arg(long, value_name = "IPV6", required_unless_present = "abort")]
+    pub target_underlay: Option<Ipv6Addr>,
+    /// The target's token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SLUICE_TO_TOKEN",
+        hide_env_values = true
+    )]
+    pub to_token: Option<String>,
+    /// A file holding the target's token.
+    #[arg(long, value_name = "PATH")]
+    pub to_token_file: Option<PathBuf>,
+    /// Seconds the source keeps forwarding to the target (1..=3600; default 30).
+    #[arg(long, value_name = "SECS")]
+    pub grace: Option<u64>,
+    /// The guest's TAP as the target opens it.
+    #[arg(long, value_name = "IFNAME")]
+    pub tap: Option<String>,
+    /// The namespace the target opens the TAP in.
+    #[arg(long, value_name = "PATH", requires = "tap")]
+    pub netns: Option<PathBuf>,
+    /// The guest's vhost-user socket on the target.
+    #[arg(long, value_name = "SOCKET", conflicts_with = "tap")]
+    pub vhost_user: Option<PathBuf>,
+    /// Abort a cut-over of PORT on this host instead: it resumes forwarding.
+    #[arg(long, conflicts_with_all = ["to", "target_underlay"])]
+    pub abort: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateInArgs {
+    /// The migration document ('-': stdin).
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// The guest's TAP as this host opens it (default: the document's).
+    #[arg(long, value_name = "IFNAME")]
+    pub tap: Option<String>,
+    #[arg(long, value_name = "PATH", requires = "tap")]
+    pub netns: Option<PathBuf>,
+    #[arg(long, value_name = "SOCKET", conflicts_with = "tap")]
+    pub vhost_user: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

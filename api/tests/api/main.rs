@@ -12,6 +12,7 @@ mod endpoints;
 mod files;
 mod journal;
 mod load;
+mod migration;
 mod openapi;
 mod persistence;
 mod rollback;

@@ -53,7 +53,8 @@ pub(crate) struct ArpEthWire {
 const _: () = assert!(core::mem::size_of::<ArpEthWire>() == ARP_LEN);
 
 /// An ARP operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ArpOp {
     Request,
     Reply,

@@ -184,7 +184,8 @@ pub struct Parsed {
 }
 
 /// Every field the engine matches on, copied out of the frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Headers {
     /// The encapsulation, when the frame came from the underlay.
     pub outer: Option<Outer>,
@@ -193,7 +194,8 @@ pub struct Headers {
 }
 
 /// The underlay headers of a Geneve frame: Ethernet / IPv6 / UDP / Geneve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Outer {
     pub eth_src: Mac,
     pub eth_dst: Mac,
@@ -205,7 +207,8 @@ pub struct Outer {
     pub geneve: GeneveInfo,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GeneveInfo {
     pub vni: Vni,
     /// The O (control packet) bit.
@@ -216,7 +219,8 @@ pub struct GeneveInfo {
     pub opt_len: u16,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Inner {
     pub eth_src: Mac,
     pub eth_dst: Mac,
@@ -228,7 +232,8 @@ pub struct Inner {
     pub l4: L4,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum L3 {
     /// An EtherType the engine does not parse.
     None,
@@ -238,7 +243,8 @@ pub enum L3 {
 }
 
 /// An ARP packet for IPv4 over Ethernet (the only kind parsed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Arp {
     pub op: ArpOp,
     pub sha: Mac,
@@ -247,7 +253,8 @@ pub struct Arp {
     pub tpa: Ipv4Addr,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Ip {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -259,7 +266,8 @@ pub struct Ip {
 }
 
 /// Where a packet stands in IP fragmentation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Frag {
     /// Not a fragment.
     None,
@@ -269,7 +277,8 @@ pub enum Frag {
     Later,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum L4 {
     /// No L4 header: not IP, or a later fragment.
     None,
@@ -294,7 +303,8 @@ pub enum L4 {
     Unknown,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Tcp {
     pub src: u16,
     pub dst: u16,
