@@ -3,7 +3,7 @@
 # test command and what CI runs (.ci/run).
 #
 #   scripts/test.sh            all tiers
-#   scripts/test.sh --fast     checks and `cargo test` only (installs nothing)
+#   scripts/test.sh --fast     checks and `cargo test` only (installs only what building needs)
 #
 # Tiers that need something this machine lacks (root, a Debian package)
 # install it when they can and say plainly why they skip when they cannot.
@@ -20,7 +20,16 @@ step() { printf '\n== %s\n' "$*"; }
 # that need them say why they skip.
 need_pkgs=()
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
-if [ "$fast" = 0 ] && [ ${#need_pkgs[@]} -gt 0 ]; then
+# The fleet tests start a real etcd (api/tests/fleet).
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
+# Building at all needs these: etcd-client compiles etcd's protobuf
+# definitions (protoc, and the well-known types from libprotobuf-dev).
+build_pkgs=()
+command -v protoc >/dev/null 2>&1 || build_pkgs+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || build_pkgs+=(libprotobuf-dev)
+[ "$fast" = 1 ] && need_pkgs=()
+need_pkgs+=("${build_pkgs[@]}")
+if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "installing ${need_pkgs[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive

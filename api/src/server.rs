@@ -147,6 +147,9 @@ pub struct Sluice {
     captures: std::sync::atomic::AtomicUsize,
     /// Tests only: the step of a mutating call that fails next.
     fail_at: Mutex<Option<Step>>,
+    /// The fleet whose store programs this host (`[fleet]`), if any:
+    /// the API then refuses changes of the desired state.
+    fleet: std::sync::OnceLock<String>,
 }
 
 /// The steps of a mutating call that can fail after something changed;
@@ -183,6 +186,7 @@ impl Sluice {
             failed: Mutex::new(BTreeMap::new()),
             fail_at: Mutex::new(None),
             captures: std::sync::atomic::AtomicUsize::new(0),
+            fleet: std::sync::OnceLock::new(),
         };
         // Frames the uplink cannot carry are counted where they are made.
         if let Some(mtu) = s.limits.underlay_mtu {
@@ -242,6 +246,26 @@ impl Sluice {
     /// Where the state is persisted, if it is.
     pub fn store(&self) -> Option<&StateStore> {
         self.store.as_ref()
+    }
+
+    /// Marks the host as programmed by a fleet (`what` names it, e.g.
+    /// its etcd endpoints and host name); see [`Sluice::fleet`].
+    pub fn set_fleet(&self, what: String) {
+        let _ = self.fleet.set(what);
+    }
+
+    /// The fleet programming this host, if one does.
+    pub fn fleet(&self) -> Option<&str> {
+        self.fleet.get().map(String::as_str)
+    }
+
+    /// The desired state of every port (no V2P: cheap to ask often).
+    pub fn port_configs(&self) -> Vec<CreateVnic> {
+        lock(&self.ports).values().cloned().collect()
+    }
+
+    pub fn underlay_mtu(&self) -> Option<u16> {
+        self.limits.underlay_mtu
     }
 
     /// The whole persisted state.
@@ -737,6 +761,16 @@ impl Sluice {
             Ok(())
         })?;
         self.routes(name)
+    }
+
+    /// Replaces a port's whole configuration in place (what a fleet's
+    /// desired state says it is): validated and applied as every other
+    /// change of a live port is.
+    pub fn replace_config(&self, name: &str, c: VnicConfig) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |old| {
+            *old = c;
+            Ok(())
+        })
     }
 
     pub fn set_external_ips(

@@ -35,6 +35,10 @@ pub enum CliError {
     Capture(String),
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// The fleet's store refused, could not be reached, or the verb is
+    /// not one of desired state.
+    #[error("{0}")]
+    Fleet(String),
 }
 
 impl CliError {
@@ -179,9 +183,22 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         };
         return Ok(());
     }
-    let tok = token(cli);
+    if cli.global.etcd.is_some() || matches!(cli.command, Command::FleetStatus) {
+        return super::fleet::run(cli, out);
+    }
+    run_on(cli, &cli.global.url, token(cli), out)
+}
+
+/// Runs a verb against the API at `url` (a host's, or the staging host
+/// `--etcd` runs verbs on).
+pub(super) fn run_on(
+    cli: &Cli,
+    url: &str,
+    tok: Result<String, String>,
+    out: &mut String,
+) -> Result<(), CliError> {
     let no_token = tok.as_ref().err().cloned();
-    let c = Client::new(&cli.global.url, tok.ok());
+    let c = Client::new(url, tok.ok());
     let api = |err| CliError::Api {
         err,
         no_token: no_token.clone(),
@@ -362,7 +379,7 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         }
         Command::Trace(a) => show!(c.trace(&a.port, &trace_request(a)), show::trace),
         Command::DumpState => emit(json(&c.dump_state().map_err(api)?)),
-        Command::Replay(_) => {}
+        Command::Replay(_) | Command::FleetStatus => {}
     }
     Ok(())
 }
