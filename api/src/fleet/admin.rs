@@ -100,6 +100,75 @@ impl Store {
         self.rt.block_on(f)
     }
 
+    /// Writes one key as is (tools and tests: nothing is checked).
+    /// Returns the revision of the write.
+    pub fn put_raw(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<i64, String> {
+        let c = &mut self.client;
+        let r = self
+            .rt
+            .block_on(c.put(key, value.into(), None))
+            .map_err(e("writing"))?;
+        Ok(r.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Writes many keys, [`MAX_TXN_OPS`] to a transaction. Returns the
+    /// revision of the last.
+    pub fn put_many(&mut self, kvs: Vec<(String, Vec<u8>)>) -> Result<i64, String> {
+        let mut rev = 0;
+        for chunk in kvs.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), None))
+                .collect();
+            let c = &mut self.client;
+            let r = self
+                .rt
+                .block_on(c.txn(Txn::new().and_then(ops)))
+                .map_err(e("writing"))?;
+            rev = r.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        Ok(rev)
+    }
+
+    pub fn delete_raw(&mut self, key: &str) -> Result<i64, String> {
+        let c = &mut self.client;
+        let r = self
+            .rt
+            .block_on(c.delete(key, None))
+            .map_err(e("deleting"))?;
+        Ok(r.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// The store's revision now.
+    pub fn revision(&mut self) -> Result<i64, String> {
+        let c = &mut self.client;
+        let r = self
+            .rt
+            .block_on(c.get(keys::ROOT, Some(GetOptions::new().with_count_only())))
+            .map_err(e("reading the revision"))?;
+        Ok(r.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Compacts the store's history up to `revision` (a watch from
+    /// before it then fails and its watcher must list again).
+    pub fn compact(&mut self, revision: i64) -> Result<(), String> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.compact(
+                revision,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            ))
+            .map_err(e("compacting"))?;
+        Ok(())
+    }
+
+    /// The member answering and the cluster's leader, by member id.
+    pub fn member_and_leader(&mut self) -> Option<(u64, u64)> {
+        let c = &mut self.client;
+        let r = self.rt.block_on(c.status()).ok()?;
+        Some((r.header()?.member_id(), r.leader()))
+    }
+
     /// Whether `host` has joined the fleet (its sluiced wrote its record).
     pub fn host_known(&mut self, host: &str) -> Result<bool, String> {
         let c = &mut self.client;

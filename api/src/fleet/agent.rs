@@ -254,6 +254,13 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
                     if resp.canceled() {
                         return Err(format!("the watch was cancelled: {}", resp.cancel_reason()));
                     }
+                    if resp.created() {
+                        // Its header is the store's revision now, not
+                        // how far the events sent so far go.
+                        continue;
+                    }
+                    // Without events, a progress notice: every event up
+                    // to its revision has been sent.
                     let mut last = resp.header().map(|h| h.revision()).unwrap_or(0);
                     let events: Vec<Event> = resp
                         .events()

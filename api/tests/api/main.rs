@@ -10,6 +10,7 @@ mod daemon_config;
 mod devices;
 mod endpoints;
 mod files;
+mod fleet;
 mod journal;
 mod load;
 mod openapi;
