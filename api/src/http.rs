@@ -211,7 +211,7 @@ async fn change<T: Send + 'static>(
     if let Some(fleet) = ctx.sluice.fleet() {
         return Err(ApiError::Conflict(format!(
             "this host's desired state is managed by the fleet ({fleet}); \
-             change it there: sluiceadm --etcd URL --host NAME <verb>"
+             change it there: sluiceadm --etcd URL --fleet-host NAME <verb>"
         ))
         .into());
     }

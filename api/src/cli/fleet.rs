@@ -66,16 +66,17 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
             ))
         }
     };
-    let host = match (&cli.global.host, port_verb) {
+    let host = match (&cli.global.fleet_host, port_verb) {
         (Some(h), _) => {
             if let Some(p) = crate::fleet::keys::host_name_problem(h) {
-                return Err(fail(format!("--host: {p}")));
+                return Err(fail(format!("--fleet-host: {p}")));
             }
             Some(h.as_str())
         }
         (None, true) => {
             return Err(fail(
-                "port verbs with --etcd need --host NAME (the fleet host the port is on)".into(),
+                "port verbs with --etcd need --fleet-host NAME (the fleet host the port is on)"
+                    .into(),
             ))
         }
         (None, false) => None,

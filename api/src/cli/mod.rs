@@ -45,7 +45,7 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/lib/sluice/token";
         sluiceadm add-fw-rule vm1 --direction in --priority 10 --action allow --protocol tcp --ports 22\n  \
         sluiceadm trace vm1 --proto tcp --src 10.0.0.5 --dst 1.1.1.1 --dport 443\n  \
         sluiceadm --json stats vm1\n  \
-        sluiceadm --etcd http://10.0.0.1:2379 --host h1 create-vnic --config vm1.json --tap tap-vm1\n  \
+        sluiceadm --etcd http://10.0.0.1:2379 --fleet-host h1 create-vnic --config vm1.json --tap tap-vm1\n  \
         sluiceadm --etcd http://10.0.0.1:2379 set-v2p 7777 10.0.0.6 a8:40:25:00:00:06 fd00:99::b\n  \
         sluiceadm --etcd http://10.0.0.1:2379 fleet-status\n\n\
         Reads need no token from the daemon's own host; changes need the token\n\
@@ -88,7 +88,7 @@ pub struct Global {
     pub etcd: Option<String>,
     /// With --etcd: the fleet host whose ports a port verb is about.
     #[arg(long, global = true, value_name = "NAME")]
-    pub host: Option<String>,
+    pub fleet_host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

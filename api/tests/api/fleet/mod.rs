@@ -8,6 +8,7 @@
 //! `fleet-status` end to end.
 
 mod etcd;
+mod sluiced;
 mod world;
 
 use api::fleet::admin::Store;
