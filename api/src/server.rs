@@ -264,6 +264,11 @@ impl Sluice {
         lock(&self.ports).values().cloned().collect()
     }
 
+    /// One port's desired state.
+    pub fn port_config(&self, name: &str) -> Option<CreateVnic> {
+        lock(&self.ports).get(name).cloned()
+    }
+
     pub fn underlay_mtu(&self) -> Option<u16> {
         self.limits.underlay_mtu
     }

@@ -39,7 +39,8 @@ pub struct AgentOptions {
     pub host: String,
     /// The status lease's time to live: a host silent this long is gone.
     pub lease_ttl: Duration,
-    /// The status is written at most this often (and only on a change).
+    /// The status is written at most this often (and only on a change):
+    /// `fleet-status` may be this much behind.
     pub status_every: Duration,
 }
 
@@ -49,7 +50,9 @@ impl AgentOptions {
             endpoints,
             host: host.to_string(),
             lease_ttl: Duration::from_secs(10),
-            status_every: Duration::from_millis(100),
+            // 100 hosts writing theirs ten times a second loaded etcd
+            // (and so everyone's convergence) more than the changes did.
+            status_every: Duration::from_secs(1),
         }
     }
 }
@@ -223,6 +226,9 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
     .await?;
     let mut written: Option<HostStatus> = None;
     let mut last_ka = Instant::now();
+    let mut last_status = Instant::now()
+        .checked_sub(opts.status_every)
+        .unwrap_or_else(Instant::now);
     let ka_every = opts.lease_ttl / 3;
     loop {
         if *need_list {
@@ -239,7 +245,8 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
             .with_start_revision(from)
             .with_progress_notify();
         let mut stream = timed("watching", client.watch(keys::DESIRED, Some(wopts))).await?;
-        let mut tick = tokio::time::interval(opts.status_every);
+        // Stop, disconnect and the lease are looked at this often.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 msg = stream.message() => {
@@ -294,6 +301,10 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
                         let _ = tokio::time::timeout(Duration::from_millis(50), acks.message()).await;
                         last_ka = Instant::now();
                     }
+                    if last_status.elapsed() < opts.status_every {
+                        continue;
+                    }
+                    last_status = Instant::now();
                     let now = lock(&s.rec).status();
                     if written.as_ref() != Some(&now) {
                         let v = serde_json::to_vec(&now).unwrap_or_default();

@@ -317,11 +317,7 @@ impl Reconciler {
     /// the VNIs it joined or left.
     fn converge_port(&mut self, name: &str, key: &str, tables: bool) {
         let before = self.local.clone();
-        let have = self
-            .sluice
-            .port_configs()
-            .into_iter()
-            .find(|p| p.config.name == name);
+        let have = self.sluice.port_config(name);
         let want = self.ports.get(name).cloned();
         match (have, want) {
             (None, None) => {}
@@ -350,12 +346,13 @@ impl Reconciler {
                 }
             }
         }
-        let after = self.local_vnis();
-        self.local = after.clone();
         if !tables {
-            // The caller converges the tables of every VNI in one pass.
+            // The caller converges the tables of every VNI in one pass
+            // (and learns the local VNIs once, after every port).
             return;
         }
+        let after = self.local_vnis();
+        self.local = after.clone();
         for vni in after.difference(&before) {
             self.program_vni(*vni);
         }
@@ -441,6 +438,7 @@ impl Reconciler {
             // Tables are done below, in one pass.
             self.converge_port(&name, &key, false);
         }
+        self.local = self.local_vnis();
         self.converge_tables();
         self.revision = revision;
     }

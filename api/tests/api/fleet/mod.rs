@@ -8,6 +8,7 @@
 //! `fleet-status` end to end.
 
 mod etcd;
+mod figures;
 mod sluiced;
 mod world;
 
