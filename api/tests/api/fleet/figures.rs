@@ -114,7 +114,11 @@ fn figures_initial_sync_of_100k_v2p_and_1000_ports() {
     let h = &world.hosts[0];
     let deadline = t0 + Duration::from_secs(120);
     while h.agent.applied_revision() < rev {
-        assert!(Instant::now() < deadline, "no sync: {:?}", h.agent.last_error());
+        assert!(
+            Instant::now() < deadline,
+            "no sync: {:?}",
+            h.agent.last_error()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let took = t0.elapsed();
