@@ -172,7 +172,7 @@ mod tests {
             "/sluice/v1/desired/v2p/notanumber/10.0.0.1",
             "/sluice/v1/desired/v2p/99999999/10.0.0.1",
             "/sluice/v1/desired/v2p/7/10.0.0.300",
-            "/sluice/v1/desired/v2b/7/10.0.0.0",
+            "/sluice/v1/desired/v2b/7/10.0.0.0/40",
             "/sluice/v1/desired/hosts/h1/ports/",
             "/sluice/v1/desired/hosts/h1/nics/vm1",
             "/sluice/v1/desired/other",
