@@ -503,7 +503,14 @@ impl SluiceApi for SluiceImpl {
     }
 
     async fn metrics(rq: Rq) -> Result<Response<Body>, HttpError> {
-        let text = call(&rq, false, |s| Ok(crate::metrics::render(&s.stats()?))).await?;
+        let text = call(&rq, false, |s| {
+            let mut t = crate::metrics::render(&s.stats()?);
+            if s.fleet().is_some() {
+                t += &s.fleet_gauges().render();
+            }
+            Ok(t)
+        })
+        .await?;
         Ok(Response::builder()
             .status(http::StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")

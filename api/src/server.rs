@@ -150,6 +150,8 @@ pub struct Sluice {
     /// The fleet whose store programs this host (`[fleet]`), if any:
     /// the API then refuses changes of the desired state.
     fleet: std::sync::OnceLock<String>,
+    /// The fleet agent's gauges (`/metrics`).
+    fleet_gauges: std::sync::OnceLock<Arc<crate::fleet::Gauges>>,
 }
 
 /// The steps of a mutating call that can fail after something changed;
@@ -187,6 +189,7 @@ impl Sluice {
             fail_at: Mutex::new(None),
             captures: std::sync::atomic::AtomicUsize::new(0),
             fleet: std::sync::OnceLock::new(),
+            fleet_gauges: std::sync::OnceLock::new(),
         };
         // Frames the uplink cannot carry are counted where they are made.
         if let Some(mtu) = s.limits.underlay_mtu {
@@ -257,6 +260,11 @@ impl Sluice {
     /// The fleet programming this host, if one does.
     pub fn fleet(&self) -> Option<&str> {
         self.fleet.get().map(String::as_str)
+    }
+
+    /// The fleet agent's gauges (made on first use).
+    pub fn fleet_gauges(&self) -> &Arc<crate::fleet::Gauges> {
+        self.fleet_gauges.get_or_init(Arc::default)
     }
 
     /// The desired state of every port (no V2P: cheap to ask often).

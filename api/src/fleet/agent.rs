@@ -20,7 +20,7 @@ use crate::fleet::reconcile::{Event, HostStatus, Reconciler};
 use crate::server::Sluice;
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,9 +72,7 @@ struct Shared {
     /// Tests and operators: `false` drops the connection and keeps it
     /// down until `true`.
     connect: AtomicBool,
-    applied: AtomicI64,
-    relists: AtomicU64,
-    sessions: AtomicU64,
+    g: Arc<crate::fleet::Gauges>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -87,12 +85,10 @@ pub struct Agent {
 impl Agent {
     pub fn start(sluice: Arc<Sluice>, opts: AgentOptions) -> std::io::Result<Agent> {
         let shared = Arc::new(Shared {
-            rec: Mutex::new(Reconciler::new(sluice, &opts.host)),
+            rec: Mutex::new(Reconciler::new(Arc::clone(&sluice), &opts.host)),
             stop: AtomicBool::new(false),
             connect: AtomicBool::new(true),
-            applied: AtomicI64::new(0),
-            relists: AtomicU64::new(0),
-            sessions: AtomicU64::new(0),
+            g: Arc::clone(sluice.fleet_gauges()),
             last_error: Mutex::new(None),
         });
         let s = Arc::clone(&shared);
@@ -120,18 +116,18 @@ impl Agent {
     /// The revision the host has applied everything up to (0: not yet
     /// synchronised).
     pub fn applied_revision(&self) -> i64 {
-        self.shared.applied.load(Ordering::Acquire)
+        self.shared.g.applied_revision.load(Ordering::Acquire)
     }
 
     /// How many times the agent listed the whole desired state (the
     /// first sync, then once per compaction it fell behind).
     pub fn relists(&self) -> u64 {
-        self.shared.relists.load(Ordering::Relaxed)
+        self.shared.g.relists.load(Ordering::Relaxed)
     }
 
     /// How many connections to the store the agent made.
     pub fn sessions(&self) -> u64 {
-        self.shared.sessions.load(Ordering::Relaxed)
+        self.shared.g.sessions.load(Ordering::Relaxed)
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -172,8 +168,10 @@ async fn run(s: &Shared, opts: &AgentOptions) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        s.sessions.fetch_add(1, Ordering::Relaxed);
-        match session(s, opts, &mut need_list).await {
+        s.g.sessions.fetch_add(1, Ordering::Relaxed);
+        let r = session(s, opts, &mut need_list).await;
+        s.g.connected.store(false, Ordering::Relaxed);
+        match r {
             Ok(()) => {}
             Err(e) => {
                 *lock(&s.last_error) = Some(e);
@@ -235,8 +233,11 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
             let (kvs, rev) = list(&mut client).await?;
             let mut rec = lock(&s.rec);
             rec.resync(kvs, rev);
-            s.applied.store(rec.revision(), Ordering::Release);
-            s.relists.fetch_add(1, Ordering::Relaxed);
+            s.g.applied_revision
+                .store(rec.revision(), Ordering::Release);
+            s.g.refused_keys
+                .store(rec.refused().len() as u64, Ordering::Relaxed);
+            s.g.relists.fetch_add(1, Ordering::Relaxed);
             *need_list = false;
         }
         let from = lock(&s.rec).revision() + 1;
@@ -245,6 +246,7 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
             .with_start_revision(from)
             .with_progress_notify();
         let mut stream = timed("watching", client.watch(keys::DESIRED, Some(wopts))).await?;
+        s.g.connected.store(true, Ordering::Relaxed);
         // Stop, disconnect and the lease are looked at this often.
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -288,7 +290,8 @@ async fn session(s: &Shared, opts: &AgentOptions, need_list: &mut bool) -> Resul
                     }
                     let mut rec = lock(&s.rec);
                     rec.apply(events, last);
-                    s.applied.store(rec.revision(), Ordering::Release);
+                    s.g.applied_revision.store(rec.revision(), Ordering::Release);
+            s.g.refused_keys.store(rec.refused().len() as u64, Ordering::Relaxed);
                 }
                 _ = tick.tick() => {
                     if s.stop.load(Ordering::Acquire) || !s.connect.load(Ordering::Acquire) {

@@ -409,6 +409,9 @@ impl Reconciler {
         for (key, value) in listing {
             match self.read(&key, &value) {
                 Err(e) => {
+                    // As for a refused update: what the host has for the
+                    // key stays in force.
+                    self.keep_current(&key);
                     self.refused.insert(key, e);
                 }
                 Ok(Item::Other) => {}
@@ -441,6 +444,36 @@ impl Reconciler {
         self.local = self.local_vnis();
         self.converge_tables();
         self.revision = revision;
+    }
+
+    /// Keeps what the host has at `key` in the desired state (its last
+    /// good value, when a re-list finds the key refused).
+    fn keep_current(&mut self, key: &str) {
+        match keys::parse(key) {
+            Ok(Key::Port { host, name }) if host == self.host => {
+                if let Some(p) = self.sluice.port_config(&name) {
+                    self.ports.insert(name, p);
+                }
+            }
+            Ok(Key::V2p { vni, ip }) => {
+                if let Some((d, _)) = self.sluice.host().v2p.get(vni, ip) {
+                    let m = V2pMapping {
+                        vni,
+                        ip,
+                        guest_mac: vnic::config::MacAddr(d.guest_mac),
+                        host: d.host,
+                    };
+                    self.v2p.entry(vni.get()).or_default().insert(ip, m);
+                }
+            }
+            Ok(Key::V2b { vni, prefix }) => {
+                let have = self.sluice.dump_v2b(Some(vni));
+                if let Some(r) = have.into_iter().find(|r| r.prefix == prefix) {
+                    self.v2b.entry(vni.get()).or_default().insert(prefix, r);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Makes the host's V2P and V2B the desired ones of its local VNIs:

@@ -437,6 +437,10 @@ fn a_host_cut_off_past_a_compaction_lists_again_and_keeps_its_flows() {
     store
         .delete_raw(&keys::v2p(vni(VNI), Ipv4Addr::new(10, 50, 0, 0).into()))
         .unwrap();
+    // And a bad value for the port whose flow we watch: refused, its last
+    // good value stays.
+    let vm1_key = keys::port("h1", "vm1-0");
+    store.put_raw(&vm1_key, "{\"config\": 5}").unwrap();
     let now = store.revision().unwrap();
     store.compact(now).unwrap();
     let cut_at = h1.agent.applied_revision();
@@ -462,6 +466,8 @@ fn a_host_cut_off_past_a_compaction_lists_again_and_keeps_its_flows() {
         h1.agent.applied_revision()
     );
     assert!(h1.sluice.get_port("vm1-9").is_ok());
+    let refused = h1.agent.status().refused;
+    assert!(refused.iter().any(|r| r.key == vm1_key), "{refused:?}");
     assert_eq!(v2p_host(h1, VNI, Ipv4Addr::new(10, 50, 0, 0)), None);
     for k in 1..20u8 {
         assert_eq!(

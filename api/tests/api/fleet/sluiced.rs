@@ -221,6 +221,13 @@ fn sluiced_in_fleet_mode_applies_sluiceadm_etcd_refuses_local_changes_and_restar
             })
         },
     );
+    let m = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap();
+    let m = m.into_string().unwrap();
+    assert!(m.contains("sluice_fleet_connected 1"), "{m}");
+    assert!(m.contains("sluice_fleet_relists_total 1"), "{m}");
+    assert!(m.contains("sluice_fleet_refused_keys 0"), "{m}");
     let (ok, table, _) = adm(&etcd, &["fleet-status"]);
     assert!(
         ok && table.contains("HOST") && table.contains("d1"),
