@@ -3,7 +3,7 @@
 # test command and what CI runs (.ci/run).
 #
 #   scripts/test.sh            all tiers
-#   scripts/test.sh --fast     checks and `cargo test` only (installs nothing)
+#   scripts/test.sh --fast     checks and `cargo test` only (installs only what building needs)
 #
 # Tiers that need something this machine lacks (root, a Debian package)
 # install it when they can and say plainly why they skip when they cannot.
@@ -24,6 +24,12 @@ command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
 for t in iperf3 tmux python3; do
   command -v "$t" >/dev/null 2>&1 || need_pkgs+=("$t")
 done
+# The fleet tier (api built with `--features fleet`) starts a real etcd and
+# builds etcd-client, which compiles etcd's protobuf definitions (protoc,
+# and the well-known types from libprotobuf-dev).
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need_pkgs+=(libprotobuf-dev)
 if [ "$fast" = 0 ] && [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "installing ${need_pkgs[*]} (apt-get)"
@@ -73,6 +79,18 @@ if [ "$fast" = 0 ]; then
     status=1
   else
     echo "skipped: DPDK tier (DPDK is not installed and this is not root; see scripts/install-dpdk.sh)"
+  fi
+
+  step "fleet mode (api --features fleet, against a real etcd)"
+  if command -v protoc >/dev/null 2>&1 && [ -e /usr/include/google/protobuf/descriptor.proto ]; then
+    cargo clippy -p api --all-targets --features fleet --locked -- -D warnings
+    # Without etcd the tests say they skip (and fail when CI is set).
+    cargo test -p api --features fleet --locked --test api fleet 2>&1 | tee -a target/cargo-test.log || status=$?
+  elif [ -n "${CI:-}" ]; then
+    echo "FAIL: the fleet tier cannot build: protoc or libprotobuf-dev is missing in CI"
+    status=1
+  else
+    echo "skipped: fleet tier (protoc or libprotobuf-dev missing and this is not root; apt-get install protobuf-compiler libprotobuf-dev)"
   fi
 
   step "benchmarks: bench/run.sh --quick, one short pass (debug build; no timing asserted)"

@@ -37,6 +37,10 @@
 //! v2p = 1000000
 //! v2b = 65536
 //! ports = 1024
+//!
+//! # [fleet]                        # programmed from etcd (README: Fleet mode)
+//! # endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+//! # host = "rack1-h07"             # this host's name in /sluice/v1/ keys
 //! ```
 
 use serde::Deserialize;
@@ -67,6 +71,20 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub api: ApiSection,
+    /// Fleet mode: the desired state comes from etcd; the API refuses
+    /// changes to it (409).
+    #[serde(default)]
+    pub fleet: Option<FleetSection>,
+}
+
+/// `[fleet]`: where the fleet's desired state is, and who this host is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// etcd's client URLs (`http://HOST:PORT`), one or more members.
+    pub endpoints: Vec<String>,
+    /// This host's name in the fleet's keys.
+    pub host: String,
 }
 
 /// `[api]`: who may read, and what a client may hold.
@@ -329,6 +347,34 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "underlay.mtu: {m} is out of range 1280..=9216 (IPv6 needs 1280)"
                 )));
+            }
+        }
+        if let Some(f) = &self.fleet {
+            if f.endpoints.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "fleet.endpoints: at least one etcd URL is needed (e.g. \"http://10.0.0.1:2379\")".into(),
+                ));
+            }
+            for e in &f.endpoints {
+                let ok = e
+                    .strip_prefix("http://")
+                    .or_else(|| e.strip_prefix("https://"))
+                    .is_some_and(|rest| {
+                        let hostport = rest.trim_end_matches('/');
+                        !hostport.is_empty()
+                            && !hostport.contains('/')
+                            && hostport.rsplit_once(':').is_some_and(|(h, p)| {
+                                !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                            })
+                    });
+                if !ok {
+                    return Err(ConfigError::Invalid(format!(
+                        "fleet.endpoints: '{e}' is not an etcd client URL (http://HOST:PORT)"
+                    )));
+                }
+            }
+            if let Some(p) = crate::fleet::keys::host_name_problem(&f.host) {
+                return Err(ConfigError::Invalid(format!("fleet.host: {p}")));
             }
         }
         let a = &self.api;

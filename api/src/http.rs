@@ -199,6 +199,25 @@ async fn call<T: Send + 'static>(
     r.map_err(Into::into)
 }
 
+/// A call that changes the host's desired state: refused with 409 on a
+/// host a fleet programs (its store is where the change belongs; a local
+/// change would be undone, or worse, kept on this host alone).
+async fn change<T: Send + 'static>(
+    rq: &Rq,
+    f: impl FnOnce(&Sluice) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, HttpError> {
+    let ctx = Arc::clone(rq.context());
+    ctx.admit(&rq.request, true)?;
+    if let Some(fleet) = ctx.sluice.fleet() {
+        return Err(ApiError::Conflict(format!(
+            "this host's desired state is managed by the fleet ({fleet}); \
+             change it there: sluiceadm --etcd URL --fleet-host NAME <verb>"
+        ))
+        .into());
+    }
+    call(rq, true, f).await
+}
+
 impl SluiceApi for SluiceImpl {
     type Context = Arc<Ctx>;
 
@@ -213,7 +232,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<CreateVnic>,
     ) -> Result<HttpResponseCreated<PortSummary>, HttpError> {
         let b = body.into_inner();
-        call(&rq, true, move |s| s.create_vnic(b, true))
+        change(&rq, move |s| s.create_vnic(b, true))
             .await
             .map(HttpResponseCreated)
     }
@@ -230,7 +249,7 @@ impl SluiceApi for SluiceImpl {
 
     async fn delete_vnic(rq: Rq, path: Path<PortPath>) -> Result<HttpResponseDeleted, HttpError> {
         let n = path.into_inner().name;
-        call(&rq, true, move |s| s.delete_vnic(&n))
+        change(&rq, move |s| s.delete_vnic(&n))
             .await
             .map(|()| HttpResponseDeleted())
     }
@@ -295,7 +314,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<FirewallRule>,
     ) -> Result<HttpResponseOk<Vec<NumberedRule>>, HttpError> {
         let (n, r) = (path.into_inner().name, body.into_inner());
-        call(&rq, true, move |s| s.add_fw_rule(&n, r))
+        change(&rq, move |s| s.add_fw_rule(&n, r))
             .await
             .map(HttpResponseOk)
     }
@@ -306,7 +325,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<FirewallRules>,
     ) -> Result<HttpResponseOk<Vec<NumberedRule>>, HttpError> {
         let (n, r) = (path.into_inner().name, body.into_inner().rules);
-        call(&rq, true, move |s| s.set_fw_rules(&n, r))
+        change(&rq, move |s| s.set_fw_rules(&n, r))
             .await
             .map(HttpResponseOk)
     }
@@ -316,7 +335,7 @@ impl SluiceApi for SluiceImpl {
         path: Path<RulePath>,
     ) -> Result<HttpResponseOk<Vec<NumberedRule>>, HttpError> {
         let p = path.into_inner();
-        call(&rq, true, move |s| s.rm_fw_rule(&p.name, p.id))
+        change(&rq, move |s| s.rm_fw_rule(&p.name, p.id))
             .await
             .map(HttpResponseOk)
     }
@@ -337,7 +356,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<RouteEntry>,
     ) -> Result<HttpResponseOk<Routes>, HttpError> {
         let (n, r) = (path.into_inner().name, body.into_inner());
-        call(&rq, true, move |s| s.add_route(&n, r))
+        change(&rq, move |s| s.add_route(&n, r))
             .await
             .map(HttpResponseOk)
     }
@@ -348,7 +367,7 @@ impl SluiceApi for SluiceImpl {
         query: Query<RouteDest>,
     ) -> Result<HttpResponseOk<Routes>, HttpError> {
         let (n, d) = (path.into_inner().name, query.into_inner().dest);
-        call(&rq, true, move |s| s.del_route(&n, d))
+        change(&rq, move |s| s.del_route(&n, d))
             .await
             .map(HttpResponseOk)
     }
@@ -359,7 +378,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<SetExternalIps>,
     ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
         let (n, e) = (path.into_inner().name, body.into_inner().external);
-        call(&rq, true, move |s| s.set_external_ips(&n, e))
+        change(&rq, move |s| s.set_external_ips(&n, e))
             .await
             .map(HttpResponseOk)
     }
@@ -414,7 +433,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<SetRateLimit>,
     ) -> Result<HttpResponseOk<VnicConfig>, HttpError> {
         let (n, r) = (path.into_inner().name, body.into_inner().rate_limit);
-        call(&rq, true, move |s| s.set_rate_limit(&n, r))
+        change(&rq, move |s| s.set_rate_limit(&n, r))
             .await
             .map(HttpResponseOk)
     }
@@ -522,7 +541,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<V2pSet>,
     ) -> Result<HttpResponseOk<Changed>, HttpError> {
         let b = body.into_inner();
-        call(&rq, true, move |s| s.set_v2p(b, true))
+        change(&rq, move |s| s.set_v2p(b, true))
             .await
             .map(|changed| HttpResponseOk(Changed { changed }))
     }
@@ -532,7 +551,7 @@ impl SluiceApi for SluiceImpl {
         query: Query<V2pSelector>,
     ) -> Result<HttpResponseOk<Changed>, HttpError> {
         let q = query.into_inner();
-        call(&rq, true, move |s| s.clear_v2p(q))
+        change(&rq, move |s| s.clear_v2p(q))
             .await
             .map(|changed| HttpResponseOk(Changed { changed }))
     }
@@ -554,7 +573,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<V2bSet>,
     ) -> Result<HttpResponseOk<Changed>, HttpError> {
         let b = body.into_inner();
-        call(&rq, true, move |s| s.set_v2b(b, true))
+        change(&rq, move |s| s.set_v2b(b, true))
             .await
             .map(|changed| HttpResponseOk(Changed { changed }))
     }
@@ -564,7 +583,7 @@ impl SluiceApi for SluiceImpl {
         query: Query<V2bSelector>,
     ) -> Result<HttpResponseOk<Changed>, HttpError> {
         let q = query.into_inner();
-        call(&rq, true, move |s| s.clear_v2b(q))
+        change(&rq, move |s| s.clear_v2b(q))
             .await
             .map(|changed| HttpResponseOk(Changed { changed }))
     }
@@ -581,7 +600,11 @@ impl SluiceApi for SluiceImpl {
 
     async fn metrics(rq: Rq) -> Result<Response<Body>, HttpError> {
         let text = call(&rq, false, |s| {
-            Ok(crate::metrics::render(&s.stats()?) + &s.migration_metrics())
+            let mut t = crate::metrics::render(&s.stats()?) + &s.migration_metrics();
+            if s.fleet().is_some() {
+                t += &s.fleet_gauges().render();
+            }
+            Ok(t)
         })
         .await?;
         Ok(Response::builder()

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod devices;
 pub mod dpdk;
 pub mod error;
+pub mod fleet;
 pub mod front;
 pub mod http;
 pub mod journal;

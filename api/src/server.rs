@@ -152,6 +152,11 @@ pub struct Sluice {
     /// Ports cut over to another host (`server/migration.rs`): when their
     /// grace period ends, and the guest device they had.
     cutovers: Mutex<BTreeMap<String, (std::time::Instant, GuestSpec)>>,
+    /// The fleet whose store programs this host (`[fleet]`), if any:
+    /// the API then refuses changes of the desired state.
+    fleet: std::sync::OnceLock<String>,
+    /// The fleet agent's gauges (`/metrics`).
+    fleet_gauges: std::sync::OnceLock<Arc<crate::fleet::Gauges>>,
 }
 
 /// The steps of a mutating call that can fail after something changed;
@@ -189,6 +194,8 @@ impl Sluice {
             fail_at: Mutex::new(None),
             cutovers: Mutex::new(BTreeMap::new()),
             captures: std::sync::atomic::AtomicUsize::new(0),
+            fleet: std::sync::OnceLock::new(),
+            fleet_gauges: std::sync::OnceLock::new(),
         };
         // Frames the uplink cannot carry are counted where they are made.
         if let Some(mtu) = s.limits.underlay_mtu {
@@ -248,6 +255,36 @@ impl Sluice {
     /// Where the state is persisted, if it is.
     pub fn store(&self) -> Option<&StateStore> {
         self.store.as_ref()
+    }
+
+    /// Marks the host as programmed by a fleet (`what` names it, e.g.
+    /// its etcd endpoints and host name); see [`Sluice::fleet`].
+    pub fn set_fleet(&self, what: String) {
+        let _ = self.fleet.set(what);
+    }
+
+    /// The fleet programming this host, if one does.
+    pub fn fleet(&self) -> Option<&str> {
+        self.fleet.get().map(String::as_str)
+    }
+
+    /// The fleet agent's gauges (made on first use).
+    pub fn fleet_gauges(&self) -> &Arc<crate::fleet::Gauges> {
+        self.fleet_gauges.get_or_init(Arc::default)
+    }
+
+    /// The desired state of every port (no V2P: cheap to ask often).
+    pub fn port_configs(&self) -> Vec<CreateVnic> {
+        lock(&self.ports).values().cloned().collect()
+    }
+
+    /// One port's desired state.
+    pub fn port_config(&self, name: &str) -> Option<CreateVnic> {
+        lock(&self.ports).get(name).cloned()
+    }
+
+    pub fn underlay_mtu(&self) -> Option<u16> {
+        self.limits.underlay_mtu
     }
 
     /// The whole persisted state.
@@ -743,6 +780,16 @@ impl Sluice {
             Ok(())
         })?;
         self.routes(name)
+    }
+
+    /// Replaces a port's whole configuration in place (what a fleet's
+    /// desired state says it is): validated and applied as every other
+    /// change of a live port is.
+    pub fn replace_config(&self, name: &str, c: VnicConfig) -> Result<VnicConfig, ApiError> {
+        self.reconfigure(name, |old| {
+            *old = c;
+            Ok(())
+        })
     }
 
     pub fn set_external_ips(

@@ -317,6 +317,29 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
             "port" => &p.name, "error" => p.guest_error.as_deref().unwrap_or_default());
     }
     api::server::spawn_guest_retry(&sluice, GUEST_RETRY).map_err(|e| e.to_string())?;
+    // Fleet mode: the restored state keeps forwarding while the agent
+    // connects; it then applies only what etcd says differs.
+    #[cfg(not(feature = "fleet"))]
+    if c.fleet.is_some() {
+        return Err("this sluiced was built without fleet mode: [fleet] needs \
+                    `cargo build --release -p api --features fleet` (which needs protoc: \
+                    Debian's protobuf-compiler and libprotobuf-dev)"
+            .to_string());
+    }
+    #[cfg(feature = "fleet")]
+    let _fleet = match &c.fleet {
+        Some(f) => {
+            sluice.set_fleet(format!(
+                "etcd {} as host '{}'",
+                f.endpoints.join(","),
+                f.host
+            ));
+            let opts = api::fleet::AgentOptions::new(f.endpoints.clone(), &f.host);
+            slog::info!(log, "fleet mode"; "host" => &f.host, "etcd" => f.endpoints.join(","));
+            Some(api::fleet::Agent::start(Arc::clone(&sluice), opts).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     slog::info!(log, "sluiced started";
         "underlay" => %c.underlay.address, "interface" => &c.underlay.interface,
         "workers" => c.workers, "ports_restored" => ports, "listen" => %c.listen,

@@ -38,6 +38,10 @@ pub enum CliError {
     /// `top` could not use the terminal.
     #[error("{0}")]
     Top(String),
+    /// The fleet's store refused, could not be reached, or the verb is
+    /// not one of desired state.
+    #[error("{0}")]
+    Fleet(String),
 }
 
 impl CliError {
@@ -186,9 +190,29 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         };
         return Ok(());
     }
-    let tok = token(cli);
+    if cli.global.etcd.is_some() || matches!(cli.command, Command::FleetStatus) {
+        #[cfg(feature = "fleet")]
+        return super::fleet::run(cli, out);
+        #[cfg(not(feature = "fleet"))]
+        return Err(CliError::Fleet(
+            "this sluiceadm was built without fleet mode: --etcd and fleet-status need \
+             `cargo build --release -p api --features fleet` (which needs protoc)"
+                .to_string(),
+        ));
+    }
+    run_on(cli, &cli.global.url, token(cli), out)
+}
+
+/// Runs a verb against the API at `url` (a host's, or the staging host
+/// `--etcd` runs verbs on).
+pub(super) fn run_on(
+    cli: &Cli,
+    url: &str,
+    tok: Result<String, String>,
+    out: &mut String,
+) -> Result<(), CliError> {
     let no_token = tok.as_ref().err().cloned();
-    let c = Client::new(&cli.global.url, tok.ok());
+    let c = Client::new(url, tok.ok());
     let api = |err| CliError::Api {
         err,
         no_token: no_token.clone(),
@@ -411,7 +435,7 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
             let doc: serde_json::Value = read_json(&a.file)?;
             emit(super::migrate::migrate_in(&c, a, doc, j).map_err(api)?)
         }
-        Command::Replay(_) => {}
+        Command::Replay(_) | Command::FleetStatus => {}
     }
     Ok(())
 }

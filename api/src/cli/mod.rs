@@ -15,6 +15,8 @@
 pub mod args;
 mod commands;
 mod migrate;
+#[cfg(feature = "fleet")]
+mod fleet;
 pub mod show;
 pub mod summary;
 pub mod table;
@@ -46,9 +48,14 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/lib/sluice/token";
         sluiceadm add-fw-rule vm1 --direction in --priority 10 --action allow --protocol tcp --ports 22\n  \
         sluiceadm trace vm1 --proto tcp --src 10.0.0.5 --dst 1.1.1.1 --dport 443\n  \
         sluiceadm --json stats vm1\n  \
-        sluiceadm top\n\n\
+        sluiceadm top\n  \
+        sluiceadm --etcd http://10.0.0.1:2379 --fleet-host h1 create-vnic --config vm1.json --tap tap-vm1\n  \
+        sluiceadm --etcd http://10.0.0.1:2379 set-v2p 7777 10.0.0.6 a8:40:25:00:00:06 fd00:99::b\n  \
+        sluiceadm --etcd http://10.0.0.1:2379 fleet-status\n\n\
         Reads need no token from the daemon's own host; changes need the token\n\
-        (read from --token-file, /var/lib/sluice/token by default)."
+        (read from --token-file, /var/lib/sluice/token by default). With --etcd\n\
+        the desired-state verbs write the fleet's store (a host in fleet mode\n\
+        refuses them on its API with 409)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -78,6 +85,14 @@ pub struct Global {
     /// Print the server's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Work on the fleet's desired state in etcd (client URLs, comma
+    /// separated) instead of one host's API: the verbs that change
+    /// desired state write it there, validated as the API validates it.
+    #[arg(long, global = true, env = "SLUICE_ETCD", value_name = "URL[,URL..]")]
+    pub etcd: Option<String>,
+    /// With --etcd: the fleet host whose ports a port verb is about.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub fleet_host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -405,6 +420,17 @@ pub enum Command {
     /// Print the whole persisted state as JSON (the input of replay).
     #[command(after_help = "Example:\n  sluiceadm dump-state > state.json")]
     DumpState,
+
+    /// The fleet's hosts (needs --etcd): applied revision, lag, ports, refused keys.
+    ///
+    /// LAG is how many revisions of desired state a host has not applied
+    /// yet (0: converged); ALIVE is whether its status lease is held (its
+    /// sluiced is connected). Keys no host will apply (a port for a host
+    /// that never joined) and keys a host refused follow the table.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm --etcd http://10.0.0.1:2379 fleet-status\n  \
+        sluiceadm --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --json fleet-status")]
+    FleetStatus,
 
     /// Replay captures through a state offline (no daemon, no root).
     #[command(

@@ -10,6 +10,8 @@ mod daemon_config;
 mod devices;
 mod endpoints;
 mod files;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod journal;
 mod load;
 mod migration;
