@@ -14,9 +14,9 @@
 
 pub mod args;
 mod commands;
-mod migrate;
 #[cfg(feature = "fleet")]
 mod fleet;
+mod migrate;
 pub mod show;
 pub mod summary;
 pub mod table;
