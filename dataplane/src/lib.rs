@@ -18,6 +18,7 @@ pub mod checksum;
 pub mod clock;
 pub mod drop;
 pub mod flow;
+pub mod flowlog;
 pub mod headers;
 pub mod layer;
 pub mod meta;
@@ -36,6 +37,9 @@ pub use addr::{IpCidr, PortRange};
 pub use clock::{Clock, ManualClock, Moment, MonotonicClock};
 pub use drop::DropReason;
 pub use flow::{Direction, FlowKey};
+pub use flowlog::{
+    CloseReason, Decider, Decision, FlowLog, FlowLogConfig, FlowLogStats, FlowRecord, LayerName,
+};
 pub use headers::{Headers, ParseMode, Vni};
 pub use layer::{DefaultAction, LayerConfig};
 pub use meta::{Meta, MetaKey};

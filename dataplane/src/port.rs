@@ -31,6 +31,10 @@ use crate::action::{Action, ActionId, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
 use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
+use crate::flowlog::{
+    CloseReason, Decider, Decision, FlowLog, FlowLogConfig, FlowLogStats, FlowLogger, FlowRecord,
+    LayerName,
+};
 use crate::headers::{self, Frag, Headers, Offsets, ParseMode, Parsed, L3, L4};
 use crate::layer::{DefaultAction, Layer, LayerConfig, LayerDirStats, LftEntry, LftState};
 use crate::meta::Meta;
@@ -268,6 +272,21 @@ struct FlowRec {
     last_hit: Moment,
     packets: [u64; 2],
     bytes: [u64; 2],
+    /// Cold: what flow logs report of the flow.
+    log: LogState,
+}
+
+/// What a flow's log records need that the fast path never reads.
+#[derive(Clone, Copy, Default)]
+struct LogState {
+    decider: Decider,
+    /// The first packet's key as it left the layers, when NAT changed it.
+    translated: Option<FlowKey>,
+    vni: u32,
+    /// When the flow's last record was made, and its counts then.
+    logged_at: Moment,
+    logged_packets: [u64; 2],
+    logged_bytes: [u64; 2],
 }
 
 /// Flow records in a slab: ids are indices, reused after a free; the
@@ -376,6 +395,9 @@ struct Walk {
     meta: Meta,
     transform: Transform,
     flow: Option<(u32, u32)>,
+    /// The layer and rule that decided: the stateful action that made the
+    /// flow, or the deny (for flow logs).
+    decider: Option<(usize, Option<RuleId>)>,
     trace: Option<Vec<TraceStep>>,
 }
 
@@ -394,6 +416,8 @@ pub struct Port {
     encaps: EncapCache,
     /// The guest's egress limit, checked before anything else on `Out`.
     rate: Option<RateLimiter>,
+    /// Flow logging, when enabled (see [`crate::flowlog`]).
+    flow_log: Option<FlowLogger>,
 }
 
 /// Errors from the control operations on a port.
@@ -431,6 +455,7 @@ impl Port {
             hasher,
             encaps: EncapCache::default(),
             rate: None,
+            flow_log: None,
         }
     }
 
@@ -455,6 +480,30 @@ impl Port {
 
     pub fn rate_limit(&self) -> Option<&RateLimit> {
         self.rate.as_ref().map(|r| r.limit())
+    }
+
+    /// Enables flow logging into `log` (a queue allocated once, by the
+    /// caller, and drained by it), or with `None` disables it. Records
+    /// start with the flows that end from now on.
+    pub fn set_flow_log(&mut self, log: Option<(FlowLogConfig, Arc<FlowLog>)>) {
+        let now = self.clock.now();
+        self.flow_log = log.map(|(cfg, q)| FlowLogger::new(cfg, q, now));
+    }
+
+    /// The queue flow records go to, when logging is on.
+    pub fn flow_log(&self) -> Option<&Arc<FlowLog>> {
+        self.flow_log.as_ref().map(|l| l.log())
+    }
+
+    pub fn flow_log_config(&self) -> Option<FlowLogConfig> {
+        self.flow_log.as_ref().map(|l| l.cfg)
+    }
+
+    /// The flow log's counters (zero when logging is off).
+    pub fn flow_log_stats(&self) -> FlowLogStats {
+        self.flow_log
+            .as_ref()
+            .map_or_else(FlowLogStats::default, |l| l.log().stats())
     }
 
     pub fn stats(&self) -> &PortStats {
@@ -588,7 +637,7 @@ impl Port {
     pub fn clear_flows(&mut self) {
         for id in 0..self.flows.slots.len() as u32 {
             if self.flows.slots[id as usize].is_some() {
-                self.remove_flow(id);
+                self.end_flow(id, Some(CloseReason::Cleared));
             }
         }
         self.half_open.clear();
@@ -878,6 +927,9 @@ impl Port {
             WalkEnd::Pass => {}
             WalkEnd::Drop(r) => {
                 self.abandon(&w);
+                if self.flow_log.is_some() {
+                    self.log_denied(&w, key, r, pkt.len() as u64, now);
+                }
                 return self.dropped(dir, r);
             }
             WalkEnd::Hairpin(reply) => {
@@ -921,6 +973,7 @@ impl Port {
         let applied = compiled.apply(pkt, &parsed.off);
         self.install(dir, k, compiled, id, gen);
         self.install_reply(&w, id, gen, now);
+        self.note_decision(&w, id, gen, &k);
         if let Err(e) = applied {
             return self.dropped(dir, transform_drop(e));
         }
@@ -1020,6 +1073,10 @@ impl Port {
             last_hit: now,
             packets: [0; 2],
             bytes: [0; 2],
+            log: LogState {
+                logged_at: now,
+                ..LogState::default()
+            },
         };
         let f = self.flows.insert(rec);
         self.stats.flows_created += 1;
@@ -1044,7 +1101,7 @@ impl Port {
                 Some(f) if f.class == ExpiryClass::TcpHalfOpen
             );
             if still_half_open {
-                self.remove_flow(id);
+                self.end_flow(id, Some(CloseReason::Evicted));
                 self.stats.flows_evicted += 1;
                 return true;
             }
@@ -1081,8 +1138,97 @@ impl Port {
 
     /// Removes a flow found idle past its timeout.
     fn expire_flow(&mut self, id: u32) {
-        self.remove_flow(id);
+        let reason = self.flows.slots[id as usize]
+            .as_ref()
+            .map(|f| match f.tcp {
+                Some(TcpState::Closed) => CloseReason::Rst,
+                Some(TcpState::FinWait { .. } | TcpState::LastAck { .. } | TcpState::TimeWait) => {
+                    CloseReason::Fin
+                }
+                _ => CloseReason::Idle,
+            });
+        self.end_flow(id, reason);
         self.stats.flows_expired += 1;
+    }
+
+    /// Removes a flow that ends for `reason`, logging it.
+    fn end_flow(&mut self, id: u32, reason: Option<CloseReason>) {
+        if let (Some(l), Some(reason)) = (&self.flow_log, reason) {
+            let now = self.clock.now();
+            if let Some(r) = self.flows.slots[id as usize]
+                .as_ref()
+                .and_then(|f| flow_record(f, reason, now))
+            {
+                l.push(r);
+            }
+        }
+        self.remove_flow(id);
+    }
+
+    /// Remembers, for the flow's records, which layer and rule decided it
+    /// and what NAT made of its first packet.
+    fn note_decision(&mut self, w: &Walk, id: u32, gen: u32, k: &FlowKey) {
+        if self.flow_log.is_none() {
+            return;
+        }
+        let decider = self.decider(w);
+        let Some(f) = self.flows.get_mut(id, gen) else {
+            return;
+        };
+        f.log.decider = decider;
+        let after = FlowKey::of(&w.hdrs);
+        f.log.vni = after.map_or(k.vni, |a| a.vni.max(k.vni));
+        f.log.translated = after.filter(|a| {
+            (a.src, a.dst, a.src_port, a.dst_port) != (k.src, k.dst, k.src_port, k.dst_port)
+        });
+    }
+
+    fn decider(&self, w: &Walk) -> Decider {
+        w.decider.map_or_else(Decider::default, |(li, rule)| Decider {
+            layer: LayerName::new(&self.layers[li].name),
+            rule,
+        })
+    }
+
+    /// Logs a first packet the layers denied (rate-limited).
+    fn log_denied(
+        &mut self,
+        w: &Walk,
+        key: Option<FlowKey>,
+        r: DropReason,
+        len: u64,
+        now: Moment,
+    ) {
+        let denied = matches!(
+            r,
+            DropReason::Denied | DropReason::DefaultDenied | DropReason::Policy(_)
+        );
+        let Some(k) = key.filter(|_| denied) else {
+            return;
+        };
+        let decider = self.decider(w);
+        let Some(l) = &mut self.flow_log else { return };
+        let mut packets = [0; 2];
+        packets[w.dir.index()] = 1;
+        let mut bytes = [0; 2];
+        bytes[w.dir.index()] = len;
+        l.push_denied(
+            FlowRecord {
+                key: k,
+                origin: w.dir,
+                vni: k.vni,
+                start: now,
+                end: now,
+                packets,
+                bytes,
+                decision: Decision::Deny,
+                decider,
+                translated: None,
+                tcp: None,
+                reason: CloseReason::Denied,
+            },
+            now,
+        );
     }
 
     fn remove_flow(&mut self, id: u32) {
@@ -1137,7 +1283,7 @@ impl Port {
         );
         drop(kept);
         if !ok {
-            self.remove_flow(id);
+            self.end_flow(id, Some(CloseReason::Revoked));
             return;
         }
         match (
@@ -1147,6 +1293,7 @@ impl Port {
             (Some(k), Ok(c)) => {
                 self.install(origin, k, c, id, gen);
                 self.install_reply(&w, id, gen, now);
+                self.note_decision(&w, id, gen, &k);
             }
             _ => self.remove_flow(id),
         }
@@ -1223,6 +1370,7 @@ impl Port {
             match &action {
                 Action::Allow => w.note_s(&self.layers[li].name, matched, &action, None),
                 Action::Deny => {
+                    w.decider = Some((li, matched));
                     w.note_s(&self.layers[li].name, matched, &action, None);
                     let s = &mut self.layers[li].stats[d];
                     s.dropped += 1;
@@ -1235,6 +1383,7 @@ impl Port {
                     });
                 }
                 Action::DenyWith(reason) => {
+                    w.decider = Some((li, matched));
                     w.note_s(&self.layers[li].name, matched, &action, None);
                     self.layers[li].stats[d].dropped += 1;
                     return WalkEnd::Drop(DropReason::Policy(reason));
@@ -1322,6 +1471,8 @@ impl Port {
                             Err(r) => return WalkEnd::Drop(r),
                         },
                     };
+                    // The first stateful action is the one that let the flow in.
+                    w.decider.get_or_insert((li, matched));
                     w.note_s(&self.layers[li].name, matched, &action, t.as_ref());
                     if let Some(t) = &t {
                         if let Err(r) = w.apply(t) {
@@ -1417,12 +1568,32 @@ impl Port {
                 Some(f) => self.cfg.expiry.is_expired(f.class, f.last_hit, now),
                 None => false,
             };
+            if !expired && self.flow_log.is_some() {
+                self.log_active(id, now);
+            }
             if expired {
                 self.expire_flow(id as u32);
                 gone += 1;
             }
         }
         gone
+    }
+
+    /// An `Active` record for a live flow whose last record is older than
+    /// the active timeout (RFC 7011's "active timeout").
+    fn log_active(&mut self, id: usize, now: Moment) {
+        let (Some(l), Some(Some(f))) = (&self.flow_log, self.flows.slots.get_mut(id)) else {
+            return;
+        };
+        if now.saturating_sub(f.log.logged_at) < l.cfg.active_timeout {
+            return;
+        }
+        if let Some(r) = flow_record(f, CloseReason::Active, now) {
+            l.push(r);
+        }
+        f.log.logged_at = now;
+        f.log.logged_packets = f.packets;
+        f.log.logged_bytes = f.bytes;
     }
 
     // ----------------------------------------------------------------
@@ -1598,6 +1769,32 @@ impl Port {
     }
 }
 
+/// The record of flow `f` for `reason`: its counts since its last record.
+fn flow_record(f: &FlowRec, reason: CloseReason, now: Moment) -> Option<FlowRecord> {
+    let key = FlowKey::of(&f.origin_hdrs)?;
+    let l = &f.log;
+    let sub = |a: [u64; 2], b: [u64; 2]| [a[0] - b[0], a[1] - b[1]];
+    let end = if reason == CloseReason::Active {
+        now
+    } else {
+        f.last_hit
+    };
+    Some(FlowRecord {
+        key,
+        origin: f.origin,
+        vni: l.vni.max(key.vni),
+        start: f.created,
+        end,
+        packets: sub(f.packets, l.logged_packets),
+        bytes: sub(f.bytes, l.logged_bytes),
+        decision: Decision::Allow,
+        decider: l.decider,
+        translated: l.translated,
+        tcp: f.tcp,
+        reason,
+    })
+}
+
 fn take_kept(
     kept: &mut Vec<(u16, Direction, FlowKey, LftEntry)>,
     li: usize,
@@ -1642,6 +1839,7 @@ impl Walk {
             meta: Meta::default(),
             transform: Transform::default(),
             flow: None,
+            decider: None,
             trace: trace.then(Vec::new),
         }
     }

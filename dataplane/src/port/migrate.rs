@@ -253,6 +253,11 @@ impl Port {
             last_hit: now.saturating_sub(x.idle_ms.saturating_mul(NS_PER_MS)),
             packets: x.packets,
             bytes: x.bytes,
+            // The flow's records count from its start, here or before.
+            log: LogState {
+                logged_at: now,
+                ..LogState::default()
+            },
         };
         let (id, gen) = self.flows.insert(rec);
         if class == ExpiryClass::TcpHalfOpen {
@@ -276,6 +281,7 @@ impl Port {
             Ok(c) => {
                 self.install(x.origin, key, c, id, gen);
                 self.install_reply(&w, id, gen, now);
+                self.note_decision(&w, id, gen, &key);
                 true
             }
             Err(_) => {
