@@ -347,7 +347,10 @@ mod tests {
     #[test]
     fn layer_names_are_cut_at_char_boundaries() {
         assert_eq!(LayerName::new("firewall").as_str(), "firewall");
-        assert_eq!(LayerName::new("a-very-long-layer-name").as_str(), "a-very-long-laye");
+        assert_eq!(
+            LayerName::new("a-very-long-layer-name").as_str(),
+            "a-very-long-laye"
+        );
         assert_eq!(LayerName::new("ééééééééé").as_str(), "éééééééé");
     }
 }

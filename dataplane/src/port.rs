@@ -1138,15 +1138,13 @@ impl Port {
 
     /// Removes a flow found idle past its timeout.
     fn expire_flow(&mut self, id: u32) {
-        let reason = self.flows.slots[id as usize]
-            .as_ref()
-            .map(|f| match f.tcp {
-                Some(TcpState::Closed) => CloseReason::Rst,
-                Some(TcpState::FinWait { .. } | TcpState::LastAck { .. } | TcpState::TimeWait) => {
-                    CloseReason::Fin
-                }
-                _ => CloseReason::Idle,
-            });
+        let reason = self.flows.slots[id as usize].as_ref().map(|f| match f.tcp {
+            Some(TcpState::Closed) => CloseReason::Rst,
+            Some(TcpState::FinWait { .. } | TcpState::LastAck { .. } | TcpState::TimeWait) => {
+                CloseReason::Fin
+            }
+            _ => CloseReason::Idle,
+        });
         self.end_flow(id, reason);
         self.stats.flows_expired += 1;
     }
@@ -1184,21 +1182,15 @@ impl Port {
     }
 
     fn decider(&self, w: &Walk) -> Decider {
-        w.decider.map_or_else(Decider::default, |(li, rule)| Decider {
-            layer: LayerName::new(&self.layers[li].name),
-            rule,
-        })
+        w.decider
+            .map_or_else(Decider::default, |(li, rule)| Decider {
+                layer: LayerName::new(&self.layers[li].name),
+                rule,
+            })
     }
 
     /// Logs a first packet the layers denied (rate-limited).
-    fn log_denied(
-        &mut self,
-        w: &Walk,
-        key: Option<FlowKey>,
-        r: DropReason,
-        len: u64,
-        now: Moment,
-    ) {
+    fn log_denied(&mut self, w: &Walk, key: Option<FlowKey>, r: DropReason, len: u64, now: Moment) {
         let denied = matches!(
             r,
             DropReason::Denied | DropReason::DefaultDenied | DropReason::Policy(_)

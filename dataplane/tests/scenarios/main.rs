@@ -5,6 +5,7 @@
 mod common;
 mod compose;
 mod expiry;
+mod flowlog;
 mod lookup_expiry;
 mod malformed;
 mod props;
