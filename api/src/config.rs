@@ -38,6 +38,13 @@
 //! v2b = 65536
 //! ports = 1024
 //!
+//! # [flow_logs]                    # per-flow records (README: Flow logs)
+//! # ipfix_collector = "127.0.0.1:4739"       # IPFIX over UDP (RFC 7011)
+//! # json_file = "/var/log/sluice/flows.jsonl" # JSON lines, appended
+//! # denied_per_sec = 100           # denied first packets logged per port per second
+//! # active_timeout_secs = 60       # a live flow's periodic record
+//! # queue_records = 4096           # records per port between two drains (200 ms)
+//!
 //! # [fleet]                        # programmed from etcd (README: Fleet mode)
 //! # endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
 //! # host = "rack1-h07"             # this host's name in /sluice/v1/ keys
@@ -75,6 +82,93 @@ pub struct Config {
     /// changes to it (409).
     #[serde(default)]
     pub fleet: Option<FleetSection>,
+    /// Flow logs: off without the section.
+    #[serde(default)]
+    pub flow_logs: Option<FlowLogsSection>,
+}
+
+/// `[flow_logs]`: where flow records go and how many a port may make.
+/// With neither a collector nor a file the section is refused (it would
+/// log into nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowLogsSection {
+    /// IPFIX (RFC 7011) over UDP to this collector.
+    pub ipfix_collector: Option<SocketAddr>,
+    /// JSON lines appended to this file.
+    pub json_file: Option<PathBuf>,
+    pub denied_per_sec: u32,
+    pub active_timeout_secs: u64,
+    pub queue_records: usize,
+}
+
+impl Default for FlowLogsSection {
+    fn default() -> Self {
+        FlowLogsSection {
+            ipfix_collector: None,
+            json_file: None,
+            // A port under a flood logs 100 denials a second: enough to
+            // see who, not enough to fill a disk or a collector.
+            denied_per_sec: 100,
+            // RFC 7011 collectors' usual active timeout.
+            active_timeout_secs: 60,
+            // 200 ms of 20 000 flows a second ending, per port.
+            queue_records: 4096,
+        }
+    }
+}
+
+impl FlowLogsSection {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.ipfix_collector.is_none() && self.json_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "flow_logs: needs ipfix_collector or json_file (or both)".to_string(),
+            ));
+        }
+        if let Some(c) = self.ipfix_collector {
+            if c.ip().is_unspecified() || c.port() == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "flow_logs.ipfix_collector: {c} is not an address to send to"
+                )));
+            }
+        }
+        for (what, n, lo, hi) in [
+            (
+                "flow_logs.denied_per_sec",
+                self.denied_per_sec as u64,
+                0,
+                1_000_000,
+            ),
+            (
+                "flow_logs.active_timeout_secs",
+                self.active_timeout_secs,
+                1,
+                86_400,
+            ),
+            (
+                "flow_logs.queue_records",
+                self.queue_records as u64,
+                16,
+                1 << 20,
+            ),
+        ] {
+            if !(lo..=hi).contains(&n) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: {n} is out of range {lo}..={hi}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// What each port's engine is given.
+    pub fn engine(&self) -> dataplane::FlowLogConfig {
+        dataplane::FlowLogConfig {
+            queue_records: self.queue_records,
+            denied_per_sec: self.denied_per_sec,
+            active_timeout: self.active_timeout_secs * dataplane::clock::NANOS_PER_SEC,
+        }
+    }
 }
 
 /// `[fleet]`: where the fleet's desired state is, and who this host is.
@@ -376,6 +470,9 @@ impl Config {
             if let Some(p) = crate::fleet::keys::host_name_problem(&f.host) {
                 return Err(ConfigError::Invalid(format!("fleet.host: {p}")));
             }
+        }
+        if let Some(f) = &self.flow_logs {
+            f.check()?;
         }
         let a = &self.api;
         if !(1..=100_000).contains(&a.max_connections) {

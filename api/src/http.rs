@@ -601,6 +601,9 @@ impl SluiceApi for SluiceImpl {
     async fn metrics(rq: Rq) -> Result<Response<Body>, HttpError> {
         let text = call(&rq, false, |s| {
             let mut t = crate::metrics::render(&s.stats()?) + &s.migration_metrics();
+            if let Some(fl) = s.flow_logs() {
+                t += &fl.metrics();
+            }
             if s.fleet().is_some() {
                 t += &s.fleet_gauges().render();
             }

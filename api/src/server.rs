@@ -157,6 +157,8 @@ pub struct Sluice {
     fleet: std::sync::OnceLock<String>,
     /// The fleet agent's gauges (`/metrics`).
     fleet_gauges: std::sync::OnceLock<Arc<crate::fleet::Gauges>>,
+    /// Flow logs (`[flow_logs]`), when on: every port gets a queue.
+    flow_logs: std::sync::OnceLock<Arc<crate::flowlogs::FlowLogs>>,
 }
 
 /// The steps of a mutating call that can fail after something changed;
@@ -196,6 +198,7 @@ impl Sluice {
             captures: std::sync::atomic::AtomicUsize::new(0),
             fleet: std::sync::OnceLock::new(),
             fleet_gauges: std::sync::OnceLock::new(),
+            flow_logs: std::sync::OnceLock::new(),
         };
         // Frames the uplink cannot carry are counted where they are made.
         if let Some(mtu) = s.limits.underlay_mtu {
@@ -246,6 +249,26 @@ impl Sluice {
 
     pub fn host(&self) -> &HostOverlay {
         &self.host
+    }
+
+    /// Turns flow logs on: for the ports there are (restored ones) and
+    /// every port made later. Once per host.
+    pub fn with_flow_logs(&self, fl: Arc<crate::flowlogs::FlowLogs>) -> Result<(), ApiError> {
+        let ports = lock(&self.ports);
+        if self.flow_logs.set(fl.clone()).is_err() {
+            return Err(ApiError::Internal("flow logs are already on".into()));
+        }
+        for name in ports.keys() {
+            let (fl, n) = (fl.clone(), name.clone());
+            self.workers
+                .with_port(name, move |v| fl.enable(&n, &mut v.port))
+                .map_err(worker_error)?;
+        }
+        Ok(())
+    }
+
+    pub fn flow_logs(&self) -> Option<&Arc<crate::flowlogs::FlowLogs>> {
+        self.flow_logs.get()
     }
 
     pub fn workers(&self) -> &Workers {
@@ -379,8 +402,11 @@ impl Sluice {
         if let (Some(e), true) = (&shared, persist) {
             return Err(ApiError::Conflict(e.clone()));
         }
-        let vnic =
+        let mut vnic =
             VnicPort::build(c, &self.host, Box::new(MonotonicClock::new())).map_err(build_error)?;
+        if let Some(fl) = self.flow_logs.get() {
+            fl.enable(&c.name, &mut vnic.port);
+        }
         // From here on each step undoes the ones before it if it fails:
         // a failed call leaves no device, no attached port, no record.
         let guest: Box<dyn Backend> = match req.guest {
@@ -404,6 +430,9 @@ impl Sluice {
         // Only a device this call opened is removed on undo: a port that
         // starts failed (its device shared or missing) owns none.
         let undo_guest = || {
+            if let Some(fl) = self.flow_logs.get() {
+                fl.retire(&c.name);
+            }
             if lock(&self.failed).remove(&c.name).is_none() {
                 self.devices.remove_guest(&c.name, &req.guest);
             }
@@ -471,6 +500,9 @@ impl Sluice {
             return Err(e);
         }
         self.workers.detach(name).map_err(worker_error)?;
+        if let Some(fl) = self.flow_logs.get() {
+            fl.retire(name);
+        }
         // A failed port never opened its device (it may be another
         // port's: see `device_conflict`), so there is nothing to remove.
         if lock(&self.failed).remove(name).is_none() {

@@ -14,6 +14,7 @@ static ALLOC: Counting = Counting;
 #[test]
 fn allocation_counts() {
     uft_hits_allocate_nothing();
+    flow_logs_allocate_nothing();
     new_flows_allocate_but_stay_bounded();
     switch_rounds_allocate_nothing();
 }
@@ -58,6 +59,52 @@ fn uft_hits_allocate_nothing() {
         let allocs = allocations() - before;
         assert_eq!(fwd, 100 * BATCH, "{name}: every packet forwarded");
         assert_eq!(allocs, 0, "{name}: {allocs} allocations on the fast path");
+    }
+}
+
+/// With flow logs on, the hit path and the records the sweep and the
+/// denials push (into a queue allocated when logging was enabled)
+/// allocate nothing either.
+fn flow_logs_allocate_nothing() {
+    use dataplane::{FlowLog, FlowLogConfig};
+    for name in [
+        "uft-out-tcp4",
+        "vpc-out-tcp4",
+        "vpc-snat-out-tcp4",
+        "vpc-in-tcp4",
+    ] {
+        let mut c = Case::new(name, 1).unwrap();
+        // An active timeout of 0: every sweep makes an `Active` record of
+        // every live flow; a queue of 16 fills and then counts.
+        let cfg = FlowLogConfig {
+            queue_records: 16,
+            active_timeout: 0,
+            ..FlowLogConfig::default()
+        };
+        let log = FlowLog::new(cfg.queue_records);
+        c.port.set_flow_log(Some((cfg, log.clone())));
+        let mut bufs = batch_bufs();
+        let mut verdicts = Vec::with_capacity(BATCH);
+        c.run_batch(&mut bufs, &mut verdicts, 0);
+        let before = allocations();
+        let mut fwd = 0;
+        for i in 0..100 {
+            fwd += c.run_batch(&mut bufs, &mut verdicts, i * BATCH);
+            let now = c.port.now();
+            c.port.expire_step(now, 64);
+            if i % 50 == 49 {
+                while log.pop().is_some() {}
+            }
+        }
+        let allocs = allocations() - before;
+        let st = c.port.flow_log_stats();
+        assert_eq!(fwd, 100 * BATCH, "{name}: every packet forwarded");
+        assert!(
+            st.records > 0 && st.records + st.queue_full >= 100,
+            "{name}: a record per sweep: {st:?}"
+        );
+        assert!(st.queue_full > 0, "{name}: a full queue was met: {st:?}");
+        assert_eq!(allocs, 0, "{name}: {allocs} allocations with flow logs on");
     }
 }
 

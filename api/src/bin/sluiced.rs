@@ -317,6 +317,22 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
             "port" => &p.name, "error" => p.guest_error.as_deref().unwrap_or_default());
     }
     api::server::spawn_guest_retry(&sluice, GUEST_RETRY).map_err(|e| e.to_string())?;
+    let flow_logs = match &c.flow_logs {
+        Some(f) => {
+            let fl = Arc::new(
+                api::flowlogs::FlowLogs::open(f.clone()).map_err(|e| format!("flow_logs: {e}"))?,
+            );
+            sluice
+                .with_flow_logs(Arc::clone(&fl))
+                .map_err(|e| e.to_string())?;
+            let t = fl.spawn().map_err(|e| format!("flow_logs: {e}"))?;
+            slog::info!(log, "flow logs on";
+                "ipfix_collector" => f.ipfix_collector.map(|a| a.to_string()),
+                "json_file" => f.json_file.as_ref().map(|p| p.display().to_string()));
+            Some((fl, t))
+        }
+        None => None,
+    };
     // Fleet mode: the restored state keeps forwarding while the agent
     // connects; it then applies only what etcd says differs.
     #[cfg(not(feature = "fleet"))]
@@ -362,6 +378,11 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         server.close().await
     })?;
     drop(rt);
+    // What the ports logged until now is exported before exiting.
+    if let Some((fl, t)) = flow_logs {
+        fl.stop();
+        let _ = t.join();
+    }
     // The workers stop with the last reference; guest TAPs persist.
     drop(sluice);
     Ok(ExitCode::SUCCESS)

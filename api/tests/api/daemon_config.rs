@@ -133,3 +133,79 @@ fn the_underlay_mtu_bounds_vnics_at_create_and_at_restore() {
     drop(d);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `[flow_logs]` settings out of range, a section logging into nothing
+/// and a misspelt key stop sluiced, each naming the setting.
+#[test]
+fn bad_flow_log_settings_stop_sluiced_naming_the_setting() {
+    let dir = tmpdir("flowlogs-bad");
+    let port = free_port();
+    for (section, want) in [
+        (
+            "[flow_logs]\njson_file = \"/tmp/f.jsonl\"\ndenied_per_sec = 2000000",
+            "flow_logs.denied_per_sec: 2000000 is out of range 0..=1000000",
+        ),
+        (
+            "[flow_logs]\njson_file = \"/tmp/f.jsonl\"\nqueue_records = 1",
+            "flow_logs.queue_records: 1 is out of range 16..=1048576",
+        ),
+        (
+            "[flow_logs]\nipfix_collector = \"127.0.0.1:4739\"\nactive_timeout_secs = 0",
+            "flow_logs.active_timeout_secs: 0 is out of range 1..=86400",
+        ),
+        (
+            "[flow_logs]\nipfix_collector = \"0.0.0.0:4739\"",
+            "flow_logs.ipfix_collector: 0.0.0.0:4739 is not an address to send to",
+        ),
+        (
+            "[flow_logs]\ndenied_per_sec = 10",
+            "flow_logs: needs ipfix_collector or json_file (or both)",
+        ),
+        ("[flow_logs]\njson_fil = \"/tmp/f.jsonl\"", "json_fil"),
+    ] {
+        // After [uplink]: the section is the file's last.
+        let cfg = config(&dir, port, "log_level = \"warn\"", "");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text += section;
+        std::fs::write(&cfg, text).unwrap();
+        let (code, err) = refused(&cfg);
+        assert_ne!(code, 0, "{section}: {err}");
+        assert!(err.contains(want), "{section}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// sluiced with `[flow_logs]`: a port's records reach the JSON file and
+/// the exporter's counters are in `/metrics`.
+#[test]
+fn sluiced_exports_flow_logs_to_its_json_file() {
+    let dir = tmpdir("flowlogs-on");
+    let port = free_port();
+    let json_file = dir.join("flows.jsonl");
+    let cfg = config(&dir, port, "log_level = \"warn\"", "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!("[flow_logs]\njson_file = \"{}\"\n", json_file.display());
+    std::fs::write(&cfg, text).unwrap();
+    let d = start(&cfg, &dir, port);
+    let mut p = vm("vm1", 5);
+    p["guest"] = json!({ "kind": "none" });
+    d.1.ok("POST", "/ports", Some(p));
+    // No guest, so no packets: the file is open and the counters are
+    // exported, all zero.
+    let m = match d.1.get("/metrics").body {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    for fam in [
+        "sluice_flow_log_records_total{port=\"vm1\"} 0",
+        "sluice_flow_log_dropped_total{port=\"vm1\",reason=\"queue_full\"} 0",
+        "sluice_flow_log_dropped_total{port=\"vm1\",reason=\"rate_limited\"} 0",
+        "sluice_flow_log_exported_total 0",
+        "sluice_flow_log_export_errors_total 0",
+    ] {
+        assert!(m.contains(fam), "{fam} not in\n{m}");
+    }
+    assert!(json_file.exists(), "the JSON-lines file is opened at start");
+    drop(d);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

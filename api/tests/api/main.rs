@@ -12,6 +12,7 @@ mod endpoints;
 mod files;
 #[cfg(feature = "fleet")]
 mod fleet;
+mod flowlogs;
 mod journal;
 mod load;
 mod migration;

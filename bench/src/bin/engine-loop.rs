@@ -11,6 +11,11 @@
 //! `flows_per_sec` and `bytes_per_flow`. Packets go in batches of 32
 //! through `Port::process_batch`, as a worker sends them. With no arguments every case
 //! runs with 1 000 000 packets (the README's quick start).
+//!
+//! `--flow-logs` turns the port's flow logs on (the defaults of
+//! `[flow_logs]`, a queue nothing drains: records past its 4096 are
+//! counted as `queue_full`, as under a stalled exporter), to measure what
+//! logging costs the packet path; `flow_log_records` is printed.
 
 use bench::alloc::{allocations, live_bytes, Counting};
 use bench::cases::{batch_bufs, Case, Scale, BATCH, CASES, SCALING_CASES};
@@ -23,7 +28,7 @@ static ALLOC: Counting = Counting;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: engine-loop [--case CASE|all] [--packets N] [--flows N] [--rules N]\ncases: {}\nscaling cases: {} (--flows for the first, --rules for the second)\nworker-round cases (a real Switch::poll over in-memory devices): {}",
+        "usage: engine-loop [--case CASE|all] [--packets N] [--flows N] [--rules N] [--flow-logs]\ncases: {}\nscaling cases: {} (--flows for the first, --rules for the second)\nworker-round cases (a real Switch::poll over in-memory devices): {}",
         CASES.join(", "),
         SCALING_CASES.join(", "),
         ROUND_CASES.join(", ")
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
     let mut case = "all".to_string();
     let mut packets: u64 = 1_000_000;
     let mut scale = Scale::default();
+    let mut flow_logs = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
                     return usage();
                 }
             },
+            "--flow-logs" => flow_logs = true,
             "-h" | "--help" => {
                 usage();
                 return ExitCode::SUCCESS;
@@ -82,7 +89,7 @@ fn main() -> ExitCode {
         if i > 0 {
             println!();
         }
-        if !run(name, packets, scale) {
+        if !run(name, packets, scale, flow_logs) {
             eprintln!("unknown case '{name}'");
             return usage();
         }
@@ -90,7 +97,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(name: &str, packets: u64, scale: Scale) -> bool {
+fn run(name: &str, packets: u64, scale: Scale, flow_logs: bool) -> bool {
     if ROUND_CASES.contains(&name) {
         return run_round(name, packets);
     }
@@ -98,6 +105,11 @@ fn run(name: &str, packets: u64, scale: Scale) -> bool {
     let Some(mut c) = Case::with(name, packets, scale) else {
         return false;
     };
+    if flow_logs {
+        let cfg = dataplane::FlowLogConfig::default();
+        let log = dataplane::FlowLog::new(cfg.queue_records);
+        c.port.set_flow_log(Some((cfg, log)));
+    }
     let new_flows = name.starts_with("new-flow");
     if c.cycle > 0 {
         println!("active_flows: {}", c.port.flow_count());
@@ -135,6 +147,10 @@ fn run(name: &str, packets: u64, scale: Scale) -> bool {
         dt.as_nanos() as f64 / packets as f64
     );
     println!("allocs_per_packet: {:.3}", allocs as f64 / packets as f64);
+    if flow_logs {
+        let s = c.port.flow_log_stats();
+        println!("flow_log_records: {}", s.records + s.queue_full);
+    }
     if new_flows {
         let flows = c.port.flow_count() as f64;
         println!("flows: {flows}");

@@ -1,0 +1,282 @@
+//! Flow logs end to end (issue 20): the simulated host of the demo (the
+//! real control plane, workers and engine over in-memory guests) with
+//! flow logs exporting IPFIX over UDP to a collector on loopback and JSON
+//! lines to a file. Known flows are made, the ports' tables cleared (so
+//! the flows end now), and what arrived at the collector is written to a
+//! pcap that tshark's `cflow` dissector decodes: the flows, with the
+//! right counts. Needs tshark (skipped without it, failing when `CI` is
+//! set); no root, as the capture is the collector's own.
+
+use api::config::FlowLogsSection;
+use api::flowlogs::FlowLogs;
+use api::serve::SimHost;
+use etherparse::PacketBuilder;
+use serde_json::Value;
+use std::net::UdpSocket;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GW_MAC: [u8; 6] = [0xa8, 0x40, 0x25, 0xff, 0xff, 0x01];
+
+fn mac(last: u8) -> [u8; 6] {
+    [0xa8, 0x40, 0x25, 0, 0, last]
+}
+
+/// tshark, or `None` after saying why; a CI run must have it.
+fn tshark(test: &str) -> Option<()> {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs tshark and CI is set"
+    );
+    eprintln!("skipped: needs tshark (apt-get install tshark): {test}");
+    None
+}
+
+fn ping(from: u8, to: u8, reply: bool, seq: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    let b = PacketBuilder::ethernet2(mac(from), GW_MAC).ipv4([10, 0, 0, from], [10, 0, 0, to], 64);
+    if reply {
+        b.icmpv4_echo_reply(7, seq)
+            .write(&mut v, b"sluice")
+            .unwrap();
+    } else {
+        b.icmpv4_echo_request(7, seq)
+            .write(&mut v, b"sluice")
+            .unwrap();
+    }
+    v
+}
+
+fn udp(from: u8, to: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(from), GW_MAC)
+        .ipv4([10, 0, 0, from], to, 64)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+fn wait_frames(w: &vmm_net::backend::Wire, n: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while got.len() < n && std::time::Instant::now() < end {
+        got.extend(w.take());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    got
+}
+
+/// Datagrams as a pcap (Ethernet, IPv4, UDP to `port`), for tshark.
+fn pcap(datagrams: &[Vec<u8>], port: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        if v == 0x0004_0002 {
+            f.extend_from_slice(&2u16.to_le_bytes());
+            f.extend_from_slice(&4u16.to_le_bytes());
+        } else {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    for (i, d) in datagrams.iter().enumerate() {
+        let mut p = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .udp(40000, port)
+            .write(&mut p, d)
+            .unwrap();
+        for v in [1_700_000_000 + i as u32, 0, p.len() as u32, p.len() as u32] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&p);
+    }
+    f
+}
+
+#[test]
+fn ipfix_and_json_lines_show_the_flows_made() {
+    let test = "ipfix_and_json_lines_show_the_flows_made";
+    let Some(()) = tshark(test) else { return };
+    let dir = crate::daemon::tmpdir("flowlogs");
+    let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let cport = collector.local_addr().unwrap().port();
+    let json = dir.join("flows.jsonl");
+    let fl = Arc::new(
+        FlowLogs::open(FlowLogsSection {
+            ipfix_collector: Some(collector.local_addr().unwrap()),
+            json_file: Some(json.clone()),
+            ..FlowLogsSection::default()
+        })
+        .unwrap(),
+    );
+    let h = SimHost::start(None, 1).unwrap();
+    h.sluice.with_flow_logs(fl.clone()).unwrap();
+    api::demo::program(&h).unwrap();
+    let (vm1, vm2) = (
+        h.devices.wire("vm1").unwrap(),
+        h.devices.wire("vm2").unwrap(),
+    );
+
+    // vm1 pings vm2 twice; vm2 answers both (one flow on each port).
+    let mut ping_bytes = 0;
+    for seq in 1..=2 {
+        let p = ping(5, 6, false, seq);
+        ping_bytes += p.len() as u64;
+        vm1.send(&p);
+        assert_eq!(wait_frames(&vm2, 1).len(), 1, "request {seq} reaches vm2");
+        vm2.send(&ping(6, 5, true, seq));
+        assert_eq!(wait_frames(&vm1, 1).len(), 1, "reply {seq} reaches vm1");
+    }
+    // vm1 sends three datagrams to the internet (SNAT, to the boundary).
+    let mut dns_bytes = 0;
+    for i in 0..3 {
+        let d = udp(5, [93, 184, 216, 34], 5353, 53, &vec![b'q'; 10 + i]);
+        dns_bytes += d.len() as u64;
+        vm1.send(&d);
+    }
+    assert_eq!(wait_frames(&h.uplink, 3).len(), 3);
+    // vm1 to vm2's port 9999: vm2's firewall denies it (a Denied record).
+    vm1.send(&udp(5, [10, 0, 0, 6], 4000, 9999, b"knock"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(vm2.take().is_empty(), "denied by vm2's firewall");
+
+    // The flows end now.
+    h.sluice.clear_uft("vm1").unwrap();
+    h.sluice.clear_uft("vm2").unwrap();
+    assert_eq!(
+        fl.drain(),
+        5,
+        "records: vm1 ping, dns, udp; vm2 ping, denied"
+    );
+
+    let mut datagrams = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = collector.recv(&mut buf) {
+        assert!(n <= api::ipfix::MAX_MESSAGE);
+        datagrams.push(buf[..n].to_vec());
+    }
+    assert!(!datagrams.is_empty(), "IPFIX arrived at the collector");
+    let file = dir.join("ipfix.pcap");
+    std::fs::write(&file, pcap(&datagrams, cport)).unwrap();
+
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args(["-d", &format!("udp.port=={cport},cflow")])
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;"])
+        .args(["-e", "cflow.srcaddr", "-e", "cflow.dstaddr"])
+        .args([
+            "-e",
+            "cflow.protocol",
+            "-e",
+            "cflow.packets64",
+            "-e",
+            "cflow.octets64",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("tshark:\n{text}");
+    // One row per record: (src, dst, proto, packets, octets), the counts
+    // of the direction that opened the flow.
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let cols: Vec<Vec<&str>> = line.split('\t').map(|c| c.split(';').collect()).collect();
+        if cols.len() < 5 || cols[0] == [""] {
+            continue;
+        }
+        for i in 0..cols[0].len() {
+            rows.push((
+                cols[0][i].to_string(),
+                cols[1][i].to_string(),
+                cols[2][i].to_string(),
+                cols[3].get(i).copied().unwrap_or("").to_string(),
+                cols[4].get(i).copied().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    let find = |src: &str, dst: &str, proto: &str| {
+        rows.iter()
+            .find(|r| r.0 == src && r.1 == dst && r.2 == proto)
+            .unwrap_or_else(|| panic!("no record {src} > {dst} proto {proto} in {rows:?}"))
+    };
+    let r = find("10.0.0.5", "10.0.0.6", "1");
+    assert_eq!((r.3.as_str(), r.4.clone()), ("2", ping_bytes.to_string()));
+    let r = find("10.0.0.5", "93.184.216.34", "17");
+    assert_eq!((r.3.as_str(), r.4.clone()), ("3", dns_bytes.to_string()));
+    let r = find("10.0.0.5", "10.0.0.6", "17");
+    assert_eq!(r.3, "1");
+    // vm2's side of the ping: opened inbound, two packets each way.
+    let r = rows
+        .iter()
+        .filter(|r| r.0 == "10.0.0.5" && r.1 == "10.0.0.6" && r.2 == "1")
+        .count();
+    assert_eq!(r, 2, "the ping on vm1's and on vm2's port");
+    assert_eq!(rows.len(), 5, "{rows:?}");
+
+    // The same records as JSON lines.
+    let lines: Vec<Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    let dns = lines
+        .iter()
+        .find(|l| l["dst"] == "93.184.216.34")
+        .expect("the DNS flow");
+    assert_eq!(dns["port"], "vm1");
+    assert_eq!(dns["packets"], 3);
+    assert_eq!(dns["bytes"], dns_bytes);
+    assert_eq!(dns["reason"], "cleared");
+    assert_eq!(dns["nat"]["src"], "203.0.113.10");
+    assert_eq!(dns["vni"], 7777);
+    let denied = lines
+        .iter()
+        .find(|l| l["reason"] == "denied")
+        .expect("the denied datagram");
+    assert_eq!(
+        (&denied["port"], &denied["dst_port"], &denied["decision"]),
+        (
+            &Value::from("vm2"),
+            &Value::from(9999),
+            &Value::from("deny")
+        )
+    );
+    assert_eq!(denied["layer"], "firewall");
+    let ping2 = lines
+        .iter()
+        .find(|l| l["port"] == "vm2" && l["proto"] == 1)
+        .expect("vm2's ping");
+    assert_eq!(
+        (&ping2["packets"], &ping2["reverse_packets"]),
+        (&Value::from(2), &Value::from(2))
+    );
+    assert_eq!(ping2["origin"], "in");
+
+    let m = fl.metrics();
+    assert!(
+        m.contains("sluice_flow_log_records_total{port=\"vm1\"} 3"),
+        "{m}"
+    );
+    assert!(m.contains("sluice_flow_log_exported_total 5"), "{m}");
+    assert!(m.contains("sluice_flow_log_export_errors_total 0"), "{m}");
+    drop(h);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
