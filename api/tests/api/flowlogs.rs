@@ -147,7 +147,9 @@ fn ipfix_and_json_lines_show_the_flows_made() {
     }
     assert_eq!(wait_frames(&h.uplink, 3).len(), 3);
     // vm1 to vm2's port 9999: vm2's firewall denies it (a Denied record).
-    vm1.send(&udp(5, [10, 0, 0, 6], 4000, 9999, b"knock"));
+    let knock = udp(5, [10, 0, 0, 6], 4000, 9999, b"knock");
+    let knock_bytes = knock.len() as u64;
+    vm1.send(&knock);
     std::thread::sleep(Duration::from_millis(100));
     assert!(vm2.take().is_empty(), "denied by vm2's firewall");
 
@@ -180,9 +182,9 @@ fn ipfix_and_json_lines_show_the_flows_made() {
             "-e",
             "cflow.protocol",
             "-e",
-            "cflow.packets64",
+            "cflow.packets",
             "-e",
-            "cflow.octets64",
+            "cflow.octets",
         ])
         .output()
         .unwrap();
@@ -193,42 +195,52 @@ fn ipfix_and_json_lines_show_the_flows_made() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("tshark:\n{text}");
-    // One row per record: (src, dst, proto, packets, octets), the counts
-    // of the direction that opened the flow.
-    let mut rows = Vec::new();
+    // One row per record: (src, dst, proto, [packets, reverse packets],
+    // [octets, reverse octets]). The reverse counts are RFC 5103's
+    // elements (PEN 29305), which tshark shows under the same field
+    // names as the plain ones, right after them.
+    type Row = (String, String, String, [u64; 2], [u64; 2]);
+    let mut rows: Vec<Row> = Vec::new();
     for line in text.lines() {
         let cols: Vec<Vec<&str>> = line.split('\t').map(|c| c.split(';').collect()).collect();
         if cols.len() < 5 || cols[0] == [""] {
             continue;
         }
+        let n = |c: &Vec<&str>, i: usize| c.get(i).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
         for i in 0..cols[0].len() {
             rows.push((
                 cols[0][i].to_string(),
                 cols[1][i].to_string(),
                 cols[2][i].to_string(),
-                cols[3].get(i).copied().unwrap_or("").to_string(),
-                cols[4].get(i).copied().unwrap_or("").to_string(),
+                [n(&cols[3], 2 * i), n(&cols[3], 2 * i + 1)],
+                [n(&cols[4], 2 * i), n(&cols[4], 2 * i + 1)],
             ));
         }
     }
-    let find = |src: &str, dst: &str, proto: &str| {
+    let find = |src: &str, dst: &str, proto: &str| -> Vec<&Row> {
         rows.iter()
-            .find(|r| r.0 == src && r.1 == dst && r.2 == proto)
-            .unwrap_or_else(|| panic!("no record {src} > {dst} proto {proto} in {rows:?}"))
+            .filter(|r| r.0 == src && r.1 == dst && r.2 == proto)
+            .collect()
     };
-    let r = find("10.0.0.5", "10.0.0.6", "1");
-    assert_eq!((r.3.as_str(), r.4.clone()), ("2", ping_bytes.to_string()));
-    let r = find("10.0.0.5", "93.184.216.34", "17");
-    assert_eq!((r.3.as_str(), r.4.clone()), ("3", dns_bytes.to_string()));
-    let r = find("10.0.0.5", "10.0.0.6", "17");
-    assert_eq!(r.3, "1");
-    // vm2's side of the ping: opened inbound, two packets each way.
-    let r = rows
-        .iter()
-        .filter(|r| r.0 == "10.0.0.5" && r.1 == "10.0.0.6" && r.2 == "1")
-        .count();
-    assert_eq!(r, 2, "the ping on vm1's and on vm2's port");
     assert_eq!(rows.len(), 5, "{rows:?}");
+    // The ping, on vm1's port (opened outbound: the guest's requests
+    // first) and on vm2's (opened inbound), two packets each way.
+    let pings = find("10.0.0.5", "10.0.0.6", "1");
+    assert_eq!(pings.len(), 2, "{rows:?}");
+    let vm1_ping = pings
+        .iter()
+        .find(|r| r.4[0] == ping_bytes)
+        .unwrap_or_else(|| panic!("vm1's ping record counts {ping_bytes} bytes out: {pings:?}"));
+    assert_eq!(vm1_ping.3, [2, 2]);
+    assert!(pings.iter().all(|r| r.3 == [2, 2]), "{pings:?}");
+    let dns = find("10.0.0.5", "93.184.216.34", "17");
+    assert_eq!(dns.len(), 1, "{rows:?}");
+    assert_eq!((dns[0].3, dns[0].4), ([3, 0], [dns_bytes, 0]));
+    // The datagram to vm2's port 9999: allowed out of vm1, denied into vm2.
+    let knock = find("10.0.0.5", "10.0.0.6", "17");
+    assert_eq!(knock.len(), 2, "{rows:?}");
+    assert!(knock.iter().any(|r| r.4[0] == knock_bytes), "{knock:?}");
+    assert!(knock.iter().all(|r| r.3 == [1, 0]), "{knock:?}");
 
     // The same records as JSON lines.
     let lines: Vec<Value> = std::fs::read_to_string(&json)
