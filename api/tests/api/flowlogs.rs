@@ -243,8 +243,9 @@ fn ipfix_and_json_lines_show_the_flows_made() {
     assert!(knock.iter().all(|r| r.3 == [1, 0]), "{knock:?}");
 
     // The same records as JSON lines.
-    let lines: Vec<Value> = std::fs::read_to_string(&json)
-        .unwrap()
+    let jsonl = std::fs::read_to_string(&json).unwrap();
+    eprintln!("JSON lines:\n{jsonl}");
+    let lines: Vec<Value> = jsonl
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
