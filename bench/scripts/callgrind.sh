@@ -3,8 +3,12 @@
 # run each case at two packet counts and take the difference, which cancels
 # start-up and set-up. Repeatable whatever else the machine is doing.
 #
-#   bench/scripts/callgrind.sh [CASE ...]      (default: every case)
+#   bench/scripts/callgrind.sh [--flow-logs] [CASE ...]      (default: every case)
+#
+# --flow-logs: the port logs flows (engine-loop --flow-logs).
 set -euo pipefail
+extra=()
+if [ "${1:-}" = "--flow-logs" ]; then extra=(--flow-logs); shift; fi
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release --locked -q -p bench --bin engine-loop
@@ -14,7 +18,7 @@ cases=("$@")
 lo=20000; hi=60000
 count() {
   local out; out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --case "$1" --packets "$2" >/dev/null 2>&1
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --case "$1" --packets "$2" "${extra[@]}" >/dev/null 2>&1
   awk '/^summary:/ { print $2 }' "$out"
   rm -f "$out"
 }
