@@ -499,10 +499,12 @@ impl Sluice {
             ports.insert(name.to_string(), p);
             return Err(e);
         }
-        self.workers.detach(name).map_err(worker_error)?;
         if let Some(fl) = self.flow_logs.get() {
+            // The port's live flows end with it: logged, as `cleared`.
+            let _ = self.workers.with_port(name, |v| v.port.clear_flows());
             fl.retire(name);
         }
+        self.workers.detach(name).map_err(worker_error)?;
         // A failed port never opened its device (it may be another
         // port's: see `device_conflict`), so there is nothing to remove.
         if lock(&self.failed).remove(name).is_none() {

@@ -283,12 +283,30 @@ fn ipfix_and_json_lines_show_the_flows_made() {
     );
     assert_eq!(ping2["origin"], "in");
 
-    let m = fl.metrics();
-    assert!(
-        m.contains("sluice_flow_log_records_total{port=\"vm1\"} 3"),
-        "{m}"
+    // A deleted port's live flows end with it, and are logged.
+    vm1.send(&ping(5, 6, false, 9));
+    assert_eq!(wait_frames(&vm2, 1).len(), 1);
+    h.sluice.delete_vnic("vm1").unwrap();
+    assert_eq!(fl.drain(), 1, "vm1's last flow");
+    let jsonl = std::fs::read_to_string(&json).unwrap();
+    let last: Value = serde_json::from_str(jsonl.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["port"], &last["reason"]),
+        (&Value::from("vm1"), &Value::from("cleared"))
     );
-    assert!(m.contains("sluice_flow_log_exported_total 5"), "{m}");
+    assert_eq!(last["packets"], 1);
+
+    let m = fl.metrics();
+    // vm1: ping, DNS, the datagram to vm2, the flow ended by the delete
+    // (its counters stay after the port is gone); vm2: ping, denied.
+    for want in [
+        "sluice_flow_log_records_total{port=\"vm1\"} 4",
+        "sluice_flow_log_records_total{port=\"vm2\"} 2",
+        "sluice_flow_log_dropped_total{port=\"vm2\",reason=\"rate_limited\"} 0",
+        "sluice_flow_log_exported_total 6",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
     assert!(m.contains("sluice_flow_log_export_errors_total 0"), "{m}");
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
