@@ -1152,10 +1152,10 @@ impl Port {
     /// Removes a flow that ends for `reason`, logging it.
     fn end_flow(&mut self, id: u32, reason: Option<CloseReason>) {
         if let (Some(l), Some(reason)) = (&self.flow_log, reason) {
-            let now = self.clock.now();
+            // A flow that ends has its last packet as its end: no clock read.
             if let Some(r) = self.flows.slots[id as usize]
                 .as_ref()
-                .and_then(|f| flow_record(f, reason, now))
+                .and_then(|f| flow_record(f, reason, f.last_hit))
             {
                 l.push(r);
             }
@@ -1762,6 +1762,8 @@ impl Port {
 }
 
 /// The record of flow `f` for `reason`: its counts since its last record.
+/// `now` is the end of an `Active` record; a flow that ended ends at its
+/// last packet.
 fn flow_record(f: &FlowRec, reason: CloseReason, now: Moment) -> Option<FlowRecord> {
     let key = FlowKey::of(&f.origin_hdrs)?;
     let l = &f.log;
