@@ -4,8 +4,10 @@
 //! lines to a file. Known flows are made, the ports' tables cleared (so
 //! the flows end now), and what arrived at the collector is written to a
 //! pcap that tshark's `cflow` dissector decodes: the flows, with the
-//! right counts. Needs tshark (skipped without it, failing when `CI` is
-//! set); no root, as the capture is the collector's own.
+//! right counts. As root, tshark also captures on the loopback (`tshark
+//! -i lo -f "udp port N"`) and must decode the same records. Needs
+//! tshark (skipped without it, failing when `CI` is set); without root
+//! the live capture is left out, saying so.
 
 use api::config::FlowLogsSection;
 use api::flowlogs::FlowLogs;
@@ -101,6 +103,109 @@ fn pcap(datagrams: &[Vec<u8>], port: u16) -> Vec<u8> {
     f
 }
 
+/// One decoded record: (src, dst, proto, [packets, reverse packets],
+/// [octets, reverse octets]).
+type Row = (String, String, String, [u64; 2], [u64; 2]);
+
+/// tshark's `cflow` reading of a pcap of IPFIX to UDP `port`. The
+/// reverse counts are RFC 5103's elements (PEN 29305), which tshark shows
+/// under the same field names as the plain ones, right after them.
+fn decoded(file: &std::path::Path, port: u16) -> Vec<Row> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-d", &format!("udp.port=={port},cflow")])
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;"])
+        .args([
+            "-e",
+            "cflow.srcaddr",
+            "-e",
+            "cflow.dstaddr",
+            "-e",
+            "cflow.protocol",
+        ])
+        .args(["-e", "cflow.packets", "-e", "cflow.octets"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("tshark -r {}:\n{text}", file.display());
+    let mut rows: Vec<Row> = Vec::new();
+    for line in text.lines() {
+        let cols: Vec<Vec<&str>> = line.split('\t').map(|c| c.split(';').collect()).collect();
+        if cols.len() < 5 || cols[0] == [""] {
+            continue;
+        }
+        let n = |c: &Vec<&str>, i: usize| c.get(i).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+        for i in 0..cols[0].len() {
+            rows.push((
+                cols[0][i].to_string(),
+                cols[1][i].to_string(),
+                cols[2][i].to_string(),
+                [n(&cols[3], 2 * i), n(&cols[3], 2 * i + 1)],
+                [n(&cols[4], 2 * i), n(&cols[4], 2 * i + 1)],
+            ));
+        }
+    }
+    rows
+}
+
+/// `tshark -i lo -f "udp port N"` writing a capture, while the test runs.
+struct Live {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+    port: u16,
+}
+
+impl Live {
+    /// Started and capturing, when root; `None` (saying so) otherwise.
+    fn start(file: std::path::PathBuf, port: u16) -> Option<Live> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout == b"0\n");
+        if !root {
+            eprintln!("not root: no live capture on lo, the collector's datagrams only");
+            return None;
+        }
+        let mut child = Command::new("tshark")
+            .args(["-i", "lo", "-f", &format!("udp port {port}"), "-w"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // tshark says "Capturing on 'Loopback: lo'" once it captures.
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if l.contains("Capturing on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("tshark started capturing on lo");
+        Some(Live { child, file, port })
+    }
+
+    /// Stops the capture (SIGINT, as at a terminal) and decodes it.
+    fn finish(mut self) -> Vec<Row> {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        decoded(&self.file, self.port)
+    }
+}
+
 #[test]
 fn ipfix_and_json_lines_show_the_flows_made() {
     let test = "ipfix_and_json_lines_show_the_flows_made";
@@ -112,6 +217,7 @@ fn ipfix_and_json_lines_show_the_flows_made() {
         .unwrap();
     let cport = collector.local_addr().unwrap().port();
     let json = dir.join("flows.jsonl");
+    let live = Live::start(dir.join("live.pcap"), cport);
     let fl = Arc::new(
         FlowLogs::open(FlowLogsSection {
             ipfix_collector: Some(collector.local_addr().unwrap()),
@@ -172,50 +278,14 @@ fn ipfix_and_json_lines_show_the_flows_made() {
     let file = dir.join("ipfix.pcap");
     std::fs::write(&file, pcap(&datagrams, cport)).unwrap();
 
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&file)
-        .args(["-d", &format!("udp.port=={cport},cflow")])
-        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;"])
-        .args(["-e", "cflow.srcaddr", "-e", "cflow.dstaddr"])
-        .args([
-            "-e",
-            "cflow.protocol",
-            "-e",
-            "cflow.packets",
-            "-e",
-            "cflow.octets",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("tshark:\n{text}");
-    // One row per record: (src, dst, proto, [packets, reverse packets],
-    // [octets, reverse octets]). The reverse counts are RFC 5103's
-    // elements (PEN 29305), which tshark shows under the same field
-    // names as the plain ones, right after them.
-    type Row = (String, String, String, [u64; 2], [u64; 2]);
-    let mut rows: Vec<Row> = Vec::new();
-    for line in text.lines() {
-        let cols: Vec<Vec<&str>> = line.split('\t').map(|c| c.split(';').collect()).collect();
-        if cols.len() < 5 || cols[0] == [""] {
-            continue;
-        }
-        let n = |c: &Vec<&str>, i: usize| c.get(i).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
-        for i in 0..cols[0].len() {
-            rows.push((
-                cols[0][i].to_string(),
-                cols[1][i].to_string(),
-                cols[2][i].to_string(),
-                [n(&cols[3], 2 * i), n(&cols[3], 2 * i + 1)],
-                [n(&cols[4], 2 * i), n(&cols[4], 2 * i + 1)],
-            ));
-        }
+    let rows = decoded(&file, cport);
+    if let Some(live) = live {
+        // What tshark itself captured on the loopback: the same records.
+        let mut live_rows = live.finish();
+        let mut want = rows.clone();
+        live_rows.sort();
+        want.sort();
+        assert_eq!(live_rows, want, "tshark -i lo saw what the collector got");
     }
     let find = |src: &str, dst: &str, proto: &str| -> Vec<&Row> {
         rows.iter()
