@@ -649,7 +649,7 @@ impl Port {
     /// Processes one packet. See the module doc for the paths it takes.
     pub fn process(&mut self, dir: Direction, pkt: &mut PacketBuf) -> Verdict {
         let now = self.clock.now();
-        self.process_at(dir, pkt, now)
+        self.process_at(dir, pkt, None, now)
     }
 
     /// Processes a batch, reading the clock once. `verdicts` is cleared
@@ -679,12 +679,42 @@ impl Port {
     ) {
         verdicts.clear();
         for p in pkts.iter_mut() {
-            verdicts.push(self.process_at(dir, p, now));
+            verdicts.push(self.process_at(dir, p, None, now));
         }
     }
 
+    /// [`Port::process_burst`] for inbound frames the caller has parsed
+    /// already: `parsed[i]` is [`headers::parse_fast`] of `pkts[i]` in
+    /// [`ParseMode::Geneve`] (what a switch's outer checks read), or
+    /// `None`. The port does not parse those frames again for the hit
+    /// path. A port whose inbound frames are not Geneve, and an outbound
+    /// burst, ignore `parsed`.
+    pub fn process_burst_parsed(
+        &mut self,
+        dir: Direction,
+        pkts: &mut [PacketBuf],
+        parsed: &[Option<headers::FastParsed>],
+        now: Moment,
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        verdicts.clear();
+        let usable = dir == Direction::In && self.cfg.inbound == ParseMode::Geneve;
+        for (i, p) in pkts.iter_mut().enumerate() {
+            let pre = parsed.get(i).filter(|_| usable).copied().flatten();
+            verdicts.push(self.process_at(dir, p, pre, now));
+        }
+    }
+
+    /// `pre`: the frame's fast parse in this direction's mode, when the
+    /// caller has it (else it is made here).
     #[inline]
-    fn process_at(&mut self, dir: Direction, pkt: &mut PacketBuf, now: Moment) -> Verdict {
+    fn process_at(
+        &mut self,
+        dir: Direction,
+        pkt: &mut PacketBuf,
+        pre: Option<headers::FastParsed>,
+        now: Moment,
+    ) -> Verdict {
         let d = dir.index();
         let len = pkt.len() as u64;
         self.stats.dir[d].packets += 1;
@@ -707,7 +737,7 @@ impl Port {
         // needs answered) goes through the full parse below.
         let mut fast_tried = None;
         if !self.oversized(dir, pkt) {
-            if let Some(f) = headers::parse_fast(pkt.as_slice(), mode) {
+            if let Some(f) = pre.or_else(|| headers::parse_fast(pkt.as_slice(), mode)) {
                 match self.try_hit(dir, &f.key, pkt, &f.off, f.tcp_flags, len, now) {
                     Hit::Done(v) => {
                         self.stats.dir[d].uft_hits += 1;

@@ -32,7 +32,7 @@ use arc_swap::ArcSwap;
 use dataplane::checksum::{verify_udp6, UdpCheck};
 use dataplane::drop::DROP_REASONS;
 use dataplane::flow::FlowHashBuilder;
-use dataplane::headers::{self, Mac, ParseMode};
+use dataplane::headers::{self, FastParsed, Mac, ParseMode};
 use dataplane::{Direction, DropReason, Moment, PacketBuf, Verdict};
 use overlay::layer::reason;
 use serde::{Deserialize, Serialize};
@@ -297,6 +297,9 @@ struct Attached {
     /// This round's frames from the uplink for this port, demultiplexed,
     /// processed as one burst.
     from_uplink: Vec<PacketBuf>,
+    /// What the outer checks' fast parse read of each of `from_uplink`
+    /// (handed to the port, which does not parse those frames again).
+    from_uplink_parsed: Vec<Option<FastParsed>>,
     /// The verdicts of the burst being processed (kept: no allocation).
     verdicts: Vec<Verdict>,
     /// The verdict of one frame processed alone ([`Attached::process_one`]),
@@ -313,6 +316,20 @@ impl Attached {
         self.vnic
             .port
             .process_burst(dir, pkts, self.now, &mut self.verdicts);
+    }
+
+    /// Processes the round's burst from the uplink, with what the outer
+    /// checks parsed of it.
+    #[inline]
+    fn process_from_uplink(&mut self, pkts: &mut [PacketBuf]) {
+        self.vnic.port.process_burst_parsed(
+            Direction::In,
+            pkts,
+            &self.from_uplink_parsed,
+            self.now,
+            &mut self.verdicts,
+        );
+        self.from_uplink_parsed.clear();
     }
 
     /// One frame at the round's moment (local deliveries, hand-offs).
@@ -510,6 +527,7 @@ impl Switch {
             capture: None,
             now,
             from_uplink: Vec::with_capacity(BURST),
+            from_uplink_parsed: Vec::with_capacity(BURST),
             verdicts: Vec::with_capacity(BURST),
             one: Vec::with_capacity(1),
             moved: None,
@@ -687,7 +705,7 @@ impl Switch {
     fn handle_uplink_burst(&mut self, rx: &mut Vec<PacketBuf>) {
         for pkt in rx.drain(..) {
             match self.tunnel_target(&pkt, true) {
-                Some(Target::Here(i)) => {
+                Some((Target::Here(i), parsed)) => {
                     if let Some(a) = self.ports[i].as_mut() {
                         if let Some(m) = a.moved.as_mut() {
                             m.forward(pkt, &mut self.to_uplink);
@@ -697,9 +715,10 @@ impl Switch {
                             self.rx_ports.push(i);
                         }
                         a.from_uplink.push(pkt);
+                        a.from_uplink_parsed.push(parsed);
                     }
                 }
-                Some(Target::Worker(w)) => self.hand_off(w, pkt, false),
+                Some((Target::Worker(w), _)) => self.hand_off(w, pkt, false),
                 None => {}
             }
         }
@@ -708,7 +727,7 @@ impl Switch {
                 continue;
             };
             let mut burst = std::mem::take(&mut a.from_uplink);
-            a.process_burst(Direction::In, &mut burst);
+            a.process_from_uplink(&mut burst);
             for (pkt, v) in burst.drain(..).zip(a.verdicts.drain(..)) {
                 match v {
                     Verdict::Forward => a.to_guest.push(pkt),
@@ -726,8 +745,8 @@ impl Switch {
     /// uplink, handed over by another worker.
     fn handle_uplink(&mut self, mut pkt: PacketBuf) {
         let i = match self.tunnel_target(&pkt, true) {
-            Some(Target::Here(i)) => i,
-            Some(Target::Worker(w)) => return self.hand_off(w, pkt, false),
+            Some((Target::Here(i), _)) => i,
+            Some((Target::Worker(w), _)) => return self.hand_off(w, pkt, false),
             None => return,
         };
         let Some(a) = self.ports[i].as_mut() else {
@@ -746,8 +765,13 @@ impl Switch {
 
     /// Which local port a tunnelled frame is for, after the outer checks
     /// (`from_wire`: the frame came from the uplink, so its destination
-    /// must be this host).
-    fn tunnel_target(&mut self, pkt: &PacketBuf, from_wire: bool) -> Option<Target> {
+    /// must be this host), with the fast parse of the frame when it is
+    /// one the fast parse reads.
+    fn tunnel_target(
+        &mut self,
+        pkt: &PacketBuf,
+        from_wire: bool,
+    ) -> Option<(Target, Option<FastParsed>)> {
         match self.outer_checks(pkt, from_wire) {
             Ok(t) => Some(t),
             Err(r) => {
@@ -758,8 +782,48 @@ impl Switch {
     }
 
     /// The outer checks of the module documentation, in that order.
-    fn outer_checks(&mut self, pkt: &PacketBuf, from_wire: bool) -> Result<Target, DropReason> {
+    ///
+    /// The commonest tunnel (no Geneve options, a plain TCP or UDP guest
+    /// frame) is read by [`headers::parse_fast`], whose contract is that
+    /// the full parse reads such a frame the same way: the same checks on
+    /// the same fields, without building the whole `Headers`, and the
+    /// port is handed that parse. Anything else takes the full parse.
+    fn outer_checks(
+        &mut self,
+        pkt: &PacketBuf,
+        from_wire: bool,
+    ) -> Result<(Target, Option<FastParsed>), DropReason> {
         let frame = pkt.as_slice();
+        if let Some(f) = headers::parse_fast(frame, ParseMode::Geneve) {
+            let l3 = usize::from(f.off.outer_l3);
+            let inner = usize::from(f.off.inner_l2);
+            let geneve = usize::from(f.off.geneve);
+            // All within what the fast parse has read.
+            let (Some(ip6), Some(flags), Some(dst_mac)) = (
+                frame.get(l3..l3 + headers::IPV6_HDR_LEN),
+                frame.get(geneve + headers::GENEVE_FLAGS),
+                frame.get(inner..inner + 6),
+            ) else {
+                return Err(DropReason::Malformed(headers::ParseError::NotGeneve));
+            };
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&ip6[8..24]);
+            dst.copy_from_slice(&ip6[24..40]);
+            if from_wire {
+                if Ipv6Addr::from(dst) != self.underlay_ip {
+                    return Err(DropReason::Policy(reason::NOT_OUR_HOST));
+                }
+                self.check_outer_udp(pkt, &src, &dst, usize::from(f.off.outer_l4))?;
+            }
+            if flags & headers::GENEVE_FLAG_OAM != 0 {
+                return Err(DropReason::GeneveControl);
+            }
+            // No options to check: the fast parse takes none.
+            let mut mac: Mac = [0; 6];
+            mac.copy_from_slice(dst_mac);
+            return self.demux_target(f.key.vni, mac).map(|t| (t, Some(f)));
+        }
         let p = headers::parse(frame, ParseMode::Geneve).map_err(DropReason::Malformed)?;
         let outer = p
             .hdrs
@@ -769,7 +833,8 @@ impl Switch {
             if outer.ip_dst != self.underlay_ip {
                 return Err(DropReason::Policy(reason::NOT_OUR_HOST));
             }
-            self.check_outer_udp(pkt, &outer, usize::from(p.off.outer_l4))?;
+            let (src, dst) = (outer.ip_src.octets(), outer.ip_dst.octets());
+            self.check_outer_udp(pkt, &src, &dst, usize::from(p.off.outer_l4))?;
         }
         if outer.geneve.oam {
             return Err(DropReason::GeneveControl);
@@ -787,8 +852,15 @@ impl Switch {
                 return Err(DropReason::Malformed(headers::ParseError::BadGeneveOption))
             }
         }
-        let mac = p.hdrs.inner.eth_dst;
-        let key = (outer.geneve.vni.get(), mac);
+        self.demux_target(outer.geneve.vni.get(), p.hdrs.inner.eth_dst)
+            .map(|t| (t, None))
+    }
+
+    /// The port (here or on another worker) a tunnel for guest `mac` on
+    /// `vni` is for.
+    #[inline]
+    fn demux_target(&self, vni: u32, mac: Mac) -> Result<Target, DropReason> {
+        let key = (vni, mac);
         if let Some(&i) = self.demux.get(&DemuxKey::from(key)) {
             return Ok(Target::Here(i));
         }
@@ -819,7 +891,8 @@ impl Switch {
     fn check_outer_udp(
         &mut self,
         pkt: &PacketBuf,
-        outer: &headers::Outer,
+        src: &[u8; 16],
+        dst: &[u8; 16],
         l4: usize,
     ) -> Result<(), DropReason> {
         if pkt.gso().is_some() {
@@ -844,7 +917,7 @@ impl Switch {
             return Ok(());
         }
         self.stats.csum_verified_sw += 1;
-        match verify_udp6(&outer.ip_src.octets(), &outer.ip_dst.octets(), udp) {
+        match verify_udp6(src, dst, udp) {
             UdpCheck::Good => Ok(()),
             UdpCheck::Bad | UdpCheck::Zero => Err(DropReason::OuterUdpChecksum),
         }
@@ -904,8 +977,8 @@ impl Switch {
     /// Delivers a tunnel addressed to this host to the local port it names.
     fn deliver_local(&mut self, mut pkt: PacketBuf) {
         let j = match self.tunnel_target(&pkt, false) {
-            Some(Target::Here(j)) => j,
-            Some(Target::Worker(w)) => return self.hand_off(w, pkt, true),
+            Some((Target::Here(j), _)) => j,
+            Some((Target::Worker(w), _)) => return self.hand_off(w, pkt, true),
             None => return,
         };
         let Some(b) = self.ports[j].as_mut() else {

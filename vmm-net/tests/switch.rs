@@ -724,3 +724,90 @@ fn an_idle_worker_blocks_and_wakes_for_frames_and_commands() {
     assert_eq!(out, 1);
     workers.shutdown();
 }
+
+/// vm2's TCP segment to vm1 from source port `sport`.
+fn tcp_from(sport: u16, flags: &str) -> Vec<u8> {
+    Tcp::new(
+        (mac(2), GW_MAC),
+        (Ipv4Addr::new(10, 0, 0, 12), sport).into(),
+        (Ipv4Addr::new(10, 0, 0, 11), 22).into(),
+    )
+    .seq(1)
+    .window(1000)
+    .flags_acking(flags, 1)
+    .payload(&sport.to_be_bytes())
+    .build()
+}
+
+/// A tunnel with one 4-byte Geneve option (not critical) inserted.
+fn with_option(tunnel: &[u8]) -> Vec<u8> {
+    let mut t = tunnel.to_vec();
+    t.splice(70..70, [0x01, 0x02, 0x01, 0x00]);
+    t[62] += 1;
+    let plen = u16::from_be_bytes([t[18], t[19]]) + 4;
+    t[18..20].copy_from_slice(&plen.to_be_bytes());
+    t[58..60].copy_from_slice(&plen.to_be_bytes());
+    fill_outer_udp(&mut t);
+    t
+}
+
+#[test]
+fn a_burst_mixing_fast_and_fully_parsed_tunnels_keeps_each_frame_its_own_parse() {
+    // The switch hands the port what its outer checks parsed of each
+    // frame of a burst; a frame the fast parse leaves alone (a Geneve
+    // option, ICMP) has none. Were the two out of step, a frame would be
+    // rewritten at another frame's offsets or matched to another flow.
+    let cloud = Cloud::new();
+    let (up_a, up_b) = (Wire::new(), Wire::new());
+    let mut a = Switch::new(host_ip('a'), Box::new(up_a.backend()));
+    let mut b = Switch::new(host_ip('b'), Box::new(up_b.backend()));
+    let vm1 = cloud.guest(&mut a, 'a', 1);
+    let vm2 = cloud.guest(&mut b, 'b', 2);
+    let mut ping = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(2), GW_MAC)
+        .ipv4([10, 0, 0, 12], [10, 0, 0, 11], 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, b"ping!")
+        .unwrap();
+    // First the flows' opening segments, then a mixed burst of them.
+    let sent = [
+        tcp_from(41000, "S"),
+        tcp_from(42000, "S"),
+        tcp_from(41000, "A"),
+        ping,
+        tcp_from(42000, "A"),
+        tcp_from(41000, "A"),
+    ];
+    let mut tunnels = Vec::new();
+    for f in &sent {
+        vm2.send(f);
+        b.poll().unwrap();
+        tunnels.extend(up_b.take());
+    }
+    assert_eq!(tunnels.len(), sent.len());
+    for t in &tunnels[..2] {
+        up_a.send(t);
+    }
+    a.poll().unwrap();
+    assert_eq!(vm1.take().len(), 2, "{:?}", a.stats());
+    // 41000 (fast), the ping (full), 42000 with an option (full), 41000.
+    up_a.send(&tunnels[2]);
+    up_a.send(&tunnels[3]);
+    up_a.send(&with_option(&tunnels[4]));
+    up_a.send(&tunnels[5]);
+    a.poll().unwrap();
+    let got = vm1.take();
+    assert_eq!(got.len(), 4, "{:?}", a.stats());
+    for (g, s) in got.iter().zip(&sent[2..]) {
+        assert_eq!(&g[0..6], &mac(1), "to vm1");
+        assert_eq!(&g[6..12], &GW_MAC, "from the gateway");
+        assert_eq!(&g[12..], &s[12..], "the guest's frame as vm2 sent it");
+        assert_checksums(g);
+    }
+    let st = a.port("vm1").unwrap().port.stats();
+    let inbound = &st.dir[dataplane::Direction::In.index()];
+    assert!(
+        inbound.uft_hits >= 2,
+        "the two fast-parsed segments of 41000 were UFT hits: {inbound:?}"
+    );
+}
