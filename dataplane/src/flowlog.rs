@@ -286,11 +286,30 @@ fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-/// The port's side of its flow log: the shared queue and the token bucket
-/// for denied packets.
+/// What a flow's records need that the fast path never reads, kept by
+/// the logger beside the flow table (indexed by flow id) so that a port
+/// without flow logs pays nothing for it per flow.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct LogState {
+    pub(crate) decider: Decider,
+    /// The first packet's key as it left the layers, when NAT changed it.
+    pub(crate) translated: Option<FlowKey>,
+    pub(crate) vni: u32,
+    /// When the flow's last record was made, and its counts then.
+    pub(crate) logged_at: Moment,
+    pub(crate) logged_packets: [u64; 2],
+    pub(crate) logged_bytes: [u64; 2],
+}
+
+/// The port's side of its flow log: the shared queue, the token bucket
+/// for denied packets and each flow's [`LogState`].
 pub(crate) struct FlowLogger {
     pub(crate) cfg: FlowLogConfig,
     log: Arc<FlowLog>,
+    /// By flow id; a slot is reset when its flow is made. A flow made
+    /// before logging was enabled finds a default slot (counts from its
+    /// start, decider unknown).
+    states: Vec<LogState>,
     /// Token bucket in nanoseconds of credit: each record costs
     /// `1 s / denied_per_sec`, the bucket holds one second's worth.
     credit: u64,
@@ -303,6 +322,7 @@ impl FlowLogger {
         FlowLogger {
             cfg,
             log,
+            states: Vec::new(),
             credit: NANOS_PER_SEC,
             last: now,
         }
@@ -310,6 +330,28 @@ impl FlowLogger {
 
     pub(crate) fn log(&self) -> &Arc<FlowLog> {
         &self.log
+    }
+
+    /// Flow `id`'s state (a default one for a flow it has not seen).
+    pub(crate) fn state(&self, id: u32) -> LogState {
+        self.states.get(id as usize).copied().unwrap_or_default()
+    }
+
+    /// Flow `id`'s state, to change.
+    pub(crate) fn state_mut(&mut self, id: u32) -> &mut LogState {
+        let i = id as usize;
+        if i >= self.states.len() {
+            self.states.resize(i + 1, LogState::default());
+        }
+        &mut self.states[i]
+    }
+
+    /// A new flow at `id`: its records count from `now`.
+    pub(crate) fn start(&mut self, id: u32, now: Moment) {
+        *self.state_mut(id) = LogState {
+            logged_at: now,
+            ..LogState::default()
+        };
     }
 
     pub(crate) fn push(&self, r: FlowRecord) {

@@ -33,7 +33,7 @@ use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
 use crate::flowlog::{
     CloseReason, Decider, Decision, FlowLog, FlowLogConfig, FlowLogStats, FlowLogger, FlowRecord,
-    LayerName,
+    LayerName, LogState,
 };
 use crate::headers::{self, Frag, Headers, Offsets, ParseMode, Parsed, L3, L4};
 use crate::layer::{DefaultAction, Layer, LayerConfig, LayerDirStats, LftEntry, LftState};
@@ -272,21 +272,6 @@ struct FlowRec {
     last_hit: Moment,
     packets: [u64; 2],
     bytes: [u64; 2],
-    /// Cold: what flow logs report of the flow.
-    log: LogState,
-}
-
-/// What a flow's log records need that the fast path never reads.
-#[derive(Clone, Copy, Default)]
-struct LogState {
-    decider: Decider,
-    /// The first packet's key as it left the layers, when NAT changed it.
-    translated: Option<FlowKey>,
-    vni: u32,
-    /// When the flow's last record was made, and its counts then.
-    logged_at: Moment,
-    logged_packets: [u64; 2],
-    logged_bytes: [u64; 2],
 }
 
 /// Flow records in a slab: ids are indices, reused after a free; the
@@ -1103,12 +1088,11 @@ impl Port {
             last_hit: now,
             packets: [0; 2],
             bytes: [0; 2],
-            log: LogState {
-                logged_at: now,
-                ..LogState::default()
-            },
         };
         let f = self.flows.insert(rec);
+        if let Some(l) = &mut self.flow_log {
+            l.start(f.0, now);
+        }
         self.stats.flows_created += 1;
         if class == ExpiryClass::TcpHalfOpen {
             if self.half_open.len() >= self.cfg.flow_limit as usize {
@@ -1185,7 +1169,7 @@ impl Port {
             // A flow that ends has its last packet as its end: no clock read.
             if let Some(r) = self.flows.slots[id as usize]
                 .as_ref()
-                .and_then(|f| flow_record(f, reason, f.last_hit))
+                .and_then(|f| flow_record(f, &l.state(id), reason, f.last_hit))
             {
                 l.push(r);
             }
@@ -1196,17 +1180,18 @@ impl Port {
     /// Remembers, for the flow's records, which layer and rule decided it
     /// and what NAT made of its first packet.
     fn note_decision(&mut self, w: &Walk, id: u32, gen: u32, k: &FlowKey) {
-        if self.flow_log.is_none() {
+        if self.flow_log.is_none() || self.flows.get(id, gen).is_none() {
             return;
         }
         let decider = self.decider(w);
-        let Some(f) = self.flows.get_mut(id, gen) else {
+        let Some(l) = &mut self.flow_log else {
             return;
         };
-        f.log.decider = decider;
+        let s = l.state_mut(id);
+        s.decider = decider;
         let after = FlowKey::of(&w.hdrs);
-        f.log.vni = after.map_or(k.vni, |a| a.vni.max(k.vni));
-        f.log.translated = after.filter(|a| {
+        s.vni = after.map_or(k.vni, |a| a.vni.max(k.vni));
+        s.translated = after.filter(|a| {
             (a.src, a.dst, a.src_port, a.dst_port) != (k.src, k.dst, k.src_port, k.dst_port)
         });
     }
@@ -1604,18 +1589,20 @@ impl Port {
     /// An `Active` record for a live flow whose last record is older than
     /// the active timeout (RFC 7011's "active timeout").
     fn log_active(&mut self, id: usize, now: Moment) {
-        let (Some(l), Some(Some(f))) = (&self.flow_log, self.flows.slots.get_mut(id)) else {
+        let (Some(l), Some(Some(f))) = (&mut self.flow_log, self.flows.slots.get(id)) else {
             return;
         };
-        if now.saturating_sub(f.log.logged_at) < l.cfg.active_timeout {
+        let s = l.state(id as u32);
+        if now.saturating_sub(s.logged_at) < l.cfg.active_timeout {
             return;
         }
-        if let Some(r) = flow_record(f, CloseReason::Active, now) {
+        if let Some(r) = flow_record(f, &s, CloseReason::Active, now) {
             l.push(r);
         }
-        f.log.logged_at = now;
-        f.log.logged_packets = f.packets;
-        f.log.logged_bytes = f.bytes;
+        let s = l.state_mut(id as u32);
+        s.logged_at = now;
+        s.logged_packets = f.packets;
+        s.logged_bytes = f.bytes;
     }
 
     // ----------------------------------------------------------------
@@ -1794,9 +1781,8 @@ impl Port {
 /// The record of flow `f` for `reason`: its counts since its last record.
 /// `now` is the end of an `Active` record; a flow that ended ends at its
 /// last packet.
-fn flow_record(f: &FlowRec, reason: CloseReason, now: Moment) -> Option<FlowRecord> {
+fn flow_record(f: &FlowRec, l: &LogState, reason: CloseReason, now: Moment) -> Option<FlowRecord> {
     let key = FlowKey::of(&f.origin_hdrs)?;
-    let l = &f.log;
     let sub = |a: [u64; 2], b: [u64; 2]| [a[0] - b[0], a[1] - b[1]];
     let end = if reason == CloseReason::Active {
         now

@@ -253,13 +253,12 @@ impl Port {
             last_hit: now.saturating_sub(x.idle_ms.saturating_mul(NS_PER_MS)),
             packets: x.packets,
             bytes: x.bytes,
-            // The flow's records count from its start, here or before.
-            log: LogState {
-                logged_at: now,
-                ..LogState::default()
-            },
         };
         let (id, gen) = self.flows.insert(rec);
+        // The flow's records count from its start, here or before.
+        if let Some(l) = &mut self.flow_log {
+            l.start(id, now);
+        }
         if class == ExpiryClass::TcpHalfOpen {
             self.half_open.push_back((id, gen));
         }
