@@ -306,9 +306,9 @@ pub(crate) struct LogState {
 pub(crate) struct FlowLogger {
     pub(crate) cfg: FlowLogConfig,
     log: Arc<FlowLog>,
-    /// By flow id; a slot is reset when its flow is made. A flow made
-    /// before logging was enabled finds a default slot (counts from its
-    /// start, decider unknown).
+    /// By flow id, one per flow-table slot; a slot is reset when its flow
+    /// is made. A flow made before logging was enabled has a slot from
+    /// the enabling (its counts from its start, its decider unknown).
     states: Vec<LogState>,
     /// Token bucket in nanoseconds of credit: each record costs
     /// `1 s / denied_per_sec`, the bucket holds one second's worth.
@@ -317,12 +317,27 @@ pub(crate) struct FlowLogger {
 }
 
 impl FlowLogger {
-    pub(crate) fn new(cfg: FlowLogConfig, log: Arc<FlowLog>, now: Moment) -> FlowLogger {
+    /// `flows`: the port's flow-table slots now; the flows in them are
+    /// logged from `now` on (their records count from their start).
+    pub(crate) fn new(
+        cfg: FlowLogConfig,
+        log: Arc<FlowLog>,
+        now: Moment,
+        flows: usize,
+    ) -> FlowLogger {
         log.enabled_at.store(now, Ordering::Relaxed);
         FlowLogger {
             cfg,
             log,
-            states: Vec::new(),
+            // A slot for every flow there is: the sweep's records of them
+            // allocate nothing.
+            states: vec![
+                LogState {
+                    logged_at: now,
+                    ..LogState::default()
+                };
+                flows
+            ],
             credit: NANOS_PER_SEC,
             last: now,
         }

@@ -472,7 +472,8 @@ impl Port {
     /// start with the flows that end from now on.
     pub fn set_flow_log(&mut self, log: Option<(FlowLogConfig, Arc<FlowLog>)>) {
         let now = self.clock.now();
-        self.flow_log = log.map(|(cfg, q)| FlowLogger::new(cfg, q, now));
+        let flows = self.flows.slots.len();
+        self.flow_log = log.map(|(cfg, q)| FlowLogger::new(cfg, q, now, flows));
     }
 
     /// The queue flow records go to, when logging is on.
