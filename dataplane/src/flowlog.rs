@@ -18,6 +18,7 @@
 
 use crate::clock::{Moment, NANOS_PER_SEC};
 use crate::flow::{Direction, FlowKey};
+use crate::rate::{RateLimit, RateLimiter};
 use crate::rule::RuleId;
 use crate::tcp::TcpState;
 use crossbeam_queue::ArrayQueue;
@@ -310,10 +311,9 @@ pub(crate) struct FlowLogger {
     /// is made. A flow made before logging was enabled has a slot from
     /// the enabling (its counts from its start, its decider unknown).
     states: Vec<LogState>,
-    /// Token bucket in nanoseconds of credit: each record costs
-    /// `1 s / denied_per_sec`, the bucket holds one second's worth.
-    credit: u64,
-    last: Moment,
+    /// The bucket denied records pass (`denied_per_sec`, burst the same);
+    /// `None` when no denied packet is to be logged.
+    denied: Option<RateLimiter>,
 }
 
 impl FlowLogger {
@@ -338,8 +338,14 @@ impl FlowLogger {
                 };
                 flows
             ],
-            credit: NANOS_PER_SEC,
-            last: now,
+            denied: (cfg.denied_per_sec > 0).then(|| {
+                let rate = u64::from(cfg.denied_per_sec);
+                RateLimiter::new(RateLimit {
+                    packets_per_sec: rate,
+                    burst_packets: Some(rate),
+                    ..RateLimit::default()
+                })
+            }),
         }
     }
 
@@ -378,22 +384,11 @@ impl FlowLogger {
 
     /// Pushes a denied-packet record if the bucket has a token for it.
     pub(crate) fn push_denied(&mut self, r: FlowRecord, now: Moment) {
-        if self.cfg.denied_per_sec == 0 {
+        if self.denied.as_mut().is_some_and(|b| b.admit(now, 0)) {
+            self.push(r);
+        } else {
             bump(&self.log.rate_limited);
-            return;
         }
-        let cost = NANOS_PER_SEC / u64::from(self.cfg.denied_per_sec);
-        self.credit = self
-            .credit
-            .saturating_add(now.saturating_sub(self.last))
-            .min(NANOS_PER_SEC);
-        self.last = now;
-        if self.credit < cost {
-            bump(&self.log.rate_limited);
-            return;
-        }
-        self.credit -= cost;
-        self.push(r);
     }
 }
 
