@@ -1784,7 +1784,7 @@ impl Port {
 /// last packet.
 fn flow_record(f: &FlowRec, l: &LogState, reason: CloseReason, now: Moment) -> Option<FlowRecord> {
     let key = FlowKey::of(&f.origin_hdrs)?;
-    let sub = |a: [u64; 2], b: [u64; 2]| [a[0] - b[0], a[1] - b[1]];
+    let sub = |a: [u64; 2], b: [u64; 2]| [a[0].saturating_sub(b[0]), a[1].saturating_sub(b[1])];
     let end = if reason == CloseReason::Active {
         now
     } else {
