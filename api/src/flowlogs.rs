@@ -9,13 +9,14 @@
 
 use crate::config::FlowLogsSection;
 use crate::ipfix::{Encoder, Exported};
+use crate::lock;
 use dataplane::{Direction, FlowLog, FlowRecord, Port};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often the queues are drained: short enough that a queue of 4096
@@ -64,10 +65,6 @@ struct Sinks {
     udp: Option<UdpSocket>,
     json: Option<std::fs::File>,
     encoder: Encoder,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn now_ms() -> u64 {

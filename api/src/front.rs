@@ -41,6 +41,7 @@
 //!   last byte is sent (or the connection drops), so the memory of
 //!   building and sending large dumps is bounded per client (429 beyond).
 
+use crate::lock;
 use crate::logging::Every;
 use crate::private_net::PrivateNet;
 use bytes::Bytes;
@@ -50,7 +51,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -106,10 +107,6 @@ impl Peers {
     fn remove(&self, relay: SocketAddr) {
         lock(&self.map).remove(&relay);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The default of `[api] max_open_reads_per_client`, reads without a

@@ -30,3 +30,9 @@ pub mod state;
 pub mod trace;
 pub mod types;
 pub mod validate;
+
+/// Locks `m`. A mutex poisoned by a panicking thread is taken as it is,
+/// so one failed call does not make every later call fail too.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -22,6 +22,7 @@
 //! the underlay next hop's MACs — are fixed ([`UNDERLAY_MAC`],
 //! [`NEXT_HOP_MAC`]) unless given.
 
+use crate::lock;
 use crate::server::{port_stats_doc, HostLimits};
 use crate::state::{self, StateError};
 use crate::types::{DropCount, PortStatsDoc};
@@ -34,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmm_net::backend::Backend;
 use vmm_net::pcap::Pcap;
@@ -468,10 +469,6 @@ fn fail(tally: &Mutex<Tally>, e: io::Error) -> io::Error {
     let copy = io::Error::new(e.kind(), e.to_string());
     lock(tally).error.get_or_insert(Failure::Write(copy));
     e
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -9,6 +9,7 @@
 
 use crate::error::ApiError;
 use crate::journal::Change;
+use crate::lock;
 use crate::state::{StateStore, STATE_VERSION};
 use crate::types::*;
 use dataplane::{Direction, MonotonicClock, Vni};
@@ -16,7 +17,7 @@ use overlay::layer::HostOverlay;
 use overlay::v2p::PhysDest;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use vmm_net::backend::{Backend, Null};
 use vmm_net::switch::Capture;
 use vmm_net::worker::{WorkerError, Workers};
@@ -1487,8 +1488,4 @@ fn worker_error(e: WorkerError) -> ApiError {
         WorkerError::Switch(s) => ApiError::Conflict(s.to_string()),
         other => ApiError::Internal(other.to_string()),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

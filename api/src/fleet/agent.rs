@@ -17,6 +17,7 @@
 
 use crate::fleet::keys;
 use crate::fleet::reconcile::{Event, HostStatus, Reconciler};
+use crate::lock;
 use crate::server::Sluice;
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
@@ -357,8 +358,4 @@ pub async fn list(client: &mut Client) -> Result<(Vec<(String, Vec<u8>)>, i64), 
             _ => return Ok((out, rev)),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
