@@ -10,6 +10,7 @@
 use crate::config::FlowLogsSection;
 use crate::ipfix::{Encoder, Exported};
 use crate::lock;
+use crate::metrics::esc;
 use dataplane::{Direction, FlowLog, FlowRecord, Port};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -161,11 +162,7 @@ impl FlowLogs {
         {
             let mut st = lock(&self.retired_stats);
             for (name, p) in &retired {
-                let s = p.log.stats();
-                let e = st.entry(name.clone()).or_default();
-                e.records += s.records;
-                e.queue_full += s.queue_full;
-                e.rate_limited += s.rate_limited;
+                *st.entry(name.clone()).or_default() += p.log.stats();
             }
         }
         if !recs.is_empty() {
@@ -226,11 +223,7 @@ impl FlowLogs {
     pub fn port_stats(&self) -> BTreeMap<String, dataplane::FlowLogStats> {
         let mut m = lock(&self.retired_stats).clone();
         for (n, p) in lock(&self.ports).iter() {
-            let s = p.log.stats();
-            let e = m.entry(n.clone()).or_default();
-            e.records += s.records;
-            e.queue_full += s.queue_full;
-            e.rate_limited += s.rate_limited;
+            *m.entry(n.clone()).or_default() += p.log.stats();
         }
         m
     }
@@ -247,7 +240,6 @@ impl FlowLogs {
     pub fn metrics(&self) -> String {
         let mut o = String::new();
         let stats = self.port_stats();
-        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
         let fam = |o: &mut String, name: &str, help: &str| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
         };

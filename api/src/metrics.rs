@@ -7,7 +7,8 @@ use dataplane::layer::LayerDirStats;
 use dataplane::port::DirStats;
 use std::fmt::Write;
 
-fn esc(v: &str) -> String {
+/// A label value escaped as the exposition format wants it.
+pub(crate) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -229,6 +229,19 @@ impl FlowLogStats {
     }
 }
 
+impl std::ops::AddAssign for FlowLogStats {
+    fn add_assign(&mut self, o: FlowLogStats) {
+        let FlowLogStats {
+            records,
+            queue_full,
+            rate_limited,
+        } = o;
+        self.records += records;
+        self.queue_full += queue_full;
+        self.rate_limited += rate_limited;
+    }
+}
+
 /// The queue and counters a port shares with whatever drains it.
 pub struct FlowLog {
     queue: ArrayQueue<FlowRecord>,
