@@ -328,14 +328,8 @@ fn the_uplink_checks_come_first() {
     fill_outer_udp(&mut to_c);
     up_b.send(&to_c);
     // A critical option sluice does not know.
-    let mut crit = tunnel.clone();
-    crit.splice(70..70, [0x01, 0x02, 0x80, 0x00]); // class 0x0102, type 0x80 (critical), no data
-    crit[62] += 1; // one more 4-byte word of options
-    let plen = u16::from_be_bytes([crit[18], crit[19]]) + 4;
-    crit[18..20].copy_from_slice(&plen.to_be_bytes());
-    crit[58..60].copy_from_slice(&plen.to_be_bytes());
-    fill_outer_udp(&mut crit);
-    up_b.send(&crit);
+    // Class 0x0102, type 0x80 (critical), no data.
+    up_b.send(&with_option(&tunnel, [0x01, 0x02, 0x80, 0x00]));
     // For a MAC nobody here has.
     let mut stranger = tunnel.clone();
     stranger[70..76].copy_from_slice(&mac(9));
@@ -739,11 +733,12 @@ fn tcp_from(sport: u16, flags: &str) -> Vec<u8> {
     .build()
 }
 
-/// A tunnel with one 4-byte Geneve option (not critical) inserted.
-fn with_option(tunnel: &[u8]) -> Vec<u8> {
+/// A tunnel with one 4-byte Geneve option (class, type, no data)
+/// inserted after the base header.
+fn with_option(tunnel: &[u8], option: [u8; 4]) -> Vec<u8> {
     let mut t = tunnel.to_vec();
-    t.splice(70..70, [0x01, 0x02, 0x01, 0x00]);
-    t[62] += 1;
+    t.splice(70..70, option);
+    t[62] += 1; // one more 4-byte word of options
     let plen = u16::from_be_bytes([t[18], t[19]]) + 4;
     t[18..20].copy_from_slice(&plen.to_be_bytes());
     t[58..60].copy_from_slice(&plen.to_be_bytes());
@@ -793,7 +788,8 @@ fn a_burst_mixing_fast_and_fully_parsed_tunnels_keeps_each_frame_its_own_parse()
     // 41000 (fast), the ping (full), 42000 with an option (full), 41000.
     up_a.send(&tunnels[2]);
     up_a.send(&tunnels[3]);
-    up_a.send(&with_option(&tunnels[4]));
+    // Class 0x0102, type 1 (not critical).
+    up_a.send(&with_option(&tunnels[4], [0x01, 0x02, 0x01, 0x00]));
     up_a.send(&tunnels[5]);
     a.poll().unwrap();
     let got = vm1.take();
