@@ -454,7 +454,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<crate::migration::ImportMigration>,
     ) -> Result<HttpResponseOk<crate::migration::MigrationImported>, HttpError> {
         let (n, b) = (path.into_inner().name, body.into_inner());
-        call(&rq, true, move |s| s.import_migration(&n, b))
+        change(&rq, move |s| s.import_migration(&n, b))
             .await
             .map(HttpResponseOk)
     }
@@ -465,7 +465,7 @@ impl SluiceApi for SluiceImpl {
         body: TypedBody<crate::migration::CutOver>,
     ) -> Result<HttpResponseOk<crate::migration::MigrationDoc>, HttpError> {
         let (n, b) = (path.into_inner().name, body.into_inner());
-        call(&rq, true, move |s| s.export_migration(&n, Some(b)))
+        change(&rq, move |s| s.export_migration(&n, Some(b)))
             .await
             .map(HttpResponseOk)
     }

@@ -209,6 +209,22 @@ fn sluiced_in_fleet_mode_applies_sluiceadm_etcd_refuses_local_changes_and_restar
     let r = c.put("/v2p", json!({ "mappings": [] }));
     assert_eq!(r.status, 409);
     assert_eq!(c.get("/ports").status, 200);
+    // So is a migration in or out: a port moved behind the fleet's back
+    // would be a port its store does not know (or still places here).
+    // Exporting the document is a read.
+    assert_eq!(c.get("/ports/vm1/migration").status, 200);
+    let r = c.put(
+        "/ports/vm2/migration",
+        json!({ "document": { "version": 1 } }),
+    );
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(r.message().contains("fleet"), "{}", r.message());
+    let r = c.post(
+        "/ports/vm1/migration/cutover",
+        json!({ "target_underlay": "fd00:99::b" }),
+    );
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(c.get("/ports/vm1").status, 200);
 
     until(
         Duration::from_secs(10),
