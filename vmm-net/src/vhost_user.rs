@@ -1,15 +1,20 @@
 //! The vhost-user guest backend: a VM's virtio-net device (QEMU, cloud
 //! hypervisor, DPDK's virtio-user) attached to a port through a unix
-//! socket that sluice listens on.
+//! socket. Either sluice listens on it and the VMM connects
+//! ([`VhostUser::listen`], server mode), or the VMM listens and sluice
+//! connects ([`VhostUser::connect`], client mode: sluice reconnects
+//! whenever the connection is lost, so a restarted sluice re-attaches to
+//! VMs that kept running, as Open vSwitch's `dpdkvhostuserclient` does).
 //!
 //! Two threads share one device:
 //!
-//! - the *protocol thread* (one per backend, `sluice-vhost`) accepts the
-//!   VMM's connection and answers its messages (`SET_MEM_TABLE`,
+//! - the *protocol thread* (one per backend, `sluice-vhost`) accepts (or
+//!   makes) the VMM's connection and answers its messages (`SET_MEM_TABLE`,
 //!   `SET_VRING_*`...) through the rust-vmm `vhost` crate. It maps guest
 //!   memory, sets up the virtqueues and registers the guest's kick
 //!   eventfds of the transmit queues in an epoll set. When the VMM hangs up
-//!   (or restarts) it resets the device and listens again: the port keeps
+//!   (or restarts) it resets the device and listens (or connects) again:
+//!   the port keeps
 //!   its state and works again once the VMM reconnects.
 //! - the *worker* that owns the port moves the frames: [`Backend::rx_burst`]
 //!   pops the guest's transmit queues, [`Backend::tx_burst`] fills its
@@ -608,31 +613,63 @@ impl VhostUserBackendReqHandlerMut for Protocol {
     }
 }
 
-/// The protocol thread: accepts one VMM at a time and serves it until it
-/// hangs up, then resets the device and waits for the next.
-fn serve(shared: Arc<Shared>, listener: UnixListener) {
+/// Where the protocol thread gets its VMM connections from.
+enum Source {
+    /// sluice listens on the socket and the VMM connects (QEMU's
+    /// `-chardev socket,path=...`, a client).
+    Listen(UnixListener),
+    /// The VMM listens on the socket and sluice connects, again after
+    /// every hang-up (QEMU's `-chardev socket,path=...,server=on`; Open
+    /// vSwitch's `dpdkvhostuserclient`). A restarted sluice finds the VMM
+    /// still there and re-attaches.
+    Connect(PathBuf),
+}
+
+impl Source {
+    /// Waits for the next connection; `None` when none came within about
+    /// [`ACCEPT_POLL`] (the caller looks at its stop flag and asks again).
+    fn next(&self) -> Option<UnixStream> {
+        match self {
+            Source::Listen(l) => match l.accept() {
+                Ok((s, _)) => Some(s),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [rustix::event::PollFd::new(l, rustix::event::PollFlags::IN)];
+                    let ts = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: ACCEPT_POLL.as_nanos() as _,
+                    };
+                    let _ = rustix::event::poll(&mut fds, Some(&ts));
+                    None
+                }
+                Err(_) => {
+                    std::thread::sleep(ACCEPT_POLL);
+                    None
+                }
+            },
+            // Nobody listens yet (the VMM has not started, or is
+            // restarting): try again shortly. A connect to a unix socket
+            // does not block.
+            Source::Connect(path) => match UnixStream::connect(path) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    std::thread::sleep(ACCEPT_POLL);
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// The protocol thread: takes one VMM connection at a time and serves it
+/// until it hangs up, then resets the device and waits for (or, as a
+/// client, makes) the next.
+fn serve(shared: Arc<Shared>, source: Source) {
     let handler = Arc::new(Mutex::new(Protocol {
         shared: shared.clone(),
     }));
     while !shared.stop.load(Ordering::Acquire) {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut fds = [rustix::event::PollFd::new(
-                    &listener,
-                    rustix::event::PollFlags::IN,
-                )];
-                let ts = rustix::event::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: ACCEPT_POLL.as_nanos() as _,
-                };
-                let _ = rustix::event::poll(&mut fds, Some(&ts));
-                continue;
-            }
-            Err(_) => {
-                std::thread::sleep(ACCEPT_POLL);
-                continue;
-            }
+        let Some(stream) = source.next() else {
+            continue;
         };
         if stream.set_nonblocking(false).is_err() {
             continue;
@@ -664,6 +701,12 @@ fn serve(shared: Arc<Shared>, listener: UnixListener) {
         *lock(&shared.conn) = None;
         let mut d = shared.lock();
         shared.reset(&mut d);
+        drop(d);
+        if matches!(source, Source::Connect(_)) {
+            // A VMM that accepts and hangs up at once is not retried in a
+            // tight loop.
+            std::thread::sleep(ACCEPT_POLL);
+        }
     }
 }
 
@@ -701,8 +744,9 @@ struct Pending {
 pub struct VhostUser {
     shared: Arc<Shared>,
     path: PathBuf,
-    /// The socket's inode, so `drop` removes only the socket it made.
-    ino: u64,
+    /// The inode of the socket it made (server mode), so `drop` removes
+    /// only that one; `None` in client mode, where the socket is the VMM's.
+    ino: Option<u64>,
     thread: Option<JoinHandle<()>>,
     /// The transmit queue to start the next burst on (queue pairs take
     /// turns).
@@ -719,19 +763,42 @@ impl VhostUser {
     /// listening) is replaced; a live one or anything that is not a
     /// socket is refused.
     pub fn listen(path: &Path, opts: &VhostUserOptions) -> io::Result<VhostUser> {
-        if opts.queue_pairs == 0 || opts.queue_pairs > MAX_QUEUE_PAIRS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "vhost-user queue pairs {} is out of range 1..={MAX_QUEUE_PAIRS}",
-                    opts.queue_pairs
-                ),
-            ));
-        }
+        check_queue_pairs(opts)?;
         check_socket_path(path)?;
         let listener = UnixListener::bind(path)?;
         listener.set_nonblocking(true)?;
         let ino = std::fs::metadata(path)?.ino();
+        VhostUser::start(path, opts, Source::Listen(listener), Some(ino))
+    }
+
+    /// Connects to a VMM listening on `path` (client mode), and again
+    /// whenever it hangs up or is not there yet: the VMM may start after
+    /// the port, and a restarted sluice re-attaches to a running VMM. The
+    /// socket is the VMM's: it is never removed. A path that exists and is
+    /// not a socket is refused.
+    pub fn connect(path: &Path, opts: &VhostUserOptions) -> io::Result<VhostUser> {
+        check_queue_pairs(opts)?;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_socket() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "vhost-user socket path {} exists and is not a socket",
+                        path.display()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        VhostUser::start(path, opts, Source::Connect(path.to_path_buf()), None)
+    }
+
+    fn start(
+        path: &Path,
+        opts: &VhostUserOptions,
+        source: Source,
+        ino: Option<u64>,
+    ) -> io::Result<VhostUser> {
         let shared = Arc::new(Shared {
             dev: Mutex::new(Device::new(opts.queue_pairs)),
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
@@ -743,7 +810,7 @@ impl VhostUser {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-vhost".into())
-            .spawn(move || serve(s, listener))?;
+            .spawn(move || serve(s, source))?;
         Ok(VhostUser {
             shared,
             path: path.to_path_buf(),
@@ -767,7 +834,8 @@ impl VhostUser {
         self.stats
     }
 
-    /// VMM connections accepted so far.
+    /// VMM connections made so far (accepted, or in client mode
+    /// connected).
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
     }
@@ -810,6 +878,19 @@ impl VhostUser {
     }
 }
 
+fn check_queue_pairs(opts: &VhostUserOptions) -> io::Result<()> {
+    if opts.queue_pairs == 0 || opts.queue_pairs > MAX_QUEUE_PAIRS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "vhost-user queue pairs {} is out of range 1..={MAX_QUEUE_PAIRS}",
+                opts.queue_pairs
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a path that exists and is not a stale socket.
 fn check_socket_path(path: &Path) -> io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -847,7 +928,7 @@ impl Drop for VhostUser {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| Some(m.ino()) == self.ino) {
             let _ = std::fs::remove_file(&self.path);
         }
     }

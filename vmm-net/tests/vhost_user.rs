@@ -118,6 +118,11 @@ impl Vm {
     }
 
     fn boot_pairs(path: &PathBuf, pairs: usize) -> Vm {
+        Vm::set_up(Frontend::connect(path, 2 * pairs as u64).unwrap(), pairs)
+    }
+
+    /// Sets the device up over `fe`, a connection either side made.
+    fn set_up(mut fe: Frontend, pairs: usize) -> Vm {
         let fd = rustix::fs::memfd_create("vm", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         let file = File::from(fd);
         file.set_len(MEM as u64).unwrap();
@@ -125,7 +130,6 @@ impl Vm {
         let region = GuestRegionMmap::new(region, GuestAddress(0)).unwrap();
         let info = VhostUserMemoryRegionInfo::from_guest_region(&region).unwrap();
         let mem = GuestMemoryMmap::from_regions(vec![region]).unwrap();
-        let mut fe = Frontend::connect(path, 2 * pairs as u64).unwrap();
         fe.set_owner().unwrap();
         let offered = fe.get_features().unwrap();
         let mut want = VERSION_1 | PROTOCOL_FEATURES | EVENT_IDX | NET_F_CSUM;
@@ -307,6 +311,57 @@ fn frames_flow_both_ways_and_the_device_survives_a_vmm_restart() {
     // Deleting the port removes the socket.
     drop(b);
     assert!(!path.exists());
+}
+
+/// Client mode: the VMM listens (QEMU's `server=on`), the backend connects
+/// and reconnects.
+#[test]
+fn in_client_mode_the_backend_connects_reconnects_and_a_new_backend_reattaches() {
+    use std::os::unix::net::UnixListener;
+    let path = socket_path("client");
+    let _ = std::fs::remove_file(&path);
+    // The port comes first: nobody listens yet, the backend keeps trying.
+    let mut b = VhostUser::connect(&path, &VhostUserOptions::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(b.connections(), 0);
+    let vmm = UnixListener::bind(&path).unwrap();
+    let accept = |vmm: &UnixListener| {
+        let (s, _) = vmm.accept().unwrap();
+        Vm::set_up(Frontend::from_stream(s, 2), 1)
+    };
+    let mut vm = accept(&vmm);
+    wait("the rings run", || b.is_running());
+    guest_sends(&mut vm, &mut b, &frame(1, 120));
+
+    // The connection breaks (the VMM's side closes): the device resets and
+    // the backend connects again to the same listening VMM.
+    drop(vm);
+    wait("the device resets after the hang-up", || !b.is_running());
+    let mut vm = accept(&vmm);
+    wait("the rings run again", || b.is_running());
+    assert_eq!(b.connections(), 2);
+    guest_sends(&mut vm, &mut b, &frame(2, 700));
+
+    // sluice goes away (a restart): the VMM's socket stays, and a new
+    // backend on it re-attaches to the VMM, which is still running.
+    drop(b);
+    assert!(path.exists(), "the VMM's socket is left alone");
+    let mut b = VhostUser::connect(&path, &VhostUserOptions::default()).unwrap();
+    let mut vm2 = accept(&vmm);
+    wait("the new backend runs", || b.is_running());
+    guest_sends(&mut vm2, &mut b, &frame(3, 1400));
+    drop(vm);
+    drop(b);
+    assert!(path.exists());
+    std::fs::remove_file(&path).unwrap();
+
+    // A path that exists and is not a socket is refused.
+    std::fs::write(&path, b"x").unwrap();
+    let e = VhostUser::connect(&path, &VhostUserOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not a socket"), "{e}");
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
