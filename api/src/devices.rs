@@ -1,7 +1,7 @@
 //! The real host's guest devices.
 
 use crate::server::Devices;
-use crate::types::GuestSpec;
+use crate::types::{GuestSpec, VhostUserMode};
 use std::io;
 use std::path::{Path, PathBuf};
 use vmm_net::backend::Backend;
@@ -58,18 +58,28 @@ impl Devices for HostDevices {
                     None => Err(format!("opening TAP '{name}': no queue")),
                 }
             }
-            GuestSpec::VhostUser { socket } => {
-                VhostUser::listen(socket, &VhostUserOptions::default())
-                    .map(|b| Box::new(b) as Box<dyn Backend>)
-                    .map_err(|e| {
-                        // The backend's own refusals name the path already.
-                        let m = e.to_string();
-                        if m.contains(&*socket.to_string_lossy()) {
-                            m
-                        } else {
-                            format!("vhost-user socket {}: {m}", socket.display())
-                        }
-                    })
+            GuestSpec::VhostUser {
+                socket,
+                mode,
+                queues,
+            } => {
+                let opts = VhostUserOptions {
+                    queue_pairs: usize::from(*queues),
+                };
+                match mode {
+                    VhostUserMode::Server => VhostUser::listen(socket, &opts),
+                    VhostUserMode::Client => VhostUser::connect(socket, &opts),
+                }
+                .map(|b| Box::new(b) as Box<dyn Backend>)
+                .map_err(|e| {
+                    // The backend's own refusals name the path already.
+                    let m = e.to_string();
+                    if m.contains(&*socket.to_string_lossy()) {
+                        m
+                    } else {
+                        format!("vhost-user socket {}: {m}", socket.display())
+                    }
+                })
             }
             GuestSpec::Dpdk { port } => crate::dpdk::open_guest(port),
             GuestSpec::None => Ok(Box::new(vmm_net::backend::Null)),
@@ -83,7 +93,12 @@ impl Devices for HostDevices {
                 // A namespace that is gone took its TAP with it.
                 let _ = in_netns(netns.as_deref(), move || Tap::remove(&n));
             }
-            GuestSpec::VhostUser { socket } => {
+            // The VMM's socket: never removed.
+            GuestSpec::VhostUser {
+                mode: VhostUserMode::Client,
+                ..
+            } => {}
+            GuestSpec::VhostUser { socket, .. } => {
                 // The backend removes its socket when the worker drops
                 // it; this catches one left behind, and never removes
                 // anything that is not a socket.
@@ -207,7 +222,7 @@ impl DeviceId {
                     })
                     .collect()
             }
-            GuestSpec::VhostUser { socket } => path_keys(socket)
+            GuestSpec::VhostUser { socket, .. } => path_keys(socket)
                 .into_iter()
                 .map(DeviceKey::Socket)
                 .collect(),
@@ -302,7 +317,11 @@ mod tests {
             &tap("t1", Some(&p("sub/../ns")))
         ));
         // A socket not made yet, by its directory's entry.
-        let s = |s: &str| GuestSpec::VhostUser { socket: d.join(s) };
+        let s = |s: &str| GuestSpec::VhostUser {
+            socket: d.join(s),
+            mode: VhostUserMode::Server,
+            queues: 1,
+        };
         assert!(same_device(&s("vm.sock"), &s("sub/../vm.sock")));
         assert!(same_device(&s("vm.sock"), &s("./vm.sock")));
         assert!(!same_device(&s("vm.sock"), &s("sub/vm.sock")));

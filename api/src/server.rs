@@ -1418,11 +1418,18 @@ fn check_guest(g: &GuestSpec) -> Result<(), ApiError> {
                 }
             }
         }
-        GuestSpec::VhostUser { socket } => {
+        GuestSpec::VhostUser { socket, queues, .. } => {
             if !socket.is_absolute() {
                 return Err(ApiError::field(
                     "guest.socket",
                     format!("{} is not an absolute path", socket.display()),
+                ));
+            }
+            let max = vmm_net::vhost_user::MAX_QUEUE_PAIRS;
+            if *queues == 0 || usize::from(*queues) > max {
+                return Err(ApiError::field(
+                    "guest.queues",
+                    format!("{queues} queue pairs: a vhost-user device has 1 to {max}"),
                 ));
             }
         }
@@ -1447,7 +1454,16 @@ fn guest_text(g: &GuestSpec) -> String {
             name,
             netns: Some(ns),
         } => format!("TAP {name} in {}", ns.display()),
-        GuestSpec::VhostUser { socket } => format!("vhost-user socket {}", socket.display()),
+        GuestSpec::VhostUser {
+            socket,
+            mode: VhostUserMode::Server,
+            ..
+        } => format!("vhost-user socket {}", socket.display()),
+        GuestSpec::VhostUser {
+            socket,
+            mode: VhostUserMode::Client,
+            ..
+        } => format!("vhost-user socket {} (client)", socket.display()),
         GuestSpec::Dpdk { port } => format!("DPDK port {port}"),
         GuestSpec::None => "no device".into(),
     }

@@ -50,8 +50,25 @@ pub enum GuestSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         netns: Option<PathBuf>,
     },
-    /// A vhost-user socket sluice listens on (the VMM connects).
-    VhostUser { socket: PathBuf },
+    /// A vhost-user socket: sluice listens on it and the VMM connects
+    /// (`mode: server`, the default), or the VMM listens and sluice
+    /// connects (`mode: client`).
+    VhostUser {
+        socket: PathBuf,
+        /// Which side listens. `client` (QEMU's `-chardev
+        /// socket,path=SOCK,server=on`) survives a `sluiced` restart: the
+        /// restarted daemon restores the port and connects to the VMM
+        /// again, and the guest's network comes back without touching the
+        /// VM. In `server` mode the VMM must reconnect itself.
+        #[serde(default, skip_serializing_if = "VhostUserMode::is_server")]
+        mode: VhostUserMode,
+        /// Queue pairs offered to the VMM, 1 to 16 (default 1); more than
+        /// one offers multiqueue (`VIRTIO_NET_F_MQ`). The VMM may use
+        /// fewer (QEMU's `-netdev vhost-user,queues=N`) but not more. The
+        /// worker that owns the port serves all of them.
+        #[serde(default = "one_queue", skip_serializing_if = "is_one_queue")]
+        queues: u16,
+    },
     /// A DPDK port (a `--vdev` in the uplink's EAL arguments, or a NIC),
     /// polled by the port's worker: for benchmarks on DPDK's virtual
     /// devices (a capture replayed by `net_pcap`, a `net_null` sink).
@@ -67,6 +84,31 @@ pub enum GuestSpec {
     None,
 }
 
+/// Which side of a vhost-user socket listens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VhostUserMode {
+    /// sluice listens, the VMM connects.
+    #[default]
+    Server,
+    /// The VMM listens, sluice connects (and reconnects).
+    Client,
+}
+
+impl VhostUserMode {
+    fn is_server(&self) -> bool {
+        *self == VhostUserMode::Server
+    }
+}
+
+fn one_queue() -> u16 {
+    1
+}
+
+fn is_one_queue(q: &u16) -> bool {
+    *q == 1
+}
+
 /// How a [`GuestSpec`] is read: serde ignores unknown fields beside the
 /// tag of a unit variant (`{"kind": "none", "socket": "/x"}` was taken),
 /// so `none` is read as an empty struct, which refuses them.
@@ -80,6 +122,10 @@ enum GuestWire {
     },
     VhostUser {
         socket: PathBuf,
+        #[serde(default)]
+        mode: VhostUserMode,
+        #[serde(default = "one_queue")]
+        queues: u16,
     },
     Dpdk {
         port: String,
@@ -91,7 +137,15 @@ impl From<GuestWire> for GuestSpec {
     fn from(w: GuestWire) -> GuestSpec {
         match w {
             GuestWire::Tap { name, netns } => GuestSpec::Tap { name, netns },
-            GuestWire::VhostUser { socket } => GuestSpec::VhostUser { socket },
+            GuestWire::VhostUser {
+                socket,
+                mode,
+                queues,
+            } => GuestSpec::VhostUser {
+                socket,
+                mode,
+                queues,
+            },
             GuestWire::Dpdk { port } => GuestSpec::Dpdk { port },
             GuestWire::None {} => GuestSpec::None,
         }

@@ -230,13 +230,19 @@ pub(super) fn run_on(
         Command::ListPorts => show!(c.list_ports(), |v: &Vec<_>| show::ports(v)),
         Command::CreateVnic(a) => {
             let config: VnicConfig = read_json(&a.config)?;
-            let guest = match (&a.tap, &a.vhost_user) {
-                (Some(t), _) => GuestSpec::Tap {
+            let vhost = |socket: &std::path::PathBuf, mode| GuestSpec::VhostUser {
+                socket: socket.clone(),
+                mode,
+                queues: a.queues.unwrap_or(1),
+            };
+            let guest = match (&a.tap, &a.vhost_user, &a.vhost_user_client) {
+                (Some(t), _, _) => GuestSpec::Tap {
                     name: t.clone(),
                     netns: a.netns.clone(),
                 },
-                (None, Some(s)) => GuestSpec::VhostUser { socket: s.clone() },
-                (None, None) => GuestSpec::None,
+                (None, Some(s), _) => vhost(s, VhostUserMode::Server),
+                (None, None, Some(s)) => vhost(s, VhostUserMode::Client),
+                (None, None, None) => GuestSpec::None,
             };
             show!(
                 c.create_vnic(&CreateVnic { config, guest }),

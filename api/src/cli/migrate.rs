@@ -4,7 +4,7 @@
 use super::{MigrateInArgs, MigrateOutArgs};
 use crate::client::{Client, ClientError};
 use crate::migration::{CutOver, ImportMigration, MigrationImported};
-use crate::types::{GuestSpec, V2pMapping, V2pSet};
+use crate::types::{GuestSpec, V2pMapping, V2pSet, VhostUserMode};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
@@ -37,7 +37,11 @@ fn guest(
             name: t.clone(),
             netns: netns.clone(),
         }),
-        (None, Some(s)) => Some(GuestSpec::VhostUser { socket: s.clone() }),
+        (None, Some(s)) => Some(GuestSpec::VhostUser {
+            socket: s.clone(),
+            mode: VhostUserMode::Server,
+            queues: 1,
+        }),
         (None, None) => None,
     }
 }

@@ -113,6 +113,7 @@ pub enum Command {
         Examples:\n  \
         sluiceadm create-vnic --config vm1.json --tap tap-vm1\n  \
         sluiceadm create-vnic --config vm2.json --vhost-user /run/sluice/vm2.sock\n  \
+        sluiceadm create-vnic --config vm4.json --vhost-user-client /run/qemu/vm4.sock --queues 4\n  \
         cat vm3.json | sluiceadm create-vnic --config - --no-guest"
     )]
     CreateVnic(CreateVnicArgs),
@@ -447,7 +448,8 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("guest").required(true).args(["tap", "vhost_user", "no_guest"])))]
+#[command(group(clap::ArgGroup::new("guest").required(true).args(["tap", "vhost_user", "vhost_user_client", "no_guest"])))]
+#[command(group(clap::ArgGroup::new("vhost").args(["vhost_user", "vhost_user_client"])))]
 pub struct CreateVnicArgs {
     /// The vNIC's configuration as JSON ('-': stdin).
     #[arg(long, value_name = "FILE")]
@@ -464,6 +466,15 @@ pub struct CreateVnicArgs {
     /// The guest connects to this vhost-user socket (sluice listens).
     #[arg(long, value_name = "SOCKET")]
     pub vhost_user: Option<PathBuf>,
+    /// The VMM listens on this vhost-user socket (QEMU's -chardev
+    /// socket,path=SOCKET,server=on) and sluice connects, again after
+    /// every hang-up: a restarted sluiced re-attaches to the running VM.
+    #[arg(long, value_name = "SOCKET")]
+    pub vhost_user_client: Option<PathBuf>,
+    /// With --vhost-user or --vhost-user-client: queue pairs offered to the
+    /// VMM, 1 to 16 (more than one is multiqueue; the VMM may use fewer).
+    #[arg(long, value_name = "N", requires = "vhost")]
+    pub queues: Option<u16>,
     /// No guest device: the port is programmed, frames to the guest dropped.
     #[arg(long)]
     pub no_guest: bool,

@@ -20,7 +20,20 @@ pub fn guest(g: &GuestSpec) -> String {
             name,
             netns: Some(ns),
         } => format!("tap:{name}@{}", ns.display()),
-        GuestSpec::VhostUser { socket } => format!("vhost-user:{}", socket.display()),
+        GuestSpec::VhostUser {
+            socket,
+            mode,
+            queues,
+        } => {
+            let mut s = format!("vhost-user:{}", socket.display());
+            if *mode == VhostUserMode::Client {
+                s += " (client)";
+            }
+            if *queues > 1 {
+                s += &format!(" x{queues}");
+            }
+            s
+        }
         GuestSpec::Dpdk { port } => format!("dpdk:{port}"),
         GuestSpec::None => "none".into(),
     }

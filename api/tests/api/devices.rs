@@ -480,3 +480,84 @@ fn a_guest_device_lost_while_running_fails_that_port_until_it_is_back() {
     c.ok("DELETE", "/ports/vm1", None);
     assert!(h.devices.wire("vm1").is_none());
 }
+
+/// Accepts the next connection on `l` within 15 s.
+fn accepted(l: &std::os::unix::net::UnixListener, what: &str) -> std::os::unix::net::UnixStream {
+    l.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_vhost_user_client_port_connects_to_the_vmm_and_again_after_a_daemon_restart() {
+    // The VMM's side is a listening socket of this test (QEMU's
+    // `server=on`); no root needed.
+    let dir = crate::daemon::tmpdir("vhost-client");
+    let vmm_sock = dir.join("vm1.sock");
+    let vmm = std::os::unix::net::UnixListener::bind(&vmm_sock).unwrap();
+    let port = crate::daemon::free_port();
+    let d = crate::daemon::start(&dir, port);
+    let guest = json!({ "kind": "vhost_user", "socket": vmm_sock, "mode": "client", "queues": 2 });
+    d.client.ok(
+        "POST",
+        "/ports",
+        Some(port_on("vm1", 100, 5, guest.clone())),
+    );
+    let _c1 = accepted(&vmm, "sluiced connects to the VMM's socket");
+    let p = listed(&d.client, "vm1");
+    assert_eq!(p["guest"], guest, "{p}");
+    assert_eq!(p["state"], "up", "{p}");
+
+    // A restart: the restored port connects to the same, still running,
+    // VMM.
+    drop(d);
+    let d = crate::daemon::start(&dir, port);
+    let _c2 = accepted(&vmm, "the restarted sluiced connects again");
+    assert_eq!(listed(&d.client, "vm1")["guest"], guest);
+
+    // Deleting the port leaves the VMM's socket alone.
+    d.client.ok("DELETE", "/ports/vm1", None);
+    assert!(
+        vmm_sock.exists(),
+        "the VMM's socket is not sluice's to remove"
+    );
+
+    // Bad queue counts and modes are refused, naming the field.
+    for (g, want) in [
+        (
+            json!({ "kind": "vhost_user", "socket": vmm_sock, "queues": 0 }),
+            "guest.queues",
+        ),
+        (
+            json!({ "kind": "vhost_user", "socket": vmm_sock, "queues": 17 }),
+            "guest.queues",
+        ),
+        (
+            json!({ "kind": "vhost_user", "socket": vmm_sock, "mode": "both" }),
+            "expected `server` or `client`",
+        ),
+    ] {
+        let r = d.client.post("/ports", port_on("vm2", 101, 6, g.clone()));
+        assert_eq!(r.status, 400, "{g}: {}", r.body);
+        assert!(r.body.to_string().contains(want), "{g}: {}", r.body);
+    }
+    // Server mode with the default queue count is written as before.
+    let plain = json!({ "kind": "vhost_user", "socket": dir.join("vm3.sock") });
+    d.client.ok(
+        "POST",
+        "/ports",
+        Some(port_on("vm3", 102, 7, plain.clone())),
+    );
+    assert_eq!(listed(&d.client, "vm3")["guest"], plain);
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
