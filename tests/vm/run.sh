@@ -13,7 +13,13 @@
 #   2. QEMU started again on the same socket (the backend went back to
 #      listening): the second guest passes too (reconnection);
 #   3. a path that exists and is not a socket is refused with a clear
-#      message; deleting the vNIC removes its socket.
+#      message; deleting the vNIC removes its socket;
+#   4. client mode surviving a sluiced restart: QEMU listens on the
+#      socket (`server=on`), the vNIC is made with
+#      `create-vnic --vhost-user-client SOCK`; the guest pings host B's
+#      guest once a second; sluiced on host A is stopped and started
+#      again, restores the port, reconnects to the running QEMU, and the
+#      guest's pings get replies again without touching the VM.
 #
 #   tests/vm/run.sh                  build sluiced (debug) and run
 #   SLUICED=path SLUICEADM=path tests/vm/run.sh
@@ -22,13 +28,13 @@
 # Needs root (namespaces, veth, TAP); installs qemu-system-x86 and what
 # else it needs from Debian when missing. Without root it prints
 # `skipped: needs root (...)` and exits 0. The whole run is bounded
-# (TIMEOUT, 150 s by default; each VM boot by 60 s); every process and
+# (TIMEOUT, 210 s by default; each VM boot by 60 s); every process and
 # namespace it makes is removed on exit.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-TIMEOUT=${TIMEOUT:-150}
+TIMEOUT=${TIMEOUT:-210}
 # Background processes live as long as the whole run at most.
 HOSTS_LIFETIME=$TIMEOUT
 # ns, nx, pass, fail, need, bg, wait_for, stop_pid, start_sluiced, hosts_netns
@@ -238,6 +244,43 @@ if adm hostA delete-vnic vm >/dev/null 2>&1 && [ ! -e "$SOCK" ]; then
 else
   fail "delete-vnic: the socket $SOCK is still there (or the delete failed)"
 fi
+
+# ---------- 4. client mode across a sluiced restart ----------
+
+CSOCK="$T/qemu-vm.sock"
+replies() { grep -ac 'bytes from 10.0.0.6' "$T/vm3.log" 2>/dev/null || echo 0; }
+bg - "$T/vm3.log" qemu-system-x86_64 -machine pc,memory-backend=mem -m 256M \
+  -object memory-backend-memfd,id=mem,size=256M,share=on \
+  -chardev socket,id=c0,path="$CSOCK",server=on \
+  -netdev vhost-user,id=n0,chardev=c0 \
+  -device virtio-net-pci,netdev=n0,mac=$MAC_GA,vectors=0,romfile= \
+  -nodefaults -nographic -serial mon:stdio -no-reboot \
+  -kernel "$guest/vmlinuz" -initrd "$guest/initrd.gz" \
+  -append "console=ttyS0 quiet panic=-1 sluice.ping=10.0.0.6 sluice.stay=60"
+QPID=$BGPID
+if wait_for 100 0.1 test -S "$CSOCK" &&
+  adm hostA create-vnic --config "$T/vm.json" --vhost-user-client "$CSOCK" >"$T/create3.out" 2>&1 &&
+  wait_for 600 0.1 sh -c "[ \$(grep -ac 'bytes from 10.0.0.6' '$T/vm3.log') -ge 2 ]"; then
+  pass "VM 3 (QEMU listens, sluice connects: --vhost-user-client): $(grep -ao 'SLUICE-VM: PASS.*' "$T/vm3.log" | tr -d '\r')"
+  stop_pid "${SPID[hostA]}"
+  down=$(replies)
+  sleep 2
+  start_sluiced hostA fd00:99::a $MAC_B || exit 1
+  restarted=$(replies)
+  if wait_for 200 0.1 sh -c "[ \$(grep -ac 'bytes from 10.0.0.6' '$T/vm3.log') -ge $((restarted + 3)) ]"; then
+    pass "sluiced restarted: it restored the port and reconnected to the running QEMU; the guest's pings get replies again ($down replies before the stop, $(replies) now)"
+  else
+    fail "after the sluiced restart the guest got no new replies ($down before the stop, $restarted at the restart, $(replies) now): $(adm hostA list-ports 2>&1 | tr '\n' ' ')"
+  fi
+  if [ -S "$CSOCK" ] && adm hostA delete-vnic vm >/dev/null 2>&1 && [ -S "$CSOCK" ]; then
+    pass "delete-vnic of a client port leaves QEMU's socket alone"
+  else
+    fail "client port: QEMU's socket $CSOCK is gone, or the delete failed"
+  fi
+else
+  fail "VM 3 (client mode): $(tr '\n' ' ' <"$T/create3.out" 2>/dev/null) $(grep -ao 'SLUICE-VM: .*' "$T/vm3.log" | tr -d '\r' | tr '\n' ' ')"
+fi
+stop_pid "$QPID"
 
 echo "vm test: $(($(date +%s) - t0)) s, $fails failed"
 [ "$fails" -eq 0 ]
