@@ -16,7 +16,8 @@
 #      message; deleting the vNIC removes its socket;
 #   4. client mode surviving a sluiced restart: QEMU listens on the
 #      socket (`server=on`), the vNIC is made with
-#      `create-vnic --vhost-user-client SOCK`; the guest pings host B's
+#      `create-vnic --vhost-user-client SOCK --queues 2` (QEMU's
+#      `queues=2`, the guest negotiates multiqueue); the guest pings host B's
 #      guest once a second; sluiced on host A is stopped and started
 #      again, restores the port, reconnects to the running QEMU, and the
 #      guest's pings get replies again without touching the VM.
@@ -252,16 +253,16 @@ replies() { grep -ac 'bytes from 10.0.0.6' "$T/vm3.log" 2>/dev/null || echo 0; }
 bg - "$T/vm3.log" qemu-system-x86_64 -machine pc,memory-backend=mem -m 256M \
   -object memory-backend-memfd,id=mem,size=256M,share=on \
   -chardev socket,id=c0,path="$CSOCK",server=on \
-  -netdev vhost-user,id=n0,chardev=c0 \
-  -device virtio-net-pci,netdev=n0,mac=$MAC_GA,vectors=0,romfile= \
+  -netdev vhost-user,id=n0,chardev=c0,queues=2 \
+  -device virtio-net-pci,netdev=n0,mac=$MAC_GA,mq=on,vectors=0,romfile= \
   -nodefaults -nographic -serial mon:stdio -no-reboot \
   -kernel "$guest/vmlinuz" -initrd "$guest/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1 sluice.ping=10.0.0.6 sluice.stay=60"
 QPID=$BGPID
 if wait_for 100 0.1 test -S "$CSOCK" &&
-  adm hostA create-vnic --config "$T/vm.json" --vhost-user-client "$CSOCK" >"$T/create3.out" 2>&1 &&
+  adm hostA create-vnic --config "$T/vm.json" --vhost-user-client "$CSOCK" --queues 2 >"$T/create3.out" 2>&1 &&
   wait_for 600 0.1 sh -c "[ \$(grep -ac 'bytes from 10.0.0.6' '$T/vm3.log') -ge 2 ]"; then
-  pass "VM 3 (QEMU listens, sluice connects: --vhost-user-client): $(grep -ao 'SLUICE-VM: PASS.*' "$T/vm3.log" | tr -d '\r')"
+  pass "VM 3 (QEMU listens, sluice connects: --vhost-user-client, 2 queue pairs): $(grep -ao 'SLUICE-VM: PASS.*' "$T/vm3.log" | tr -d '\r')"
   stop_pid "${SPID[hostA]}"
   down=$(replies)
   sleep 2
