@@ -79,7 +79,8 @@
 
 use crate::backend::{Backend, BufPool};
 use crate::offload::{
-    self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VNET_HDR_LEN_LEGACY,
+    self, udp::Cut, udp::UdpSplit, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr,
+    VNET_HDR_LEN_LEGACY,
 };
 use crate::sys::packet::{self as sys, PacketSocket, RxRing};
 use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
@@ -181,6 +182,11 @@ pub struct AfPacketOptions {
     /// Gb/s link; what does not fit is lost, counted as `socket_drops`.
     pub rcvbuf: usize,
     pub sndbuf: usize,
+    /// Send an encapsulated TCP super-frame as one UDP GSO send (see
+    /// [`offload::udp`]) instead of a datagram per segment. Needs the
+    /// virtio-net header; if the kernel refuses it, the socket goes back
+    /// to cutting (counted in `udp_gso_refused`).
+    pub udp_gso: bool,
 }
 
 /// The default socket buffer size: 4 MiB holds about 2800 full-size
@@ -220,6 +226,7 @@ impl Default for AfPacketOptions {
             rx: RxMode::Recv,
             rcvbuf: DEFAULT_SOCKET_BUFFER,
             sndbuf: DEFAULT_SOCKET_BUFFER,
+            udp_gso: true,
         }
     }
 }
@@ -258,6 +265,15 @@ pub struct AfPacketStats {
     /// long for the MTU, interface down...): counted here, and reported as
     /// taken, since sending them again would fail the same way.
     pub tx_errors: u64,
+    /// UDP GSO sends (each an aggregate of `tx_segments` datagrams).
+    pub tx_udp_gso: u64,
+    /// UDP GSO sends the kernel refused (the aggregate is counted in
+    /// `tx_errors` and the socket cuts from then on).
+    pub udp_gso_refused: u64,
+    /// UDP aggregates received and split, and the datagrams they held
+    /// (each also counts in `rx_frames`).
+    pub udp_gro_frames: u64,
+    pub udp_gro_datagrams: u64,
 }
 
 /// Walking the block user space owns now.
@@ -273,7 +289,7 @@ struct Walk {
 struct Pending {
     start: usize,
     len: usize,
-    tso: Tso,
+    tso: Cut,
     next: usize,
     vlan: Option<[u8; 4]>,
 }
@@ -296,6 +312,14 @@ pub struct AfPacket {
     /// Where super-frames are cut into segments before sending.
     spare: Vec<PacketBuf>,
     ends: Vec<usize>,
+    /// UDP GSO sends: per frame to send, its `gso_size` (0: plain), and
+    /// where a segment is cut before it joins its aggregate.
+    udp_gso: bool,
+    gso_sizes: Vec<u16>,
+    scratch: PacketBuf,
+    /// A received UDP aggregate being split (in [`RxMode::Recv`]): the
+    /// aggregate, its split and the next datagram.
+    split: Option<(PacketBuf, UdpSplit, usize)>,
     stats: AfPacketStats,
 }
 
@@ -424,6 +448,10 @@ impl AfPacket {
             pool: BufPool::new(POOL_LIMIT),
             spare: Vec::new(),
             ends: Vec::new(),
+            udp_gso: opts.udp_gso && vnet_hdr,
+            gso_sizes: Vec::new(),
+            scratch: PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY),
+            split: None,
             stats: AfPacketStats::default(),
         })
     }
@@ -542,9 +570,15 @@ impl AfPacket {
         };
         match hdr {
             Some(hdr) if hdr.is_gso() => {
-                match Tso::new(frame, hdr.gso_type, hdr.gso_size, MAX_SEGMENT) {
+                match Cut::new(frame, &hdr, MAX_SEGMENT) {
                     Ok(tso) => {
-                        self.stats.gso_frames += 1;
+                        match tso {
+                            Cut::Tcp(_) => self.stats.gso_frames += 1,
+                            Cut::Udp(u) => {
+                                self.stats.udp_gro_frames += 1;
+                                self.stats.udp_gro_datagrams += u.count() as u64;
+                            }
+                        }
                         self.pending = Some(Pending {
                             start,
                             len: snaplen,
@@ -637,6 +671,10 @@ impl AfPacket {
         };
         let mut result = Ok(());
         while bufs.len() - start < max {
+            if self.split.is_some() {
+                self.next_datagram(bufs);
+                continue;
+            }
             let want = (max - (bufs.len() - start)).min(sys::RECV_BATCH);
             while r.heads.len() < want {
                 r.heads.push(self.pool.get());
@@ -677,6 +715,50 @@ impl AfPacket {
         match result {
             Err(e) if bufs.len() == start => Err(e),
             _ => Ok(bufs.len() - start),
+        }
+    }
+
+    /// Starts splitting a received UDP aggregate (or drops it with a
+    /// reason); its datagrams are handed out by [`AfPacket::next_datagram`].
+    fn start_split(&mut self, agg: PacketBuf, hdr: &VirtioNetHdr) {
+        match UdpSplit::new(agg.as_slice(), hdr, MAX_SEGMENT) {
+            Ok(u) => {
+                self.stats.udp_gro_frames += 1;
+                self.stats.udp_gro_datagrams += u.count() as u64;
+                self.split = Some((agg, u, 0));
+            }
+            Err(r) => {
+                self.stats.rx_drops.count(r);
+                self.pool.put(agg);
+            }
+        }
+    }
+
+    /// Hands out the next datagram of the aggregate being split.
+    fn next_datagram(&mut self, bufs: &mut Vec<PacketBuf>) {
+        let Some((agg, u, next)) = self.split.as_mut() else {
+            return;
+        };
+        let mut out = self.pool.get();
+        match u.write_segment(agg.as_slice(), *next, &mut out) {
+            Ok(()) => {
+                // Its checksum was just computed in full.
+                out.set_l4_csum_valid(true);
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += out.len() as u64;
+                bufs.push(out);
+                *next += 1;
+                if *next < u.count() {
+                    return;
+                }
+            }
+            Err(r) => {
+                self.stats.rx_drops.count(r);
+                self.pool.put(out);
+            }
+        }
+        if let Some((agg, _, _)) = self.split.take() {
+            self.pool.put(agg);
         }
     }
 
@@ -724,6 +806,12 @@ impl AfPacket {
                 })
                 .is_ok();
             self.pool.put(pkt);
+            if let (true, Some(h)) = (whole, hdr) {
+                if h.gso_type == offload::VIRTIO_NET_HDR_GSO_UDP_L4 {
+                    self.start_split(big, &h);
+                    return;
+                }
+            }
             let gso = match (whole, hdr) {
                 (true, Some(h)) if h.is_gso() => {
                     Tso::new(big.as_slice(), h.gso_type, h.gso_size, MAX_SEGMENT)
@@ -748,6 +836,10 @@ impl AfPacket {
             return;
         }
         pkt.truncate(len);
+        if let Some(h) = hdr.filter(|h| h.gso_type == offload::VIRTIO_NET_HDR_GSO_UDP_L4) {
+            self.start_split(pkt, &h);
+            return;
+        }
         let done = match hdr {
             Some(h) if h.is_gso() => {
                 // A super-frame short enough to fit: cut as the switch would.
@@ -892,24 +984,55 @@ impl Backend for AfPacket {
     /// socket's own buffers (so a steady flow allocates nothing); what the
     /// caller learns is how many of the resulting frames were taken.
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
-        self.stats.tx_segments += offload::cut_super_frames(
-            pkts,
-            &mut self.spare,
-            &mut self.ends,
-            &mut self.pool,
-            &mut self.stats.tx_drops,
-        ) as u64;
-        let prefix: &[u8] = if self.vnet_hdr { &TX_VNET_HDR } else { &[] };
+        if self.udp_gso {
+            self.stats.tx_segments += offload::udp::aggregate_super_frames(
+                pkts,
+                &mut self.spare,
+                &mut self.ends,
+                &mut self.gso_sizes,
+                &mut self.pool,
+                &mut self.scratch,
+                &mut self.stats.tx_drops,
+            ) as u64;
+        } else {
+            self.stats.tx_segments += offload::cut_super_frames(
+                pkts,
+                &mut self.spare,
+                &mut self.ends,
+                &mut self.pool,
+                &mut self.stats.tx_drops,
+            ) as u64;
+            self.gso_sizes.clear();
+        }
+        let plain: &[u8] = if self.vnet_hdr { &TX_VNET_HDR } else { &[] };
         let mut i = 0;
         let mut fatal = None;
         while i < pkts.len() {
-            match self.sock.send_batch(prefix, &pkts[i..]) {
+            // A run of plain frames goes in one `sendmmsg`; an aggregate
+            // on its own, with its own header.
+            let gso = self.gso_sizes.get(i).copied().unwrap_or(0);
+            let agg_hdr;
+            let (prefix, end) = if gso == 0 {
+                let run = self
+                    .gso_sizes
+                    .get(i..)
+                    .map_or(0, |g| g.iter().position(|&g| g != 0).unwrap_or(g.len()));
+                (plain, if run == 0 { pkts.len() } else { i + run })
+            } else {
+                agg_hdr = offload::udp::gso_header_native(gso);
+                (&agg_hdr[..], i + 1)
+            };
+            match self.sock.send_batch(prefix, &pkts[i..end]) {
                 Ok(k) => {
                     for p in &pkts[i..i + k] {
                         self.stats.tx_bytes += p.len() as u64;
                     }
                     self.stats.tx_frames += k as u64;
+                    self.stats.tx_udp_gso += u64::from(gso != 0 && k > 0);
                     i += k;
+                    if k == 0 {
+                        break;
+                    }
                 }
                 Err(e) => match (e.kind(), e.raw_os_error()) {
                     (io::ErrorKind::Interrupted, _) => {}
@@ -917,6 +1040,14 @@ impl Backend for AfPacket {
                     (_, Some(libc::EBADF | libc::ENOTSOCK)) => {
                         fatal = Some(e);
                         break;
+                    }
+                    // A kernel without UDP GSO on packet sockets: cut
+                    // from now on (this aggregate is lost, counted).
+                    (_, Some(libc::EINVAL)) if gso != 0 => {
+                        self.udp_gso = false;
+                        self.stats.udp_gso_refused += 1;
+                        self.stats.tx_errors += 1;
+                        i += 1;
                     }
                     // This frame fails on its own: count it, go on.
                     _ => {

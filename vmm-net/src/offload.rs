@@ -30,6 +30,8 @@
 //! fragment headers in a super-frame (the pseudo-header would need the
 //! final destination), unknown GSO types.
 
+pub mod udp;
+
 use dataplane::checksum::{checksum, pseudo_header, Csum};
 use dataplane::PacketBuf;
 use serde::Serialize;

@@ -1039,3 +1039,101 @@ fn afpacket_socket_drops_are_counted_and_the_checksum_verdict_passed_on() {
         );
     });
 }
+
+/// A TCP super-frame encapsulated as a port pushes it (outer Ethernet
+/// VB → VA, IPv6 fd98::2 → fd98::1, UDP to 6081 with a checksum,
+/// Geneve, inner Ethernet, IPv4, TCP, `n` payload bytes), marked with its
+/// MSS.
+fn geneve_super_frame(n: usize, mss: u16) -> dataplane::PacketBuf {
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 5], [2, 0, 0, 0, 0, 6])
+        .ipv4([10, 0, 0, 5], [10, 0, 0, 6], 64)
+        .tcp(40000, 5201, 7, 65535)
+        .ack(1)
+        .write(&mut inner, &pattern(n))
+        .unwrap();
+    let mut geneve = vec![0u8, 0, 0x65, 0x58, 0, 0x1e, 0x61, 0];
+    geneve.extend_from_slice(&inner);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(VB_MAC, VA_MAC)
+        .ipv6(
+            "fd98::2".parse::<Ipv6Addr>().unwrap().octets(),
+            "fd98::1".parse::<Ipv6Addr>().unwrap().octets(),
+            64,
+        )
+        .udp(51000, 6081)
+        .write(&mut f, &geneve)
+        .unwrap();
+    let mut p = vmm_net::backend::BigPool::get();
+    p.push_back(f.len()).unwrap().copy_from_slice(&f);
+    p.set_gso(Some(dataplane::Gso {
+        mss,
+        hdr_len: 54,
+        v6: false,
+        ecn: false,
+    }));
+    p
+}
+
+#[test]
+fn afpacket_sends_an_encapsulated_super_frame_as_one_udp_gso_send_and_splits_it_on_receive() {
+    require_root!();
+    let ns = Netns::new("afpudpgso");
+    ns.run(|| {
+        veth_pair(&ns);
+        let mut up = AfPacket::open("slvb", options(RxMode::Recv)).unwrap();
+        let mut far = AfPacket::open("slva", options(RxMode::Recv)).unwrap();
+        // The kernel's own UDP on the far side: it gets what the kernel's
+        // segmentation made of the aggregate.
+        let sock = UdpSocket::bind("[fd98::1]:6081").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+
+        let sf = geneve_super_frame(40_000, 1348);
+        // The datagrams the socket sent before this work: the super-frame
+        // cut in user space, one full frame per segment.
+        let mut want = vec![sf.clone()];
+        let mut pool = vmm_net::backend::BufPool::new(64);
+        let (mut spare, mut ends, mut drops) = (Vec::new(), Vec::new(), OffloadDrops::default());
+        vmm_net::offload::cut_super_frames(&mut want, &mut spare, &mut ends, &mut pool, &mut drops);
+        let want: Vec<Vec<u8>> = want.iter().map(|p| p.as_slice().to_vec()).collect();
+        assert_eq!(want.len(), 40_000usize.div_ceil(1348));
+
+        let mut out = vec![sf];
+        assert_eq!(
+            up.tx_burst(&mut out).unwrap(),
+            1,
+            "the super-frame was taken"
+        );
+        let st = up.stats();
+        assert_eq!(st.tx_udp_gso, 1, "one UDP GSO send: {st:?}");
+        assert_eq!(
+            (st.tx_frames, st.udp_gso_refused, st.tx_errors),
+            (1, 0, 0),
+            "{st:?}"
+        );
+
+        // The kernel's UDP: every datagram, payload as cut in user space.
+        let mut buf = vec![0u8; 65536];
+        for (i, w) in want.iter().enumerate() {
+            let (n, from) = sock
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+            assert_eq!(from.port(), 51000);
+            assert_eq!(&buf[..n], &w[62..], "datagram {i}'s UDP payload");
+        }
+        // The far AF_PACKET socket saw the aggregate whole and split it
+        // into exactly those frames, checksums included.
+        let got = receive_until(&mut far, 5, |g| g.len() >= want.len());
+        let fs = far.stats();
+        assert_eq!(got, want, "{fs:?}");
+        assert_eq!(
+            (fs.udp_gro_frames, fs.udp_gro_datagrams),
+            (1, want.len() as u64),
+            "{fs:?}"
+        );
+        assert_eq!(fs.rx_drops, OffloadDrops::default());
+        for g in &got {
+            assert_checksums(g);
+        }
+    });
+}
