@@ -21,6 +21,7 @@
 //! [uplink]
 //! kind = "af_packet"               # af_packet | pcap | dpdk | none
 //! # af_packet: rcvbuf = 4194304, sndbuf = 4194304  # socket buffers, bytes
+//! #            udp_gso = false     # experimental: super-frames as one UDP GSO send
 //! # pcap: input = "in.pcap", output = "out.pcap"
 //! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
 //! #       port = "net_null0", mbufs = 8191, mbuf_data_room = 2176
@@ -249,6 +250,12 @@ pub enum Uplink {
         /// The send buffer likewise. Default 4 MiB.
         #[serde(default)]
         sndbuf: Option<usize>,
+        /// Send an encapsulated TCP super-frame as one UDP GSO send (the
+        /// kernel cuts it into the Geneve datagrams) rather than a
+        /// datagram per segment. Default false: experimental, it caused
+        /// heavy TCP retransmissions across a router in tests/e2e.
+        #[serde(default)]
+        udp_gso: Option<bool>,
     },
     /// Frames from and to capture files (debugging, offline runs).
     Pcap {
@@ -277,6 +284,7 @@ impl Default for Uplink {
         Uplink::AfPacket {
             rcvbuf: None,
             sndbuf: None,
+            udp_gso: None,
         }
     }
 }
@@ -425,7 +433,7 @@ impl Config {
                 }
             }
         }
-        if let Uplink::AfPacket { rcvbuf, sndbuf } = &self.uplink {
+        if let Uplink::AfPacket { rcvbuf, sndbuf, .. } = &self.uplink {
             for (name, v) in [("rcvbuf", rcvbuf), ("sndbuf", sndbuf)] {
                 if let Some(v) = *v {
                     if !(4096..=MAX_SOCKET_BUFFER).contains(&v) {
@@ -536,11 +544,13 @@ mod tests {
                  next_hop_mac = \"02:00:00:00:00:20\"\naccept_zero_udp6_checksum = true\n{extra}"
             ))
         };
-        let c = parse("[uplink]\nkind = \"af_packet\"\nrcvbuf = 8388608\n").unwrap();
+        let c =
+            parse("[uplink]\nkind = \"af_packet\"\nrcvbuf = 8388608\nudp_gso = false\n").unwrap();
         assert!(c.underlay.accept_zero_udp6_checksum);
         assert!(matches!(
             c.uplink,
             Uplink::AfPacket {
+                udp_gso: Some(false),
                 rcvbuf: Some(8388608),
                 sndbuf: None
             }
@@ -575,7 +585,8 @@ mod tests {
             c.uplink,
             Uplink::AfPacket {
                 rcvbuf: None,
-                sndbuf: None
+                sndbuf: None,
+                udp_gso: None,
             }
         ));
         assert!(!c.underlay.accept_zero_udp6_checksum);

@@ -226,7 +226,9 @@ impl Default for AfPacketOptions {
             rx: RxMode::Recv,
             rcvbuf: DEFAULT_SOCKET_BUFFER,
             sndbuf: DEFAULT_SOCKET_BUFFER,
-            udp_gso: true,
+            // Off until the retransmissions it caused through a router
+            // namespace (tests/e2e/run.sh) are understood.
+            udp_gso: false,
         }
     }
 }

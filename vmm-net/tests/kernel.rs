@@ -1081,7 +1081,11 @@ fn afpacket_sends_an_encapsulated_super_frame_as_one_udp_gso_send_and_splits_it_
     let ns = Netns::new("afpudpgso");
     ns.run(|| {
         veth_pair(&ns);
-        let mut up = AfPacket::open("slvb", options(RxMode::Recv)).unwrap();
+        let gso = AfPacketOptions {
+            udp_gso: true,
+            ..options(RxMode::Recv)
+        };
+        let mut up = AfPacket::open("slvb", gso).unwrap();
         let mut far = AfPacket::open("slva", options(RxMode::Recv)).unwrap();
         // The kernel's own UDP on the far side: it gets what the kernel's
         // segmentation made of the aggregate.

@@ -163,7 +163,11 @@ Stop with Ctrl-C.",
 fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
     let n = c.workers;
     match &c.uplink {
-        Uplink::AfPacket { rcvbuf, sndbuf } => {
+        Uplink::AfPacket {
+            rcvbuf,
+            sndbuf,
+            udp_gso,
+        } => {
             let d = vmm_net::afpacket::DEFAULT_SOCKET_BUFFER;
             // One socket per worker, in one fanout group (the kernel
             // spreads flows; the switch hands mis-steered tunnels over).
@@ -174,6 +178,7 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
                         fanout: (n > 1).then_some(group),
                         rcvbuf: rcvbuf.unwrap_or(d),
                         sndbuf: sndbuf.unwrap_or(d),
+                        udp_gso: udp_gso.unwrap_or(false),
                         ..Default::default()
                     };
                     vmm_net::afpacket::AfPacket::open(&c.underlay.interface, opts)
