@@ -745,27 +745,40 @@ pub fn cut_super_frames(
             continue;
         };
         match Tso::for_gso(p.as_slice(), g, max_segment) {
-            Ok(tso) => {
-                for i in 0..tso.count() {
-                    let mut out = pool.get();
-                    match tso.write_segment(p.as_slice(), i, &mut out) {
-                        Ok(()) => {
-                            cut += 1;
-                            spare.push(out);
-                        }
-                        Err(r) => {
-                            drops.count(r);
-                            pool.put(out);
-                        }
-                    }
-                }
-            }
+            Ok(tso) => cut += cut_into(p.as_slice(), &tso, spare, pool, drops),
             Err(r) => drops.count(r),
         }
         ends.push(spare.len());
         pool.put(p);
     }
     std::mem::swap(pkts, spare);
+    cut
+}
+
+/// Cuts `frame`, checked as `tso`, into segments in buffers from `pool`
+/// pushed onto `out`; a segment that cannot be written is dropped and
+/// counted. Returns the segments pushed.
+fn cut_into(
+    frame: &[u8],
+    tso: &Tso,
+    out: &mut Vec<PacketBuf>,
+    pool: &mut crate::backend::BufPool,
+    drops: &mut OffloadDrops,
+) -> usize {
+    let mut cut = 0;
+    for i in 0..tso.count() {
+        let mut seg = pool.get();
+        match tso.write_segment(frame, i, &mut seg) {
+            Ok(()) => {
+                cut += 1;
+                out.push(seg);
+            }
+            Err(r) => {
+                drops.count(r);
+                pool.put(seg);
+            }
+        }
+    }
     cut
 }
 

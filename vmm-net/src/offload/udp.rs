@@ -25,8 +25,9 @@
 //! UDP aggregate is dropped as `udp_gso`, as before.
 
 use super::{
-    be16, pseudo_header, Csum, OffloadDrop, OffloadDrops, Tso, VirtioNetHdr, ETHERTYPE_IPV6,
-    ETH_HLEN, GENEVE_PORT, IPPROTO_UDP, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP_L4,
+    be16, cut_into, pseudo_header, Csum, OffloadDrop, OffloadDrops, Tso, VirtioNetHdr,
+    ETHERTYPE_IPV6, ETH_HLEN, GENEVE_PORT, IPPROTO_UDP, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 use dataplane::PacketBuf;
 
@@ -140,20 +141,8 @@ pub fn aggregate_super_frames(
         if is_geneve6(p.as_slice()) {
             made += aggregate(&p, &tso, spare, gso_sizes, scratch, drops);
         } else {
-            for i in 0..tso.count() {
-                let mut out = pool.get();
-                match tso.write_segment(p.as_slice(), i, &mut out) {
-                    Ok(()) => {
-                        made += 1;
-                        spare.push(out);
-                        gso_sizes.push(0);
-                    }
-                    Err(r) => {
-                        drops.count(r);
-                        pool.put(out);
-                    }
-                }
-            }
+            made += cut_into(p.as_slice(), &tso, spare, pool, drops);
+            gso_sizes.resize(spare.len(), 0);
         }
         ends.push(spare.len());
         pool.put(p);
@@ -202,18 +191,15 @@ fn aggregate(
             }
         }
         if ok {
-            fix_outer(agg.as_mut_slice(), true);
+            // One datagram is sent as a plain frame, its checksum
+            // complete; an aggregate gets the sum the kernel finishes.
+            let several = last - first > 1;
+            fix_outer(agg.as_mut_slice(), several);
             made += last - first;
             out.push(agg);
             // `chunk` fits 16 bits: `Tso::new` checked a segment's UDP
             // length does.
-            gso_sizes.push(if last - first > 1 { chunk as u16 } else { 0 });
-            if last - first == 1 {
-                // One datagram: sent as a plain frame, checksum complete.
-                if let Some(a) = out.last_mut() {
-                    fix_outer(a.as_mut_slice(), false);
-                }
-            }
+            gso_sizes.push(if several { chunk as u16 } else { 0 });
         } else {
             crate::backend::BigPool::put(agg);
         }
