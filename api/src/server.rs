@@ -384,6 +384,18 @@ impl Sluice {
     // ---- ports ----
 
     pub fn create_vnic(&self, req: CreateVnic, persist: bool) -> Result<PortSummary, ApiError> {
+        self.create_vnic_with(req, persist, |_| ())
+    }
+
+    /// [`Self::create_vnic`], with `prepare` run on the built port before
+    /// it is attached to a worker: whatever it sets up (a migration's
+    /// flows) is there before the first packet, never raced by one.
+    pub(crate) fn create_vnic_with(
+        &self,
+        req: CreateVnic,
+        persist: bool,
+        prepare: impl FnOnce(&mut VnicPort),
+    ) -> Result<PortSummary, ApiError> {
         let mut ports = lock(&self.ports);
         let c = &req.config;
         crate::validate::check_port(c, self.limits.underlay_mtu)?;
@@ -408,6 +420,7 @@ impl Sluice {
         if let Some(fl) = self.flow_logs.get() {
             fl.enable(&c.name, &mut vnic.port);
         }
+        prepare(&mut vnic);
         // From here on each step undoes the ones before it if it fails:
         // a failed call leaves no device, no attached port, no record.
         let guest: Box<dyn Backend> = match req.guest {

@@ -181,9 +181,12 @@ impl Sluice {
         if let Some(g) = req.guest {
             create.guest = g;
         }
-        let port = self.create_vnic(create, true)?;
+        // The flows are rebuilt before the port is attached: the guest's
+        // first packet on this host (iperf3 mid-stream) must find its
+        // flow, not make a second one that the import would then refuse.
+        let mut n = dataplane::port::ImportCount::default();
         let state = doc.state;
-        let n = self.on_port(name, move |v| v.port.import_state(&state))?;
+        let port = self.create_vnic_with(create, true, |v| n = v.port.import_state(&state))?;
         Ok(MigrationImported {
             port,
             flows_imported: n.imported,
