@@ -157,6 +157,19 @@ impl Port {
                     },
                 });
             }
+            // Folded state, as the layer entries it stands for.
+            for (li, l) in self.layers.iter().enumerate().take(32) {
+                if f.allowed & (1 << li) != 0 {
+                    for dir in [f.origin, f.origin.reverse()] {
+                        state.push(LftExport {
+                            layer: l.name.to_string(),
+                            dir,
+                            key: KeyDoc::from(&f.fold_key(dir)),
+                            rewrite: None,
+                        });
+                    }
+                }
+            }
             flows.push(FlowExport {
                 origin: f.origin,
                 origin_hdrs: f.origin_hdrs,
@@ -225,7 +238,7 @@ impl Port {
         let Some(key) = FlowKey::of(&x.origin_hdrs) else {
             return false;
         };
-        if self.uft[x.origin.index()].contains_key(&key) {
+        if self.lookup(x.origin, &key).is_some() {
             // Already here (imported twice): the first one stands.
             return false;
         }
@@ -242,6 +255,9 @@ impl Port {
         let rec = FlowRec {
             gen: 0,
             origin: x.origin,
+            key,
+            allowed: 0,
+            allowed_epoch: 0,
             origin_hdrs: x.origin_hdrs,
             keys: [None, None],
             xform: [None, None],
