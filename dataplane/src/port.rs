@@ -224,24 +224,22 @@ impl PortStats {
 /// An LFT entry a flow owns: (layer, direction, key).
 type LftRef = (u16, Direction, FlowKey);
 
-/// The LFT entries of a flow. Most flows own two (one stateful layer, both
-/// directions): those are kept inline, more spill to the heap.
+/// The LFT entries of a flow: none for most (their firewall state is
+/// folded into the record), two for a NAT flow (both directions), on the
+/// heap so a flow without any pays only the empty vector.
 #[derive(Default)]
-struct LftRefs {
-    inline: [Option<LftRef>; 2],
-    more: Vec<LftRef>,
-}
+struct LftRefs(Vec<LftRef>);
 
 impl LftRefs {
     fn push(&mut self, r: LftRef) {
-        match self.inline.iter_mut().find(|s| s.is_none()) {
-            Some(slot) => *slot = Some(r),
-            None => self.more.push(r),
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(2);
         }
+        self.0.push(r);
     }
 
     fn iter(&self) -> impl Iterator<Item = &LftRef> {
-        self.inline.iter().flatten().chain(self.more.iter())
+        self.0.iter()
     }
 }
 
@@ -262,9 +260,12 @@ struct FlowRec {
     /// The first packet's headers as it entered the port: re-walked to
     /// re-check the flow after a rule change.
     origin_hdrs: Headers,
-    /// Per direction: the UFT key, the compiled transform, and the port
-    /// epoch it was compiled under (stale when the port's has moved on).
-    keys: [Option<FlowKey>; 2],
+    /// The reply direction's UFT key (the origin direction's is `key`).
+    rkey: FlowKey,
+    /// Bit `Direction::index`: that direction has a UFT entry (`ukey`).
+    keyed: u8,
+    /// Per direction: the compiled transform, and the port epoch it was
+    /// compiled under (stale when the port's has moved on).
     xform: [Option<Compiled>; 2],
     epoch: [u64; 2],
     lft: LftRefs,
@@ -277,6 +278,22 @@ struct FlowRec {
 }
 
 impl FlowRec {
+    /// The UFT key of packets going direction `d` (an index), if any.
+    #[inline]
+    fn ukey(&self, d: usize) -> Option<FlowKey> {
+        if self.keyed & (1 << d) == 0 {
+            None
+        } else if d == self.origin.index() {
+            Some(self.key)
+        } else {
+            Some(self.rkey)
+        }
+    }
+
+    /// Both directions' UFT keys, by direction index.
+    fn ukeys(&self) -> [Option<FlowKey>; 2] {
+        [self.ukey(0), self.ukey(1)]
+    }
     /// The key a layer holding this flow's folded state sees packets going
     /// `dir` with: the flow's key, or its reverse for the replies. State
     /// is folded only for a layer that sees exactly those keys (nothing
@@ -347,7 +364,7 @@ impl Flows {
     #[inline]
     fn key(&self, id: u32, dir: Direction) -> Option<FlowKey> {
         match self.slots.get(id as usize) {
-            Some(Some(r)) => r.keys[dir.index()],
+            Some(Some(r)) => r.ukey(dir.index()),
             _ => None,
         }
     }
@@ -1058,22 +1075,30 @@ impl Port {
     fn install(&mut self, dir: Direction, k: FlowKey, xform: Compiled, id: u32, gen: u32) {
         let d = dir.index();
         let epoch = self.epoch;
-        if self.flows.get(id, gen).is_none() {
-            return;
+        match self.flows.get(id, gen) {
+            // The origin direction's key is the flow's own key: a packet
+            // that found this flow's state with another key (at a layer)
+            // takes the slow path again, rather than re-key the flow.
+            Some(f) if dir != f.origin || k == f.key => {}
+            _ => return,
         }
         // Another flow holding this key going `dir` gives it up (its
         // packets that way now walk the layers).
         if let Some((other, ogen)) = self.lookup(dir, &k).filter(|&(o, _)| o != id) {
             self.uft.remove(dir, &k, other);
             if let Some(o) = self.flows.get_mut(other, ogen) {
-                o.keys[d] = None;
+                o.keyed &= !(1 << d);
                 o.xform[d] = None;
             }
         }
         let Some(f) = self.flows.get_mut(id, gen) else {
             return;
         };
-        let old = f.keys[d].replace(k);
+        let old = f.ukey(d);
+        f.keyed |= 1 << d;
+        if dir != f.origin {
+            f.rkey = k;
+        }
         f.xform[d] = Some(xform);
         f.epoch[d] = epoch;
         match old {
@@ -1138,7 +1163,8 @@ impl Port {
             allowed: 0,
             allowed_epoch: 0,
             origin_hdrs: *h,
-            keys: [None, None],
+            rkey: key.reverse(),
+            keyed: 0,
             xform: [None, None],
             epoch: [0; 2],
             lft: LftRefs::default(),
@@ -1187,7 +1213,7 @@ impl Port {
     /// LFT state that record owned.
     fn abandon(&mut self, w: &Walk) {
         if let Some((id, gen)) = w.flow {
-            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.keys == [None, None]);
+            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.keyed == 0);
             if fresh {
                 self.remove_flow(id);
                 self.stats.flows_created -= 1;
@@ -1300,7 +1326,7 @@ impl Port {
 
     fn remove_flow(&mut self, id: u32) {
         let Some(f) = self.flows.take(id) else { return };
-        for (dir, k) in [Direction::In, Direction::Out].into_iter().zip(f.keys) {
+        for (dir, k) in [Direction::In, Direction::Out].into_iter().zip(f.ukeys()) {
             if let Some(k) = k {
                 self.uft.remove(dir, &k, id);
             }
@@ -1322,7 +1348,8 @@ impl Port {
         let origin = f.origin;
         let start = f.origin_hdrs;
         let owned = std::mem::take(&mut f.lft);
-        let ufts = std::mem::take(&mut f.keys);
+        let ufts = f.ukeys();
+        f.keyed = 0;
         f.xform = [None, None];
         // Folded layer state is decided afresh too.
         f.allowed = 0;
@@ -1806,7 +1833,7 @@ impl Port {
             let mut v: Vec<UftEntryDump> = (self.flows.slots.iter().enumerate())
                 .filter_map(|(id, f)| {
                     let f = f.as_ref()?;
-                    let key = f.keys[d.index()]?;
+                    let key = f.ukey(d.index())?;
                     let epoch = f.epoch[d.index()];
                     let xform = f.xform[d.index()].as_ref();
                     Some(UftEntryDump {
