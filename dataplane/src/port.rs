@@ -228,18 +228,19 @@ type LftRef = (u16, Direction, FlowKey);
 /// folded into the record), two for a NAT flow (both directions), on the
 /// heap so a flow without any pays only the empty vector.
 #[derive(Default)]
-struct LftRefs(Vec<LftRef>);
+struct LftRefs(Option<Box<[LftRef]>>);
 
 impl LftRefs {
+    /// Adds one (at a flow's walks only, never per packet).
     fn push(&mut self, r: LftRef) {
-        if self.0.capacity() == 0 {
-            self.0.reserve_exact(2);
-        }
-        self.0.push(r);
+        let mut v = self.0.take().map_or_else(Vec::new, |b| b.into_vec());
+        v.reserve_exact(1);
+        v.push(r);
+        self.0 = Some(v.into_boxed_slice());
     }
 
     fn iter(&self) -> impl Iterator<Item = &LftRef> {
-        self.0.iter()
+        self.0.iter().flat_map(|b| b.iter())
     }
 }
 
@@ -259,7 +260,7 @@ struct FlowRec {
     allowed_epoch: u64,
     /// The first packet's headers as it entered the port: re-walked to
     /// re-check the flow after a rule change.
-    origin_hdrs: Headers,
+    origin_hdrs: StartHeaders,
     /// The reply direction's UFT key (the origin direction's is `key`).
     rkey: FlowKey,
     /// Bit `Direction::index`: that direction has a UFT entry (`ukey`).
@@ -275,6 +276,31 @@ struct FlowRec {
     last_hit: Moment,
     packets: [u64; 2],
     bytes: [u64; 2],
+}
+
+/// A flow's first headers, compactly: most flows start as a guest's plain
+/// frame, so the underlay headers of the few that arrived tunnelled are
+/// kept on the heap instead of taking their room in every record.
+#[derive(Clone)]
+struct StartHeaders {
+    outer: Option<Box<crate::headers::Outer>>,
+    inner: crate::headers::Inner,
+}
+
+impl StartHeaders {
+    fn new(h: &Headers) -> StartHeaders {
+        StartHeaders {
+            outer: h.outer.map(Box::new),
+            inner: h.inner,
+        }
+    }
+
+    fn headers(&self) -> Headers {
+        Headers {
+            outer: self.outer.as_deref().copied(),
+            inner: self.inner,
+        }
+    }
 }
 
 impl FlowRec {
@@ -1162,7 +1188,7 @@ impl Port {
             key,
             allowed: 0,
             allowed_epoch: 0,
-            origin_hdrs: *h,
+            origin_hdrs: StartHeaders::new(h),
             rkey: key.reverse(),
             keyed: 0,
             xform: [None, None],
@@ -1346,7 +1372,7 @@ impl Port {
             return;
         };
         let origin = f.origin;
-        let start = f.origin_hdrs;
+        let start = f.origin_hdrs.headers();
         let owned = std::mem::take(&mut f.lft);
         let ufts = f.ukeys();
         f.keyed = 0;

@@ -559,6 +559,10 @@ pub struct EncapCache {
     map: HashMap<Encap, Arc<EncapTemplate>, FlowHashBuilder>,
     /// Compiled transforms' shared parts, one per shape in use.
     shapes: std::collections::HashSet<Arc<Shape>, FlowHashBuilder>,
+    /// The shapes last handed out, tried before hashing: a port's new
+    /// flows mostly have the shapes its last ones had (both directions).
+    recent: [Option<Arc<Shape>>; 4],
+    next_recent: usize,
 }
 
 impl Default for EncapCache {
@@ -567,6 +571,8 @@ impl Default for EncapCache {
         EncapCache {
             map: HashMap::with_hasher(h),
             shapes: std::collections::HashSet::with_hasher(h),
+            recent: Default::default(),
+            next_recent: 0,
         }
     }
 }
@@ -582,16 +588,25 @@ impl EncapCache {
     }
 
     fn shape(&mut self, s: Shape) -> Arc<Shape> {
-        if let Some(a) = self.shapes.get(&s) {
+        if let Some(a) = self.recent.iter().flatten().find(|a| ***a == s) {
             return a.clone();
         }
-        let a = Arc::new(s);
-        self.shapes.insert(a.clone());
+        let a = match self.shapes.get(&s) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(s);
+                self.shapes.insert(a.clone());
+                a
+            }
+        };
+        self.recent[self.next_recent] = Some(a.clone());
+        self.next_recent = (self.next_recent + 1) % self.recent.len();
         a
     }
 
     /// Drops shapes and templates no compiled transform holds any more.
     pub fn prune(&mut self) {
+        self.recent = Default::default();
         self.shapes.retain(|s| Arc::strong_count(s) > 1);
         self.map.retain(|_, t| Arc::strong_count(t) > 1);
     }

@@ -157,11 +157,14 @@ mod tests {
         // Sizes the memory budget of issue 13 rests on.
         assert_eq!(core::mem::size_of::<Entry>(), 8);
         eprintln!(
-            "FlowRec {} Headers {} Compiled {} FlowKey {}",
+            "FlowRec {} Headers {} Outer {} Inner {} Compiled {} FlowKey {} TcpState {}",
             core::mem::size_of::<super::super::FlowRec>(),
             core::mem::size_of::<crate::headers::Headers>(),
+            core::mem::size_of::<Option<crate::headers::Outer>>(),
+            core::mem::size_of::<crate::headers::Inner>(),
             core::mem::size_of::<crate::transform::Compiled>(),
-            core::mem::size_of::<FlowKey>()
+            core::mem::size_of::<FlowKey>(),
+            core::mem::size_of::<Option<crate::tcp::TcpState>>()
         );
         assert!(c.remove(Direction::Out, &key(17), 17));
         assert!(!c.remove(Direction::Out, &key(17), 17));

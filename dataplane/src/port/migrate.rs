@@ -172,7 +172,7 @@ impl Port {
             }
             flows.push(FlowExport {
                 origin: f.origin,
-                origin_hdrs: f.origin_hdrs,
+                origin_hdrs: f.origin_hdrs.headers(),
                 tcp: f.tcp,
                 age_ms: now.saturating_sub(f.created) / NS_PER_MS,
                 idle_ms: now.saturating_sub(f.last_hit) / NS_PER_MS,
@@ -258,7 +258,7 @@ impl Port {
             key,
             allowed: 0,
             allowed_epoch: 0,
-            origin_hdrs: x.origin_hdrs,
+            origin_hdrs: super::StartHeaders::new(&x.origin_hdrs),
             rkey: key.reverse(),
             keyed: 0,
             xform: [None, None],
