@@ -38,6 +38,7 @@ pub const CASES: &[&str] = &[
     "uft-in-tcp6",
     "new-flow-out-udp4",
     "new-flow-out-udp6",
+    "new-flow-vpc-snat-tcp4",
     "vpc-out-tcp4",
     "vpc-in-tcp4",
     "vpc-in-tcp4-csum",
@@ -364,6 +365,33 @@ pub fn vpc_port() -> Port {
 
 /// The same vm1, as the vNIC port a switch attaches (see [`vpc_port`]).
 pub fn vpc_vnic() -> vnic::port::VnicPort {
+    vpc_vnic_with(vpc_config(65_536, 1, (2048, 4095)))
+}
+
+/// vm1's configuration: `flows` flows at once, SNAT over `snat_ips`
+/// external addresses (203.0.113.10 and up), `ports` of each (the
+/// new-flow case's million flows need a million ports).
+fn vpc_config(flows: u32, snat_ips: u8, ports: (u16, u16)) -> vnic::config::VnicConfig {
+    let (first, last) = ports;
+    let snat: Vec<_> = (0..snat_ips)
+        .map(|i| {
+            serde_json::json!({ "ip": format!("203.0.113.{}", 10 + i), "first_port": first, "last_port": last })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "name": "vm1",
+        "guest_mac": "a8:40:25:00:00:01",
+        "gateway_mac": "a8:40:25:ff:ff:01",
+        "vni": 7777,
+        "ipv4": { "addr": "10.0.0.5", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
+        "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
+        "external": { "snat": snat },
+        "limits": { "flows": flows },
+    }))
+    .unwrap()
+}
+
+fn vpc_vnic_with(cfg: vnic::config::VnicConfig) -> vnic::port::VnicPort {
     let v2p = Arc::new(overlay::V2p::new(1024));
     let v2b = Arc::new(overlay::V2b::new(16));
     let vni = Vni::new(7777).unwrap();
@@ -387,16 +415,6 @@ pub fn vpc_vnic() -> vnic::port::VnicPort {
         v2p,
         v2b,
     };
-    let cfg: vnic::config::VnicConfig = serde_json::from_value(serde_json::json!({
-        "name": "vm1",
-        "guest_mac": "a8:40:25:00:00:01",
-        "gateway_mac": "a8:40:25:ff:ff:01",
-        "vni": 7777,
-        "ipv4": { "addr": "10.0.0.5", "subnet": "10.0.0.0/24", "gateway": "10.0.0.1" },
-        "routes": [{ "dest": "0.0.0.0/0", "target": "internet_gateway", "class": "system" }],
-        "external": { "snat": [{ "ip": "203.0.113.10", "first_port": 2048, "last_port": 4095 }] },
-    }))
-    .unwrap();
     vnic::port::VnicPort::build(&cfg, &host, Box::new(dataplane::MonotonicClock::new())).unwrap()
 }
 
@@ -590,6 +608,24 @@ impl Case {
                     frames: vec![vpc_internet_tcp(false)],
                     parse_only: None,
                     vary: false,
+                    noop: false,
+                    cycle: 0,
+                    outer_csum: false,
+                }
+            }
+            "new-flow-vpc-snat-tcp4" => {
+                // Every packet a new TCP connection to the internet through
+                // the full VPC port: firewall state, router, SNAT, Geneve to
+                // the boundary.
+                let n = packets.clamp(1, 4 << 20) as u32;
+                let ips = (n / 64_000 + 1).min(64) as u8;
+                Case {
+                    name,
+                    port: vpc_vnic_with(vpc_config(n, ips, (1024, 65535))).port,
+                    dir: Direction::Out,
+                    frames: vec![vpc_internet_tcp(true)],
+                    parse_only: None,
+                    vary: true,
                     noop: false,
                     cycle: 0,
                     outer_csum: false,

@@ -93,6 +93,11 @@ pub struct CsumDelta(u16);
 impl CsumDelta {
     pub const ZERO: CsumDelta = CsumDelta(0);
 
+    /// The delta's value, for hashing.
+    pub fn raw(self) -> u16 {
+        self.0
+    }
+
     /// The delta for replacing `old` with `new` (equal lengths, even).
     pub fn between(old: &[u8], new: &[u8]) -> Self {
         let mut c = Csum::new();

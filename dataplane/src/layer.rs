@@ -103,6 +103,10 @@ pub struct Layer {
     pub(crate) rules: [RuleTable; 2],
     pub(crate) default: [DefaultAction; 2],
     pub(crate) lft: [HashMap<FlowKey, LftEntry, FlowHashBuilder>; 2],
+    /// Whether any flow record ever held this layer's `StatefulAllow`
+    /// state (folded there instead of in `lft`): if not, the walk skips
+    /// looking for it.
+    pub(crate) folds: bool,
     /// Port epoch of the last rule change in this layer.
     pub(crate) changed: u64,
     pub(crate) next_rule: u64,
@@ -119,6 +123,7 @@ impl Layer {
             rules: [RuleTable::default(), RuleTable::default()],
             default,
             lft: [HashMap::with_hasher(hasher), HashMap::with_hasher(hasher)],
+            folds: false,
             changed: 0,
             next_rule: 1,
             stats: [LayerDirStats::default(); 2],

@@ -44,10 +44,12 @@ use crate::rule::{Rule, RuleId};
 use crate::tcp::{ExpiryClass, ExpiryPolicy, Side, TcpState};
 use crate::transform::{Compiled, EncapCache, Transform, TransformError};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+mod conns;
 mod migrate;
+use conns::Conns;
 pub use migrate::{FlowExport, ImportCount, KeyDoc, LftExport, PortExport, StatsExport};
 
 /// The largest frame a guest may send, and what answers a larger one
@@ -219,50 +221,52 @@ impl PortStats {
     }
 }
 
-/// A UFT entry: which flow a key belongs to. The compiled transform lives
-/// in the flow record, so the hash table stays small (one bucket is the
-/// key and 8 bytes) and a hit still touches two cache lines: the bucket
-/// and the record.
-#[derive(Clone, Copy, Debug)]
-struct UftSlot {
-    flow: u32,
-    gen: u32,
-}
-
 /// An LFT entry a flow owns: (layer, direction, key).
 type LftRef = (u16, Direction, FlowKey);
 
-/// The LFT entries of a flow. Most flows own two (one stateful layer, both
-/// directions): those are kept inline, more spill to the heap.
+/// The LFT entries of a flow: none for most (their firewall state is
+/// folded into the record), two for a NAT flow (both directions), on the
+/// heap so a flow without any pays only the empty vector.
 #[derive(Default)]
-struct LftRefs {
-    inline: [Option<LftRef>; 2],
-    more: Vec<LftRef>,
-}
+struct LftRefs(Option<Box<[LftRef]>>);
 
 impl LftRefs {
+    /// Adds one (at a flow's walks only, never per packet).
     fn push(&mut self, r: LftRef) {
-        match self.inline.iter_mut().find(|s| s.is_none()) {
-            Some(slot) => *slot = Some(r),
-            None => self.more.push(r),
-        }
+        let mut v = self.0.take().map_or_else(Vec::new, |b| b.into_vec());
+        v.reserve_exact(1);
+        v.push(r);
+        self.0 = Some(v.into_boxed_slice());
     }
 
     fn iter(&self) -> impl Iterator<Item = &LftRef> {
-        self.inline.iter().flatten().chain(self.more.iter())
+        self.0.iter().flat_map(|b| b.iter())
     }
 }
 
-/// Everything the port knows about one flow and its reverse.
+/// Everything the port knows about one flow and its reverse: one record
+/// per connection, found from either direction's key through the
+/// connection table ([`Conns`]).
 struct FlowRec {
     gen: u32,
     origin: Direction,
+    /// The flow key of the first packet, as it entered the port.
+    key: FlowKey,
+    /// Layers (bit = layer index) whose `StatefulAllow` let this flow in
+    /// with the flow's own keys: that state is these bits, not entries in
+    /// the layer's flow table (see [`FlowRec::fold_key`]).
+    allowed: u32,
+    /// Port epoch when the first of those bits was set.
+    allowed_epoch: u64,
     /// The first packet's headers as it entered the port: re-walked to
     /// re-check the flow after a rule change.
-    origin_hdrs: Headers,
-    /// Per direction: the UFT key, the compiled transform, and the port
-    /// epoch it was compiled under (stale when the port's has moved on).
-    keys: [Option<FlowKey>; 2],
+    origin_hdrs: StartHeaders,
+    /// The reply direction's UFT key (the origin direction's is `key`).
+    rkey: FlowKey,
+    /// Bit `Direction::index`: that direction has a UFT entry (`ukey`).
+    keyed: u8,
+    /// Per direction: the compiled transform, and the port epoch it was
+    /// compiled under (stale when the port's has moved on).
     xform: [Option<Compiled>; 2],
     epoch: [u64; 2],
     lft: LftRefs,
@@ -272,6 +276,63 @@ struct FlowRec {
     last_hit: Moment,
     packets: [u64; 2],
     bytes: [u64; 2],
+}
+
+/// A flow's first headers, compactly: most flows start as a guest's plain
+/// frame, so the underlay headers of the few that arrived tunnelled are
+/// kept on the heap instead of taking their room in every record.
+#[derive(Clone)]
+struct StartHeaders {
+    outer: Option<Box<crate::headers::Outer>>,
+    inner: crate::headers::Inner,
+}
+
+impl StartHeaders {
+    fn new(h: &Headers) -> StartHeaders {
+        StartHeaders {
+            outer: h.outer.map(Box::new),
+            inner: h.inner,
+        }
+    }
+
+    fn headers(&self) -> Headers {
+        Headers {
+            outer: self.outer.as_deref().copied(),
+            inner: self.inner,
+        }
+    }
+}
+
+impl FlowRec {
+    /// The UFT key of packets going direction `d` (an index), if any.
+    #[inline]
+    fn ukey(&self, d: usize) -> Option<FlowKey> {
+        if self.keyed & (1 << d) == 0 {
+            None
+        } else if d == self.origin.index() {
+            Some(self.key)
+        } else {
+            Some(self.rkey)
+        }
+    }
+
+    /// Both directions' UFT keys, by direction index.
+    fn ukeys(&self) -> [Option<FlowKey>; 2] {
+        [self.ukey(0), self.ukey(1)]
+    }
+    /// The key a layer holding this flow's folded state sees packets going
+    /// `dir` with: the flow's key, or its reverse for the replies. State
+    /// is folded only for a layer that sees exactly those keys (nothing
+    /// before it rewrote the addresses or ports, or the VNI); other
+    /// layers keep entries in their own flow table.
+    #[inline]
+    fn fold_key(&self, dir: Direction) -> FlowKey {
+        if dir == self.origin {
+            self.key
+        } else {
+            self.key.reverse()
+        }
+    }
 }
 
 /// Flow records in a slab: ids are indices, reused after a free; the
@@ -321,6 +382,24 @@ impl Flows {
     fn get_mut(&mut self, id: u32, gen: u32) -> Option<&mut FlowRec> {
         match self.slots.get_mut(id as usize) {
             Some(Some(r)) if r.gen == gen => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Flow `id`'s key going `dir`, for the connection table's lookups.
+    #[inline]
+    fn key(&self, id: u32, dir: Direction) -> Option<FlowKey> {
+        match self.slots.get(id as usize) {
+            Some(Some(r)) => r.ukey(dir.index()),
+            _ => None,
+        }
+    }
+
+    /// The generation of live flow `id`.
+    #[inline]
+    fn gen_of(&self, id: u32) -> Option<u32> {
+        match self.slots.get(id as usize) {
+            Some(Some(r)) => Some(r.gen),
             _ => None,
         }
     }
@@ -390,7 +469,8 @@ pub struct Port {
     cfg: PortConfig,
     layers: Vec<Layer>,
     epoch: u64,
-    uft: [HashMap<FlowKey, UftSlot, FlowHashBuilder>; 2],
+    /// Both directions' keys of every flow, to its record.
+    uft: Conns,
     flows: Flows,
     /// Half-open TCP flows in creation order: eviction candidates.
     half_open: VecDeque<(u32, u32)>,
@@ -431,7 +511,7 @@ impl Port {
             cfg,
             layers: Vec::new(),
             epoch: 1,
-            uft: [HashMap::with_hasher(hasher), HashMap::with_hasher(hasher)],
+            uft: Conns::new(hasher),
             flows: Flows::new(),
             half_open: VecDeque::new(),
             expire_cursor: 0,
@@ -603,7 +683,15 @@ impl Port {
     }
 
     pub fn uft_len(&self, dir: Direction) -> usize {
-        self.uft[dir.index()].len()
+        self.uft.len(dir)
+    }
+
+    /// The live flow (id, gen) whose packets going `dir` have key `k`.
+    #[inline]
+    fn lookup(&self, dir: Direction, k: &FlowKey) -> Option<(u32, u32)> {
+        let flows = &self.flows;
+        let id = self.uft.find(dir, k, |id| flows.key(id, dir))?;
+        Some((id, flows.gen_of(id)?))
     }
 
     pub fn layer_stats(&self, layer: &str, dir: Direction) -> Result<LayerDirStats, PortError> {
@@ -809,17 +897,17 @@ impl Port {
         now: Moment,
     ) -> Hit {
         let d = dir.index();
-        let Some(&s) = self.uft[d].get(k) else {
+        let Some((id, gen)) = self.lookup(dir, k) else {
             return Hit::Miss;
         };
         let epoch = self.epoch;
-        let Some(f) = self.flows.get_mut(s.flow, s.gen) else {
+        let Some(f) = self.flows.get_mut(id, gen) else {
             return Hit::Stale;
         };
         if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
             // Idle past its timeout: the flow is gone whether or not the
             // sweep has reached it yet, and this packet is a new one.
-            self.expire_flow(s.flow);
+            self.expire_flow(id);
             return Hit::Miss;
         }
         let usable = |x: &&Compiled| f.epoch[d] == epoch && x.deps_current();
@@ -872,12 +960,12 @@ impl Port {
             .get(usize::from(parsed.off.inner_l4)..usize::from(parsed.off.inner_end))?;
         let q = headers::quoted::quoted(icmp, v6)?;
         let k = q.reply_key(&parsed.hdrs);
-        let s = *self.uft[d].get(&k)?;
+        let (id, gen) = self.lookup(dir, &k)?;
         let epoch = self.epoch;
-        let f = self.flows.get_mut(s.flow, s.gen)?;
+        let f = self.flows.get_mut(id, gen)?;
         if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
             // An error about a flow that has timed out relates to nothing.
-            self.expire_flow(s.flow);
+            self.expire_flow(id);
             return None;
         }
         let x = f.xform[d]
@@ -916,12 +1004,8 @@ impl Port {
         // A UFT entry exists but is stale: re-check its flow, then use
         // whatever the re-check left.
         if let Some(k) = key.as_ref().filter(|_| stale) {
-            if let Some(&e) = self.uft[d].get(k) {
-                if self.flows.get_mut(e.flow, e.gen).is_some() {
-                    self.recheck(e.flow, e.gen, now);
-                } else {
-                    self.uft[d].remove(k);
-                }
+            if let Some((id, gen)) = self.lookup(dir, k) {
+                self.recheck(id, gen, now);
                 let len = pkt.len() as u64;
                 let flags = tcp_flags(&parsed.hdrs);
                 if let Hit::Done(v) = self.try_hit(dir, k, pkt, &parsed.off, flags, len, now) {
@@ -978,7 +1062,7 @@ impl Port {
         };
         let (id, gen) = match w.flow {
             Some(f) => f,
-            None => match self.new_flow(dir, &parsed.hdrs, now) {
+            None => match self.new_flow(dir, &parsed.hdrs, k, now) {
                 Ok(f) => f,
                 Err(r) => return self.dropped(dir, r),
             },
@@ -1017,18 +1101,40 @@ impl Port {
     fn install(&mut self, dir: Direction, k: FlowKey, xform: Compiled, id: u32, gen: u32) {
         let d = dir.index();
         let epoch = self.epoch;
+        match self.flows.get(id, gen) {
+            // The origin direction's key is the flow's own key: a packet
+            // that found this flow's state with another key (at a layer)
+            // takes the slow path again, rather than re-key the flow.
+            Some(f) if dir != f.origin || k == f.key => {}
+            _ => return,
+        }
+        // Another flow holding this key going `dir` gives it up (its
+        // packets that way now walk the layers).
+        if let Some((other, ogen)) = self.lookup(dir, &k).filter(|&(o, _)| o != id) {
+            self.uft.remove(dir, &k, other);
+            if let Some(o) = self.flows.get_mut(other, ogen) {
+                o.keyed &= !(1 << d);
+                o.xform[d] = None;
+            }
+        }
         let Some(f) = self.flows.get_mut(id, gen) else {
             return;
         };
-        if let Some(old) = f.keys[d] {
-            if old != k {
-                self.uft[d].remove(&old);
-            }
+        let old = f.ukey(d);
+        f.keyed |= 1 << d;
+        if dir != f.origin {
+            f.rkey = k;
         }
-        f.keys[d] = Some(k);
         f.xform[d] = Some(xform);
         f.epoch[d] = epoch;
-        self.uft[d].insert(k, UftSlot { flow: id, gen });
+        match old {
+            Some(o) if o == k => {}
+            Some(o) => {
+                self.uft.remove(dir, &o, id);
+                self.uft.insert(dir, &k, id);
+            }
+            None => self.uft.insert(dir, &k, id),
+        }
     }
 
     /// Makes the UFT entry for the reply to the flow `w` just walked.
@@ -1040,10 +1146,10 @@ impl Port {
             return;
         };
         let rdir = w.dir.reverse();
-        if let Some(&e) = self.uft[rdir.index()].get(&rk) {
-            if e.flow != id || e.gen != gen {
+        if let Some((eid, egen)) = self.lookup(rdir, &rk) {
+            if eid != id || egen != gen {
                 // Another live flow's reply already has this key: leave it.
-                if self.flow_live(e.flow, e.gen, now) {
+                if self.flow_live(eid, egen, now) {
                     return;
                 }
             }
@@ -1061,6 +1167,7 @@ impl Port {
         &mut self,
         dir: Direction,
         h: &Headers,
+        key: FlowKey,
         now: Moment,
     ) -> Result<(u32, u32), DropReason> {
         if self.flows.live >= self.cfg.flow_limit && !self.make_room(now) {
@@ -1078,8 +1185,12 @@ impl Port {
         let rec = FlowRec {
             gen: 0,
             origin: dir,
-            origin_hdrs: *h,
-            keys: [None, None],
+            key,
+            allowed: 0,
+            allowed_epoch: 0,
+            origin_hdrs: StartHeaders::new(h),
+            rkey: key.reverse(),
+            keyed: 0,
             xform: [None, None],
             epoch: [0; 2],
             lft: LftRefs::default(),
@@ -1128,7 +1239,7 @@ impl Port {
     /// LFT state that record owned.
     fn abandon(&mut self, w: &Walk) {
         if let Some((id, gen)) = w.flow {
-            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.keys == [None, None]);
+            let fresh = matches!(self.flows.get_mut(id, gen), Some(f) if f.keyed == 0);
             if fresh {
                 self.remove_flow(id);
                 self.stats.flows_created -= 1;
@@ -1241,11 +1352,9 @@ impl Port {
 
     fn remove_flow(&mut self, id: u32) {
         let Some(f) = self.flows.take(id) else { return };
-        for (d, k) in f.keys.iter().enumerate() {
+        for (dir, k) in [Direction::In, Direction::Out].into_iter().zip(f.ukeys()) {
             if let Some(k) = k {
-                if matches!(self.uft[d].get(k), Some(e) if e.flow == id && e.gen == f.gen) {
-                    self.uft[d].remove(k);
-                }
+                self.uft.remove(dir, &k, id);
             }
         }
         for (layer, dir, k) in f.lft.iter() {
@@ -1263,10 +1372,13 @@ impl Port {
             return;
         };
         let origin = f.origin;
-        let start = f.origin_hdrs;
+        let start = f.origin_hdrs.headers();
         let owned = std::mem::take(&mut f.lft);
-        let ufts = std::mem::take(&mut f.keys);
+        let ufts = f.ukeys();
+        f.keyed = 0;
         f.xform = [None, None];
+        // Folded layer state is decided afresh too.
+        f.allowed = 0;
         // Lift the flow's state out of the layers, so the walk decides
         // afresh but can hand a stateful action back what it allocated.
         let mut kept = Vec::new();
@@ -1278,9 +1390,9 @@ impl Port {
                 }
             }
         }
-        for (d, k) in ufts.iter().enumerate() {
+        for (dir, k) in [Direction::In, Direction::Out].into_iter().zip(ufts) {
             if let Some(k) = k {
-                self.uft[d].remove(k);
+                self.uft.remove(dir, &k, id);
             }
         }
         let mut w = Walk::new(origin, start, false);
@@ -1319,6 +1431,29 @@ impl Port {
             let d = w.dir.index();
             self.layers[li].stats[d].packets += 1;
             let key = FlowKey::of(&w.hdrs);
+
+            // 1a. A stateful allow folded into a flow record: the flow
+            // whose key, or whose reverse's, this packet has at this layer.
+            if let Some(k) = key.as_ref().filter(|_| self.layers[li].folds) {
+                if let Some((fid, fgen)) = self.folded(li, w.dir, k, w.flow, now) {
+                    let stale = self
+                        .flows
+                        .get(fid, fgen)
+                        .is_some_and(|f| f.allowed_epoch < self.layers[li].changed);
+                    if !stale {
+                        let l = &mut self.layers[li];
+                        l.stats[d].lft_hits += 1;
+                        if w.flow.is_none() {
+                            w.flow = Some((fid, fgen));
+                        }
+                        w.note(l.name.as_str(), "lft", "flow state", None);
+                        continue;
+                    }
+                    if !matches!(mode, Mode::Recheck(_)) {
+                        return WalkEnd::Stale(fid, fgen);
+                    }
+                }
+            }
 
             // 1. State left by this flow or its reverse (a layer without
             // stateful rules has none: skip the lookup).
@@ -1471,13 +1606,18 @@ impl Port {
                     };
                     let fid = match w.flow {
                         Some(f) => f,
-                        None => match self.new_flow(w.dir, &w.start, now) {
-                            Ok(f) => {
-                                w.flow = Some(f);
-                                f
+                        None => {
+                            let Some(sk) = FlowKey::of(&w.start) else {
+                                return WalkEnd::Drop(DropReason::BadTransform);
+                            };
+                            match self.new_flow(w.dir, &w.start, sk, now) {
+                                Ok(f) => {
+                                    w.flow = Some(f);
+                                    f
+                                }
+                                Err(r) => return WalkEnd::Drop(r),
                             }
-                            Err(r) => return WalkEnd::Drop(r),
-                        },
+                        }
                     };
                     // The first stateful action is the one that let the flow in.
                     w.decider.get_or_insert((li, matched));
@@ -1486,6 +1626,23 @@ impl Port {
                         if let Err(r) = w.apply(t) {
                             self.layers[li].stats[d].dropped += 1;
                             return WalkEnd::Drop(r);
+                        }
+                    }
+                    if matches!(action, Action::StatefulAllow) && li < 32 {
+                        // Folded into the flow record when this layer sees
+                        // the flow's own keys (see `FlowRec::fold_key`).
+                        let epoch = self.epoch;
+                        if let Some(f) = self
+                            .flows
+                            .get_mut(fid.0, fid.1)
+                            .filter(|f| f.fold_key(w.dir) == k)
+                        {
+                            if f.allowed == 0 {
+                                f.allowed_epoch = epoch;
+                            }
+                            f.allowed |= 1 << li;
+                            self.layers[li].folds = true;
+                            continue;
                         }
                     }
                     // The reverse key is the reply to what leaves this layer.
@@ -1504,6 +1661,39 @@ impl Port {
             }
         }
         WalkEnd::Pass
+    }
+
+    /// The live flow that holds folded `StatefulAllow` state of layer `li`
+    /// for a packet going `dir` with key `k` at that layer: the walk's own
+    /// flow, else the flow whose first packet had key `k` going `dir`, or
+    /// whose first packet `k` answers.
+    fn folded(
+        &mut self,
+        li: usize,
+        dir: Direction,
+        k: &FlowKey,
+        walk_flow: Option<(u32, u32)>,
+        now: Moment,
+    ) -> Option<(u32, u32)> {
+        let bit = 1u32 << li;
+        let holds = |f: &FlowRec| f.allowed & bit != 0 && f.fold_key(dir) == *k;
+        if let Some((id, gen)) = walk_flow {
+            if self.flows.get(id, gen).is_some_and(holds) {
+                return Some((id, gen));
+            }
+        }
+        for (d, kk) in [(dir, *k), (dir.reverse(), k.reverse())] {
+            let Some((id, gen)) = self.lookup(d, &kk) else {
+                continue;
+            };
+            let Some(f) = self.flows.get(id, gen) else {
+                continue;
+            };
+            if f.origin == d && holds(f) {
+                return self.flow_live(id, gen, now).then_some((id, gen));
+            }
+        }
+        None
     }
 
     fn add_lft(
@@ -1666,21 +1856,21 @@ impl Port {
 
     pub fn dump_uft(&self) -> UftDump {
         let dump = |d: Direction| {
-            let mut v: Vec<UftEntryDump> = self.uft[d.index()]
-                .iter()
-                .map(|(k, e)| {
-                    let f = self.flows.get(e.flow, e.gen);
-                    let epoch = f.map_or(0, |f| f.epoch[d.index()]);
-                    let xform = f.and_then(|f| f.xform[d.index()].as_ref());
-                    UftEntryDump {
-                        key: *k,
-                        flow: e.flow,
-                        packets: f.map_or(0, |f| f.packets[d.index()]),
-                        bytes: f.map_or(0, |f| f.bytes[d.index()]),
+            let mut v: Vec<UftEntryDump> = (self.flows.slots.iter().enumerate())
+                .filter_map(|(id, f)| {
+                    let f = f.as_ref()?;
+                    let key = f.ukey(d.index())?;
+                    let epoch = f.epoch[d.index()];
+                    let xform = f.xform[d.index()].as_ref();
+                    Some(UftEntryDump {
+                        key,
+                        flow: id as u32,
+                        packets: f.packets[d.index()],
+                        bytes: f.bytes[d.index()],
                         epoch,
                         stale: epoch != self.epoch || !xform.is_some_and(Compiled::deps_current),
                         transform: xform.map_or_else(|| "none".to_string(), Compiled::describe),
-                    }
+                    })
                 })
                 .collect();
             v.sort_by_key(|e| e.key);
@@ -1696,7 +1886,8 @@ impl Port {
     pub fn dump_layers(&self) -> Vec<LayerDump> {
         self.layers
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(li, l)| {
                 let rules = |d: Direction| {
                     l.rules[d.index()]
                         .entries()
@@ -1722,6 +1913,15 @@ impl Port {
                             },
                         })
                         .collect();
+                    // State folded into flow records reads as the entries
+                    // it stands for.
+                    if l.folds {
+                        v.extend(self.folded_state(li).map(|(id, f)| LftDump {
+                            key: f.fold_key(d),
+                            flow: id,
+                            state: "allow".to_string(),
+                        }));
+                    }
                     v.sort_by_key(|e| e.key);
                     v
                 };
@@ -1740,6 +1940,14 @@ impl Port {
             .collect()
     }
 
+    /// The flows holding layer `li`'s folded state.
+    fn folded_state(&self, li: usize) -> impl Iterator<Item = (u32, &FlowRec)> + '_ {
+        let bit = 1u32.checked_shl(li as u32).unwrap_or(0);
+        (self.flows.slots.iter().enumerate()).filter_map(move |(id, f)| {
+            Some((id as u32, f.as_ref().filter(|f| f.allowed & bit != 0)?))
+        })
+    }
+
     pub fn dump_tcp_flows(&self) -> Vec<TcpFlowDump> {
         let now = self.clock.now();
         let mut v: Vec<TcpFlowDump> = self
@@ -1752,7 +1960,7 @@ impl Port {
                 let st = f.tcp?;
                 Some(TcpFlowDump {
                     flow: id as u32,
-                    key: FlowKey::of(&f.origin_hdrs)?,
+                    key: f.key,
                     origin: f.origin,
                     state: st,
                     age_ms: now.saturating_sub(f.created) / 1_000_000,
@@ -1769,8 +1977,8 @@ impl Port {
     /// The TCP state of the flow whose packets going `dir` have key `k`.
     /// A flow past its idle timeout has none, as a packet would find.
     pub fn tcp_state(&self, dir: Direction, k: &FlowKey) -> Option<TcpState> {
-        let e = self.uft[dir.index()].get(k)?;
-        let f = self.flows.get(e.flow, e.gen)?;
+        let (id, gen) = self.lookup(dir, k)?;
+        let f = self.flows.get(id, gen)?;
         let now = self.clock.now();
         if self.cfg.expiry.is_expired(f.class, f.last_hit, now) {
             return None;
@@ -1783,7 +1991,7 @@ impl Port {
 /// `now` is the end of an `Active` record; a flow that ended ends at its
 /// last packet.
 fn flow_record(f: &FlowRec, l: &LogState, reason: CloseReason, now: Moment) -> Option<FlowRecord> {
-    let key = FlowKey::of(&f.origin_hdrs)?;
+    let key = f.key;
     let sub = |a: [u64; 2], b: [u64; 2]| [a[0].saturating_sub(b[0]), a[1].saturating_sub(b[1])];
     let end = if reason == CloseReason::Active {
         now

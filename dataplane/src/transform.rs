@@ -435,9 +435,33 @@ enum L4Csum {
 /// sum from the inner checksum (measured with callgrind on 64-byte frames).
 const LCO_MIN_LEN: usize = 192;
 
-/// A transform compiled for one flow (see the module doc).
+/// A transform compiled for one flow (see the module doc): the part
+/// every flow of the same shape shares (interned in the [`EncapCache`],
+/// so a million flows to the same place hold one), and what is the
+/// flow's own: its ports, their checksum delta and the outer UDP source
+/// port. A NAT address is part of the shape (one per external address);
+/// a NAT port is a parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiled {
+    shape: Arc<Shape>,
+    l4_src: u16,
+    l4_dst: u16,
+    l4_csum: CsumDelta,
+    /// The outer UDP source port of this flow (the template has none).
+    encap_sport: u16,
+}
+
+impl core::ops::Deref for Compiled {
+    type Target = Shape;
+    #[inline(always)]
+    fn deref(&self) -> &Shape {
+        &self.shape
+    }
+}
+
+/// What flows with the same compiled transform share (see [`Compiled`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
     decap: bool,
     v4: bool,
     /// Bit 0: eth_src, 1: eth_dst, 2: ip_src, 3: ip_dst, 4: l4_src, 5: l4_dst.
@@ -446,14 +470,9 @@ pub struct Compiled {
     eth_dst: Mac,
     ip_src: [u8; 16],
     ip_dst: [u8; 16],
-    l4_src: u16,
-    l4_dst: u16,
     l4: L4Csum,
     ip_csum: CsumDelta,
-    l4_csum: CsumDelta,
     encap: Option<Arc<EncapTemplate>>,
-    /// The outer UDP source port of this flow (the template has none).
-    encap_sport: u16,
     /// External state the transform depends on (boxed: most have none).
     deps: Option<Box<[Dep]>>,
     /// The only underlay sender whose packets this applies to.
@@ -481,6 +500,45 @@ pub struct EncapTemplate {
     const_sum: Csum,
 }
 
+/// Interning hashes the template by address (equal templates are one
+/// `Arc`, from the same cache) and the dependencies by what they saw.
+impl core::hash::Hash for Shape {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        let Shape {
+            decap,
+            v4,
+            set,
+            eth_src,
+            eth_dst,
+            ip_src,
+            ip_dst,
+            l4,
+            ip_csum,
+            encap,
+            deps,
+            outer_src,
+        } = self;
+        h.write_u64(
+            u64::from(*decap)
+                | u64::from(*v4) << 1
+                | u64::from(*set) << 8
+                | (*l4 as u64) << 16
+                | u64::from(ip_csum.raw()) << 32,
+        );
+        let mac = |m: &Mac| u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]);
+        h.write_u64(mac(eth_src) ^ mac(eth_dst).rotate_left(32));
+        let w = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        h.write_u64(w(&ip_src[..8]) ^ w(&ip_dst[8..]).rotate_left(17));
+        h.write_u64(w(&ip_src[8..]) ^ w(&ip_dst[..8]).rotate_left(41));
+        h.write_u64(encap.as_ref().map_or(0, |e| Arc::as_ptr(e) as u64));
+        let d = deps.as_ref().map_or(0, |d| {
+            d.iter()
+                .fold(d.len() as u64, |a, x| a.rotate_left(7) ^ x.seen)
+        });
+        h.write_u64(d ^ outer_src.map_or(0, |o| w(&o[..8]) ^ w(&o[8..])));
+    }
+}
+
 impl core::fmt::Debug for EncapTemplate {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "EncapTemplate({} bytes)", self.len)
@@ -499,12 +557,22 @@ const E_GENEVE: usize = 62;
 /// share one (a port keeps one cache; entries no flow uses are pruned).
 pub struct EncapCache {
     map: HashMap<Encap, Arc<EncapTemplate>, FlowHashBuilder>,
+    /// Compiled transforms' shared parts, one per shape in use.
+    shapes: std::collections::HashSet<Arc<Shape>, FlowHashBuilder>,
+    /// The shapes last handed out, tried before hashing: a port's new
+    /// flows mostly have the shapes its last ones had (both directions).
+    recent: [Option<Arc<Shape>>; 4],
+    next_recent: usize,
 }
 
 impl Default for EncapCache {
     fn default() -> Self {
+        let h = FlowHashBuilder::random();
         EncapCache {
-            map: HashMap::with_hasher(FlowHashBuilder::random()),
+            map: HashMap::with_hasher(h),
+            shapes: std::collections::HashSet::with_hasher(h),
+            recent: Default::default(),
+            next_recent: 0,
         }
     }
 }
@@ -519,9 +587,33 @@ impl EncapCache {
         t
     }
 
-    /// Drops templates no compiled transform holds any more.
+    fn shape(&mut self, s: Shape) -> Arc<Shape> {
+        if let Some(a) = self.recent.iter().flatten().find(|a| ***a == s) {
+            return a.clone();
+        }
+        let a = match self.shapes.get(&s) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(s);
+                self.shapes.insert(a.clone());
+                a
+            }
+        };
+        self.recent[self.next_recent] = Some(a.clone());
+        self.next_recent = (self.next_recent + 1) % self.recent.len();
+        a
+    }
+
+    /// Drops shapes and templates no compiled transform holds any more.
     pub fn prune(&mut self) {
+        self.recent = Default::default();
+        self.shapes.retain(|s| Arc::strong_count(s) > 1);
         self.map.retain(|_, t| Arc::strong_count(t) > 1);
+    }
+
+    /// Shapes of compiled transforms in use (for tests and dumps).
+    pub fn shapes(&self) -> usize {
+        self.shapes.len()
     }
 
     pub fn len(&self) -> usize {
@@ -551,7 +643,8 @@ impl Compiled {
         t.apply_headers(&mut after)?;
 
         let inner = &before.inner;
-        let mut c = Compiled {
+        let mut p = (0u16, 0u16, CsumDelta::ZERO, 0u16);
+        let mut c = Shape {
             decap: t.decap,
             v4: matches!(inner.l3, L3::Ipv4(_)),
             set: 0,
@@ -559,13 +652,9 @@ impl Compiled {
             eth_dst: t.eth_dst.unwrap_or_default(),
             ip_src: [0; 16],
             ip_dst: [0; 16],
-            l4_src: 0,
-            l4_dst: 0,
             l4: L4Csum::None,
             ip_csum: CsumDelta::ZERO,
-            l4_csum: CsumDelta::ZERO,
             encap: None,
-            encap_sport: 0,
             deps: (!t.deps.is_empty()).then(|| t.deps.clone().into_boxed_slice()),
             outer_src: t.expect_outer_src.map(|a| a.octets()),
         };
@@ -602,7 +691,7 @@ impl Compiled {
                 c.ip_csum = ip_delta;
             }
             if pseudo {
-                c.l4_csum = ip_delta;
+                p.2 = ip_delta;
             }
         }
         let (os, od) = inner.ports();
@@ -611,26 +700,23 @@ impl Compiled {
             L4::Tcp(_) | L4::Udp { .. } => {
                 if os != ns {
                     c.set |= SET_L4_SRC;
-                    c.l4_src = ns;
-                    c.l4_csum = c
-                        .l4_csum
-                        .combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
+                    p.0 = ns;
+                    p.2 =
+                        p.2.combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
                 }
                 if od != nd {
                     c.set |= SET_L4_DST;
-                    c.l4_dst = nd;
-                    c.l4_csum = c
-                        .l4_csum
-                        .combine(CsumDelta::between(&od.to_be_bytes(), &nd.to_be_bytes()));
+                    p.1 = nd;
+                    p.2 =
+                        p.2.combine(CsumDelta::between(&od.to_be_bytes(), &nd.to_be_bytes()));
                 }
             }
             L4::Icmp { .. } | L4::Icmp6 { .. } if os != ns => {
                 // The echo identifier: one field, written at the source port slot.
                 c.set |= SET_L4_SRC;
-                c.l4_src = ns;
-                c.l4_csum = c
-                    .l4_csum
-                    .combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
+                p.0 = ns;
+                p.2 =
+                    p.2.combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
             }
             _ => {}
         }
@@ -638,10 +724,16 @@ impl Compiled {
             // The source port comes from the flow as it is encapsulated.
             let mut inner = after;
             inner.outer = None;
-            c.encap_sport = e.effective_udp_src(FlowKey::of(&inner).as_ref());
+            p.3 = e.effective_udp_src(FlowKey::of(&inner).as_ref());
             c.encap = Some(cache.get(e));
         }
-        Ok(c)
+        Ok(Compiled {
+            shape: cache.shape(c),
+            l4_src: p.0,
+            l4_dst: p.1,
+            l4_csum: p.2,
+            encap_sport: p.3,
+        })
     }
 
     /// Applies the flow's transform to an ICMP error about the flow

@@ -157,9 +157,22 @@ impl Port {
                     },
                 });
             }
+            // Folded state, as the layer entries it stands for.
+            for (li, l) in self.layers.iter().enumerate().take(32) {
+                if f.allowed & (1 << li) != 0 {
+                    for dir in [f.origin, f.origin.reverse()] {
+                        state.push(LftExport {
+                            layer: l.name.to_string(),
+                            dir,
+                            key: KeyDoc::from(&f.fold_key(dir)),
+                            rewrite: None,
+                        });
+                    }
+                }
+            }
             flows.push(FlowExport {
                 origin: f.origin,
-                origin_hdrs: f.origin_hdrs,
+                origin_hdrs: f.origin_hdrs.headers(),
                 tcp: f.tcp,
                 age_ms: now.saturating_sub(f.created) / NS_PER_MS,
                 idle_ms: now.saturating_sub(f.last_hit) / NS_PER_MS,
@@ -225,7 +238,7 @@ impl Port {
         let Some(key) = FlowKey::of(&x.origin_hdrs) else {
             return false;
         };
-        if self.uft[x.origin.index()].contains_key(&key) {
+        if self.lookup(x.origin, &key).is_some() {
             // Already here (imported twice): the first one stands.
             return false;
         }
@@ -242,8 +255,12 @@ impl Port {
         let rec = FlowRec {
             gen: 0,
             origin: x.origin,
-            origin_hdrs: x.origin_hdrs,
-            keys: [None, None],
+            key,
+            allowed: 0,
+            allowed_epoch: 0,
+            origin_hdrs: super::StartHeaders::new(&x.origin_hdrs),
+            rkey: key.reverse(),
+            keyed: 0,
             xform: [None, None],
             epoch: [0; 2],
             lft: LftRefs::default(),
