@@ -304,6 +304,42 @@ impl StartHeaders {
 }
 
 impl FlowRec {
+    /// A new flow's record, with no UFT entries, layer state or traffic
+    /// yet: its first packet went `origin` with headers `h` and key `key`.
+    fn start(
+        origin: Direction,
+        h: &Headers,
+        key: FlowKey,
+        tcp: Option<TcpState>,
+        now: Moment,
+    ) -> FlowRec {
+        let class = match (tcp, h.inner.l4) {
+            (Some(t), _) => t.class(),
+            (None, L4::Udp { .. }) => ExpiryClass::Udp,
+            (None, L4::Icmp { .. } | L4::Icmp6 { .. }) => ExpiryClass::Icmp,
+            _ => ExpiryClass::Other,
+        };
+        FlowRec {
+            gen: 0,
+            origin,
+            key,
+            allowed: 0,
+            allowed_epoch: 0,
+            origin_hdrs: StartHeaders::new(h),
+            rkey: key.reverse(),
+            keyed: 0,
+            xform: [None, None],
+            epoch: [0; 2],
+            lft: LftRefs::default(),
+            tcp,
+            class,
+            created: now,
+            last_hit: now,
+            packets: [0; 2],
+            bytes: [0; 2],
+        }
+    }
+
     /// The UFT key of packets going direction `d` (an index), if any.
     #[inline]
     fn ukey(&self, d: usize) -> Option<FlowKey> {
@@ -1173,34 +1209,12 @@ impl Port {
         if self.flows.live >= self.cfg.flow_limit && !self.make_room(now) {
             return Err(DropReason::FlowTableFull);
         }
-        let (tcp, class) = match h.inner.l4 {
-            L4::Tcp(t) => {
-                let s = TcpState::initial(t.flags);
-                (Some(s), s.class())
-            }
-            L4::Udp { .. } => (None, ExpiryClass::Udp),
-            L4::Icmp { .. } | L4::Icmp6 { .. } => (None, ExpiryClass::Icmp),
-            _ => (None, ExpiryClass::Other),
+        let tcp = match h.inner.l4 {
+            L4::Tcp(t) => Some(TcpState::initial(t.flags)),
+            _ => None,
         };
-        let rec = FlowRec {
-            gen: 0,
-            origin: dir,
-            key,
-            allowed: 0,
-            allowed_epoch: 0,
-            origin_hdrs: StartHeaders::new(h),
-            rkey: key.reverse(),
-            keyed: 0,
-            xform: [None, None],
-            epoch: [0; 2],
-            lft: LftRefs::default(),
-            tcp,
-            class,
-            created: now,
-            last_hit: now,
-            packets: [0; 2],
-            bytes: [0; 2],
-        };
+        let rec = FlowRec::start(dir, h, key, tcp, now);
+        let class = rec.class;
         let f = self.flows.insert(rec);
         if let Some(l) = &mut self.flow_log {
             l.start(f.0, now);

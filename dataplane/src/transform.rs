@@ -643,7 +643,8 @@ impl Compiled {
         t.apply_headers(&mut after)?;
 
         let inner = &before.inner;
-        let mut p = (0u16, 0u16, CsumDelta::ZERO, 0u16);
+        // The flow's own part (see `Compiled`).
+        let (mut l4_src, mut l4_dst, mut l4_csum, mut encap_sport) = (0, 0, CsumDelta::ZERO, 0);
         let mut c = Shape {
             decap: t.decap,
             v4: matches!(inner.l3, L3::Ipv4(_)),
@@ -691,7 +692,7 @@ impl Compiled {
                 c.ip_csum = ip_delta;
             }
             if pseudo {
-                p.2 = ip_delta;
+                l4_csum = ip_delta;
             }
         }
         let (os, od) = inner.ports();
@@ -700,23 +701,22 @@ impl Compiled {
             L4::Tcp(_) | L4::Udp { .. } => {
                 if os != ns {
                     c.set |= SET_L4_SRC;
-                    p.0 = ns;
-                    p.2 =
-                        p.2.combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
+                    l4_src = ns;
+                    l4_csum =
+                        l4_csum.combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
                 }
                 if od != nd {
                     c.set |= SET_L4_DST;
-                    p.1 = nd;
-                    p.2 =
-                        p.2.combine(CsumDelta::between(&od.to_be_bytes(), &nd.to_be_bytes()));
+                    l4_dst = nd;
+                    l4_csum =
+                        l4_csum.combine(CsumDelta::between(&od.to_be_bytes(), &nd.to_be_bytes()));
                 }
             }
             L4::Icmp { .. } | L4::Icmp6 { .. } if os != ns => {
                 // The echo identifier: one field, written at the source port slot.
                 c.set |= SET_L4_SRC;
-                p.0 = ns;
-                p.2 =
-                    p.2.combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
+                l4_src = ns;
+                l4_csum = l4_csum.combine(CsumDelta::between(&os.to_be_bytes(), &ns.to_be_bytes()));
             }
             _ => {}
         }
@@ -724,15 +724,15 @@ impl Compiled {
             // The source port comes from the flow as it is encapsulated.
             let mut inner = after;
             inner.outer = None;
-            p.3 = e.effective_udp_src(FlowKey::of(&inner).as_ref());
+            encap_sport = e.effective_udp_src(FlowKey::of(&inner).as_ref());
             c.encap = Some(cache.get(e));
         }
         Ok(Compiled {
             shape: cache.shape(c),
-            l4_src: p.0,
-            l4_dst: p.1,
-            l4_csum: p.2,
-            encap_sport: p.3,
+            l4_src,
+            l4_dst,
+            l4_csum,
+            encap_sport,
         })
     }
 

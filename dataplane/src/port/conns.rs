@@ -156,16 +156,6 @@ mod tests {
         assert_eq!(c.find(Direction::In, &key(17), of(Direction::In)), None);
         // Sizes the memory budget of issue 13 rests on.
         assert_eq!(core::mem::size_of::<Entry>(), 8);
-        eprintln!(
-            "FlowRec {} Headers {} Outer {} Inner {} Compiled {} FlowKey {} TcpState {}",
-            core::mem::size_of::<super::super::FlowRec>(),
-            core::mem::size_of::<crate::headers::Headers>(),
-            core::mem::size_of::<Option<crate::headers::Outer>>(),
-            core::mem::size_of::<crate::headers::Inner>(),
-            core::mem::size_of::<crate::transform::Compiled>(),
-            core::mem::size_of::<FlowKey>(),
-            core::mem::size_of::<Option<crate::tcp::TcpState>>()
-        );
         assert!(c.remove(Direction::Out, &key(17), 17));
         assert!(!c.remove(Direction::Out, &key(17), 17));
         assert_eq!(c.find(Direction::Out, &key(17), of(Direction::Out)), None);

@@ -245,32 +245,12 @@ impl Port {
         if self.flows.live >= self.cfg.flow_limit && !self.make_room(now) {
             return false;
         }
-        let tcp = x.tcp;
-        let class = match (tcp, x.origin_hdrs.inner.l4) {
-            (Some(t), _) => t.class(),
-            (None, L4::Udp { .. }) => ExpiryClass::Udp,
-            (None, L4::Icmp { .. } | L4::Icmp6 { .. }) => ExpiryClass::Icmp,
-            _ => ExpiryClass::Other,
-        };
-        let rec = FlowRec {
-            gen: 0,
-            origin: x.origin,
-            key,
-            allowed: 0,
-            allowed_epoch: 0,
-            origin_hdrs: super::StartHeaders::new(&x.origin_hdrs),
-            rkey: key.reverse(),
-            keyed: 0,
-            xform: [None, None],
-            epoch: [0; 2],
-            lft: LftRefs::default(),
-            tcp,
-            class,
-            created: now.saturating_sub(x.age_ms.saturating_mul(NS_PER_MS)),
-            last_hit: now.saturating_sub(x.idle_ms.saturating_mul(NS_PER_MS)),
-            packets: x.packets,
-            bytes: x.bytes,
-        };
+        let mut rec = FlowRec::start(x.origin, &x.origin_hdrs, key, x.tcp, now);
+        rec.created = now.saturating_sub(x.age_ms.saturating_mul(NS_PER_MS));
+        rec.last_hit = now.saturating_sub(x.idle_ms.saturating_mul(NS_PER_MS));
+        rec.packets = x.packets;
+        rec.bytes = x.bytes;
+        let class = rec.class;
         let (id, gen) = self.flows.insert(rec);
         // The flow's records count from its start, here or before.
         if let Some(l) = &mut self.flow_log {
