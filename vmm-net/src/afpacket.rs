@@ -421,6 +421,8 @@ impl AfPacket {
                 hdrs: [[0; VNET_HDR_LEN_LEGACY]; sys::RECV_BATCH],
                 spill: vec![0; sys::RECV_BATCH * SPILL].into_boxed_slice(),
                 lens: [(0, false); sys::RECV_BATCH],
+                next: 0,
+                got: 0,
             })
         });
         if opts.qdisc_bypass {
@@ -652,6 +654,11 @@ struct Recv {
     hdrs: [[u8; VNET_HDR_LEN_LEGACY]; sys::RECV_BATCH],
     spill: Box<[u8]>,
     lens: [(usize, bool); sys::RECV_BATCH],
+    /// The batch's messages not taken yet: `next..got`. A UDP aggregate
+    /// is split before the messages after it are taken (in order, and
+    /// one split at a time).
+    next: usize,
+    got: usize,
 }
 
 impl AfPacket {
@@ -660,7 +667,9 @@ impl AfPacket {
     /// [`BigPool`](crate::backend::BigPool) buffer and handed over whole,
     /// marked with its [`Gso`](dataplane::Gso). VLAN tags the kernel
     /// stripped are not restored in this mode (the ring's header carries
-    /// them; `recvmmsg` would need `PACKET_AUXDATA`).
+    /// them; `recvmmsg` would need `PACKET_AUXDATA`). A UDP aggregate is
+    /// split into its datagrams before the frames that came after it in
+    /// the same batch are taken.
     fn rx_burst_recv(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {
         let start = bufs.len();
         let Some(mut r) = self.recv.take() else {
@@ -672,10 +681,26 @@ impl AfPacket {
             0
         };
         let mut result = Ok(());
+        // The last batch was short: nothing more waits once it is taken.
+        let mut short = false;
         while bufs.len() - start < max {
             if self.split.is_some() {
                 self.next_datagram(bufs);
                 continue;
+            }
+            if r.next < r.got {
+                let i = r.next;
+                r.next += 1;
+                let fresh = self.pool.get();
+                let pkt = std::mem::replace(&mut r.heads[i], fresh);
+                let (n, trunc) = r.lens[i];
+                let hdr = r.hdrs[i];
+                let spill = &r.spill[i * SPILL..(i + 1) * SPILL];
+                self.take_received(pkt, &hdr[..hdr_len], n, trunc, spill, bufs);
+                continue;
+            }
+            if short {
+                break;
             }
             let want = (max - (bufs.len() - start)).min(sys::RECV_BATCH);
             while r.heads.len() < want {
@@ -701,17 +726,11 @@ impl AfPacket {
                     break;
                 }
             };
-            for i in 0..got {
-                let fresh = self.pool.get();
-                let pkt = std::mem::replace(&mut r.heads[i], fresh);
-                let (n, trunc) = r.lens[i];
-                let hdr = r.hdrs[i];
-                let spill = &r.spill[i * SPILL..(i + 1) * SPILL];
-                self.take_received(pkt, &hdr[..hdr_len], n, trunc, spill, bufs);
-            }
-            if got < want {
-                break;
-            }
+            // Taken one at a time above: a message after an aggregate
+            // waits until the aggregate is split.
+            r.next = 0;
+            r.got = got;
+            short = got < want;
         }
         self.recv = Some(r);
         match result {
