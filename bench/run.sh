@@ -173,7 +173,8 @@ done
 # ---------- 3. line rate on DPDK virtual devices ----------
 mbufs_for() { echo $(($1 + 4096)); }
 mem_for() { # EAL memory (MB, no hugepages) for two pools of FLOWS mbufs
-  local m=$((($1 + 4096) * 2 * 900 / 1048576 + 512))
+  # (an mbuf with sluiced's default 2176-byte data room takes ~2.5 KB)
+  local m=$((($1 + 4096) * 2 * 2600 / 1048576 + 512))
   echo $m
 }
 api_port=$((20000 + $$ % 20000))
@@ -204,7 +205,6 @@ kind = "dpdk"
 eal_args = ["-l", "1", "--no-huge", "--no-pci", "--no-shconf", "-m", "$(mem_for "$flows")", "--file-prefix", "sluicebench$$", "--vdev", "$src,rx_pcap=$pcap,infinite_rx=1", "--vdev", "$sink,no-rx=1"]
 port = "$uplink"
 mbufs = $(mbufs_for "$flows")
-mbuf_data_room = 512
 EOF
   "$BIN/sluiced" --config "$d/sluiced.toml" >"$d/sluiced.log" 2>&1 &
   local pid=$!
