@@ -25,6 +25,7 @@
 //! # pcap: input = "in.pcap", output = "out.pcap"
 //! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
 //! #       port = "net_null0", mbufs = 8191, mbuf_data_room = 2176
+//! #       zero_copy = true        # frames stay in their mbufs (false: copied)
 //!
 //! [api]
 //! require_token_for_reads = false  # true: reads need a token from this host too
@@ -274,6 +275,11 @@ pub enum Uplink {
         /// Bytes per mbuf, DPDK's 128-byte headroom included. Default 2176.
         #[serde(default)]
         mbuf_data_room: Option<u16>,
+        /// Frames stay in their mbufs through the engine (see
+        /// `vmm_net::dpdk`'s zero copy). Default true; false copies every
+        /// frame both ways, for comparison.
+        #[serde(default)]
+        zero_copy: Option<bool>,
     },
     /// No uplink: only same-host traffic moves.
     None,
@@ -666,6 +672,7 @@ mod tests {
                     port: None,
                     mbufs,
                     mbuf_data_room: room,
+                    zero_copy: None,
                 }
             }
         };

@@ -6,6 +6,12 @@
 //! by the I/O layer and reused: only `new` and `from_frame` allocate, and a
 //! buffer never grows (what does not fit is refused: `NoHeadroom`,
 //! `NoTailroom`).
+//!
+//! The storage is the buffer's own heap allocation, or memory a backend
+//! lends ([`Lent`]): a DPDK mbuf's data room, so the engine works on the
+//! frame where the NIC put it and the same mbuf is transmitted (zero
+//! copy). A lent buffer goes back to its lender when it is dropped, or is
+//! taken back whole by the lender's transmit ([`PacketBuf::into_lent`]).
 
 /// Room left in front of a received frame: an IPv6 Geneve encapsulation is
 /// 70 bytes plus options, and 128 keeps the frame start cache-line aligned.
@@ -51,9 +57,81 @@ pub struct Gso {
     pub ecn: bool,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+/// Frame storage a backend owns and lends to a [`PacketBuf`]: `bytes`
+/// stay valid and untouched by the lender until `release(token)` runs
+/// (when the `Lent` is dropped) or the lender takes the storage back with
+/// [`Lent::reclaim`]. Whoever makes the `&'static mut` slice (the DPDK
+/// backend, from an mbuf) vouches for that; nothing here is `unsafe`.
+pub struct Lent {
+    bytes: &'static mut [u8],
+    lender: u32,
+    token: usize,
+    release: fn(usize),
+}
+
+impl Lent {
+    /// Storage `bytes` of lender `lender` (a tag the lender recognises its
+    /// own storage by), given back by calling `release(token)`.
+    pub fn new(bytes: &'static mut [u8], lender: u32, token: usize, release: fn(usize)) -> Lent {
+        Lent {
+            bytes,
+            lender,
+            token,
+            release,
+        }
+    }
+
+    /// The lender's tag.
+    pub fn lender(&self) -> u32 {
+        self.lender
+    }
+
+    /// Hands the storage back to its lender without releasing it: the
+    /// token (e.g. the mbuf), which the lender now owns again.
+    pub fn reclaim(self) -> usize {
+        let token = self.token;
+        core::mem::forget(self);
+        token
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        (self.release)(self.token);
+    }
+}
+
+/// Where a buffer's bytes live.
+enum Storage {
+    Owned(Box<[u8]>),
+    Lent(Lent),
+}
+
+impl Storage {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Owned(b) => b,
+            Storage::Lent(l) => l.bytes,
+        }
+    }
+
+    #[inline(always)]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Owned(b) => b,
+            Storage::Lent(l) => l.bytes,
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+}
+
 pub struct PacketBuf {
-    buf: Box<[u8]>,
+    buf: Storage,
     start: usize,
     end: usize,
     gso: Option<Gso>,
@@ -62,6 +140,30 @@ pub struct PacketBuf {
     /// `RTE_MBUF_F_RX_L4_CKSUM_GOOD`): the switch need not verify it.
     l4_csum_valid: bool,
 }
+
+impl Clone for PacketBuf {
+    /// A copy on the heap, whatever the storage (a lent buffer's copy is
+    /// not lent: the lender's storage has one owner).
+    fn clone(&self) -> PacketBuf {
+        PacketBuf {
+            buf: Storage::Owned(self.buf.bytes().into()),
+            start: self.start,
+            end: self.end,
+            gso: self.gso,
+            l4_csum_valid: self.l4_csum_valid,
+        }
+    }
+}
+
+impl PartialEq for PacketBuf {
+    fn eq(&self, o: &PacketBuf) -> bool {
+        (self.start, self.end, self.gso, self.l4_csum_valid)
+            == (o.start, o.end, o.gso, o.l4_csum_valid)
+            && self.buf.bytes() == o.buf.bytes()
+    }
+}
+
+impl Eq for PacketBuf {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BufError {
@@ -78,7 +180,7 @@ impl PacketBuf {
     pub fn new(headroom: usize, capacity: usize) -> Self {
         let headroom = headroom.min(capacity);
         PacketBuf {
-            buf: vec![0u8; capacity].into_boxed_slice(),
+            buf: Storage::Owned(vec![0u8; capacity].into_boxed_slice()),
             start: headroom,
             end: headroom,
             gso: None,
@@ -91,8 +193,40 @@ impl PacketBuf {
         let cap = DEFAULT_HEADROOM + frame.len().max(DEFAULT_CAPACITY - DEFAULT_HEADROOM);
         let mut p = PacketBuf::new(DEFAULT_HEADROOM, cap);
         p.end = p.start + frame.len();
-        p.buf[p.start..p.end].copy_from_slice(frame);
+        p.buf.bytes_mut()[p.start..p.end].copy_from_slice(frame);
         p
+    }
+
+    /// A buffer over lent storage holding the frame at `start..end` of it
+    /// (clamped to the storage). Allocates nothing.
+    pub fn from_lent(storage: Lent, start: usize, end: usize) -> Self {
+        let n = storage.bytes.len();
+        let end = end.min(n);
+        PacketBuf {
+            buf: Storage::Lent(storage),
+            start: start.min(end),
+            end,
+            gso: None,
+            l4_csum_valid: false,
+        }
+    }
+
+    /// The lender's tag, if the storage is lent.
+    #[inline]
+    pub fn lender(&self) -> Option<u32> {
+        match &self.buf {
+            Storage::Lent(l) => Some(l.lender),
+            Storage::Owned(_) => None,
+        }
+    }
+
+    /// The lent storage and where the frame lies in it (`start..end`), for
+    /// the lender to transmit in place; the buffer itself if it is not lent.
+    pub fn into_lent(self) -> Result<(Lent, usize, usize), PacketBuf> {
+        match self.buf {
+            Storage::Lent(l) => Ok((l, self.start, self.end)),
+            buf => Err(PacketBuf { buf, ..self }),
+        }
     }
 
     /// Empties the buffer for reuse, with the frame starting `headroom` in.
@@ -143,7 +277,7 @@ impl PacketBuf {
             });
         }
         self.end = self.start + frame.len();
-        self.buf[self.start..self.end].copy_from_slice(frame);
+        self.buf.bytes_mut()[self.start..self.end].copy_from_slice(frame);
         self.gso = None;
         self.l4_csum_valid = false;
         Ok(())
@@ -166,11 +300,11 @@ impl PacketBuf {
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.buf.bytes()[self.start..self.end]
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
+        &mut self.buf.bytes_mut()[self.start..self.end]
     }
 
     /// Grows the frame at the front by `n` bytes and returns them (their
@@ -183,7 +317,7 @@ impl PacketBuf {
             });
         }
         self.start -= n;
-        Ok(&mut self.buf[self.start..self.start + n])
+        Ok(&mut self.buf.bytes_mut()[self.start..self.start + n])
     }
 
     /// Removes `n` bytes from the front of the frame.
@@ -208,7 +342,7 @@ impl PacketBuf {
         }
         let old = self.end;
         self.end += n;
-        Ok(&mut self.buf[old..self.end])
+        Ok(&mut self.buf.bytes_mut()[old..self.end])
     }
 
     /// Shortens the frame to `len` bytes (no-op if already shorter).
@@ -233,6 +367,44 @@ impl core::fmt::Debug for PacketBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn count_release(token: usize) {
+        RELEASED.fetch_add(token, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn lent_storage_goes_back_to_its_lender_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let storage: &'static mut [u8] = Box::leak(vec![0u8; 256].into_boxed_slice());
+        storage[128..132].copy_from_slice(&[1, 2, 3, 4]);
+        let mut p = PacketBuf::from_lent(Lent::new(storage, 7, 1000, count_release), 128, 132);
+        assert_eq!(p.lender(), Some(7));
+        assert_eq!(p.as_slice(), &[1, 2, 3, 4]);
+        // Works like any buffer: the encapsulation goes in the headroom.
+        p.push_front(70).unwrap().fill(0xee);
+        assert_eq!(p.len(), 74);
+        assert_eq!(p.headroom(), 58);
+        // A copy is the buffer's own, and equal.
+        let c = p.clone();
+        assert_eq!((c.lender(), &c), (None, &p));
+        drop(c);
+        let before = RELEASED.load(SeqCst);
+        // Taken back by the lender: not released.
+        let (lent, start, end) = p.into_lent().unwrap();
+        assert_eq!((start, end), (58, 132));
+        assert_eq!(lent.reclaim(), 1000);
+        assert_eq!(RELEASED.load(SeqCst), before);
+        // Dropped: released, once.
+        let storage: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+        let p = PacketBuf::from_lent(Lent::new(storage, 7, 1, count_release), 0, 100);
+        assert_eq!(p.len(), 64, "clamped to the storage");
+        drop(p);
+        assert_eq!(RELEASED.load(SeqCst), before + 1);
+        // An owned buffer is not lent.
+        assert!(PacketBuf::from_frame(&[1]).into_lent().is_err());
+    }
 
     #[test]
     fn push_front_does_not_move_payload() {

@@ -198,3 +198,40 @@ uint64_t sluice_eth_rss_ip_tcp_udp(void)
 {
 	return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
 }
+
+void sluice_pktmbuf_describe(struct rte_mbuf *const *mbufs, unsigned int count,
+                             struct sluice_rx_frame *out)
+{
+	unsigned int i;
+
+	for (i = 0; i < count; i++) {
+		const struct rte_mbuf *m = mbufs[i];
+		struct sluice_rx_frame *f = &out[i];
+
+		f->buf = m->buf_addr;
+		f->buf_len = m->buf_len;
+		f->data_off = m->data_off;
+		f->pkt_len = rte_pktmbuf_pkt_len(m);
+		/* One segment, its own buffer (not an indirect or external one
+		 * another mbuf may share) referenced once, the frame inside it:
+		 * what else a driver hands over takes the copy path. */
+		f->lendable = RTE_MBUF_DIRECT(m) && rte_mbuf_refcnt_read(m) == 1 &&
+			      m->nb_segs == 1 && m->next == NULL &&
+			      (uint32_t)m->data_off + m->data_len <= m->buf_len &&
+			      m->data_len == f->pkt_len;
+		f->outer_l4_good = (uint8_t)sluice_pktmbuf_outer_l4_csum_good(m);
+	}
+}
+
+int sluice_pktmbuf_set_frame(struct rte_mbuf *m, uint16_t data_off, uint16_t len)
+{
+	if (!RTE_MBUF_DIRECT(m) || rte_mbuf_refcnt_read(m) != 1 || m->nb_segs != 1 ||
+	    m->next != NULL || (uint32_t)data_off + len > m->buf_len)
+		return -1;
+	m->data_off = data_off;
+	m->data_len = len;
+	m->pkt_len = len;
+	m->ol_flags = 0;
+	m->packet_type = 0;
+	return 0;
+}

@@ -58,6 +58,28 @@ uint32_t sluice_pktmbuf_copy_out(const struct rte_mbuf *m, void *dst,
 int sluice_pktmbuf_copy_in(struct rte_mempool *mp, struct rte_mbuf *m,
                            const void *src, uint32_t len);
 
+/* Zero copy: what the engine needs to work on a received frame inside its
+ * mbuf, for a whole burst in one call. `buf` and `buf_len` are the mbuf's
+ * whole data buffer (headroom included), the frame is `pkt_len` bytes at
+ * `data_off`; `lendable` is set when the frame is all in that one segment
+ * (a chain is copied instead). `outer_l4_good` is
+ * sluice_pktmbuf_outer_l4_csum_good(). */
+struct sluice_rx_frame {
+	void *buf;
+	uint32_t pkt_len;
+	uint16_t buf_len;
+	uint16_t data_off;
+	uint8_t lendable;
+	uint8_t outer_l4_good;
+};
+void sluice_pktmbuf_describe(struct rte_mbuf *const *mbufs, unsigned int count,
+                             struct sluice_rx_frame *out);
+/* Makes the single-segment mbuf `m` hold the `len` bytes at `data_off` of
+ * its buffer, as a fresh frame to transmit: lengths set, offload flags and
+ * packet type cleared. Returns 0, or -1 (nothing changed) when that does
+ * not fit its buffer or `m` is a chain. */
+int sluice_pktmbuf_set_frame(struct rte_mbuf *m, uint16_t data_off, uint16_t len);
+
 /* rte_errno (a per-lcore variable behind a macro) and rte_lcore_id(). */
 int sluice_rte_errno(void);
 unsigned int sluice_lcore_id(void);

@@ -12,19 +12,29 @@
 //! - Counters: [`DpdkQueue::counters`] per queue, [`DpdkPort::counters`]
 //!   for the port (every queue's, plus the device's `rte_eth_stats`).
 //!
-//! # The known cost: one copy each way
+//! # Zero copy
 //!
-//! Frames are copied between DPDK's mbufs and the engine's
-//! [`PacketBuf`]s (the engine works on `PacketBuf`, a Vec-backed frame
-//! with headroom). No heap allocation happens per packet: mbufs are
-//! allocated in bulk and freed in bulk, and the `PacketBuf`s handed to
-//! [`Backend::tx_burst`] are kept in the queue's free list and reused by
-//! the next [`Backend::rx_burst`]; a queue that sends more than it
-//! receives passes the surplus to the process's
-//! [`SharedPool`](crate::backend::SharedPool), where one that receives
-//! more than it sends takes them (it allocates only while warming up).
-//! Zero copy — the engine working on mbufs directly —
-//! is future work.
+//! A received frame that sits in one mbuf is not copied: the queue lends
+//! the mbuf's buffer to the engine as a [`PacketBuf`] (see
+//! [`dataplane::packet::Lent`]), whose frame starts at the mbuf's data
+//! offset, so DPDK's 128-byte headroom takes the 70-byte Geneve push in
+//! place. A DPDK queue's [`Backend::tx_burst`] sends a lent frame as the
+//! same mbuf (its data offset and lengths set from the `PacketBuf`); a
+//! lent buffer that goes anywhere else (a TAP, a drop) gives its mbuf
+//! back to the pool when it is dropped. What cannot be lent is copied, as
+//! are frames from other backends on the way out: a chained (jumbo)
+//! frame, a shared or indirect mbuf, or every frame when
+//! [`DpdkPortOptions::zero_copy`] is off. No heap allocation happens per
+//! packet either way: mbufs for copies are allocated and freed in bulk,
+//! and the copied frames' `PacketBuf`s are kept in the queue's free list
+//! and reused; a queue that sends more than it receives passes the
+//! surplus to the process's [`SharedPool`](crate::backend::SharedPool),
+//! where one that receives more than it sends takes them (it allocates
+//! only while warming up).
+//!
+//! A lent frame holds its mbuf until it leaves: frames queued inside
+//! sluice (towards a slow guest, handed to another worker) count against
+//! the pool, and a pool that runs dry shows as `rx_nombuf`.
 //!
 //! # What DPDK imposes
 //!
@@ -151,9 +161,14 @@ pub struct DpdkPortOptions {
     pub mtu: Option<u16>,
     /// Receive frames for every MAC, not only the port's. Default false.
     pub promiscuous: bool,
-    /// `PacketBuf`s each queue keeps for reuse (about 9.4 KB each).
-    /// Default 512.
+    /// `PacketBuf`s each queue keeps for reuse (about 9.4 KB each), for
+    /// frames that are copied. Default 512.
     pub buf_pool: usize,
+    /// Zero copy: a received frame in one mbuf is handed to the engine in
+    /// that mbuf, and a frame in an mbuf leaves as that mbuf. Off: every
+    /// frame is copied both ways (the cost zero copy saves, for
+    /// measuring). Default true.
+    pub zero_copy: bool,
 }
 
 impl Default for DpdkPortOptions {
@@ -168,6 +183,7 @@ impl Default for DpdkPortOptions {
             mtu: None,
             promiscuous: false,
             buf_pool: 512,
+            zero_copy: true,
         }
     }
 }
@@ -331,7 +347,7 @@ impl DpdkPort {
             })?;
         let queues: Vec<DpdkQueue> = queues
             .into_iter()
-            .map(|q| DpdkQueue::new(q, opts.buf_pool))
+            .map(|q| DpdkQueue::new(q, opts.buf_pool, opts.zero_copy))
             .collect();
         Ok(DpdkPort {
             counters: queues.iter().map(|q| q.counters.clone()).collect(),
@@ -555,6 +571,8 @@ pub struct DpdkQueue {
     /// Buffers to receive into: those `tx_burst` was given, reused.
     free: Vec<PacketBuf>,
     free_max: usize,
+    /// Lend received mbufs to the engine ([`DpdkPortOptions::zero_copy`]).
+    zero_copy: bool,
     counters: Arc<QueueCounters>,
 }
 
@@ -570,7 +588,7 @@ impl std::fmt::Debug for DpdkQueue {
 }
 
 impl DpdkQueue {
-    fn new(q: sys::Queue, free_max: usize) -> DpdkQueue {
+    fn new(q: sys::Queue, free_max: usize, zero_copy: bool) -> DpdkQueue {
         // One burst's worth up front, so the first receptions do not
         // allocate.
         let prefill = free_max.min(sys::BURST);
@@ -578,6 +596,7 @@ impl DpdkQueue {
             q,
             free: (0..prefill).map(|_| new_buf(0)).collect(),
             free_max,
+            zero_copy,
             counters: Arc::default(),
         }
     }
@@ -651,10 +670,18 @@ impl Backend for DpdkQueue {
             let want = (max - got).min(sys::BURST);
             // The burst's mbufs are freed in bulk when it is dropped, at
             // the end of this iteration.
-            let burst = self.q.rx(want);
+            let mut burst = self.q.rx(want);
             let n = burst.len();
             for i in 0..n {
                 let len = burst.frame_len(i);
+                if self.zero_copy {
+                    if let Some(b) = burst.lend(i) {
+                        bytes += len as u64;
+                        bufs.push(b);
+                        got += 1;
+                        continue;
+                    }
+                }
                 let mut b = take_buf(&mut self.free, len);
                 let copied = match b.push_back(len) {
                     Ok(dst) => burst.copy_out(i, dst),
@@ -682,26 +709,30 @@ impl Backend for DpdkQueue {
         Ok(got)
     }
 
-    /// Copies the frames into mbufs and sends them; returns how many the
-    /// device took. `pkts` is left empty: every buffer, sent or not, is
+    /// Sends the frames; returns how many the device took. A frame in an
+    /// mbuf lent by a DPDK queue leaves as that mbuf; any other is copied
+    /// into one. `pkts` is left empty: every copied buffer, sent or not, is
     /// kept for reuse by `rx_burst` (up to the pool's limit).
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         let mut total = sys::TxOutcome::default();
-        for chunk in pkts.chunks(sys::BURST) {
-            let o = self.q.tx(chunk.iter().map(PacketBuf::as_slice));
+        let (free, free_max) = (&mut self.free, self.free_max);
+        let mut keep = |b: PacketBuf| {
+            if free.len() < free_max {
+                free.push(b);
+            } else {
+                // The rest go round to a backend that receives more than
+                // it sends.
+                crate::backend::SharedPool::put(b);
+            }
+        };
+        while !pkts.is_empty() {
+            let o = self.q.tx(pkts, sys::BURST, &mut keep);
             total.sent += o.sent;
             total.sent_bytes += o.sent_bytes;
             total.ring_full += o.ring_full;
             total.no_mbuf += o.no_mbuf;
             total.bad_size += o.bad_size;
             total.no_queue += o.no_queue;
-        }
-        let room = self.free_max.saturating_sub(self.free.len());
-        let keep = room.min(pkts.len());
-        self.free.extend(pkts.drain(..keep));
-        // The rest go round to a backend that receives more than it sends.
-        for b in pkts.drain(..) {
-            crate::backend::SharedPool::put(b);
         }
         let c = &self.counters;
         bump(&c.tx_packets, total.sent as u64);

@@ -130,6 +130,8 @@ fn dpdk_virtual_devices() {
         "--vdev",
         "net_ring0",
         "--vdev",
+        "net_ring1",
+        "--vdev",
         "net_null0",
         "--vdev",
         "net_null1",
@@ -143,6 +145,7 @@ fn dpdk_virtual_devices() {
     ports_are_listed(&eal);
     bad_options_are_errors(&eal);
     ring_loops_back_and_fills(&eal);
+    received_frames_are_lent_and_sent_in_place(&eal);
     null_sinks_and_sources(&eal);
     pcap_replay_and_record(&eal, &frames, &output);
 }
@@ -331,6 +334,55 @@ fn ring_loops_back_and_fills(eal: &Eal) {
     assert_eq!(pc.queues.rx_packets, 100 + sent as u64);
 }
 
+/// Zero copy on `net_ring1` (a loopback): a received frame is lent to the
+/// engine in its mbuf, changed there (an encapsulation pushed into the
+/// mbuf's headroom) and sent as the same mbuf — no mbuf is allocated for
+/// it, which the pool's count shows — and comes back as changed. A
+/// frame in a chain of mbufs is copied instead, and with zero copy off
+/// every frame is.
+fn received_frames_are_lent_and_sent_in_place(eal: &Eal) {
+    let mut port = DpdkPort::open(eal, "net_ring1", DpdkPortOptions::default()).unwrap();
+    let mut q = one_queue(&mut port);
+    let total = port.mbufs_available();
+    let frames: Vec<Vec<u8>> = (0..20).map(|i| frame(i, 60 + usize::from(i) * 50)).collect();
+    let mut out = bufs(&frames);
+    assert_eq!(q.tx_burst(&mut out).unwrap(), 20);
+    let mut rx = Vec::new();
+    assert_eq!(q.rx_burst(&mut rx, 32).unwrap(), 20);
+    assert!(rx.iter().all(|p| p.lender().is_some()), "every one-mbuf frame is lent");
+    assert!(rx.iter().all(|p| p.headroom() == 128), "DPDK's headroom is the buffer's");
+    for p in &mut rx {
+        p.push_front(70).unwrap().fill(0xab);
+    }
+    let lent_out = port.mbufs_available();
+    assert_eq!(lent_out, total - 20, "the lent frames hold their mbufs");
+    assert_eq!(q.tx_burst(&mut rx).unwrap(), 20);
+    assert_eq!(
+        port.mbufs_available(),
+        lent_out,
+        "sent as the same mbufs: none allocated"
+    );
+    let back = receive(&mut q, 20);
+    let want: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| [vec![0xab; 70], f.clone()].concat())
+        .collect();
+    assert_eq!(back, want);
+    assert_eq!(port.mbufs_available(), total, "every mbuf back in the pool");
+
+    // A jumbo frame comes back as a chain of mbufs: copied out, not lent.
+    let mut out = bufs(&[frame(1, 9000)]);
+    assert_eq!(q.tx_burst(&mut out).unwrap(), 1);
+    let mut rx = Vec::new();
+    assert_eq!(q.rx_burst(&mut rx, 32).unwrap(), 1);
+    assert_eq!((rx[0].lender(), rx[0].len()), (None, 9000));
+    drop(rx);
+    assert_eq!(port.mbufs_available(), total);
+    let c = q.counters();
+    assert_eq!((c.tx_packets, c.rx_packets), (41, 41));
+    assert_eq!(c.tx_no_mbuf + c.tx_bad_size + c.tx_ring_full, 0);
+}
+
 /// `net_null0` takes (and frees) whatever it is sent and makes up 64-byte
 /// frames on receive; a frame too large for the device, or empty, is
 /// refused.
@@ -364,6 +416,9 @@ fn null_sinks_and_sources(eal: &Eal) {
     assert_eq!(c.dev_tx_packets, 1000);
     let names: Vec<&str> = c.named().iter().map(|(n, _)| *n).collect();
     assert!(names.contains(&"tx_ring_full") && names.contains(&"imissed"));
+    // The received frames are lent mbufs: dropping them gives them back.
+    assert!(rx.iter().all(|p| p.lender().is_some()));
+    drop(rx);
     drop(q);
     assert_eq!(port.mbufs_available(), 8191, "no mbuf leaked");
 }

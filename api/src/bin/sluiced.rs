@@ -208,6 +208,7 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
             port,
             mbufs,
             mbuf_data_room,
+            zero_copy,
         } => {
             use vmm_net::dpdk::{DpdkPort, DpdkPortOptions, Eal};
             let eal = Eal::init(eal_args).map_err(|e| format!("DPDK EAL: {e}"))?;
@@ -216,6 +217,7 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
             let pool = DpdkPortOptions {
                 mbufs: mbufs.unwrap_or(d.mbufs),
                 mbuf_data_room: mbuf_data_room.unwrap_or(d.mbuf_data_room),
+                zero_copy: zero_copy.unwrap_or(d.zero_copy),
                 ..d
             };
             let opts = DpdkPortOptions {

@@ -11,8 +11,16 @@
 //! - [`Queue`] is the one handle to RX/TX queue `id` of a device (not
 //!   `Clone`, methods take `&mut self`): DPDK queues are not thread-safe,
 //!   and this makes a second user of a queue impossible.
-//! - [`RxBurst`] owns received mbufs while they are copied out, borrows
-//!   its queue (so the pool outlives it) and frees them in bulk on drop.
+//! - [`RxBurst`] owns received mbufs while they are lent or copied out,
+//!   borrows its queue (so the pool outlives it) and frees the rest in
+//!   bulk on drop.
+//! - Zero copy: a received single-segment mbuf is *lent* to the engine as
+//!   a [`PacketBuf`] over its whole buffer ([`RxBurst::lend`]); the buffer
+//!   goes back to the pool when the `PacketBuf` is dropped, or is sent as
+//!   the same mbuf by [`Queue::tx`]. The process counts the mbufs it has
+//!   lent ([`LENT`]): while any is out, no pool is freed and the EAL is
+//!   not cleaned up, so a lent buffer is valid memory as long as it lives
+//!   (a port closed with buffers still out leaks its pool instead).
 //!
 //! Rust never touches an mbuf's fields: the shim's accessors do, compiled
 //! against the installed headers.
@@ -22,12 +30,33 @@
 use dpdk_sys as ffi;
 use std::ffi::{c_char, c_int, c_uint, CStr, CString};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use dataplane::packet::{Lent, PacketBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most mbufs moved by one call into the driver. 64 keeps the arrays on
 /// the stack small (512 bytes) and is within what every PMD accepts.
 pub(super) const BURST: usize = 64;
+
+/// The tag of storage this module lends (see [`Lent`]): mbufs.
+pub(super) const LENDER: u32 = u32::from_be_bytes(*b"mbuf");
+
+/// Mbufs lent to the engine and not yet back (freed or sent).
+static LENT: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether every lent mbuf is back (pools may be freed).
+fn none_lent() -> bool {
+    LENT.load(Ordering::Acquire) == 0
+}
+
+/// A lent mbuf's release: back to its pool.
+fn release_mbuf(token: usize) {
+    // SAFETY: `token` is a lent mbuf (made by `RxBurst::lend`), released
+    // once (a Lent is dropped or reclaimed, never both); its pool is not
+    // freed while LENT counts it.
+    unsafe { ffi::sluice_pktmbuf_free(token as *mut ffi::rte_mbuf) };
+    LENT.fetch_sub(1, Ordering::Release);
+}
 
 // Linux errno values for the errors found here rather than by DPDK.
 const E2BIG: c_int = 7;
@@ -160,8 +189,12 @@ fn port_name(_eal: &EalHandle, port: u16) -> Option<String> {
 
 impl Drop for EalHandle {
     fn drop(&mut self) {
+        if !none_lent() {
+            // A buffer still lent lives in EAL memory: leave it mapped.
+            return;
+        }
         // SAFETY: the last handle is going, so no Device (each holds one)
-        // and no other user of the EAL is left.
+        // and no other user of the EAL is left; no mbuf is lent.
         unsafe { ffi::rte_eal_cleanup() };
     }
 }
@@ -533,9 +566,10 @@ impl Drop for Device {
             // SAFETY: the port is stopped (or was never started) and ours.
             unsafe { ffi::rte_eth_dev_close(self.port) };
         }
-        if !self.pool.is_null() {
+        if !self.pool.is_null() && none_lent() {
             // SAFETY: no ring and no RxBurst (each borrows a Queue, which
-            // holds the device) has an mbuf from the pool any more.
+            // holds the device) has an mbuf from the pool any more, and
+            // no mbuf is lent (else the pool is left allocated).
             unsafe { ffi::rte_mempool_free(self.pool) };
         }
         open_ports().retain(|&p| p != self.port);
@@ -601,6 +635,14 @@ impl Queue {
         let mut b = RxBurst {
             queue: self,
             mbufs: [ptr::null_mut(); BURST],
+            frames: [ffi::sluice_rx_frame {
+                buf: ptr::null_mut(),
+                pkt_len: 0,
+                buf_len: 0,
+                data_off: 0,
+                lendable: 0,
+                outer_l4_good: 0,
+            }; BURST],
             len: 0,
         };
         if !b.queue.rx {
@@ -613,38 +655,86 @@ impl Queue {
             ffi::sluice_eth_rx_burst(b.queue.dev.port, b.queue.id, b.mbufs.as_mut_ptr(), want)
         };
         b.len = usize::from(n).min(BURST);
+        // SAFETY: mbufs[..len] are received mbufs we own; frames has room
+        // for len entries; the shim only reads the mbufs.
+        unsafe { ffi::sluice_pktmbuf_describe(b.mbufs.as_ptr(), b.len as c_uint, b.frames.as_mut_ptr()) };
         b
     }
 
-    /// Copies up to [`BURST`] frames into mbufs (allocated in one bulk
-    /// call) and hands them to the device. Frames it does not take are
-    /// freed and counted; none is retried.
-    pub(super) fn tx<'a>(&mut self, frames: impl ExactSizeIterator<Item = &'a [u8]>) -> TxOutcome {
+    /// Sends up to [`BURST`] frames (`pkts`, whose first `k` are taken):
+    /// a frame in an mbuf this module lent goes as that mbuf, in place;
+    /// any other is copied into a fresh one (allocated for all of them in
+    /// one bulk call) and its buffer handed to `keep` for reuse. Frames the
+    /// device does not take are freed and counted; none is retried.
+    pub(super) fn tx(
+        &mut self,
+        pkts: &mut Vec<PacketBuf>,
+        k: usize,
+        mut keep: impl FnMut(PacketBuf),
+    ) -> TxOutcome {
         let mut out = TxOutcome::default();
-        let k = frames.len().min(BURST);
+        let k = k.min(BURST).min(pkts.len());
         if k == 0 {
             return out;
         }
         if !self.tx {
             out.no_queue = k;
+            pkts.drain(..k).for_each(keep);
             return out;
         }
+        let copies = pkts[..k]
+            .iter()
+            .filter(|p| p.lender() != Some(LENDER))
+            .count();
+        let mut fresh: [*mut ffi::rte_mbuf; BURST] = [ptr::null_mut(); BURST];
+        // SAFETY: the pool is valid while the device lives; fresh has room
+        // for `copies` pointers. All or nothing: on failure none was
+        // allocated.
+        let have_fresh = copies == 0
+            || unsafe {
+                ffi::sluice_pktmbuf_alloc_bulk(self.dev.pool, fresh.as_mut_ptr(), copies as c_uint)
+            } == 0;
+        let mut next_fresh = 0;
         let mut mbufs: [*mut ffi::rte_mbuf; BURST] = [ptr::null_mut(); BURST];
-        // SAFETY: the pool is valid while the device lives; mbufs has room
-        // for k pointers. All or nothing: on failure none was allocated.
-        let rc = unsafe {
-            ffi::sluice_pktmbuf_alloc_bulk(self.dev.pool, mbufs.as_mut_ptr(), k as c_uint)
-        };
-        if rc != 0 {
-            out.no_mbuf = k;
-            return out;
-        }
         let mut lens = [0u32; BURST];
         let mut filled = 0;
-        for (i, f) in frames.take(k).enumerate() {
-            let m = mbufs[i];
-            // An empty mbuf is no frame, and some NICs stall on one.
-            let fits = !f.is_empty() && f.len() <= self.dev.max_tx_frame;
+        let mut reclaimed = 0;
+        for p in pkts.drain(..k) {
+            let len = p.len();
+            let fits = len > 0 && len <= self.dev.max_tx_frame;
+            let p = match p.into_lent() {
+                Ok((lent, start, end)) if lent.lender() == LENDER => {
+                    let m = lent.reclaim() as *mut ffi::rte_mbuf;
+                    reclaimed += 1;
+                    // SAFETY: m is an mbuf this module lent, ours again
+                    // (reclaimed), single-segment (lent only so); start
+                    // and end lie within its buffer (a PacketBuf keeps
+                    // them inside its storage), so they fit 16 bits.
+                    let ok = fits
+                        && unsafe { ffi::sluice_pktmbuf_set_frame(m, start as u16, (end - start) as u16) }
+                            == 0;
+                    if ok {
+                        mbufs[filled] = m;
+                        lens[filled] = len as u32;
+                        filled += 1;
+                    } else {
+                        out.bad_size += 1;
+                        // SAFETY: m is ours and not in mbufs[..filled].
+                        unsafe { ffi::sluice_pktmbuf_free(m) };
+                    }
+                    continue;
+                }
+                Ok((lent, start, end)) => PacketBuf::from_lent(lent, start, end),
+                Err(p) => p,
+            };
+            if !have_fresh {
+                out.no_mbuf += 1;
+                keep(p);
+                continue;
+            }
+            let m = fresh[next_fresh];
+            next_fresh += 1;
+            let f = p.as_slice();
             // SAFETY: m is a fresh, empty mbuf from the pool; f is valid
             // for f.len() bytes (at most MAX_CHAIN_FRAME, so it fits u32);
             // more segments, if needed, come from the same pool.
@@ -654,7 +744,7 @@ impl Queue {
                 } == 0;
             if ok {
                 mbufs[filled] = m;
-                lens[filled] = f.len() as u32;
+                lens[filled] = len as u32;
                 filled += 1;
             } else {
                 if fits {
@@ -666,6 +756,10 @@ impl Queue {
                 // is not in `mbufs[..filled]`.
                 unsafe { ffi::sluice_pktmbuf_free(m) };
             }
+            keep(p);
+        }
+        if reclaimed > 0 {
+            LENT.fetch_sub(reclaimed, Ordering::Release);
         }
         // SAFETY: the queue is set up and started, and this Queue is its
         // only user; mbufs[..filled] are filled mbufs we own. The device
@@ -688,11 +782,13 @@ impl Queue {
     }
 }
 
-/// Received mbufs, owned until dropped (freed in bulk then).
+/// Received mbufs, owned until lent or dropped (freed in bulk then).
 pub(super) struct RxBurst<'q> {
     /// Borrowed so the device (and its pool) outlives the mbufs.
     queue: &'q mut Queue,
+    /// Null where an mbuf was lent.
     mbufs: [*mut ffi::rte_mbuf; BURST],
+    frames: [ffi::sluice_rx_frame; BURST],
     len: usize,
 }
 
@@ -703,28 +799,50 @@ impl RxBurst<'_> {
 
     /// The length of frame `i` (`i < len()`).
     pub(super) fn frame_len(&self, i: usize) -> usize {
-        let Some(&m) = self.mbufs[..self.len].get(i) else {
-            return 0;
-        };
-        // SAFETY: m is a received mbuf we own.
-        unsafe { ffi::sluice_pktmbuf_pkt_len(m) as usize }
+        self.frames[..self.len]
+            .get(i)
+            .map_or(0, |f| f.pkt_len as usize)
     }
 
     /// Whether the device verified frame `i`'s outermost UDP checksum
     /// good (see the shim: an outer verdict, or an L4 one with no tunnel
     /// seen).
     pub(super) fn outer_l4_csum_good(&self, i: usize) -> bool {
-        let Some(&m) = self.mbufs[..self.len].get(i) else {
-            return false;
-        };
-        // SAFETY: m is a received mbuf we own; the shim only reads it.
-        unsafe { ffi::sluice_pktmbuf_outer_l4_csum_good(m) != 0 }
+        self.frames[..self.len]
+            .get(i)
+            .is_some_and(|f| f.outer_l4_good != 0)
+    }
+
+    /// Frame `i` in its own mbuf, lent (zero copy): `None` if it cannot
+    /// be (a chain, a shared buffer) or was lent already; copy it out then.
+    pub(super) fn lend(&mut self, i: usize) -> Option<PacketBuf> {
+        let f = *self.frames[..self.len].get(i)?;
+        let m = self.mbufs[i];
+        if m.is_null() || f.lendable == 0 || f.buf.is_null() {
+            return None;
+        }
+        self.mbufs[i] = ptr::null_mut();
+        LENT.fetch_add(1, Ordering::Acquire);
+        // SAFETY: m is a received mbuf we own, a direct one referenced
+        // once (the shim checked), so its buffer — `buf_len` bytes at
+        // `buf`, apart from the mbuf header — is written by nobody else;
+        // it now belongs to the Lent, which frees the mbuf when dropped
+        // (or hands it back to `Queue::tx`), and its pool is not freed
+        // while LENT counts it: the slice is valid for as long as the
+        // Lent lives.
+        let bytes: &'static mut [u8] =
+            unsafe { std::slice::from_raw_parts_mut(f.buf.cast::<u8>(), usize::from(f.buf_len)) };
+        let start = usize::from(f.data_off);
+        let end = start + f.pkt_len as usize;
+        let mut p = PacketBuf::from_lent(Lent::new(bytes, LENDER, m as usize, release_mbuf), start, end);
+        p.set_l4_csum_valid(f.outer_l4_good != 0);
+        Some(p)
     }
 
     /// Copies frame `i` (every segment) to the front of `dst`; `None` if
     /// it does not fit (nothing is copied then).
     pub(super) fn copy_out(&self, i: usize, dst: &mut [u8]) -> Option<usize> {
-        let &m = self.mbufs[..self.len].get(i)?;
+        let &m = self.mbufs[..self.len].get(i).filter(|m| !m.is_null())?;
         let cap = u32::try_from(dst.len()).unwrap_or(u32::MAX - 1);
         // SAFETY: m is a received mbuf we own; dst is writable for cap
         // bytes, and the shim writes at most cap (it checks pkt_len
@@ -737,7 +855,8 @@ impl RxBurst<'_> {
 impl Drop for RxBurst<'_> {
     fn drop(&mut self) {
         if self.len > 0 {
-            // SAFETY: mbufs[..len] are received mbufs we own, freed once.
+            // SAFETY: mbufs[..len] are received mbufs we own (or null:
+            // lent, skipped by the free), freed once.
             unsafe { ffi::sluice_pktmbuf_free_bulk(self.mbufs.as_mut_ptr(), self.len as c_uint) };
         }
     }
