@@ -10,7 +10,7 @@
 //! Idle timeouts hold at every lookup: a flow found idle past its timeout
 //! (in the UFT, a layer's flow table, or as the flow an ICMP error quotes)
 //! is removed there and then and the packet treated as a miss, whether or
-//! not the periodic sweep ([`Port::expire_step`]) has reached it.
+//! not the periodic sweep ([`Port::expire_paced`]) has reached it.
 //!
 //! Slow path (a UFT miss): walk the layers (outbound in order, inbound in
 //! reverse order). Each layer first looks in its own flow table (LFT) for
@@ -70,6 +70,9 @@ impl core::fmt::Debug for MtuCheck {
         )
     }
 }
+
+/// How long [`Port::expire_paced`] takes to visit every flow slot once.
+pub const SWEEP_PERIOD: Moment = crate::clock::NANOS_PER_SEC;
 
 /// Limits and behaviour fixed when a port is made.
 #[derive(Clone, Debug)]
@@ -511,6 +514,8 @@ pub struct Port {
     /// Half-open TCP flows in creation order: eviction candidates.
     half_open: VecDeque<(u32, u32)>,
     expire_cursor: usize,
+    /// When [`Port::expire_paced`] last swept.
+    swept_at: Moment,
     stats: PortStats,
     clock: Box<dyn Clock>,
     hasher: FlowHashBuilder,
@@ -551,6 +556,7 @@ impl Port {
             flows: Flows::new(),
             half_open: VecDeque::new(),
             expire_cursor: 0,
+            swept_at: 0,
             stats: PortStats::default(),
             clock,
             hasher,
@@ -1221,12 +1227,19 @@ impl Port {
         }
         self.stats.flows_created += 1;
         if class == ExpiryClass::TcpHalfOpen {
-            if self.half_open.len() >= self.cfg.flow_limit as usize {
-                self.half_open.pop_front();
-            }
-            self.half_open.push_back(f);
+            self.note_half_open(f);
         }
         Ok(f)
+    }
+
+    /// Queues a half-open flow for eviction when the table is full. The
+    /// queue holds at most one entry per flow slot: the oldest entry goes
+    /// first (it is stale by then, or the flow the oldest).
+    fn note_half_open(&mut self, f: (u32, u32)) {
+        if self.half_open.len() >= self.cfg.flow_limit as usize {
+            self.half_open.pop_front();
+        }
+        self.half_open.push_back(f);
     }
 
     /// Frees one flow slot: an expired flow if one is found, else the
@@ -1762,9 +1775,28 @@ impl Port {
         self.expire_step(now, n)
     }
 
+    /// The periodic sweep, paced by the clock: called as often as a
+    /// worker likes (between bursts), it checks the flow slots due since
+    /// its last call so that every slot is visited about once per
+    /// [`SWEEP_PERIOD`], at most `max` per call. Idle timeouts do not
+    /// wait for it (they hold at lookup); the sweep frees what idle flows
+    /// hold and writes flow logs' active records. A busy port sweeping a
+    /// fixed number of slots per burst would read a flow record or two per
+    /// packet, whole tables over per second, for nothing. Returns how many
+    /// flows went.
+    pub fn expire_paced(&mut self, now: Moment, max: usize) -> usize {
+        let elapsed = now.saturating_sub(self.swept_at).min(SWEEP_PERIOD);
+        let due = (self.flows.slots.len() as u64 * elapsed / SWEEP_PERIOD) as usize;
+        if due == 0 {
+            // Less than a slot's worth of time: it adds up until there is.
+            return 0;
+        }
+        self.swept_at = now;
+        self.expire_step(now, due.min(max))
+    }
+
     /// Checks up to `budget` flow slots for expiry, continuing where the
-    /// last call stopped; a worker calls it between batches so expiry
-    /// never stalls traffic. Returns how many flows went.
+    /// last call stopped. Returns how many flows went.
     pub fn expire_step(&mut self, now: Moment, budget: usize) -> usize {
         let n = self.flows.slots.len();
         let mut gone = 0;

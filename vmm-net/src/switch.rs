@@ -47,9 +47,12 @@ use vnic::port::VnicPort;
 /// Frames per burst, RX and TX: a typical NIC burst.
 pub const BURST: usize = 32;
 
-/// Flow slots each port checks for expiry per poll: expiry keeps up with
-/// a busy port without ever stalling a burst.
-const EXPIRE_BUDGET: usize = 64;
+/// The most flow slots a port checks for expiry in one poll (the sweep
+/// is paced by the clock, [`Port::expire_paced`]: this only bounds the
+/// catch-up after a long pause, so it never stalls a burst).
+///
+/// [`Port::expire_paced`]: dataplane::Port::expire_paced
+const EXPIRE_BUDGET: usize = 256;
 
 /// How the switch checks what arrives from the underlay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -655,7 +658,7 @@ impl Switch {
             first_err.get_or_insert(e);
         }
         for a in self.ports.iter_mut().flatten() {
-            a.vnic.port.expire_step(a.now, EXPIRE_BUDGET);
+            a.vnic.port.expire_paced(a.now, EXPIRE_BUDGET);
         }
         match first_err {
             Some(e) => Err(e),

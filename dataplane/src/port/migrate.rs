@@ -257,7 +257,7 @@ impl Port {
             l.start(id, now);
         }
         if class == ExpiryClass::TcpHalfOpen {
-            self.half_open.push_back((id, gen));
+            self.note_half_open((id, gen));
         }
         let mut kept = self.restored_state(x, id, gen);
         let mut w = Walk::new(x.origin, x.origin_hdrs, false);
