@@ -445,6 +445,68 @@ pub fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
     v
 }
 
+/// What vm1's guest sends in the flood cases, in turn: its established
+/// segment to vm2 (forwarded), then frames the port refuses — a
+/// truncated one, a spoofed source address, a spoofed source MAC, a
+/// non-IP frame. (Not a hairpin: an answer is built in a new buffer,
+/// two allocations, see bench/README.md.)
+pub fn vpc_guest_flood() -> Vec<Vec<u8>> {
+    // Not the established flow's 5-tuple, so the layers see each one (a
+    // frame of an established flow is checked as its flow was).
+    let tcp = |smac: Mac, src: [u8; 4]| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(smac, VPC_GW_MAC)
+            .ipv4(src, [10, 0, 0, 6], 64)
+            .tcp(40001, 22, 1, 64240)
+            .ack(1)
+            .write(&mut v, &[0u8; 6])
+            .unwrap();
+        v
+    };
+    let mut non_ip = tcp(VM1_MAC, [10, 0, 0, 5]);
+    non_ip[12..14].copy_from_slice(&[0x88, 0xb5]);
+    vec![
+        vpc_guest_tcp(false),
+        vpc_guest_tcp(false)[..30].to_vec(),
+        tcp(VM1_MAC, [10, 0, 0, 99]),
+        tcp([0xa8, 0x40, 0x25, 0, 0, 0x99], [10, 0, 0, 5]),
+        non_ip,
+    ]
+}
+
+/// What the uplink receives in the flood cases, in turn: vm2's reply
+/// (delivered), then tunnels host A refuses — to a VNI it has no port
+/// in, to another host's underlay address, truncated, a guest source
+/// address the sending host does not hold (V2P), and vm2's new
+/// connection to a port vm1's firewall does not open.
+pub fn vpc_wire_flood() -> Vec<Vec<u8>> {
+    let host = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let inner = |src: [u8; 4], dport: u16, syn_only: bool| {
+        let t = PacketBuilder::ethernet2(VPC_GW_MAC, VM1_MAC)
+            .ipv4(src, [10, 0, 0, 5], 64)
+            .tcp(22, dport, 1, 64240)
+            .syn();
+        let t = if syn_only { t } else { t.ack(2) };
+        let mut v = Vec::new();
+        t.write(&mut v, &[0u8; 6]).unwrap();
+        v
+    };
+    let tunnel = |vni: u32, dst: &str, f: &[u8]| {
+        Geneve::new(host(VPC_HOST_B), host(dst), vni)
+            .macs(ROUTER_MAC, HOST_MAC)
+            .wrap(f)
+    };
+    let reply = inner([10, 0, 0, 6], 40000, false);
+    vec![
+        vpc_wire_reply(),
+        tunnel(9999, VPC_HOST_A, &reply),
+        tunnel(7777, "fd00:99::c", &reply),
+        vpc_wire_reply()[..60].to_vec(),
+        tunnel(7777, VPC_HOST_A, &inner([10, 0, 0, 99], 40000, false)),
+        tunnel(7777, VPC_HOST_A, &inner([10, 0, 0, 6], 23, true)),
+    ]
+}
+
 /// vm2's reply as host B's tunnel delivers it to host A.
 pub fn vpc_wire_reply() -> Vec<u8> {
     vpc_wire_reply_len(6)

@@ -12,26 +12,40 @@
 //!   uplink vouches for the outer UDP checksum, as a NIC does): the
 //!   round counterpart of `vpc-in-tcp4`.
 //!
+//! - `round-flood-out` / `round-flood-in`: the same flow's frames in
+//!   turn with frames the switch or the port refuses (truncated,
+//!   spoofed, denied, for no port here): what an attacker's flood costs,
+//!   and that it allocates nothing (`bench/tests/no_alloc.rs`).
+//!
 //! The devices recycle their buffers (what one transmits the other
 //! receives into), as production backends do through their pools.
 
-use crate::cases::{vpc_guest_tcp, vpc_host_a, vpc_vnic, vpc_wire_reply};
-use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
+use crate::cases::{
+    vpc_guest_flood, vpc_guest_tcp, vpc_host_a, vpc_vnic, vpc_wire_flood, vpc_wire_reply,
+};
+use dataplane::packet::DEFAULT_HEADROOM;
 use dataplane::PacketBuf;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use vmm_net::backend::Backend;
+use vmm_net::backend::{Backend, SharedPool};
 use vmm_net::switch::{Switch, BURST};
 
 /// The worker-round cases (`engine-loop --case round-...`).
-pub const ROUND_CASES: &[&str] = &["round-out-tcp4", "round-in-tcp4"];
+pub const ROUND_CASES: &[&str] = &[
+    "round-out-tcp4",
+    "round-in-tcp4",
+    "round-flood-out",
+    "round-flood-in",
+];
 
 /// What both devices of a case share: recycled buffers, each side's
 /// frame to receive and how many are still to come, and the frames sent.
 #[derive(Default)]
 struct Shared {
     pool: Vec<PacketBuf>,
-    frame: [Vec<u8>; 2],
+    /// Each side's frames, received in turn.
+    frames: [Vec<Vec<u8>>; 2],
+    next: [usize; 2],
     left: [u64; 2],
     vouch: [bool; 2],
     sent: u64,
@@ -56,12 +70,16 @@ impl Backend for Dev {
         let s = &mut *s;
         let n = s.left[self.side].min(max as u64) as usize;
         for _ in 0..n {
-            let mut p = s
-                .pool
-                .pop()
-                .unwrap_or_else(|| PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY));
+            // As production backends (`BufPool`): the process's shared
+            // pool when the device's own is empty, where the switch puts
+            // the buffers of frames that went no further.
+            let mut p = s.pool.pop().unwrap_or_else(SharedPool::get);
             p.reset(DEFAULT_HEADROOM);
-            p.set_frame(&s.frame[self.side]).map_err(io::Error::other)?;
+            let frames = &s.frames[self.side];
+            let i = s.next[self.side] % frames.len().max(1);
+            p.set_frame(frames.get(i).map_or(&[][..], |f| f))
+                .map_err(io::Error::other)?;
+            s.next[self.side] = i + 1;
             p.set_l4_csum_valid(s.vouch[self.side]);
             bufs.push(p);
         }
@@ -88,14 +106,16 @@ pub struct Round {
 impl Round {
     /// The case `name`, set up, or `None` if there is no such case.
     pub fn with(name: &str) -> Option<Round> {
-        let side = match name {
-            "round-out-tcp4" => GUEST,
-            "round-in-tcp4" => UPLINK,
+        let (side, flood) = match name {
+            "round-out-tcp4" => (GUEST, false),
+            "round-in-tcp4" => (UPLINK, false),
+            "round-flood-out" => (GUEST, true),
+            "round-flood-in" => (UPLINK, true),
             _ => return None,
         };
         let shared = Arc::new(Mutex::new(Shared {
             pool: Vec::with_capacity(4 * BURST),
-            frame: [vpc_guest_tcp(true), vpc_wire_reply()],
+            frames: [vec![vpc_guest_tcp(true)], vec![vpc_wire_reply()]],
             vouch: [false, true],
             ..Shared::default()
         }));
@@ -118,8 +138,21 @@ impl Round {
         // in), then send established segments.
         assert_eq!(r.send(GUEST, 1), 1, "vm1's SYN reaches the uplink");
         assert_eq!(r.send(UPLINK, 1), 1, "vm2's SYN-ACK reaches vm1");
-        lock(&r.shared).frame[GUEST] = vpc_guest_tcp(false);
+        let mut s = lock(&r.shared);
+        s.frames[GUEST] = vec![vpc_guest_tcp(false)];
+        if flood {
+            s.frames = [vpc_guest_flood(), vpc_wire_flood()];
+        }
+        s.next = [0, 0];
+        drop(s);
         Some(r)
+    }
+
+    /// Replaces the frames this case's device receives in turn.
+    pub fn set_frames(&mut self, frames: Vec<Vec<u8>>) {
+        let mut s = lock(&self.shared);
+        s.frames[self.side] = frames;
+        s.next[self.side] = 0;
     }
 
     /// Sends `n` frames from this case's device through whole rounds;

@@ -62,7 +62,7 @@ pub struct Transform {
     /// External state the transform was derived from (e.g. a V2P mapping):
     /// when any of it changes, flows compiled with it are re-checked.
     #[serde(skip)]
-    pub deps: Vec<Dep>,
+    pub deps: Deps,
     /// For ICMP echo, whose one identifier both `l4_src` and `l4_dst`
     /// write: the identifier a composed chain leaves (the last write
     /// wins, as when the transforms run one by one). A single transform
@@ -106,6 +106,10 @@ impl Version {
         }
     }
 }
+
+/// A transform's dependencies, inline up to two (an overlay mapping and
+/// one more): no allocation to make or compose them.
+pub type Deps = smallvec::SmallVec<[Dep; 2]>;
 
 /// A transform's dependency: a [`Version`] and the value it had.
 #[derive(Clone, Debug)]

@@ -177,7 +177,7 @@ impl StaticAction for Encapsulate {
             eth_src: Some(self.gateway_mac),
             eth_dst: Some(mac),
             encap: Some(self.encap(host, options)),
-            deps: vec![dep],
+            deps: [dep].into_iter().collect(),
             ..Default::default()
         })
     }
@@ -243,7 +243,7 @@ impl StaticAction for Decapsulate {
         Ok(Transform {
             decap: true,
             expect_outer_src: Some(outer.ip_src),
-            deps: vec![dep],
+            deps: [dep].into_iter().collect(),
             ..Default::default()
         })
     }

@@ -47,6 +47,14 @@ use vnic::port::VnicPort;
 /// Frames per burst, RX and TX: a typical NIC burst.
 pub const BURST: usize = 32;
 
+/// Where the buffer of a frame that goes no further (dropped, refused,
+/// answered by a hairpin, not taken by a device) goes: back to the
+/// process's pool for the next receive, so a flood of bad frames costs no
+/// allocation per frame (a lent buffer goes back to its lender).
+fn recycle(pkt: PacketBuf) {
+    crate::backend::SharedPool::put(pkt);
+}
+
 /// The most flow slots a port checks for expiry in one poll (the sweep
 /// is paced by the clock, [`Port::expire_paced`]: this only bounds the
 /// catch-up after a long pause, so it never stalls a burst).
@@ -722,7 +730,7 @@ impl Switch {
                     }
                 }
                 Some((Target::Worker(w), _)) => self.hand_off(w, pkt, false),
-                None => {}
+                None => recycle(pkt),
             }
         }
         for &i in &self.rx_ports {
@@ -735,8 +743,11 @@ impl Switch {
                 match v {
                     Verdict::Forward => a.to_guest.push(pkt),
                     // An inbound hairpin answers the sender, over the underlay.
-                    Verdict::Hairpin(reply) => self.to_uplink.push(reply),
-                    Verdict::Drop(_) => {}
+                    Verdict::Hairpin(reply) => {
+                        self.to_uplink.push(reply);
+                        recycle(pkt);
+                    }
+                    Verdict::Drop(_) => recycle(pkt),
                 }
             }
             a.from_uplink = burst;
@@ -750,10 +761,10 @@ impl Switch {
         let i = match self.tunnel_target(&pkt, true) {
             Some((Target::Here(i), _)) => i,
             Some((Target::Worker(w), _)) => return self.hand_off(w, pkt, false),
-            None => return,
+            None => return recycle(pkt),
         };
         let Some(a) = self.ports[i].as_mut() else {
-            return;
+            return recycle(pkt);
         };
         if let Some(m) = a.moved.as_mut() {
             return m.forward(pkt, &mut self.to_uplink);
@@ -761,8 +772,11 @@ impl Switch {
         match a.process_one(Direction::In, &mut pkt) {
             Verdict::Forward => a.to_guest.push(pkt),
             // An inbound hairpin answers the sender, over the underlay.
-            Verdict::Hairpin(reply) => self.to_uplink.push(reply),
-            Verdict::Drop(_) => {}
+            Verdict::Hairpin(reply) => {
+                self.to_uplink.push(reply);
+                recycle(pkt);
+            }
+            Verdict::Drop(_) => recycle(pkt),
         }
     }
 
@@ -933,13 +947,13 @@ impl Switch {
             return;
         }
         let Some(a) = self.ports[i].as_mut() else {
-            rx.clear();
+            rx.drain(..).for_each(recycle);
             return;
         };
         if let Some(m) = a.moved.as_mut() {
             // The guest runs on the target now: the source forwards nothing.
             m.guest_dropped += rx.len() as u64;
-            rx.clear();
+            rx.drain(..).for_each(recycle);
             return;
         }
         if a.capture.is_some() {
@@ -968,8 +982,9 @@ impl Switch {
                     if let Some(a) = self.ports[i].as_mut() {
                         a.to_guest.push(reply);
                     }
+                    recycle(pkt);
                 }
-                Verdict::Drop(_) => {}
+                Verdict::Drop(_) => recycle(pkt),
             }
         }
         if let Some(a) = self.ports[i].as_mut() {
@@ -982,10 +997,10 @@ impl Switch {
         let j = match self.tunnel_target(&pkt, false) {
             Some((Target::Here(j), _)) => j,
             Some((Target::Worker(w), _)) => return self.hand_off(w, pkt, true),
-            None => return,
+            None => return recycle(pkt),
         };
         let Some(b) = self.ports[j].as_mut() else {
-            return;
+            return recycle(pkt);
         };
         if let Some(m) = b.moved.as_mut() {
             return m.forward(pkt, &mut self.to_uplink);
@@ -994,8 +1009,11 @@ impl Switch {
             Verdict::Forward => b.to_guest.push(pkt),
             // The answer to a local tunnel is a local tunnel too: it goes
             // round again next poll, through the same checks.
-            Verdict::Hairpin(reply) => self.loopback.push(reply),
-            Verdict::Drop(_) => {}
+            Verdict::Hairpin(reply) => {
+                self.loopback.push(reply);
+                recycle(pkt);
+            }
+            Verdict::Drop(_) => recycle(pkt),
         }
     }
 
@@ -1017,13 +1035,14 @@ impl Switch {
             // An Ethernet frame carries MTU bytes of IP; a super-frame the
             // uplink takes whole is cut by its device.
             let max = usize::from(mtu) + 14;
-            let before = self.to_uplink.len();
-            self.to_uplink
-                .retain(|p| p.gso().is_some() || p.len() <= max);
-            for _ in self.to_uplink.len()..before {
+            for p in self
+                .to_uplink
+                .extract_if(.., |p| p.gso().is_none() && p.len() > max)
+            {
                 self.stats
                     .drops
                     .count(DropReason::Policy(UNDERLAY_MTU_EXCEEDED));
+                recycle(p);
             }
         }
         let want = self.to_uplink.len();
@@ -1040,7 +1059,7 @@ impl Switch {
         };
         self.stats.uplink_tx += sent as u64;
         self.stats.tx_dropped += (want - sent) as u64;
-        self.to_uplink.clear();
+        self.to_uplink.drain(..).for_each(recycle);
         for a in self.ports.iter_mut().flatten() {
             if a.to_guest.is_empty() {
                 continue;
@@ -1059,7 +1078,7 @@ impl Switch {
                 0
             });
             self.stats.tx_dropped += (want - sent) as u64;
-            a.to_guest.clear();
+            a.to_guest.drain(..).for_each(recycle);
         }
         match first_err {
             Some(e) => Err(e),

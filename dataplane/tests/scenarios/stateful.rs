@@ -292,7 +292,7 @@ impl dataplane::StaticAction for Mapped {
     ) -> Result<dataplane::Transform, dataplane::GenError> {
         Ok(dataplane::Transform {
             ip_dst: Some(*self.to.lock().unwrap()),
-            deps: vec![self.version.dep()],
+            deps: [self.version.dep()].into_iter().collect(),
             ..Default::default()
         })
     }
