@@ -9,8 +9,9 @@
 #   SLUICED=path tests/e2e/run.sh    use that binary (debug is fine for
 #                                    correctness; iperf3 figures want release)
 #   KEEP_LOGS=1 tests/e2e/run.sh     keep the log directory even on success
-#   E2E_UDP_GSO=1 tests/e2e/run.sh  the hosts' uplinks send super-frames as
-#                                    UDP GSO aggregates ([uplink] udp_gso)
+#   E2E_UDP_GSO=0 tests/e2e/run.sh  the hosts' uplinks cut super-frames into
+#                                    datagrams themselves ([uplink] udp_gso =
+#                                    false); unset or 1: UDP GSO aggregates
 #   E2E_HOLD=120 tests/e2e/run.sh    keep the topology up that long after the
 #                                    checks, to look around (Ctrl-C ends it)
 #
