@@ -952,6 +952,16 @@ impl Backend for AfPacket {
         ]
     }
 
+    fn device_counters(&mut self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("tx_udp_gso", s.tx_udp_gso),
+            ("udp_gso_refused", s.udp_gso_refused),
+            ("udp_gro_frames", s.udp_gro_frames),
+            ("udp_gro_datagrams", s.udp_gro_datagrams),
+        ]
+    }
+
     /// Takes frames from the ring until `max` are appended or no retired
     /// block is left; a block goes back to the kernel once walked.
     fn rx_burst(&mut self, bufs: &mut Vec<PacketBuf>, max: usize) -> io::Result<usize> {

@@ -1120,6 +1120,16 @@ fn afpacket_sends_an_encapsulated_super_frame_as_one_udp_gso_send_and_splits_it_
             (1, 0, 0),
             "{st:?}"
         );
+        // What /metrics exports of it (sluice_device_*_total).
+        assert_eq!(
+            up.device_counters(),
+            vec![
+                ("tx_udp_gso", 1),
+                ("udp_gso_refused", 0),
+                ("udp_gro_frames", 0),
+                ("udp_gro_datagrams", 0)
+            ]
+        );
 
         // The kernel's UDP: every datagram, payload as cut in user space.
         let mut buf = vec![0u8; 65536];
@@ -1188,6 +1198,7 @@ fn afpacket_with_udp_gso_off_cuts_an_encapsulated_super_frame_itself() {
             sock.recv_from(&mut buf)
                 .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
         }
+        assert_eq!(up.device_counters()[0], ("tx_udp_gso", 0));
     });
 }
 
