@@ -64,10 +64,12 @@ fn layer_family(counter: &str) -> (String, String) {
 /// a drop) is exported as.
 fn device_family(counter: &str) -> (String, String) {
     let help = match counter {
-        "tx_udp_gso" => "Super-frames a device sent as one UDP GSO send (the kernel cut them into datagrams).",
-        "udp_gso_refused" => "UDP GSO sends the kernel refused (the device cuts super-frames itself from then on).",
+        "tx_udp_gso" => "UDP GSO sends: super-frames the kernel cut into datagrams.",
+        "udp_gso_refused" => {
+            "UDP GSO sends the kernel refused (the device cuts super-frames from then on)."
+        }
         "udp_gro_frames" => "UDP aggregates (GRO) a device received and split into datagrams.",
-        "udp_gro_datagrams" => "Datagrams split from received UDP aggregates (each also a received frame).",
+        "udp_gro_datagrams" => "Datagrams split from received UDP aggregates.",
         _ => "A device counter, by worker and device.",
     };
     (format!("sluice_device_{counter}_total"), help.to_string())
@@ -318,7 +320,8 @@ pub fn render(s: &HostStats) -> String {
 mod tests {
     use super::*;
     use crate::types::{
-        DeviceCounters, DeviceDrops, DropCount, LayerStatsDoc, PortStatsDoc, TableSize, WorkerStatsDoc,
+        DeviceCounters, DeviceDrops, DropCount, LayerStatsDoc, PortStatsDoc, TableSize,
+        WorkerStatsDoc,
     };
     use dataplane::port::PortStats;
     use dataplane::DropReason;

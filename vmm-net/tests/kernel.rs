@@ -1186,7 +1186,11 @@ fn afpacket_with_udp_gso_off_cuts_an_encapsulated_super_frame_itself() {
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let n = 20_000usize.div_ceil(1348);
         let mut out = vec![geneve_super_frame(20_000, 1348)];
-        assert_eq!(up.tx_burst(&mut out).unwrap(), 1, "the super-frame was taken");
+        assert_eq!(
+            up.tx_burst(&mut out).unwrap(),
+            1,
+            "the super-frame was taken"
+        );
         let st = up.stats();
         assert_eq!(
             (st.tx_frames, st.tx_segments, st.tx_udp_gso, st.tx_errors),
