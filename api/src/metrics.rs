@@ -60,6 +60,21 @@ fn layer_family(counter: &str) -> (String, String) {
     (format!("sluice_layer_{counter}_total"), help.to_string())
 }
 
+/// The family each device counter ([`crate::types::DeviceCounters`], not
+/// a drop) is exported as.
+fn device_family(counter: &str) -> (String, String) {
+    let help = match counter {
+        "tx_udp_gso" => "UDP GSO sends: super-frames the kernel cut into datagrams.",
+        "udp_gso_refused" => {
+            "UDP GSO sends the kernel refused (the device cuts super-frames from then on)."
+        }
+        "udp_gro_frames" => "UDP aggregates (GRO) a device received and split into datagrams.",
+        "udp_gro_datagrams" => "Datagrams split from received UDP aggregates.",
+        _ => "A device counter, by worker and device.",
+    };
+    (format!("sluice_device_{counter}_total"), help.to_string())
+}
+
 pub fn render(s: &HostStats) -> String {
     let mut o = String::new();
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
@@ -181,6 +196,33 @@ pub fn render(s: &HostStats) -> String {
             }
         }
     }
+    // A family per counter name, in the order the devices first report
+    // them; every device reporting it under it.
+    let mut device_counter_names: Vec<&str> = Vec::new();
+    for d in s.workers.iter().flat_map(|w| &w.device_counters) {
+        for c in &d.counters {
+            if !device_counter_names.contains(&c.name.as_str()) {
+                device_counter_names.push(&c.name);
+            }
+        }
+    }
+    for name in device_counter_names {
+        let (fam, help) = device_family(name);
+        family(&mut o, &fam, "counter", &help);
+        for w in &s.workers {
+            for d in &w.device_counters {
+                for c in d.counters.iter().filter(|c| c.name == name) {
+                    let _ = writeln!(
+                        o,
+                        "{fam}{{worker=\"{}\",device=\"{}\"}} {}",
+                        w.worker,
+                        esc(&d.device),
+                        c.count
+                    );
+                }
+            }
+        }
+    }
     family(&mut o, "sluice_flows", "gauge", "Live flows of a port.");
     for p in &s.ports {
         let _ = writeln!(o, "sluice_flows{{port=\"{}\"}} {}", esc(&p.name), p.flows);
@@ -278,7 +320,8 @@ pub fn render(s: &HostStats) -> String {
 mod tests {
     use super::*;
     use crate::types::{
-        DeviceDrops, DropCount, LayerStatsDoc, PortStatsDoc, TableSize, WorkerStatsDoc,
+        DeviceCounters, DeviceDrops, DropCount, LayerStatsDoc, PortStatsDoc, TableSize,
+        WorkerStatsDoc,
     };
     use dataplane::port::PortStats;
     use dataplane::DropReason;
@@ -353,6 +396,7 @@ mod tests {
                 switch,
                 drops: Vec::new(),
                 devices: Vec::new(),
+                device_counters: Vec::new(),
             }],
             v2p: TableSize {
                 entries: 0,
@@ -431,6 +475,15 @@ mod tests {
                     "uplink",
                     &[("socket_drops", 28046), ("tx_errors", 0)],
                 )],
+                device_counters: vec![DeviceCounters::from_counts(
+                    "uplink",
+                    &[
+                        ("tx_udp_gso", 812),
+                        ("udp_gso_refused", 0),
+                        ("udp_gro_frames", 97),
+                        ("udp_gro_datagrams", 1204),
+                    ],
+                )],
             }],
             v2p: TableSize {
                 entries: 0,
@@ -448,6 +501,12 @@ mod tests {
             // A device's counters are exported from zero, so a rate works
             // from the first scrape.
             "sluice_device_drops_total{worker=\"1\",device=\"uplink\",reason=\"tx_errors\"} 0",
+            // The uplink's other counters, a family each, zeros included.
+            "sluice_device_tx_udp_gso_total{worker=\"1\",device=\"uplink\"} 812",
+            "sluice_device_udp_gso_refused_total{worker=\"1\",device=\"uplink\"} 0",
+            "sluice_device_udp_gro_frames_total{worker=\"1\",device=\"uplink\"} 97",
+            "sluice_device_udp_gro_datagrams_total{worker=\"1\",device=\"uplink\"} 1204",
+            "# TYPE sluice_device_tx_udp_gso_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

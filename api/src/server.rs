@@ -1034,6 +1034,11 @@ impl Sluice {
                     .iter()
                     .map(|(d, c)| DeviceDrops::from_counts(d, c))
                     .collect(),
+                device_counters: w
+                    .device_counters
+                    .iter()
+                    .map(|(d, c)| DeviceCounters::from_counts(d, c))
+                    .collect(),
             })
             .collect();
         Ok(HostStats {

@@ -682,6 +682,11 @@ pub struct WorkerStatsDoc {
     /// included): what a device lost that the switch never saw.
     #[serde(default)]
     pub devices: Vec<DeviceDrops>,
+    /// This worker's devices' other counters (every counter, zeros
+    /// included; devices without any left out): the AF_PACKET uplink's
+    /// UDP GSO sends and the UDP aggregates it split.
+    #[serde(default)]
+    pub device_counters: Vec<DeviceCounters>,
 }
 
 /// One device's own drop counters.
@@ -700,6 +705,36 @@ impl DeviceDrops {
                 .iter()
                 .map(|&(r, n)| DropCount {
                     reason: r.to_string(),
+                    count: n,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One device's counters other than drops.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceCounters {
+    /// `uplink`, or the name of the port whose guest the device is.
+    pub device: String,
+    pub counters: Vec<DeviceCount>,
+}
+
+/// One counter of a device, by its stable name.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceCount {
+    pub name: String,
+    pub count: u64,
+}
+
+impl DeviceCounters {
+    pub fn from_counts(device: &str, counts: &[(&'static str, u64)]) -> DeviceCounters {
+        DeviceCounters {
+            device: device.to_string(),
+            counters: counts
+                .iter()
+                .map(|&(name, n)| DeviceCount {
+                    name: name.to_string(),
                     count: n,
                 })
                 .collect(),

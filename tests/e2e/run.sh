@@ -9,8 +9,9 @@
 #   SLUICED=path tests/e2e/run.sh    use that binary (debug is fine for
 #                                    correctness; iperf3 figures want release)
 #   KEEP_LOGS=1 tests/e2e/run.sh     keep the log directory even on success
-#   E2E_UDP_GSO=1 tests/e2e/run.sh  the hosts' uplinks send super-frames as
-#                                    UDP GSO aggregates ([uplink] udp_gso)
+#   E2E_UDP_GSO=0 tests/e2e/run.sh  the hosts' uplinks cut super-frames into
+#                                    datagrams themselves ([uplink] udp_gso =
+#                                    false); unset or 1: UDP GSO aggregates
 #   E2E_HOLD=120 tests/e2e/run.sh    keep the topology up that long after the
 #                                    checks, to look around (Ctrl-C ends it)
 #
@@ -478,6 +479,29 @@ if echo "$m" | awk '{ s += $NF } END { exit !(s > 0) }'; then
   pass "metrics hostA: $(echo "$m" | tr '\n' ' ')"
 else
   fail "metrics hostA: sluice_port_packets_total for gA1: '${m:-absent}'"
+fi
+# The uplink's UDP GSO (on unless E2E_UDP_GSO=0): hostA sent the iperf3
+# stream's super-frames as UDP GSO sends, none refused; off, none. hostB's
+# received aggregates are reported, not checked (the kernel decides).
+msum() { # msum HOST FAMILY: the sum of FAMILY's lines in HOST's /metrics, or "" if it has none
+  nx "$1" curl -s -m 3 http://127.0.0.1:7480/metrics |
+    awk -v f="$2" 'index($0, f "{") == 1 { s += $NF; n++ } END { if (n) print s }'
+}
+gso=$(msum hostA sluice_device_tx_udp_gso_total)
+refused=$(msum hostA sluice_device_udp_gso_refused_total)
+gro=$(msum hostB sluice_device_udp_gro_frames_total)
+grod=$(msum hostB sluice_device_udp_gro_datagrams_total)
+seen="hostA tx_udp_gso ${gso:-absent}, udp_gso_refused ${refused:-absent}; hostB udp_gro_frames ${gro:-absent}, udp_gro_datagrams ${grod:-absent}"
+if [ "${E2E_UDP_GSO:-}" = 0 ]; then
+  if [ "$gso" = 0 ] && [ "$refused" = 0 ]; then
+    pass "metrics: UDP GSO off, no UDP GSO send ($seen)"
+  else
+    fail "metrics: UDP GSO off but $seen"
+  fi
+elif [ -n "$gso" ] && [ "$gso" -gt 0 ] && [ "$refused" = 0 ]; then
+  pass "metrics: the iperf3 stream went out as UDP GSO sends ($seen)"
+else
+  fail "metrics: UDP GSO on, expected tx_udp_gso > 0 and udp_gso_refused 0: $seen"
 fi
 
 # ---------- 8. restart hostB ----------

@@ -111,7 +111,8 @@ wait_for() {
 
 # start_sluiced HOST ADDRESS NEXT_HOP_MAC: sluiced ($SLUICED) in HOST's
 # namespace on its `ul0`, API on 127.0.0.1:7480 (or $SLUICED_LISTEN), state in $T/HOST/state;
-# E2E_UDP_GSO=1 turns the uplink's UDP GSO on (`[uplink] udp_gso = true`); waits (10 s at most) for /health. Fails (returns 1, counted) if it does
+# E2E_UDP_GSO=0 turns the uplink's UDP GSO off (`[uplink] udp_gso = false`), =1 writes it on, unset
+# leaves sluiced's default (on); waits (10 s at most) for /health. Fails (returns 1, counted) if it does
 # not come up.
 start_sluiced() {
   local h=$1 addr=$2 nh=$3
@@ -130,9 +131,10 @@ next_hop_mac = "$nh"
 [uplink]
 kind = "af_packet"
 EOF
-  if [ "${E2E_UDP_GSO:-0}" = 1 ]; then
-    echo "udp_gso = true" >>"$T/$h/sluiced.toml"
-  fi
+  case "${E2E_UDP_GSO:-}" in
+    0) echo "udp_gso = false" >>"$T/$h/sluiced.toml" ;;
+    1) echo "udp_gso = true" >>"$T/$h/sluiced.toml" ;;
+  esac
   bg "$h" "$T/sluiced-$h.log" "$SLUICED" --config "$T/$h/sluiced.toml"
   SPID[$h]=$BGPID
   if ! wait_for 100 0.1 nx "$h" curl -sf -m 1 http://127.0.0.1:7480/health; then

@@ -185,7 +185,7 @@ pub struct AfPacketOptions {
     /// Send an encapsulated TCP super-frame as one UDP GSO send (see
     /// [`offload::udp`]) instead of a datagram per segment. Needs the
     /// virtio-net header; if the kernel refuses it, the socket goes back
-    /// to cutting (counted in `udp_gso_refused`).
+    /// to cutting (counted in `udp_gso_refused`). Default true.
     pub udp_gso: bool,
 }
 
@@ -226,9 +226,10 @@ impl Default for AfPacketOptions {
             rx: RxMode::Recv,
             rcvbuf: DEFAULT_SOCKET_BUFFER,
             sndbuf: DEFAULT_SOCKET_BUFFER,
-            // Opt-in. Its retransmissions in tests/e2e (issue 15) were
-            // aggregates lost in the `recvmmsg` receive split, now fixed.
-            udp_gso: false,
+            // On: its retransmissions in tests/e2e (issue 15) were
+            // aggregates lost in the `recvmmsg` receive split, fixed; a
+            // kernel that refuses it puts the socket back to cutting.
+            udp_gso: true,
         }
     }
 }
@@ -948,6 +949,16 @@ impl Backend for AfPacket {
             ("rx_refused", s.rx_drops.total()),
             ("tx_refused", s.tx_drops.total()),
             ("tx_errors", s.tx_errors),
+        ]
+    }
+
+    fn device_counters(&mut self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("tx_udp_gso", s.tx_udp_gso),
+            ("udp_gso_refused", s.udp_gso_refused),
+            ("udp_gro_frames", s.udp_gro_frames),
+            ("udp_gro_datagrams", s.udp_gro_datagrams),
         ]
     }
 

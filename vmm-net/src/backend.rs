@@ -44,6 +44,12 @@ pub trait Backend: Send {
     fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// The device's other counters, cumulative, by stable name: work it
+    /// did that is not a drop (a socket's UDP GSO sends, the UDP
+    /// aggregates it split). Read like [`Backend::device_drops`].
+    fn device_counters(&mut self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A frame offered to sluice by a device's far side, and its

@@ -562,6 +562,29 @@ impl Tso {
         i: usize,
         out: &mut PacketBuf,
     ) -> Result<(), OffloadDrop> {
+        self.write_segment_with(frame, i, out, true)
+    }
+
+    /// [`Tso::write_segment`], but an encapsulation's outer UDP checksum
+    /// is left as it is (its lengths are still set): for a segment that
+    /// joins a UDP GSO aggregate, whose outer checksum is written for the
+    /// whole aggregate.
+    pub(crate) fn write_segment_for_aggregate(
+        &self,
+        frame: &[u8],
+        i: usize,
+        out: &mut PacketBuf,
+    ) -> Result<(), OffloadDrop> {
+        self.write_segment_with(frame, i, out, false)
+    }
+
+    fn write_segment_with(
+        &self,
+        frame: &[u8],
+        i: usize,
+        out: &mut PacketBuf,
+        outer_csum: bool,
+    ) -> Result<(), OffloadDrop> {
         if frame.len() != self.len || i >= self.count {
             return Err(OffloadDrop::Malformed);
         }
@@ -619,7 +642,7 @@ impl Tso {
         let tcp_csum = c.finish();
         s[l4 + 16..l4 + 18].copy_from_slice(&tcp_csum.to_be_bytes());
         if let Some(o) = self.outer {
-            o.fix(s, l4, tcp, tcp_csum);
+            o.fix(s, l4, outer_csum.then_some((tcp, tcp_csum)));
         }
         Ok(())
     }
@@ -837,20 +860,21 @@ impl Outer {
     }
 
     /// Rewrites the outer lengths of segment `s` and, if the tunnel
-    /// carries one, its UDP checksum. `l4` is where the inner TCP header
-    /// starts, `tcp` the sum of the inner TCP
-    /// header and payload as they were summed with a zero checksum field,
-    /// `tcp_csum` the checksum then written: the inner segment is summed
-    /// once for both checksums.
-    fn fix(&self, s: &mut [u8], l4: usize, tcp: Csum, tcp_csum: u16) {
+    /// carries one and `csum` is given, its UDP checksum. `l4` is where
+    /// the inner TCP header starts; `csum` holds the sum of the inner TCP
+    /// header and payload as they were summed with a zero checksum field
+    /// and the checksum then written: the inner segment is summed once
+    /// for both checksums. Without `csum` the checksum field is left
+    /// alone (the caller writes it).
+    fn fix(&self, s: &mut [u8], l4: usize, csum: Option<(Csum, u16)>) {
         let (udp, l3) = (self.udp, self.udp - 40);
         // Within 16 bits: checked in `Tso::new`.
         let udp_len = (s.len() - udp) as u16;
         s[l3 + 4..l3 + 6].copy_from_slice(&udp_len.to_be_bytes());
         s[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
-        if !self.udp_csum {
+        let Some((tcp, tcp_csum)) = csum.filter(|_| self.udp_csum) else {
             return;
-        }
+        };
         s[udp + 6..udp + 8].fill(0);
         let mut c = pseudo_header(
             &s[l3 + 8..l3 + 24],

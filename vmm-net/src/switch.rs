@@ -499,6 +499,24 @@ impl Switch {
         v
     }
 
+    /// Every device's other counters (see [`Backend::device_counters`]),
+    /// named like [`Switch::device_drops`]; a device without any is left
+    /// out.
+    pub fn device_counters(&mut self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        let mut v = Vec::new();
+        let up = self.uplink.device_counters();
+        if !up.is_empty() {
+            v.push(("uplink".to_string(), up));
+        }
+        for a in self.ports.iter_mut().flatten() {
+            let c = a.guest.device_counters();
+            if !c.is_empty() {
+                v.push((a.vnic.config().name.clone(), c));
+            }
+        }
+        v
+    }
+
     /// How many ports are attached.
     pub fn port_count(&self) -> usize {
         self.by_name.len()

@@ -108,6 +108,9 @@ pub struct WorkerStats {
     /// Its devices' own drop counters: (device, [(reason, count)]), the
     /// uplink's as `uplink`, guests' by port name.
     pub devices: Vec<(String, Vec<(&'static str, u64)>)>,
+    /// Its devices' other counters (UDP GSO sends...), named likewise;
+    /// devices without any are left out.
+    pub device_counters: Vec<(String, Vec<(&'static str, u64)>)>,
 }
 
 impl WorkerStats {
@@ -392,8 +395,14 @@ impl Workers {
     pub fn stats(&self) -> Result<Vec<WorkerStats>, WorkerError> {
         (0..self.handles.len())
             .map(|w| {
-                let (switch, ports, devices) =
-                    self.run_on(w, |s| (s.stats(), s.port_count(), s.device_drops()))?;
+                let (switch, ports, devices, device_counters) = self.run_on(w, |s| {
+                    (
+                        s.stats(),
+                        s.port_count(),
+                        s.device_drops(),
+                        s.device_counters(),
+                    )
+                })?;
                 let c = &self.handles[w].counters;
                 Ok(WorkerStats {
                     worker: w,
@@ -405,6 +414,7 @@ impl Workers {
                     jobs: c.jobs.load(Ordering::Relaxed),
                     switch,
                     devices,
+                    device_counters,
                 })
             })
             .collect()

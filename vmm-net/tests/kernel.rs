@@ -1120,6 +1120,16 @@ fn afpacket_sends_an_encapsulated_super_frame_as_one_udp_gso_send_and_splits_it_
             (1, 0, 0),
             "{st:?}"
         );
+        // What /metrics exports of it (sluice_device_*_total).
+        assert_eq!(
+            up.device_counters(),
+            vec![
+                ("tx_udp_gso", 1),
+                ("udp_gso_refused", 0),
+                ("udp_gro_frames", 0),
+                ("udp_gro_datagrams", 0)
+            ]
+        );
 
         // The kernel's UDP: every datagram, payload as cut in user space.
         let mut buf = vec![0u8; 65536];
@@ -1155,6 +1165,44 @@ fn afpacket_sends_an_encapsulated_super_frame_as_one_udp_gso_send_and_splits_it_
         for g in &got {
             assert_checksums(g);
         }
+    });
+}
+
+/// UDP GSO is on by default; `udp_gso: false` cuts the super-frame into
+/// its datagrams here, one send each.
+#[test]
+fn afpacket_with_udp_gso_off_cuts_an_encapsulated_super_frame_itself() {
+    require_root!();
+    assert!(AfPacketOptions::default().udp_gso, "on by default");
+    let ns = Netns::new("afpudpnogso");
+    ns.run(|| {
+        veth_pair(&ns);
+        let off = AfPacketOptions {
+            udp_gso: false,
+            ..options(RxMode::Recv)
+        };
+        let mut up = AfPacket::open("slvb", off).unwrap();
+        let sock = UdpSocket::bind("[fd98::1]:6081").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let n = 20_000usize.div_ceil(1348);
+        let mut out = vec![geneve_super_frame(20_000, 1348)];
+        assert_eq!(
+            up.tx_burst(&mut out).unwrap(),
+            1,
+            "the super-frame was taken"
+        );
+        let st = up.stats();
+        assert_eq!(
+            (st.tx_frames, st.tx_segments, st.tx_udp_gso, st.tx_errors),
+            (n as u64, n as u64, 0, 0),
+            "{st:?}"
+        );
+        let mut buf = vec![0u8; 65536];
+        for i in 0..n {
+            sock.recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+        }
+        assert_eq!(up.device_counters()[0], ("tx_udp_gso", 0));
     });
 }
 

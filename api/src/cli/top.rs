@@ -782,6 +782,7 @@ mod tests {
             switch: Default::default(),
             drops: DropCount::list(&[("wrong_vni", drops)]),
             devices: Vec::new(),
+            device_counters: Vec::new(),
         }
     }
 

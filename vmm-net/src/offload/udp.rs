@@ -173,8 +173,16 @@ fn aggregate(
         let last = (first + per).min(tso.count());
         let mut agg = crate::backend::BigPool::get();
         let mut ok = true;
+        // An aggregate's outer UDP checksum is written for it whole
+        // below: its segments skip their own.
+        let several = last - first > 1;
         for i in first..last {
-            if let Err(r) = tso.write_segment(frame, i, scratch) {
+            let written = if several {
+                tso.write_segment_for_aggregate(frame, i, scratch)
+            } else {
+                tso.write_segment(frame, i, scratch)
+            };
+            if let Err(r) = written {
                 drops.count(r);
                 ok = false;
                 break;
@@ -193,7 +201,6 @@ fn aggregate(
         if ok {
             // One datagram is sent as a plain frame, its checksum
             // complete; an aggregate gets the sum the kernel finishes.
-            let several = last - first > 1;
             fix_outer(agg.as_mut_slice(), several);
             made += last - first;
             out.push(agg);
