@@ -344,13 +344,21 @@ fn received_frames_are_lent_and_sent_in_place(eal: &Eal) {
     let mut port = DpdkPort::open(eal, "net_ring1", DpdkPortOptions::default()).unwrap();
     let mut q = one_queue(&mut port);
     let total = port.mbufs_available();
-    let frames: Vec<Vec<u8>> = (0..20).map(|i| frame(i, 60 + usize::from(i) * 50)).collect();
+    let frames: Vec<Vec<u8>> = (0..20)
+        .map(|i| frame(i, 60 + usize::from(i) * 50))
+        .collect();
     let mut out = bufs(&frames);
     assert_eq!(q.tx_burst(&mut out).unwrap(), 20);
     let mut rx = Vec::new();
     assert_eq!(q.rx_burst(&mut rx, 32).unwrap(), 20);
-    assert!(rx.iter().all(|p| p.lender().is_some()), "every one-mbuf frame is lent");
-    assert!(rx.iter().all(|p| p.headroom() == 128), "DPDK's headroom is the buffer's");
+    assert!(
+        rx.iter().all(|p| p.lender().is_some()),
+        "every one-mbuf frame is lent"
+    );
+    assert!(
+        rx.iter().all(|p| p.headroom() == 128),
+        "DPDK's headroom is the buffer's"
+    );
     for p in &mut rx {
         p.push_front(70).unwrap().fill(0xab);
     }

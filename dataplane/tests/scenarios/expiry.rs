@@ -225,10 +225,16 @@ fn a_syn_flood_at_a_full_table_never_evicts_established_flows() {
     const ESTABLISHED: u16 = 64;
     const SYNS: u32 = 8_000;
     let mut fx = stateful_fw(LIMIT);
-    let est: Vec<Vec<u8>> = (0..ESTABLISHED).map(|i| handshake(&mut fx, 40_000 + i)).collect();
+    let est: Vec<Vec<u8>> = (0..ESTABLISHED)
+        .map(|i| handshake(&mut fx, 40_000 + i))
+        .collect();
     let syn = |i: u32| {
         let dst = format!("10.1.{}.{}", i / 250, i % 250 + 1);
-        tcp4(("10.0.0.5", 1024 + (i % 50_000) as u16), (dst.as_str(), 80), "S")
+        tcp4(
+            ("10.0.0.5", 1024 + (i % 50_000) as u16),
+            (dst.as_str(), 80),
+            "S",
+        )
     };
     let before = fx.port.stats().clone();
     for i in 0..SYNS {
@@ -247,10 +253,17 @@ fn a_syn_flood_at_a_full_table_never_evicts_established_flows() {
     let room = LIMIT - u32::from(ESTABLISHED);
     assert_eq!(fx.port.flow_count(), LIMIT);
     assert_eq!(s.flows_created - before.flows_created, u64::from(SYNS));
-    assert_eq!(s.flows_evicted - before.flows_evicted, u64::from(SYNS - room));
+    assert_eq!(
+        s.flows_evicted - before.flows_evicted,
+        u64::from(SYNS - room)
+    );
     assert_eq!(s.drops(DropReason::FlowTableFull), 0);
     // The oldest half-open flows went; the newest `room` are there.
-    assert_eq!(fx.port.tcp_state(Direction::Out, &key(&syn(SYNS - room - 1))), None);
+    assert_eq!(
+        fx.port
+            .tcp_state(Direction::Out, &key(&syn(SYNS - room - 1))),
+        None
+    );
     for i in SYNS - room..SYNS {
         assert_eq!(
             fx.port.tcp_state(Direction::Out, &key(&syn(i))),

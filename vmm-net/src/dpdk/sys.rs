@@ -27,10 +27,10 @@
 
 #![allow(unsafe_code)]
 
+use dataplane::packet::{Lent, PacketBuf};
 use dpdk_sys as ffi;
 use std::ffi::{c_char, c_int, c_uint, CStr, CString};
 use std::ptr;
-use dataplane::packet::{Lent, PacketBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -657,7 +657,9 @@ impl Queue {
         b.len = usize::from(n).min(BURST);
         // SAFETY: mbufs[..len] are received mbufs we own; frames has room
         // for len entries; the shim only reads the mbufs.
-        unsafe { ffi::sluice_pktmbuf_describe(b.mbufs.as_ptr(), b.len as c_uint, b.frames.as_mut_ptr()) };
+        unsafe {
+            ffi::sluice_pktmbuf_describe(b.mbufs.as_ptr(), b.len as c_uint, b.frames.as_mut_ptr())
+        };
         b
     }
 
@@ -711,8 +713,9 @@ impl Queue {
                     // and end lie within its buffer (a PacketBuf keeps
                     // them inside its storage), so they fit 16 bits.
                     let ok = fits
-                        && unsafe { ffi::sluice_pktmbuf_set_frame(m, start as u16, (end - start) as u16) }
-                            == 0;
+                        && unsafe {
+                            ffi::sluice_pktmbuf_set_frame(m, start as u16, (end - start) as u16)
+                        } == 0;
                     if ok {
                         mbufs[filled] = m;
                         lens[filled] = len as u32;
@@ -834,7 +837,11 @@ impl RxBurst<'_> {
             unsafe { std::slice::from_raw_parts_mut(f.buf.cast::<u8>(), usize::from(f.buf_len)) };
         let start = usize::from(f.data_off);
         let end = start + f.pkt_len as usize;
-        let mut p = PacketBuf::from_lent(Lent::new(bytes, LENDER, m as usize, release_mbuf), start, end);
+        let mut p = PacketBuf::from_lent(
+            Lent::new(bytes, LENDER, m as usize, release_mbuf),
+            start,
+            end,
+        );
         p.set_l4_csum_valid(f.outer_l4_good != 0);
         Some(p)
     }
