@@ -62,6 +62,12 @@ pub struct Gso {
 /// (when the `Lent` is dropped) or the lender takes the storage back with
 /// [`Lent::reclaim`]. Whoever makes the `&'static mut` slice (the DPDK
 /// backend, from an mbuf) vouches for that; nothing here is `unsafe`.
+///
+/// `repr(C)` with `bytes` first, and [`Storage`] `repr(C, u8)`: both kinds
+/// of storage keep their slice at the same offset, so reading a buffer's
+/// bytes compiles to the same loads whatever the kind, with no branch
+/// (the hit path reads them half a dozen times per packet).
+#[repr(C)]
 pub struct Lent {
     bytes: &'static mut [u8],
     lender: u32,
@@ -101,7 +107,8 @@ impl Drop for Lent {
     }
 }
 
-/// Where a buffer's bytes live.
+/// Where a buffer's bytes live (see [`Lent`] for the layout).
+#[repr(C, u8)]
 enum Storage {
     Owned(Box<[u8]>),
     Lent(Lent),
