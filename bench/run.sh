@@ -20,7 +20,9 @@
 # runs the parts that need none and says what it skipped. Everything it
 # starts runs on virtual devices or in namespaces it creates, and is
 # stopped by the exit trap. Timings are never asserted: each figure is
-# reported with its baseline from the same run.
+# reported with its baseline from the same run. The exit status is 1 when
+# a part that ran gave no figure (a part skipped for a missing
+# prerequisite, or by design in --quick, is only noted).
 #
 # Environment: PROFILE (cargo profile; default bench-quick for --quick,
 # release for --full), BENCH_FLOWS (line-rate flow counts, e.g. "1024
@@ -34,7 +36,7 @@ mode=quick
 case "${1:-}" in
   --quick | "") mode=quick ;;
   --full) mode=full ;;
-  -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
   *) echo "usage: bench/run.sh [--quick|--full]" >&2; exit 2 ;;
 esac
 
@@ -75,6 +77,10 @@ DATA=$RUN/data.jsonl # one JSON object per measurement; report.py reads it
 : >"$DATA"
 record() { echo "$1" >>"$DATA"; }
 note() { echo "bench: $*"; record "{\"kind\":\"note\",\"text\":$(printf '%s' "$*" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}"; }
+# A part that ran and gave no figure: noted, and the run's exit status is
+# 1 (a part skipped by design or for a missing prerequisite is a note).
+failures=0
+failed() { note "FAILED: $*"; failures=$((failures + 1)); }
 
 # ---------- clean-up of everything started ----------
 PIDS=()
@@ -226,7 +232,7 @@ EOF
     record "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(kind="linerate", who="sluice-"+d["dir"], flows='"$flows"'); print(json.dumps(d))')"
     echo "bench:   sluice $dir, $flows flows: $out"
   else
-    note "sluice $dir at $flows flows failed: $(tail -n 3 "$d/sluiced.log" "$d/setup.log" 2>/dev/null | tr '\n' ' ')"
+    failed "sluice $dir at $flows flows: $(tail -n 3 "$d/sluiced.log" "$d/setup.log" 2>/dev/null | tr '\n' ' ')"
   fi
 }
 
@@ -253,7 +259,7 @@ testpmd_rate() { # testpmd_rate MODE FLOWS PCAP
     record "{\"kind\":\"linerate\",\"who\":\"testpmd-$mode\",\"flows\":$flows,\"mpps\":$mpps}"
     echo "bench:   testpmd $mode, $flows flows: $mpps Mpps"
   else
-    note "testpmd $mode at $flows flows: no figure ($(tail -n 3 "$log" | tr '\n' ' '))"
+    failed "testpmd $mode at $flows flows: no figure ($(tail -n 3 "$log" | tr '\n' ' '))"
   fi
 }
 
@@ -265,7 +271,7 @@ ovs_rate() { # ovs_rate PIPELINE FLOWS PCAP   (PIPELINE: ct-encap | encap)
     record "{\"kind\":\"linerate\",\"who\":\"ovs-$1\",\"flows\":$2,\"mpps\":$out}"
     echo "bench:   OVS $1, $2 flows: $out Mpps"
   else
-    note "OVS $1 at $2 flows: no figure ($(tail -n 3 "$RUN/ovs-$1-$2.out" | tr '\n' ' '))"
+    failed "OVS $1 at $2 flows: no figure ($(tail -n 3 "$RUN/ovs-$1-$2.out" | tr '\n' ' '))"
   fi
 }
 
@@ -308,7 +314,7 @@ if [ "$mode" = full ] && [ $is_root = 1 ] && [ -z "${NO_E2E:-}" ]; then
     record "{\"kind\":\"kernel\",\"line\":$(printf '%s' "${l#FIGURE: }" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}"
     echo "bench:   ${l#FIGURE: }"
   done
-  grep -q '^FIGURE:' "$RUN/e2e.log" || note "kernel path: no figure (see $RUN/e2e.log)"
+  grep -q '^FIGURE:' "$RUN/e2e.log" || failed "kernel path: no figure (see $RUN/e2e.log)"
 elif [ "$mode" = quick ]; then
   note "kernel path skipped in --quick (tests/e2e/run.sh is its own test tier); see --full"
 fi
@@ -324,9 +330,13 @@ else
 fi
 "$BIN/control-plane" "${cp_args[@]}" >"$RUN/control-plane.out" 2>&1 &&
   kv_json control-plane <"$RUN/control-plane.out" >>"$DATA" ||
-  note "control plane: failed ($(tail -n 2 "$RUN/control-plane.out" | tr '\n' ' '))"
+  failed "control plane ($(tail -n 2 "$RUN/control-plane.out" | tr '\n' ' '))"
 
 # ---------- report ----------
 record "{\"kind\":\"run\",\"mode\":\"$mode\",\"profile\":\"$profile\",\"seconds\":$(($(date +%s) - start)),\"date\":\"$(date -u +%Y-%m-%dT%H:%MZ)\",\"nproc\":$(nproc)}"
 python3 bench/scripts/report.py "$DATA" "$RES"
 echo "bench: done in $(($(date +%s) - start)) s; results in bench/results/ (latest.json, latest.md, mpps-vs-flows.svg)"
+if [ "$failures" -gt 0 ]; then
+  echo "bench: $failures part(s) gave no figure (see the FAILED notes above)" >&2
+  exit 1
+fi
