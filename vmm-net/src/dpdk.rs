@@ -717,7 +717,10 @@ impl Backend for DpdkQueue {
         let mut total = sys::TxOutcome::default();
         let (free, free_max) = (&mut self.free, self.free_max);
         let mut keep = |b: PacketBuf| {
-            if free.len() < free_max {
+            if b.lender().is_some() {
+                // Not ours to keep: back to its lender.
+                drop(b);
+            } else if free.len() < free_max {
                 free.push(b);
             } else {
                 // The rest go round to a backend that receives more than
