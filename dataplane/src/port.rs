@@ -88,6 +88,12 @@ pub struct PortConfig {
     /// Outbound frames longer than this are answered, never forwarded.
     /// Checked before the flow table, so no flow carries one either.
     pub mtu: Option<MtuCheck>,
+    /// The only Ethernet source an outbound frame may take the flow table
+    /// with (a vNIC's guest MAC): the flow key is the 5-tuple, so without
+    /// it a frame of an established flow from another MAC would pass as
+    /// its flow does. Another source goes through the layers, whose rules
+    /// decide (a gateway's anti-spoofing drops it). `None`: not checked.
+    pub source_mac: Option<[u8; 6]>,
 }
 
 impl PortConfig {
@@ -98,6 +104,7 @@ impl PortConfig {
             expiry: ExpiryPolicy::default(),
             inbound: ParseMode::Plain,
             mtu: None,
+            source_mac: None,
         }
     }
 }
@@ -852,7 +859,17 @@ impl Port {
         // full `Headers`. What it cannot read (or what an oversized frame
         // needs answered) goes through the full parse below.
         let mut fast_tried = None;
-        if !self.oversized(dir, pkt) {
+        // A frame from another source than the guest's never takes the
+        // flow table (see `PortConfig::source_mac`).
+        let from_source = dir == Direction::In
+            || self
+                .cfg
+                .source_mac
+                .is_none_or(|m| pkt.as_slice().get(6..12) == Some(&m[..]));
+        if !from_source {
+            fast_tried = Some(false);
+        }
+        if from_source && !self.oversized(dir, pkt) {
             if let Some(f) = pre.or_else(|| headers::parse_fast(pkt.as_slice(), mode)) {
                 match self.try_hit(dir, &f.key, pkt, &f.off, f.tcp_flags, len, now) {
                     Hit::Done(v) => {

@@ -61,6 +61,7 @@ impl VnicPort {
         pc.flow_limit = c.limits.flows;
         pc.inbound = ParseMode::Geneve;
         pc.mtu = Some(gateway::layer::mtu_check(c));
+        pc.source_mac = Some(c.guest_mac.0);
         let mut port = Port::with_clock(pc, clock);
         port.set_rate_limit(c.rate_limit);
         port.add_layer(gateway::layer::layer_config())?;

@@ -129,6 +129,15 @@ fn the_guest_sends_only_as_itself() {
     lldp[6..12].copy_from_slice(&mac(1));
     lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
     assert_eq!(vm1.out(&lldp).unwrap_err(), "unsupported_ethertype");
+    // A frame of an established flow from another MAC is refused too: it
+    // does not take the flow's table entry.
+    let syn = tcp(mac(1), GW_MAC, ("10.0.0.5", 2), ("10.0.0.6", 22), "S");
+    vm1.out(&syn).expect("vm1's own SYN leaves");
+    let ack = tcp(mac(1), GW_MAC, ("10.0.0.5", 2), ("10.0.0.6", 22), "A");
+    vm1.out(&ack).expect("and its flow's next segment");
+    let spoofed = tcp(mac(9), GW_MAC, ("10.0.0.5", 2), ("10.0.0.6", 22), "A");
+    assert_eq!(vm1.out(&spoofed).unwrap_err(), "spoofed_source_mac");
+    vm1.out(&ack).expect("the flow itself still passes");
     let counts = vm1.vnic.port.stats().drop_counts();
     for name in [
         "spoofed_source_mac",
