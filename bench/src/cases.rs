@@ -451,8 +451,8 @@ pub fn vpc_guest_tcp(syn: bool) -> Vec<u8> {
 /// non-IP frame. (Not a hairpin: an answer is built in a new buffer,
 /// two allocations, see bench/README.md.)
 pub fn vpc_guest_flood() -> Vec<Vec<u8>> {
-    // Not the established flow's 5-tuple, so the layers see each one (a
-    // frame of an established flow is checked as its flow was).
+    // Each a first packet of its own (another source port than the
+    // established flow's), so every one walks the layers.
     let tcp = |smac: Mac, src: [u8; 4]| {
         let mut v = Vec::new();
         PacketBuilder::ethernet2(smac, VPC_GW_MAC)
