@@ -76,7 +76,9 @@ impl Backend for Dev {
             let mut p = s.pool.pop().unwrap_or_else(SharedPool::get);
             p.reset(DEFAULT_HEADROOM);
             let frames = &s.frames[self.side];
-            let i = s.next[self.side] % frames.len().max(1);
+            let i = Some(s.next[self.side])
+                .filter(|&i| i < frames.len())
+                .unwrap_or(0);
             p.set_frame(frames.get(i).map_or(&[][..], |f| f))
                 .map_err(io::Error::other)?;
             s.next[self.side] = i + 1;
@@ -146,13 +148,6 @@ impl Round {
         s.next = [0, 0];
         drop(s);
         Some(r)
-    }
-
-    /// Replaces the frames this case's device receives in turn.
-    pub fn set_frames(&mut self, frames: Vec<Vec<u8>>) {
-        let mut s = lock(&self.shared);
-        s.frames[self.side] = frames;
-        s.next[self.side] = 0;
     }
 
     /// Sends `n` frames from this case's device through whole rounds;
