@@ -2,6 +2,7 @@
 //! (vhost-user and TAP guests, AF_PACKET, DPDK and pcap uplinks), in
 //! batches, and an in-memory backend that tests use in place of a device.
 
+use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
 use dataplane::PacketBuf;
 use rustix::event::{eventfd, EventfdFlags};
 use std::collections::VecDeque;
@@ -166,7 +167,16 @@ impl Backend for Memory {
         let n = q.len().min(max);
         let vouched = self.wire.vouches.load(std::sync::atomic::Ordering::Relaxed);
         for (f, gso) in q.drain(..n) {
-            let mut p = PacketBuf::from_frame(&f);
+            // Buffers from the process's pools, as a device backend's
+            // (where the switch gives back those of dropped frames).
+            let mut p = if f.len() <= DEFAULT_CAPACITY - DEFAULT_HEADROOM {
+                SharedPool::get()
+            } else {
+                BigPool::get()
+            };
+            if p.set_frame(&f).is_err() {
+                p = PacketBuf::from_frame(&f);
+            }
             p.set_gso(gso);
             p.set_l4_csum_valid(vouched);
             bufs.push(p);
@@ -188,7 +198,11 @@ impl Backend for Memory {
 
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         let n = pkts.len();
-        lock(&self.wire.from_sluice).extend(pkts.drain(..).map(|p| p.as_slice().to_vec()));
+        let mut out = lock(&self.wire.from_sluice);
+        for p in pkts.drain(..) {
+            out.push_back(p.as_slice().to_vec());
+            SharedPool::put(p);
+        }
         Ok(n)
     }
 }
