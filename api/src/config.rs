@@ -21,7 +21,7 @@
 //! [uplink]
 //! kind = "af_packet"               # af_packet | pcap | dpdk | none
 //! # af_packet: rcvbuf = 4194304, sndbuf = 4194304  # socket buffers, bytes
-//! #            udp_gso = true      # super-frames as one UDP GSO send; false: cut here
+//! #            udp_gso = false     # true: super-frames as one UDP GSO send (every peer must split aggregates)
 //! # pcap: input = "in.pcap", output = "out.pcap"
 //! # dpdk: eal_args = ["--no-huge", "--no-pci", "--vdev", "net_null0"]
 //! #       port = "net_null0", mbufs = 8191, mbuf_data_room = 2176
@@ -253,8 +253,8 @@ pub enum Uplink {
         sndbuf: Option<usize>,
         /// Send an encapsulated TCP super-frame as one UDP GSO send (the
         /// kernel cuts it into the Geneve datagrams) rather than a
-        /// datagram per segment. Default true; false cuts every segment
-        /// into its own datagram here. A kernel that refuses it (EINVAL)
+        /// datagram per segment. Default false (a peer reading a veth
+        /// without the virtio-net header, e.g. OVS, loses the aggregates). A kernel that refuses it (EINVAL)
         /// sends the socket back to cutting either way.
         #[serde(default)]
         udp_gso: Option<bool>,

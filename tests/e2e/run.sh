@@ -9,9 +9,9 @@
 #   SLUICED=path tests/e2e/run.sh    use that binary (debug is fine for
 #                                    correctness; iperf3 figures want release)
 #   KEEP_LOGS=1 tests/e2e/run.sh     keep the log directory even on success
-#   E2E_UDP_GSO=0 tests/e2e/run.sh  the hosts' uplinks cut super-frames into
-#                                    datagrams themselves ([uplink] udp_gso =
-#                                    false); unset or 1: UDP GSO aggregates
+#   E2E_UDP_GSO=1 tests/e2e/run.sh  the hosts' uplinks send super-frames as
+#                                    UDP GSO aggregates ([uplink] udp_gso =
+#                                    true); unset or 0: cut into datagrams
 #   E2E_HOLD=120 tests/e2e/run.sh    keep the topology up that long after the
 #                                    checks, to look around (Ctrl-C ends it)
 #
@@ -480,7 +480,7 @@ if echo "$m" | awk '{ s += $NF } END { exit !(s > 0) }'; then
 else
   fail "metrics hostA: sluice_port_packets_total for gA1: '${m:-absent}'"
 fi
-# The uplink's UDP GSO (on unless E2E_UDP_GSO=0): hostA sent the iperf3
+# The uplink's UDP GSO (off unless E2E_UDP_GSO=1): hostA sent the iperf3
 # stream's super-frames as UDP GSO sends, none refused; off, none. hostB's
 # received aggregates are reported, not checked (the kernel decides).
 msum() { # msum HOST FAMILY: the sum of FAMILY's lines in HOST's /metrics, or "" if it has none
@@ -492,7 +492,7 @@ refused=$(msum hostA sluice_device_udp_gso_refused_total)
 gro=$(msum hostB sluice_device_udp_gro_frames_total)
 grod=$(msum hostB sluice_device_udp_gro_datagrams_total)
 seen="hostA tx_udp_gso ${gso:-absent}, udp_gso_refused ${refused:-absent}; hostB udp_gro_frames ${gro:-absent}, udp_gro_datagrams ${grod:-absent}"
-if [ "${E2E_UDP_GSO:-}" = 0 ]; then
+if [ "${E2E_UDP_GSO:-0}" != 1 ]; then
   if [ "$gso" = 0 ] && [ "$refused" = 0 ]; then
     pass "metrics: UDP GSO off, no UDP GSO send ($seen)"
   else

@@ -185,7 +185,7 @@ pub struct AfPacketOptions {
     /// Send an encapsulated TCP super-frame as one UDP GSO send (see
     /// [`offload::udp`]) instead of a datagram per segment. Needs the
     /// virtio-net header; if the kernel refuses it, the socket goes back
-    /// to cutting (counted in `udp_gso_refused`). Default true.
+    /// to cutting (counted in `udp_gso_refused`). Default false.
     pub udp_gso: bool,
 }
 
@@ -226,10 +226,12 @@ impl Default for AfPacketOptions {
             rx: RxMode::Recv,
             rcvbuf: DEFAULT_SOCKET_BUFFER,
             sndbuf: DEFAULT_SOCKET_BUFFER,
-            // On: its retransmissions in tests/e2e (issue 15) were
-            // aggregates lost in the `recvmmsg` receive split, fixed; a
-            // kernel that refuses it puts the socket back to cutting.
-            udp_gso: true,
+            // Off: over a veth or bridge the aggregate reaches the peer
+            // whole, and a peer that reads its uplink without the
+            // virtio-net header (Open vSwitch's userspace datapath in
+            // tests/ovs) loses it. Turn it on where every peer splits
+            // aggregates (sluice does) or a NIC segments them.
+            udp_gso: false,
         }
     }
 }

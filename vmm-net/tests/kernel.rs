@@ -1168,12 +1168,12 @@ fn afpacket_sends_an_encapsulated_super_frame_as_one_udp_gso_send_and_splits_it_
     });
 }
 
-/// UDP GSO is on by default; `udp_gso: false` cuts the super-frame into
+/// UDP GSO is off by default; `udp_gso: false` cuts the super-frame into
 /// its datagrams here, one send each.
 #[test]
 fn afpacket_with_udp_gso_off_cuts_an_encapsulated_super_frame_itself() {
     require_root!();
-    assert!(AfPacketOptions::default().udp_gso, "on by default");
+    assert!(!AfPacketOptions::default().udp_gso, "off by default");
     let ns = Netns::new("afpudpnogso");
     ns.run(|| {
         veth_pair(&ns);

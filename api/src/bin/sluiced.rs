@@ -178,7 +178,7 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
                         fanout: (n > 1).then_some(group),
                         rcvbuf: rcvbuf.unwrap_or(d),
                         sndbuf: sndbuf.unwrap_or(d),
-                        udp_gso: udp_gso.unwrap_or(true),
+                        udp_gso: udp_gso.unwrap_or(false),
                         ..Default::default()
                     };
                     vmm_net::afpacket::AfPacket::open(&c.underlay.interface, opts)
