@@ -241,12 +241,13 @@ type LftRef = (u16, Direction, FlowKey);
 struct LftRefs(Option<Box<[LftRef]>>);
 
 impl LftRefs {
-    /// Adds one (at a flow's walks only, never per packet).
-    fn push(&mut self, r: LftRef) {
-        let mut v = self.0.take().map_or_else(Vec::new, |b| b.into_vec());
-        v.reserve_exact(1);
-        v.push(r);
-        self.0 = Some(v.into_boxed_slice());
+    /// Adds these (at a flow's walks only, never per packet): a layer's
+    /// two entries, one allocation.
+    fn extend(&mut self, rs: impl IntoIterator<Item = LftRef>) {
+        let old = self.0.take().map_or_else(Vec::new, |b| b.into_vec());
+        // Collected at its exact size: one allocation, no shrink.
+        let v: Vec<LftRef> = old.into_iter().chain(rs).collect();
+        self.0 = (!v.is_empty()).then(|| v.into_boxed_slice());
     }
 
     fn iter(&self) -> impl Iterator<Item = &LftRef> {
@@ -464,7 +465,11 @@ enum Hit {
     Done(Verdict),
     /// An entry exists but cannot be used: made under an older epoch.
     Stale,
+    /// An entry exists but does not apply to this packet (another
+    /// underlay sender than the flow's).
     Miss,
+    /// No entry for the key (or only one past its idle timeout, now gone).
+    Absent,
 }
 
 /// How a walk of the layers is being made.
@@ -505,6 +510,9 @@ struct Walk {
     meta: Meta,
     transform: Transform,
     flow: Option<(u32, u32)>,
+    /// The key the walk's packet came in with, when the UFT holds no
+    /// entry for it going `dir` (see `Port::slow_path`).
+    absent: Option<FlowKey>,
     /// The layer and rule that decided: the stateful action that made the
     /// flow, or the deny (for flow logs).
     decider: Option<(usize, Option<RuleId>)>,
@@ -859,6 +867,8 @@ impl Port {
         // full `Headers`. What it cannot read (or what an oversized frame
         // needs answered) goes through the full parse below.
         let mut fast_tried = None;
+        // The UFT was found to hold no entry for the packet's key.
+        let mut absent = false;
         // A frame from another source than the guest's never takes the
         // flow table (see `PortConfig::source_mac`).
         let from_source = dir == Direction::In
@@ -881,6 +891,10 @@ impl Port {
                     }
                     Hit::Stale => fast_tried = Some(true),
                     Hit::Miss => fast_tried = Some(false),
+                    Hit::Absent => {
+                        fast_tried = Some(false);
+                        absent = true;
+                    }
                 }
             }
         }
@@ -925,10 +939,12 @@ impl Port {
                 }
                 Hit::Stale => stale = true,
                 Hit::Miss => {}
+                Hit::Absent => absent = true,
             }
         }
         self.stats.dir[d].uft_misses += 1;
-        self.slow_path(dir, pkt, &parsed, key, stale, now)
+        let absent = key.filter(|_| absent && !stale);
+        self.slow_path(dir, pkt, &parsed, key, absent, stale, now)
     }
 
     /// Whether an outbound frame is over the port's MTU (a super-frame
@@ -960,7 +976,7 @@ impl Port {
     ) -> Hit {
         let d = dir.index();
         let Some((id, gen)) = self.lookup(dir, k) else {
-            return Hit::Miss;
+            return Hit::Absent;
         };
         let epoch = self.epoch;
         let Some(f) = self.flows.get_mut(id, gen) else {
@@ -970,7 +986,7 @@ impl Port {
             // Idle past its timeout: the flow is gone whether or not the
             // sweep has reached it yet, and this packet is a new one.
             self.expire_flow(id);
-            return Hit::Miss;
+            return Hit::Absent;
         }
         let usable = |x: &&Compiled| f.epoch[d] == epoch && x.deps_current();
         let Some(x) = f.xform[d].as_ref().filter(usable) else {
@@ -1053,12 +1069,17 @@ impl Port {
         Verdict::Drop(r)
     }
 
+    /// `absent`: the packet's key, when the UFT was just found to hold no
+    /// entry for it going `dir` (lookups the walk and the install can
+    /// skip; nothing the walk does adds one).
+    #[allow(clippy::too_many_arguments)]
     fn slow_path(
         &mut self,
         dir: Direction,
         pkt: &mut PacketBuf,
         parsed: &Parsed,
         key: Option<FlowKey>,
+        absent: Option<FlowKey>,
         stale: bool,
         now: Moment,
     ) -> Verdict {
@@ -1077,10 +1098,12 @@ impl Port {
         }
 
         let mut w = Walk::new(dir, parsed.hdrs, false);
+        w.absent = absent;
         let mut end = self.walk(&mut w, Mode::Packet(pkt.as_slice()), now);
         if let WalkEnd::Stale(id, gen) = end {
             // State of an existing flow was made under older rules:
-            // re-check that flow, then decide this packet afresh.
+            // re-check that flow, then decide this packet afresh (the
+            // re-check may have keyed it).
             self.recheck(id, gen, now);
             w = Walk::new(dir, parsed.hdrs, false);
             end = self.walk(&mut w, Mode::Packet(pkt.as_slice()), now);
@@ -1133,7 +1156,8 @@ impl Port {
         // to apply (no headroom) is this packet's, not the flow's.
         let len = pkt.len() as u64;
         let applied = compiled.apply(pkt, &parsed.off);
-        self.install(dir, k, compiled, id, gen);
+        let holder = (w.absent == Some(k)).then_some(None);
+        self.install(dir, k, compiled, id, gen, holder);
         self.install_reply(&w, id, gen, now);
         self.note_decision(&w, id, gen, &k);
         if let Err(e) = applied {
@@ -1160,7 +1184,17 @@ impl Port {
         Verdict::Forward
     }
 
-    fn install(&mut self, dir: Direction, k: FlowKey, xform: Compiled, id: u32, gen: u32) {
+    /// Gives flow (id, gen) the UFT entry `k` going `dir`. `holder`: what
+    /// a lookup of `k` going `dir` would return, when the caller knows.
+    fn install(
+        &mut self,
+        dir: Direction,
+        k: FlowKey,
+        xform: Compiled,
+        id: u32,
+        gen: u32,
+        holder: Option<Option<(u32, u32)>>,
+    ) {
         let d = dir.index();
         let epoch = self.epoch;
         match self.flows.get(id, gen) {
@@ -1172,7 +1206,8 @@ impl Port {
         }
         // Another flow holding this key going `dir` gives it up (its
         // packets that way now walk the layers).
-        if let Some((other, ogen)) = self.lookup(dir, &k).filter(|&(o, _)| o != id) {
+        let holder = holder.unwrap_or_else(|| self.lookup(dir, &k));
+        if let Some((other, ogen)) = holder.filter(|&(o, _)| o != id) {
             self.uft.remove(dir, &k, other);
             if let Some(o) = self.flows.get_mut(other, ogen) {
                 o.keyed &= !(1 << d);
@@ -1208,7 +1243,8 @@ impl Port {
             return;
         };
         let rdir = w.dir.reverse();
-        if let Some((eid, egen)) = self.lookup(rdir, &rk) {
+        let holder = self.lookup(rdir, &rk);
+        if let Some((eid, egen)) = holder {
             if eid != id || egen != gen {
                 // Another live flow's reply already has this key: leave it.
                 if self.flow_live(eid, egen, now) {
@@ -1220,7 +1256,9 @@ impl Port {
         rw.flow = Some((id, gen));
         if let WalkEnd::Pass = self.walk(&mut rw, Mode::Reply, now) {
             if let Ok(c) = Compiled::with_cache(&rw.transform, &reply, &mut self.encaps) {
-                self.install(rdir, rk, c, id, gen);
+                // The walk removes entries at most (expired flows): the
+                // holder found is still the one to displace, if any.
+                self.install(rdir, rk, c, id, gen, Some(holder));
             }
         }
     }
@@ -1458,7 +1496,7 @@ impl Port {
             Compiled::with_cache(&w.transform, &start, &mut self.encaps),
         ) {
             (Some(k), Ok(c)) => {
-                self.install(origin, k, c, id, gen);
+                self.install(origin, k, c, id, gen, None);
                 self.install_reply(&w, id, gen, now);
                 self.note_decision(&w, id, gen, &k);
             }
@@ -1477,12 +1515,18 @@ impl Port {
             };
             let d = w.dir.index();
             self.layers[li].stats[d].packets += 1;
-            let key = FlowKey::of(&w.hdrs);
+            // The packet's key at this layer, made only where state is
+            // looked up here (a stateful rule makes it below).
+            let key = if self.layers[li].folds || !self.layers[li].lft[d].is_empty() {
+                FlowKey::of(&w.hdrs)
+            } else {
+                None
+            };
 
             // 1a. A stateful allow folded into a flow record: the flow
             // whose key, or whose reverse's, this packet has at this layer.
             if let Some(k) = key.as_ref().filter(|_| self.layers[li].folds) {
-                if let Some((fid, fgen)) = self.folded(li, w.dir, k, w.flow, now) {
+                if let Some((fid, fgen)) = self.folded(li, w.dir, k, w.flow, w.absent, now) {
                     let stale = self
                         .flows
                         .get(fid, fgen)
@@ -1619,7 +1663,7 @@ impl Port {
                     };
                 }
                 Action::StatefulAllow | Action::Stateful(_) => {
-                    let Some(k) = key else {
+                    let Some(k) = key.or_else(|| FlowKey::of(&w.hdrs)) else {
                         // Not IP: no flow to keep state for; it passes.
                         w.note_s(&self.layers[li].name, matched, &action, None);
                         continue;
@@ -1696,12 +1740,18 @@ impl Port {
                     let Some(after) = FlowKey::of(&w.hdrs) else {
                         return WalkEnd::Drop(DropReason::BadTransform);
                     };
-                    if let Err(r) = self.add_lft(li, w.dir, k, fid, state.clone(), aid) {
-                        return WalkEnd::Drop(r);
+                    let fwd = match self.add_lft(li, w.dir, k, fid, state.clone(), aid) {
+                        Ok(r) => r,
+                        Err(r) => return WalkEnd::Drop(r),
+                    };
+                    let rev = self.add_lft(li, w.dir.reverse(), after.reverse(), fid, state, aid);
+                    // Recorded in the flow even when the second failed: the
+                    // first is the flow's to remove.
+                    if let Some(f) = self.flows.get_mut(fid.0, fid.1) {
+                        f.lft
+                            .extend(fwd.into_iter().chain(rev.as_ref().ok().copied().flatten()));
                     }
-                    if let Err(r) =
-                        self.add_lft(li, w.dir.reverse(), after.reverse(), fid, state, aid)
-                    {
+                    if let Err(r) = rev {
                         return WalkEnd::Drop(r);
                     }
                 }
@@ -1720,6 +1770,7 @@ impl Port {
         dir: Direction,
         k: &FlowKey,
         walk_flow: Option<(u32, u32)>,
+        absent: Option<FlowKey>,
         now: Moment,
     ) -> Option<(u32, u32)> {
         let bit = 1u32 << li;
@@ -1730,6 +1781,9 @@ impl Port {
             }
         }
         for (d, kk) in [(dir, *k), (dir.reverse(), k.reverse())] {
+            if d == dir && absent == Some(kk) {
+                continue;
+            }
             let Some((id, gen)) = self.lookup(d, &kk) else {
                 continue;
             };
@@ -1743,6 +1797,8 @@ impl Port {
         None
     }
 
+    /// Puts flow (id, gen)'s state in layer `li`'s table; the reference
+    /// the flow must keep to remove it (none when it was there already).
     fn add_lft(
         &mut self,
         li: usize,
@@ -1751,7 +1807,7 @@ impl Port {
         (id, gen): (u32, u32),
         state: LftState,
         action_id: ActionId,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Option<LftRef>, DropReason> {
         let epoch = self.epoch;
         let limit = self.cfg.flow_limit as usize * 2;
         let t = &mut self.layers[li].lft[dir.index()];
@@ -1766,7 +1822,7 @@ impl Port {
         match t.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 if o.get().flow == id && o.get().flow_gen == gen {
-                    return Ok(());
+                    return Ok(None);
                 }
                 // State of a flow that is gone (or replaced): take the slot.
                 o.insert(entry);
@@ -1778,10 +1834,7 @@ impl Port {
                 v.insert(entry);
             }
         }
-        if let Some(f) = self.flows.get_mut(id, gen) {
-            f.lft.push((li as u16, dir, k));
-        }
-        Ok(())
+        Ok(Some((li as u16, dir, k)))
     }
 
     // ----------------------------------------------------------------
@@ -2124,6 +2177,7 @@ impl Walk {
             meta: Meta::default(),
             transform: Transform::default(),
             flow: None,
+            absent: None,
             decider: None,
             trace: trace.then(Vec::new),
         }

@@ -247,15 +247,51 @@ impl Predicate {
 /// is indexed by port; wider ranges stay in the unindexed list.
 const MAX_INDEXED_PORTS: u32 = 64;
 
+/// The rule index's hasher: one multiply for the integer keys a rule
+/// table is indexed by (a port, a prefix's [`dst_key`]). The keys come
+/// from the port's own rules and a packet only looks them up, so there is
+/// nothing for packets to flood; SipHash cost two of these lookups per
+/// layer per first packet.
+#[derive(Clone, Copy, Debug, Default)]
+struct IndexHash;
+
+impl core::hash::BuildHasher for IndexHash {
+    type Hasher = IndexHasher;
+    fn build_hasher(&self) -> IndexHasher {
+        IndexHasher(0)
+    }
+}
+
+struct IndexHasher(u64);
+
+impl core::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing: hashbrown takes its top 7 bits as the tag
+        // and the low bits as the bucket, both well mixed by this.
+        (self.0 ^ (self.0 >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.0 ^= u64::from(n);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
 /// Candidate rules for one protocol class, as indices in match order.
 #[derive(Clone, Debug, Default)]
 struct ClassIndex {
     /// Rules that constrain the destination port to a few values (TCP and
     /// UDP classes only), by port.
-    by_dport: HashMap<u16, Vec<u32>>,
+    by_dport: HashMap<u16, Vec<u32>, IndexHash>,
     /// Rules not indexed by port whose destination prefixes are all at
     /// least /16 (IPv4) or /32 (IPv6), by [`dst_key`] of each prefix.
-    by_dst: HashMap<u64, Vec<u32>>,
+    by_dst: HashMap<u64, Vec<u32>, IndexHash>,
     /// Every other rule of the class.
     rest: Vec<u32>,
 }

@@ -317,7 +317,9 @@ impl Transform {
             expect_outer_src
         );
         self.icmp_ident = ident;
-        self.deps.extend(next.deps.iter().cloned());
+        if !next.deps.is_empty() {
+            self.deps.extend(next.deps.iter().cloned());
+        }
         Ok(())
     }
 
@@ -477,8 +479,9 @@ pub struct Shape {
     l4: L4Csum,
     ip_csum: CsumDelta,
     encap: Option<Arc<EncapTemplate>>,
-    /// External state the transform depends on (boxed: most have none).
-    deps: Option<Box<[Dep]>>,
+    /// External state the transform depends on (inline: a compile that
+    /// finds its shape interned allocates nothing).
+    deps: Deps,
     /// The only underlay sender whose packets this applies to.
     outer_src: Option<[u8; 16]>,
 }
@@ -535,10 +538,9 @@ impl core::hash::Hash for Shape {
         h.write_u64(w(&ip_src[..8]) ^ w(&ip_dst[8..]).rotate_left(17));
         h.write_u64(w(&ip_src[8..]) ^ w(&ip_dst[..8]).rotate_left(41));
         h.write_u64(encap.as_ref().map_or(0, |e| Arc::as_ptr(e) as u64));
-        let d = deps.as_ref().map_or(0, |d| {
-            d.iter()
-                .fold(d.len() as u64, |a, x| a.rotate_left(7) ^ x.seen)
-        });
+        let d = deps
+            .iter()
+            .fold(deps.len() as u64, |a, x| a.rotate_left(7) ^ x.seen);
         h.write_u64(d ^ outer_src.map_or(0, |o| w(&o[..8]) ^ w(&o[8..])));
     }
 }
@@ -660,7 +662,7 @@ impl Compiled {
             l4: L4Csum::None,
             ip_csum: CsumDelta::ZERO,
             encap: None,
-            deps: (!t.deps.is_empty()).then(|| t.deps.clone().into_boxed_slice()),
+            deps: t.deps.clone(),
             outer_src: t.expect_outer_src.map(|a| a.octets()),
         };
         if t.eth_src.is_some() {
@@ -939,9 +941,7 @@ impl Compiled {
     /// unchanged (see [`Version`]).
     #[inline]
     pub fn deps_current(&self) -> bool {
-        self.deps
-            .as_ref()
-            .is_none_or(|d| d.iter().all(Dep::is_current))
+        self.deps.iter().all(Dep::is_current)
     }
 
     /// Whether the packet comes from the underlay sender the transform is

@@ -34,6 +34,7 @@
 
 use crate::{mix64, stale_dep, LIVE, READ_RETRIES};
 use arc_swap::ArcSwap;
+use dataplane::flow::FlowHashBuilder;
 use dataplane::{Dep, IpCidr, Version, Vni};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -163,7 +164,10 @@ impl VniRoutes {
     }
 }
 
-type Shard = HashMap<Vni, Arc<VniRoutes>>;
+/// Seeded word-wise hashing (the flow tables'): SipHash was most of a
+/// lookup, and every new flow makes one or two. The keys are the control
+/// plane's; packets only look them up.
+type Shard = HashMap<Vni, Arc<VniRoutes>, FlowHashBuilder>;
 
 /// The V2B table. See the module documentation.
 pub struct V2b {
@@ -202,7 +206,7 @@ impl V2b {
     pub fn new(limit: usize) -> Self {
         V2b {
             shards: (0..V2B_SHARDS)
-                .map(|_| ArcSwap::from_pointee(Shard::new()))
+                .map(|_| ArcSwap::from_pointee(Shard::with_hasher(FlowHashBuilder::random())))
                 .collect(),
             len: AtomicUsize::new(0),
             limit,

@@ -43,6 +43,7 @@
 
 use crate::{mac_serde, mix64, stale_dep, LIVE, READ_RETRIES};
 use arc_swap::ArcSwap;
+use dataplane::flow::FlowHashBuilder;
 use dataplane::headers::Mac;
 use dataplane::{Dep, Version, Vni};
 use serde::{Deserialize, Serialize};
@@ -90,7 +91,10 @@ struct Entry {
     version: Version,
 }
 
-type Shard = HashMap<Key, Entry>;
+/// Seeded word-wise hashing (the flow tables'): SipHash was most of a
+/// lookup, and every new flow makes one or two. The keys are the control
+/// plane's; packets only look them up.
+type Shard = HashMap<Key, Entry, FlowHashBuilder>;
 
 /// The V2P table. See the module documentation.
 pub struct V2p {
@@ -134,7 +138,7 @@ impl V2p {
     pub fn new(limit: usize) -> Self {
         V2p {
             shards: (0..V2P_SHARDS)
-                .map(|_| ArcSwap::from_pointee(Shard::new()))
+                .map(|_| ArcSwap::from_pointee(Shard::with_hasher(FlowHashBuilder::random())))
                 .collect(),
             len: AtomicUsize::new(0),
             limit,
@@ -335,7 +339,7 @@ impl V2p {
             if !cur.keys().any(|k| k.0 == vni) {
                 continue;
             }
-            let mut next = Shard::with_capacity(cur.len());
+            let mut next = Shard::with_capacity_and_hasher(cur.len(), *cur.hasher());
             for (k, e) in cur.iter() {
                 if k.0 == vni {
                     retired.push(e.version.clone());

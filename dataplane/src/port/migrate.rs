@@ -275,7 +275,7 @@ impl Port {
         }
         match Compiled::with_cache(&w.transform, &x.origin_hdrs, &mut self.encaps) {
             Ok(c) => {
-                self.install(x.origin, key, c, id, gen);
+                self.install(x.origin, key, c, id, gen, None);
                 self.install_reply(&w, id, gen, now);
                 self.note_decision(&w, id, gen, &key);
                 true
