@@ -27,7 +27,8 @@
 # Environment: PROFILE (cargo profile; default bench-quick for --quick,
 # release for --full), BENCH_FLOWS (line-rate flow counts, e.g. "1024
 # 65536"), BENCH_SECS (seconds per line-rate measurement), NO_OVS=1,
-# NO_E2E=1, BENCH_OUT (where the results go; default bench/results).
+# NO_E2E=1, BENCH_CONNS (connections in the connection-setup capture;
+# default 100000), BENCH_OUT (where the results go; default bench/results).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -185,15 +186,33 @@ mem_for() { # EAL memory (MB, no hugepages) for two pools of FLOWS mbufs
 }
 api_port=$((20000 + $$ % 20000))
 
-sluiced_rate() { # sluiced_rate DIR FLOWS PCAP
-  local dir=$1 flows=$2 pcap=$3 d=$RUN/sluiced-$1-$2
+sluiced_rate() { # sluiced_rate DIR FLOWS PCAP [FLOOD_PCAP]   (DIR: egress | ingress | connect | neighbour)
+  # neighbour: vm2 replays PCAP (FLOWS flows) on net_pcap1; with
+  # FLOOD_PCAP, vm1 floods its SYNs on net_pcap0 into a 4 096-flow table.
+  local dir=$1 flows=$2 pcap=$3 flood=${4:-} d=$RUN/sluiced-$1-$2${4:+-flood}
   mkdir -p "$d"
-  local src sink guest uplink
-  if [ "$dir" = egress ]; then
+  local src sink guest uplink vdevs mem_flows=$flows
+  local setup_args=(--flows "$flows")
+  if [ "$dir" = neighbour ]; then
+    sink=net_null0 uplink=net_null0
+    vdevs="\"--vdev\", \"net_pcap1,rx_pcap=$pcap,infinite_rx=1\""
+    setup_args=(--neighbour-port net_pcap1 --neighbour-flows "$flows")
+    if [ -n "$flood" ]; then
+      vdevs="$vdevs, \"--vdev\", \"net_pcap0,rx_pcap=$flood,infinite_rx=1\""
+      mem_flows=$((conns * 2))
+      setup_args+=(--guest-port net_pcap0 --flows "$conns" --vm1-flow-limit 4096)
+    else
+      setup_args+=(--no-vm1)
+    fi
+  elif [ "$dir" != ingress ]; then
     src=net_pcap0 sink=net_null0 guest=net_pcap0 uplink=net_null0
   else
     src=net_pcap0 sink=net_null0 guest=net_null0 uplink=net_pcap0
   fi
+  [ "$dir" = neighbour ] || {
+    vdevs="\"--vdev\", \"$src,rx_pcap=$pcap,infinite_rx=1\""
+    setup_args+=(--guest-port "$guest")
+  }
   cat >"$d/sluiced.toml" <<EOF
 listen = "127.0.0.1:$api_port"
 state_dir = "$d/state"
@@ -208,9 +227,9 @@ mac = "02:00:00:00:00:10"
 
 [uplink]
 kind = "dpdk"
-eal_args = ["-l", "1", "--no-huge", "--no-pci", "--no-shconf", "-m", "$(mem_for "$flows")", "--file-prefix", "sluicebench$$", "--vdev", "$src,rx_pcap=$pcap,infinite_rx=1", "--vdev", "$sink,no-rx=1"]
+eal_args = ["-l", "1", "--no-huge", "--no-pci", "--no-shconf", "-m", "$(mem_for "$mem_flows")", "--file-prefix", "sluicebench$$", $vdevs, "--vdev", "$sink,no-rx=1"]
 port = "$uplink"
-mbufs = $(mbufs_for "$flows")
+mbufs = $(mbufs_for "$mem_flows")
 EOF
   "$BIN/sluiced" --config "$d/sluiced.toml" >"$d/sluiced.log" 2>&1 &
   local pid=$!
@@ -223,12 +242,25 @@ EOF
   done
   local out=""
   if [ $ok = 1 ] &&
-    "$BIN/linerate" setup --url "$url" --token-file "$d/state/token" --guest-port "$guest" --flows "$flows" >"$d/setup.log" 2>&1; then
-    out=$("$BIN/linerate" measure --url "$url" --dir "$dir" --warm-flows "$flows" --secs "$secs" 2>>"$d/setup.log")
+    "$BIN/linerate" setup --url "$url" --token-file "$d/state/token" "${setup_args[@]}" >"$d/setup.log" 2>&1; then
+    if [ "$dir" = connect ]; then
+      out=$("$BIN/linerate" conn-rate --url "$url" --token-file "$d/state/token" --flows "$flows" 2>>"$d/setup.log")
+    else
+      out=$("$BIN/linerate" measure --url "$url" --dir "$dir" --warm-flows "$flows" --secs "$secs" 2>>"$d/setup.log")
+    fi
   fi
   kill "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
-  if [ -n "$out" ]; then
+  if [ -n "$out" ] && [ "$dir" = neighbour ]; then
+    local who=sluice-neighbour${flood:+-flooded}
+    record "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(kind="flood", who="'"$who"'", flows='"$flows"'); print(json.dumps(d))')"
+    local what=alone
+    [ -n "$flood" ] && what="during the SYN flood"
+    echo "bench:   vm2 $what, $flows flows: $out"
+  elif [ -n "$out" ] && [ "$dir" = connect ]; then
+    record "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(kind="connrate", who="sluice", flows='"$flows"'); print(json.dumps(d))')"
+    echo "bench:   sluice connection setup, $flows connections: $out"
+  elif [ -n "$out" ]; then
     record "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d.update(kind="linerate", who="sluice-"+d["dir"], flows='"$flows"'); print(json.dumps(d))')"
     echo "bench:   sluice $dir, $flows flows: $out"
   else
@@ -302,6 +334,31 @@ if [ $have_dpdk = 1 ] && [ $is_root = 1 ]; then
     fi
     rm -f "$RUN/egress-$f.pcap" "$RUN/ingress-$f.pcap"
   done
+  # Connection setup: a capture of SYNs, each a new connection through the
+  # whole VPC egress (firewall state, SNAT, Geneve), against OVS's
+  # conntrack committing the same connections.
+  conns=${BENCH_CONNS:-100000}
+  [ "$profile" = dev ] && conns=20000
+  echo "bench: connection setup, $conns connections"
+  "$BIN/linerate" gen --dir connect --flows "$conns" --out "$RUN/connect-$conns.pcap"
+  sluiced_rate connect "$conns" "$RUN/connect-$conns.pcap"
+  if [ $run_ovs = 1 ]; then
+    bench/scripts/ovs-rate.sh ct-setup "$conns" "$RUN/connect-$conns.pcap" "$secs" "$RUN/ovs-ct-setup" "ovsbench$$" >"$RUN/ovs-ct-setup.out" 2>&1
+    out=$(grep '^CONNS_PER_S ' "$RUN/ovs-ct-setup.out" | awk '{ print $2 }')
+    if [ -n "$out" ]; then
+      record "{\"kind\":\"connrate\",\"who\":\"ovs\",\"flows\":$conns,\"conns_per_s\":$out}"
+      echo "bench:   OVS connection setup, $conns connections: $out/s"
+    else
+      failed "OVS connection setup: no figure ($(tail -n 3 "$RUN/ovs-ct-setup.out" | tr '\n' ' '))"
+    fi
+  fi
+  # The SYN flood: vm2's established flows alone, then while vm1 floods
+  # SYNs into a full table (every SYN a new flow evicting a half-open one).
+  echo "bench: SYN flood, vm2's 1024 flows with and without vm1's flood"
+  "$BIN/linerate" gen --dir neighbour --flows 1024 --out "$RUN/neighbour-1024.pcap"
+  sluiced_rate neighbour 1024 "$RUN/neighbour-1024.pcap"
+  sluiced_rate neighbour 1024 "$RUN/neighbour-1024.pcap" "$RUN/connect-$conns.pcap"
+  rm -f "$RUN/connect-$conns.pcap" "$RUN/neighbour-1024.pcap"
 else
   note "line rate skipped: needs root and DPDK"
 fi

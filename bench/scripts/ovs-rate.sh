@@ -5,10 +5,15 @@
 # Prints `MPPS <value>` (packets the PMD thread received per second over
 # SECS, after the capture's first pass) and `CYCLES <per packet>`.
 #
-#   bench/scripts/ovs-rate.sh ct-encap|encap FLOWS PCAP SECS DIR PREFIX
+#   bench/scripts/ovs-rate.sh ct-encap|encap|ct-setup FLOWS PCAP SECS DIR PREFIX
 #
 # ct-encap: ct(table=1); +new: ct(commit) then encap; +est: encap (a VM's
 # egress with a stateful firewall). encap: Geneve encap alone.
+# ct-setup: ct-encap's flows, for a capture whose every frame opens a
+# connection (linerate gen --dir connect): the capture's port is added
+# after the flows, and the connection count (dpctl/ct-get-nconns) is
+# sampled until the first pass has committed all FLOWS; prints
+# `CONNS_PER_S <value>` (the rate between the first and last samples).
 #
 # ovsdb-server and ovs-vswitchd (Debian openvswitch-switch-dpdk's
 # ovs-vswitchd-dpdk) run without systemd from DIR, in a network
@@ -55,8 +60,11 @@ nsx "$VSWITCHD" "unix:$D/db.sock" --pidfile="$D/vswitchd.pid" --unixctl="$D/vswi
 vsctl add-br br-phy -- set bridge br-phy datapath_type=netdev other_config:hwaddr=02:00:00:00:00:10 &&
   vsctl add-port br-phy p1 -- set Interface p1 type=dpdk "options:dpdk-devargs=net_null0,no-rx=1" &&
   vsctl add-br br0 -- set bridge br0 datapath_type=netdev &&
-  vsctl add-port br0 p0 -- set Interface p0 type=dpdk \
-    "options:dpdk-devargs=net_pcap0,rx_pcap=$pcap,infinite_rx=1" ofport_request=1 &&
+  add_p0() {
+    vsctl add-port br0 p0 -- set Interface p0 type=dpdk \
+      "options:dpdk-devargs=net_pcap0,rx_pcap=$pcap,infinite_rx=1" ofport_request=1
+  } &&
+  { [ "$pipeline" = ct-setup ] || add_p0; } &&
   vsctl add-port br0 gnv0 -- set Interface gnv0 type=geneve options:remote_ip=fd00:99::bd \
     options:key=7777 ofport_request=2 ||
   { echo "bridge set-up failed"; grep -iE 'err|warn' "$D/vswitchd.log" | tail -n 5; exit 1; }
@@ -66,7 +74,7 @@ sleep 1
 appctl tnl/neigh/set br-phy fd00:99::bd 02:00:00:00:00:20 >/dev/null
 ofctl() { ovs-ofctl "$@"; }
 case $pipeline in
-  ct-encap)
+  ct-encap | ct-setup)
     ofctl add-flows "unix:$D/br0.mgmt" - <<EOF
 table=0,priority=10,ip,in_port=1,actions=ct(table=1)
 table=1,priority=10,ct_state=+trk+new,ip,actions=ct(commit),output:2
@@ -77,6 +85,26 @@ EOF
   *) echo "unknown pipeline $pipeline"; exit 2 ;;
 esac
 ofctl del-flows "unix:$D/br0.mgmt" "table=0,priority=0" 2>/dev/null
+if [ "$pipeline" = ct-setup ]; then
+  # The capture starts flowing when its port is added: sample from then.
+  add_p0 || { echo "adding the capture's port failed"; exit 1; }
+  first="" last="" end=$(($(date +%s) + 60))
+  while [ "$(date +%s)" -lt $end ]; do
+    n=$(appctl dpctl/ct-get-nconns 2>/dev/null | tr -dc '0-9')
+    t=$(date +%s.%N)
+    [ -z "$n" ] && { sleep 0.01; continue; }
+    [ -z "$first" ] && first="$t $n"
+    last="$t $n"
+    [ "$n" -ge "$flows" ] && break
+    sleep 0.01
+  done
+  echo "samples: first $first, last $last"
+  set -- $first $last
+  [ $# = 4 ] && [ "$4" -ge "$flows" ] && [ "$2" -lt "$4" ] ||
+    { echo "no rate: the connection count did not reach $flows (or the pass ended before the first sample)"; exit 1; }
+  awk -v t0="$1" -v n0="$2" -v t1="$3" -v n1="$4" 'BEGIN { printf "CONNS_PER_S %.0f\n", (n1 - n0) / (t1 - t0) }'
+  exit 0
+fi
 # The capture's first pass creates the connections; then measure.
 sleep $((2 + flows / 200000))
 appctl dpif-netdev/pmd-stats-clear >/dev/null

@@ -53,7 +53,17 @@ const UDP_PAYLOAD: [u8; 18] = *b"sluice-bench-flow!";
 pub enum Dir {
     Egress,
     Ingress,
+    /// vm1 opening TCP connections: a SYN to each of egress's endpoints
+    /// (the connection-rate capture, and the SYN flood).
+    Connect,
+    /// vm2, vm1's neighbour on the host: egress's datagrams from its own
+    /// address (the SYN-flood case's established traffic).
+    Neighbour,
 }
+
+/// vm2, the neighbour (see [`Dir::Neighbour`]).
+pub const NEIGHBOUR_MAC: [u8; 6] = [0xa8, 0x40, 0x25, 0, 0, 2];
+pub const NEIGHBOUR_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 6);
 
 /// Egress flow `i`'s destination: 100.64.0.0/10 addresses, 1 024 ports
 /// each (`i / 1024`, `10000 + i % 1024`).
@@ -95,6 +105,31 @@ pub fn egress_frame(i: u32) -> Vec<u8> {
     v
 }
 
+/// vm2's datagram of its flow `i` (egress flow `i`'s endpoint).
+pub fn neighbour_frame(i: u32) -> Vec<u8> {
+    let (dst, dport) = egress_dst(i);
+    let mut v = Vec::with_capacity(64);
+    PacketBuilder::ethernet2(NEIGHBOUR_MAC, GATEWAY_MAC)
+        .ipv4(NEIGHBOUR_IP.octets(), dst.octets(), 64)
+        .udp(EGRESS_SPORT, dport)
+        .write(&mut v, &UDP_PAYLOAD)
+        .expect("writing to a Vec");
+    v
+}
+
+/// vm1's SYN opening connection `i` (to egress flow `i`'s endpoint).
+pub fn connect_frame(i: u32) -> Vec<u8> {
+    let (dst, dport) = egress_dst(i);
+    let mut v = Vec::with_capacity(64);
+    PacketBuilder::ethernet2(GUEST_MAC, GATEWAY_MAC)
+        .ipv4(GUEST_IP.octets(), dst.octets(), 64)
+        .tcp(EGRESS_SPORT, dport, i.wrapping_mul(2_654_435_761), 64240)
+        .syn()
+        .write(&mut v, &[])
+        .expect("writing to a Vec");
+    v
+}
+
 /// Ingress flow `i`'s datagram as the peer host's tunnel delivers it.
 pub fn ingress_frame(i: u32) -> Vec<u8> {
     let (src, sport) = ingress_src(i);
@@ -130,6 +165,8 @@ pub fn write_pcap(out: &mut impl Write, dir: Dir, flows: u32) -> io::Result<()> 
         let f = match dir {
             Dir::Egress => egress_frame(i),
             Dir::Ingress => ingress_frame(i),
+            Dir::Connect => connect_frame(i),
+            Dir::Neighbour => neighbour_frame(i),
         };
         let mut rec = [0u8; 16];
         rec[4..8].copy_from_slice(&i.to_le_bytes());
@@ -171,16 +208,40 @@ pub fn vnic(guest: GuestSpec, flows: u32) -> CreateVnic {
     CreateVnic { config, guest }
 }
 
-/// The V2P mappings of vm1 (here) and of the ingress peers (on
+/// vm2 as `POST /ports` takes it: vm1's VPC, policy and routes, its own
+/// address and one SNAT address (its flows are few).
+pub fn neighbour_vnic(guest: GuestSpec, flows: u32) -> CreateVnic {
+    let mut v = vnic(guest, flows);
+    let c = &mut v.config;
+    c.name = "vm2".into();
+    c.guest_mac = vnic::config::MacAddr(NEIGHBOUR_MAC);
+    if let Some(v4) = c.ipv4.as_mut() {
+        v4.addr = NEIGHBOUR_IP;
+    }
+    let snat =
+        serde_json::json!([{ "ip": "198.51.100.10", "first_port": 1024, "last_port": 65535 }]);
+    c.external.snat = serde_json::from_value(snat).expect("a valid SNAT list");
+    v
+}
+
+/// The V2P mappings of vm1 and vm2 (here) and of the ingress peers (on
 /// [`PEER_HOST`]).
 pub fn v2p(flows: u32) -> V2pSet {
     let vni = dataplane::Vni::new(VNI).expect("a 24-bit VNI");
-    let mut mappings = vec![V2pMapping {
-        vni,
-        ip: GUEST_IP.into(),
-        guest_mac: vnic::config::MacAddr(GUEST_MAC),
-        host: HOST,
-    }];
+    let mut mappings = vec![
+        V2pMapping {
+            vni,
+            ip: GUEST_IP.into(),
+            guest_mac: vnic::config::MacAddr(GUEST_MAC),
+            host: HOST,
+        },
+        V2pMapping {
+            vni,
+            ip: NEIGHBOUR_IP.into(),
+            guest_mac: vnic::config::MacAddr(NEIGHBOUR_MAC),
+            host: HOST,
+        },
+    ];
     for n in 0..peers(flows) {
         mappings.push(V2pMapping {
             vni,
@@ -292,6 +353,36 @@ mod tests {
             .mappings
             .iter()
             .any(|m| m.ip == std::net::IpAddr::V4(last) && m.host == PEER_HOST));
+    }
+
+    #[test]
+    fn the_connect_capture_is_one_syn_per_endpoint() {
+        let mut v = Vec::new();
+        write_pcap(&mut v, Dir::Connect, 2).unwrap();
+        let f = connect_frame(1);
+        assert_eq!(v.len(), 24 + 2 * (16 + f.len()));
+        let h = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = h.transport else {
+            panic!("not TCP");
+        };
+        assert!(t.syn() && !t.ack());
+        assert_eq!(
+            (t.source_port(), t.destination_port()),
+            (EGRESS_SPORT, egress_dst(1).1)
+        );
+    }
+
+    #[test]
+    fn the_neighbour_is_vm1s_policy_with_its_own_addresses() {
+        let v = neighbour_vnic(GuestSpec::None, 1024);
+        v.config.validate().unwrap();
+        assert_eq!(v.config.name, "vm2");
+        let (src, dst, _, dport) = udp4(&neighbour_frame(5));
+        assert_eq!(src, NEIGHBOUR_IP);
+        assert_eq!((dst, dport), egress_dst(5));
+        let a = serde_json::to_value(&vnic(GuestSpec::None, 1024).config.external).unwrap();
+        let b = serde_json::to_value(&v.config.external).unwrap();
+        assert_ne!(a, b, "vm1 and vm2 share no SNAT address");
     }
 
     #[test]
