@@ -34,18 +34,39 @@
 //! `RING_EVENT_IDX`, `RING_INDIRECT_DESC`, `NET_F_CSUM` and `HOST_TSO4`,
 //! `HOST_TSO6`, `HOST_ECN` (the guest may send partial checksums and TCP
 //! super-frames: completed and cut with [`offload`], like the TAP backend
-//! does), `GUEST_CSUM` (harmless: sluice never sends a partial checksum),
-//! and `NET_F_MQ` with `VHOST_USER_PROTOCOL_F_MQ` when more than one
-//! queue pair is asked for. Not offered: `MRG_RXBUF` and the `GUEST_TSO*`
-//! features, so every receive buffer the guest posts holds a whole frame
-//! (Linux then posts 1 518-byte buffers); a frame that does not fit the
-//! buffer chain is dropped and counted (`tx_oversize`), never truncated.
+//! does), the receive offloads `GUEST_CSUM`, `GUEST_TSO4`, `GUEST_TSO6`,
+//! `GUEST_ECN` and `MRG_RXBUF`, and `NET_F_MQ` with
+//! `VHOST_USER_PROTOCOL_F_MQ` when more than one queue pair is asked for.
 //!
-//! Frames for the guest are written with an all-zero virtio-net header
-//! (`num_buffers` 1): no offload, and not `DATA_VALID` (see [`crate::tap`]
-//! for why). When the guest has posted no receive buffer, the frames left
-//! are not taken (counted here in `tx_no_buffers`, and by the switch as
-//! drops): nothing is queued.
+//! Frames for the guest: a TCP super-frame (one the port processed whole)
+//! goes to a guest that took `GUEST_TSO4`/`GUEST_TSO6` (and `GUEST_ECN`
+//! when it carries CWR) as one frame, its virtio-net header filled as
+//! Linux's `virtio_net_hdr_from_skb` does: `gso_type` TCPV4/TCPV6 (|ECN),
+//! `gso_size` the MSS, `hdr_len` the headers, `NEEDS_CSUM` with
+//! `csum_start`/`csum_offset` on the TCP checksum, which holds the
+//! pseudo-header sum (the guest's stack takes it as `CHECKSUM_PARTIAL`,
+//! and cuts it only if it forwards it on). Otherwise it is cut here into
+//! MSS-sized segments. Every other frame gets an all-zero header (no
+//! offload, and not `DATA_VALID`: see [`crate::tap`] for why).
+//!
+//! With `MRG_RXBUF` a frame is spread over as many descriptor chains
+//! ("buffers") as it needs, `num_buffers` in its header says how many,
+//! and the used entries of a burst are published together (one used
+//! index update; [`used`]), so the guest never sees part of a frame. A
+//! frame for which the guest has not posted enough buffers is not taken,
+//! and nothing of it is written (counted here in `tx_no_buffers`, and by
+//! the switch as drops): nothing is queued. Without `MRG_RXBUF` a frame
+//! must fit the one chain it gets (Linux then posts 1 518-byte buffers,
+//! or ~64 KiB ones when it took `GUEST_TSO`): a plain frame that does
+//! not is dropped and counted (`tx_oversize`), never truncated; a
+//! super-frame that does not is cut.
+//!
+//! Every descriptor chain, on either ring, is walked by [`chain::walk`],
+//! which trusts nothing the guest wrote: a loop, a chain longer than the
+//! queue, an index past the table, a buffer outside guest memory or whose
+//! end wraps the address space, a zero length or a bad indirect table
+//! refuses the chain (counted in `ring_errors`, given back used and
+//! empty), never a panic.
 //!
 //! All queue pairs of a device are served by the worker owning the port,
 //! transmit queues in turn; frames to the guest go to the first enabled
@@ -1170,18 +1191,34 @@ fn try_device(shared: &Shared) -> Option<MutexGuard<'_, Device>> {
 }
 
 impl Backend for VhostUser {
-    /// `tx_no_buffers`: frames for the guest that found its receive ring
-    /// empty (the guest did not post buffers fast enough: an overrun);
-    /// `tx_oversize`: larger than the buffers it posted; `ring_errors`:
-    /// descriptors pointing outside guest memory; `rx_refused`: frames
-    /// from the guest refused for their virtio-net header.
+    /// `tx_no_buffers`: frames for the guest that found too few receive
+    /// buffers (the guest did not post them fast enough: an overrun);
+    /// `tx_oversize`: larger than the buffers it posted; `tx_refused`:
+    /// super-frames for it that could be neither offered nor cut;
+    /// `ring_errors`: descriptor chains refused (see
+    /// [`VhostUserStats::ring_errors`]); `rx_refused`: frames from the
+    /// guest refused for their virtio-net header.
     fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
         let s = self.stats;
         vec![
             ("tx_no_buffers", s.tx_no_buffers),
             ("tx_oversize", s.tx_oversize),
+            ("tx_refused", s.tx_drops.total()),
             ("ring_errors", s.ring_errors),
             ("rx_refused", s.rx_drops.total()),
+        ]
+    }
+
+    /// Receive offloads to the guest: `tx_gso_frames` super-frames it
+    /// took whole, `tx_gso_cut` cut here into `tx_gso_segments`, and the
+    /// `tx_buffers` (descriptor chains) all frames for it filled.
+    fn device_counters(&mut self) -> Vec<(&'static str, u64)> {
+        let s = self.stats;
+        vec![
+            ("tx_gso_frames", s.tx_gso_frames),
+            ("tx_gso_cut", s.tx_gso_cut),
+            ("tx_gso_segments", s.tx_gso_segments),
+            ("tx_buffers", s.tx_buffers),
         ]
     }
 
