@@ -1629,7 +1629,11 @@ fn gather(
                     room: n,
                 });
                 if !merge && have < want {
-                    break Gathered::TooSmall;
+                    // The chain just taken goes back as it was, whatever
+                    // came before it.
+                    q.go_to_previous_position();
+                    fill.chains.clear();
+                    return Gathered::TooSmall;
                 }
             }
             Err(_) => {
