@@ -667,6 +667,7 @@ fn a_super_frame_goes_whole_to_a_guest_that_took_tso_and_merged_buffers() {
         (1, 1, u64::from(need))
     );
     assert_eq!(s.tx_gso_cut, 0);
+    assert_eq!(vm.rx.call.read().unwrap(), 1, "one interrupt for the burst");
 
     // IPv6, and CWR: the ECN bit rides along (the guest took GUEST_ECN).
     let sf = super_frame(true, true);
@@ -768,6 +769,12 @@ fn frames_per_64k_of_payload_with_and_without_guest_tso() {
     for (tag, features, frames) in [
         ("tso-on", NET_F_MRG_RXBUF | GUEST_OFFLOADS, 1),
         ("tso-off", NET_F_MRG_RXBUF | NET_F_GUEST_CSUM, SEGMENTS),
+        // IPv6 to a guest that took only GUEST_TSO4: cut.
+        (
+            "v6-no-tso6",
+            NET_F_MRG_RXBUF | NET_F_GUEST_CSUM | NET_F_GUEST_TSO4 | NET_F_GUEST_ECN,
+            SEGMENTS,
+        ),
         // GUEST_TSO but not GUEST_ECN: a frame with CWR is cut.
         (
             "no-ecn",
@@ -779,7 +786,7 @@ fn frames_per_64k_of_payload_with_and_without_guest_tso() {
         let mut vm = Vm::boot_with(&path, 256, features);
         wait("the rings run", || b.is_running());
         vm.rx.post_rx(&vm.mem, 60, 1, 4096);
-        let sf = super_frame(false, tag == "no-ecn");
+        let sf = super_frame(tag == "v6-no-tso6", tag == "no-ecn");
         let mut out = vec![sf.clone()];
         assert_eq!(b.tx_burst(&mut out).unwrap(), 1, "{tag}");
         let n = vm.rx.used_idx(&vm.mem);
