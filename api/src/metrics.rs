@@ -70,6 +70,12 @@ fn device_family(counter: &str) -> (String, String) {
         }
         "udp_gro_frames" => "UDP aggregates (GRO) a device received and split into datagrams.",
         "udp_gro_datagrams" => "Datagrams split from received UDP aggregates.",
+        "tx_gso_frames" => "TCP super-frames a vhost-user guest took whole (GUEST_TSO).",
+        "tx_gso_cut" => {
+            "TCP super-frames cut for a vhost-user guest that could not take them whole."
+        }
+        "tx_gso_segments" => "Segments cut from super-frames for vhost-user guests.",
+        "tx_buffers" => "Receive buffers (descriptor chains) frames for a vhost-user guest filled.",
         _ => "A device counter, by worker and device.",
     };
     (format!("sluice_device_{counter}_total"), help.to_string())

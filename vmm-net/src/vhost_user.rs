@@ -34,25 +34,49 @@
 //! `RING_EVENT_IDX`, `RING_INDIRECT_DESC`, `NET_F_CSUM` and `HOST_TSO4`,
 //! `HOST_TSO6`, `HOST_ECN` (the guest may send partial checksums and TCP
 //! super-frames: completed and cut with [`offload`], like the TAP backend
-//! does), `GUEST_CSUM` (harmless: sluice never sends a partial checksum),
-//! and `NET_F_MQ` with `VHOST_USER_PROTOCOL_F_MQ` when more than one
-//! queue pair is asked for. Not offered: `MRG_RXBUF` and the `GUEST_TSO*`
-//! features, so every receive buffer the guest posts holds a whole frame
-//! (Linux then posts 1 518-byte buffers); a frame that does not fit the
-//! buffer chain is dropped and counted (`tx_oversize`), never truncated.
+//! does), the receive offloads `GUEST_CSUM`, `GUEST_TSO4`, `GUEST_TSO6`,
+//! `GUEST_ECN` and `MRG_RXBUF`, and `NET_F_MQ` with
+//! `VHOST_USER_PROTOCOL_F_MQ` when more than one queue pair is asked for.
 //!
-//! Frames for the guest are written with an all-zero virtio-net header
-//! (`num_buffers` 1): no offload, and not `DATA_VALID` (see [`crate::tap`]
-//! for why). When the guest has posted no receive buffer, the frames left
-//! are not taken (counted here in `tx_no_buffers`, and by the switch as
-//! drops): nothing is queued.
+//! Frames for the guest: a TCP super-frame (one the port processed whole)
+//! goes to a guest that took `GUEST_TSO4`/`GUEST_TSO6` (and `GUEST_ECN`
+//! when it carries CWR) as one frame, its virtio-net header filled as
+//! Linux's `virtio_net_hdr_from_skb` does: `gso_type` TCPV4/TCPV6 (|ECN),
+//! `gso_size` the MSS, `hdr_len` the headers, `NEEDS_CSUM` with
+//! `csum_start`/`csum_offset` on the TCP checksum, which holds the
+//! pseudo-header sum (the guest's stack takes it as `CHECKSUM_PARTIAL`,
+//! and cuts it only if it forwards it on). Otherwise it is cut here into
+//! MSS-sized segments. Every other frame gets an all-zero header (no
+//! offload, and not `DATA_VALID`: see [`crate::tap`] for why).
+//!
+//! With `MRG_RXBUF` a frame is spread over as many descriptor chains
+//! ("buffers") as it needs, `num_buffers` in its header says how many,
+//! and the used entries of a burst are published together (one used
+//! index update; [`used`]), so the guest never sees part of a frame. A
+//! frame for which the guest has not posted enough buffers is not taken,
+//! and nothing of it is written (counted here in `tx_no_buffers`, and by
+//! the switch as drops): nothing is queued. Without `MRG_RXBUF` a frame
+//! must fit the one chain it gets (Linux then posts 1 518-byte buffers,
+//! or ~64 KiB ones when it took `GUEST_TSO`): a plain frame that does
+//! not is dropped and counted (`tx_oversize`), never truncated; a
+//! super-frame that does not is cut.
+//!
+//! Every descriptor chain, on either ring, is walked by [`chain::walk`],
+//! which trusts nothing the guest wrote: a loop, a chain longer than the
+//! queue, an index past the table, a buffer outside guest memory or whose
+//! end wraps the address space, a zero length or a bad indirect table
+//! refuses the chain (counted in `ring_errors`, given back used and
+//! empty), never a panic.
 //!
 //! All queue pairs of a device are served by the worker owning the port,
 //! transmit queues in turn; frames to the guest go to the first enabled
 //! receive queue that has buffers.
 
 use crate::backend::{Backend, BufPool};
-use crate::offload::{self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VNET_HDR_LEN};
+use crate::offload::{
+    self, OffloadDrop, OffloadDrops, Prepared, Tso, VirtioNetHdr, VIRTIO_NET_HDR_GSO_ECN,
+    VNET_HDR_LEN,
+};
 use dataplane::packet::{DEFAULT_CAPACITY, DEFAULT_HEADROOM};
 use dataplane::PacketBuf;
 use rustix::event::epoll;
@@ -79,12 +103,18 @@ use vhost::vhost_user::{
 use vhost::VhostUserMemoryRegionBase;
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_net::{
-    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4,
-    VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MQ,
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_GUEST_TSO4,
+    VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
+    VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF,
 };
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+
+mod chain;
+mod used;
+
+use chain::Seg;
 
 /// The most queue pairs a device may have.
 pub const MAX_QUEUE_PAIRS: usize = 16;
@@ -112,9 +142,25 @@ const ARM_AFTER: u32 = crate::worker::SPIN_POLLS / 4;
 /// for a VMM to connect.
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
 
-/// The header written before every frame for the guest: no offload,
-/// `num_buffers` 1.
-const RX_VNET_HDR: [u8; VNET_HDR_LEN] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+/// The header written before a frame for the guest that is not a
+/// super-frame: no offload (`num_buffers` is set per frame).
+const PLAIN_HDR: VirtioNetHdr = VirtioNetHdr {
+    flags: 0,
+    gso_type: 0,
+    hdr_len: 0,
+    gso_size: 0,
+    csum_start: 0,
+    csum_offset: 0,
+    num_buffers: 1,
+};
+
+/// The most guest-memory pieces one frame is read from or written to:
+/// a 64 KiB super-frame in 32-byte descriptors. A frame needing more is
+/// refused (such a guest is not one that wants speed).
+const SEGS_MAX: usize = 2048;
+
+/// TCP's CWR flag (in the flags byte, 13 bytes into the TCP header).
+const TCP_CWR: u8 = 0x80;
 
 /// How to create a vhost-user device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,15 +189,34 @@ pub struct VhostUserStats {
     pub csum_completed: u64,
     /// Frames refused on receive, by reason.
     pub rx_drops: OffloadDrops,
-    /// Frames written to the guest.
+    /// Frames written to the guest (a super-frame written whole counts
+    /// once; one cut here counts its segments).
     pub tx_frames: u64,
     pub tx_bytes: u64,
-    /// Frames for the guest that found no receive buffer (not taken).
+    /// Receive buffers (descriptor chains) those frames filled: more
+    /// than `tx_frames` when frames were merged over several
+    /// (`MRG_RXBUF`).
+    pub tx_buffers: u64,
+    /// TCP super-frames written whole (the guest took `GUEST_TSO4/6`).
+    pub tx_gso_frames: u64,
+    /// TCP super-frames cut here (the guest did not take them whole, or
+    /// its buffer was too small), and the segments they made.
+    pub tx_gso_cut: u64,
+    pub tx_gso_segments: u64,
+    /// Super-frames for the guest refused, by reason (dropped).
+    pub tx_drops: OffloadDrops,
+    /// Frames (or segments of a super-frame already partly written) for
+    /// the guest that found too few receive buffers: not taken, nothing
+    /// of them written.
     pub tx_no_buffers: u64,
     /// Frames for the guest larger than the buffer chain it posted
-    /// (dropped).
+    /// (without `MRG_RXBUF`), or than its whole ring (dropped).
     pub tx_oversize: u64,
-    /// Guest memory the rings pointed outside of (the chain is skipped).
+    /// Descriptor chains refused: loops, chains longer than the queue,
+    /// indices past the table, buffers outside guest memory or wrapping
+    /// the address space, zero lengths, bad indirect tables (the chain
+    /// is given back used with nothing written; a frame being written
+    /// moves on to the next chain).
     pub ring_errors: u64,
     /// Interrupts sent to the guest.
     pub calls: u64,
@@ -244,7 +309,11 @@ impl Device {
             | 1 << VIRTIO_NET_F_GUEST_CSUM
             | 1 << VIRTIO_NET_F_HOST_TSO4
             | 1 << VIRTIO_NET_F_HOST_TSO6
-            | 1 << VIRTIO_NET_F_HOST_ECN;
+            | 1 << VIRTIO_NET_F_HOST_ECN
+            | 1 << VIRTIO_NET_F_GUEST_TSO4
+            | 1 << VIRTIO_NET_F_GUEST_TSO6
+            | 1 << VIRTIO_NET_F_GUEST_ECN
+            | 1 << VIRTIO_NET_F_MRG_RXBUF;
         if self.pairs > 1 {
             f |= 1 << VIRTIO_NET_F_MQ;
         }
@@ -270,10 +339,14 @@ impl Device {
     }
 
     fn vmm_to_gpa(&self, va: u64) -> Result<GuestAddress, VuError> {
+        // Every value here is the VMM's: a region whose guest address
+        // plus offset wraps is refused, not wrapped.
         self.mappings
             .iter()
-            .find(|m| va >= m.vmm_addr && va - m.vmm_addr < m.size)
-            .map(|m| GuestAddress(va - m.vmm_addr + m.gpa))
+            .find_map(|m| {
+                let off = va.checked_sub(m.vmm_addr).filter(|&o| o < m.size)?;
+                m.gpa.checked_add(off).map(GuestAddress)
+            })
             .ok_or(VuError::InvalidParam)
     }
 }
@@ -754,6 +827,14 @@ pub struct VhostUser {
     rx_hdr: [u8; VNET_HDR_LEN],
     big: Box<[u8]>,
     pending: Option<Pending>,
+    /// The pieces of the transmit chain being read, and the chains of a
+    /// burst not yet given back.
+    rx_segs: Vec<Seg>,
+    rx_used: used::Used,
+    /// Where frames for the guest are being written.
+    fill: Fill,
+    /// A segment of a super-frame being cut for the guest.
+    seg: PacketBuf,
     pool: BufPool,
     stats: VhostUserStats,
 }
@@ -820,6 +901,10 @@ impl VhostUser {
             rx_hdr: [0; VNET_HDR_LEN],
             big: vec![0; SUPER_FRAME_MAX].into_boxed_slice(),
             pending: None,
+            rx_segs: Vec::with_capacity(SEGS_MAX),
+            rx_used: Vec::with_capacity(2 * usize::from(MAX_QUEUE_SIZE)),
+            fill: Fill::new(),
+            seg: PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY),
             pool: BufPool::new(POOL_LIMIT),
             stats: VhostUserStats::default(),
         })
@@ -966,7 +1051,12 @@ impl Scatter<'_> {
                 return Ok(false);
             };
             let n = room.len().min(len - done);
-            mem.read_slice(&mut room[..n], GuestAddress(addr.0 + done as u64))?;
+            // `walk` checked that `addr + len` lies in guest memory.
+            let at = addr
+                .0
+                .checked_add(done as u64)
+                .ok_or(vm_memory::GuestMemoryError::InvalidGuestAddress(addr))?;
+            mem.read_slice(&mut room[..n], GuestAddress(at))?;
             done += n;
             self.at += n;
         }
@@ -984,6 +1074,20 @@ enum Taken {
 }
 
 impl VhostUser {
+    /// Gives the chains read from transmit ring `v` back to the guest
+    /// (one index update) and interrupts it if it asks for it.
+    fn publish_rx(&mut self, mem: &GuestMemoryMmap, v: &mut Vring) {
+        match used::publish(mem, &mut v.queue, &mut self.rx_used) {
+            Ok(true) => {
+                if v.signal() {
+                    self.stats.calls += 1;
+                }
+            }
+            Ok(false) => {}
+            Err(_) => self.stats.ring_errors += 1,
+        }
+    }
+
     /// Reads one chain (already popped) into a frame.
     fn take_chain<I>(&mut self, mem: &GuestMemoryMmap, descs: I, bufs: &mut Vec<PacketBuf>) -> Taken
     where
@@ -1087,18 +1191,34 @@ fn try_device(shared: &Shared) -> Option<MutexGuard<'_, Device>> {
 }
 
 impl Backend for VhostUser {
-    /// `tx_no_buffers`: frames for the guest that found its receive ring
-    /// empty (the guest did not post buffers fast enough: an overrun);
-    /// `tx_oversize`: larger than the buffers it posted; `ring_errors`:
-    /// descriptors pointing outside guest memory; `rx_refused`: frames
-    /// from the guest refused for their virtio-net header.
+    /// `tx_no_buffers`: frames for the guest that found too few receive
+    /// buffers (the guest did not post them fast enough: an overrun);
+    /// `tx_oversize`: larger than the buffers it posted; `tx_refused`:
+    /// super-frames for it that could be neither offered nor cut;
+    /// `ring_errors`: descriptor chains refused (see
+    /// [`VhostUserStats::ring_errors`]); `rx_refused`: frames from the
+    /// guest refused for their virtio-net header.
     fn device_drops(&mut self) -> Vec<(&'static str, u64)> {
         let s = self.stats;
         vec![
             ("tx_no_buffers", s.tx_no_buffers),
             ("tx_oversize", s.tx_oversize),
+            ("tx_refused", s.tx_drops.total()),
             ("ring_errors", s.ring_errors),
             ("rx_refused", s.rx_drops.total()),
+        ]
+    }
+
+    /// Receive offloads to the guest: `tx_gso_frames` super-frames it
+    /// took whole, `tx_gso_cut` cut here into `tx_gso_segments`, and the
+    /// `tx_buffers` (descriptor chains) all frames for it filled.
+    fn device_counters(&mut self) -> Vec<(&'static str, u64)> {
+        let s = self.stats;
+        vec![
+            ("tx_gso_frames", s.tx_gso_frames),
+            ("tx_gso_cut", s.tx_gso_cut),
+            ("tx_gso_segments", s.tx_gso_segments),
+            ("tx_buffers", s.tx_buffers),
         ]
     }
 
@@ -1137,7 +1257,6 @@ impl Backend for VhostUser {
                 v.drain_kick();
                 continue;
             }
-            let mut used = false;
             while bufs.len() - start < max {
                 if self.pending.is_some() {
                     self.next_segment(bufs);
@@ -1155,14 +1274,34 @@ impl Backend for VhostUser {
                             v.armed = false;
                         }
                         let head = chain.head_index();
-                        let descs = chain.map(|d| (d.addr(), d.len() as usize, d.is_write_only()));
-                        if let Taken::RingError = self.take_chain(mem, descs, bufs) {
-                            self.stats.ring_errors += 1;
+                        let table = GuestAddress(v.queue.desc_table());
+                        let mut segs = std::mem::take(&mut self.rx_segs);
+                        segs.clear();
+                        match chain::walk(
+                            mem,
+                            table,
+                            v.queue.size(),
+                            head,
+                            false,
+                            &mut segs,
+                            SEGS_MAX,
+                        ) {
+                            Ok(_) => {
+                                let descs = segs
+                                    .iter()
+                                    .map(|s| (GuestAddress(s.addr), s.len as usize, false));
+                                if let Taken::RingError = self.take_chain(mem, descs, bufs) {
+                                    self.stats.ring_errors += 1;
+                                }
+                            }
+                            Err(_) => self.stats.ring_errors += 1,
                         }
-                        if v.queue.add_used(mem, head, 0).is_err() {
-                            self.stats.ring_errors += 1;
+                        self.rx_segs = segs;
+                        self.rx_used.push((head, 0));
+                        if self.rx_used.len() >= usize::from(v.queue.size()) {
+                            // (Never more unpublished than the ring holds.)
+                            self.publish_rx(mem, v);
                         }
-                        used = true;
                     }
                     None => {
                         if v.armed {
@@ -1189,72 +1328,121 @@ impl Backend for VhostUser {
                     }
                 }
             }
-            if used && v.queue.needs_notification(mem).unwrap_or(true) && v.signal() {
-                self.stats.calls += 1;
-            }
+            self.publish_rx(mem, v);
         }
         self.next_pair = (self.next_pair + 1) % pairs;
         Ok(bufs.len() - start)
     }
 
     /// Writes frames into the guest's receive buffers until they run out
-    /// (the frames after that are not taken), then interrupts the guest
-    /// once if the ring asks for it. Every buffer goes back to the pool.
+    /// (the frames after that are not taken), then publishes the used
+    /// chains and interrupts the guest once per ring if it asks for it.
+    ///
+    /// A TCP super-frame goes whole, with a virtio-net header asking the
+    /// guest to take it as one (`gso_type`, `gso_size`, `NEEDS_CSUM`), when
+    /// the guest accepted `GUEST_TSO4`/`GUEST_TSO6` (and `GUEST_ECN` if
+    /// the frame carries ECN's CWR) and its buffers hold it: merged over
+    /// as many chains as needed with `MRG_RXBUF`, else in the one chain
+    /// it posted. Otherwise it is cut here into segments, each written as
+    /// a plain frame. Every buffer goes back to the pool.
     fn tx_burst(&mut self, pkts: &mut Vec<PacketBuf>) -> io::Result<usize> {
         let shared = self.shared.clone();
         let mut taken = 0;
         if let Some(mut dev) = try_device(&shared) {
             let dev = &mut *dev;
             if let Some(mem) = dev.mem.as_ref() {
-                let next_rx = |vrings: &[Vring], from: usize| {
-                    (from..vrings.len() / 2)
-                        .map(|p| 2 * p)
-                        .find(|&i| vrings[i].runnable())
+                let f = dev.acked_features;
+                let has = |bit: u32| f & (1u64 << bit) != 0;
+                let csum = has(VIRTIO_NET_F_GUEST_CSUM);
+                let (tso4, tso6) = (
+                    csum && has(VIRTIO_NET_F_GUEST_TSO4),
+                    csum && has(VIRTIO_NET_F_GUEST_TSO6),
+                );
+                let ecn = has(VIRTIO_NET_F_GUEST_ECN);
+                let mut rings = Rings {
+                    mem,
+                    cur: next_rx(&dev.vrings, 0),
+                    vrings: &mut dev.vrings,
+                    merge: has(VIRTIO_NET_F_MRG_RXBUF),
+                    fill: &mut self.fill,
+                    stats: &mut self.stats,
                 };
-                let mut cur = next_rx(&dev.vrings, 0);
-                let mut used = [false; MAX_QUEUE_PAIRS];
-                'frames: for p in pkts.iter() {
-                    let frame = p.as_slice();
-                    let chain = loop {
-                        let Some(i) = cur else {
-                            break 'frames;
-                        };
-                        match dev.vrings[i].queue.pop_descriptor_chain(mem) {
-                            Some(c) => break c,
-                            None => cur = next_rx(&dev.vrings, i / 2 + 1),
+                'frames: for p in pkts.iter_mut() {
+                    let Some(g) = p.gso() else {
+                        match rings.put(&PLAIN_HDR, p.as_slice()) {
+                            None => break,
+                            Some(Fit::Done(n)) => rings.sent(p.len(), n),
+                            Some(Fit::TooSmall) => rings.stats.tx_oversize += 1,
+                        }
+                        taken += 1;
+                        continue;
+                    };
+                    // Header fields as Linux's `virtio_net_hdr_from_skb`
+                    // fills them (see `offload::offer_whole`); ECN when
+                    // the segments carry CWR, as GRO marks such a frame.
+                    let mut hdr = match offload::offer_whole(p.as_mut_slice(), g) {
+                        Ok(h) => h,
+                        Err(r) => {
+                            rings.stats.tx_drops.count(r);
+                            taken += 1;
+                            continue;
                         }
                     };
-                    let Some(i) = cur else { break };
-                    let head = chain.head_index();
-                    match write_chain(mem, chain, frame) {
-                        Ok(Some(n)) => {
-                            if dev.vrings[i].queue.add_used(mem, head, n).is_err() {
-                                self.stats.ring_errors += 1;
+                    let cwr = p
+                        .as_slice()
+                        .get(usize::from(hdr.csum_start) + 13)
+                        .is_some_and(|b| b & TCP_CWR != 0);
+                    if cwr {
+                        hdr.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+                    }
+                    let whole = if g.v6 { tso6 } else { tso4 }
+                        && (hdr.gso_type & VIRTIO_NET_HDR_GSO_ECN == 0 || ecn);
+                    if whole {
+                        match rings.put(&hdr, p.as_slice()) {
+                            None => break,
+                            Some(Fit::Done(n)) => {
+                                rings.stats.tx_gso_frames += 1;
+                                rings.sent(p.len(), n);
+                                taken += 1;
+                                continue;
                             }
-                            used[i / 2] = true;
-                            self.stats.tx_frames += 1;
-                            self.stats.tx_bytes += frame.len() as u64;
+                            // Its one chain is too small: cut it instead.
+                            Some(Fit::TooSmall) => {}
                         }
-                        Ok(None) => {
-                            // Too small for this frame: give the buffer
-                            // back untouched for the next one.
-                            dev.vrings[i].queue.go_to_previous_position();
-                            self.stats.tx_oversize += 1;
+                    }
+                    let tso = match Tso::for_gso(p.as_slice(), g, MAX_SEGMENT) {
+                        Ok(t) => t,
+                        Err(r) => {
+                            rings.stats.tx_drops.count(r);
+                            taken += 1;
+                            continue;
                         }
-                        Err(_) => {
-                            self.stats.ring_errors += 1;
-                            let _ = dev.vrings[i].queue.add_used(mem, head, 0);
-                            used[i / 2] = true;
+                    };
+                    rings.stats.tx_gso_cut += 1;
+                    for k in 0..tso.count() {
+                        if let Err(r) = tso.write_segment(p.as_slice(), k, &mut self.seg) {
+                            rings.stats.tx_drops.count(r);
+                            continue;
+                        }
+                        match rings.put(&PLAIN_HDR, self.seg.as_slice()) {
+                            None if k == 0 => break 'frames,
+                            None => {
+                                // Part of it is with the guest: the frame
+                                // is taken, its other segments counted.
+                                rings.stats.tx_no_buffers += (tso.count() - k) as u64;
+                                taken += 1;
+                                break 'frames;
+                            }
+                            Some(Fit::Done(n)) => {
+                                rings.stats.tx_gso_segments += 1;
+                                rings.sent(self.seg.len(), n);
+                            }
+                            Some(Fit::TooSmall) => rings.stats.tx_oversize += 1,
                         }
                     }
                     taken += 1;
                 }
-                for (p, _) in used.iter().enumerate().filter(|(_, u)| **u) {
-                    let v = &mut dev.vrings[2 * p];
-                    if v.queue.needs_notification(mem).unwrap_or(true) && v.signal() {
-                        self.stats.calls += 1;
-                    }
-                }
+                rings.finish();
             }
         }
         self.stats.tx_no_buffers += (pkts.len() - taken) as u64;
@@ -1264,67 +1452,292 @@ impl Backend for VhostUser {
         Ok(taken)
     }
 
+    fn takes_super_frames(&self) -> bool {
+        true
+    }
+
     /// Readable when the guest kicked a transmit queue.
     fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.shared.epoll.as_fd())
     }
 }
 
-/// Writes the header and `frame` into the writable descriptors of
-/// `chain`: the bytes written, or `None` when they do not fit.
-fn write_chain<I>(
+/// The first runnable receive queue of pair `from` or after.
+fn next_rx(vrings: &[Vring], from: usize) -> Option<usize> {
+    (from..vrings.len() / 2)
+        .map(|p| 2 * p)
+        .find(|&i| vrings[i].runnable())
+}
+
+/// One chain taken for the frame being written: its head, where its
+/// pieces end in [`Fill::segs`], and the bytes they hold.
+#[derive(Clone, Copy)]
+struct Chain {
+    head: u16,
+    end: usize,
+    room: u64,
+}
+
+/// Scratch space for writing frames to the guest, kept across bursts so
+/// that the data path does not allocate.
+struct Fill {
+    segs: Vec<Seg>,
+    chains: Vec<Chain>,
+    /// Chains of the current ring written and not yet published.
+    used: used::Used,
+}
+
+impl Fill {
+    fn new() -> Fill {
+        let q = usize::from(MAX_QUEUE_SIZE);
+        Fill {
+            segs: Vec::with_capacity(SEGS_MAX),
+            chains: Vec::with_capacity(q),
+            used: Vec::with_capacity(2 * q),
+        }
+    }
+}
+
+/// How a frame went into a receive ring.
+enum Fit {
+    /// Written, in this many chains.
+    Done(u16),
+    /// Too large for the chain the guest posted (without `MRG_RXBUF`),
+    /// or for the whole ring; the chains were given back untouched.
+    TooSmall,
+}
+
+/// What one enqueue looked like before it was written.
+enum Gathered {
+    /// Chains enough for the frame are in [`Fill::chains`].
+    Enough,
+    TooSmall,
+    /// The ring ran out of buffers: nothing was taken.
+    NoBuffers,
+}
+
+/// The guest's receive queues during one `tx_burst`: frames go into the
+/// current one until it runs out of buffers, then into the next.
+struct Rings<'a> {
+    mem: &'a GuestMemoryMmap,
+    vrings: &'a mut [Vring],
+    cur: Option<usize>,
+    merge: bool,
+    fill: &'a mut Fill,
+    stats: &'a mut VhostUserStats,
+}
+
+impl Rings<'_> {
+    /// Writes `hdr` and `frame` into the current ring, or the next ones
+    /// when it has too few buffers; `None` when none has enough (the
+    /// frame is not taken).
+    fn put(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> Option<Fit> {
+        loop {
+            let i = self.cur?;
+            let q = &mut self.vrings[i].queue;
+            if self.fill.used.len() >= usize::from(q.size()) / 2 {
+                // Room for a frame's chains before the ring wraps over
+                // entries the guest has not seen yet.
+                self.flush(i);
+            }
+            let q = &mut self.vrings[i].queue;
+            match gather(self.mem, q, self.fill, self.stats, frame.len(), self.merge) {
+                Gathered::Enough => {
+                    let n = write_frame(self.mem, self.fill, self.stats, hdr, frame);
+                    return Some(Fit::Done(n));
+                }
+                Gathered::TooSmall => return Some(Fit::TooSmall),
+                Gathered::NoBuffers => {
+                    self.flush(i);
+                    self.cur = next_rx(self.vrings, i / 2 + 1);
+                }
+            }
+        }
+    }
+
+    /// Counts a frame of `len` bytes written in `chains` buffers.
+    fn sent(&mut self, len: usize, chains: u16) {
+        self.stats.tx_frames += 1;
+        self.stats.tx_bytes += len as u64;
+        self.stats.tx_buffers += u64::from(chains);
+    }
+
+    /// Publishes what was written to ring `i` and interrupts the guest if
+    /// it asks for it.
+    fn flush(&mut self, i: usize) {
+        let v = &mut self.vrings[i];
+        match used::publish(self.mem, &mut v.queue, &mut self.fill.used) {
+            Ok(true) => {
+                if v.signal() {
+                    self.stats.calls += 1;
+                }
+            }
+            Ok(false) => {}
+            Err(_) => self.stats.ring_errors += 1,
+        }
+    }
+
+    /// Ends the burst.
+    fn finish(&mut self) {
+        if let Some(i) = self.cur {
+            self.flush(i);
+        }
+    }
+}
+
+/// Takes chains from `q` until they hold the header and `len` bytes
+/// (without `merge`, one chain must). Refused chains are counted and go
+/// to the used list empty. A frame that does not fit gives every chain
+/// it took back to the ring (or, if a refused chain sits between them,
+/// to the guest, empty), so no part of it is ever visible.
+fn gather(
     mem: &GuestMemoryMmap,
-    chain: I,
+    q: &mut Queue,
+    fill: &mut Fill,
+    stats: &mut VhostUserStats,
+    len: usize,
+    merge: bool,
+) -> Gathered {
+    let want = (VNET_HDR_LEN + len) as u64;
+    let table = GuestAddress(q.desc_table());
+    let size = q.size();
+    let used_before = fill.used.len();
+    fill.segs.clear();
+    fill.chains.clear();
+    let mut have = 0u64;
+    let mut popped = 0usize;
+    let outcome = loop {
+        if have >= want {
+            break Gathered::Enough;
+        }
+        if popped + used_before >= usize::from(size) {
+            // More chains than the ring holds.
+            break Gathered::TooSmall;
+        }
+        let Some(c) = q.pop_descriptor_chain(mem) else {
+            break Gathered::NoBuffers;
+        };
+        popped += 1;
+        let head = c.head_index();
+        let room = SEGS_MAX - fill.segs.len();
+        match chain::walk(mem, table, size, head, true, &mut fill.segs, room) {
+            Ok(n) => {
+                have += n;
+                fill.chains.push(Chain {
+                    head,
+                    end: fill.segs.len(),
+                    room: n,
+                });
+                if !merge && have < want {
+                    // The chain just taken goes back as it was, whatever
+                    // came before it.
+                    q.go_to_previous_position();
+                    fill.chains.clear();
+                    return Gathered::TooSmall;
+                }
+            }
+            Err(_) => {
+                stats.ring_errors += 1;
+                fill.used.push((head, 0));
+            }
+        }
+    };
+    if matches!(outcome, Gathered::Enough) {
+        return outcome;
+    }
+    if fill.used.len() == used_before {
+        for _ in 0..popped {
+            q.go_to_previous_position();
+        }
+    } else {
+        // The refused chains are consumed; the good ones cannot go back
+        // to the ring past them.
+        for c in &fill.chains {
+            fill.used.push((c.head, 0));
+        }
+    }
+    fill.chains.clear();
+    outcome
+}
+
+/// Writes `hdr` (with `num_buffers` set) and `frame` across the chains
+/// [`gather`] took, and lists them as used; returns how many.
+fn write_frame(
+    mem: &GuestMemoryMmap,
+    fill: &mut Fill,
+    stats: &mut VhostUserStats,
+    hdr: &VirtioNetHdr,
     frame: &[u8],
-) -> Result<Option<u32>, vm_memory::GuestMemoryError>
-where
-    I: Iterator,
-    I::Item: DescLike,
-{
-    let total = VNET_HDR_LEN + frame.len();
-    let mut at = 0usize;
-    for d in chain {
-        if at == total {
-            break;
+) -> u16 {
+    // At most the ring's size (`gather` checked): fits 16 bits.
+    let n = fill.chains.len() as u16;
+    let mut h = *hdr;
+    h.num_buffers = n;
+    let hb = h.to_bytes();
+    let mut src = Src {
+        parts: [&hb[..], frame],
+    };
+    let used_before = fill.used.len();
+    let mut from = 0;
+    let mut failed = false;
+    for c in &fill.chains {
+        let mut wrote = 0u32;
+        for s in &fill.segs[from..c.end] {
+            if src.is_empty() {
+                break;
+            }
+            match src.write_to(mem, *s) {
+                Ok(k) => wrote += k,
+                Err(_) => failed = true,
+            }
         }
-        if !d.write_only() {
-            continue;
-        }
-        let mut off = 0usize;
-        let len = d.length();
-        while off < len && at < total {
-            let (src, from) = if at < VNET_HDR_LEN {
-                (&RX_VNET_HDR[..], at)
-            } else {
-                (frame, at - VNET_HDR_LEN)
-            };
-            let n = (src.len() - from).min(len - off);
-            mem.write_slice(
-                &src[from..from + n],
-                GuestAddress(d.address().0 + off as u64),
-            )?;
-            off += n;
-            at += n;
+        debug_assert!(u64::from(wrote) <= c.room);
+        fill.used.push((c.head, wrote));
+        from = c.end;
+    }
+    if failed {
+        // Checked in guest memory a moment ago: only a reset races here.
+        stats.ring_errors += 1;
+        for u in &mut fill.used[used_before..] {
+            u.1 = 0;
         }
     }
-    Ok((at == total).then_some(total as u32))
+    n
 }
 
-/// The parts of a descriptor `write_chain` uses.
-trait DescLike {
-    fn address(&self) -> GuestAddress;
-    fn length(&self) -> usize;
-    fn write_only(&self) -> bool;
+/// The bytes still to write: the header, then the frame.
+struct Src<'a> {
+    parts: [&'a [u8]; 2],
 }
 
-impl DescLike for virtio_queue::desc::split::Descriptor {
-    fn address(&self) -> GuestAddress {
-        self.addr()
+impl Src<'_> {
+    fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.is_empty())
     }
-    fn length(&self) -> usize {
-        self.len() as usize
-    }
-    fn write_only(&self) -> bool {
-        self.is_write_only()
+
+    /// Fills `seg` (or as much of it as there are bytes left); returns
+    /// the bytes written.
+    fn write_to(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        seg: Seg,
+    ) -> Result<u32, vm_memory::GuestMemoryError> {
+        let mut done = 0usize;
+        let room = seg.len as usize;
+        for p in &mut self.parts {
+            if done == room {
+                break;
+            }
+            let k = p.len().min(room - done);
+            if k == 0 {
+                continue;
+            }
+            let (now, rest) = p.split_at(k);
+            // `walk` checked `addr + len` against guest memory.
+            mem.write_slice(now, GuestAddress(seg.addr + done as u64))?;
+            *p = rest;
+            done += k;
+        }
+        Ok(done as u32)
     }
 }
