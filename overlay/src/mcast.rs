@@ -181,6 +181,42 @@ pub fn group_mac(g: IpAddr) -> [u8; 6] {
     }
 }
 
+/// Offsets in a Geneve-over-IPv6 frame as sluice builds it (Ethernet
+/// without a tag, IPv6 without extension headers, UDP).
+const ETH_DST: core::ops::Range<usize> = 0..6;
+const OUTER_DST: core::ops::Range<usize> = 38..54;
+const OUTER_UDP_CSUM: core::ops::Range<usize> = 60..62;
+
+/// Re-addresses one copy of a Geneve frame to another underlay
+/// destination (an underlay group, or a next hop's unicast address for
+/// head-end replication): the outer IPv6 destination, the outer
+/// Ethernet destination, and the outer UDP checksum updated
+/// incrementally (RFC 1624), since the destination is in the pseudo
+/// header (RFC 8200 §8.1). The checksum must be a complete one (not an
+/// offload's partial sum). Returns `false`, leaving the frame as it was,
+/// when it is not such a frame.
+pub fn retarget(frame: &mut [u8], dst: Ipv6Addr, dst_mac: [u8; 6]) -> bool {
+    let is_udp6 = frame.len() >= OUTER_UDP_CSUM.end
+        && frame[12..14] == [0x86, 0xdd]
+        && frame[14] >> 4 == 6
+        && frame[20] == 17;
+    if !is_udp6 {
+        return false;
+    }
+    let new = dst.octets();
+    let delta = dataplane::checksum::CsumDelta::between(&frame[OUTER_DST], &new);
+    let field = u16::from_be_bytes([frame[OUTER_UDP_CSUM.start], frame[OUTER_UDP_CSUM.start + 1]]);
+    frame[OUTER_UDP_CSUM].copy_from_slice(&delta.apply_udp(field).to_be_bytes());
+    frame[OUTER_DST].copy_from_slice(&new);
+    frame[ETH_DST].copy_from_slice(&dst_mac);
+    true
+}
+
+/// The Ethernet destination of an underlay group (RFC 2464 §7).
+pub fn underlay_mac(u: Ipv6Addr) -> [u8; 6] {
+    group_mac(IpAddr::V6(u))
+}
+
 /// One port's membership of a group.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Membership {
@@ -460,6 +496,43 @@ mod tests {
         let e = t.index().next_hops(vni(7), ip("239.1.1.1"));
         assert_eq!(e.underlay, None);
         assert!(e.underlay_missing);
+    }
+
+    fn geneve_frame() -> Vec<u8> {
+        let inner = [0u8; 60];
+        sluice_test_support::Geneve::new(
+            "fd00:99::a".parse().unwrap(),
+            "fd00:99::b".parse().unwrap(),
+            7,
+        )
+        .wrap(&inner)
+    }
+
+    #[test]
+    fn a_retargeted_copy_keeps_a_valid_checksum() {
+        let mut f = geneve_frame();
+        sluice_test_support::assert_checksums(&f);
+        let group: Ipv6Addr = "ff04::7".parse().unwrap();
+        assert!(retarget(&mut f, group, underlay_mac(group)));
+        assert_eq!(&f[38..54], &group.octets());
+        assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 7]);
+        sluice_test_support::assert_checksums(&f);
+        // Back to a unicast next hop: still right (RFC 1624 both ways).
+        let hop: Ipv6Addr = "fd00:99::c".parse().unwrap();
+        assert!(retarget(&mut f, hop, [2, 0, 0, 0, 0, 0x20]));
+        assert_eq!(&f[38..54], &hop.octets());
+        sluice_test_support::assert_checksums(&f);
+    }
+
+    #[test]
+    fn retarget_refuses_what_is_not_a_tunnel() {
+        let mut short = vec![0u8; 40];
+        assert!(!retarget(&mut short, "ff04::1".parse().unwrap(), [0; 6]));
+        let mut f = geneve_frame();
+        f[12] = 0x08;
+        let before = f.clone();
+        assert!(!retarget(&mut f, "ff04::1".parse().unwrap(), [0; 6]));
+        assert_eq!(f, before);
     }
 
     #[test]
