@@ -122,22 +122,30 @@ impl Sluice {
         f: impl FnOnce(&mut McastState, &BTreeMap<String, CreateVnic>) -> Result<usize, ApiError>,
     ) -> Result<usize, ApiError> {
         let ports = lock(&self.ports);
-        let mut state = lock(&self.mcast);
-        let mut next = state.clone();
-        let n = f(&mut next, &ports)?;
-        if next == *state {
-            return Ok(0);
-        }
-        let doc = next.doc(&ports);
-        crate::validate::check_mcast_limits(&doc)?;
-        self.mcast_live.publish(next.tables(&ports));
+        // The new state is in place before it is recorded: a record that
+        // compacts the journal writes a snapshot of the whole state,
+        // this change included (and takes `mcast` itself, so it is not
+        // held across the record).
+        let (before, doc, n) = {
+            let mut state = lock(&self.mcast);
+            let mut next = state.clone();
+            let n = f(&mut next, &ports)?;
+            if next == *state {
+                return Ok(0);
+            }
+            let doc = next.doc(&ports);
+            crate::validate::check_mcast_limits(&doc)?;
+            self.mcast_live.publish(next.tables(&ports));
+            (std::mem::replace(&mut *state, next), doc, n)
+        };
         if persist {
             if let Err(e) = self.record(&ports, || Change::Mcast { mcast: doc }) {
-                self.mcast_live.publish(state.tables(&ports));
+                let mut state = lock(&self.mcast);
+                self.mcast_live.publish(before.tables(&ports));
+                *state = before;
                 return Err(e);
             }
         }
-        *state = next;
         Ok(n)
     }
 

@@ -273,3 +273,37 @@ fn multicast_state_survives_a_restart() {
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every change compacts the journal here (a limit of one byte): the
+/// snapshot written then holds the multicast change itself.
+#[test]
+fn a_compaction_during_a_multicast_change_keeps_it() {
+    let dir = std::env::temp_dir().join(format!("sluice-api-mcast-compact-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let before = {
+        let h = SimHost::start(Some(&dir), 1).unwrap();
+        h.sluice.store().unwrap().set_compact_at(1);
+        let c = Client::new(h.url(), &h.token);
+        c.ok("POST", "/ports", Some(vm("vm1", 5)));
+        c.ok("PUT", "/m2p", Some(m2p(7777, "239.1.1.1", "ff04::1")));
+        c.ok(
+            "PUT",
+            "/ports/vm1/mcast-subs",
+            Some(json!({ "group": "239.1.1.1" })),
+        );
+        c.ok(
+            "PUT",
+            "/mcast-fwd",
+            Some(fwd("239.1.1.1", "fd00:99::b", "underlay")),
+        );
+        let snap: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+        assert_eq!(snap["mcast"]["fwd"].as_array().unwrap().len(), 1, "{snap}");
+        c.ok("GET", "/state", None)
+    };
+    let h = SimHost::start(Some(&dir), 1).unwrap();
+    let c = Client::new(h.url(), &h.token);
+    assert_eq!(c.ok("GET", "/state", None), before);
+    drop(h);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
