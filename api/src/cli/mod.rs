@@ -271,7 +271,9 @@ pub enum Command {
         sluiceadm --json set-m2p 239.1.2.3 ff04::1:2:3"
     )]
     SetM2p {
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
         group: IpAddr,
+        /// The underlay group (IPv6 admin-local, ff04::/16).
         underlay: Ipv6Addr,
         #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
         vni: u32,
@@ -282,6 +284,7 @@ pub enum Command {
         sluiceadm clear-m2p 239.1.2.3 --vni 7777\n  \
         sluiceadm clear-m2p --vni 7777")]
     ClearM2p {
+        /// The overlay group (without: every group of the VPC).
         group: Option<IpAddr>,
         #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
         vni: u32,
@@ -311,8 +314,9 @@ pub enum Command {
     )]
     McastSubscribe {
         port: String,
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
         group: IpAddr,
-        /// Include-mode sources, comma-separated.
+        /// Include-mode sources, comma-separated (at most 16).
         #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
         sources: Vec<IpAddr>,
     },
@@ -346,7 +350,9 @@ pub enum Command {
         sluiceadm --json set-mcast-fwd ff05::db8:1 fd00:99::b --replication both --vni 7777"
     )]
     SetMcastFwd {
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
         group: IpAddr,
+        /// The next hop's underlay (unicast) address.
         next_hop: Ipv6Addr,
         #[arg(long, value_enum)]
         replication: ReplicationArg,
@@ -359,7 +365,9 @@ pub enum Command {
         sluiceadm clear-mcast-fwd 239.1.2.3 fd00:99::b --vni 7777\n  \
         sluiceadm clear-mcast-fwd 239.1.2.3 --vni 7777")]
     ClearMcastFwd {
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
         group: IpAddr,
+        /// One next hop (without: every next hop of the group).
         next_hop: Option<Ipv6Addr>,
         #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
         vni: u32,

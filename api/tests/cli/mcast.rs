@@ -190,3 +190,25 @@ fn every_multicast_verb_has_help_with_examples() {
         );
     }
 }
+
+/// With fleet mode built in, the store refuses the verbs saying why;
+/// without it, `--etcd` is refused as a whole.
+#[test]
+fn the_fleet_store_refuses_multicast_verbs_saying_why() {
+    for args in [
+        &["set-m2p", "239.1.1.1", "ff04::1"][..],
+        &["mcast-subscribe", "vm1", "239.1.1.1"][..],
+        &["dump-mcast-fwd"][..],
+    ] {
+        let mut a = vec!["--etcd", "http://127.0.0.1:9"];
+        a.extend_from_slice(args);
+        let r = sluiceadm(&a, None);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        let why = if cfg!(feature = "fleet") {
+            "multicast state"
+        } else {
+            "built without fleet mode"
+        };
+        assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+    }
+}
