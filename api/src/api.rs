@@ -296,6 +296,76 @@ pub trait SluiceApi {
         query: Query<V2pSelector>,
     ) -> Result<HttpResponseOk<Changed>, HttpError>;
 
+    /// M2P mappings (overlay multicast group to underlay group), of one
+    /// VPC (`vni`) and group, or all.
+    #[endpoint { method = GET, path = "/m2p", tags = ["multicast"] }]
+    async fn dump_m2p(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<M2pSelector>,
+    ) -> Result<HttpResponseOk<Vec<M2pMapping>>, HttpError>;
+
+    /// Add or replace M2P mappings in bulk (all or nothing).
+    #[endpoint { method = PUT, path = "/m2p", tags = ["multicast"] }]
+    async fn set_m2p(
+        rqctx: RequestContext<Self::Context>,
+        body: TypedBody<M2pSet>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError>;
+
+    /// Remove one mapping (`vni` and `group`) or a whole VPC's (`vni`).
+    #[endpoint { method = DELETE, path = "/m2p", tags = ["multicast"] }]
+    async fn clear_m2p(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<M2pSelector>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError>;
+
+    /// Multicast subscriptions, of one port or of every port.
+    #[endpoint { method = GET, path = "/mcast-subs", tags = ["multicast"] }]
+    async fn dump_mcast_subs(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<McastSubsSelector>,
+    ) -> Result<HttpResponseOk<Vec<McastSub>>, HttpError>;
+
+    /// Subscribe a port to a group of its VPC (again: replaces its source
+    /// filter). Returns the port's subscriptions.
+    #[endpoint { method = PUT, path = "/ports/{name}/mcast-subs", tags = ["multicast"] }]
+    async fn mcast_subscribe(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        body: TypedBody<McastSubscribe>,
+    ) -> Result<HttpResponseOk<Vec<McastSub>>, HttpError>;
+
+    /// Unsubscribe a port from one group (`group`) or from all.
+    #[endpoint { method = DELETE, path = "/ports/{name}/mcast-subs", tags = ["multicast"] }]
+    async fn mcast_unsubscribe(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<PortPath>,
+        query: Query<McastUnsubscribe>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError>;
+
+    /// Multicast forwarding entries, filtered by any of `vni`, `group`,
+    /// `next_hop`.
+    #[endpoint { method = GET, path = "/mcast-fwd", tags = ["multicast"] }]
+    async fn dump_mcast_fwd(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<McastFwdSelector>,
+    ) -> Result<HttpResponseOk<Vec<McastFwdEntry>>, HttpError>;
+
+    /// Add or replace a next hop of a group (`underlay` and `both` need
+    /// the group's M2P mapping).
+    #[endpoint { method = PUT, path = "/mcast-fwd", tags = ["multicast"] }]
+    async fn set_mcast_fwd(
+        rqctx: RequestContext<Self::Context>,
+        body: TypedBody<McastFwdEntry>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError>;
+
+    /// Remove one next hop of a group (`vni`, `group`, `next_hop`) or all
+    /// of them (`vni`, `group`).
+    #[endpoint { method = DELETE, path = "/mcast-fwd", tags = ["multicast"] }]
+    async fn clear_mcast_fwd(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<McastFwdSelector>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError>;
+
     /// V2B routes, of one VPC (`vni`) or all.
     #[endpoint { method = GET, path = "/v2b", tags = ["overlay"] }]
     async fn dump_v2b(

@@ -11,7 +11,7 @@ use crate::types::*;
 use dataplane::IpCidr;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 use vnic::config::{TransitDir, TransitIp, VnicConfig};
 use vnic::firewall::FirewallRule;
@@ -367,6 +367,65 @@ impl Client {
         let mut q = vec![("vni", vni.to_string())];
         q.extend(ip.map(|ip| ("ip", ip.to_string())));
         self.call("DELETE", "/v2p", &q, None)
+    }
+
+    // ---- multicast ----
+
+    pub fn dump_m2p(&self, vni: Option<u32>) -> Result<Vec<M2pMapping>, ClientError> {
+        let q: Vec<(&str, String)> = vni.iter().map(|v| ("vni", v.to_string())).collect();
+        self.call("GET", "/m2p", &q, None)
+    }
+
+    pub fn set_m2p(&self, set: &M2pSet) -> Result<Changed, ClientError> {
+        self.with_body("PUT", "/m2p", set)
+    }
+
+    pub fn clear_m2p(&self, vni: u32, group: Option<IpAddr>) -> Result<Changed, ClientError> {
+        let mut q = vec![("vni", vni.to_string())];
+        q.extend(group.map(|g| ("group", g.to_string())));
+        self.call("DELETE", "/m2p", &q, None)
+    }
+
+    pub fn dump_mcast_subs(&self, port: Option<&str>) -> Result<Vec<McastSub>, ClientError> {
+        let q: Vec<(&str, String)> = port.iter().map(|p| ("port", p.to_string())).collect();
+        self.call("GET", "/mcast-subs", &q, None)
+    }
+
+    pub fn mcast_subscribe(
+        &self,
+        port: &str,
+        req: &McastSubscribe,
+    ) -> Result<Vec<McastSub>, ClientError> {
+        self.with_body("PUT", &port_path(port, "/mcast-subs")?, req)
+    }
+
+    pub fn mcast_unsubscribe(
+        &self,
+        port: &str,
+        group: Option<IpAddr>,
+    ) -> Result<Changed, ClientError> {
+        let q: Vec<(&str, String)> = group.iter().map(|g| ("group", g.to_string())).collect();
+        self.call("DELETE", &port_path(port, "/mcast-subs")?, &q, None)
+    }
+
+    pub fn dump_mcast_fwd(&self, vni: Option<u32>) -> Result<Vec<McastFwdEntry>, ClientError> {
+        let q: Vec<(&str, String)> = vni.iter().map(|v| ("vni", v.to_string())).collect();
+        self.call("GET", "/mcast-fwd", &q, None)
+    }
+
+    pub fn set_mcast_fwd(&self, e: &McastFwdEntry) -> Result<Changed, ClientError> {
+        self.with_body("PUT", "/mcast-fwd", e)
+    }
+
+    pub fn clear_mcast_fwd(
+        &self,
+        vni: u32,
+        group: IpAddr,
+        next_hop: Option<Ipv6Addr>,
+    ) -> Result<Changed, ClientError> {
+        let mut q = vec![("vni", vni.to_string()), ("group", group.to_string())];
+        q.extend(next_hop.map(|h| ("next_hop", h.to_string())));
+        self.call("DELETE", "/mcast-fwd", &q, None)
     }
 
     pub fn dump_v2b(&self, vni: Option<u32>) -> Result<Vec<V2bRoute>, ClientError> {

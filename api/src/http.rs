@@ -556,6 +556,108 @@ impl SluiceApi for SluiceImpl {
             .map(|changed| HttpResponseOk(Changed { changed }))
     }
 
+    async fn dump_m2p(
+        rq: Rq,
+        query: Query<M2pSelector>,
+    ) -> Result<HttpResponseOk<Vec<M2pMapping>>, HttpError> {
+        let q = query.into_inner();
+        call(&rq, false, move |s| {
+            let mut d = s.dump_m2p(crate::server::vni_opt(q.vni)?);
+            d.retain(|m| q.group.is_none_or(|g| g == m.group));
+            Ok(d)
+        })
+        .await
+        .map(HttpResponseOk)
+    }
+
+    async fn set_m2p(
+        rq: Rq,
+        body: TypedBody<M2pSet>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError> {
+        let b = body.into_inner();
+        change(&rq, move |s| s.set_m2p(b, true))
+            .await
+            .map(|changed| HttpResponseOk(Changed { changed }))
+    }
+
+    async fn clear_m2p(
+        rq: Rq,
+        query: Query<M2pSelector>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError> {
+        let q = query.into_inner();
+        change(&rq, move |s| s.clear_m2p(q))
+            .await
+            .map(|changed| HttpResponseOk(Changed { changed }))
+    }
+
+    async fn dump_mcast_subs(
+        rq: Rq,
+        query: Query<McastSubsSelector>,
+    ) -> Result<HttpResponseOk<Vec<McastSub>>, HttpError> {
+        let q = query.into_inner();
+        call(&rq, false, move |s| s.dump_mcast_subs(q.port.as_deref()))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn mcast_subscribe(
+        rq: Rq,
+        path: Path<PortPath>,
+        body: TypedBody<McastSubscribe>,
+    ) -> Result<HttpResponseOk<Vec<McastSub>>, HttpError> {
+        let (n, b) = (path.into_inner().name, body.into_inner());
+        change(&rq, move |s| s.mcast_subscribe(&n, b))
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn mcast_unsubscribe(
+        rq: Rq,
+        path: Path<PortPath>,
+        query: Query<McastUnsubscribe>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError> {
+        let (n, q) = (path.into_inner().name, query.into_inner());
+        change(&rq, move |s| s.mcast_unsubscribe(&n, q))
+            .await
+            .map(|changed| HttpResponseOk(Changed { changed }))
+    }
+
+    async fn dump_mcast_fwd(
+        rq: Rq,
+        query: Query<McastFwdSelector>,
+    ) -> Result<HttpResponseOk<Vec<McastFwdEntry>>, HttpError> {
+        let q = query.into_inner();
+        call(&rq, false, move |s| {
+            let mut d = s.dump_mcast_fwd(crate::server::vni_opt(q.vni)?);
+            d.retain(|f| {
+                q.group.is_none_or(|g| g == f.group) && q.next_hop.is_none_or(|h| h == f.next_hop)
+            });
+            Ok(d)
+        })
+        .await
+        .map(HttpResponseOk)
+    }
+
+    async fn set_mcast_fwd(
+        rq: Rq,
+        body: TypedBody<McastFwdEntry>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError> {
+        let b = body.into_inner();
+        change(&rq, move |s| s.set_mcast_fwd(b))
+            .await
+            .map(|changed| HttpResponseOk(Changed { changed }))
+    }
+
+    async fn clear_mcast_fwd(
+        rq: Rq,
+        query: Query<McastFwdSelector>,
+    ) -> Result<HttpResponseOk<Changed>, HttpError> {
+        let q = query.into_inner();
+        change(&rq, move |s| s.clear_mcast_fwd(q))
+            .await
+            .map(|changed| HttpResponseOk(Changed { changed }))
+    }
+
     async fn dump_v2b(
         rq: Rq,
         query: Query<V2bSelector>,

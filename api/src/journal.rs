@@ -35,7 +35,7 @@
 //!   mapping by VNI and address, a route by VNI and prefix), so a
 //!   sequence of them applied twice ends where it ended once.
 
-use crate::types::{CreateVnic, StateDoc, V2bRoute, V2pMapping};
+use crate::types::{CreateVnic, McastDoc, StateDoc, V2bRoute, V2pMapping};
 use dataplane::{IpCidr, Vni};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -77,6 +77,9 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<IpCidr>,
     },
+    /// The multicast state, whole (M2P, subscriptions, forwarding: small
+    /// tables, see `server/mcast.rs`).
+    Mcast { mcast: McastDoc },
 }
 
 /// A state document being replayed into: its tables by key.
@@ -84,6 +87,7 @@ struct Replay {
     ports: BTreeMap<String, CreateVnic>,
     v2p: BTreeMap<(Vni, IpAddr), V2pMapping>,
     v2b: BTreeMap<(Vni, IpCidr), V2bRoute>,
+    mcast: McastDoc,
 }
 
 impl Replay {
@@ -101,6 +105,7 @@ impl Replay {
                 .into_iter()
                 .map(|r| ((r.vni, r.prefix), r))
                 .collect(),
+            mcast: std::mem::take(&mut doc.mcast),
         }
     }
 
@@ -110,6 +115,8 @@ impl Replay {
                 self.ports.insert(port.config.name.clone(), *port);
             }
             Change::DeletePort { name } => {
+                // Its subscriptions went with it.
+                self.mcast.subs.retain(|s| s.port != name);
                 self.ports.remove(&name);
             }
             Change::SetV2p { mappings } => {
@@ -133,6 +140,7 @@ impl Replay {
                 self.v2b.remove(&(vni, p));
             }
             Change::ClearV2b { vni, prefix: None } => self.v2b.retain(|k, _| k.0 != vni),
+            Change::Mcast { mcast } => self.mcast = mcast,
         }
     }
 
@@ -140,6 +148,7 @@ impl Replay {
         doc.ports = self.ports.into_values().collect();
         doc.v2p = self.v2p.into_values().collect();
         doc.v2b = self.v2b.into_values().collect();
+        doc.mcast = self.mcast;
     }
 }
 

@@ -255,6 +255,17 @@ pub fn render(s: &HostStats) -> String {
     );
     let _ = writeln!(o, "sluice_table_entries{{table=\"v2p\"}} {}", s.v2p.entries);
     let _ = writeln!(o, "sluice_table_entries{{table=\"v2b\"}} {}", s.v2b.entries);
+    let _ = writeln!(o, "sluice_table_entries{{table=\"m2p\"}} {}", s.m2p.entries);
+    let _ = writeln!(
+        o,
+        "sluice_table_entries{{table=\"mcast_subs\"}} {}",
+        s.mcast_subs.entries
+    );
+    let _ = writeln!(
+        o,
+        "sluice_table_entries{{table=\"mcast_fwd\"}} {}",
+        s.mcast_fwd.entries
+    );
     family(
         &mut o,
         "sluice_table_limit",
@@ -263,6 +274,17 @@ pub fn render(s: &HostStats) -> String {
     );
     let _ = writeln!(o, "sluice_table_limit{{table=\"v2p\"}} {}", s.v2p.limit);
     let _ = writeln!(o, "sluice_table_limit{{table=\"v2b\"}} {}", s.v2b.limit);
+    let _ = writeln!(o, "sluice_table_limit{{table=\"m2p\"}} {}", s.m2p.limit);
+    let _ = writeln!(
+        o,
+        "sluice_table_limit{{table=\"mcast_subs\"}} {}",
+        s.mcast_subs.limit
+    );
+    let _ = writeln!(
+        o,
+        "sluice_table_limit{{table=\"mcast_fwd\"}} {}",
+        s.mcast_fwd.limit
+    );
     family(
         &mut o,
         "sluice_worker_busy_ratio",
@@ -412,6 +434,9 @@ mod tests {
                 entries: 0,
                 limit: 1,
             },
+            m2p: TableSize::default(),
+            mcast_subs: TableSize::default(),
+            mcast_fwd: TableSize::default(),
         };
         let text = render(&s);
         let has = |line: String| {
@@ -499,6 +524,9 @@ mod tests {
                 entries: 0,
                 limit: 1,
             },
+            m2p: TableSize::default(),
+            mcast_subs: TableSize::default(),
+            mcast_fwd: TableSize::default(),
         };
         let text = render(&s);
         for line in [

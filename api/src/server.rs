@@ -26,6 +26,7 @@ use vnic::firewall::FirewallRule;
 use vnic::port::{BuildError, VnicPort};
 use vnic::router::{RouteClass, RouteEntry};
 
+mod mcast;
 mod migration;
 
 /// Where guest devices come from: the real host's (TAP, vhost-user) or
@@ -160,6 +161,11 @@ pub struct Sluice {
     fleet_gauges: std::sync::OnceLock<Arc<crate::fleet::Gauges>>,
     /// Flow logs (`[flow_logs]`), when on: every port gets a queue.
     flow_logs: std::sync::OnceLock<Arc<crate::flowlogs::FlowLogs>>,
+    /// Multicast desired state (`server/mcast.rs`); taken with `ports`
+    /// held.
+    mcast: Mutex<mcast::McastState>,
+    /// What the workers read of it.
+    mcast_live: Arc<overlay::mcast::Mcast>,
 }
 
 /// The steps of a mutating call that can fail after something changed;
@@ -200,6 +206,8 @@ impl Sluice {
             fleet: std::sync::OnceLock::new(),
             fleet_gauges: std::sync::OnceLock::new(),
             flow_logs: std::sync::OnceLock::new(),
+            mcast: Mutex::default(),
+            mcast_live: Arc::default(),
         };
         // Frames the uplink cannot carry are counted where they are made.
         if let Some(mtu) = s.limits.underlay_mtu {
@@ -245,6 +253,7 @@ impl Sluice {
                 ApiError::Internal(format!("restoring port '{name}' from the saved state: {e}"))
             })?;
         }
+        self.restore_mcast(doc.mcast)?;
         Ok(())
     }
 
@@ -324,6 +333,7 @@ impl Sluice {
             ports: ports.values().cloned().collect(),
             v2p: self.dump_v2p(None),
             v2b: self.dump_v2b(None),
+            mcast: self.mcast_doc(ports),
         }
     }
 
@@ -518,6 +528,7 @@ impl Sluice {
             let _ = self.workers.with_port(name, |v| v.port.clear_flows());
             fl.retire(name);
         }
+        self.mcast_forget_port(&ports, name);
         self.workers.detach(name).map_err(worker_error)?;
         // A failed port never opened its device (it may be another
         // port's: see `device_conflict`), so there is nothing to remove.
@@ -1041,6 +1052,8 @@ impl Sluice {
                     .collect(),
             })
             .collect();
+        let (m2p, subs, fwd) = self.mcast_sizes();
+        let n_ports = ports.len().max(1);
         Ok(HostStats {
             ports,
             workers,
@@ -1051,6 +1064,18 @@ impl Sluice {
             v2b: TableSize {
                 entries: self.host.v2b.len(),
                 limit: self.host.v2b.limit(),
+            },
+            m2p: TableSize {
+                entries: m2p,
+                limit: overlay::mcast::M2P_LIMIT,
+            },
+            mcast_subs: TableSize {
+                entries: subs,
+                limit: overlay::mcast::SUBS_PER_PORT * n_ports,
+            },
+            mcast_fwd: TableSize {
+                entries: fwd,
+                limit: overlay::mcast::FWD_LIMIT,
             },
         })
     }

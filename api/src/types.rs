@@ -339,8 +339,135 @@ pub struct V2bSelector {
     pub prefix: Option<IpCidr>,
 }
 
+/// One M2P mapping: the underlay group that carries an overlay
+/// multicast group of a VPC between hosts (see [`overlay::mcast`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct M2pMapping {
+    pub vni: Vni,
+    /// The overlay group: IPv4 224.0.0.0/4 outside 224.0.0.0/24, or IPv6
+    /// ff00::/8 of a scope wider than link-local.
+    pub group: IpAddr,
+    /// The underlay group: IPv6 admin-local (ff04::/16).
+    pub underlay: Ipv6Addr,
+}
+
+/// `PUT /m2p`: mappings to add or replace, in one call.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct M2pSet {
+    pub mappings: Vec<M2pMapping>,
+}
+
+/// `GET /m2p` and `DELETE /m2p`: a VPC, and for a delete, one group of it
+/// (without: every group of the VPC).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct M2pSelector {
+    pub vni: Option<u32>,
+    pub group: Option<IpAddr>,
+}
+
+/// `PUT /ports/{name}/mcast-subs`: the port joins a group of its VPC
+/// (again: its source filter is replaced).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McastSubscribe {
+    pub group: IpAddr,
+    /// Include-mode source filter: only datagrams from these sources are
+    /// delivered. Empty: every source.
+    #[serde(default)]
+    pub sources: Vec<IpAddr>,
+}
+
+/// `DELETE /ports/{name}/mcast-subs`: one group, or (without) all.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct McastUnsubscribe {
+    pub group: Option<IpAddr>,
+}
+
+/// `GET /mcast-subs`: one port's subscriptions, or every port's.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct McastSubsSelector {
+    pub port: Option<String>,
+}
+
+/// One port's subscription to a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McastSub {
+    pub port: String,
+    pub group: IpAddr,
+    /// Include-mode sources; empty: every source.
+    #[serde(default)]
+    pub sources: Vec<IpAddr>,
+}
+
+/// How a datagram reaches a next hop.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Replication {
+    /// Head-end replication: unicast Geneve to the next hop.
+    External,
+    /// One Geneve packet to the group's M2P underlay group.
+    Underlay,
+    /// Both.
+    Both,
+}
+
+impl From<Replication> for overlay::mcast::Replication {
+    fn from(r: Replication) -> Self {
+        match r {
+            Replication::External => overlay::mcast::Replication::External,
+            Replication::Underlay => overlay::mcast::Replication::Underlay,
+            Replication::Both => overlay::mcast::Replication::Both,
+        }
+    }
+}
+
+/// One multicast forwarding entry: a next hop a VPC's datagrams to a
+/// group are sent to, once per datagram.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McastFwdEntry {
+    pub vni: Vni,
+    pub group: IpAddr,
+    /// The underlay (unicast) address of the next hop: a host with
+    /// members, or a switch replicating further.
+    pub next_hop: Ipv6Addr,
+    pub replication: Replication,
+}
+
+/// `GET /mcast-fwd` and `DELETE /mcast-fwd`: a VPC; for a delete also a
+/// group, and optionally one next hop of it (without: all of them).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct McastFwdSelector {
+    pub vni: Option<u32>,
+    pub group: Option<IpAddr>,
+    pub next_hop: Option<Ipv6Addr>,
+}
+
+/// The host's multicast state: M2P, subscriptions, forwarding.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McastDoc {
+    #[serde(default)]
+    pub m2p: Vec<M2pMapping>,
+    #[serde(default)]
+    pub subs: Vec<McastSub>,
+    #[serde(default)]
+    pub fwd: Vec<McastFwdEntry>,
+}
+
+impl McastDoc {
+    pub fn is_empty(&self) -> bool {
+        self.m2p.is_empty() && self.subs.is_empty() && self.fwd.is_empty()
+    }
+}
+
 /// How many entries a table holds and may hold.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TableSize {
     pub entries: usize,
     pub limit: usize,
@@ -467,6 +594,9 @@ pub struct StateDoc {
     pub v2p: Vec<V2pMapping>,
     #[serde(default)]
     pub v2b: Vec<V2bRoute>,
+    /// Multicast: M2P, subscriptions, forwarding.
+    #[serde(default, skip_serializing_if = "McastDoc::is_empty")]
+    pub mcast: McastDoc,
 }
 
 impl PartialEq for CreateVnic {
@@ -482,6 +612,14 @@ pub struct HostStats {
     pub workers: Vec<WorkerStatsDoc>,
     pub v2p: TableSize,
     pub v2b: TableSize,
+    #[serde(default)]
+    pub m2p: TableSize,
+    /// Subscriptions (port, group) of every port.
+    #[serde(default)]
+    pub mcast_subs: TableSize,
+    /// Forwarding entries (group, next hop).
+    #[serde(default)]
+    pub mcast_fwd: TableSize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -12,13 +12,20 @@
 //!   external addresses (a floating or ephemeral IP, or an overlapping
 //!   SNAT range, on two ports would answer for two guests);
 //! - V2P: unicast guest MAC, unicast guest IP, a unicast underlay host;
-//!   V2B: unicast underlay endpoints.
+//!   V2B: unicast underlay endpoints;
+//! - multicast: overlay groups outside link-local scope, admin-local
+//!   underlay groups, unicast same-family sources and next hops, the
+//!   tables' limits ([`overlay::mcast`]), subscriptions of existing ports.
 //!
 //! Guest devices are checked where they are opened (`server.rs`): a
 //! replay has none.
 
 use crate::error::ApiError;
-use crate::types::{StateDoc, V2bRoute, V2pMapping};
+use crate::types::{
+    CreateVnic, M2pMapping, McastDoc, McastFwdEntry, StateDoc, V2bRoute, V2pMapping,
+};
+use overlay::mcast;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vnic::config::VnicConfig;
 
@@ -261,7 +268,132 @@ pub fn check_state(doc: &StateDoc, underlay_mtu: Option<u16>) -> Result<(), ApiE
     }
     check_v2p(&doc.v2p).map_err(|e| rename(e, "mappings", "v2p"))?;
     check_v2b(&doc.v2b).map_err(|e| rename(e, "routes", "v2b"))?;
+    check_mcast(&doc.mcast, &doc.ports)?;
     Ok(())
+}
+
+/// Checks M2P mappings (fields named `mappings[i]...`).
+pub fn check_m2p(mappings: &[M2pMapping]) -> Result<(), ApiError> {
+    for (i, m) in mappings.iter().enumerate() {
+        mcast::check_group(m.group)
+            .map_err(|e| ApiError::field(format!("mappings[{i}].group"), e.to_string()))?;
+        mcast::check_underlay_group(m.underlay)
+            .map_err(|e| ApiError::field(format!("mappings[{i}].underlay"), e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks a subscription (fields `group`, `sources[j]`).
+pub fn check_mcast_sub(group: IpAddr, sources: &[IpAddr]) -> Result<(), ApiError> {
+    mcast::check_group(group).map_err(|e| ApiError::field("group", e.to_string()))?;
+    if sources.len() > mcast::SOURCES_PER_SUB {
+        return Err(ApiError::field(
+            "sources",
+            format!(
+                "{} sources is more than the {} a filter may hold",
+                sources.len(),
+                mcast::SOURCES_PER_SUB
+            ),
+        ));
+    }
+    for (j, &src) in sources.iter().enumerate() {
+        mcast::check_source(group, src)
+            .map_err(|e| ApiError::field(format!("sources[{j}]"), e.to_string()))?;
+        if sources[..j].contains(&src) {
+            return Err(ApiError::field(
+                format!("sources[{j}]"),
+                format!("{src} is given twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a forwarding entry (fields `group`, `next_hop`).
+pub fn check_mcast_fwd(e: &McastFwdEntry) -> Result<(), ApiError> {
+    mcast::check_group(e.group).map_err(|err| ApiError::field("group", err.to_string()))?;
+    if !is_unicast_v6(e.next_hop) {
+        return Err(ApiError::field(
+            "next_hop",
+            format!("{} is not a unicast underlay address", e.next_hop),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the limits of the multicast tables as a whole.
+pub fn check_mcast_limits(doc: &McastDoc) -> Result<(), ApiError> {
+    let full = |what: &str, n: usize, limit: usize| {
+        ApiError::Conflict(format!(
+            "{what} is full ({n} entries; the limit is {limit})"
+        ))
+    };
+    if doc.m2p.len() > mcast::M2P_LIMIT {
+        return Err(full("the M2P table", doc.m2p.len(), mcast::M2P_LIMIT));
+    }
+    if doc.fwd.len() > mcast::FWD_LIMIT {
+        return Err(full(
+            "the multicast forwarding table",
+            doc.fwd.len(),
+            mcast::FWD_LIMIT,
+        ));
+    }
+    let mut per_port: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &doc.subs {
+        let n = per_port.entry(&s.port).or_default();
+        *n += 1;
+        if *n > mcast::SUBS_PER_PORT {
+            return Err(ApiError::Conflict(format!(
+                "port '{}' is subscribed to {} groups already, the limit",
+                s.port,
+                mcast::SUBS_PER_PORT
+            )));
+        }
+    }
+    let mut per_group: BTreeMap<(dataplane::Vni, IpAddr), usize> = BTreeMap::new();
+    for f in &doc.fwd {
+        let n = per_group.entry((f.vni, f.group)).or_default();
+        *n += 1;
+        if *n > mcast::NEXT_HOPS_PER_GROUP {
+            return Err(ApiError::Conflict(format!(
+                "group {} of VNI {} has {} next hops already, the limit",
+                f.group,
+                f.vni.get(),
+                mcast::NEXT_HOPS_PER_GROUP
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a state document's multicast part, as the API checked each
+/// change that made it (fields named `mcast.m2p[i]...`).
+pub fn check_mcast(doc: &McastDoc, ports: &[CreateVnic]) -> Result<(), ApiError> {
+    check_m2p(&doc.m2p).map_err(|e| rename(e, "mappings", "mcast.m2p"))?;
+    for (i, s) in doc.subs.iter().enumerate() {
+        if !ports.iter().any(|p| p.config.name == s.port) {
+            return Err(ApiError::field(
+                format!("mcast.subs[{i}].port"),
+                format!("no port named '{}'", s.port),
+            ));
+        }
+        check_mcast_sub(s.group, &s.sources).map_err(|e| prefix(e, &format!("mcast.subs[{i}]")))?;
+    }
+    for (i, f) in doc.fwd.iter().enumerate() {
+        check_mcast_fwd(f).map_err(|e| prefix(e, &format!("mcast.fwd[{i}]")))?;
+    }
+    check_mcast_limits(doc)
+}
+
+/// `group` in a subscription is `mcast.subs[2].group` in a document.
+fn prefix(e: ApiError, at: &str) -> ApiError {
+    match e {
+        ApiError::BadField { field, problem } => ApiError::BadField {
+            field: format!("{at}.{field}"),
+            problem,
+        },
+        other => other,
+    }
 }
 
 /// Says where in a document a port's error is.

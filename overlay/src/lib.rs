@@ -25,11 +25,14 @@
 //! compiled from a mapping is re-checked at its next packet once the
 //! mapping changes or goes.
 //!
+//! - [`mcast`]: multicast: M2P (overlay group to underlay group), the
+//!   ports subscribed to each group, and the forwarding table.
 //! - [`layer`]: the overlay layer a vNIC's port ends with: tunnels by
 //!   V2P/V2B outbound, sender-checked decapsulation inbound.
 
 pub mod geneve;
 pub mod layer;
+pub mod mcast;
 pub mod mtu;
 pub mod v2b;
 pub mod v2p;

@@ -13,7 +13,7 @@
 //! - nothing panics;
 //! - a refusal is the caller's error (400, 404, 409), never a 500;
 //! - a refused request changes nothing (the whole state, ports, rules,
-//!   V2P and V2B, is the same before and after);
+//!   V2P, V2B and multicast, is the same before and after);
 //! - an accepted one is undone, so every input starts from the same state.
 
 // `seeds` is for the regression test only.
@@ -51,6 +51,12 @@ pub const REQUESTS: &[&str] = &[
     "remove_cidr",
     "attach_subnet",
     "detach_subnet",
+    "set_m2p",
+    "clear_m2p",
+    "mcast_subscribe",
+    "mcast_unsubscribe",
+    "set_mcast_fwd",
+    "clear_mcast_fwd",
 ];
 
 const UNDERLAY: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0xa);
@@ -146,6 +152,16 @@ fn apply(s: &Sluice, which: &str, b: &[u8]) -> Option<Result<(), ApiError>> {
         "detach_subnet" => s
             .detach_subnet("vm1", body::<SubnetCidr>(b)?.cidr)
             .map(drop),
+        "set_m2p" => s.set_m2p(body::<M2pSet>(b)?, false).map(drop),
+        "clear_m2p" => s.clear_m2p(body::<M2pSelector>(b)?).map(drop),
+        "mcast_subscribe" => s
+            .mcast_subscribe("vm1", body::<McastSubscribe>(b)?)
+            .map(drop),
+        "mcast_unsubscribe" => s
+            .mcast_unsubscribe("vm1", body::<McastUnsubscribe>(b)?)
+            .map(drop),
+        "set_mcast_fwd" => s.set_mcast_fwd(body::<McastFwdEntry>(b)?).map(drop),
+        "clear_mcast_fwd" => s.clear_mcast_fwd(body::<McastFwdSelector>(b)?).map(drop),
         _ => return None,
     };
     Some(r)
@@ -157,6 +173,21 @@ fn reset(s: &Sluice) {
         s.delete_vnic(&p.name).expect("delete");
     }
     s.create_vnic(vm1(), false).expect("vm1 again");
+    for f in s.dump_mcast_fwd(None) {
+        s.clear_mcast_fwd(McastFwdSelector {
+            vni: Some(f.vni.get()),
+            group: Some(f.group),
+            next_hop: None,
+        })
+        .expect("clear");
+    }
+    for m in s.dump_m2p(None) {
+        s.clear_m2p(M2pSelector {
+            vni: Some(m.vni.get()),
+            group: None,
+        })
+        .expect("clear");
+    }
     for vni in s
         .dump_v2p(None)
         .iter()
@@ -306,6 +337,29 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         (
             "detach_subnet",
             serde_json::json!({ "cidr": "192.168.50.0/24" }),
+        ),
+        (
+            "set_m2p",
+            serde_json::json!({ "mappings": [{ "vni": crate::checks::VNI,
+                "group": "239.1.1.1", "underlay": "ff04::1" }] }),
+        ),
+        (
+            "clear_m2p",
+            serde_json::json!({ "vni": crate::checks::VNI }),
+        ),
+        (
+            "mcast_subscribe",
+            serde_json::json!({ "group": "239.1.1.1", "sources": ["10.0.0.6"] }),
+        ),
+        ("mcast_unsubscribe", serde_json::json!({})),
+        (
+            "set_mcast_fwd",
+            serde_json::json!({ "vni": crate::checks::VNI, "group": "ff05::1",
+                "next_hop": "fd00:99::b", "replication": "external" }),
+        ),
+        (
+            "clear_mcast_fwd",
+            serde_json::json!({ "vni": crate::checks::VNI, "group": "239.1.1.1" }),
         ),
     ];
     bodies

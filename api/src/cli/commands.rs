@@ -323,6 +323,89 @@ pub(super) fn run_on(
             })
         }
         Command::DumpV2p { vni } => show!(c.dump_v2p(*vni), |v: &Vec<_>| show::v2p(v)),
+        Command::SetM2p {
+            group,
+            underlay,
+            vni,
+        } => {
+            let mappings = vec![M2pMapping {
+                vni: dataplane::Vni::new(*vni).unwrap_or_default(),
+                group: *group,
+                underlay: *underlay,
+            }];
+            show!(
+                c.set_m2p(&M2pSet { mappings }),
+                |r: &crate::api::Changed| { format!("set 1 M2P mapping, {} changed\n", r.changed) }
+            )
+        }
+        Command::ClearM2p { group, vni } => {
+            show!(c.clear_m2p(*vni, *group), |r: &crate::api::Changed| {
+                format!("cleared {} M2P mapping(s)\n", r.changed)
+            })
+        }
+        Command::DumpM2p { vni } => show!(c.dump_m2p(*vni), |v: &Vec<_>| show::m2p(v)),
+        Command::McastSubscribe {
+            port,
+            group,
+            sources,
+        } => {
+            let req = McastSubscribe {
+                group: *group,
+                sources: sources.clone(),
+            };
+            show!(
+                c.mcast_subscribe(port, &req),
+                |v: &Vec<_>| show::mcast_subs(v)
+            )
+        }
+        Command::McastUnsubscribe { port, group } => {
+            show!(
+                c.mcast_unsubscribe(port, Some(*group)),
+                |r: &crate::api::Changed| { format!("removed {} subscription(s)\n", r.changed) }
+            )
+        }
+        Command::McastUnsubscribeAll { port } => {
+            show!(
+                c.mcast_unsubscribe(port, None),
+                |r: &crate::api::Changed| { format!("removed {} subscription(s)\n", r.changed) }
+            )
+        }
+        Command::DumpMcastSubs { port } => {
+            show!(c.dump_mcast_subs(port.as_deref()), |v: &Vec<_>| {
+                show::mcast_subs(v)
+            })
+        }
+        Command::SetMcastFwd {
+            group,
+            next_hop,
+            replication,
+            vni,
+        } => {
+            let e = McastFwdEntry {
+                vni: dataplane::Vni::new(*vni).unwrap_or_default(),
+                group: *group,
+                next_hop: *next_hop,
+                replication: (*replication).into(),
+            };
+            show!(c.set_mcast_fwd(&e), |r: &crate::api::Changed| {
+                format!("set 1 forwarding entry, {} changed\n", r.changed)
+            })
+        }
+        Command::ClearMcastFwd {
+            group,
+            next_hop,
+            vni,
+        } => {
+            show!(
+                c.clear_mcast_fwd(*vni, *group, *next_hop),
+                |r: &crate::api::Changed| {
+                    format!("cleared {} forwarding entr(y/ies)\n", r.changed)
+                }
+            )
+        }
+        Command::DumpMcastFwd { vni } => {
+            show!(c.dump_mcast_fwd(*vni), |v: &Vec<_>| show::mcast_fwd(v))
+        }
         Command::SetV2b(a) => {
             let routes = match (&a.file, a.vni, a.prefix, &a.endpoints) {
                 (Some(f), ..) => read_list(f, "routes")?,

@@ -58,6 +58,22 @@ pub fn run(cli: &Cli, out: &mut String) -> Result<(), CliError> {
         | Command::SetExternalIps(_)
         | Command::SetRateLimit(_)
         | Command::DumpState => true,
+        Command::SetM2p { .. }
+        | Command::ClearM2p { .. }
+        | Command::DumpM2p { .. }
+        | Command::McastSubscribe { .. }
+        | Command::McastUnsubscribe { .. }
+        | Command::McastUnsubscribeAll { .. }
+        | Command::DumpMcastSubs { .. }
+        | Command::SetMcastFwd { .. }
+        | Command::ClearMcastFwd { .. }
+        | Command::DumpMcastFwd { .. } => {
+            return Err(fail(
+                "the fleet's store does not carry multicast state yet: \
+                 run the multicast verbs against each host's API (--url), without --etcd"
+                    .into(),
+            ))
+        }
         _ => {
             return Err(fail(
                 "this verb reads or acts on a running host, not on desired state: \

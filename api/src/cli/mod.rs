@@ -259,6 +259,129 @@ pub enum Command {
         vni: Option<u32>,
     },
 
+    /// Map an overlay multicast group of a VPC to the underlay group
+    /// (admin-local, ff04::/16) that carries it between hosts.
+    #[command(
+        after_help = "GROUP is IPv4 224.0.0.0/4 outside the link-local 224.0.0.0/24, or IPv6\n\
+        ff00::/8 of a scope wider than link-local (not ff01::/16, ff02::/16). Without\n\
+        --vni the group is of VNI 77 (OPTE's default multicast VPC).\n\n\
+        Examples:\n  \
+        sluiceadm set-m2p 239.1.2.3 ff04::1:2:3 --vni 7777\n  \
+        sluiceadm set-m2p ff05::db8:1 ff04::db8:1 --vni 7777\n  \
+        sluiceadm --json set-m2p 239.1.2.3 ff04::1:2:3"
+    )]
+    SetM2p {
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
+        group: IpAddr,
+        /// The underlay group (IPv6 admin-local, ff04::/16).
+        underlay: Ipv6Addr,
+        #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
+        vni: u32,
+    },
+
+    /// Remove one M2P mapping (GROUP), or every mapping of a VPC.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm clear-m2p 239.1.2.3 --vni 7777\n  \
+        sluiceadm clear-m2p --vni 7777")]
+    ClearM2p {
+        /// The overlay group (without: every group of the VPC).
+        group: Option<IpAddr>,
+        #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
+        vni: u32,
+    },
+
+    /// The M2P mappings, of one VPC or all.
+    #[command(
+        after_help = "Examples:\n  sluiceadm dump-m2p\n  sluiceadm dump-m2p --vni 7777 --json"
+    )]
+    DumpM2p {
+        #[arg(long, value_parser = args::vni)]
+        vni: Option<u32>,
+    },
+
+    /// Subscribe a port to a multicast group of its VPC: datagrams to the
+    /// group are delivered to its guest (through its firewall). Again:
+    /// replaces the source filter.
+    #[command(
+        after_help = "--sources is an include-mode filter (RFC 3376): only datagrams from\n\
+        these sources are delivered; without it, from any source. The guest's own\n\
+        IGMP/MLD reports are not listened to (the gateway drops them, counted as\n\
+        mcast_membership_report): the control plane subscribes ports.\n\n\
+        Examples:\n  \
+        sluiceadm mcast-subscribe vm1 239.1.2.3\n  \
+        sluiceadm mcast-subscribe vm1 239.1.2.3 --sources 10.0.0.5,10.0.0.6\n  \
+        sluiceadm --json mcast-subscribe vm2 ff05::db8:1"
+    )]
+    McastSubscribe {
+        port: String,
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
+        group: IpAddr,
+        /// Include-mode sources, comma-separated (at most 16).
+        #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
+        sources: Vec<IpAddr>,
+    },
+
+    /// Unsubscribe a port from a multicast group.
+    #[command(after_help = "Examples:\n  sluiceadm mcast-unsubscribe vm1 239.1.2.3")]
+    McastUnsubscribe { port: String, group: IpAddr },
+
+    /// Unsubscribe a port from every multicast group.
+    #[command(after_help = "Examples:\n  sluiceadm mcast-unsubscribe-all vm1")]
+    McastUnsubscribeAll { port: String },
+
+    /// The multicast subscriptions, of one port or every port.
+    #[command(
+        after_help = "Examples:\n  sluiceadm dump-mcast-subs\n  sluiceadm dump-mcast-subs --port vm1 --json"
+    )]
+    DumpMcastSubs {
+        #[arg(long)]
+        port: Option<String>,
+    },
+
+    /// Send a VPC's datagrams to a group on to a next hop, once each.
+    #[command(
+        after_help = "--replication underlay sends one Geneve packet to the group's M2P\n\
+        underlay group (needs set-m2p first); external replicates at the head end:\n\
+        unicast Geneve to NEXT-HOP (an underlay without multicast); both does both.\n\
+        Without --vni the group is of VNI 77.\n\n\
+        Examples:\n  \
+        sluiceadm set-mcast-fwd 239.1.2.3 fd00:99::b --replication external --vni 7777\n  \
+        sluiceadm set-mcast-fwd 239.1.2.3 fd00:99::c --replication underlay --vni 7777\n  \
+        sluiceadm --json set-mcast-fwd ff05::db8:1 fd00:99::b --replication both --vni 7777"
+    )]
+    SetMcastFwd {
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
+        group: IpAddr,
+        /// The next hop's underlay (unicast) address.
+        next_hop: Ipv6Addr,
+        #[arg(long, value_enum)]
+        replication: ReplicationArg,
+        #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
+        vni: u32,
+    },
+
+    /// Remove one next hop of a group (NEXT-HOP), or all of them.
+    #[command(after_help = "Examples:\n  \
+        sluiceadm clear-mcast-fwd 239.1.2.3 fd00:99::b --vni 7777\n  \
+        sluiceadm clear-mcast-fwd 239.1.2.3 --vni 7777")]
+    ClearMcastFwd {
+        /// The overlay group (IPv4 224.0.0.0/4, IPv6 ff00::/8; not link-local).
+        group: IpAddr,
+        /// One next hop (without: every next hop of the group).
+        next_hop: Option<Ipv6Addr>,
+        #[arg(long, value_parser = args::vni, default_value_t = overlay::mcast::DEFAULT_MCAST_VNI)]
+        vni: u32,
+    },
+
+    /// The multicast forwarding table, of one VPC or all.
+    #[command(
+        after_help = "Examples:\n  sluiceadm dump-mcast-fwd\n  sluiceadm dump-mcast-fwd --vni 7777 --json"
+    )]
+    DumpMcastFwd {
+        #[arg(long, value_parser = args::vni)]
+        vni: Option<u32>,
+    },
+
     /// Set a port's external IPs (all of them: what is not given is removed).
     #[command(
         after_help = "For outbound internet traffic a floating IP is preferred, then an\n\
@@ -484,6 +607,23 @@ pub struct CreateVnicArgs {
 pub enum DirArg {
     In,
     Out,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReplicationArg {
+    External,
+    Underlay,
+    Both,
+}
+
+impl From<ReplicationArg> for crate::types::Replication {
+    fn from(r: ReplicationArg) -> Self {
+        match r {
+            ReplicationArg::External => crate::types::Replication::External,
+            ReplicationArg::Underlay => crate::types::Replication::Underlay,
+            ReplicationArg::Both => crate::types::Replication::Both,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

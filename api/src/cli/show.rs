@@ -432,6 +432,49 @@ pub fn v2p(ms: &[V2pMapping]) -> String {
     t.render()
 }
 
+pub fn m2p(ms: &[M2pMapping]) -> String {
+    let mut t = Table::new(&["VNI", "GROUP", "UNDERLAY"]);
+    for m in ms {
+        t.row(vec![
+            m.vni.get().to_string(),
+            m.group.to_string(),
+            m.underlay.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn mcast_subs(ss: &[McastSub]) -> String {
+    let mut t = Table::new(&["PORT", "GROUP", "SOURCES"]);
+    for s in ss {
+        let src: Vec<String> = s.sources.iter().map(|a| a.to_string()).collect();
+        t.row(vec![
+            s.port.clone(),
+            s.group.to_string(),
+            if src.is_empty() {
+                "any".to_string()
+            } else {
+                src.join(",")
+            },
+        ]);
+    }
+    t.render()
+}
+
+pub fn mcast_fwd(fs: &[McastFwdEntry]) -> String {
+    let mut t = Table::new(&["VNI", "GROUP", "NEXT-HOP", "REPLICATION"]);
+    for f in fs {
+        let r = overlay::mcast::Replication::from(f.replication);
+        t.row(vec![
+            f.vni.get().to_string(),
+            f.group.to_string(),
+            f.next_hop.to_string(),
+            r.name().to_string(),
+        ]);
+    }
+    t.render()
+}
+
 pub fn v2b(rs: &[V2bRoute]) -> String {
     let mut t = Table::new(&["VNI", "PREFIX", "ENDPOINTS"]);
     for r in rs {

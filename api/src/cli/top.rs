@@ -819,6 +819,9 @@ mod tests {
                     entries: 0,
                     limit: 1,
                 },
+                m2p: TableSize::default(),
+                mcast_subs: TableSize::default(),
+                mcast_fwd: TableSize::default(),
             },
             ufts: vec![(
                 "vm1".into(),

@@ -15,6 +15,7 @@ mod fleet;
 mod flowlogs;
 mod journal;
 mod load;
+mod mcast;
 mod migration;
 mod openapi;
 mod persistence;

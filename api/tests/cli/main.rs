@@ -7,6 +7,7 @@
 
 mod errors;
 mod fixtures;
+mod mcast;
 mod migrate;
 mod replay;
 mod top;

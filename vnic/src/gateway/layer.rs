@@ -4,7 +4,10 @@
 //! DHCPv4, DHCPv6, NDP, ping) with hairpin replies, and lets through only
 //! what the guest may send: frames from its own MAC and its own addresses
 //! (or attached subnets and transit prefixes allowed out), not to
-//! multicast or broadcast. Everything else
+//! multicast or broadcast. A guest's IGMP and MLD messages are dropped
+//! (`mcast_membership_report`), never answered nor forwarded: which
+//! groups a port receives is set by the control plane
+//! (`sluiceadm mcast-subscribe`). Everything else
 //! is dropped here, before any other layer sees it, with a reason naming
 //! what was wrong. Inbound it lets through only packets for the guest's
 //! addresses (and attached subnets, transit prefixes allowed in) and makes them look routed by the gateway (source MAC the
@@ -39,6 +42,10 @@ pub mod reason {
     pub const SPOOFED_IP: &str = "spoofed_source_ip";
     /// Multicast or broadcast other than what the gateway itself serves.
     pub const MULTICAST: &str = "multicast";
+    /// A guest's IGMP (RFC 3376) or MLD (RFC 3810) message: membership
+    /// is the control plane's (`mcast-subscribe`), not the guest's to
+    /// claim, and the reports are never forwarded or answered.
+    pub const MEMBERSHIP_REPORT: &str = "mcast_membership_report";
     /// Neither IPv4, IPv6 nor ARP.
     pub const ETHERTYPE: &str = "unsupported_ethertype";
     /// Inbound, but not to any of the guest's addresses.
@@ -328,6 +335,17 @@ pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::P
         Rule::new(51, Action::DenyWith(reason::ETHERTYPE)).with(Predicate::Not(Box::new(
             Predicate::EtherType(vec![0x0800, 0x86dd]),
         ))),
+    );
+    // IGMP and MLD (query, report, done, v2 report): dropped, not
+    // snooped. Priority 51 like the EtherType rule: the two never match
+    // the same frame.
+    out.push(
+        Rule::new(51, Action::DenyWith(reason::MEMBERSHIP_REPORT)).with(Predicate::Proto(vec![2])),
+    );
+    out.push(
+        Rule::new(51, Action::DenyWith(reason::MEMBERSHIP_REPORT))
+            .with(Predicate::Proto(vec![58]))
+            .with(Predicate::IcmpType(vec![130, 131, 132, 143])),
     );
     let mut group: Vec<IpCidr> = vec![
         "224.0.0.0/4".parse().expect("literal"),

@@ -4,5 +4,6 @@
 //! built with etherparse and checked with etherparse.
 
 mod common;
+mod mcast;
 mod scenarios;
 mod transit;
