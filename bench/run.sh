@@ -11,7 +11,10 @@
 # instructions in --full), engine scaling with live flows and firewall
 # rules, line rate on DPDK virtual devices (sluiced's full VPC egress and
 # ingress against dpdk-testpmd io/macswap and OVS-DPDK conntrack + Geneve
-# encap on the same devices), the kernel path (tests/e2e/run.sh: iperf3
+# encap on the same devices), connection setup (a SYN per connection
+# through sluiced against OVS conntrack committing the same capture), a
+# SYN flood (a neighbour vNIC's throughput alone and while another floods
+# SYNs into a full flow table), the kernel path (tests/e2e/run.sh: iperf3
 # TCP through two sluiced against a direct veth pair), and the
 # control plane (V2P mappings and firewall rules per second).
 #
@@ -37,7 +40,7 @@ mode=quick
 case "${1:-}" in
   --quick | "") mode=quick ;;
   --full) mode=full ;;
-  -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
   *) echo "usage: bench/run.sh [--quick|--full]" >&2; exit 2 ;;
 esac
 
@@ -191,7 +194,9 @@ sluiced_rate() { # sluiced_rate DIR FLOWS PCAP [FLOOD_PCAP]   (DIR: egress | ing
   # FLOOD_PCAP, vm1 floods its SYNs on net_pcap0 into a 4 096-flow table.
   local dir=$1 flows=$2 pcap=$3 flood=${4:-} d=$RUN/sluiced-$1-$2${4:+-flood}
   mkdir -p "$d"
-  local src sink guest uplink vdevs mem_flows=$flows
+  # mem_flows sizes EAL memory (two pools of that many mbufs), mbuf_flows
+  # each pool (one per DPDK port)
+  local src sink guest uplink vdevs mem_flows=$flows mbuf_flows=$flows
   local setup_args=(--flows "$flows")
   if [ "$dir" = neighbour ]; then
     sink=net_null0 uplink=net_null0
@@ -199,7 +204,7 @@ sluiced_rate() { # sluiced_rate DIR FLOWS PCAP [FLOOD_PCAP]   (DIR: egress | ing
     setup_args=(--neighbour-port net_pcap1 --neighbour-flows "$flows")
     if [ -n "$flood" ]; then
       vdevs="$vdevs, \"--vdev\", \"net_pcap0,rx_pcap=$flood,infinite_rx=1\""
-      mem_flows=$((conns * 2))
+      mem_flows=$((conns * 2)) mbuf_flows=$conns
       setup_args+=(--guest-port net_pcap0 --flows "$conns" --vm1-flow-limit 4096)
     else
       setup_args+=(--no-vm1)
@@ -229,7 +234,7 @@ mac = "02:00:00:00:00:10"
 kind = "dpdk"
 eal_args = ["-l", "1", "--no-huge", "--no-pci", "--no-shconf", "-m", "$(mem_for "$mem_flows")", "--file-prefix", "sluicebench$$", $vdevs, "--vdev", "$sink,no-rx=1"]
 port = "$uplink"
-mbufs = $(mbufs_for "$mem_flows")
+mbufs = $(mbufs_for "$mbuf_flows")
 EOF
   "$BIN/sluiced" --config "$d/sluiced.toml" >"$d/sluiced.log" 2>&1 &
   local pid=$!
