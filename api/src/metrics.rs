@@ -39,6 +39,9 @@ fn port_flow_family(counter: &str) -> (String, String) {
         "flows_evicted" => "Half-open flows evicted to make room for a new flow.",
         "revalidations" => "Flows re-checked after a rule change.",
         "related" => "ICMP errors passed as part of the flow they are about.",
+        "slow_path_ns" => {
+            "Nanoseconds a port spent on packets that missed the flow table (layer walks, flow set-up)."
+        }
         _ => "A port's flow counter.",
     };
     (format!("sluice_port_{counter}_total"), help.to_string())
@@ -455,7 +458,7 @@ mod tests {
                 "sluice_port_{k}_total{{port=\"p\",dir=\"out\"}} {v}"
             ));
         }
-        assert_eq!(flows.len(), 5, "{flows:?}");
+        assert_eq!(flows.len(), 6, "{flows:?}");
         for (k, v) in flows {
             has(format!("sluice_port_{k}_total{{port=\"p\"}} {v}"));
         }
@@ -464,7 +467,7 @@ mod tests {
                 "sluice_layer_{k}_total{{port=\"p\",layer=\"firewall\",dir=\"out\"}} {v}"
             ));
         }
-        assert_eq!(switch_want.len(), 11, "{switch_want:?}");
+        assert_eq!(switch_want.len(), 12, "{switch_want:?}");
         for (k, v) in switch_want {
             has(format!(
                 "sluice_switch_frames_total{{worker=\"0\",kind=\"{k}\"}} {v}"

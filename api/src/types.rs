@@ -734,6 +734,12 @@ pub struct PortCounters {
     pub revalidations: u64,
     /// ICMP errors passed as part of the flow they are about.
     pub related: u64,
+    /// Nanoseconds spent on packets that missed the flow table (layer
+    /// walks, flow set-up): a guest that spends its share of the worker
+    /// on them while other ports have traffic waits (the worker's
+    /// `slow_path_deferred`).
+    #[serde(default)]
+    pub slow_path_ns: u64,
 }
 
 impl PortCounters {
@@ -750,6 +756,7 @@ impl PortCounters {
             flows_evicted,
             revalidations,
             related,
+            slow_path_ns,
         } = st;
         PortCounters {
             inbound: *st.dir(Direction::In),
@@ -759,12 +766,13 @@ impl PortCounters {
             flows_evicted: *flows_evicted,
             revalidations: *revalidations,
             related: *related,
+            slow_path_ns: *slow_path_ns,
         }
     }
 
     /// The per-port (not per-direction) counters by their serialized
     /// names: what metrics export. Destructured whole, like the engine's.
-    pub fn flow_counters(&self) -> [(&'static str, u64); 5] {
+    pub fn flow_counters(&self) -> [(&'static str, u64); 6] {
         let PortCounters {
             inbound: _,
             outbound: _,
@@ -773,6 +781,7 @@ impl PortCounters {
             flows_evicted,
             revalidations,
             related,
+            slow_path_ns,
         } = *self;
         [
             ("flows_created", flows_created),
@@ -780,6 +789,7 @@ impl PortCounters {
             ("flows_evicted", flows_evicted),
             ("revalidations", revalidations),
             ("related", related),
+            ("slow_path_ns", slow_path_ns),
         ]
     }
 

@@ -173,6 +173,10 @@ pub struct PortStats {
     pub revalidations: u64,
     /// ICMP errors passed as part of the flow they are about.
     pub related: u64,
+    /// Time spent on packets that missed the UFT (layer walks, flow set-up),
+    /// in nanoseconds of the port's clock: what the switch shares out
+    /// between guests (see `vmm_net::Switch::poll`).
+    pub slow_path_ns: u64,
 }
 
 impl Default for PortStats {
@@ -186,6 +190,7 @@ impl Default for PortStats {
             flows_evicted: 0,
             revalidations: 0,
             related: 0,
+            slow_path_ns: 0,
         }
     }
 }
@@ -944,7 +949,11 @@ impl Port {
         }
         self.stats.dir[d].uft_misses += 1;
         let absent = key.filter(|_| absent && !stale);
-        self.slow_path(dir, pkt, &parsed, key, absent, stale, now)
+        // Timed by the port's clock (two reads per miss, none per hit).
+        let t0 = self.clock.now();
+        let v = self.slow_path(dir, pkt, &parsed, key, absent, stale, now);
+        self.stats.slow_path_ns += self.clock.now().saturating_sub(t0);
+        v
     }
 
     /// Whether an outbound frame is over the port's MTU (a super-frame

@@ -47,6 +47,14 @@ use vnic::port::VnicPort;
 /// Frames per burst, RX and TX: a typical NIC burst.
 pub const BURST: usize = 32;
 
+/// First-packet work (ns) a guest earns per round while other ports have
+/// traffic, and the most it can save up: a guest setting up flows as fast
+/// as it can (a SYN flood) gets about a tenth of a worker whose other
+/// ports forward established traffic (32 UFT hits take ~8 µs a round),
+/// and all of it when they are idle.
+const SLOW_QUANTUM: i64 = 1_000;
+const SLOW_CREDIT_MAX: i64 = 32 * SLOW_QUANTUM;
+
 /// Where the buffer of a frame that goes no further (dropped, refused,
 /// answered by a hairpin, not taken by a device) goes: back to the
 /// process's pool for the next receive, so a flood of bad frames costs no
@@ -177,6 +185,10 @@ pub struct SwitchStats {
     /// take them whole, and super-frames it could not cut (dropped).
     pub gso_segments: u64,
     pub gso_dropped: u64,
+    /// Rounds a guest was not polled because its first packets (flows
+    /// being set up) had used its share of the worker while other ports
+    /// had traffic (see [`Switch::poll`]).
+    pub slow_path_deferred: u64,
     /// Frames the outer checks and the demultiplexing refused, by reason
     /// (reported apart, as drops, not among these counters).
     #[serde(skip)]
@@ -188,7 +200,7 @@ impl SwitchStats {
     /// [`SwitchDrops::counts`]): what metrics and the CLI export.
     /// Destructured whole, so a counter added or renamed here fails the
     /// build until it is listed.
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    pub fn counters(&self) -> [(&'static str, u64); 12] {
         let SwitchStats {
             uplink_rx,
             uplink_tx,
@@ -201,6 +213,7 @@ impl SwitchStats {
             io_errors,
             gso_segments,
             gso_dropped,
+            slow_path_deferred,
             drops: _,
         } = *self;
         [
@@ -215,6 +228,7 @@ impl SwitchStats {
             ("io_errors", io_errors),
             ("gso_segments", gso_segments),
             ("gso_dropped", gso_dropped),
+            ("slow_path_deferred", slow_path_deferred),
         ]
     }
 }
@@ -318,6 +332,11 @@ struct Attached {
     one: Vec<Verdict>,
     /// Cut over to another host by a migration (see `migrated.rs`).
     moved: Option<crate::migrated::Moved>,
+    /// Nanoseconds of first-packet work the guest may still do while other
+    /// ports have traffic (see [`Switch::poll`]); not polled below zero.
+    slow_credit: i64,
+    /// Frames received from the guest in the last round.
+    last_rx: usize,
 }
 
 impl Attached {
@@ -560,6 +579,8 @@ impl Switch {
             verdicts: Vec::with_capacity(BURST),
             one: Vec::with_capacity(1),
             moved: None,
+            slow_credit: SLOW_CREDIT_MAX,
+            last_rx: 0,
         });
         Ok(())
     }
@@ -645,6 +666,17 @@ impl Switch {
     /// A backend's error does not stop the round: every other backend is
     /// still served, the error is counted (`io_errors`) and the first one
     /// is returned at the end.
+    ///
+    /// First packets are shared out, so that one guest setting up flows as
+    /// fast as it can (a SYN flood) cannot take the worker from its
+    /// neighbours' established traffic: a guest is charged the time its
+    /// port spent on UFT misses (`PortStats::slow_path_ns`), against a
+    /// credit each guest earns per round
+    /// ([`SLOW_QUANTUM`], up to [`SLOW_CREDIT_MAX`]); a guest whose credit
+    /// is spent is not polled (its frames wait in its device, counted
+    /// `slow_path_deferred`) until it has earned some back. When no other
+    /// port moved a frame in the round, the credit is refilled: there is
+    /// nobody to protect. A port's UFT hits cost it nothing.
     pub fn poll(&mut self) -> std::io::Result<usize> {
         let mut moved = 0;
         let mut first_err = None;
@@ -667,19 +699,44 @@ impl Switch {
             self.deliver_local(pkt);
         }
         moved += self.drain_inbox();
+        let mut slow_ports = 0;
         for i in 0..self.ports.len() {
             let Some(a) = self.ports[i].as_mut() else {
                 continue;
             };
+            a.last_rx = 0;
+            if a.slow_credit <= 0 {
+                self.stats.slow_path_deferred += 1;
+                continue;
+            }
             let n = a.guest.rx_burst(&mut rx, BURST).unwrap_or_else(|e| {
                 self.stats.io_errors += 1;
                 first_err.get_or_insert(e);
                 0
             });
             moved += n;
+            a.last_rx = n;
+            let slow = a.vnic.port.stats().slow_path_ns;
             self.handle_guest_burst(i, &mut rx);
+            if let Some(a) = self.ports[i].as_mut() {
+                let spent = a.vnic.port.stats().slow_path_ns - slow;
+                if spent > 0 {
+                    let spent = i64::try_from(spent).unwrap_or(i64::MAX);
+                    a.slow_credit = a.slow_credit.saturating_sub(spent);
+                    slow_ports += 1;
+                }
+            }
         }
         self.rx = rx;
+        if slow_ports > 0
+            || self
+                .ports
+                .iter()
+                .flatten()
+                .any(|a| a.slow_credit < SLOW_CREDIT_MAX)
+        {
+            self.earn_slow_credit(moved);
+        }
         if let Err(e) = self.flush() {
             first_err.get_or_insert(e);
         }
@@ -689,6 +746,20 @@ impl Switch {
         match first_err {
             Some(e) => Err(e),
             None => Ok(moved),
+        }
+    }
+
+    /// Each guest's first-packet credit after a round that moved `moved`
+    /// frames (see [`Switch::poll`]): refilled when only its own frames
+    /// moved (or none), else one quantum more.
+    fn earn_slow_credit(&mut self, moved: usize) {
+        for a in self.ports.iter_mut().flatten() {
+            let own = a.last_rx;
+            a.slow_credit = if moved <= own {
+                SLOW_CREDIT_MAX
+            } else {
+                (a.slow_credit + SLOW_QUANTUM).min(SLOW_CREDIT_MAX)
+            };
         }
     }
 

@@ -264,8 +264,9 @@ fn a_round_reads_each_ports_clock_once_and_moves_whole_bursts() {
     assert_eq!(a.poll().unwrap(), 8);
     assert_eq!(
         reads.load(Ordering::Relaxed) - before,
-        1,
-        "one clock read for the round, not one per frame"
+        1 + 2,
+        "one clock read for the round, not one per frame, and two timing \
+         the one first packet (the SYN)"
     );
     assert_eq!(underlay(&up_a, &up_b), 8);
     b.poll().unwrap();
@@ -279,7 +280,11 @@ fn a_round_reads_each_ports_clock_once_and_moves_whole_bursts() {
     assert_eq!(underlay(&up_b, &up_a), 8);
     let before = reads.load(Ordering::Relaxed);
     assert_eq!(a.poll().unwrap(), 8);
-    assert_eq!(reads.load(Ordering::Relaxed) - before, 1);
+    assert_eq!(
+        reads.load(Ordering::Relaxed) - before,
+        1 + 2,
+        "one for the round, two timing the answering SYN (a UFT miss)"
+    );
     assert_eq!(vm1.take().len(), 8, "the whole burst reached vm1");
     assert_eq!(a.stats().uplink_rx, 8);
     assert_eq!(a.stats().uplink_tx, 8);
@@ -805,5 +810,77 @@ fn a_burst_mixing_fast_and_fully_parsed_tunnels_keeps_each_frame_its_own_parse()
     assert!(
         inbound.uft_hits >= 2,
         "the two fast-parsed segments of 41000 were UFT hits: {inbound:?}"
+    );
+}
+
+/// A clock whose every read is `step` ns after the last: each first
+/// packet of a port on it costs `step` (its slow path is timed by two
+/// reads).
+struct Steps(AtomicU64, u64);
+
+impl Clock for Steps {
+    fn now(&self) -> Moment {
+        self.0.fetch_add(self.1, Ordering::Relaxed)
+    }
+}
+
+/// vm1's SYN from source port `sport` to vm2 (a new flow each).
+fn syn_from(sport: u16) -> Vec<u8> {
+    Tcp::new(
+        (mac(1), GW_MAC),
+        (Ipv4Addr::new(10, 0, 0, 11), sport).into(),
+        (Ipv4Addr::new(10, 0, 0, 12), 22).into(),
+    )
+    .flags("S")
+    .build()
+}
+
+#[test]
+fn a_guest_setting_up_flows_flat_out_waits_while_its_neighbour_has_traffic() {
+    let cloud = Cloud::new();
+    let (up_a, up_b) = (Wire::new(), Wire::new());
+    let mut a = Switch::new(host_ip('a'), Box::new(up_a.backend()));
+    let mut b = Switch::new(host_ip('b'), Box::new(up_b.backend()));
+    // vm1 floods SYNs, each costing 10 µs on its clock; vm3 (same host)
+    // sends an established flow's segments; both to vm2 on host b.
+    let (p1, vm1) = cloud.guest_port_clocked('a', 1, Box::new(Steps(AtomicU64::new(0), 10_000)));
+    a.attach(p1, Box::new(vm1.backend())).unwrap();
+    let vm3 = cloud.guest(&mut a, 'a', 3);
+    let _vm2 = cloud.guest(&mut b, 'b', 2);
+    vm3.send(&tcp(3, 2, true));
+    a.poll().unwrap();
+    assert_eq!(up_a.take().len(), 1, "vm3's flow is set up");
+
+    let mut sport = 1000;
+    let mut flood = |n: usize| {
+        for _ in 0..n {
+            vm1.send(&syn_from(sport));
+            sport += 1;
+        }
+    };
+    // Round 1: vm1's 32 SYNs take 320 µs, its whole credit and more.
+    flood(32);
+    vm3.send(&tcp(3, 2, false));
+    a.poll().unwrap();
+    assert_eq!(up_a.take().len(), 33);
+    // While vm3 has traffic, vm1 is not polled: vm3 gets every round.
+    for round in 0..20 {
+        flood(32);
+        for _ in 0..8 {
+            vm3.send(&tcp(3, 2, false));
+        }
+        a.poll().unwrap();
+        assert_eq!(up_a.take().len(), 8, "round {round}: vm3's segments only");
+    }
+    assert_eq!(a.stats().slow_path_deferred, 20);
+    let ns = a.port("vm1").unwrap().port.stats().slow_path_ns;
+    assert_eq!(ns, 32 * 10_000, "vm1's 32 first packets, 10 µs each");
+    // vm3 idle: nobody to protect, vm1's queued SYNs go out again.
+    a.poll().unwrap();
+    a.poll().unwrap();
+    assert_eq!(
+        up_a.take().len(),
+        32,
+        "a burst of vm1's SYNs once vm3 is idle"
     );
 }
