@@ -116,7 +116,7 @@ if [ "$fast" = 0 ]; then
   step "API under load: 2 000 idle connections and 50 bodies without a token against one sluiced (about 30 s)"
   # Loopback only; prints sluiced's RSS and descriptors (bench/README.md).
   cargo test -p api --locked --test api load -- --ignored --nocapture 2>&1 |
-    tee target/api-load.log | grep -E '^load|^test result|panicked' || status=$?
+    tee target/api-load.log | grep -E -A3 '^load|^test result|panicked' || status=$?
   grep -q '^test result: ok. 1 passed' target/api-load.log || status=1
   grep '^test result:' target/api-load.log >>target/cargo-test.log || true
 

@@ -256,38 +256,25 @@ pub fn render(s: &HostStats) -> String {
         "gauge",
         "Entries of a host table.",
     );
-    let _ = writeln!(o, "sluice_table_entries{{table=\"v2p\"}} {}", s.v2p.entries);
-    let _ = writeln!(o, "sluice_table_entries{{table=\"v2b\"}} {}", s.v2b.entries);
-    let _ = writeln!(o, "sluice_table_entries{{table=\"m2p\"}} {}", s.m2p.entries);
-    let _ = writeln!(
-        o,
-        "sluice_table_entries{{table=\"mcast_subs\"}} {}",
-        s.mcast_subs.entries
-    );
-    let _ = writeln!(
-        o,
-        "sluice_table_entries{{table=\"mcast_fwd\"}} {}",
-        s.mcast_fwd.entries
-    );
+    let tables = [
+        ("v2p", &s.v2p),
+        ("v2b", &s.v2b),
+        ("m2p", &s.m2p),
+        ("mcast_subs", &s.mcast_subs),
+        ("mcast_fwd", &s.mcast_fwd),
+    ];
+    for (name, t) in tables {
+        let _ = writeln!(o, "sluice_table_entries{{table=\"{name}\"}} {}", t.entries);
+    }
     family(
         &mut o,
         "sluice_table_limit",
         "gauge",
         "The limit of a host table.",
     );
-    let _ = writeln!(o, "sluice_table_limit{{table=\"v2p\"}} {}", s.v2p.limit);
-    let _ = writeln!(o, "sluice_table_limit{{table=\"v2b\"}} {}", s.v2b.limit);
-    let _ = writeln!(o, "sluice_table_limit{{table=\"m2p\"}} {}", s.m2p.limit);
-    let _ = writeln!(
-        o,
-        "sluice_table_limit{{table=\"mcast_subs\"}} {}",
-        s.mcast_subs.limit
-    );
-    let _ = writeln!(
-        o,
-        "sluice_table_limit{{table=\"mcast_fwd\"}} {}",
-        s.mcast_fwd.limit
-    );
+    for (name, t) in tables {
+        let _ = writeln!(o, "sluice_table_limit{{table=\"{name}\"}} {}", t.limit);
+    }
     family(
         &mut o,
         "sluice_worker_busy_ratio",

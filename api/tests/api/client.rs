@@ -38,6 +38,18 @@ impl Client {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Client::call`], with a transport error (no HTTP status) returned
+    /// rather than a panic.
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
         let mut r = ureq::request(method, &format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             r = r.set("Authorization", &format!("Bearer {t}"));
@@ -49,12 +61,12 @@ impl Client {
         let resp = match res {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
+            Err(e) => return Err(e.to_string()),
         };
         let status = resp.status();
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, body }
+        Ok(Reply { status, body })
     }
 
     pub fn get(&self, path: &str) -> Reply {

@@ -12,11 +12,35 @@ use std::time::{Duration, Instant};
 
 pub const SLUICED: &str = env!("CARGO_BIN_EXE_sluiced");
 
-pub fn tmpdir(tag: &str) -> PathBuf {
+/// A test's scratch directory, removed when it goes out of scope (after
+/// the daemons using it, which the test declares later and so drops
+/// first).
+pub struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tmpdir(tag: &str) -> TmpDir {
     let d = std::env::temp_dir().join(format!("sluiced-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 /// A free loopback port (bound then released).
@@ -32,7 +56,7 @@ pub struct Daemon {
     child: Child,
     pub client: Client,
     /// Removed with the daemon (a real host's test directory).
-    dir: Option<PathBuf>,
+    dir: Option<TmpDir>,
     /// Held while a real host runs: their TAP names are global.
     _turn: Option<std::sync::MutexGuard<'static, ()>>,
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::{free_port, SLUICED};
 
-fn tmpdir(tag: &str) -> PathBuf {
+fn tmpdir(tag: &str) -> crate::daemon::TmpDir {
     crate::daemon::tmpdir(&format!("cfg-{tag}"))
 }
 

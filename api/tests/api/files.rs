@@ -84,7 +84,7 @@ fn the_demo_token_is_private_and_never_behind_a_planted_link() {
     symlink(&victim, planted.join("token")).unwrap();
     let out = Command::new(SLUICED)
         .args(["--demo-exit", "--listen", "127.0.0.1:0"])
-        .env("TMPDIR", &dir)
+        .env("TMPDIR", &*dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -148,36 +148,43 @@ fn an_authenticated_client_is_served_while_attackers_hold_connections_and_send_b
     }
     let (mut rss_max, mut fds_max) = (rss0, fds0);
     let (mut ok, mut failed, mut slowest) = (0u32, Vec::new(), Duration::ZERO);
+    let mut slowest_call = (Duration::ZERO, String::new());
     let start = Instant::now();
     let mut i = 0u32;
     while start.elapsed() < ATTACK {
         let t = Instant::now();
-        let calls = [
-            d.client.get("/ports").status,
-            d.client
-                .put(
-                    "/v2p",
-                    json!({ "mappings": [{ "vni": 7777, "ip": format!("10.9.{}.{}", i / 250, i % 250), "guest_mac": "a8:40:25:00:10:01", "host": "fd00:99::b" }] }),
-                )
-                .status,
-            d.client.get("/v2p").status,
-            // A POST is not retried on a closed keep-alive connection:
-            // the client's connection must not be the one evicted.
-            d.client
-                .post(
-                    "/ports/vm1/trace",
-                    json!({ "direction": "out", "packet": { "protocol": "icmp", "src": "10.0.0.5", "dst": "10.0.0.1" } }),
-                )
-                .status,
+        let v2p = json!({ "mappings": [{ "vni": 7777, "ip": format!("10.9.{}.{}", i / 250, i % 250), "guest_mac": "a8:40:25:00:10:01", "host": "fd00:99::b" }] });
+        // A POST is not retried on a closed keep-alive connection: the
+        // client's connection must not be the one evicted.
+        let trace = json!({ "direction": "out", "packet": { "protocol": "icmp", "src": "10.0.0.5", "dst": "10.0.0.1" } });
+        let calls: [(&str, &str, Option<&serde_json::Value>); 4] = [
+            ("GET", "/ports", None),
+            ("PUT", "/v2p", Some(&v2p)),
+            ("GET", "/v2p", None),
+            ("POST", "/ports/vm1/trace", Some(&trace)),
         ];
-        slowest = slowest.max(t.elapsed());
-        for s in calls {
-            if s == 200 {
-                ok += 1;
-            } else {
-                failed.push(s);
+        for (method, path, body) in calls {
+            let c = Instant::now();
+            let r = d.client.try_call(method, path, body);
+            if c.elapsed() > slowest_call.0 {
+                slowest_call = (c.elapsed(), format!("{method} {path}"));
+            }
+            match r {
+                Ok(r) if r.status == 200 => ok += 1,
+                Ok(r) => failed.push(format!(
+                    "{method} {path} at {:.1} s: {} {}",
+                    start.elapsed().as_secs_f64(),
+                    r.status,
+                    r.body
+                )),
+                Err(e) => failed.push(format!(
+                    "{method} {path} at {:.1} s, after {} ms: {e}",
+                    start.elapsed().as_secs_f64(),
+                    c.elapsed().as_millis()
+                )),
             }
         }
+        slowest = slowest.max(t.elapsed());
         rss_max = rss_max.max(rss_kib(pid));
         fds_max = fds_max.max(fds(pid));
         i += 1;
@@ -189,12 +196,14 @@ fn an_authenticated_client_is_served_while_attackers_hold_connections_and_send_b
     }
     let default = api::config::ApiSection::default();
     println!(
-        "load: {ok} authenticated calls ok, {} failed, slowest round of 4 calls {:.0} ms; \
+        "load: {ok} authenticated calls ok, {} failed, slowest round of 4 calls {:.0} ms (slowest call {} {:.0} ms); \
          attackers: {IDLE} idle connections kept open ({} reconnects after sluiced closed them), \
          {BODIES} clients sending {} MB bodies without a token ({} answered 401); \
          sluiced (max_connections {}, RLIMIT_NOFILE 1024): RSS {} -> max {} MiB, descriptors {fds0} -> max {fds_max}",
         failed.len(),
         slowest.as_secs_f64() * 1000.0,
+        slowest_call.1,
+        slowest_call.0.as_secs_f64() * 1000.0,
         reopened.load(Ordering::Relaxed),
         BODY_BYTES >> 20,
         refused.load(Ordering::Relaxed),

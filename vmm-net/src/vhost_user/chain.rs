@@ -55,23 +55,6 @@ pub(super) enum ChainError {
 /// all; the others are skipped. Returns the bytes they hold.
 pub(super) fn walk(
     mem: &GuestMemoryMmap,
-    table: GuestAddress,
-    qsize: u16,
-    head: u16,
-    writable: bool,
-    out: &mut Vec<Seg>,
-    max: usize,
-) -> Result<u64, ChainError> {
-    let start = out.len();
-    let r = walk_into(mem, table, qsize, head, writable, out, max);
-    if r.is_err() {
-        out.truncate(start);
-    }
-    r
-}
-
-fn walk_into(
-    mem: &GuestMemoryMmap,
     mut table: GuestAddress,
     qsize: u16,
     head: u16,
@@ -79,79 +62,89 @@ fn walk_into(
     out: &mut Vec<Seg>,
     max: usize,
 ) -> Result<u64, ChainError> {
-    let mut size = qsize;
-    let mut index = head;
-    let mut indirect = false;
-    // Descriptors read, direct and indirect together: a chain may not
-    // have more than the queue has entries.
-    let mut budget = qsize;
-    let mut total = 0u64;
-    let mut found = false;
-    loop {
-        if index >= size {
-            return Err(ChainError::BadIndex);
-        }
-        // `index < size <= u16::MAX`: the product fits; the sum is checked.
-        let at = table
-            .0
-            .checked_add(u64::from(index) * DESC_SIZE)
-            .ok_or(ChainError::Overflow)?;
-        let d: Descriptor = mem
-            .read_obj(GuestAddress(at))
-            .map_err(|_| ChainError::OutOfMemory)?;
-        if d.refers_to_indirect_table() {
-            // A chain may end in one indirect table (VIRTIO 1.2,
-            // 2.7.5.3: no INDIRECT with NEXT, none inside a table).
-            if indirect || d.has_next() {
-                return Err(ChainError::BadIndirect);
+    let start = out.len();
+    // The walk itself, in a closure so that every error path can leave
+    // `out` as it found it.
+    let mut walk_into = || -> Result<u64, ChainError> {
+        let mut size = qsize;
+        let mut index = head;
+        let mut indirect = false;
+        // Descriptors read, direct and indirect together: a chain may not
+        // have more than the queue has entries.
+        let mut budget = qsize;
+        let mut total = 0u64;
+        let mut found = false;
+        loop {
+            if index >= size {
+                return Err(ChainError::BadIndex);
             }
-            let len = u64::from(d.len());
-            if len == 0 || !len.is_multiple_of(DESC_SIZE) {
-                return Err(ChainError::BadIndirect);
+            // `index < size <= u16::MAX`: the product fits; the sum is checked.
+            let at = table
+                .0
+                .checked_add(u64::from(index) * DESC_SIZE)
+                .ok_or(ChainError::Overflow)?;
+            let d: Descriptor = mem
+                .read_obj(GuestAddress(at))
+                .map_err(|_| ChainError::OutOfMemory)?;
+            if d.refers_to_indirect_table() {
+                // A chain may end in one indirect table (VIRTIO 1.2,
+                // 2.7.5.3: no INDIRECT with NEXT, none inside a table).
+                if indirect || d.has_next() {
+                    return Err(ChainError::BadIndirect);
+                }
+                let len = u64::from(d.len());
+                if len == 0 || !len.is_multiple_of(DESC_SIZE) {
+                    return Err(ChainError::BadIndirect);
+                }
+                let n = u16::try_from(len / DESC_SIZE).map_err(|_| ChainError::TooLong)?;
+                if d.addr().0.checked_add(len).is_none() {
+                    return Err(ChainError::Overflow);
+                }
+                // `len` is at most 16 * u16::MAX: it fits a usize.
+                if !mem.check_range(d.addr(), len as usize) {
+                    return Err(ChainError::BadIndirect);
+                }
+                table = d.addr();
+                size = n;
+                index = 0;
+                indirect = true;
+                continue;
             }
-            let n = u16::try_from(len / DESC_SIZE).map_err(|_| ChainError::TooLong)?;
-            if d.addr().0.checked_add(len).is_none() {
+            budget = budget.checked_sub(1).ok_or(ChainError::TooLong)?;
+            let len = d.len();
+            if len == 0 {
+                return Err(ChainError::ZeroLength);
+            }
+            let addr = d.addr().0;
+            if addr.checked_add(u64::from(len)).is_none() {
                 return Err(ChainError::Overflow);
             }
-            // `len` is at most 16 * u16::MAX: it fits a usize.
-            if !mem.check_range(d.addr(), len as usize) {
-                return Err(ChainError::BadIndirect);
+            if !mem.check_range(GuestAddress(addr), len as usize) {
+                return Err(ChainError::OutOfMemory);
             }
-            table = d.addr();
-            size = n;
-            index = 0;
-            indirect = true;
-            continue;
-        }
-        budget = budget.checked_sub(1).ok_or(ChainError::TooLong)?;
-        let len = d.len();
-        if len == 0 {
-            return Err(ChainError::ZeroLength);
-        }
-        let addr = d.addr().0;
-        if addr.checked_add(u64::from(len)).is_none() {
-            return Err(ChainError::Overflow);
-        }
-        if !mem.check_range(GuestAddress(addr), len as usize) {
-            return Err(ChainError::OutOfMemory);
-        }
-        if d.is_write_only() == writable {
-            if out.len() >= max {
-                return Err(ChainError::TooLong);
+            if d.is_write_only() == writable {
+                if out.len() >= max {
+                    return Err(ChainError::TooLong);
+                }
+                out.push(Seg { addr, len });
+                total += u64::from(len);
+                found = true;
             }
-            out.push(Seg { addr, len });
-            total += u64::from(len);
-            found = true;
+            if !d.has_next() {
+                break;
+            }
+            index = d.next();
         }
-        if !d.has_next() {
-            break;
+        if !found {
+            return Err(ChainError::Empty);
         }
-        index = d.next();
+        Ok(total)
+    };
+    let r = walk_into();
+    if r.is_err() {
+        out.truncate(start);
     }
-    if !found {
-        return Err(ChainError::Empty);
-    }
-    Ok(total)
+    r
 }
 
 #[cfg(test)]
