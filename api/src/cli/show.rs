@@ -531,10 +531,34 @@ fn devices_table(workers: &[WorkerStatsDoc]) -> String {
             }
         }
     }
-    if t.is_empty() {
+    let drops = if t.is_empty() {
         "Devices: no drops\n".into()
     } else {
         format!("Devices\n{}", t.render())
+    };
+    drops + &device_counters_table(workers)
+}
+
+/// The devices' other counters (UDP GSO sends, vhost-user offloads...),
+/// non-zero only, per worker and device; nothing when all are zero.
+fn device_counters_table(workers: &[WorkerStatsDoc]) -> String {
+    let mut t = Table::new(&["WORKER", "DEVICE", "COUNTER", "COUNT"]);
+    for w in workers {
+        for d in &w.device_counters {
+            for c in d.counters.iter().filter(|c| c.count > 0) {
+                t.row(vec![
+                    w.worker.to_string(),
+                    d.device.clone(),
+                    c.name.clone(),
+                    c.count.to_string(),
+                ]);
+            }
+        }
+    }
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("Device counters\n{}", t.render())
     }
 }
 
@@ -819,4 +843,49 @@ pub fn replay(r: &ReplayReport) -> String {
         out += &t.render();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{DeviceCounters, DeviceDrops};
+
+    #[test]
+    fn the_devices_table_shows_nonzero_drops_and_counters() {
+        let w = WorkerStatsDoc {
+            worker: 1,
+            ports: 2,
+            busy_ratio: 0.0,
+            busy_ns: 0,
+            idle_ns: 0,
+            rounds: 0,
+            sleeps: 0,
+            switch: Default::default(),
+            drops: Vec::new(),
+            devices: vec![DeviceDrops::from_counts(
+                "uplink",
+                &[("rx_ring_full", 0), ("tx_refused", 3)],
+            )],
+            device_counters: vec![DeviceCounters::from_counts(
+                "vm1",
+                &[("tx_gso_frames", 7), ("tx_gso_cut", 0)],
+            )],
+        };
+        let out = devices_table(std::slice::from_ref(&w));
+        assert!(
+            out.contains("tx_refused") && !out.contains("rx_ring_full"),
+            "{out}"
+        );
+        assert!(out.contains("Device counters"), "{out}");
+        assert!(
+            out.contains("tx_gso_frames") && !out.contains("tx_gso_cut"),
+            "{out}"
+        );
+        let idle = WorkerStatsDoc {
+            devices: Vec::new(),
+            device_counters: vec![DeviceCounters::from_counts("vm1", &[("tx_gso_frames", 0)])],
+            ..w
+        };
+        assert_eq!(devices_table(&[idle]), "Devices: no drops\n");
+    }
 }
