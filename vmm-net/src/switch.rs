@@ -699,7 +699,8 @@ impl Switch {
             self.deliver_local(pkt);
         }
         moved += self.drain_inbox();
-        let mut slow_ports = 0;
+        // Whether any guest is short of first-packet credit (then all earn).
+        let mut owed = false;
         for i in 0..self.ports.len() {
             let Some(a) = self.ports[i].as_mut() else {
                 continue;
@@ -707,6 +708,7 @@ impl Switch {
             a.last_rx = 0;
             if a.slow_credit <= 0 {
                 self.stats.slow_path_deferred += 1;
+                owed = true;
                 continue;
             }
             let n = a.guest.rx_burst(&mut rx, BURST).unwrap_or_else(|e| {
@@ -723,18 +725,12 @@ impl Switch {
                 if spent > 0 {
                     let spent = i64::try_from(spent).unwrap_or(i64::MAX);
                     a.slow_credit = a.slow_credit.saturating_sub(spent);
-                    slow_ports += 1;
                 }
+                owed |= a.slow_credit < SLOW_CREDIT_MAX;
             }
         }
         self.rx = rx;
-        if slow_ports > 0
-            || self
-                .ports
-                .iter()
-                .flatten()
-                .any(|a| a.slow_credit < SLOW_CREDIT_MAX)
-        {
+        if owed {
             self.earn_slow_credit(moved);
         }
         if let Err(e) = self.flush() {
