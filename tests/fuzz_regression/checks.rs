@@ -170,6 +170,7 @@ pub fn host_a() -> HostOverlay {
         next_hop_mac: ROUTER_MAC,
         v2p,
         v2b,
+        mcast: Default::default(),
     }
 }
 
