@@ -427,6 +427,9 @@ pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::P
         // demultiplexed to this guest by its MAC is not a member's copy).
         Rule::new(11, Action::Static(to_member))
             .with(Predicate::DstIp(groups()))
+            .with(Predicate::Not(Box::new(Predicate::DstIp(
+                link_local_groups(),
+            ))))
             .with(Predicate::Not(Box::new(Predicate::EthDst(vec![
                 c.guest_mac.0,
             ])))),
