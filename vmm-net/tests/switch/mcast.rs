@@ -308,3 +308,34 @@ fn a_member_firewall_decides_for_its_own_port() {
     let drops = f.sw[0].port("vm2").unwrap().port.stats().drop_counts();
     assert!(drops.iter().any(|(_, c)| *c == 1), "{drops:?}");
 }
+
+#[test]
+fn group_tunnels_from_the_wire_pass_the_outer_checks() {
+    let mut f = Fabric::new();
+    f.all_members(Replication::Underlay);
+    let inner = to_group(4, GROUP);
+    let group: Ipv6Addr = UNDERLAY_GROUP.parse().unwrap();
+    // A damaged outer UDP checksum (RFC 8200 §8.1): dropped before any
+    // member sees it, whether to the group or a head-end copy.
+    for dst in [group, host_ip('a')] {
+        let mut wire = sluice_test_support::Geneve::new(host_ip('b'), dst, VPC).wrap(&inner);
+        wire[60] ^= 0x5a;
+        f.up[0].send(&wire);
+    }
+    f.sw[0].poll().unwrap();
+    assert_eq!(f.received(), vec![0; 8]);
+    let d = f.sw[0].stats().drops;
+    assert_eq!(
+        d.get(dataplane::DropReason::OuterUdpChecksum),
+        2,
+        "{:?}",
+        d.counts()
+    );
+    // Intact, both reach vm2 (vm1, vm3 are not subscribed).
+    for dst in [group, host_ip('a')] {
+        let wire = sluice_test_support::Geneve::new(host_ip('b'), dst, VPC).wrap(&inner);
+        f.up[0].send(&wire);
+    }
+    f.sw[0].poll().unwrap();
+    assert_eq!(f.received(), vec![0, 0, 2, 0, 0, 0, 0, 0]);
+}
