@@ -454,7 +454,7 @@ mod tests {
                 "sluice_layer_{k}_total{{port=\"p\",layer=\"firewall\",dir=\"out\"}} {v}"
             ));
         }
-        assert_eq!(switch_want.len(), 12, "{switch_want:?}");
+        assert_eq!(switch_want.len(), 16, "{switch_want:?}");
         for (k, v) in switch_want {
             has(format!(
                 "sluice_switch_frames_total{{worker=\"0\",kind=\"{k}\"}} {v}"

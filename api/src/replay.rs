@@ -640,6 +640,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
         next_hop_mac: o.next_hop_mac,
         v2p: Arc::new(V2p::new(limits.v2p.max(doc.v2p.len()))),
         v2b: Arc::new(V2b::new(limits.v2b.max(doc.v2b.len()))),
+        mcast: Default::default(),
     };
     host.v2p
         .set_many(doc.v2p.iter().map(|m| {

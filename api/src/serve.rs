@@ -305,6 +305,7 @@ impl SimHost {
             next_hop_mac: [2, 0, 0, 0, 0, 0x20],
             v2p: Arc::new(V2p::new(limits.v2p)),
             v2b: Arc::new(V2b::new(limits.v2b)),
+            mcast: Default::default(),
         };
         // Every worker's uplink queue is the same wire: frames from the
         // underlay land on whichever worker polls first, as with fanout.

@@ -193,7 +193,6 @@ impl Sluice {
         limits: HostLimits,
     ) -> Result<Sluice, ApiError> {
         let s = Sluice {
-            host,
             workers,
             devices,
             store,
@@ -207,8 +206,16 @@ impl Sluice {
             fleet_gauges: std::sync::OnceLock::new(),
             flow_logs: std::sync::OnceLock::new(),
             mcast: Mutex::default(),
-            mcast_live: Arc::default(),
+            mcast_live: host.mcast.clone(),
+            host,
         };
+        // The multicast datapath reads the tables the ports' overlay does.
+        for w in 0..s.workers.len() {
+            let (tables, mac) = (s.mcast_live.clone(), s.host.next_hop_mac);
+            s.workers
+                .run_on(w, move |sw| sw.set_mcast(tables, mac))
+                .map_err(worker_error)?;
+        }
         // Frames the uplink cannot carry are counted where they are made.
         if let Some(mtu) = s.limits.underlay_mtu {
             for w in 0..s.workers.len() {

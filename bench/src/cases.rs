@@ -414,6 +414,7 @@ fn vpc_vnic_with(cfg: vnic::config::VnicConfig) -> vnic::port::VnicPort {
         next_hop_mac: ROUTER_MAC,
         v2p,
         v2b,
+        mcast: Default::default(),
     };
     vnic::port::VnicPort::build(&cfg, &host, Box::new(dataplane::MonotonicClock::new())).unwrap()
 }

@@ -53,6 +53,9 @@ pub enum RouteKind {
     VpcSubnet = 2,
     /// To a next-hop address inside the VPC.
     NextHop = 3,
+    /// To an overlay multicast group: tunnelled to the group's M2P
+    /// underlay group, replicated by the switch (`vmm-net`).
+    Multicast = 4,
 }
 
 pub const LAYER: &str = "overlay";
@@ -77,6 +80,9 @@ pub mod reason {
     /// A Geneve packet announcing a critical option (RFC 8926 §3.5:
     /// an endpoint that does not know a critical option must drop).
     pub const CRITICAL_OPTION: &str = "geneve_unknown_critical_option";
+    /// A datagram to a multicast group without an M2P entry in the
+    /// sender's VNI (the gateway's name for multicast it does not carry).
+    pub const MULTICAST: &str = "multicast";
 }
 
 /// What the overlay needs to know about the host it runs on.
@@ -89,6 +95,9 @@ pub struct HostOverlay {
     pub next_hop_mac: [u8; 6],
     pub v2p: Arc<V2p>,
     pub v2b: Arc<V2b>,
+    /// The host's multicast tables (M2P for the outer destination of a
+    /// multicast datagram; the switch reads the rest).
+    pub mcast: Arc<crate::mcast::Mcast>,
 }
 
 /// One outbound tunnelling decision.
@@ -97,6 +106,7 @@ enum Toward {
     Vpc,
     NextHop,
     Boundary,
+    Multicast,
 }
 
 struct Encapsulate {
@@ -113,6 +123,7 @@ impl fmt::Display for Encapsulate {
             Toward::Vpc => "vpc",
             Toward::NextHop => "next-hop",
             Toward::Boundary => "boundary",
+            Toward::Multicast => "multicast",
         };
         write!(f, "encap-{t} vni {}", self.vni.get())
     }
@@ -138,6 +149,7 @@ impl StaticAction for Encapsulate {
     fn transform(&self, _: Direction, h: &Headers, m: &mut Meta) -> Result<Transform, GenError> {
         let dst = h.inner.ip().ok_or(GenError::Refused(reason::NO_ROUTE))?.dst;
         let (host, mac, options, dep) = match self.toward {
+            Toward::Multicast => return self.to_group(dst),
             Toward::Vpc | Toward::NextHop => {
                 let target = if self.toward == Toward::Vpc {
                     dst
@@ -177,6 +189,35 @@ impl StaticAction for Encapsulate {
             eth_src: Some(self.gateway_mac),
             eth_dst: Some(mac),
             encap: Some(self.encap(host, options)),
+            deps: [dep].into_iter().collect(),
+            ..Default::default()
+        })
+    }
+}
+
+impl Encapsulate {
+    /// A datagram to overlay group `group`: one tunnel to the group's
+    /// underlay group (RFC 2464 §7 MAC), the inner frame addressed to the
+    /// group's MAC (RFC 1112 §6.4, RFC 2464 §7) as on a LAN. The switch
+    /// delivers it to local subscribers and replicates it per the
+    /// forwarding table. Depends on the multicast tables: a change
+    /// re-checks the flow.
+    fn to_group(&self, group: IpAddr) -> Result<Transform, GenError> {
+        // The dependency first: a publish between the two is seen.
+        let dep = self.host.mcast.dep();
+        let underlay = *self
+            .host
+            .mcast
+            .load()
+            .m2p
+            .get(&(self.vni, group))
+            .ok_or(GenError::Refused(reason::MULTICAST))?;
+        let mut encap = self.encap(underlay, GeneveOptions::EMPTY);
+        encap.eth_dst = crate::mcast::underlay_mac(underlay);
+        Ok(Transform {
+            eth_src: Some(self.gateway_mac),
+            eth_dst: Some(crate::mcast::group_mac(group)),
+            encap: Some(encap),
             deps: [dep].into_iter().collect(),
             ..Default::default()
         })
@@ -290,6 +331,7 @@ pub fn install_with_return_paths(
         Rule::new(10, encap(Toward::Vpc)).with(route(RouteKind::VpcSubnet)),
         Rule::new(11, encap(Toward::NextHop)).with(route(RouteKind::NextHop)),
         Rule::new(12, encap(Toward::Boundary)).with(route(RouteKind::Internet)),
+        Rule::new(13, encap(Toward::Multicast)).with(route(RouteKind::Multicast)),
         Rule::new(u16::MAX, Action::DenyWith(reason::NO_ROUTE)),
     ];
     let decap = Action::Static(Arc::new(Decapsulate {

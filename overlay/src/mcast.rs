@@ -330,6 +330,10 @@ pub struct Egress {
 #[derive(Default)]
 pub struct Mcast {
     tables: ArcSwap<McastTables>,
+    /// Bumped by every publish: a port's multicast flow depends on it
+    /// (its outer destination is the M2P group), so a change of the
+    /// tables re-checks exactly the multicast flows.
+    version: dataplane::transform::Version,
 }
 
 impl Mcast {
@@ -345,6 +349,12 @@ impl Mcast {
     /// Replaces every table at once.
     pub fn publish(&self, t: McastTables) {
         self.tables.store(Arc::new(t.index()));
+        self.version.bump();
+    }
+
+    /// A dependency on the tables as they are now.
+    pub fn dep(&self) -> dataplane::Dep {
+        self.version.dep()
     }
 }
 

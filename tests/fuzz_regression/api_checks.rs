@@ -82,6 +82,7 @@ fn start() -> Sluice {
         next_hop_mac: [2, 0, 0, 0, 0, 0x20],
         v2p: Arc::new(V2p::new(limits.v2p)),
         v2b: Arc::new(V2b::new(limits.v2b)),
+        mcast: Default::default(),
     };
     let uplink = vmm_net::backend::Wire::new();
     let workers = vmm_net::worker::Workers::start(UNDERLAY, vec![Box::new(uplink.backend())])

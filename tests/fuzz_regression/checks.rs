@@ -170,6 +170,7 @@ pub fn host_a() -> HostOverlay {
         next_hop_mac: ROUTER_MAC,
         v2p,
         v2b,
+        mcast: Default::default(),
     }
 }
 
@@ -654,14 +655,28 @@ fn check_in(ctx: &Ctx, input: &[u8], v: &Verdict, pkt: &PacketBuf) {
             .unwrap_or_else(|e| panic!("delivered frame does not parse: {e}"));
         check_offsets(f, &p);
         assert_eq!(
-            p.hdrs.inner.eth_dst, ctx.guest_mac,
-            "delivered to another MAC"
-        );
-        assert_eq!(
             p.hdrs.inner.eth_src, ctx.gw_mac,
             "not from the gateway's MAC"
         );
         let dst = p.hdrs.inner.ip().map(|ip| ip.dst);
+        // A group's datagram (a member's copy, as the switch hands it):
+        // routable, to the group's MAC, never to the guest's.
+        if let Some(g) = dst.filter(|d| overlay::mcast::is_multicast(*d)) {
+            assert_eq!(
+                overlay::mcast::check_group(g),
+                Ok(()),
+                "delivered to link-local group {g}"
+            );
+            assert_ne!(
+                p.hdrs.inner.eth_dst, ctx.guest_mac,
+                "a group datagram to the guest's MAC"
+            );
+            return;
+        }
+        assert_eq!(
+            p.hdrs.inner.eth_dst, ctx.guest_mac,
+            "delivered to another MAC"
+        );
         assert!(
             dst.is_some_and(|d| ctx.guest_prefixes.iter().any(|p| p.contains(d))),
             "delivered to {dst:?}, not the guest's address"

@@ -104,6 +104,7 @@ fn host_a() -> HostOverlay {
         next_hop_mac: UNDERLAY_ROUTER_MAC,
         v2p,
         v2b,
+        mcast: Default::default(),
     }
 }
 

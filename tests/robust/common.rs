@@ -86,6 +86,7 @@ impl Cloud {
             next_hop_mac: [2, 0, 0, 0, 0, 0x20],
             v2p: self.v2p.clone(),
             v2b: self.v2b.clone(),
+            mcast: Default::default(),
         }
     }
 

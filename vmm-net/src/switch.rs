@@ -18,6 +18,22 @@
 //!   addressed to this very host is delivered to the local port it names
 //!   without touching the wire (same-host VPC traffic).
 //! - Hairpin replies go back where the packet came from.
+//! - Multicast ([`Switch::set_mcast`]): a guest's datagram to an overlay
+//!   group leaves its port tunnelled to the group's M2P underlay group.
+//!   The switch delivers a copy to every other subscribed local port of
+//!   that VNI whose source filter admits the sender, each through that
+//!   port's own inbound path (its firewall included), and sends it on
+//!   per the group's forwarding table: once to the underlay group
+//!   (`underlay`), one unicast copy per next-hop host (`external`, the
+//!   head end replicating), or both. A tunnel from the wire to an
+//!   underlay group this host carries (by M2P, in the tunnel's VNI) is
+//!   delivered to the local subscribers the same way, after the outer
+//!   checks (the destination check aside). A member copy is re-addressed
+//!   to this host (`overlay::mcast::retarget`) so it meets the same
+//!   overlay checks as any tunnel; members on another worker get theirs
+//!   through the hand-off queue. A group that lost its M2P entry since
+//!   the flow was set up is dropped (`multicast`); a group tunnel this
+//!   host does not carry, `not_our_underlay_address`.
 //!
 //! A round ([`Switch::poll`]) reads each port's clock once and hands each
 //! port its frames as bursts (`Port::process_burst`): a guest's RX burst
@@ -33,11 +49,12 @@ use dataplane::checksum::{verify_udp6, UdpCheck};
 use dataplane::drop::DROP_REASONS;
 use dataplane::flow::FlowHashBuilder;
 use dataplane::headers::{self, FastParsed, Mac, ParseMode};
-use dataplane::{Direction, DropReason, Moment, PacketBuf, Verdict};
+use dataplane::{Direction, DropReason, Moment, PacketBuf, Verdict, Vni};
 use overlay::layer::reason;
+use overlay::mcast::{self, Mcast};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::BorrowedFd;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -81,11 +98,12 @@ pub struct SwitchOptions {
 
 /// The policy-named reasons the switch gives (the overlay layer's names
 /// for the same faults, so one fault reads the same wherever it is caught).
-const NAMED: [&str; 4] = [
+const NAMED: [&str; 5] = [
     reason::NOT_OUR_HOST,
     reason::CRITICAL_OPTION,
     reason::WRONG_VNI,
     UNDERLAY_MTU_EXCEEDED,
+    reason::MULTICAST,
 ];
 
 /// A frame for the uplink larger than the underlay's MTU: dropped here,
@@ -189,6 +207,20 @@ pub struct SwitchStats {
     /// being set up) had used its share of the worker while other ports
     /// had traffic (see [`Switch::poll`]).
     pub slow_path_deferred: u64,
+    /// Multicast copies handed to a subscribed local port's inbound path
+    /// (which may still drop one, counted by that port).
+    #[serde(default)]
+    pub mcast_local: u64,
+    /// Subscribed local ports a datagram skipped: their source filter
+    /// does not admit its sender.
+    #[serde(default)]
+    pub mcast_filtered: u64,
+    /// Multicast copies sent to an underlay group.
+    #[serde(default)]
+    pub mcast_underlay: u64,
+    /// Multicast copies sent as unicast to a next-hop host (head end).
+    #[serde(default)]
+    pub mcast_unicast: u64,
     /// Frames the outer checks and the demultiplexing refused, by reason
     /// (reported apart, as drops, not among these counters).
     #[serde(skip)]
@@ -200,7 +232,7 @@ impl SwitchStats {
     /// [`SwitchDrops::counts`]): what metrics and the CLI export.
     /// Destructured whole, so a counter added or renamed here fails the
     /// build until it is listed.
-    pub fn counters(&self) -> [(&'static str, u64); 12] {
+    pub fn counters(&self) -> [(&'static str, u64); 16] {
         let SwitchStats {
             uplink_rx,
             uplink_tx,
@@ -214,6 +246,10 @@ impl SwitchStats {
             gso_segments,
             gso_dropped,
             slow_path_deferred,
+            mcast_local,
+            mcast_filtered,
+            mcast_underlay,
+            mcast_unicast,
             drops: _,
         } = *self;
         [
@@ -229,6 +265,10 @@ impl SwitchStats {
             ("gso_segments", gso_segments),
             ("gso_dropped", gso_dropped),
             ("slow_path_deferred", slow_path_deferred),
+            ("mcast_local", mcast_local),
+            ("mcast_filtered", mcast_filtered),
+            ("mcast_underlay", mcast_underlay),
+            ("mcast_unicast", mcast_unicast),
         ]
     }
 }
@@ -272,6 +312,9 @@ pub struct Handed {
     /// It came from a local port (same-host traffic), not from the wire:
     /// a hairpin answer to it goes back locally too.
     pub local: bool,
+    /// A multicast datagram (outer destination its underlay group) for
+    /// the receiving worker's own subscribed ports.
+    pub group: bool,
 }
 
 /// Another worker, as a switch sees it: a bounded queue of frames and a
@@ -414,6 +457,56 @@ pub struct Switch {
     handoff: Option<Handoff>,
     cutter: Cutter,
     options: SwitchOptions,
+    mcast: Option<McastPath>,
+}
+
+/// What the multicast datapath reads (see [`Switch::set_mcast`]).
+struct McastPath {
+    tables: Arc<Mcast>,
+    /// The underlay next hop's MAC: the outer Ethernet destination of a
+    /// head-end (unicast) copy.
+    next_hop_mac: Mac,
+}
+
+/// What a multicast tunnel says about itself: its VNI, the inner source
+/// and group, and its outer destination.
+#[derive(Clone, Copy)]
+struct GroupKey {
+    vni: Vni,
+    src: IpAddr,
+    group: IpAddr,
+    outer_dst: Ipv6Addr,
+}
+
+/// Whether a tunnel carries a group's datagram: its outer IPv6
+/// destination is a multicast address (an underlay group), or its inner
+/// destination MAC is a group MAC (a head-end copy, unicast to this host).
+#[inline]
+fn is_group_tunnel(pkt: &PacketBuf) -> bool {
+    let f = pkt.as_slice();
+    if f.get(12..14) != Some(&[0x86, 0xdd]) {
+        return false;
+    }
+    if f.get(38) == Some(&0xff) {
+        return true;
+    }
+    // Ethernet 14, IPv6 40, UDP 8, Geneve 8 and its options.
+    let inner = 70 + usize::from(f.get(62).map_or(0, |b| b & 0x3f)) * 4;
+    f.get(inner).is_some_and(|b| b & 1 == 1)
+}
+
+/// A copy of a frame for one more receiver: from the pool when it fits a
+/// pool buffer (no allocation once warm), else a heap copy.
+fn copy_of(pkt: &PacketBuf) -> PacketBuf {
+    if pkt.gso().is_none() && pkt.len() <= dataplane::packet::DEFAULT_CAPACITY / 2 {
+        let mut c = crate::backend::SharedPool::get();
+        if let Ok(b) = c.push_back(pkt.len()) {
+            b.copy_from_slice(pkt.as_slice());
+            return c;
+        }
+        recycle(c);
+    }
+    pkt.clone()
 }
 
 /// Cuts super-frames for a device that cannot take them whole (see
@@ -466,7 +559,19 @@ impl Switch {
                 ..Cutter::default()
             },
             options: SwitchOptions::default(),
+            mcast: None,
         }
+    }
+
+    /// Turns the multicast datapath on (see the module docs): `tables`
+    /// are the host's multicast tables (the ports' overlay reads the same
+    /// ones), `next_hop_mac` the underlay next hop's MAC. Without it a
+    /// group tunnel is refused like any tunnel not for this host.
+    pub fn set_mcast(&mut self, tables: Arc<Mcast>, next_hop_mac: Mac) {
+        self.mcast = Some(McastPath {
+            tables,
+            next_hop_mac,
+        });
     }
 
     /// Sets how the outer checks treat what arrives (see [`SwitchOptions`]).
@@ -767,7 +872,10 @@ impl Switch {
                 break;
             };
             n += 1;
-            if h.local {
+            if h.group {
+                self.group_members(&h.pkt, None, h.local, false);
+                recycle(h.pkt);
+            } else if h.local {
                 self.deliver_local(h.pkt);
             } else {
                 self.handle_uplink(h.pkt);
@@ -778,11 +886,15 @@ impl Switch {
 
     /// Hands a frame to the worker that owns its port.
     fn hand_off(&mut self, w: usize, pkt: PacketBuf, local: bool) {
+        self.hand_off_as(w, pkt, local, false)
+    }
+
+    fn hand_off_as(&mut self, w: usize, pkt: PacketBuf, local: bool, group: bool) {
         let Some(peer) = self.handoff.as_ref().and_then(|h| h.peers.get(w)) else {
             self.stats.drops.count(DropReason::UnknownPort);
             return;
         };
-        match peer.queue.try_send(Handed { pkt, local }) {
+        match peer.queue.try_send(Handed { pkt, local, group }) {
             Ok(()) => {
                 self.stats.handed_off += 1;
                 (peer.wake)();
@@ -800,6 +912,10 @@ impl Switch {
     /// port, in the order the ports first appeared in the burst.
     fn handle_uplink_burst(&mut self, rx: &mut Vec<PacketBuf>) {
         for pkt in rx.drain(..) {
+            if self.mcast.is_some() && is_group_tunnel(&pkt) {
+                self.group_in(pkt);
+                continue;
+            }
             match self.tunnel_target(&pkt, true) {
                 Some((Target::Here(i), parsed)) => {
                     if let Some(a) = self.ports[i].as_mut() {
@@ -843,6 +959,9 @@ impl Switch {
     /// The outer checks and the demultiplexing of one frame from the
     /// uplink, handed over by another worker.
     fn handle_uplink(&mut self, mut pkt: PacketBuf) {
+        if self.mcast.is_some() && is_group_tunnel(&pkt) {
+            return self.group_in(pkt);
+        }
         let i = match self.tunnel_target(&pkt, true) {
             Some((Target::Here(i), _)) => i,
             Some((Target::Worker(w), _)) => return self.hand_off(w, pkt, false),
@@ -1053,7 +1172,9 @@ impl Switch {
         for (pkt, v) in rx.drain(..).zip(verdicts.drain(..)) {
             match v {
                 Verdict::Forward => {
-                    if self.is_local(&pkt) {
+                    if self.mcast.is_some() && is_group_tunnel(&pkt) {
+                        self.group_out(i, pkt);
+                    } else if self.is_local(&pkt) {
                         // Same host: straight to the local port, as if it
                         // had come from the wire (and through the same
                         // checks).
@@ -1096,6 +1217,198 @@ impl Switch {
             // round again next poll, through the same checks.
             Verdict::Hairpin(reply) => {
                 self.loopback.push(reply);
+                recycle(pkt);
+            }
+            Verdict::Drop(_) => recycle(pkt),
+        }
+    }
+
+    /// What a multicast tunnel carries (a full parse: multicast is not
+    /// the fast path's commonest frame), or the drop reason.
+    fn group_key(pkt: &PacketBuf) -> Result<(GroupKey, headers::Parsed), DropReason> {
+        let p = headers::parse(pkt.as_slice(), ParseMode::Geneve).map_err(DropReason::Malformed)?;
+        let outer = p
+            .hdrs
+            .outer
+            .ok_or(DropReason::Malformed(headers::ParseError::NotGeneve))?;
+        let ip = (p.hdrs.inner.ip()).ok_or(DropReason::Policy(reason::MULTICAST))?;
+        let k = GroupKey {
+            vni: outer.geneve.vni,
+            src: ip.src,
+            group: ip.dst,
+            outer_dst: outer.ip_dst,
+        };
+        Ok((k, p))
+    }
+
+    /// A guest's multicast datagram, as its port tunnelled it to the
+    /// group's underlay group: to the other local subscribers, then on
+    /// per the forwarding table (see the module docs).
+    fn group_out(&mut self, from: usize, mut pkt: PacketBuf) {
+        let Some(tables) = self.mcast.as_ref().map(|m| m.tables.load()) else {
+            return recycle(pkt);
+        };
+        let k = match Self::group_key(&pkt) {
+            Ok((k, _)) => k,
+            Err(r) => {
+                self.stats.drops.count(r);
+                return recycle(pkt);
+            }
+        };
+        // The port checked M2P when the flow was set up; the tables may
+        // have changed since (the flow is re-checked at its next packet).
+        let Some(&underlay) = tables.m2p.get(&(k.vni, k.group)) else {
+            self.stats
+                .drops
+                .count(DropReason::Policy(reason::MULTICAST));
+            return recycle(pkt);
+        };
+        self.group_members(&pkt, Some(from), true, true);
+        let next_hop_mac = self.mcast.as_ref().map_or([0; 6], |m| m.next_hop_mac);
+        let mut to_group = false;
+        if let Some(hops) = tables.fwd.get(&(k.vni, k.group)) {
+            for (&hop, &r) in hops {
+                to_group |= r.underlay();
+                // This host's own members were served above.
+                if r.external() && hop != self.underlay_ip {
+                    let mut c = copy_of(&pkt);
+                    if mcast::retarget(c.as_mut_slice(), hop, next_hop_mac) {
+                        self.stats.mcast_unicast += 1;
+                        self.to_uplink.push(c);
+                    } else {
+                        recycle(c);
+                    }
+                }
+            }
+        }
+        if to_group && mcast::retarget(pkt.as_mut_slice(), underlay, mcast::underlay_mac(underlay))
+        {
+            self.stats.mcast_underlay += 1;
+            self.to_uplink.push(pkt);
+        } else {
+            recycle(pkt);
+        }
+    }
+
+    /// A multicast tunnel from the wire: the outer checks (its
+    /// destination the underlay group of a group this host carries in the
+    /// tunnel's VNI, or this host for a head-end copy of one), then to the
+    /// local subscribers.
+    fn group_in(&mut self, pkt: PacketBuf) {
+        if let Err(r) = self.group_checks(&pkt) {
+            self.stats.drops.count(r);
+        } else {
+            self.group_members(&pkt, None, false, true);
+        }
+        recycle(pkt);
+    }
+
+    fn group_checks(&mut self, pkt: &PacketBuf) -> Result<(), DropReason> {
+        let (k, p) = Self::group_key(pkt)?;
+        let carried = self
+            .mcast
+            .as_ref()
+            .and_then(|m| m.tables.load().m2p.get(&(k.vni, k.group)).copied());
+        // To the group's underlay group, or a head-end copy to this host.
+        let ours = carried.is_some_and(|u| k.outer_dst == u || k.outer_dst == self.underlay_ip);
+        if !ours {
+            return Err(DropReason::Policy(reason::NOT_OUR_HOST));
+        }
+        let outer = p
+            .hdrs
+            .outer
+            .ok_or(DropReason::Malformed(headers::ParseError::NotGeneve))?;
+        let (src, dst) = (outer.ip_src.octets(), outer.ip_dst.octets());
+        self.check_outer_udp(pkt, &src, &dst, usize::from(p.off.outer_l4))?;
+        if outer.geneve.oam {
+            return Err(DropReason::GeneveControl);
+        }
+        let g = usize::from(p.off.geneve) + headers::GENEVE_HDR_LEN;
+        let opts = (pkt.as_slice())
+            .get(g..g + usize::from(outer.geneve.opt_len))
+            .unwrap_or(&[]);
+        match overlay::check_options(opts) {
+            Ok(_) => Ok(()),
+            Err(overlay::geneve::OptionError::UnknownCritical { .. }) => {
+                Err(DropReason::Policy(reason::CRITICAL_OPTION))
+            }
+            Err(overlay::geneve::OptionError::Malformed) => {
+                Err(DropReason::Malformed(headers::ParseError::BadGeneveOption))
+            }
+        }
+    }
+
+    /// Delivers a copy of a multicast tunnel to each of this switch's
+    /// ports subscribed to its group in its VNI whose filter admits the
+    /// sender, `except` the sender's own; each copy is re-addressed to
+    /// this host and goes through the member's inbound path. With
+    /// `peers`, members this switch does not own get one copy handed to
+    /// every other worker (which serves its own).
+    fn group_members(&mut self, pkt: &PacketBuf, except: Option<usize>, local: bool, peers: bool) {
+        let Some(tables) = self.mcast.as_ref().map(|m| m.tables.load()) else {
+            return;
+        };
+        let Ok((k, _)) = Self::group_key(pkt) else {
+            return;
+        };
+        let Some(members) = tables.members.get(&(k.vni, k.group)) else {
+            return;
+        };
+        let mut elsewhere = false;
+        for m in members {
+            let Some(&j) = self.by_name.get(m.port.as_str()) else {
+                elsewhere = true;
+                continue;
+            };
+            if Some(j) == except {
+                continue;
+            }
+            if !m.membership.admits(k.src) {
+                self.stats.mcast_filtered += 1;
+                continue;
+            }
+            let mut c = copy_of(pkt);
+            let mac = {
+                let mut m: Mac = [0; 6];
+                m.copy_from_slice(&c.as_slice()[0..6]);
+                m
+            };
+            if !mcast::retarget(c.as_mut_slice(), self.underlay_ip, mac) {
+                recycle(c);
+                continue;
+            }
+            self.stats.mcast_local += 1;
+            self.deliver_member(j, c, local);
+        }
+        if !(elsewhere && peers) {
+            return;
+        }
+        let (me, n) = match &self.handoff {
+            Some(h) => (h.me, h.peers.len()),
+            None => return,
+        };
+        for w in (0..n).filter(|&w| w != me) {
+            let c = copy_of(pkt);
+            self.hand_off_as(w, c, local, true);
+        }
+    }
+
+    /// One member's copy through its port's inbound path.
+    fn deliver_member(&mut self, j: usize, mut pkt: PacketBuf, local: bool) {
+        let Some(b) = self.ports[j].as_mut() else {
+            return recycle(pkt);
+        };
+        if let Some(m) = b.moved.as_mut() {
+            return m.forward(pkt, &mut self.to_uplink);
+        }
+        match b.process_one(Direction::In, &mut pkt) {
+            Verdict::Forward => b.to_guest.push(pkt),
+            Verdict::Hairpin(reply) => {
+                if local {
+                    self.loopback.push(reply);
+                } else {
+                    self.to_uplink.push(reply);
+                }
                 recycle(pkt);
             }
             Verdict::Drop(_) => recycle(pkt),

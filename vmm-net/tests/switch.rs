@@ -31,6 +31,7 @@ fn host_ip(h: char) -> Ipv6Addr {
 struct Cloud {
     v2p: Arc<V2p>,
     v2b: Arc<V2b>,
+    mcast: Arc<overlay::mcast::Mcast>,
 }
 
 impl Cloud {
@@ -38,6 +39,7 @@ impl Cloud {
         Cloud {
             v2p: Arc::new(V2p::new(64)),
             v2b: Arc::new(V2b::new(8)),
+            mcast: Arc::default(),
         }
     }
 
@@ -48,6 +50,7 @@ impl Cloud {
             next_hop_mac: [2, 0, 0, 0, 0, 0x20],
             v2p: self.v2p.clone(),
             v2b: self.v2b.clone(),
+            mcast: self.mcast.clone(),
         }
     }
 
@@ -884,3 +887,6 @@ fn a_guest_setting_up_flows_flat_out_waits_while_its_neighbour_has_traffic() {
         "a burst of vm1's SYNs once vm3 is idle"
     );
 }
+
+#[path = "switch/mcast.rs"]
+mod mcast;

@@ -38,7 +38,8 @@ pub enum FwAction {
 }
 
 /// Which remote hosts a rule is about: the destination of outbound
-/// packets, the source of inbound ones.
+/// packets, the source of inbound ones (an inbound rule's multicast
+/// address or subnet is the group the datagram is sent to).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
@@ -161,8 +162,12 @@ impl FirewallRule {
             FwAction::Deny => Action::Deny,
         };
         let mut r = Rule::new(self.priority, action);
+        // Inbound, a multicast address or subnet names the group the
+        // datagram is sent to: no packet comes from a group (RFC 1112 §4,
+        // RFC 4291 §2.7), so that is the only thing it can mean.
         let hosts = |set: Vec<IpCidr>| match dir {
             Direction::Out => Predicate::DstIp(set),
+            Direction::In if set.iter().all(is_group) => Predicate::DstIp(set),
             Direction::In => Predicate::SrcIp(set),
         };
         match &self.hosts {
@@ -197,6 +202,14 @@ impl FirewallRule {
             }
         }
         (dir, r)
+    }
+}
+
+/// Whether a CIDR lies wholly inside multicast (224.0.0.0/4, ff00::/8).
+fn is_group(c: &IpCidr) -> bool {
+    match c.addr() {
+        core::net::IpAddr::V4(a) => a.is_multicast() && c.prefix_len() >= 4,
+        core::net::IpAddr::V6(a) => a.is_multicast() && c.prefix_len() >= 8,
     }
 }
 

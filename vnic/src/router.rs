@@ -15,7 +15,9 @@
 //! loopback (127.0.0.0/8, ::1), "this network" (0.0.0.0/8, ::) and
 //! link-local (169.254.0.0/16, fe80::/10) other than the gateway's own
 //! link-local address. Without this, a default route would carry them
-//! to the boundary.
+//! to the boundary. Likewise multicast (224.0.0.0/4, ff00::/8) is never
+//! routed: it is marked [`RouteKind::Multicast`] for the overlay, which
+//! tunnels it to the group (see `overlay::mcast`).
 
 use crate::meta;
 use core::fmt;
@@ -179,11 +181,38 @@ pub fn martian_rule(gateway_ll: Option<core::net::Ipv6Addr>) -> Rule {
     }
 }
 
-/// Compiles `routes`, after the martian rule (see the module docs).
+/// Multicast goes to the overlay as a group datagram, whatever the routes
+/// say: a group is not a prefix any route of the VPC leads to (the gateway
+/// has already dropped the link-local ones).
+struct SetMulticast;
+
+impl fmt::Display for SetMulticast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("multicast")
+    }
+}
+
+impl MetaAction for SetMulticast {
+    fn update(&self, _: Direction, _: &Headers, m: &mut Meta) {
+        m.set(meta::ROUTE_KIND, RouteKind::Multicast as u64);
+        m.set(meta::ROUTE_ARG, 0);
+    }
+}
+
+/// The rule sending multicast to the overlay; the martian rule's priority
+/// (the two never match the same destination), before every route.
+pub fn multicast_rule() -> Rule {
+    Rule::new(MARTIAN_PRIORITY, Action::Meta(Arc::new(SetMulticast)))
+        .with(Predicate::DstIp(crate::gateway::layer::groups()))
+}
+
+/// Compiles `routes`, after the martian and multicast rules (see the
+/// module docs).
 pub fn compile(routes: &[RouteEntry], gateway_ll: Option<core::net::Ipv6Addr>) -> Compiled {
     let mut next_hops = Vec::new();
-    let mut rules = Vec::with_capacity(routes.len() + 1);
+    let mut rules = Vec::with_capacity(routes.len() + 2);
     rules.push(martian_rule(gateway_ll));
+    rules.push(multicast_rule());
     for r in routes {
         let action = match &r.target {
             RouteTarget::Drop => Action::Deny,

@@ -296,6 +296,7 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         next_hop_mac: c.underlay.next_hop_mac.0,
         v2p: Arc::new(V2p::new(limits.v2p)),
         v2b: Arc::new(V2b::new(limits.v2b)),
+        mcast: Default::default(),
     };
     let store = StateStore::open(&c.state_dir).map_err(|e| e.to_string())?;
     let token = serve::token_file(&c.token_path())

@@ -4,14 +4,17 @@
 //! DHCPv4, DHCPv6, NDP, ping) with hairpin replies, and lets through only
 //! what the guest may send: frames from its own MAC and its own addresses
 //! (or attached subnets and transit prefixes allowed out), not to
-//! multicast or broadcast. A guest's IGMP and MLD messages are dropped
+//! broadcast nor to link-local multicast (a routable group's datagram
+//! goes on: the overlay tunnels it if the group has an M2P entry, else
+//! drops it as `multicast` too). A guest's IGMP and MLD messages are dropped
 //! (`mcast_membership_report`), never answered nor forwarded: which
 //! groups a port receives is set by the control plane
 //! (`sluiceadm mcast-subscribe`). Everything else
 //! is dropped here, before any other layer sees it, with a reason naming
 //! what was wrong. Inbound it lets through only packets for the guest's
 //! addresses (and attached subnets, transit prefixes allowed in) and makes them look routed by the gateway (source MAC the
-//! gateway's, destination the guest's).
+//! gateway's, destination the guest's), and a group's datagram the
+//! switch hands a subscribed port (destination MAC the group's).
 //!
 //! ARP: the gateway also answers for every other address of the guest's
 //! IPv4 subnet (proxy ARP) with its own MAC. A VPC has no shared link, so
@@ -172,6 +175,50 @@ impl StaticAction for ToGuest {
             ..Default::default()
         })
     }
+}
+
+/// Inbound to a group member: from the gateway, to the group's MAC as
+/// on a LAN (RFC 1112 §6.4, RFC 2464 §7), which the guest's NIC filter
+/// takes for a group it joined.
+struct ToMember {
+    gateway_mac: [u8; 6],
+}
+
+impl fmt::Display for ToMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("to-member")
+    }
+}
+
+impl StaticAction for ToMember {
+    fn transform(&self, _: Direction, _: &Headers, _: &mut Meta) -> Result<Transform, GenError> {
+        Ok(Transform {
+            eth_src: Some(self.gateway_mac),
+            ..Default::default()
+        })
+    }
+}
+
+/// Every multicast address (IPv4 224.0.0.0/4, IPv6 ff00::/8).
+pub fn groups() -> Vec<IpCidr> {
+    vec![
+        "224.0.0.0/4".parse().expect("literal"),
+        "ff00::/8".parse().expect("literal"),
+    ]
+}
+
+/// The groups that never leave a link: IPv4 224.0.0.0/24 (RFC 5771 §4)
+/// and IPv6 scopes 0-2 under every flag value (RFC 4291 §2.7, RFC 7346
+/// §2), the same rule as `overlay::mcast::check_group`.
+pub fn link_local_groups() -> Vec<IpCidr> {
+    let mut v: Vec<IpCidr> = vec!["224.0.0.0/24".parse().expect("literal")];
+    for flags in 0u16..16 {
+        for scope in 0u16..3 {
+            let a = core::net::Ipv6Addr::new(0xff00 | (flags << 4) | scope, 0, 0, 0, 0, 0, 0, 0);
+            v.push(IpCidr::new(IpAddr::V6(a), 16).expect("a /16 of ff00::/8"));
+        }
+    }
+    v
 }
 
 /// Answers a guest frame larger than its MTU with ICMP "fragmentation
@@ -347,10 +394,11 @@ pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::P
             .with(Predicate::Proto(vec![58]))
             .with(Predicate::IcmpType(vec![130, 131, 132, 143])),
     );
-    let mut group: Vec<IpCidr> = vec![
-        "224.0.0.0/4".parse().expect("literal"),
-        "ff00::/8".parse().expect("literal"),
-    ];
+    // Multicast that never leaves a link, and broadcast: dropped. A
+    // routable group passes on (the firewall, then the router sends it to
+    // the overlay, which drops it as `multicast` too unless the group has
+    // an M2P entry in the port's VNI).
+    let mut group: Vec<IpCidr> = link_local_groups();
     group.push(IpCidr::host(IpAddr::V4(core::net::Ipv4Addr::BROADCAST)));
     if let Some(v4) = &c.ipv4 {
         // The subnet's broadcast address.
@@ -369,8 +417,22 @@ pub fn install(port: &mut Port, c: &VnicConfig) -> Result<(), dataplane::port::P
         gateway_mac: c.gateway_mac.0,
         guest_mac: c.guest_mac.0,
     });
+    let to_member = Arc::new(ToMember {
+        gateway_mac: c.gateway_mac.0,
+    });
     let inbound = vec![
         Rule::new(10, Action::Static(to_guest)).with(Predicate::DstIp(inbound_prefixes(c))),
+        // A group's datagram, as the switch hands it to a subscribed port
+        // (inner destination the group's MAC, never the guest's: a tunnel
+        // demultiplexed to this guest by its MAC is not a member's copy).
+        Rule::new(11, Action::Static(to_member))
+            .with(Predicate::DstIp(groups()))
+            .with(Predicate::Not(Box::new(Predicate::DstIp(
+                link_local_groups(),
+            ))))
+            .with(Predicate::Not(Box::new(Predicate::EthDst(vec![
+                c.guest_mac.0,
+            ])))),
         Rule::new(u16::MAX, Action::DenyWith(reason::NOT_FOR_GUEST)),
     ];
     port.set_rules(LAYER, inbound, out).map(|_| ())

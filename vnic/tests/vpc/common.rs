@@ -35,6 +35,7 @@ pub fn v4(s: &str) -> [u8; 4] {
 pub struct Cloud {
     pub v2p: Arc<V2p>,
     pub v2b: Arc<V2b>,
+    pub mcast: Arc<overlay::mcast::Mcast>,
 }
 
 impl Cloud {
@@ -42,6 +43,7 @@ impl Cloud {
         let c = Cloud {
             v2p: Arc::new(V2p::new(1024)),
             v2b: Arc::new(V2b::new(64)),
+            mcast: Arc::default(),
         };
         for vni in [VPC, OTHER_VPC] {
             c.v2b
@@ -62,6 +64,7 @@ impl Cloud {
             next_hop_mac: [2, 0, 0, 0, 0, 0x20],
             v2p: self.v2p.clone(),
             v2b: self.v2b.clone(),
+            mcast: self.mcast.clone(),
         }
     }
 

@@ -6,7 +6,10 @@ use crate::common::*;
 use etherparse::{IpNumber, PacketBuilder};
 
 fn one_host() -> Guest {
-    let cloud = Cloud::new();
+    one_host_in(&Cloud::new())
+}
+
+fn one_host_in(cloud: &Cloud) -> Guest {
     cloud.map(VPC, "10.0.0.5", 1, HOST_A);
     let mut cfg = vnic_cfg("vm1", 1, "10.0.0.5", VPC);
     cfg.ipv6 = serde_json::from_value(serde_json::json!({
@@ -80,4 +83,101 @@ fn a_report_from_another_mac_is_a_spoof_first() {
     let mut f = igmpv3_report();
     f[6..12].copy_from_slice(&mac(9));
     assert_eq!(vm1.out(&f).unwrap_err(), "spoofed_source_mac");
+}
+
+fn udp_to_group(group: &str) -> Vec<u8> {
+    let g = ip(group);
+    sluice_test_support::build::udp(
+        (mac(1), overlay::mcast::group_mac(g)),
+        (ip("10.0.0.5"), 5000).into(),
+        (g, 6000).into(),
+        b"hello group",
+    )
+}
+
+fn mapped_cloud() -> Cloud {
+    let cloud = Cloud::new();
+    let mut t = overlay::mcast::McastTables::default();
+    t.m2p.insert(
+        (dataplane::Vni::new(VPC).unwrap(), ip("239.1.1.1")),
+        "ff04::1:1".parse().unwrap(),
+    );
+    cloud.mcast.publish(t);
+    cloud
+}
+
+/// A group with an M2P entry leaves as one tunnel to its underlay group
+/// (RFC 2464 §7 MAC), the inner frame to the group's MAC (RFC 1112 §6.4);
+/// clearing the entry stops the flow at its next packet.
+#[test]
+fn a_mapped_group_is_tunnelled_to_its_underlay_group() {
+    let cloud = mapped_cloud();
+    let mut vm1 = one_host_in(&cloud);
+    let t = tunnel(
+        &vm1.out(&udp_to_group("239.1.1.1"))
+            .expect("mapped: it leaves"),
+    );
+    assert_eq!(
+        t.outer_dst,
+        "ff04::1:1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(t.vni, VPC);
+    let s = seen(&t.inner);
+    assert_eq!(
+        (s.src, s.dst, s.dst_mac),
+        (ip("10.0.0.5"), ip("239.1.1.1"), [1, 0, 0x5e, 1, 1, 1])
+    );
+    assert_eq!(
+        vm1.out(&udp_to_group("239.2.2.2")).unwrap_err(),
+        "multicast"
+    );
+    cloud.mcast.publish(Default::default());
+    assert_eq!(
+        vm1.out(&udp_to_group("239.1.1.1")).unwrap_err(),
+        "multicast"
+    );
+}
+
+/// Firewall rules match multicast destinations: outbound by `hosts`
+/// (the destination), inbound by a multicast `hosts` (the group: no packet
+/// comes from a group, RFC 1112 §4).
+#[test]
+fn firewall_rules_match_groups() {
+    let cloud = mapped_cloud();
+    let mut vm1 = one_host_in(&cloud);
+    let mut c = vm1.vnic.config().clone();
+    c.firewall = vec![serde_json::from_value(serde_json::json!({
+        "direction": "out", "priority": 1, "action": "deny", "hosts": { "ip": "239.1.1.1" }
+    }))
+    .unwrap()];
+    vm1.vnic.reconfigure(&c).unwrap();
+    assert_eq!(vm1.out(&udp_to_group("239.1.1.1")).unwrap_err(), "denied");
+
+    // Inbound: vm2 receives a member's copy (outer destination its host,
+    // inner destination the group's MAC) only if a rule lets the group in.
+    cloud.map(VPC, "10.0.0.6", 2, HOST_B);
+    let mut c2 = vnic_cfg("vm2", 2, "10.0.0.6", VPC);
+    let mut vm2 = guest(&c2, &cloud.host(HOST_B), "10.0.0.6");
+    let copy = wrap(&udp_to_group("239.1.1.1"), HOST_A, HOST_B, VPC);
+    assert_eq!(vm2.inb(&copy).unwrap_err(), "default_denied");
+    c2.firewall = vec![serde_json::from_value(serde_json::json!({
+        "direction": "in", "priority": 1, "action": "allow", "hosts": { "subnet": "239.0.0.0/8" }
+    }))
+    .unwrap()];
+    vm2.vnic.reconfigure(&c2).unwrap();
+    let got = seen(&vm2.inb(&copy).expect("the group is let in"));
+    assert_eq!(
+        (got.dst, got.dst_mac, got.src_mac),
+        (ip("239.1.1.1"), [1, 0, 0x5e, 1, 1, 1], GW_MAC)
+    );
+    // A tunnel to the guest's own MAC with a group inside is not a
+    // member's copy: not for the guest.
+    let inner = sluice_test_support::build::udp(
+        (mac(1), mac(2)),
+        (ip("10.0.0.5"), 5001).into(),
+        (ip("239.1.1.1"), 6000).into(),
+        b"not a copy",
+    );
+    let spoof = wrap(&inner, HOST_A, HOST_B, VPC);
+    assert_eq!(vm2.inb(&spoof).unwrap_err(), "not_for_guest");
 }

@@ -122,8 +122,13 @@ fn the_guest_sends_only_as_itself() {
     assert_eq!(vm1.out(&wrong_ip).unwrap_err(), "spoofed_source_ip");
     let bcast = tcp(mac(1), GW_MAC, ("10.0.0.5", 1), ("10.0.0.255", 22), "S");
     assert_eq!(vm1.out(&bcast).unwrap_err(), "multicast");
+    // A group without an M2P entry in the VNI is still dropped as
+    // `multicast` (the overlay's check); a link-local group always is
+    // (RFC 5771 §4), by the gateway.
     let mcast = tcp(mac(1), GW_MAC, ("10.0.0.5", 1), ("239.1.1.1", 22), "S");
     assert_eq!(vm1.out(&mcast).unwrap_err(), "multicast");
+    let ll = tcp(mac(1), GW_MAC, ("10.0.0.5", 1), ("224.0.0.251", 22), "S");
+    assert_eq!(vm1.out(&ll).unwrap_err(), "multicast");
     let mut lldp = vec![0u8; 60];
     lldp[0..6].copy_from_slice(&[0x01, 0x80, 0xc2, 0, 0, 0x0e]);
     lldp[6..12].copy_from_slice(&mac(1));

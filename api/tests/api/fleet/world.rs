@@ -102,6 +102,7 @@ impl World {
                 next_hop_mac: [2, 0, 0, 0, 0, 0x20],
                 v2p: Arc::new(V2p::new(limits.v2p)),
                 v2b: Arc::new(V2b::new(limits.v2b)),
+                mcast: Default::default(),
             };
             let uplink = Wire::new();
             let workers = Workers::start(ip, vec![Box::new(uplink.backend())]).unwrap();
