@@ -126,6 +126,13 @@ impl FlowKey {
         }
     }
 
+    /// The same key on VNI `vni`.
+    #[inline]
+    pub fn with_vni(mut self, vni: u32) -> FlowKey {
+        self.vni = vni;
+        self
+    }
+
     pub fn src_ip(&self) -> IpAddr {
         bytes_addr(&self.src, self.af)
     }

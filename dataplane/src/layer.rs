@@ -107,6 +107,9 @@ pub struct Layer {
     /// state (folded there instead of in `lft`): if not, the walk skips
     /// looking for it.
     pub(crate) folds: bool,
+    /// Whether any flow record ever held this layer's stateful action's
+    /// state (a NAT translation, `FlowRec::held`).
+    pub(crate) holds: bool,
     /// Port epoch of the last rule change in this layer.
     pub(crate) changed: u64,
     pub(crate) next_rule: u64,
@@ -124,6 +127,7 @@ impl Layer {
             default,
             lft: [HashMap::with_hasher(hasher), HashMap::with_hasher(hasher)],
             folds: false,
+            holds: false,
             changed: 0,
             next_rule: 1,
             stats: [LayerDirStats::default(); 2],

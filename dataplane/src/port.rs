@@ -13,9 +13,12 @@
 //! not the periodic sweep ([`Port::expire_paced`]) has reached it.
 //!
 //! Slow path (a UFT miss): walk the layers (outbound in order, inbound in
-//! reverse order). Each layer first looks in its own flow table (LFT) for
-//! state an earlier packet of the flow, or of its reverse, left there;
-//! otherwise its rules decide. The layers' transforms are composed and
+//! reverse order). Each layer first looks for state an earlier packet of
+//! the flow, or of its reverse, left: in the flow record, found through
+//! the connection table (a stateful allow where the layer sees the flow's
+//! own keys; a NAT translation where the replies reach the layer with the
+//! key they arrive with, minus the VNI), else in its own flow table
+//! (LFT); otherwise its rules decide. The layers' transforms are composed and
 //! compiled, and UFT entries are made for the flow and for its reverse —
 //! the reverse by walking the other direction's layers over the reply the
 //! flow will get, so a reply takes the fast path from its first packet.
@@ -27,7 +30,7 @@
 //! address) still decides; a flow the new rules refuse is removed and its
 //! packets dropped.
 
-use crate::action::{Action, ActionId, GenError, HairpinAction};
+use crate::action::{Action, ActionDesc, ActionId, GenError, HairpinAction};
 use crate::clock::{Clock, Moment, MonotonicClock};
 use crate::drop::{DropReason, DROP_REASONS};
 use crate::flow::{Direction, FlowHashBuilder, FlowKey};
@@ -239,9 +242,10 @@ impl PortStats {
 /// An LFT entry a flow owns: (layer, direction, key).
 type LftRef = (u16, Direction, FlowKey);
 
-/// The LFT entries of a flow: none for most (their firewall state is
-/// folded into the record), two for a NAT flow (both directions), on the
-/// heap so a flow without any pays only the empty vector.
+/// The LFT entries of a flow: none for most (their firewall state and
+/// their NAT translation are folded into the record), two for a stateful
+/// layer's state the record cannot hold (both directions), on the heap so
+/// a flow without any pays only the empty vector.
 #[derive(Default)]
 struct LftRefs(Option<Box<[LftRef]>>);
 
@@ -281,6 +285,10 @@ struct FlowRec {
     rkey: FlowKey,
     /// Bit `Direction::index`: that direction has a UFT entry (`ukey`).
     keyed: u8,
+    /// A stateful action's state (a NAT translation) folded into the
+    /// record instead of two entries in its layer's flow table (see
+    /// [`Held`]); its layer's bit is set in `allowed` too.
+    held: Option<Held>,
     /// Per direction: the compiled transform, and the port epoch it was
     /// compiled under (stale when the port's has moved on).
     xform: [Option<Compiled>; 2],
@@ -344,6 +352,7 @@ impl FlowRec {
             origin_hdrs: StartHeaders::new(h),
             rkey: key.reverse(),
             keyed: 0,
+            held: None,
             xform: [None, None],
             epoch: [0; 2],
             lft: LftRefs::default(),
@@ -372,18 +381,67 @@ impl FlowRec {
     fn ukeys(&self) -> [Option<FlowKey>; 2] {
         [self.ukey(0), self.ukey(1)]
     }
-    /// The key a layer holding this flow's folded state sees packets going
-    /// `dir` with: the flow's key, or its reverse for the replies. State
-    /// is folded only for a layer that sees exactly those keys (nothing
-    /// before it rewrote the addresses or ports, or the VNI); other
-    /// layers keep entries in their own flow table.
+
+    /// The key layer `li`, holding this flow's folded state, sees packets
+    /// going `dir` with: the flow's key; for the replies its reverse, or,
+    /// at the layer whose stateful action's state is [`held`](Held), the
+    /// reply's key as it arrives at the port (`rkey`), with the VNI
+    /// cleared when the layer sees it decapsulated. State is folded only
+    /// for a layer that sees exactly those keys (for the origin
+    /// direction: nothing before it rewrote the addresses or ports, or the
+    /// VNI); other layers keep entries in their own flow table.
     #[inline]
-    fn fold_key(&self, dir: Direction) -> FlowKey {
+    fn fold_key(&self, li: usize, dir: Direction) -> FlowKey {
         if dir == self.origin {
             self.key
         } else {
-            self.key.reverse()
+            match &self.held {
+                Some(h) if usize::from(h.layer) == li => h.reply_key(self.rkey),
+                _ => self.key.reverse(),
+            }
         }
+    }
+
+    /// The translation layer `li` holds in this record, if any.
+    #[inline]
+    fn held_at(&self, li: usize) -> Option<&Held> {
+        self.held.as_ref().filter(|h| usize::from(h.layer) == li)
+    }
+
+    /// Whether layer `li` holds folded state for this flow.
+    #[inline]
+    fn folds_at(&self, li: usize) -> bool {
+        li < 32 && self.allowed & (1 << li) != 0
+    }
+}
+
+/// A stateful action's per-flow state (a NAT translation) kept in the flow
+/// record. The forward walk's layer sees the flow's own key; the replies
+/// reach it with the key they arrive at the port with (the record's
+/// reply UFT key, `FlowRec::rkey`), minus the VNI when the layers before
+/// it decapsulated them: the SNAT case, where the NAT layer's reverse key
+/// is the reversed post-NAT key with VNI 0 and the reply's UFT key the
+/// same with the VPC's VNI. So the connection table finds the state from
+/// both directions and the layer needs no entries of its own. A flow
+/// whose reply key is not of that form (or has no UFT entry) keeps its
+/// state in the layer's flow table instead (`Port::spill_held`).
+struct Held {
+    layer: u8,
+    /// The layer sees the replies with VNI 0 (decapsulated).
+    no_vni: bool,
+    /// The action that made it, to recognise it in a re-check.
+    action_id: ActionId,
+    desc: Arc<dyn ActionDesc>,
+}
+
+impl Held {
+    #[inline]
+    fn reply_key(&self, rkey: FlowKey) -> FlowKey {
+        let mut k = rkey;
+        if self.no_vni {
+            k.vni = 0;
+        }
+        k
     }
 }
 
@@ -518,6 +576,11 @@ struct Walk {
     /// The key the walk's packet came in with, when the UFT holds no
     /// entry for it going `dir` (see `Port::slow_path`).
     absent: Option<FlowKey>,
+    /// The key the layer whose stateful action's state this walk folded
+    /// into the flow record (`FlowRec::held`) gave the replies: the
+    /// reverse of what left it. `Port::install_reply` checks it against
+    /// the reply's UFT key.
+    held_rev: Option<FlowKey>,
     /// The layer and rule that decided: the stateful action that made the
     /// flow, or the deny (for flow logs).
     decider: Option<(usize, Option<RuleId>)>,
@@ -1217,11 +1280,20 @@ impl Port {
         // packets that way now walk the layers).
         let holder = holder.unwrap_or_else(|| self.lookup(dir, &k));
         if let Some((other, ogen)) = holder.filter(|&(o, _)| o != id) {
+            // Its translation is found by the key it gives up no more.
+            self.spill_held(other, ogen, None);
             self.uft.remove(dir, &k, other);
             if let Some(o) = self.flows.get_mut(other, ogen) {
                 o.keyed &= !(1 << d);
                 o.xform[d] = None;
             }
+        }
+        if self.flows.get(id, gen).is_some_and(|f| {
+            f.held.is_some() && dir != f.origin && f.ukey(d).is_some_and(|o| o != k)
+        }) {
+            // Re-keyed replies: the translation goes where the old key
+            // does not matter.
+            self.spill_held(id, gen, None);
         }
         let Some(f) = self.flows.get_mut(id, gen) else {
             return;
@@ -1243,15 +1315,53 @@ impl Port {
         }
     }
 
-    /// Makes the UFT entry for the reply to the flow `w` just walked.
+    /// Makes the UFT entry for the reply to the flow `w` just walked, and
+    /// settles a translation `w` folded into the flow record: kept there
+    /// when the reply's UFT key is the key the layer gave the replies
+    /// (minus the VNI the reply arrives with), else spilled into the
+    /// layer's flow table as two entries.
     fn install_reply(&mut self, w: &Walk, id: u32, gen: u32, now: Moment) {
-        let Some(reply) = reply_headers(&w.hdrs) else {
-            return;
-        };
-        let Some(rk) = FlowKey::of(&reply) else {
-            return;
-        };
-        let rdir = w.dir.reverse();
+        let reply = reply_headers(&w.hdrs).and_then(|r| Some((r, FlowKey::of(&r)?)));
+        if let Some(rev) = w.held_rev {
+            let fits =
+                reply.is_some_and(|(_, rk)| rk == rev || (rk.vni != 0 && rk.with_vni(0) == rev));
+            match self.flows.get_mut(id, gen) {
+                Some(f) if fits && f.keyed & (1 << w.dir.reverse().index()) == 0 => {
+                    if let (Some(h), Some((_, rk))) = (&mut f.held, reply) {
+                        h.no_vni = rk != rev;
+                        // The key the reply walk finds the state with.
+                        f.rkey = rk;
+                    }
+                }
+                _ => self.spill_held(id, gen, Some(rev)),
+            }
+        }
+        if let Some((reply, rk)) = reply {
+            self.install_reply_walk(w.dir.reverse(), reply, rk, id, gen, now);
+        }
+        if w.held_rev.is_some() {
+            let rdir = w.dir.reverse();
+            let keyed = self
+                .flows
+                .get(id, gen)
+                .is_some_and(|f| f.held.is_none() || f.keyed & (1 << rdir.index()) != 0);
+            if !keyed {
+                // No UFT entry for the replies: the layer's table finds
+                // their state, as for any flow the record cannot hold.
+                self.spill_held(id, gen, None);
+            }
+        }
+    }
+
+    fn install_reply_walk(
+        &mut self,
+        rdir: Direction,
+        reply: Headers,
+        rk: FlowKey,
+        id: u32,
+        gen: u32,
+        now: Moment,
+    ) {
         let holder = self.lookup(rdir, &rk);
         if let Some((eid, egen)) = holder {
             if eid != id || egen != gen {
@@ -1269,6 +1379,48 @@ impl Port {
                 // holder found is still the one to displace, if any.
                 self.install(rdir, rk, c, id, gen, Some(holder));
             }
+        }
+    }
+
+    /// Moves flow (id, gen)'s [`Held`] translation into its layer's flow
+    /// table, as two entries (the flow's key, and `rev` or the key the
+    /// record gave the replies), which the flow then owns: for a flow
+    /// whose replies the record cannot find it for.
+    fn spill_held(&mut self, id: u32, gen: u32, rev: Option<FlowKey>) {
+        let Some(f) = self.flows.get_mut(id, gen) else {
+            return;
+        };
+        let Some(h) = f.held.take() else {
+            return;
+        };
+        let li = usize::from(h.layer);
+        let rev = rev.unwrap_or_else(|| h.reply_key(f.rkey));
+        f.allowed &= !(1 << li);
+        let (origin, key, epoch) = (f.origin, f.key, f.allowed_epoch);
+        let state = LftState::Desc(h.desc);
+        // A table too full for them leaves the flow without them: its
+        // packets the state is not found for are decided by the rules.
+        let fwd = self.add_lft(
+            li,
+            origin,
+            key,
+            (id, gen),
+            state.clone(),
+            h.action_id,
+            epoch,
+        );
+        let rev = self.add_lft(
+            li,
+            origin.reverse(),
+            rev,
+            (id, gen),
+            state,
+            h.action_id,
+            epoch,
+        );
+        if let Some(f) = self.flows.get_mut(id, gen) {
+            f.lft
+                .extend((fwd.ok().flatten().into_iter()).chain(rev.ok().flatten()));
         }
     }
 
@@ -1476,6 +1628,17 @@ impl Port {
         // Lift the flow's state out of the layers, so the walk decides
         // afresh but can hand a stateful action back what it allocated.
         let mut kept = Vec::new();
+        if let Some(h) = f.held.take() {
+            // As the entry it stands for: the flow's key going its way.
+            let e = LftEntry {
+                flow: id,
+                flow_gen: gen,
+                state: LftState::Desc(h.desc),
+                epoch: f.allowed_epoch,
+                action_id: h.action_id,
+            };
+            kept.push((u16::from(h.layer), origin, f.key, e));
+        }
         for &(layer, dir, k) in owned.iter() {
             let t = &mut self.layers[usize::from(layer)].lft[dir.index()];
             if matches!(t.get(&k), Some(e) if e.flow == id && e.flow_gen == gen) {
@@ -1526,7 +1689,8 @@ impl Port {
             self.layers[li].stats[d].packets += 1;
             // The packet's key at this layer, made only where state is
             // looked up here (a stateful rule makes it below).
-            let key = if self.layers[li].folds || !self.layers[li].lft[d].is_empty() {
+            let folds = self.layers[li].folds || self.layers[li].holds;
+            let key = if folds || !self.layers[li].lft[d].is_empty() {
                 FlowKey::of(&w.hdrs)
             } else {
                 None
@@ -1534,19 +1698,28 @@ impl Port {
 
             // 1a. A stateful allow folded into a flow record: the flow
             // whose key, or whose reverse's, this packet has at this layer.
-            if let Some(k) = key.as_ref().filter(|_| self.layers[li].folds) {
-                if let Some((fid, fgen)) = self.folded(li, w.dir, k, w.flow, w.absent, now) {
-                    let stale = self
-                        .flows
-                        .get(fid, fgen)
-                        .is_some_and(|f| f.allowed_epoch < self.layers[li].changed);
+            if let Some(k) = key.as_ref().filter(|_| folds) {
+                if let Some((fid, fgen)) = self.folded(li, w, k, now) {
+                    let (stale, t) = match self.flows.get(fid, fgen) {
+                        Some(f) => (
+                            f.allowed_epoch < self.layers[li].changed,
+                            f.held_at(li).map(|h| h.desc.transform(w.dir)),
+                        ),
+                        None => (false, None),
+                    };
                     if !stale {
                         let l = &mut self.layers[li];
                         l.stats[d].lft_hits += 1;
                         if w.flow.is_none() {
                             w.flow = Some((fid, fgen));
                         }
-                        w.note(l.name.as_str(), "lft", "flow state", None);
+                        w.note(l.name.as_str(), "lft", "flow state", t.as_ref());
+                        if let Some(t) = t {
+                            if let Err(r) = w.apply(&t) {
+                                self.layers[li].stats[d].dropped += 1;
+                                return WalkEnd::Drop(r);
+                            }
+                        }
                         continue;
                     }
                     if !matches!(mode, Mode::Recheck(_)) {
@@ -1735,7 +1908,7 @@ impl Port {
                         if let Some(f) = self
                             .flows
                             .get_mut(fid.0, fid.1)
-                            .filter(|f| f.fold_key(w.dir) == k)
+                            .filter(|f| f.fold_key(li, w.dir) == k)
                         {
                             if f.allowed == 0 {
                                 f.allowed_epoch = epoch;
@@ -1749,11 +1922,44 @@ impl Port {
                     let Some(after) = FlowKey::of(&w.hdrs) else {
                         return WalkEnd::Drop(DropReason::BadTransform);
                     };
-                    let fwd = match self.add_lft(li, w.dir, k, fid, state.clone(), aid) {
+                    if let LftState::Desc(desc) = &state {
+                        // A translation made by the flow's first walk (or
+                        // its re-check) going the way the flow started:
+                        // held by the record, if the reply's key turns out
+                        // to be what this layer will see (settled by
+                        // `install_reply`, which spills it into the
+                        // layer's table otherwise).
+                        let epoch = self.epoch;
+                        if let Some(f) = self.flows.get_mut(fid.0, fid.1).filter(|f| {
+                            li < 32
+                                && f.keyed == 0
+                                && f.held.is_none()
+                                && f.origin == w.dir
+                                && f.key == k
+                                && w.held_rev.is_none()
+                        }) {
+                            if f.allowed == 0 {
+                                f.allowed_epoch = epoch;
+                            }
+                            f.allowed |= 1 << li;
+                            f.held = Some(Held {
+                                layer: li as u8,
+                                no_vni: false,
+                                action_id: aid,
+                                desc: desc.clone(),
+                            });
+                            w.held_rev = Some(after.reverse());
+                            self.layers[li].holds = true;
+                            continue;
+                        }
+                    }
+                    let epoch = self.epoch;
+                    let fwd = match self.add_lft(li, w.dir, k, fid, state.clone(), aid, epoch) {
                         Ok(r) => r,
                         Err(r) => return WalkEnd::Drop(r),
                     };
-                    let rev = self.add_lft(li, w.dir.reverse(), after.reverse(), fid, state, aid);
+                    let rev =
+                        self.add_lft(li, w.dir.reverse(), after.reverse(), fid, state, aid, epoch);
                     // Recorded in the flow even when the second failed: the
                     // first is the flow's to remove.
                     if let Some(f) = self.flows.get_mut(fid.0, fid.1) {
@@ -1769,28 +1975,32 @@ impl Port {
         WalkEnd::Pass
     }
 
-    /// The live flow that holds folded `StatefulAllow` state of layer `li`
-    /// for a packet going `dir` with key `k` at that layer: the walk's own
-    /// flow, else the flow whose first packet had key `k` going `dir`, or
-    /// whose first packet `k` answers.
-    fn folded(
-        &mut self,
-        li: usize,
-        dir: Direction,
-        k: &FlowKey,
-        walk_flow: Option<(u32, u32)>,
-        absent: Option<FlowKey>,
-        now: Moment,
-    ) -> Option<(u32, u32)> {
-        let bit = 1u32 << li;
-        let holds = |f: &FlowRec| f.allowed & bit != 0 && f.fold_key(dir) == *k;
-        if let Some((id, gen)) = walk_flow {
+    /// The live flow that holds folded state of layer `li` for a packet
+    /// going `w.dir` with key `k` at that layer: the walk's own flow, else
+    /// the flow whose first packet had key `k` going that way, or whose
+    /// first packet `k` answers (a folded `StatefulAllow`), or whose reply
+    /// arrived with the walk's starting key (a [`Held`] translation).
+    fn folded(&mut self, li: usize, w: &Walk, k: &FlowKey, now: Moment) -> Option<(u32, u32)> {
+        let dir = w.dir;
+        let holds = |f: &FlowRec| f.folds_at(li) && f.fold_key(li, dir) == *k;
+        if let Some((id, gen)) = w.flow {
             if self.flows.get(id, gen).is_some_and(holds) {
                 return Some((id, gen));
             }
         }
-        for (d, kk) in [(dir, *k), (dir.reverse(), k.reverse())] {
-            if d == dir && absent == Some(kk) {
+        let l = &self.layers[li];
+        let allows = l.folds.then(|| k.reverse());
+        // The reply as it arrived, for a layer holding translations.
+        let start = if l.holds {
+            FlowKey::of(&w.start).filter(|s| s != k)
+        } else {
+            None
+        };
+        for (d, kk) in [(dir, Some(*k)), (dir.reverse(), allows), (dir, start)] {
+            let Some(kk) = kk else {
+                continue;
+            };
+            if d == dir && w.absent == Some(kk) {
                 continue;
             }
             let Some((id, gen)) = self.lookup(d, &kk) else {
@@ -1799,7 +2009,7 @@ impl Port {
             let Some(f) = self.flows.get(id, gen) else {
                 continue;
             };
-            if f.origin == d && holds(f) {
+            if (f.origin == d || f.held_at(li).is_some()) && holds(f) {
                 return self.flow_live(id, gen, now).then_some((id, gen));
             }
         }
@@ -1808,6 +2018,8 @@ impl Port {
 
     /// Puts flow (id, gen)'s state in layer `li`'s table; the reference
     /// the flow must keep to remove it (none when it was there already).
+    /// `epoch`: when the state was made.
+    #[allow(clippy::too_many_arguments)]
     fn add_lft(
         &mut self,
         li: usize,
@@ -1816,8 +2028,8 @@ impl Port {
         (id, gen): (u32, u32),
         state: LftState,
         action_id: ActionId,
+        epoch: u64,
     ) -> Result<Option<LftRef>, DropReason> {
-        let epoch = self.epoch;
         let limit = self.cfg.flow_limit as usize * 2;
         let t = &mut self.layers[li].lft[dir.index()];
         let full = t.len() >= limit;
@@ -2043,11 +2255,15 @@ impl Port {
                         .collect();
                     // State folded into flow records reads as the entries
                     // it stands for.
-                    if l.folds {
-                        v.extend(self.folded_state(li).map(|(id, f)| LftDump {
-                            key: f.fold_key(d),
-                            flow: id,
-                            state: "allow".to_string(),
+                    if l.folds || l.holds {
+                        v.extend(self.folded_state(li).map(|(id, f)| {
+                            LftDump {
+                                key: f.fold_key(li, d),
+                                flow: id,
+                                state: f
+                                    .held_at(li)
+                                    .map_or_else(|| "allow".to_string(), |h| h.desc.describe()),
+                            }
                         }));
                     }
                     v.sort_by_key(|e| e.key);
@@ -2187,6 +2403,7 @@ impl Walk {
             transform: Transform::default(),
             flow: None,
             absent: None,
+            held_rev: None,
             decider: None,
             trace: trace.then(Vec::new),
         }

@@ -159,13 +159,14 @@ impl Port {
             }
             // Folded state, as the layer entries it stands for.
             for (li, l) in self.layers.iter().enumerate().take(32) {
-                if f.allowed & (1 << li) != 0 {
+                if f.folds_at(li) {
+                    let rewrite = f.held_at(li).map(|h| DescState::of(h.desc.as_ref()));
                     for dir in [f.origin, f.origin.reverse()] {
                         state.push(LftExport {
                             layer: l.name.to_string(),
                             dir,
-                            key: KeyDoc::from(&f.fold_key(dir)),
-                            rewrite: None,
+                            key: KeyDoc::from(&f.fold_key(li, dir)),
+                            rewrite,
                         });
                     }
                 }
