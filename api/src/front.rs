@@ -9,8 +9,12 @@
 //!   in flight), preferring one that never made a request: a client
 //!   that makes requests always gets in and keeps its keep-alive
 //!   connection; one that only holds sockets open keeps none of them for
-//!   long. If every connection has a request in flight, the new one is
-//!   closed.
+//!   long. A connection whose request is waiting in its socket, not yet
+//!   parsed, counts as having one in flight (the socket is peeked at):
+//!   otherwise a client that has just connected while a flood of
+//!   connections is being accepted would be evicted before its first
+//!   request is read, and see a reset. If every connection has a request
+//!   in flight, the new one is closed.
 //! - A request's head must be complete within `header_timeout` of the
 //!   connection becoming ready for it (hyper's header read timeout,
 //!   re-armed for every request of a keep-alive connection, so it is
@@ -198,6 +202,96 @@ struct Slot {
     served: AtomicU64,
     idle_since: Mutex<Instant>,
     evict: Notify,
+    /// The client socket (none in unit tests): [`Conns::admit`] peeks at
+    /// it so that a connection whose request is waiting to be read is not
+    /// evicted.
+    sock: Option<Arc<TcpStream>>,
+}
+
+/// Whether bytes wait to be read on `sock` (a request hyper has not
+/// parsed yet). `MSG_PEEK` takes nothing and touches no waker.
+fn has_pending(sock: Option<&TcpStream>) -> bool {
+    let Some(sock) = sock else {
+        return false;
+    };
+    let mut b = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    matches!(rustix::net::recv(sock, &mut b, flags), Ok((n, _)) if n > 0)
+}
+
+/// The client socket as hyper's I/O, shared with its [`Slot`] (which only
+/// peeks at it). Reads and writes wait for readiness and then try, as
+/// tokio's own `TcpStream` does; only hyper polls them.
+struct Shared(Arc<TcpStream>);
+
+impl tokio::io::AsyncRead for Shared {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read_buf(buf) {
+                Ok(_) => return std::task::Poll::Ready(Ok(())),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Shared {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    /// Half-closes the client's side (a response with `Connection:
+    /// close`); the socket itself closes when the connection and its slot
+    /// are gone.
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Write)
+            .map_err(std::io::Error::from);
+        std::task::Poll::Ready(r)
+    }
 }
 
 #[derive(Default)]
@@ -209,15 +303,30 @@ struct Conns {
 impl Conns {
     /// A slot for a new connection, evicting the longest-idle one if the
     /// table is full; `None` if every connection is busy.
-    fn admit(&self, max: usize) -> Option<(u64, Arc<Slot>, bool)> {
+    /// A place for a new connection on `sock`, and
+    /// whether another was evicted for it: the longest idle of those that
+    /// never made a request, else the longest idle. A connection with a
+    /// request in flight, or with one waiting in its socket that hyper has
+    /// not parsed yet (a client that has just connected, or reused its
+    /// keep-alive connection, while a flood of connections was accepted),
+    /// is never evicted. `None` when every connection is such.
+    fn admit(&self, max: usize, sock: Option<Arc<TcpStream>>) -> Option<(u64, Arc<Slot>, bool)> {
         let mut slots = lock(&self.slots);
         let mut evicted = false;
         if slots.len() >= max {
-            let victim = slots
+            let mut idle: Vec<_> = slots
                 .iter()
                 .filter(|(_, s)| s.in_flight.load(Ordering::Acquire) == 0)
-                .min_by_key(|(_, s)| (s.served.load(Ordering::Acquire) > 0, *lock(&s.idle_since)))
-                .map(|(id, _)| *id)?;
+                .map(|(id, s)| {
+                    let order = (s.served.load(Ordering::Acquire) > 0, *lock(&s.idle_since));
+                    (order, *id, s.sock.clone())
+                })
+                .collect();
+            idle.sort_unstable_by_key(|&(order, id, _)| (order, id));
+            let victim = idle
+                .iter()
+                .find(|(_, _, sock)| !has_pending(sock.as_deref()))
+                .map(|&(_, id, _)| id)?;
             if let Some(s) = slots.remove(&victim) {
                 s.evict.notify_one();
                 evicted = true;
@@ -229,6 +338,7 @@ impl Conns {
             served: AtomicU64::new(0),
             idle_since: Mutex::new(Instant::now()),
             evict: Notify::new(),
+            sock,
         });
         slots.insert(id, Arc::clone(&slot));
         Some((id, slot, evicted))
@@ -288,7 +398,10 @@ pub async fn run(
             },
             _ = stop.changed() => break,
         };
-        let Some((id, slot, evicted)) = conns.admit(limits.max_connections) else {
+        let sock = Arc::new(sock);
+        let Some((id, slot, evicted)) =
+            conns.admit(limits.max_connections, Some(Arc::clone(&sock)))
+        else {
             if let Some(n) = full_log.tick() {
                 slog::warn!(log, "API connections at max_connections, all busy: closed new connections";
                     "max_connections" => limits.max_connections, "times" => n);
@@ -320,7 +433,7 @@ pub async fn run(
 }
 
 async fn serve_connection(
-    sock: TcpStream,
+    sock: Arc<TcpStream>,
     client: SocketAddr,
     backend: Backend,
     limits: FrontLimits,
@@ -362,7 +475,7 @@ async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .serve_connection(TokioIo::new(sock), svc);
+        .serve_connection(TokioIo::new(Shared(sock)), svc);
     tokio::select! {
         _ = conn => {}
         _ = slot.evict.notified() => {}
@@ -484,33 +597,33 @@ mod tests {
     #[test]
     fn a_full_table_evicts_the_longest_idle_and_never_a_busy_connection() {
         let c = Conns::default();
-        let (a, _sa, _) = c.admit(2).unwrap();
+        let (a, _sa, _) = c.admit(2, None).unwrap();
         std::thread::sleep(Duration::from_millis(2));
-        let (_b, _sb, _) = c.admit(2).unwrap();
+        let (_b, _sb, _) = c.admit(2, None).unwrap();
         // a is the longest idle: it goes.
-        let (_c, _sc, evicted) = c.admit(2).unwrap();
+        let (_c, _sc, evicted) = c.admit(2, None).unwrap();
         assert!(evicted);
         assert!(!lock(&c.slots).contains_key(&a));
         assert_eq!(lock(&c.slots).len(), 2);
         // Everything busy: the newcomer is refused.
         let all: Vec<_> = lock(&c.slots).values().cloned().collect();
         let busy: Vec<_> = all.iter().map(Busy::new).collect();
-        assert!(c.admit(2).is_none());
+        assert!(c.admit(2, None).is_none());
         assert_eq!(lock(&c.slots).len(), 2);
         drop(busy);
-        assert!(c.admit(2).is_some());
+        assert!(c.admit(2, None).is_some());
     }
 
     #[test]
     fn a_connection_that_made_requests_outlives_older_ones_that_made_none() {
         let c = Conns::default();
-        let (worker, s1, _) = c.admit(2).unwrap();
+        let (worker, s1, _) = c.admit(2, None).unwrap();
         // The worker makes a request, then a newer connection arrives
         // that makes none: the worker is the longest idle, yet stays.
         drop(Busy::new(&s1));
         std::thread::sleep(Duration::from_millis(2));
-        let (idler, _s2, _) = c.admit(2).unwrap();
-        let (_, _, evicted) = c.admit(2).unwrap();
+        let (idler, _s2, _) = c.admit(2, None).unwrap();
+        let (_, _, evicted) = c.admit(2, None).unwrap();
         assert!(evicted);
         let slots = lock(&c.slots);
         assert!(
@@ -518,5 +631,44 @@ mod tests {
             "the working client kept its connection"
         );
         assert!(!slots.contains_key(&idler));
+    }
+
+    #[test]
+    fn a_connection_whose_request_waits_unread_is_not_evicted() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let _in_rt = rt.enter();
+        let c = Conns::default();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = Arc::new(TcpStream::from_std(server).unwrap());
+        // The oldest connection never made a request, but its first one
+        // has arrived: the younger idle one goes instead.
+        let (waiting, _s1, _) = c.admit(2, Some(Arc::clone(&server))).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let (idler, _s2, _) = c.admit(2, None).unwrap();
+        assert!(!has_pending(Some(&server)));
+        std::io::Write::write_all(&mut client, b"GET /ports HTTP/1.1\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(has_pending(Some(&server)), "peeking takes nothing");
+        assert!(has_pending(Some(&server)));
+        let (newest, s3, evicted) = c.admit(2, None).unwrap();
+        assert!(evicted);
+        let slots: Vec<u64> = lock(&c.slots).keys().copied().collect();
+        assert!(
+            slots.contains(&waiting),
+            "the waiting request kept its connection"
+        );
+        assert!(!slots.contains(&idler));
+        // The other one busy, the waiting one not evictable: the newcomer
+        // is refused.
+        let busy = Busy::new(&s3);
+        assert!(c.admit(2, None).is_none());
+        assert!(lock(&c.slots).contains_key(&newest));
+        drop(busy);
     }
 }
