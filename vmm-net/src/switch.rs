@@ -958,7 +958,7 @@ impl Switch {
 
     /// The outer checks and the demultiplexing of one frame from the
     /// uplink, handed over by another worker.
-    fn handle_uplink(&mut self, mut pkt: PacketBuf) {
+    fn handle_uplink(&mut self, pkt: PacketBuf) {
         if self.mcast.is_some() && is_group_tunnel(&pkt) {
             return self.group_in(pkt);
         }
@@ -967,21 +967,8 @@ impl Switch {
             Some((Target::Worker(w), _)) => return self.hand_off(w, pkt, false),
             None => return recycle(pkt),
         };
-        let Some(a) = self.ports[i].as_mut() else {
-            return recycle(pkt);
-        };
-        if let Some(m) = a.moved.as_mut() {
-            return m.forward(pkt, &mut self.to_uplink);
-        }
-        match a.process_one(Direction::In, &mut pkt) {
-            Verdict::Forward => a.to_guest.push(pkt),
-            // An inbound hairpin answers the sender, over the underlay.
-            Verdict::Hairpin(reply) => {
-                self.to_uplink.push(reply);
-                recycle(pkt);
-            }
-            Verdict::Drop(_) => recycle(pkt),
-        }
+        // An inbound hairpin answers the sender, over the underlay.
+        self.deliver_member(i, pkt, false);
     }
 
     /// Which local port a tunnelled frame is for, after the outer checks
@@ -1393,7 +1380,9 @@ impl Switch {
         }
     }
 
-    /// One member's copy through its port's inbound path.
+    /// A frame through port `j`'s inbound path (a tunnel from the wire, or
+    /// one member's copy of a group datagram); a hairpin reply goes back
+    /// the way the frame came (`local`: from a port on this host).
     fn deliver_member(&mut self, j: usize, mut pkt: PacketBuf, local: bool) {
         let Some(b) = self.ports[j].as_mut() else {
             return recycle(pkt);
