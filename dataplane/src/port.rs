@@ -52,8 +52,10 @@ use std::sync::Arc;
 
 mod conns;
 mod migrate;
+mod start;
 use conns::Conns;
 pub use migrate::{FlowExport, ImportCount, KeyDoc, LftExport, PortExport, StatsExport};
+use start::StartHeaders;
 
 /// The largest frame a guest may send, and what answers a larger one
 /// (typically ICMP "fragmentation needed" / "packet too big", so the
@@ -244,23 +246,24 @@ type LftRef = (u16, Direction, FlowKey);
 
 /// The LFT entries of a flow: none for most (their firewall state and
 /// their NAT translation are folded into the record), two for a stateful
-/// layer's state the record cannot hold (both directions), on the heap so
-/// a flow without any pays only the empty vector.
+/// layer's state the record cannot hold (both directions), on the heap
+/// behind one thin pointer so a flow without any pays 8 bytes.
 #[derive(Default)]
-struct LftRefs(Option<Box<[LftRef]>>);
+// A `Vec` would take 24 bytes in every record for what most never have.
+#[allow(clippy::box_collection)]
+struct LftRefs(Option<Box<Vec<LftRef>>>);
 
 impl LftRefs {
-    /// Adds these (at a flow's walks only, never per packet): a layer's
-    /// two entries, one allocation.
+    /// Adds these (at a flow's walks only, never per packet).
     fn extend(&mut self, rs: impl IntoIterator<Item = LftRef>) {
-        let old = self.0.take().map_or_else(Vec::new, |b| b.into_vec());
-        // Collected at its exact size: one allocation, no shrink.
-        let v: Vec<LftRef> = old.into_iter().chain(rs).collect();
-        self.0 = (!v.is_empty()).then(|| v.into_boxed_slice());
+        let mut rs = rs.into_iter().peekable();
+        if rs.peek().is_some() {
+            self.0.get_or_insert_with(Default::default).extend(rs);
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = &LftRef> {
-        self.0.iter().flat_map(|b| b.iter())
+        self.0.iter().flat_map(|v| v.iter())
     }
 }
 
@@ -287,8 +290,9 @@ struct FlowRec {
     keyed: u8,
     /// A stateful action's state (a NAT translation) folded into the
     /// record instead of two entries in its layer's flow table (see
-    /// [`Held`]); its layer's bit is set in `allowed` too.
-    held: Option<Held>,
+    /// [`Held`]; the translation itself is in the side slab,
+    /// `Flows::held`); its layer's bit is set in `allowed` too.
+    held: Option<HeldRef>,
     /// Per direction: the compiled transform, and the port epoch it was
     /// compiled under (stale when the port's has moved on).
     xform: [Option<Compiled>; 2],
@@ -300,31 +304,6 @@ struct FlowRec {
     last_hit: Moment,
     packets: [u64; 2],
     bytes: [u64; 2],
-}
-
-/// A flow's first headers, compactly: most flows start as a guest's plain
-/// frame, so the underlay headers of the few that arrived tunnelled are
-/// kept on the heap instead of taking their room in every record.
-#[derive(Clone)]
-struct StartHeaders {
-    outer: Option<Box<crate::headers::Outer>>,
-    inner: crate::headers::Inner,
-}
-
-impl StartHeaders {
-    fn new(h: &Headers) -> StartHeaders {
-        StartHeaders {
-            outer: h.outer.map(Box::new),
-            inner: h.inner,
-        }
-    }
-
-    fn headers(&self) -> Headers {
-        Headers {
-            outer: self.outer.as_deref().copied(),
-            inner: self.inner,
-        }
-    }
 }
 
 impl FlowRec {
@@ -349,7 +328,7 @@ impl FlowRec {
             key,
             allowed: 0,
             allowed_epoch: 0,
-            origin_hdrs: StartHeaders::new(h),
+            origin_hdrs: StartHeaders::new(h, &key),
             rkey: key.reverse(),
             keyed: 0,
             held: None,
@@ -402,12 +381,6 @@ impl FlowRec {
         }
     }
 
-    /// The translation layer `li` holds in this record, if any.
-    #[inline]
-    fn held_at(&self, li: usize) -> Option<&Held> {
-        self.held.as_ref().filter(|h| usize::from(h.layer) == li)
-    }
-
     /// Whether layer `li` holds folded state for this flow.
     #[inline]
     fn folds_at(&self, li: usize) -> bool {
@@ -425,16 +398,28 @@ impl FlowRec {
 /// both directions and the layer needs no entries of its own. A flow
 /// whose reply key is not of that form (or has no UFT entry) keeps its
 /// state in the layer's flow table instead (`Port::spill_held`).
+///
+/// Most flows hold none, so the translation lives in a side slab
+/// (`Flows::held`) and the record keeps only this 8-byte [`HeldRef`] to it.
 struct Held {
-    layer: u8,
-    /// The layer sees the replies with VNI 0 (decapsulated).
-    no_vni: bool,
     /// The action that made it, to recognise it in a re-check.
     action_id: ActionId,
     desc: Arc<dyn ActionDesc>,
 }
 
-impl Held {
+/// A flow record's reference to its [`Held`] translation, with what the
+/// connection table's lookups read inline: the layer, and the form of the
+/// key the replies reach it with.
+#[derive(Clone, Copy)]
+struct HeldRef {
+    /// The translation's index in `Flows::held`.
+    slot: u32,
+    layer: u8,
+    /// The layer sees the replies with VNI 0 (decapsulated).
+    no_vni: bool,
+}
+
+impl HeldRef {
     #[inline]
     fn reply_key(&self, rkey: FlowKey) -> FlowKey {
         let mut k = rkey;
@@ -447,11 +432,15 @@ impl Held {
 
 /// Flow records in a slab: ids are indices, reused after a free; the
 /// generation tells a live record from a stale reference to its slot.
+/// The translations some of them hold ([`Held`]) are in a second slab
+/// beside it, freed with their record.
 struct Flows {
     slots: Vec<Option<FlowRec>>,
     gens: Vec<u32>,
     free: Vec<u32>,
     live: u32,
+    held: Vec<Option<Held>>,
+    held_free: Vec<u32>,
 }
 
 impl Flows {
@@ -461,7 +450,50 @@ impl Flows {
             gens: Vec::new(),
             free: Vec::new(),
             live: 0,
+            held: Vec::new(),
+            held_free: Vec::new(),
         }
+    }
+
+    /// Gives flow (id, gen), which holds no translation, `h` for layer
+    /// `layer`. False (and `h` dropped) if the flow is gone or holds one.
+    fn hold(&mut self, id: u32, gen: u32, layer: u8, h: Held) -> bool {
+        if self.get(id, gen).is_none_or(|f| f.held.is_some()) {
+            return false;
+        }
+        let slot = match self.held_free.pop() {
+            Some(i) => {
+                self.held[i as usize] = Some(h);
+                i
+            }
+            None => {
+                self.held.push(Some(h));
+                (self.held.len() - 1) as u32
+            }
+        };
+        if let Some(f) = self.get_mut(id, gen) {
+            f.held = Some(HeldRef {
+                slot,
+                layer,
+                no_vni: false,
+            });
+        }
+        true
+    }
+
+    /// Takes flow (id, gen)'s translation out of the record and the slab.
+    fn take_held(&mut self, id: u32, gen: u32) -> Option<(HeldRef, Held)> {
+        let r = self.get_mut(id, gen)?.held.take()?;
+        let h = self.held.get_mut(r.slot as usize)?.take()?;
+        self.held_free.push(r.slot);
+        Some((r, h))
+    }
+
+    /// The translation `f` (a record of this slab) holds for layer `li`.
+    #[inline]
+    fn held_at(&self, f: &FlowRec, li: usize) -> Option<&Held> {
+        let r = f.held.filter(|h| usize::from(h.layer) == li)?;
+        self.held.get(r.slot as usize)?.as_ref()
     }
 
     fn insert(&mut self, mut rec: FlowRec) -> (u32, u32) {
@@ -515,7 +547,13 @@ impl Flows {
     }
 
     fn take(&mut self, id: u32) -> Option<FlowRec> {
-        let r = self.slots.get_mut(id as usize)?.take()?;
+        let mut r = self.slots.get_mut(id as usize)?.take()?;
+        if let Some(h) = r.held.take() {
+            if let Some(slot) = self.held.get_mut(h.slot as usize) {
+                *slot = None;
+                self.held_free.push(h.slot);
+            }
+        }
         self.free.push(id);
         self.live -= 1;
         Some(r)
@@ -809,6 +847,13 @@ impl Port {
 
     pub fn uft_len(&self, dir: Direction) -> usize {
         self.uft.len(dir)
+    }
+
+    /// Entries in layer `layer`'s own flow table going `dir`. State folded
+    /// into flow records (a stateful allow, a held NAT translation) is not
+    /// counted: [`Port::dump_layers`] shows both.
+    pub fn layer_table_len(&self, layer: &str, dir: Direction) -> Result<usize, PortError> {
+        Ok(self.layers[self.layer_index(layer)?].lft[dir.index()].len())
     }
 
     /// The live flow (id, gen) whose packets going `dir` have key `k`.
@@ -1387,14 +1432,14 @@ impl Port {
     /// record gave the replies), which the flow then owns: for a flow
     /// whose replies the record cannot find it for.
     fn spill_held(&mut self, id: u32, gen: u32, rev: Option<FlowKey>) {
+        let Some((r, h)) = self.flows.take_held(id, gen) else {
+            return;
+        };
         let Some(f) = self.flows.get_mut(id, gen) else {
             return;
         };
-        let Some(h) = f.held.take() else {
-            return;
-        };
-        let li = usize::from(h.layer);
-        let rev = rev.unwrap_or_else(|| h.reply_key(f.rkey));
+        let li = usize::from(r.layer);
+        let rev = rev.unwrap_or_else(|| r.reply_key(f.rkey));
         f.allowed &= !(1 << li);
         let (origin, key, epoch) = (f.origin, f.key, f.allowed_epoch);
         let state = LftState::Desc(h.desc);
@@ -1614,11 +1659,12 @@ impl Port {
     /// Re-checks a flow after a rule change (see the module doc).
     fn recheck(&mut self, id: u32, gen: u32, now: Moment) {
         self.stats.revalidations += 1;
+        let held = self.flows.take_held(id, gen);
         let Some(f) = self.flows.get_mut(id, gen) else {
             return;
         };
         let origin = f.origin;
-        let start = f.origin_hdrs.headers();
+        let start = f.origin_hdrs.headers(&f.key);
         let owned = std::mem::take(&mut f.lft);
         let ufts = f.ukeys();
         f.keyed = 0;
@@ -1628,7 +1674,7 @@ impl Port {
         // Lift the flow's state out of the layers, so the walk decides
         // afresh but can hand a stateful action back what it allocated.
         let mut kept = Vec::new();
-        if let Some(h) = f.held.take() {
+        if let Some((r, h)) = held {
             // As the entry it stands for: the flow's key going its way.
             let e = LftEntry {
                 flow: id,
@@ -1637,7 +1683,7 @@ impl Port {
                 epoch: f.allowed_epoch,
                 action_id: h.action_id,
             };
-            kept.push((u16::from(h.layer), origin, f.key, e));
+            kept.push((u16::from(r.layer), origin, f.key, e));
         }
         for &(layer, dir, k) in owned.iter() {
             let t = &mut self.layers[usize::from(layer)].lft[dir.index()];
@@ -1703,7 +1749,7 @@ impl Port {
                     let (stale, t) = match self.flows.get(fid, fgen) {
                         Some(f) => (
                             f.allowed_epoch < self.layers[li].changed,
-                            f.held_at(li).map(|h| h.desc.transform(w.dir)),
+                            self.flows.held_at(f, li).map(|h| h.desc.transform(w.dir)),
                         ),
                         None => (false, None),
                     };
@@ -1930,24 +1976,24 @@ impl Port {
                         // `install_reply`, which spills it into the
                         // layer's table otherwise).
                         let epoch = self.epoch;
-                        if let Some(f) = self.flows.get_mut(fid.0, fid.1).filter(|f| {
+                        let fits = self.flows.get(fid.0, fid.1).is_some_and(|f| {
                             li < 32
                                 && f.keyed == 0
-                                && f.held.is_none()
                                 && f.origin == w.dir
                                 && f.key == k
                                 && w.held_rev.is_none()
-                        }) {
-                            if f.allowed == 0 {
-                                f.allowed_epoch = epoch;
+                        });
+                        let held = || Held {
+                            action_id: aid,
+                            desc: desc.clone(),
+                        };
+                        if fits && self.flows.hold(fid.0, fid.1, li as u8, held()) {
+                            if let Some(f) = self.flows.get_mut(fid.0, fid.1) {
+                                if f.allowed == 0 {
+                                    f.allowed_epoch = epoch;
+                                }
+                                f.allowed |= 1 << li;
                             }
-                            f.allowed |= 1 << li;
-                            f.held = Some(Held {
-                                layer: li as u8,
-                                no_vni: false,
-                                action_id: aid,
-                                desc: desc.clone(),
-                            });
                             w.held_rev = Some(after.reverse());
                             self.layers[li].holds = true;
                             continue;
@@ -2009,7 +2055,7 @@ impl Port {
             let Some(f) = self.flows.get(id, gen) else {
                 continue;
             };
-            if (f.origin == d || f.held_at(li).is_some()) && holds(f) {
+            if (f.origin == d || f.held.is_some_and(|h| usize::from(h.layer) == li)) && holds(f) {
                 return self.flow_live(id, gen, now).then_some((id, gen));
             }
         }
@@ -2260,8 +2306,9 @@ impl Port {
                             LftDump {
                                 key: f.fold_key(li, d),
                                 flow: id,
-                                state: f
-                                    .held_at(li)
+                                state: self
+                                    .flows
+                                    .held_at(f, li)
                                     .map_or_else(|| "allow".to_string(), |h| h.desc.describe()),
                             }
                         }));

@@ -160,7 +160,10 @@ impl Port {
             // Folded state, as the layer entries it stands for.
             for (li, l) in self.layers.iter().enumerate().take(32) {
                 if f.folds_at(li) {
-                    let rewrite = f.held_at(li).map(|h| DescState::of(h.desc.as_ref()));
+                    let rewrite = self
+                        .flows
+                        .held_at(f, li)
+                        .map(|h| DescState::of(h.desc.as_ref()));
                     for dir in [f.origin, f.origin.reverse()] {
                         state.push(LftExport {
                             layer: l.name.to_string(),
@@ -173,7 +176,7 @@ impl Port {
             }
             flows.push(FlowExport {
                 origin: f.origin,
-                origin_hdrs: f.origin_hdrs.headers(),
+                origin_hdrs: f.origin_hdrs.headers(&f.key),
                 tcp: f.tcp,
                 age_ms: now.saturating_sub(f.created) / NS_PER_MS,
                 idle_ms: now.saturating_sub(f.last_hit) / NS_PER_MS,

@@ -141,6 +141,65 @@ fn snat_reply_is_translated_back() {
     );
 }
 
+/// A SNAT flow's translation is held by its flow record, not by two
+/// entries in the NAT layer's table; a re-check keeps it (same external
+/// port), and the flow's end gives the port back.
+#[test]
+fn snat_translation_is_held_by_the_flow_not_the_layer_table() {
+    let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
+    let snat = Snat::new("203.0.113.10", 1024, 1024);
+    fx.port
+        .add_rule("nat", Direction::Out, Rule::new(1, stateful(snat.clone())))
+        .unwrap();
+    let syn = tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "S");
+    let (v, out) = fx.send(Direction::Out, &syn);
+    assert_forward!(fx, v);
+    assert_eq!(parse(&out).src_port, 1024);
+    let (v, back) = fx.send(Direction::In, &reply_tcp4(&out, "SA"));
+    assert_forward!(fx, v);
+    assert_eq!(parse(&back).dst_port, 40000);
+    let table = |fx: &Fixture| {
+        [Direction::Out, Direction::In].map(|d| fx.port.layer_table_len("nat", d).unwrap())
+    };
+    assert_eq!(table(&fx), [0, 0], "the translation is in the flow record");
+    // The layer's dump still shows the state, as the entries it stands for.
+    let nat = fx
+        .port
+        .dump_layers()
+        .into_iter()
+        .find(|l| l.name == "nat")
+        .unwrap();
+    assert_eq!(nat.lft_out.len() + nat.lft_in.len(), 2);
+
+    // A rule change: the flow is re-checked and keeps its translation.
+    fx.port
+        .add_rule(
+            "nat",
+            Direction::In,
+            Rule::new(9, Action::Deny).with(Predicate::Proto(vec![proto::UDP])),
+        )
+        .unwrap();
+    let ack = tcp4(("10.0.0.5", 40000), ("198.51.100.1", 443), "A");
+    let (v, out) = fx.send(Direction::Out, &ack);
+    assert_forward!(fx, v);
+    assert_eq!(parse(&out).src_port, 1024);
+    let (v, back) = fx.send(Direction::In, &reply_tcp4(&out, "A"));
+    assert_forward!(fx, v);
+    assert_eq!(parse(&back).dst_port, 40000);
+    assert_eq!(table(&fx), [0, 0]);
+    assert_eq!(snat.generated.load(Ordering::Relaxed), 1);
+
+    // The only port is taken; the flow's end returns it.
+    let v = fx.out(&udp4(("10.0.0.5", 1), ("198.51.100.1", 53)));
+    assert_drop!(fx, v, DropReason::Exhausted);
+    fx.port.clear_flows();
+    assert_eq!(*snat.free.lock().unwrap(), vec![1024]);
+    let (v, out) = fx.send(Direction::Out, &udp4(("10.0.0.5", 1), ("198.51.100.1", 53)));
+    assert_forward!(fx, v);
+    assert_eq!(parse(&out).src_port, 1024);
+    assert_eq!(table(&fx), [0, 0]);
+}
+
 #[test]
 fn nat_exhaustion_drops_new_flows_and_keeps_old_ones() {
     let mut fx = port_with(64, &[("nat", DefaultAction::Deny, DefaultAction::Allow)]);
