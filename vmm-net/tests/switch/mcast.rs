@@ -345,7 +345,7 @@ fn group_tunnels_from_the_wire_pass_the_outer_checks() {
 /// arriving late still shows.
 fn gather(wires: &[&Wire], want: &[usize]) -> Vec<Vec<Vec<u8>>> {
     let mut got: Vec<Vec<Vec<u8>>> = vec![Vec::new(); wires.len()];
-    let mut take = |got: &mut Vec<Vec<Vec<u8>>>| {
+    let take = |got: &mut Vec<Vec<Vec<u8>>>| {
         for (g, w) in got.iter_mut().zip(wires) {
             g.extend(w.take());
         }
