@@ -159,7 +159,7 @@ if [ "$fast" = 0 ]; then
   # Each runs the debug sluiced `cargo test` just built: correctness only
   # (the throughput figures for bench/README.md come from release builds).
   step "end to end: two hosts, guests on TAP, in network namespaces (tests/e2e/run.sh)"
-  root_tier target/e2e.log "end-to-end tier" env SLUICED=target/debug/sluiced tests/e2e/run.sh
+  root_tier target/e2e.log "end-to-end tier" env SLUICED=target/debug/sluiced SLUICEADM=target/debug/sluiceadm tests/e2e/run.sh
 
   step "live migration: a port moves between two hosts with iperf3 and a SNAT'd session running (tests/e2e/migrate.sh)"
   root_tier target/migrate.log "migration tier" \

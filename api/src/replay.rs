@@ -1,7 +1,8 @@
 //! `sluiceadm replay`: a host's state replayed offline against captures.
 //!
 //! The host is built as sluiced builds it — the state document's
-//! underlay address, V2P and V2B, every port through
+//! underlay address, V2P, V2B and multicast tables (M2P, subscriptions,
+//! forwarding; the switch's multicast datapath on), every port through
 //! [`VnicPort::build`] — and run through the real
 //! [`vmm_net::switch::Switch`] on one thread, with no daemon, no devices
 //! and no privilege. Every endpoint (the uplink, and each port's guest)
@@ -659,6 +660,10 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
             .set(r.vni, r.prefix, r.endpoints.iter().copied())
             .map_err(|e| build(format!("v2b[{i}]: {e}")))?;
     }
+    // Multicast (M2P, subscriptions, forwarding), as restore publishes it:
+    // the ports' overlay and the switch read the same tables.
+    host.mcast
+        .publish(crate::server::mcast_tables_of(&doc.mcast, &doc.ports));
 
     let oerr = |path: &Path, err| ReplayError::Output {
         path: path.to_path_buf(),
@@ -723,6 +728,7 @@ pub fn run(o: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
     switch.set_options(vmm_net::switch::SwitchOptions {
         accept_zero_udp6_checksum: o.accept_zero_udp6_checksum,
     });
+    switch.set_mcast(Arc::clone(&host.mcast), o.next_hop_mac);
     for (p, guest) in doc.ports.iter().zip(backends) {
         let name = &p.config.name;
         let vnic = VnicPort::build(&p.config, &host, Box::new(clock.clone()))

@@ -27,6 +27,7 @@ use vnic::port::{BuildError, VnicPort};
 use vnic::router::{RouteClass, RouteEntry};
 
 mod mcast;
+pub(crate) use mcast::tables_of as mcast_tables_of;
 mod migration;
 
 /// Where guest devices come from: the real host's (TAP, vhost-user) or

@@ -3,7 +3,8 @@
 # namespaces, an IPv6 underlay through a router namespace, guests on TAPs
 # with real DHCP clients, ping, iperf3, a boundary to an "internet"
 # namespace through SNAT, Geneve checked on the wire by tshark, VPC
-# isolation with overlapping addresses, metrics, and a daemon restart.
+# isolation with overlapping addresses, metrics, a daemon restart, and
+# multicast (socat to a group; the replication mode seen by tshark).
 #
 #   tests/e2e/run.sh                 build sluiced (release) and run
 #   SLUICED=path tests/e2e/run.sh    use that binary (debug is fine for
@@ -14,10 +15,12 @@
 #                                    true); unset or 0: cut into datagrams
 #   E2E_HOLD=120 tests/e2e/run.sh    keep the topology up that long after the
 #                                    checks, to look around (Ctrl-C ends it)
+#   SLUICEADM=path tests/e2e/run.sh  the CLI the multicast check uses (default:
+#                                    sluiceadm beside $SLUICED)
 #
 # Needs root (namespaces, veth, TAP) and iproute2; installs what else it
 # needs from Debian's packages (busybox for udhcpc, iperf3, tshark, curl,
-# ethtool, iputils-ping, jq, python3) when they are missing. Without root
+# ethtool, iputils-ping, jq, python3, socat) when they are missing. Without root
 # or `ip` it prints `SKIP: <reason>` and exits 0. Every check prints
 # `PASS:` or `FAIL:` with what it saw; the exit status is non-zero if any
 # failed. Every wait is bounded, every daemon has a lifetime, and the
@@ -25,7 +28,7 @@
 #
 # Topology (NS = sl<pid>-<role>; the root namespace is never touched):
 #
-#   gA1 gA2 (tapA1 tapA2)          gB1 gB2 (tapB1 tapB2)
+#   gA1 gA2 gA3 (tapA1..3)         gB1 gB2 gB3 (tapB1..3)
 #       |  TAPs made by sluiced        |  TAPs made by sluiced
 #     hostA (sluiced, ul0)           hostB (sluiced, ul0)
 #   fd00:99::a   \                  /   fd00:99::b
@@ -53,6 +56,11 @@
 # - The boundary is tests/e2e/boundary.py (a TAP and a UDP socket), not a
 #   kernel Geneve device: kernels without CONFIG_GENEVE exist (CI VMs).
 # - DHCP is busybox udhcpc with tests/e2e/udhcpc.script.
+# - Multicast (check 9): Linux routes no IPv6 multicast without a routing
+#   daemon, so the router namespace stands in for an underlay switch that
+#   floods the admin-local groups: a tc u32 filter mirrors ff04::/16 from
+#   each host's link to the other's. gA3 and gB3 (VPC 7777, addresses set
+#   by hand: no DHCP) are made for that check only.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,17 +84,19 @@ if [ ! -c /dev/net/tun ]; then
 fi
 
 need busybox busybox iperf3 iperf3 tshark tshark curl curl ethtool ethtool \
-  ping iputils-ping jq jq python3 python3 timeout coreutils
+  ping iputils-ping jq jq python3 python3 timeout coreutils socat socat
 
 if [ -z "${SLUICED:-}" ]; then
-  echo "building sluiced (cargo build --release --locked -p api --bin sluiced)"
-  (cd "$repo" && cargo build --release --locked -q -p api --bin sluiced) || {
+  echo "building sluiced and sluiceadm (cargo build --release --locked -p api --bins)"
+  (cd "$repo" && cargo build --release --locked -q -p api --bins) || {
     echo "FAIL: building sluiced"
     exit 1
   }
   SLUICED="$repo/target/release/sluiced"
 fi
 [ -x "$SLUICED" ] || { echo "FAIL: SLUICED=$SLUICED is not an executable"; exit 1; }
+SLUICEADM=${SLUICEADM:-$(dirname "$SLUICED")/sluiceadm}
+[ -x "$SLUICEADM" ] || { echo "FAIL: SLUICEADM=$SLUICEADM is not an executable"; exit 1; }
 
 # ---------- state, logs, cleanup ----------
 
@@ -130,13 +140,13 @@ trap 'echo "interrupted"; exit 130' INT TERM
 trap 'echo "FAIL: building the topology, line $LINENO"' ERR
 set -e
 
-hosts_netns router hostA hostB boundary internet gA1 gA2 gB1 gB2 d1 d2 || exit 1
-for n in router hostA hostB boundary internet gA1 gA2 gB1 gB2 d1 d2; do
+hosts_netns router hostA hostB boundary internet gA1 gA2 gA3 gB1 gB2 gB3 d1 d2 || exit 1
+for n in router hostA hostB boundary internet gA1 gA2 gA3 gB1 gB2 gB3 d1 d2; do
   nx $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
     net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
 done
 # Guests speak IPv4 only: no IPv6 chatter to skew packet counts.
-for n in gA1 gA2 gB1 gB2; do
+for n in gA1 gA2 gA3 gB1 gB2 gB3; do
   nx $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
 
@@ -530,6 +540,139 @@ if start_sluiced hostB fd00:99::b $MAC_RB; then
     fail "restart: ports after restart '$ports'; tapB1 in hostB: $(nx hostB ip -o link show tapB1 2>&1 | head -c 100)"
   fi
   ping_check gA1 10.0.0.6 "ping gA1 -> gB1 after hostB's sluiced restarted (no new DHCP)"
+fi
+
+# ---------- 9. multicast ----------
+
+# gA1 sends UDP datagrams to 239.1.1.1 (VPC 7777, M2P ff04::1:1). gA3
+# (hostA, the sender's host) and gB1 (hostB) subscribed; gB3 (hostB, same
+# VPC, same firewall) did not; gA2 (VPC 8888) subscribed in its own VPC.
+# Every receiver's kernel joins the group (socat), so the only thing
+# between a datagram and a receiver is sluice. First with `underlay`
+# replication (one datagram to ff04::1:1 on hostA's link), then
+# `external` (head-end: unicast Geneve to fd00:99::b).
+adm() { # adm HOST ARGS...: sluiceadm against HOST's sluiced
+  local h=$1
+  shift
+  nx "$h" "$SLUICEADM" --url http://127.0.0.1:7480 --token-file "$T/$h/state/token" "$@"
+}
+MC_GROUP=239.1.1.1 MC_UNDERLAY=ff04::1:1 MC_N=5
+MAC_GA3=a8:40:25:00:77:07
+MAC_GB3=a8:40:25:00:77:08
+mc_ok=1
+api hostA POST /ports "$(vnic gA3 7777 7 $MAC_GA3 tapA3)" >/dev/null || mc_ok=0
+api hostB POST /ports "$(vnic gB3 7777 8 $MAC_GB3 tapB3 "/run/netns/$(ns gB3)")" >/dev/null || mc_ok=0
+nx hostA ip link set tapA3 netns "$(ns gA3)" || mc_ok=0
+declare -A MC_MAC=([A3]=$MAC_GA3 [B3]=$MAC_GB3) MC_IP=([A3]=10.0.0.7 [B3]=10.0.0.8)
+for g in A3 B3; do
+  nx g$g ip link set tap$g address "${MC_MAC[$g]}" mtu 1400 up || mc_ok=0
+  nx g$g ip addr add "${MC_IP[$g]}/24" dev tap$g || mc_ok=0
+done
+for h in hostA hostB; do
+  adm $h set-m2p $MC_GROUP $MC_UNDERLAY --vni 7777 >/dev/null || mc_ok=0
+done
+adm hostA mcast-subscribe gA3 $MC_GROUP >/dev/null || mc_ok=0
+adm hostA mcast-subscribe gA2 $MC_GROUP >/dev/null || mc_ok=0
+adm hostB mcast-subscribe gB1 $MC_GROUP >/dev/null || mc_ok=0
+adm hostA set-mcast-fwd $MC_GROUP fd00:99::b --replication underlay --vni 7777 >/dev/null || mc_ok=0
+# The underlay switch: ff04::/16 from one host's link to the other's.
+nx router tc qdisc add dev ra ingress || mc_ok=0
+nx router tc qdisc add dev rb ingress || mc_ok=0
+nx router tc filter add dev ra ingress protocol ipv6 u32 match ip6 dst ff04::/16 \
+  action mirred egress mirror dev rb || mc_ok=0
+nx router tc filter add dev rb ingress protocol ipv6 u32 match ip6 dst ff04::/16 \
+  action mirred egress mirror dev ra || mc_ok=0
+if [ "$mc_ok" = 1 ]; then
+  pass "multicast setup: gA3 and gB3 (VPC 7777), M2P $MC_GROUP -> $MC_UNDERLAY on both hosts, subscribed gA3 gA2 (hostA) gB1 (hostB), forwarding to fd00:99::b by the underlay group"
+else
+  fail "multicast setup (see the errors above)"
+fi
+subs=$(adm hostA --json dump-mcast-subs | jq -r '[.[] | "\(.port):\(.group)"] | join(",")')
+if [ "$subs" = "gA2:$MC_GROUP,gA3:$MC_GROUP" ]; then
+  pass "multicast: hostA's dump-mcast-subs lists $subs"
+else
+  fail "multicast: hostA's dump-mcast-subs: '$subs'"
+fi
+# The uplink holds allmulti (a NIC would otherwise filter the group's
+# 33:33:00:01:00:01 out): sluiced's AF_PACKET socket asked for it.
+am=$(nx hostB ip -d -o link show ul0 | grep -o 'allmulti [0-9]*' | awk '{print $2}')
+if [ "${am:-0}" -ge 1 ]; then
+  pass "multicast: hostB's uplink ul0 holds allmulti ($am) while sluiced runs"
+else
+  fail "multicast: hostB's uplink ul0 allmulti count '${am:-absent}'"
+fi
+
+# Receivers: socat joins the group on the guest's TAP and appends every
+# datagram (one line each) to a file.
+declare -A MC_RX=([gA3]=10.0.0.7 [gB1]=10.0.0.6 [gB3]=10.0.0.8 [gA2]=10.0.0.5)
+MC_PIDS=()
+for g in gA3 gB1 gB3 gA2; do
+  : >"$T/mc-$g.txt"
+  bg "$g" "$T/mc-$g.log" socat -u \
+    "UDP4-RECV:5201,reuseaddr,ip-add-membership=$MC_GROUP:${MC_RX[$g]}" \
+    "OPEN:$T/mc-$g.txt,wronly,append"
+  MC_PIDS+=("$BGPID")
+done
+for g in gA3 gB1 gB3 gA2; do
+  wait_for 50 0.1 sh -c "ip netns exec $(ns $g) ss -lun | grep -q ':5201 '" ||
+    fail "multicast: socat on $g did not start"
+done
+CAPS=()
+cap router ra "udp port 6081" "$T/mc-ra.pcapng" || fail "tshark on router ra did not start"
+mc_send() { # mc_send WORD SPORT: gA1 sends MC_N datagrams "WORD i" from SPORT
+  local i
+  for i in $(seq "$MC_N"); do
+    echo "$1 $i" | nx gA1 timeout 5 socat -u - \
+      "UDP4-DATAGRAM:$MC_GROUP:5201,bind=10.0.0.5:$2,reuseaddr,ip-multicast-if=10.0.0.5"
+    sleep 0.05
+  done
+}
+mc_send underlay 41001
+sleep 0.5
+adm hostA set-mcast-fwd $MC_GROUP fd00:99::b --replication external --vni 7777 >/dev/null ||
+  fail "multicast: set-mcast-fwd --replication external"
+mc_send external 41002
+sleep 1
+for p in "${CAPS[@]}"; do stop_pid "$p"; done
+for p in "${MC_PIDS[@]}"; do stop_pid "$p"; done
+
+# What each guest received, by mode.
+declare -A MC_WANT=([gA3]=$MC_N [gB1]=$MC_N [gB3]=0 [gA2]=0)
+for g in gA3 gB1 gB3 gA2; do
+  u=$(grep -c '^underlay ' "$T/mc-$g.txt")
+  e=$(grep -c '^external ' "$T/mc-$g.txt")
+  want=${MC_WANT[$g]}
+  if [ "$u" = "$want" ] && [ "$e" = "$want" ]; then
+    pass "multicast: $g received $u of $MC_N (underlay) and $e of $MC_N (external) datagrams (wanted $want each)"
+  else
+    fail "multicast: $g received $u (underlay) and $e (external) of $MC_N; wanted $want each ($(tr '\n' ' ' <"$T/mc-$g.txt" | head -c 200))"
+  fi
+done
+# The wire toward the router from hostA: by inner source port, where
+# each mode's tunnels went.
+mc_wire() { # mc_wire SPORT OUTER_DST: tunnels of gA1's datagrams from SPORT to OUTER_DST
+  count "$T/mc-ra.pcapng" "geneve && ip.dst == $MC_GROUP && udp.srcport == $1 && ipv6.dst == $2"
+}
+ug=$(mc_wire 41001 $MC_UNDERLAY) uu=$(mc_wire 41001 fd00:99::b)
+eg=$(mc_wire 41002 $MC_UNDERLAY) eu=$(mc_wire 41002 fd00:99::b)
+if [ "$ug" = "$MC_N" ] && [ "$uu" = 0 ]; then
+  pass "multicast underlay replication: tshark on ra saw $ug Geneve datagrams to $MC_UNDERLAY and $uu unicast to fd00:99::b"
+else
+  fail "multicast underlay replication: on ra $ug to $MC_UNDERLAY (wanted $MC_N), $uu unicast to fd00:99::b (wanted 0)"
+fi
+if [ "$eu" = "$MC_N" ] && [ "$eg" = 0 ]; then
+  pass "multicast external replication: tshark on ra saw $eu unicast Geneve to fd00:99::b and $eg to $MC_UNDERLAY"
+else
+  fail "multicast external replication: on ra $eu unicast to fd00:99::b (wanted $MC_N), $eg to $MC_UNDERLAY (wanted 0)"
+fi
+# hostA's switch counted the same: the group copies and head-end copies
+# it sent, and the copies for its local member gA3 (both modes).
+mcs=$(nx hostA curl -s -m 3 http://127.0.0.1:7480/stats |
+  jq -r '[.workers[].switch] | "\(map(.mcast_underlay) | add) \(map(.mcast_unicast) | add) \(map(.mcast_local) | add)"' 2>/dev/null)
+if [ "$mcs" = "$MC_N $MC_N $((2 * MC_N))" ]; then
+  pass "multicast: hostA's switch sent $MC_N group and $MC_N head-end copies, handed $((2 * MC_N)) to gA3 (mcast_underlay mcast_unicast mcast_local: $mcs)"
+else
+  fail "multicast: hostA's mcast_underlay mcast_unicast mcast_local '${mcs:-?}', wanted '$MC_N $MC_N $((2 * MC_N))'"
 fi
 
 # ---------- summary ----------

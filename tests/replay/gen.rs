@@ -64,6 +64,7 @@ pub fn captures() -> Vec<Capture> {
                 "firewall_deny" => firewall_deny(&mut t),
                 "spoof" => spoof(&mut t),
                 "outer_checks" => outer_checks(&mut t),
+                "mcast" => mcast(&mut t),
                 other => unreachable!("scenario {other} has no generator"),
             }
             t.into_captures(s)
@@ -399,6 +400,55 @@ fn outer_checks(t: &mut Timeline) {
     t.uplink(2_000, zero);
     t.uplink(3_000, tunnel(OUTER_GOOD_SPORT, 0));
 }
+
+/// Multicast through host A's switch (replayed through the real switch:
+/// `tests/replay/mcast.rs`): vm1 sends two UDP datagrams to the group;
+/// vm2 on host B sends two, the first to the group's underlay group (an
+/// underlay that carries multicast), the second as host B's head-end
+/// copy, unicast to host A (RFC 1112 §6.4 and RFC 2464 §7 for the group
+/// MACs, inner and outer).
+fn mcast(t: &mut Timeline) {
+    let g = MCAST_GROUP.octets();
+    let group_mac = [0x01, 0x00, 0x5e, g[1] & 0x7f, g[2], g[3]];
+    let u = MCAST_UNDERLAY.octets();
+    let underlay_mac = [0x33, 0x33, u[12], u[13], u[14], u[15]];
+    let to_group = |macs, src, n: usize, payload: &[u8]| {
+        udp4(
+            macs,
+            SocketAddrV4::new(src, MCAST_SPORT),
+            SocketAddrV4::new(MCAST_GROUP, MCAST_PORT),
+            0x0600 + n as u16,
+            payload,
+        )
+    };
+    t.guest(
+        0,
+        to_group((VM1_MAC, group_mac), VM1_IP, 1, MCAST_FROM_VM1[0]),
+    );
+    t.guest(
+        1_000,
+        to_group((VM1_MAC, group_mac), VM1_IP, 2, MCAST_FROM_VM1[1]),
+    );
+    // As host B's port tunnels it: from the gateway MAC to the group's.
+    let vm2 = |n, p| to_group((GW_MAC, group_mac), VM2_IP, n, p);
+    t.uplink(
+        2_000,
+        Geneve::new(HOST_B, MCAST_UNDERLAY, VPC)
+            .macs(UNDERLAY_ROUTER_MAC, underlay_mac)
+            .hop_limit(63)
+            .sport(49_001)
+            .wrap(&vm2(3, MCAST_FROM_VM2[0])),
+    );
+    t.uplink(
+        3_000,
+        geneve(&vm2(4, MCAST_FROM_VM2[1]), HOST_B, HOST_A, VPC, &[], 49_002),
+    );
+}
+
+/// The `mcast` datagrams' source port and payloads.
+pub const MCAST_SPORT: u16 = 5_000;
+pub const MCAST_FROM_VM1: [&[u8]; 2] = [b"vm1 to the group, 1", b"vm1 to the group, 2"];
+pub const MCAST_FROM_VM2: [&[u8]; 2] = [b"vm2 to the group, 1", b"vm2 to the group, 2"];
 
 /// The inner source ports of the `outer_checks` frames, in order.
 pub const OUTER_OAM_SPORT: u16 = 51_001;

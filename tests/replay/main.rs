@@ -7,6 +7,7 @@
 mod behaviours;
 mod gen;
 mod harness;
+mod mcast;
 mod outer;
 mod pcapio;
 mod tshark;

@@ -20,6 +20,11 @@ pub const GW_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 pub const VM1_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
 pub const VM2_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 6);
+/// The multicast replay's overlay group (VPC 7777), its M2P underlay
+/// group (admin-local scope), and the UDP ports its datagrams use.
+pub const MCAST_GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 1, 1);
+pub const MCAST_UNDERLAY: Ipv6Addr = Ipv6Addr::new(0xff04, 0, 0, 0, 0, 0, 1, 1);
+pub const MCAST_PORT: u16 = 6000;
 /// An address of vm1's subnet that is not vm1's (a spoofing guest uses it).
 pub const ROGUE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 99);
 pub const SUBNET_BROADCAST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 255);
@@ -54,7 +59,7 @@ pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 pub const WEB_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 77);
 
 /// Every scenario, by name: the captures `pcaps/NAME.*.in.pcap`.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "dhcp",
     "arp_ping",
     "vpc_tcp",
@@ -63,6 +68,7 @@ pub const SCENARIOS: [&str; 8] = [
     "firewall_deny",
     "spoof",
     "outer_checks",
+    "mcast",
 ];
 
 /// Which side of the port a frame comes from or goes to.

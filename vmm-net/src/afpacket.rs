@@ -28,6 +28,9 @@
 //! `tp_retire_blk_tov` = `retire_blk_tov_ms`, the ring mapped,
 //! `PACKET_QDISC_BYPASS`, `PACKET_IGNORE_OUTGOING`, then `bind` to the
 //! interface's index with ETH_P_ALL and, when asked, `PACKET_FANOUT`.
+//! Membership (`PACKET_ADD_MEMBERSHIP`: promiscuous when asked, all
+//! multicast by default, for the underlay's multicast groups) comes
+//! before the bind.
 //!
 //! Why TPACKET_V3: blocks hold frames of any length back to back, so a
 //! 64 KiB super-frame and a 64-byte ACK both fit without every slot being
@@ -173,6 +176,15 @@ pub struct AfPacketOptions {
     pub vnet_hdr: bool,
     /// Put the interface in promiscuous mode while the socket is open.
     pub promiscuous: bool,
+    /// Receive every multicast frame while the socket is open
+    /// (`PACKET_MR_ALLMULTI`, the interface's `allmulti` count; undone by
+    /// the kernel when the socket closes). A NIC passes only the
+    /// multicast MACs it was asked for, and the underlay groups of M2P
+    /// (ff04::/16, MACs 33:33:xx:xx:xx:xx, RFC 2464 §7) are joined by no
+    /// kernel on an uplink whose IPv6 sluice owns: without it a group
+    /// tunnel never reaches the socket. The switch refuses a group tunnel
+    /// it does not carry (`not_our_underlay_address`). Default true.
+    pub allmulti: bool,
     /// How frames are received: see [`RxMode`].
     pub rx: RxMode,
     /// The socket's receive and send buffers (bytes; 0 keeps the kernel's
@@ -223,6 +235,7 @@ impl Default for AfPacketOptions {
             qdisc_bypass: true,
             vnet_hdr: true,
             promiscuous: false,
+            allmulti: true,
             rx: RxMode::Recv,
             rcvbuf: DEFAULT_SOCKET_BUFFER,
             sndbuf: DEFAULT_SOCKET_BUFFER,
@@ -436,6 +449,9 @@ impl AfPacket {
         let _ = sock.set_int(libc::PACKET_IGNORE_OUTGOING, 1);
         if opts.promiscuous {
             sock.add_promiscuous(ifindex)?;
+        }
+        if opts.allmulti {
+            sock.add_allmulti(ifindex)?;
         }
         sock.bind(ifindex, ETH_P_ALL)?;
         if let Some(id) = opts.fanout {

@@ -959,6 +959,51 @@ fn afpacket_without_vnet_headers_drops_super_frames_with_a_reason() {
     });
 }
 
+/// The interface's `allmulti` count (`ip -d link`: how many holders asked
+/// for every multicast frame; a socket's hold is not in its flags).
+fn allmulti(ns: &Netns, dev: &str) -> u32 {
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "-d", "-o", "link", "show", dev])
+        .output()
+        .expect("ip -d link show");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut words = text.split_whitespace();
+    words
+        .by_ref()
+        .find(|w| *w == "allmulti")
+        .and_then(|_| words.next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no allmulti count in `ip -d link show {dev}`: {text}"))
+}
+
+/// An uplink receives every multicast MAC while it is open (a NIC would
+/// otherwise filter out the underlay groups of M2P): the socket holds the
+/// interface's `allmulti`, the kernel lets go when the socket closes, and
+/// a socket opened with `allmulti: false` holds nothing.
+#[test]
+fn afpacket_uplink_holds_allmulti_while_open() {
+    require_root!();
+    let ns = Netns::new("afpallmulti");
+    ns.run(|| {
+        veth_pair(&ns);
+        assert_eq!(allmulti(&ns, "slvb"), 0);
+        let up = AfPacket::open("slvb", small_ring()).unwrap();
+        assert_eq!(allmulti(&ns, "slvb"), 1);
+        drop(up);
+        assert_eq!(allmulti(&ns, "slvb"), 0);
+        let off = AfPacket::open(
+            "slvb",
+            AfPacketOptions {
+                allmulti: false,
+                ..small_ring()
+            },
+        )
+        .unwrap();
+        assert_eq!(allmulti(&ns, "slvb"), 0);
+        drop(off);
+    });
+}
+
 #[test]
 fn afpacket_fanout_splits_flows_between_sockets() {
     require_root!();

@@ -107,6 +107,16 @@ impl McastState {
     }
 }
 
+/// The workers' tables for a state document's multicast state and ports
+/// (what restore publishes; `sluiceadm replay` builds its host with it).
+pub(crate) fn tables_of(doc: &McastDoc, ports: &[CreateVnic]) -> McastTables {
+    let ports: BTreeMap<String, CreateVnic> = ports
+        .iter()
+        .map(|p| (p.config.name.clone(), p.clone()))
+        .collect();
+    McastState::of(doc.clone()).tables(&ports)
+}
+
 impl Sluice {
     /// The multicast tables the workers read.
     pub fn mcast_tables(&self) -> &Arc<Mcast> {

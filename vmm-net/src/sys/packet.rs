@@ -125,9 +125,19 @@ impl PacketSocket {
     /// `PACKET_ADD_MEMBERSHIP` of kind `PACKET_MR_PROMISC` (undone by the
     /// kernel when the socket closes).
     pub(crate) fn add_promiscuous(&self, ifindex: u32) -> io::Result<()> {
+        self.add_membership(ifindex, libc::PACKET_MR_PROMISC)
+    }
+
+    /// `PACKET_ADD_MEMBERSHIP` of kind `PACKET_MR_ALLMULTI` (undone by the
+    /// kernel when the socket closes).
+    pub(crate) fn add_allmulti(&self, ifindex: u32) -> io::Result<()> {
+        self.add_membership(ifindex, libc::PACKET_MR_ALLMULTI)
+    }
+
+    fn add_membership(&self, ifindex: u32, kind: libc::c_int) -> io::Result<()> {
         let mreq = libc::packet_mreq {
             mr_ifindex: ifindex as libc::c_int,
-            mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+            mr_type: kind as libc::c_ushort,
             mr_alen: 0,
             mr_address: [0; 8],
         };

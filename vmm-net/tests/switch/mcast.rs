@@ -339,3 +339,130 @@ fn group_tunnels_from_the_wire_pass_the_outer_checks() {
     f.sw[0].poll().unwrap();
     assert_eq!(f.received(), vec![0, 0, 2, 0, 0, 0, 0, 0]);
 }
+
+/// Frames each wire got, gathered until every one has at least `want`
+/// (or the deadline passes), then for a little longer: a duplicate
+/// arriving late still shows.
+fn gather(wires: &[&Wire], want: &[usize]) -> Vec<Vec<Vec<u8>>> {
+    let mut got: Vec<Vec<Vec<u8>>> = vec![Vec::new(); wires.len()];
+    let take = |got: &mut Vec<Vec<Vec<u8>>>| {
+        for (g, w) in got.iter_mut().zip(wires) {
+            g.extend(w.take());
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && got.iter().zip(want).any(|(g, &n)| g.len() < n) {
+        take(&mut got);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Settle: the workers poll at least every few milliseconds.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    take(&mut got);
+    got
+}
+
+/// Subscribers on two workers of one host: the sender's worker serves
+/// its own subscribers and hands one copy to the other worker, which
+/// serves its own (`Handed::group`); a group tunnel from the wire that
+/// one worker's uplink queue received reaches the other worker's
+/// subscriber the same way. Each subscriber gets exactly one copy of
+/// each datagram; the non-subscriber, none; the wire, one per datagram.
+#[test]
+fn subscribers_on_another_worker_get_one_copy_through_the_hand_off() {
+    use vmm_net::worker::Workers;
+    let cloud = Cloud::new();
+    let (q0, q1) = (Wire::new(), Wire::new());
+    let workers = Workers::start(
+        host_ip('a'),
+        vec![Box::new(q0.backend()), Box::new(q1.backend())],
+    )
+    .unwrap();
+    for w in 0..workers.len() {
+        let tables = cloud.mcast.clone();
+        workers
+            .run_on(w, move |sw| sw.set_mcast(tables, [2, 0, 0, 0, 0, 0x20]))
+            .unwrap();
+    }
+    // Placement takes the worker with the fewest ports: vm1 (the sender)
+    // and vm3 on worker 0, vm2 and vm4 on worker 1.
+    let mut vms = vec![Wire::new()]; // vm0: unused
+    for last in 1..=4 {
+        let (p, wire) = cloud.guest_port('a', last);
+        let w = workers.attach(p, Box::new(wire.backend())).unwrap();
+        assert_eq!(w, usize::from(1 - last % 2), "vm{last}'s worker");
+        vms.push(wire);
+    }
+    // vm2 (worker 1) and vm3 (worker 0) subscribe; vm4 (worker 1) does
+    // not; the group goes to host b by the underlay group.
+    let (v, g) = (vni(VPC), GROUP.parse().unwrap());
+    let mut t = McastTables::default();
+    t.m2p.insert((v, g), UNDERLAY_GROUP.parse().unwrap());
+    t.members
+        .insert((v, g), vec![member("vm2", &[]), member("vm3", &[])]);
+    t.fwd
+        .entry((v, g))
+        .or_default()
+        .insert(host_ip('b'), Replication::Underlay);
+    cloud.mcast.publish(t);
+
+    const N: usize = 3;
+    for _ in 0..N {
+        vms[1].send(&to_group(1, GROUP));
+    }
+    let all: Vec<&Wire> = vms.iter().chain([&q0, &q1]).collect();
+    let got = gather(&all, &[0, 0, N, N, 0, N, 0]);
+    let counts: Vec<usize> = got.iter().map(Vec::len).collect();
+    // vm1..vm4, then the uplink queues of worker 0 and worker 1.
+    assert_eq!(
+        counts,
+        vec![0, 0, N, N, 0, N, 0],
+        "{:?}",
+        workers.stats().unwrap()
+    );
+    for f in got[2].iter().chain(&got[3]) {
+        assert_eq!(&f[0..6], &[0x01, 0, 0x5e, 1, 1, 1], "to the group's MAC");
+        assert_eq!(&f[6..12], &GW_MAC);
+        assert_checksums(f);
+    }
+    for f in &got[5] {
+        assert_eq!(outer_dst(f), UNDERLAY_GROUP.parse::<Ipv6Addr>().unwrap());
+    }
+    let stats = workers.stats().unwrap();
+    assert_eq!(stats[0].switch.mcast_local, N as u64, "vm3's copies");
+    assert_eq!(stats[1].switch.mcast_local, N as u64, "vm2's copies");
+    assert_eq!(stats[0].switch.handed_off, N as u64, "one per datagram");
+    assert!(stats.iter().all(|s| s.switch.handoff_dropped == 0));
+
+    // From the wire: host b's datagram to the underlay group, received
+    // by worker 1's uplink queue. vm2 (worker 1) and vm3 (worker 0, via
+    // the hand-off) get it; vm1 and vm4 (not subscribed) do not.
+    // Its sender, guest 9, lives on host b.
+    cloud
+        .v2p
+        .set(
+            v,
+            guest_ip(9),
+            PhysDest {
+                guest_mac: mac(9),
+                host: host_ip('b'),
+            },
+        )
+        .unwrap();
+    let inner = to_group(9, GROUP);
+    let mut wire =
+        sluice_test_support::Geneve::new(host_ip('b'), UNDERLAY_GROUP.parse().unwrap(), VPC)
+            .wrap(&inner);
+    fill_outer_udp(&mut wire);
+    q1.send(&wire);
+    let got = gather(&all, &[0, 0, 1, 1, 0, 0, 0]);
+    let counts: Vec<usize> = got.iter().map(Vec::len).collect();
+    assert_eq!(
+        counts,
+        vec![0, 0, 1, 1, 0, 0, 0],
+        "{:?}",
+        workers.stats().unwrap()
+    );
+    let stats = workers.stats().unwrap();
+    assert_eq!(stats[1].switch.handed_off, 1, "{stats:?}");
+    workers.shutdown();
+}
