@@ -35,6 +35,11 @@
 //!   the flow was set up is dropped (`multicast`); a group tunnel this
 //!   host does not carry, `not_our_underlay_address`.
 //!
+//! - Uplinks ([`Switch::with_uplinks`]): one or two; every one is read,
+//!   and what goes to the underlay is spread over the live ones by its
+//!   outer flow, as `uplinks.rs` says (a link down, or taken out of use
+//!   by the operator, carries nothing; its flows go to the other).
+//!
 //! A round ([`Switch::poll`]) reads each port's clock once and hands each
 //! port its frames as bursts (`Port::process_burst`): a guest's RX burst
 //! whole, the uplink's frames collected per port after the outer checks.
