@@ -165,6 +165,9 @@ if [ "$fast" = 0 ]; then
   root_tier target/migrate.log "migration tier" \
     env SLUICED=target/debug/sluiced SLUICEADM=target/debug/sluiceadm tests/e2e/migrate.sh
 
+  step "two underlay uplinks: iperf3 across one router's link going down and up (tests/e2e/uplinks.sh)"
+  root_tier target/uplinks.log "uplinks tier" env SLUICED=target/debug/sluiced tests/e2e/uplinks.sh
+
   # Installs openvswitch-switch when missing; in CI, not being able to run
   # fails the tier (the script says why).
   step "OVS interop: Open vSwitch's userspace datapath as the peer host (tests/ovs/run.sh)"

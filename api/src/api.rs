@@ -387,6 +387,21 @@ pub trait SluiceApi {
         query: Query<V2bSelector>,
     ) -> Result<HttpResponseOk<Changed>, HttpError>;
 
+    /// This host's underlay address and uplinks: each one's link state,
+    /// whether it is in use, its MACs and counters.
+    #[endpoint { method = GET, path = "/underlay", tags = ["underlay"] }]
+    async fn dump_underlay(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<HttpResponseOk<UnderlayDoc>, HttpError>;
+
+    /// Choose which configured uplinks carry traffic (by name; one or
+    /// all). The others still receive. Lasts until sluiced restarts.
+    #[endpoint { method = PUT, path = "/underlay", tags = ["underlay"] }]
+    async fn set_underlay(
+        rqctx: RequestContext<Self::Context>,
+        body: TypedBody<UnderlaySet>,
+    ) -> Result<HttpResponseOk<UnderlayDoc>, HttpError>;
+
     /// Every port's and worker's counters.
     #[endpoint { method = GET, path = "/stats", tags = ["observability"] }]
     async fn stats(

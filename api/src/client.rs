@@ -428,6 +428,16 @@ impl Client {
         self.call("DELETE", "/mcast-fwd", &q, None)
     }
 
+    // ---- underlay ----
+
+    pub fn dump_underlay(&self) -> Result<UnderlayDoc, ClientError> {
+        self.get("/underlay")
+    }
+
+    pub fn set_underlay(&self, set: &UnderlaySet) -> Result<UnderlayDoc, ClientError> {
+        self.with_body("PUT", "/underlay", set)
+    }
+
     pub fn dump_v2b(&self, vni: Option<u32>) -> Result<Vec<V2bRoute>, ClientError> {
         let q: Vec<(&str, String)> = vni.iter().map(|v| ("vni", v.to_string())).collect();
         self.call("GET", "/v2b", &q, None)

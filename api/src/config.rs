@@ -18,6 +18,21 @@
 //! # accept_zero_udp6_checksum = false  # take tunnels without an outer
 //! #                                # UDP checksum (RFC 6936); default: refuse
 //!
+//! # Two uplinks (one per top-of-rack switch): [underlay] keeps the
+//! # address (and accept_zero_udp6_checksum) and each uplink its own
+//! # interface, next hop, MAC and MTU; both of the one [uplink] kind
+//! # (af_packet or none). Tunnels are spread over both by their outer
+//! # flow; when one's link goes down its flows move to the other
+//! # (README: Two underlay uplinks).
+//! # [[uplinks]]
+//! # interface = "eth1"
+//! # next_hop_mac = "02:00:00:00:00:20"
+//! # mac = "..."                    # default: the interface's
+//! # mtu = 1500                     # default: the interface's
+//! # [[uplinks]]
+//! # interface = "eth2"
+//! # next_hop_mac = "02:00:00:00:00:21"
+//!
 //! [uplink]
 //! kind = "af_packet"               # af_packet | pcap | dpdk | none
 //! # af_packet: rcvbuf = 4194304, sndbuf = 4194304  # socket buffers, bytes
@@ -76,6 +91,11 @@ pub struct Config {
     pub underlay: Underlay,
     #[serde(default)]
     pub uplink: Uplink,
+    /// `[[uplinks]]`: the host's uplinks when it has two (in place of
+    /// `[underlay]`'s interface, next hop, MAC and MTU). Empty: the one
+    /// uplink `[underlay]` describes. See [`Config::uplink_list`].
+    #[serde(default)]
+    pub uplinks: Vec<UplinkEntry>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -216,13 +236,36 @@ impl Default for ApiSection {
     }
 }
 
+/// One uplink: `[underlay]`'s own (one uplink), or an `[[uplinks]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkEntry {
+    /// The interface (its name is the uplink's name in the API).
+    pub interface: String,
+    /// Its next hop's MAC (the outer Ethernet destination of what leaves on it).
+    pub next_hop_mac: MacAddr,
+    /// The outer Ethernet source; default: the interface's MAC.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// Default: the interface's.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+}
+
+/// The most uplinks a host has.
+pub const MAX_UPLINKS: usize = vmm_net::uplinks::MAX_UPLINKS;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Underlay {
+    /// The one uplink's interface; empty (not given) with `[[uplinks]]`.
+    #[serde(default)]
     pub interface: String,
     pub address: Ipv6Addr,
-    /// The underlay next hop's MAC (the outer Ethernet destination).
-    pub next_hop_mac: MacAddr,
+    /// The underlay next hop's MAC (the outer Ethernet destination); not
+    /// given with `[[uplinks]]`.
+    #[serde(default)]
+    pub next_hop_mac: Option<MacAddr>,
     #[serde(default)]
     pub mac: Option<MacAddr>,
     #[serde(default)]
@@ -398,13 +441,7 @@ impl Config {
                 self.underlay.address
             )));
         }
-        let ifname = &self.underlay.interface;
-        // The kernel's rules for an interface name, as for a TAP's.
-        if let Some(problem) = crate::devices::tap_name_problem(ifname) {
-            return Err(ConfigError::Invalid(format!(
-                "underlay.interface: '{ifname}' {problem}"
-            )));
-        }
+        self.check_uplinks()?;
         for (what, n, max) in [
             ("limits.v2p", self.limits.v2p, 16 << 20),
             ("limits.v2b", self.limits.v2b, 1 << 20),
@@ -449,13 +486,6 @@ impl Config {
                         )));
                     }
                 }
-            }
-        }
-        if let Some(m) = self.underlay.mtu {
-            if !(1280..=9216).contains(&m) {
-                return Err(ConfigError::Invalid(format!(
-                    "underlay.mtu: {m} is out of range 1280..=9216 (IPv6 needs 1280)"
-                )));
             }
         }
         if let Some(f) = &self.fleet {
@@ -510,6 +540,97 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "api.{k}: {v} is out of range 1..=3600"
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's uplinks, in order (the first's MACs are those the
+    /// overlay writes): `[[uplinks]]`, or the one `[underlay]` describes.
+    /// Call after [`Config::check`].
+    pub fn uplink_list(&self) -> Vec<UplinkEntry> {
+        if !self.uplinks.is_empty() {
+            return self.uplinks.clone();
+        }
+        let u = &self.underlay;
+        vec![UplinkEntry {
+            interface: u.interface.clone(),
+            next_hop_mac: u.next_hop_mac.unwrap_or(MacAddr([0; 6])),
+            mac: u.mac,
+            mtu: u.mtu,
+        }]
+    }
+
+    /// The two forms of the uplinks, never both; at most two uplinks, of
+    /// one kind that can have two; names and MTUs valid.
+    fn check_uplinks(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let u = &self.underlay;
+        let entries: Vec<(String, &UplinkEntry)>;
+        let one;
+        if self.uplinks.is_empty() {
+            let Some(hop) = u.next_hop_mac else {
+                return bad(
+                    "underlay.next_hop_mac: missing (the underlay next hop's MAC, \
+                     or give each uplink's in [[uplinks]])"
+                        .into(),
+                );
+            };
+            one = UplinkEntry {
+                interface: u.interface.clone(),
+                next_hop_mac: hop,
+                mac: u.mac,
+                mtu: u.mtu,
+            };
+            entries = vec![("underlay".into(), &one)];
+        } else {
+            let given: Vec<&str> = [
+                (!u.interface.is_empty()).then_some("interface"),
+                u.next_hop_mac.map(|_| "next_hop_mac"),
+                u.mac.map(|_| "mac"),
+                u.mtu.map(|_| "mtu"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !given.is_empty() {
+                return bad(format!(
+                    "underlay.{}: with [[uplinks]] each uplink has its own;                      give it there, not in [underlay] (one form or the other)",
+                    given.join(", underlay.")
+                ));
+            }
+            if self.uplinks.len() > MAX_UPLINKS {
+                return bad(format!(
+                    "uplinks: {} entries; a host has at most {MAX_UPLINKS}",
+                    self.uplinks.len()
+                ));
+            }
+            if !matches!(self.uplink, Uplink::AfPacket { .. } | Uplink::None) {
+                return bad(
+                    "uplinks: [[uplinks]] needs uplink.kind \"af_packet\" or \"none\" \
+                     (pcap and dpdk have one uplink: use [underlay])"
+                        .into(),
+                );
+            }
+            entries = (self.uplinks.iter().enumerate())
+                .map(|(i, e)| (format!("uplinks[{i}]"), e))
+                .collect();
+        }
+        for (k, (at, e)) in entries.iter().enumerate() {
+            let ifname = &e.interface;
+            // The kernel's rules for an interface name, as for a TAP's.
+            if let Some(problem) = crate::devices::tap_name_problem(ifname) {
+                return bad(format!("{at}.interface: '{ifname}' {problem}"));
+            }
+            if entries[..k].iter().any(|(_, o)| &o.interface == ifname) {
+                return bad(format!("{at}.interface: '{ifname}' is given twice"));
+            }
+            if let Some(m) = e.mtu {
+                if !(1280..=9216).contains(&m) {
+                    return bad(format!(
+                        "{at}.mtu: {m} is out of range 1280..=9216 (IPv6 needs 1280)"
+                    ));
+                }
             }
         }
         Ok(())
@@ -625,6 +746,80 @@ mod tests {
 
     const UNDERLAY: &str =
         "[underlay]\ninterface = \"eth1\"\naddress = \"fd00:99::a\"\nnext_hop_mac = \"02:00:00:00:00:20\"\n";
+
+    #[test]
+    fn two_uplinks_are_read_and_the_forms_never_mixed() {
+        let two = r#"
+            [underlay]
+            address = "fd00:99::a"
+            [[uplinks]]
+            interface = "eth1"
+            next_hop_mac = "02:00:00:00:00:20"
+            [[uplinks]]
+            interface = "eth2"
+            next_hop_mac = "02:00:00:00:00:21"
+            mac = "02:00:00:00:00:11"
+            mtu = 9000
+        "#;
+        let c: Config = toml::from_str(two).unwrap();
+        c.check().unwrap();
+        let l = c.uplink_list();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].interface.as_str(), l[0].mac, l[0].mtu),
+            ("eth1", None, None)
+        );
+        assert_eq!(l[1].next_hop_mac.to_string(), "02:00:00:00:00:21");
+        assert_eq!(
+            (l[1].mac.map(|m| m.0[5]), l[1].mtu),
+            (Some(0x11), Some(9000))
+        );
+        // The single form, unchanged.
+        let one: Config = toml::from_str(UNDERLAY).unwrap();
+        one.check().unwrap();
+        let l = one.uplink_list();
+        assert_eq!((l.len(), l[0].interface.as_str()), (1, "eth1"));
+        let refused = |text: &str, want: &str| {
+            let e = toml::from_str::<Config>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.check().map_err(|e| e.to_string()))
+                .unwrap_err();
+            assert!(e.contains(want), "{e} should say {want}");
+        };
+        let both = two.replace(
+            "address = \"fd00:99::a\"",
+            "address = \"fd00:99::a\"\ninterface = \"eth1\"\nnext_hop_mac = \"02:00:00:00:00:20\"",
+        );
+        refused(
+            &both,
+            "underlay.interface, underlay.next_hop_mac: with [[uplinks]] each uplink has its own",
+        );
+        let three = format!(
+            "{two}\n[[uplinks]]\ninterface = \"eth3\"\nnext_hop_mac = \"02:00:00:00:00:22\"\n"
+        );
+        refused(&three, "uplinks: 3 entries; a host has at most 2");
+        refused(
+            &two.replace("eth2", "eth1"),
+            "uplinks[1].interface: 'eth1' is given twice",
+        );
+        refused(&two.replace("9000", "70000"), "mtu");
+        refused(
+            &two.replace("mtu = 9000", "mtu = 1000"),
+            "uplinks[1].mtu: 1000 is out of range",
+        );
+        refused(
+            &format!("{two}\n[uplink]\nkind = \"pcap\"\n"),
+            "uplinks: [[uplinks]] needs uplink.kind \"af_packet\" or \"none\"",
+        );
+        refused(
+            &two.replace("next_hop_mac = \"02:00:00:00:00:21\"", ""),
+            "next_hop_mac",
+        );
+        refused(
+            "[underlay]\ninterface = \"eth1\"\naddress = \"fd00:99::a\"\n",
+            "underlay.next_hop_mac: missing",
+        );
+    }
 
     #[test]
     fn a_log_level_typo_is_refused_naming_the_accepted_ones() {

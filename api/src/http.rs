@@ -690,6 +690,24 @@ impl SluiceApi for SluiceImpl {
             .map(|changed| HttpResponseOk(Changed { changed }))
     }
 
+    async fn dump_underlay(rq: Rq) -> Result<HttpResponseOk<UnderlayDoc>, HttpError> {
+        call(&rq, false, |s| s.dump_underlay())
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn set_underlay(
+        rq: Rq,
+        body: TypedBody<UnderlaySet>,
+    ) -> Result<HttpResponseOk<UnderlayDoc>, HttpError> {
+        let b = body.into_inner();
+        // This host's own wiring, not desired state a fleet holds: allowed
+        // in fleet mode too.
+        call(&rq, true, move |s| s.set_underlay(b))
+            .await
+            .map(HttpResponseOk)
+    }
+
     async fn stats(rq: Rq) -> Result<HttpResponseOk<HostStats>, HttpError> {
         call(&rq, false, |s| s.stats()).await.map(HttpResponseOk)
     }

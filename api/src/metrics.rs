@@ -331,7 +331,47 @@ pub fn render(s: &HostStats) -> String {
             );
         }
     }
+    uplinks(&mut o, s);
     o
+}
+
+/// Each uplink's counters (summed over the workers), link state and use.
+fn uplinks(o: &mut String, s: &HostStats) {
+    let _ = writeln!(
+        o,
+        "# HELP sluice_uplink_frames_total Frames an underlay uplink received, sent, failed to send or sent with its own outer MACs (rewritten), and its link's transitions (link_downs, link_ups), by uplink and kind.\n# TYPE sluice_uplink_frames_total counter"
+    );
+    for u in &s.uplinks {
+        for (k, v) in u.stats.counters() {
+            let _ = writeln!(
+                o,
+                "sluice_uplink_frames_total{{uplink=\"{}\",kind=\"{k}\"}} {v}",
+                esc(&u.name)
+            );
+        }
+    }
+    for (fam, help, f) in [
+        (
+            "sluice_uplink_link_up",
+            "1 when an uplink's link is up (carrier, or the NIC's link status).",
+            (|u: &crate::types::UplinkDoc| u.link_up) as fn(&crate::types::UplinkDoc) -> bool,
+        ),
+        (
+            "sluice_uplink_in_use",
+            "1 when an uplink is chosen to carry traffic (sluiceadm set-underlay).",
+            |u| u.in_use,
+        ),
+        (
+            "sluice_uplink_live",
+            "1 when an uplink carries traffic now (link up and in use).",
+            |u| u.live(),
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {fam} {help}\n# TYPE {fam} gauge");
+        for u in &s.uplinks {
+            let _ = writeln!(o, "{fam}{{uplink=\"{}\"}} {}", esc(&u.name), u8::from(f(u)));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +422,7 @@ mod tests {
         counters.outbound = outbound;
         let (layer, layer_want) = numbered::<LayerDirStats>(400);
         let (switch, switch_want) = numbered::<SwitchStats>(500);
+        let (uplink, uplink_want) = numbered::<vmm_net::uplinks::UplinkStats>(700);
         let mut engine = PortStats::default();
         for (i, d) in engine.drops.iter_mut().enumerate() {
             *d = 600 + i as u64;
@@ -427,6 +468,14 @@ mod tests {
             m2p: TableSize::default(),
             mcast_subs: TableSize::default(),
             mcast_fwd: TableSize::default(),
+            uplinks: vec![crate::types::UplinkDoc {
+                name: "eth2".into(),
+                link_up: false,
+                in_use: true,
+                mac: vnic::config::MacAddr([2, 0, 0, 0, 0, 0x11]),
+                next_hop_mac: vnic::config::MacAddr([2, 0, 0, 0, 0, 0x21]),
+                stats: uplink,
+            }],
         };
         let text = render(&s);
         let has = |line: String| {
@@ -460,6 +509,15 @@ mod tests {
                 "sluice_switch_frames_total{{worker=\"0\",kind=\"{k}\"}} {v}"
             ));
         }
+        assert_eq!(uplink_want.len(), 6, "{uplink_want:?}");
+        for (k, v) in uplink_want {
+            has(format!(
+                "sluice_uplink_frames_total{{uplink=\"eth2\",kind=\"{k}\"}} {v}"
+            ));
+        }
+        has("sluice_uplink_link_up{uplink=\"eth2\"} 0".into());
+        has("sluice_uplink_in_use{uplink=\"eth2\"} 1".into());
+        has("sluice_uplink_live{uplink=\"eth2\"} 0".into());
         // A reason may be split by the layer that decided it (`denied`,
         // `default_denied`): its lines add up to its count.
         let mut reasons = 0;
@@ -517,6 +575,7 @@ mod tests {
             m2p: TableSize::default(),
             mcast_subs: TableSize::default(),
             mcast_fwd: TableSize::default(),
+            uplinks: Vec::new(),
         };
         let text = render(&s);
         for line in [

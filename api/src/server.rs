@@ -1062,7 +1062,9 @@ impl Sluice {
             .collect();
         let (m2p, subs, fwd) = self.mcast_sizes();
         let n_ports = ports.len().max(1);
+        let uplinks = self.dump_underlay()?.uplinks;
         Ok(HostStats {
+            uplinks,
             ports,
             workers,
             v2p: TableSize {
@@ -1546,6 +1548,61 @@ fn build_error(e: BuildError) -> ApiError {
         BuildError::Config(c) => ApiError::field(c.field, c.problem),
         BuildError::Immutable { field } => ApiError::field(field, e.to_string()),
         BuildError::Port(p) => ApiError::field("config", p.to_string()),
+    }
+}
+
+impl Sluice {
+    /// The underlay address and every uplink's state and counters.
+    pub fn dump_underlay(&self) -> Result<UnderlayDoc, ApiError> {
+        let uplinks = self.workers.uplinks().map_err(worker_error)?;
+        Ok(UnderlayDoc {
+            address: self.host.underlay_ip,
+            uplinks: uplinks
+                .into_iter()
+                .map(|u| UplinkDoc {
+                    name: u.name,
+                    link_up: u.link_up,
+                    in_use: u.in_use,
+                    mac: vnic::config::MacAddr(u.mac),
+                    next_hop_mac: vnic::config::MacAddr(u.next_hop_mac),
+                    stats: u.stats,
+                })
+                .collect(),
+        })
+    }
+
+    /// Which uplinks carry traffic (see [`UnderlaySet`]); the rest only
+    /// receive. Not persisted: a host-local operational choice (draining
+    /// an uplink for maintenance), undone by a restart.
+    pub fn set_underlay(&self, req: UnderlaySet) -> Result<UnderlayDoc, ApiError> {
+        // Checked once here, so no worker is left with a different set.
+        let have = self.dump_underlay()?;
+        let names: Vec<&str> = have.uplinks.iter().map(|u| u.name.as_str()).collect();
+        let bad = |problem: String| ApiError::BadField {
+            field: "uplinks".into(),
+            problem,
+        };
+        if req.uplinks.is_empty() {
+            return Err(bad(format!(
+                "at least one uplink must stay in use (configured: {})",
+                names.join(", ")
+            )));
+        }
+        for (k, n) in req.uplinks.iter().enumerate() {
+            if !names.contains(&n.as_str()) {
+                return Err(bad(format!(
+                    "no uplink named '{n}' (configured: {})",
+                    names.join(", ")
+                )));
+            }
+            if req.uplinks[..k].contains(n) {
+                return Err(bad(format!("'{n}' is named twice")));
+            }
+        }
+        self.workers
+            .set_uplinks_in_use(&req.uplinks)
+            .map_err(worker_error)?;
+        self.dump_underlay()
     }
 }
 

@@ -605,6 +605,47 @@ impl PartialEq for CreateVnic {
     }
 }
 
+/// One underlay uplink of the host (`GET /underlay`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UplinkDoc {
+    /// Its name: its interface's.
+    pub name: String,
+    /// Its link (carrier, or a NIC's link status), as the device last said.
+    pub link_up: bool,
+    /// It carries traffic (`set-underlay`): with its link up, it is live.
+    pub in_use: bool,
+    /// The outer Ethernet source of what leaves on it, and its next hop.
+    pub mac: MacAddr,
+    pub next_hop_mac: MacAddr,
+    /// Its counters, summed over the workers.
+    pub stats: vmm_net::uplinks::UplinkStats,
+}
+
+impl UplinkDoc {
+    /// Live: carrying traffic now (link up and in use).
+    pub fn live(&self) -> bool {
+        self.link_up && self.in_use
+    }
+}
+
+/// `GET /underlay`: this host's underlay address and its uplinks, in
+/// configuration order. Tunnels are spread over the live uplinks by
+/// their outer flow; every uplink receives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UnderlayDoc {
+    pub address: Ipv6Addr,
+    pub uplinks: Vec<UplinkDoc>,
+}
+
+/// `PUT /underlay`: which configured uplinks carry traffic (one or all,
+/// by name, any order); the others only receive. Lasts until sluiced
+/// restarts (every configured uplink is in use at start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnderlaySet {
+    pub uplinks: Vec<String>,
+}
+
 /// `GET /stats`: counters of every port and worker.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct HostStats {
@@ -620,6 +661,9 @@ pub struct HostStats {
     /// Forwarding entries (group, next hop).
     #[serde(default)]
     pub mcast_fwd: TableSize,
+    /// The underlay uplinks, their state and counters.
+    #[serde(default)]
+    pub uplinks: Vec<UplinkDoc>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -339,6 +339,9 @@ pub struct AfPacket {
     /// aggregate, its split and the next datagram.
     split: Option<(PacketBuf, UdpSplit, usize)>,
     stats: AfPacketStats,
+    /// The interface's link state from the kernel (rtnetlink); `None`
+    /// if the socket could not be opened (then the link counts as up).
+    link: Option<crate::sys::netlink::LinkWatch>,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -476,6 +479,7 @@ impl AfPacket {
             scratch: PacketBuf::new(DEFAULT_HEADROOM, DEFAULT_CAPACITY),
             split: None,
             stats: AfPacketStats::default(),
+            link: crate::sys::netlink::LinkWatch::open(ifindex).ok(),
         })
     }
 
@@ -955,6 +959,13 @@ fn rd16(b: &[u8], at: usize) -> u16 {
 }
 
 impl Backend for AfPacket {
+    /// The interface is up and has its carrier (IFF_UP and IFF_LOWER_UP),
+    /// as the kernel's last link message said: a veth whose peer went
+    /// down, a NIC whose cable or switch port did, is not.
+    fn link_up(&mut self) -> bool {
+        self.link.as_mut().is_none_or(|l| l.poll())
+    }
+
     /// `socket_drops`: frames the kernel could not queue for sluice (the
     /// ring or the receive buffer was full: `PACKET_STATISTICS`'
     /// `tp_drops`, which resets on every read and is added up here);

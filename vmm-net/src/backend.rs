@@ -51,6 +51,14 @@ pub trait Backend: Send {
     fn device_counters(&mut self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// Whether the device's link is up (carrier; a NIC's link status), as
+    /// far as the backend knows now. Asked by the worker every few
+    /// milliseconds, between bursts, never per packet; it must not block
+    /// (a backend reads a non-blocking event socket, or a status the
+    /// driver keeps). Default: always up.
+    fn link_up(&mut self) -> bool {
+        true
+    }
 }
 
 /// A frame offered to sluice by a device's far side, and its
@@ -75,6 +83,9 @@ pub struct Wire {
     /// over (as a NIC that verified it does; see
     /// [`PacketBuf::l4_csum_valid`]).
     pub vouches: Arc<std::sync::atomic::AtomicBool>,
+    /// The wire's link state, as its backend reports it
+    /// ([`Backend::link_up`]): cleared by a test that pulls the cable.
+    link: Arc<AtomicBool>,
     ready: Arc<Ready>,
 }
 
@@ -96,6 +107,7 @@ impl Default for Wire {
             to_sluice: Arc::default(),
             from_sluice: Arc::default(),
             vouches: Arc::default(),
+            link: Arc::new(AtomicBool::new(true)),
             ready: Arc::new(Ready {
                 fd,
                 armed: AtomicBool::new(false),
@@ -138,6 +150,11 @@ impl Wire {
     pub fn vouch_checksums(&self, yes: bool) {
         self.vouches
             .store(yes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The link goes down (false) or comes back (true).
+    pub fn set_link(&self, up: bool) {
+        self.link.store(up, Ordering::Relaxed);
     }
 
     /// Everything sluice has sent so far, oldest first.
@@ -204,6 +221,10 @@ impl Backend for Memory {
             SharedPool::put(p);
         }
         Ok(n)
+    }
+
+    fn link_up(&mut self) -> bool {
+        self.wire.link.load(Ordering::Relaxed)
     }
 }
 

@@ -633,6 +633,12 @@ fn new_buf(len: usize) -> PacketBuf {
 }
 
 impl Backend for DpdkQueue {
+    /// The port's link status (`rte_eth_link_get_nowait`); up when the
+    /// driver cannot say.
+    fn link_up(&mut self) -> bool {
+        self.q.device().link_up().unwrap_or(true)
+    }
+
     /// This queue's refusals and the device's own (`rte_eth_stats`, the
     /// reported by its queue 0 only): `imissed` (no RX descriptor free:
     /// sluice did not poll fast enough), `rx_nombuf` (the mbuf pool ran

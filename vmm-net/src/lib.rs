@@ -23,5 +23,6 @@ pub mod pcap;
 pub mod switch;
 mod sys;
 pub mod tap;
+pub mod uplinks;
 pub mod vhost_user;
 pub mod worker;

@@ -35,6 +35,11 @@
 //!   the flow was set up is dropped (`multicast`); a group tunnel this
 //!   host does not carry, `not_our_underlay_address`.
 //!
+//! - Uplinks ([`Switch::with_uplinks`]): one or two; every one is read,
+//!   and what goes to the underlay is spread over the live ones by its
+//!   outer flow, as `uplinks.rs` says (a link down, or taken out of use
+//!   by the operator, carries nothing; its flows go to the other).
+//!
 //! A round ([`Switch::poll`]) reads each port's clock once and hands each
 //! port its frames as bursts (`Port::process_burst`): a guest's RX burst
 //! whole, the uplink's frames collected per port after the outer checks.
@@ -44,6 +49,7 @@
 //! counters are in [`SwitchStats`]; the ports count their own drops.
 
 use crate::backend::Backend;
+use crate::uplinks::{UplinkDevice, UplinkError, UplinkState, Uplinks, NO_LIVE_UPLINK};
 use arc_swap::ArcSwap;
 use dataplane::checksum::{verify_udp6, UdpCheck};
 use dataplane::drop::DROP_REASONS;
@@ -98,12 +104,13 @@ pub struct SwitchOptions {
 
 /// The policy-named reasons the switch gives (the overlay layer's names
 /// for the same faults, so one fault reads the same wherever it is caught).
-const NAMED: [&str; 5] = [
+const NAMED: [&str; 6] = [
     reason::NOT_OUR_HOST,
     reason::CRITICAL_OPTION,
     reason::WRONG_VNI,
     UNDERLAY_MTU_EXCEEDED,
     reason::MULTICAST,
+    NO_LIVE_UPLINK,
 ];
 
 /// A frame for the uplink larger than the underlay's MTU: dropped here,
@@ -440,7 +447,8 @@ impl Capture {
 
 pub struct Switch {
     underlay_ip: Ipv6Addr,
-    uplink: Box<dyn Backend>,
+    /// The host's uplinks, 1 or 2 (see `uplinks.rs`).
+    uplinks: Uplinks,
     ports: Vec<Option<Attached>>,
     by_name: HashMap<String, usize>,
     demux: HashMap<DemuxKey, usize, FlowHashBuilder>,
@@ -540,10 +548,28 @@ impl Cutter {
 }
 
 impl Switch {
+    /// A switch with one uplink (named `uplink`).
     pub fn new(underlay_ip: Ipv6Addr, uplink: Box<dyn Backend>) -> Switch {
+        Self::with_uplinks(
+            underlay_ip,
+            vec![UplinkDevice {
+                name: "uplink".into(),
+                backend: uplink,
+                mac: [0; 6],
+                next_hop_mac: [0; 6],
+            }],
+        )
+    }
+
+    /// A switch with these uplinks (1 or [`MAX_UPLINKS`]; more are
+    /// ignored): the first's outer Ethernet addresses are those the
+    /// overlay layer writes (see `uplinks.rs`).
+    ///
+    /// [`MAX_UPLINKS`]: crate::uplinks::MAX_UPLINKS
+    pub fn with_uplinks(underlay_ip: Ipv6Addr, uplinks: Vec<UplinkDevice>) -> Switch {
         Switch {
             underlay_ip,
-            uplink,
+            uplinks: Uplinks::new(uplinks),
             ports: Vec::new(),
             by_name: HashMap::new(),
             demux: HashMap::with_hasher(FlowHashBuilder::random()),
@@ -595,14 +621,35 @@ impl Switch {
         self.stats
     }
 
+    /// Reads every uplink's link state from its device (see
+    /// [`Backend::link_up`]): a link gone down carries no more frames
+    /// from the next burst on, its flows going to the other uplink.
+    /// The worker calls it every few milliseconds. Returns whether a
+    /// link changed.
+    pub fn check_links(&mut self) -> bool {
+        self.uplinks.check_links()
+    }
+
+    /// Which uplinks carry traffic, by name (`set-underlay`); all still
+    /// receive. Refused, changing nothing, for an unknown or repeated
+    /// name or an empty list.
+    pub fn set_uplinks_in_use(&mut self, names: &[String]) -> Result<(), UplinkError> {
+        self.uplinks.set_in_use(names)
+    }
+
+    /// Each uplink's state and counters, in configuration order.
+    pub fn uplinks(&self) -> Vec<UplinkState> {
+        self.uplinks.states()
+    }
+
     /// The descriptors that become readable when a backend of this switch
     /// (or its handoff queue's waker, which the worker owns) has frames.
     /// Returns whether every backend that can receive has one: if not, an
     /// idle worker must wake on a timer to poll the others.
     pub fn poll_fds<'a>(&'a self, out: &mut Vec<BorrowedFd<'a>>) -> bool {
         let mut all = true;
-        let backends =
-            std::iter::once(&self.uplink).chain(self.ports.iter().flatten().map(|a| &a.guest));
+        let backends = (self.uplinks.list.iter().map(|u| &u.backend))
+            .chain(self.ports.iter().flatten().map(|a| &a.guest));
         for b in backends.filter(|b| !b.never_receives()) {
             match b.poll_fd() {
                 Some(fd) => out.push(fd),
@@ -616,7 +663,10 @@ impl Switch {
     /// the uplink's as `uplink`, each guest's by its port's name. Reads
     /// the devices (a system call for some): call it between bursts.
     pub fn device_drops(&mut self) -> Vec<(String, Vec<(&'static str, u64)>)> {
-        let mut v = vec![("uplink".to_string(), self.uplink.device_drops())];
+        let mut v = Vec::new();
+        for (name, u) in self.uplink_device_names() {
+            v.push((name, u.backend.device_drops()));
+        }
         for a in self.ports.iter_mut().flatten() {
             v.push((a.vnic.config().name.clone(), a.guest.device_drops()));
         }
@@ -628,9 +678,11 @@ impl Switch {
     /// out.
     pub fn device_counters(&mut self) -> Vec<(String, Vec<(&'static str, u64)>)> {
         let mut v = Vec::new();
-        let up = self.uplink.device_counters();
-        if !up.is_empty() {
-            v.push(("uplink".to_string(), up));
+        for (name, u) in self.uplink_device_names() {
+            let up = u.backend.device_counters();
+            if !up.is_empty() {
+                v.push((name, up));
+            }
         }
         for a in self.ports.iter_mut().flatten() {
             let c = a.guest.device_counters();
@@ -639,6 +691,22 @@ impl Switch {
             }
         }
         v
+    }
+
+    /// The uplinks by their device name: `uplink` for a host's only one,
+    /// else `uplink:NAME`.
+    fn uplink_device_names(
+        &mut self,
+    ) -> impl Iterator<Item = (String, &mut crate::uplinks::Uplink)> {
+        let one = self.uplinks.list.len() == 1;
+        self.uplinks.list.iter_mut().map(move |u| {
+            let name = if one {
+                "uplink".to_string()
+            } else {
+                format!("uplink:{}", u.name)
+            };
+            (name, u)
+        })
     }
 
     /// How many ports are attached.
@@ -792,14 +860,20 @@ impl Switch {
         // allocates nothing of its own.
         let mut rx = std::mem::take(&mut self.rx);
         rx.clear();
-        let n = self.uplink.rx_burst(&mut rx, BURST).unwrap_or_else(|e| {
-            self.stats.io_errors += 1;
-            first_err.get_or_insert(e);
-            0
-        });
-        self.stats.uplink_rx += n as u64;
-        moved += n;
-        self.handle_uplink_burst(&mut rx);
+        // Every uplink, down or not in use as it may be: what arrives on
+        // it is the far hosts' choice.
+        for k in 0..self.uplinks.list.len() {
+            let u = &mut self.uplinks.list[k];
+            let n = u.backend.rx_burst(&mut rx, BURST).unwrap_or_else(|e| {
+                self.stats.io_errors += 1;
+                first_err.get_or_insert(e);
+                0
+            });
+            u.stats.rx += n as u64;
+            self.stats.uplink_rx += n as u64;
+            moved += n;
+            self.handle_uplink_burst(&mut rx);
+        }
         for pkt in std::mem::take(&mut self.loopback) {
             self.deliver_local(pkt);
         }
@@ -1404,6 +1478,58 @@ impl Switch {
         }
     }
 
+    /// The round's frames for the underlay spread over the live uplinks
+    /// by their outer flow's hash (see `uplinks.rs`), then each uplink's
+    /// share sent. With no live uplink they are dropped, counted
+    /// (`no_live_uplink`).
+    fn flush_spread(&mut self) -> std::io::Result<()> {
+        let mut first_err = None;
+        let live = self.uplinks.live();
+        match *live {
+            [] => {
+                for p in self.to_uplink.drain(..) {
+                    self.stats.drops.count(DropReason::Policy(NO_LIVE_UPLINK));
+                    recycle(p);
+                }
+            }
+            [only] => {
+                for p in self.to_uplink.drain(..) {
+                    self.uplinks.enqueue(usize::from(only), p);
+                }
+            }
+            [a, b, ..] => {
+                for p in self.to_uplink.drain(..) {
+                    let i = if crate::uplinks::outer_hash(p.as_slice()) & 1 == 0 {
+                        a
+                    } else {
+                        b
+                    };
+                    self.uplinks.enqueue(usize::from(i), p);
+                }
+            }
+        }
+        for u in &mut self.uplinks.list {
+            let want = u.txq.len();
+            if want == 0 {
+                continue;
+            }
+            let sent = u.backend.tx_burst(&mut u.txq).unwrap_or_else(|e| {
+                self.stats.io_errors += 1;
+                first_err.get_or_insert(e);
+                0
+            });
+            self.stats.uplink_tx += sent as u64;
+            self.stats.tx_dropped += (want - sent) as u64;
+            u.stats.tx += sent as u64;
+            u.stats.tx_dropped += (want - sent) as u64;
+            u.txq.drain(..).for_each(recycle);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Whether an outbound tunnel is addressed to this host.
     fn is_local(&self, pkt: &PacketBuf) -> bool {
         // Outer IPv6 destination at Ethernet 14 + 24.
@@ -1416,8 +1542,9 @@ impl Switch {
     /// frames (counted as dropped); the others are still served.
     fn flush(&mut self) -> std::io::Result<()> {
         let mut first_err = None;
+        let first = &*self.uplinks.list[0].backend;
         self.cutter
-            .cut_for(&*self.uplink, &mut self.to_uplink, &mut self.stats);
+            .cut_for(first, &mut self.to_uplink, &mut self.stats);
         if let Some(mtu) = self.uplink_mtu {
             // An Ethernet frame carries MTU bytes of IP; a super-frame the
             // uplink takes whole is cut by its device.
@@ -1432,21 +1559,29 @@ impl Switch {
                 recycle(p);
             }
         }
-        let want = self.to_uplink.len();
-        let sent = if want == 0 {
-            0
-        } else {
-            self.uplink
-                .tx_burst(&mut self.to_uplink)
-                .unwrap_or_else(|e| {
+        if self.uplinks.list.len() == 1 {
+            // One uplink: every frame to it, as the overlay addressed it.
+            let u = &mut self.uplinks.list[0];
+            let want = self.to_uplink.len();
+            let sent = if want == 0 {
+                0
+            } else {
+                u.backend.tx_burst(&mut self.to_uplink).unwrap_or_else(|e| {
                     self.stats.io_errors += 1;
                     first_err.get_or_insert(e);
                     0
                 })
-        };
-        self.stats.uplink_tx += sent as u64;
-        self.stats.tx_dropped += (want - sent) as u64;
-        self.to_uplink.drain(..).for_each(recycle);
+            };
+            self.stats.uplink_tx += sent as u64;
+            self.stats.tx_dropped += (want - sent) as u64;
+            u.stats.tx += sent as u64;
+            u.stats.tx_dropped += (want - sent) as u64;
+            self.to_uplink.drain(..).for_each(recycle);
+        } else if !self.to_uplink.is_empty() {
+            if let Err(e) = self.flush_spread() {
+                first_err.get_or_insert(e);
+            }
+        }
         for a in self.ports.iter_mut().flatten() {
             if a.to_guest.is_empty() {
                 continue;

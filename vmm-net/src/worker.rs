@@ -23,11 +23,15 @@
 //!   ends a sleep at once and starts [`SPIN_POLLS`] busy rounds again.
 //!   Its busy ratio (time spent in rounds that moved frames over time
 //!   alive) is reported in [`WorkerStats`].
+//! - Every [`LINK_CHECK`] a worker asks its uplinks for their link state
+//!   (between bursts; a non-blocking read at most), so a link that goes
+//!   down stops carrying frames within that time (see `uplinks.rs`).
 
 use crate::backend::Backend;
 use crate::switch::{
     Handed, Handoff, Owners, Peer, Switch, SwitchError, SwitchOptions, SwitchStats,
 };
+use crate::uplinks::{UplinkDevice, UplinkError, UplinkState};
 use arc_swap::ArcSwap;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use serde::Serialize;
@@ -71,6 +75,13 @@ pub const ROUNDS_AFTER_TIMEOUT: u32 = 16;
 /// busy host, bounded so a stalled worker cannot grow memory.
 pub const HANDOFF_DEPTH: usize = 4096;
 
+/// How often a worker reads its uplinks' link state: a link that goes
+/// down loses at most this much of its traffic before its flows move to
+/// the other uplink (TCP retransmits it, well within the second the
+/// failover is allowed), at the cost of one non-blocking read per uplink
+/// every 10 ms.
+pub const LINK_CHECK: Duration = Duration::from_millis(10);
+
 /// How long a control call waits for a worker to run its job.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,6 +98,8 @@ pub enum WorkerError {
     Timeout(usize, Duration),
     #[error("worker {0} has stopped")]
     Stopped(usize),
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
     #[error("starting worker {0}: {1}")]
     Start(usize, io::Error),
 }
@@ -215,6 +228,29 @@ impl Workers {
         uplinks: Vec<Box<dyn Backend>>,
         on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
     ) -> Result<Workers, WorkerError> {
+        let per_worker = uplinks
+            .into_iter()
+            .map(|b| {
+                vec![UplinkDevice {
+                    name: "uplink".into(),
+                    backend: b,
+                    mac: [0; 6],
+                    next_hop_mac: [0; 6],
+                }]
+            })
+            .collect();
+        Self::start_uplinks(underlay_ip, options, per_worker, on_start)
+    }
+
+    /// The same with one or two uplinks: `per_worker[w]` are worker `w`'s
+    /// queues of the host's uplinks, in the same order on every worker.
+    pub fn start_uplinks(
+        underlay_ip: Ipv6Addr,
+        options: SwitchOptions,
+        per_worker: Vec<Vec<UplinkDevice>>,
+        on_start: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    ) -> Result<Workers, WorkerError> {
+        let uplinks = per_worker;
         let n = uplinks.len();
         let owners: Owners = Arc::new(ArcSwap::from_pointee(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -242,7 +278,7 @@ impl Workers {
             .collect();
         let mut handles = Vec::with_capacity(n);
         for (i, (uplink, inbox)) in uplinks.into_iter().zip(inboxes).enumerate() {
-            let mut switch = Switch::new(underlay_ip, uplink);
+            let mut switch = Switch::with_uplinks(underlay_ip, uplink);
             switch.set_options(options);
             switch.set_handoff(Handoff {
                 me: i,
@@ -420,6 +456,33 @@ impl Workers {
             .collect()
     }
 
+    /// Sets which uplinks carry traffic on every worker (see
+    /// [`Switch::set_uplinks_in_use`]).
+    pub fn set_uplinks_in_use(&self, names: &[String]) -> Result<(), WorkerError> {
+        for w in 0..self.handles.len() {
+            let names = names.to_vec();
+            self.run_on(w, move |s| s.set_uplinks_in_use(&names))??;
+        }
+        Ok(())
+    }
+
+    /// The host's uplinks: their state as worker 0 sees it (every worker
+    /// reads the same links) and their counters summed over the workers.
+    pub fn uplinks(&self) -> Result<Vec<UplinkState>, WorkerError> {
+        let mut all: Vec<UplinkState> = Vec::new();
+        for w in 0..self.handles.len() {
+            let v = self.run_on(w, |s| s.uplinks())?;
+            if all.is_empty() {
+                all = v;
+                continue;
+            }
+            for (a, b) in all.iter_mut().zip(&v) {
+                a.stats.add(&b.stats);
+            }
+        }
+        Ok(all)
+    }
+
     /// Stops every worker and waits for it; ports and backends are closed.
     pub fn shutdown(mut self) {
         self.stop_all();
@@ -464,12 +527,18 @@ impl Worker {
         let mut nap = IDLE_SLEEP;
         let mut busy = Duration::ZERO;
         let mut rounds = 0u64;
+        let mut links_read = start;
+        self.switch.check_links();
         while !self.stop.load(Ordering::Acquire) {
             while let Ok(job) = self.jobs.try_recv() {
                 job(&mut self.switch);
                 self.counters.jobs.fetch_add(1, Ordering::Relaxed);
             }
             let t0 = Instant::now();
+            if t0.duration_since(links_read) >= LINK_CHECK {
+                self.switch.check_links();
+                links_read = t0;
+            }
             // Errors are counted by the switch (`io_errors`); a failing
             // backend must not stop the others.
             let moved = self.switch.poll().unwrap_or(1);

@@ -397,6 +397,8 @@ fn received_frames_are_lent_and_sent_in_place(eal: &Eal) {
 fn null_sinks_and_sources(eal: &Eal) {
     let mut port = DpdkPort::open(eal, "net_null0", DpdkPortOptions::default()).unwrap();
     let mut q = one_queue(&mut port);
+    // A started net_null port's link is up (rte_eth_link_get_nowait).
+    assert!(q.link_up(), "net_null0's link");
     let frames: Vec<Vec<u8>> = (0..1000)
         .map(|i| frame(i, 60 + usize::from(i % 1455)))
         .collect();

@@ -1323,3 +1323,33 @@ fn afpacket_splits_every_udp_aggregate_of_a_burst_in_order() {
         });
     }
 }
+
+/// The AF_PACKET uplink's link state follows the kernel's: its veth
+/// loses its carrier when the far end goes down, and has it again when
+/// that end comes back (rtnetlink, read without blocking).
+#[test]
+fn afpacket_link_state_follows_the_carrier() {
+    require_root!();
+    let ns = Netns::new("afplink");
+    ns.run(|| {
+        veth_pair(&ns);
+        let mut up = AfPacket::open("slvb", small_ring()).unwrap();
+        let state_within = |up: &mut AfPacket, want: bool| {
+            let t = Instant::now();
+            while up.link_up() != want {
+                assert!(
+                    t.elapsed() < Duration::from_secs(2),
+                    "link_up() is not {want} 2 s after the change"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        state_within(&mut up, true);
+        ns.ip("link set slva down");
+        state_within(&mut up, false);
+        ns.ip("link set slva up");
+        state_within(&mut up, true);
+        ns.ip("link set slvb down");
+        state_within(&mut up, false);
+    });
+}

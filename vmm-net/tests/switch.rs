@@ -890,3 +890,6 @@ fn a_guest_setting_up_flows_flat_out_waits_while_its_neighbour_has_traffic() {
 
 #[path = "switch/mcast.rs"]
 mod mcast;
+
+#[path = "switch/uplinks.rs"]
+mod uplinks;

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vmm_net::backend::Backend;
+use vmm_net::uplinks::UplinkDevice;
 use vmm_net::worker::Workers;
 
 /// How often a guest device that failed at start is tried again.
@@ -160,7 +161,67 @@ Stop with Ctrl-C.",
     Ok(ExitCode::SUCCESS)
 }
 
-fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
+/// One uplink as configured, with the addresses it sends from and to.
+struct UplinkPlan {
+    interface: String,
+    mac: [u8; 6],
+    next_hop_mac: [u8; 6],
+    mtu: Option<u16>,
+}
+
+/// The configured uplinks with their MACs and MTUs resolved: from the
+/// interface (AF_PACKET), else only what the file says.
+fn plan_uplinks(c: &Config) -> Result<Vec<UplinkPlan>, String> {
+    c.uplink_list()
+        .into_iter()
+        .map(|e| {
+            let (if_mac, if_mtu) = match &c.uplink {
+                Uplink::AfPacket { .. } => {
+                    let (mac, mtu) =
+                        config::interface_facts(&e.interface).map_err(|e| e.to_string())?;
+                    (mac, Some(mtu))
+                }
+                _ => (vnic::config::MacAddr([2, 0, 0, 0, 0, 1]), None),
+            };
+            Ok(UplinkPlan {
+                mac: e.mac.unwrap_or(if_mac).0,
+                next_hop_mac: e.next_hop_mac.0,
+                mtu: e.mtu.or(if_mtu),
+                interface: e.interface,
+            })
+        })
+        .collect()
+}
+
+/// Each worker's queues of every uplink, in the plan's order.
+fn uplinks(c: &Config, plan: &[UplinkPlan]) -> Result<Vec<Vec<UplinkDevice>>, String> {
+    let queues: Vec<Vec<Box<dyn Backend>>> = match &c.uplink {
+        Uplink::AfPacket { .. } | Uplink::None => plan
+            .iter()
+            .enumerate()
+            .map(|(i, p)| uplink_queues(c, i, &p.interface))
+            .collect::<Result<_, _>>()?,
+        _ => vec![uplink_queues(c, 0, &plan[0].interface)?],
+    };
+    let mut per_worker: Vec<Vec<UplinkDevice>> = (0..c.workers).map(|_| Vec::new()).collect();
+    for (p, qs) in plan.iter().zip(queues) {
+        for (w, q) in qs.into_iter().enumerate() {
+            if let Some(v) = per_worker.get_mut(w) {
+                v.push(UplinkDevice {
+                    name: p.interface.clone(),
+                    backend: q,
+                    mac: p.mac,
+                    next_hop_mac: p.next_hop_mac,
+                });
+            }
+        }
+    }
+    Ok(per_worker)
+}
+
+/// One uplink's queues, one per worker (`index`: its place among the
+/// host's uplinks).
+fn uplink_queues(c: &Config, index: usize, ifname: &str) -> Result<Vec<Box<dyn Backend>>, String> {
     let n = c.workers;
     match &c.uplink {
         Uplink::AfPacket {
@@ -169,9 +230,10 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
             udp_gso,
         } => {
             let d = vmm_net::afpacket::DEFAULT_SOCKET_BUFFER;
-            // One socket per worker, in one fanout group (the kernel
-            // spreads flows; the switch hands mis-steered tunnels over).
-            let group = (std::process::id() & 0xffff) as u16;
+            // One socket per worker, in one fanout group per uplink (the
+            // kernel spreads flows; the switch hands mis-steered tunnels
+            // over).
+            let group = ((std::process::id() + index as u32) & 0xffff) as u16;
             (0..n)
                 .map(|_| {
                     let opts = vmm_net::afpacket::AfPacketOptions {
@@ -181,9 +243,9 @@ fn uplinks(c: &Config) -> Result<Vec<Box<dyn Backend>>, String> {
                         udp_gso: udp_gso.unwrap_or(false),
                         ..Default::default()
                     };
-                    vmm_net::afpacket::AfPacket::open(&c.underlay.interface, opts)
+                    vmm_net::afpacket::AfPacket::open(ifname, opts)
                         .map(|a| Box::new(a) as Box<dyn Backend>)
-                        .map_err(|e| format!("opening AF_PACKET on {}: {e}", c.underlay.interface))
+                        .map_err(|e| format!("opening AF_PACKET on {ifname}: {e}"))
                 })
                 .collect()
         }
@@ -274,26 +336,22 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
     }
     c.check().map_err(|e| e.to_string())?;
     let log = serve::logger(c.log_level.dropshot(), "sluiced").map_err(|e| e.to_string())?;
-    // The underlay's MTU: `[underlay] mtu`, else the interface's; an
-    // uplink with no interface (pcap, DPDK, none) has only the former.
-    let (if_mac, if_mtu) = match &c.uplink {
-        Uplink::AfPacket { .. } => {
-            let (mac, mtu) =
-                config::interface_facts(&c.underlay.interface).map_err(|e| e.to_string())?;
-            (mac, Some(mtu))
-        }
-        _ => (vnic::config::MacAddr([2, 0, 0, 0, 0, 1]), None),
-    };
+    // Each uplink's MTU: its `mtu`, else the interface's; an uplink with
+    // no interface (pcap, DPDK, none) has only the former. A frame must
+    // fit whichever uplink carries it: the smallest.
+    let plan = plan_uplinks(&c)?;
     let limits = HostLimits {
         v2p: c.limits.v2p,
         v2b: c.limits.v2b,
         ports: c.limits.ports,
-        underlay_mtu: c.underlay.mtu.or(if_mtu),
+        underlay_mtu: plan.iter().filter_map(|p| p.mtu).min(),
     };
+    // The overlay writes the first uplink's addresses; the switch
+    // rewrites those of a frame it sends on the second.
     let host = HostOverlay {
         underlay_ip: c.underlay.address,
-        underlay_mac: c.underlay.mac.unwrap_or(if_mac).0,
-        next_hop_mac: c.underlay.next_hop_mac.0,
+        underlay_mac: plan[0].mac,
+        next_hop_mac: plan[0].next_hop_mac,
         v2p: Arc::new(V2p::new(limits.v2p)),
         v2b: Arc::new(V2b::new(limits.v2b)),
         mcast: Default::default(),
@@ -308,11 +366,11 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         ),
         None => None,
     };
-    let queues = uplinks(&c)?;
+    let queues = uplinks(&c, &plan)?;
     let switch = vmm_net::switch::SwitchOptions {
         accept_zero_udp6_checksum: c.underlay.accept_zero_udp6_checksum,
     };
-    let workers = Workers::start_configured(host.underlay_ip, switch, queues, worker_hook())
+    let workers = Workers::start_uplinks(host.underlay_ip, switch, queues, worker_hook())
         .map_err(|e| e.to_string())?;
     let sluice = Arc::new(
         Sluice::new(host, workers, Box::new(HostDevices), Some(store), limits)
@@ -365,7 +423,8 @@ fn run(mut c: Config, args: &Args) -> Result<ExitCode, String> {
         None => None,
     };
     slog::info!(log, "sluiced started";
-        "underlay" => %c.underlay.address, "interface" => &c.underlay.interface,
+        "underlay" => %c.underlay.address,
+        "uplinks" => plan.iter().map(|p| p.interface.as_str()).collect::<Vec<_>>().join(","),
         "workers" => c.workers, "ports_restored" => ports, "listen" => %c.listen,
         "state_dir" => %c.state_dir.display());
     let rt = tokio::runtime::Builder::new_multi_thread()

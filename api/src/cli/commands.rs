@@ -426,6 +426,13 @@ pub(super) fn run_on(
             })
         }
         Command::DumpV2b { vni } => show!(c.dump_v2b(*vni), |v: &Vec<_>| show::v2b(v)),
+        Command::SetUnderlay { uplinks } => show!(
+            c.set_underlay(&UnderlaySet {
+                uplinks: uplinks.clone()
+            }),
+            |u: &UnderlayDoc| show::underlay(u)
+        ),
+        Command::DumpUnderlay => show!(c.dump_underlay(), |u: &UnderlayDoc| show::underlay(u)),
         Command::SetExternalIps(a) => {
             let external = ExternalIps {
                 snat: a.snat.clone(),

@@ -259,6 +259,39 @@ pub enum Command {
         vni: Option<u32>,
     },
 
+    /// Choose which of this host's uplinks carry traffic: tunnels are
+    /// spread over the named ones (those whose link is up) by their outer
+    /// flow; the others still receive.
+    #[command(
+        after_help = "UPLINK is an uplink's name (its interface), as dump-underlay lists them.\n\
+        Name one to drain the other (for maintenance of its switch), both to spread\n\
+        again. The choice lasts until sluiced restarts (all configured uplinks are in\n\
+        use at start). A link that goes down stops carrying traffic by itself, within\n\
+        10 ms, whatever this says; its flows move to the other uplink and return\n\
+        when it comes back.\n\n\
+        Examples:\n  \
+        sluiceadm set-underlay eth1 eth2     # both (the default)\n  \
+        sluiceadm set-underlay eth2          # eth1 drained: only receives\n  \
+        sluiceadm --json set-underlay eth1 eth2"
+    )]
+    SetUnderlay {
+        /// The uplinks that carry traffic (one or two).
+        #[arg(required = true, num_args = 1..=2)]
+        uplinks: Vec<String>,
+    },
+
+    /// This host's underlay address and uplinks: link state, in use, MACs
+    /// and counters.
+    #[command(
+        after_help = "LIVE uplinks (link up and in use) carry the host's tunnels; every uplink\n\
+        receives. Counters are frames, summed over the workers; REWRITTEN counts frames\n\
+        sent with that uplink's own outer MACs (the overlay writes the first uplink's).\n\n\
+        Examples:\n  \
+        sluiceadm dump-underlay\n  \
+        sluiceadm --json dump-underlay"
+    )]
+    DumpUnderlay,
+
     /// Map an overlay multicast group of a VPC to the underlay group
     /// (admin-local, ff04::/16) that carries it between hosts.
     #[command(

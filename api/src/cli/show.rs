@@ -488,6 +488,39 @@ pub fn v2b(rs: &[V2bRoute]) -> String {
     t.render()
 }
 
+pub fn underlay(u: &UnderlayDoc) -> String {
+    let mut t = Table::new(&[
+        "UPLINK",
+        "LINK",
+        "IN USE",
+        "LIVE",
+        "MAC",
+        "NEXT HOP",
+        "RX",
+        "TX",
+        "TX DROPPED",
+        "REWRITTEN",
+        "DOWNS",
+    ]);
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    for l in &u.uplinks {
+        t.row(vec![
+            l.name.clone(),
+            if l.link_up { "up" } else { "down" }.into(),
+            yes(l.in_use),
+            yes(l.live()),
+            l.mac.to_string(),
+            l.next_hop_mac.to_string(),
+            l.stats.rx.to_string(),
+            l.stats.tx.to_string(),
+            l.stats.tx_dropped.to_string(),
+            l.stats.rewritten.to_string(),
+            l.stats.link_downs.to_string(),
+        ]);
+    }
+    format!("underlay address {}\n{}", u.address, t.render())
+}
+
 fn drops_table(ports: &[&PortStatsDoc], switch: &[DropCount]) -> String {
     let mut t = Table::new(&["PORT", "LAYER", "REASON", "COUNT"]);
     // The switch's drops happen before any port: no port to name.

@@ -822,6 +822,7 @@ mod tests {
                 m2p: TableSize::default(),
                 mcast_subs: TableSize::default(),
                 mcast_fwd: TableSize::default(),
+                uplinks: Vec::new(),
             },
             ufts: vec![(
                 "vm1".into(),

@@ -779,6 +779,56 @@ fn bulk_calls_100k_v2p_mappings_and_a_10k_rule_set_replaced_under_traffic() {
     assert!(stats["drops"].as_array().unwrap().is_empty(), "{stats}");
 }
 
+/// `GET /underlay` lists the uplinks with their state and counters;
+/// `PUT /underlay` chooses which carry traffic, refusing unknown names,
+/// repeats and an empty set with a 400 naming `uplinks`; both in
+/// `/metrics`.
+fn underlay_is_read_and_its_uplinks_chosen(c: &Client) {
+    let u = c.ok("GET", "/underlay", None);
+    assert!(u["address"].is_string(), "{u}");
+    let names: Vec<String> = (u["uplinks"].as_array().unwrap().iter())
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.is_empty(), "{u}");
+    for l in u["uplinks"].as_array().unwrap() {
+        assert_eq!(l["in_use"], true, "all in use at start: {u}");
+        assert!(
+            l["stats"]["tx"].is_u64() && l["link_up"].is_boolean(),
+            "{l}"
+        );
+    }
+    let set = c.ok("PUT", "/underlay", Some(json!({ "uplinks": [names[0]] })));
+    assert_eq!(set["uplinks"][0]["in_use"], true, "{set}");
+    for bad in [
+        json!([]),
+        json!(["no-such-uplink"]),
+        json!([names[0], names[0]]),
+    ] {
+        let r = c.put("/underlay", json!({ "uplinks": bad }));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.message().starts_with("uplinks: "), "{}", r.message());
+    }
+    let r = c.put("/underlay", json!({ "uplinks": ["no-such-uplink"] }));
+    assert!(
+        r.message()
+            .contains("no uplink named 'no-such-uplink' (configured: "),
+        "{}",
+        r.message()
+    );
+    c.ok("PUT", "/underlay", Some(json!({ "uplinks": names })));
+    let m = match c.get("/metrics").body {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let live = format!("sluice_uplink_live{{uplink=\"{}\"}} ", names[0]);
+    assert!(m.lines().any(|l| l.starts_with(&live)), "{live} in\n{m}");
+    let tx = format!(
+        "sluice_uplink_frames_total{{uplink=\"{}\",kind=\"tx\"}} ",
+        names[0]
+    );
+    assert!(m.lines().any(|l| l.starts_with(&tx)), "{tx}");
+}
+
 /// Runs each test against the simulated host and against the real
 /// daemon.
 macro_rules! on_both {
@@ -807,6 +857,7 @@ on_both!(
     a_body_too_large_is_refused,
     trace_shows_each_layer_and_the_packet_that_leaves,
     dump_state_is_the_whole_desired_state,
+    underlay_is_read_and_its_uplinks_chosen,
 );
 
 /// A port's SNAT ports on 203.0.113.10: vm1's (`last` 5) 2048-4095, the

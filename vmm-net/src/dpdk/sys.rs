@@ -546,6 +546,18 @@ impl Device {
         })
     }
 
+    /// Whether the port's link is up, as the driver last knew it
+    /// (`rte_eth_link_get_nowait`: never waits for the NIC); `None` if
+    /// the driver cannot say.
+    pub(super) fn link_up(&self) -> Option<bool> {
+        let mut l = ffi::rte_eth_link::default();
+        // SAFETY: l is a valid, writable rte_eth_link; the port is valid
+        // and started while the device lives; the call only reads the
+        // status the driver keeps (testpmd calls it while queues run).
+        let rc = unsafe { ffi::rte_eth_link_get_nowait(self.port, &mut l) };
+        (rc == 0).then(|| l.link_status() != 0)
+    }
+
     /// Mbufs of the pool not in use (in rings, in flight or cached).
     pub(super) fn pool_available(&self) -> u32 {
         // SAFETY: the pool is valid while the device lives.

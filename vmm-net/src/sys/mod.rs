@@ -5,6 +5,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod packet;
 pub(crate) mod tap;
