@@ -51,22 +51,7 @@ fi
 P="slu$$"
 T=$(mktemp -d "/tmp/sluice-uplinks.XXXXXX")
 t0=$(date +%s)
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    for f in "$T"/*.log; do [ -f "$f" ] && { echo "-- tail $f"; tail -n 20 "$f"; }; done
-  fi
-  hosts_cleanup
-  if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
-    echo "logs kept in $T"
-  else
-    rm -rf "$T"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
+hosts_trap
 
 # ---------- topology ----------
 

@@ -7,7 +7,8 @@
 #   P        the prefix of every namespace made (e.g. "sl$$")
 #   T        the run's directory (logs, configurations, state)
 #
-# It keeps, for the caller's cleanup (hosts_cleanup):
+# It keeps, for the caller's cleanup (hosts_cleanup, or hosts_trap for the
+# whole exit path):
 #
 #   NSES     namespaces made (hosts_netns)
 #   PIDS     background processes started (bg)
@@ -149,4 +150,38 @@ hosts_cleanup() {
   local p n
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   for n in "${NSES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+}
+
+# hosts_trap [DIAGNOSE]: the tier's exit path. On exit, interrupt or
+# termination: runs DIAGNOSE (a function; default hosts_log_tails) when a
+# check or the script failed, stops and removes what the hosts made, and
+# removes $T unless a failure or KEEP_LOGS keeps it (and says where).
+hosts_trap() {
+  HOSTS_DIAGNOSE=${1:-hosts_log_tails}
+  trap hosts_exit EXIT
+  trap 'echo "interrupted"; exit 130' INT TERM
+}
+
+# hosts_log_tails: the last lines of every log in $T.
+hosts_log_tails() {
+  local f
+  for f in "$T"/*.log; do
+    if [ -f "$f" ]; then
+      echo "-- tail $f"
+      tail -n 20 "$f"
+    fi
+  done
+}
+
+hosts_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ]; then "$HOSTS_DIAGNOSE" || true; fi
+  hosts_cleanup
+  if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
+    echo "logs kept in $T"
+  else
+    rm -rf "$T"
+  fi
+  exit "$rc"
 }

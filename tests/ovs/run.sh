@@ -117,20 +117,7 @@ diagnostics() {
   done
 }
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ]; then diagnostics; fi
-  hosts_cleanup
-  if [ "$fails" -gt 0 ] || [ "$rc" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
-    echo "logs kept in $T"
-  else
-    rm -rf "$T"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
+hosts_trap diagnostics
 
 # ---------- topology ----------
 

@@ -49,7 +49,9 @@
 //! counters are in [`SwitchStats`]; the ports count their own drops.
 
 use crate::backend::Backend;
-use crate::uplinks::{UplinkDevice, UplinkError, UplinkState, Uplinks, NO_LIVE_UPLINK};
+use crate::uplinks::{
+    UplinkDevice, UplinkError, UplinkState, UplinkStats, Uplinks, NO_LIVE_UPLINK,
+};
 use arc_swap::ArcSwap;
 use dataplane::checksum::{verify_udp6, UdpCheck};
 use dataplane::drop::DROP_REASONS;
@@ -1509,20 +1511,13 @@ impl Switch {
             }
         }
         for u in &mut self.uplinks.list {
-            let want = u.txq.len();
-            if want == 0 {
-                continue;
-            }
-            let sent = u.backend.tx_burst(&mut u.txq).unwrap_or_else(|e| {
-                self.stats.io_errors += 1;
-                first_err.get_or_insert(e);
-                0
-            });
-            self.stats.uplink_tx += sent as u64;
-            self.stats.tx_dropped += (want - sent) as u64;
-            u.stats.tx += sent as u64;
-            u.stats.tx_dropped += (want - sent) as u64;
-            u.txq.drain(..).for_each(recycle);
+            send_burst(
+                &mut *u.backend,
+                &mut u.stats,
+                &mut u.txq,
+                &mut self.stats,
+                &mut first_err,
+            );
         }
         match first_err {
             Some(e) => Err(e),
@@ -1562,21 +1557,13 @@ impl Switch {
         if self.uplinks.list.len() == 1 {
             // One uplink: every frame to it, as the overlay addressed it.
             let u = &mut self.uplinks.list[0];
-            let want = self.to_uplink.len();
-            let sent = if want == 0 {
-                0
-            } else {
-                u.backend.tx_burst(&mut self.to_uplink).unwrap_or_else(|e| {
-                    self.stats.io_errors += 1;
-                    first_err.get_or_insert(e);
-                    0
-                })
-            };
-            self.stats.uplink_tx += sent as u64;
-            self.stats.tx_dropped += (want - sent) as u64;
-            u.stats.tx += sent as u64;
-            u.stats.tx_dropped += (want - sent) as u64;
-            self.to_uplink.drain(..).for_each(recycle);
+            send_burst(
+                &mut *u.backend,
+                &mut u.stats,
+                &mut self.to_uplink,
+                &mut self.stats,
+                &mut first_err,
+            );
         } else if !self.to_uplink.is_empty() {
             if let Err(e) = self.flush_spread() {
                 first_err.get_or_insert(e);
@@ -1607,4 +1594,32 @@ impl Switch {
             None => Ok(()),
         }
     }
+}
+
+/// Sends `q` on one uplink, counting what the device took and what it
+/// refused (on the switch and on the uplink), and recycles the burst. A
+/// device error loses the burst and is kept in `first_err` if it is the
+/// round's first.
+#[inline]
+fn send_burst(
+    backend: &mut dyn Backend,
+    ustats: &mut UplinkStats,
+    q: &mut Vec<PacketBuf>,
+    stats: &mut SwitchStats,
+    first_err: &mut Option<std::io::Error>,
+) {
+    let want = q.len();
+    if want == 0 {
+        return;
+    }
+    let sent = backend.tx_burst(q).unwrap_or_else(|e| {
+        stats.io_errors += 1;
+        first_err.get_or_insert(e);
+        0
+    });
+    stats.uplink_tx += sent as u64;
+    stats.tx_dropped += (want - sent) as u64;
+    ustats.tx += sent as u64;
+    ustats.tx_dropped += (want - sent) as u64;
+    q.drain(..).for_each(recycle);
 }
