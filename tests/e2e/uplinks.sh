@@ -29,11 +29,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$repo/tests/lib/hosts.sh"
 
-skip() {
-  if [ -n "${CI:-}" ]; then echo "FAIL: $*"; exit 1; fi
-  echo "SKIP: $*"
-  exit 0
-}
 [ "$(id -u)" = 0 ] || skip "the uplinks test needs root (network namespaces, veth, TAP)"
 command -v ip >/dev/null 2>&1 || skip "iproute2 ('ip') is not installed"
 [ -c /dev/net/tun ] || skip "/dev/net/tun is missing"

@@ -32,6 +32,16 @@ nx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 pass() { passes=$((passes + 1)); echo "PASS: $*"; }
 fail() { fails=$((fails + 1)); echo "FAIL: $*"; }
 
+# skip WHY: a prerequisite is truly absent: says so and exits 0, or in
+# CI (CI set) fails instead. A tier may define its own before sourcing.
+if ! declare -F skip >/dev/null; then
+  skip() {
+    if [ -n "${CI:-}" ]; then echo "FAIL: $*"; exit 1; fi
+    echo "SKIP: $*"
+    exit 0
+  }
+fi
+
 # need CMD PACKAGE...: installs the Debian packages of missing commands.
 # When they cannot be installed: in CI (CI set) the run fails, elsewhere
 # it is skipped (exit 0), saying which.
