@@ -26,7 +26,6 @@ enum StartL4 {
 }
 
 /// The first packet's headers, minus its flow key (see the module doc).
-#[derive(Clone)]
 pub(super) struct StartHeaders {
     eth_src: Mac,
     eth_dst: Mac,
@@ -48,15 +47,6 @@ const NO_VLAN: u16 = u16::MAX;
 struct Rest {
     outer: Option<Outer>,
     inner: Option<Inner>,
-}
-
-impl Clone for Rest {
-    fn clone(&self) -> Rest {
-        Rest {
-            outer: self.outer,
-            inner: self.inner,
-        }
-    }
 }
 
 impl StartHeaders {
